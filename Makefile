@@ -1,0 +1,33 @@
+# Every target creates .venv and installs what it needs when missing: a fresh clone with only
+# python3 present is enough.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-pg lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the README quickstart: in-memory, then a SQLite file in a temp dir
+	$(BIN)/python -m threadstore.quickstart
+
+test: $(STAMP)  ## the whole suite: memory and SQLite always, PostgreSQL when one is found
+	$(BIN)/python -m pytest -q
+
+test-pg: $(STAMP)  ## only the PostgreSQL-backed tests
+	$(BIN)/python -m pytest -q -m pg
+
+lint: $(STAMP)
+	$(BIN)/ruff check threadstore tests bench
+	$(BIN)/mypy --strict threadstore
+
+bench: $(STAMP)
+	@echo "make bench arrives with the benchmark issue; bench/ is empty for now"
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+-- PostgreSQL-only statements: a save and an append are each one statement (one round trip),
+-- where SQLite runs several inside BEGIN IMMEDIATE (sql/sqlite/sqlite.sql).
+-- Message parameters are JSON arrays of message documents (keys named like the columns),
+-- expanded with jsonb_populate_record over the messages row type.
+
+-- name: migration_lock :exec
+-- Serialises migrations across processes until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtext('threadstore.migrate'));
+
+-- name: save :many
+-- Upserts the thread row and writes only the changed messages:
+--   :new      messages this Thread object has not stored: inserted after the stored ones, or
+--             updated when the thread already holds that id;
+--   :edited   stored messages changed in place: updated (not resurrected if deleted meanwhile);
+--   :removed  ids to delete.
+-- The thread row's last_sequence hands out sequences. ON CONFLICT DO UPDATE locks the row and
+-- reads its latest version, so concurrent savers of one thread get distinct, consecutive numbers
+-- even though every CTE here reads one snapshot. A message id stored in another thread makes
+-- the INSERT fail on messages_pkey, and the whole statement with it.
+-- Returns (id, sequence) of the inserted messages.
+WITH incoming AS (
+    SELECT e.ord, r.*
+      FROM jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+), fresh AS (
+    SELECT i.*, row_number() OVER (ORDER BY i.ord) AS rank
+      FROM incoming AS i
+     WHERE NOT EXISTS (SELECT 1 FROM messages AS m WHERE m.id = i.id AND m.thread_id = :thread_id)
+), thread AS (
+    INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+            :created_at, :updated_at, (SELECT count(*) FROM fresh))
+    ON CONFLICT (id) DO UPDATE
+       SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
+           source = excluded.source, updated_at = excluded.updated_at,
+           last_sequence = t.last_sequence + excluded.last_sequence
+    RETURNING t.last_sequence - (SELECT count(*) FROM fresh) AS base
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT f.id, :thread_id, thread.base + f.rank, f.turn, f.role, f.content, f.reasoning_content,
+           f.name, f.tool_call_id, f.tool_calls, f.attributes, f.timestamp, f.source, f.platforms,
+           f.attachments, f.metrics, f.reactions
+      FROM fresh AS f CROSS JOIN thread
+    RETURNING id, sequence
+), changed AS (
+    UPDATE messages AS m
+       SET turn = r.turn, role = r.role, content = r.content,
+           reasoning_content = r.reasoning_content, name = r.name, tool_call_id = r.tool_call_id,
+           tool_calls = r.tool_calls, attributes = r.attributes, timestamp = r.timestamp,
+           source = r.source, platforms = r.platforms, attachments = r.attachments,
+           metrics = r.metrics, reactions = r.reactions
+      FROM (SELECT value FROM jsonb_array_elements(:new::jsonb)
+            UNION ALL
+            SELECT value FROM jsonb_array_elements(:edited::jsonb)) AS e(doc)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+     WHERE m.id = r.id AND m.thread_id = :thread_id
+), removed AS (
+    DELETE FROM messages WHERE thread_id = :thread_id AND id = any(:removed::text[])
+)
+SELECT id, sequence FROM inserted;
+
+-- name: renumber :many
+-- After a delete: renumber the thread's messages 1..n in their order and reset the counter.
+-- Runs in the save's transaction, after it, so it sees the deletes. Returns what moved.
+WITH ordered AS (
+    SELECT id, row_number() OVER (ORDER BY sequence) AS sequence
+      FROM messages
+     WHERE thread_id = :thread_id
+), moved AS (
+    UPDATE messages AS m
+       SET sequence = o.sequence
+      FROM ordered AS o
+     WHERE m.id = o.id AND m.sequence <> o.sequence
+    RETURNING m.id, m.sequence
+), counter AS (
+    UPDATE threads SET last_sequence = (SELECT count(*) FROM ordered) WHERE id = :thread_id
+)
+SELECT id, sequence FROM moved;
+
+-- name: append :one
+-- Inserts :messages after the stored ones of an existing thread without reading it; no row
+-- when the thread does not exist. Returns the thread's header document and a JSON object
+-- mapping each new message id to its sequence.
+WITH thread AS (
+    UPDATE threads
+       SET updated_at = :updated_at, last_sequence = last_sequence + :count
+     WHERE id = :thread_id
+    RETURNING id, title, attributes, platforms, source, created_at, updated_at, last_sequence
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, t.id, t.last_sequence - :count + e.ord, r.turn, r.role, r.content,
+           r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+           r.source, r.platforms, r.attachments, r.metrics, r.reactions
+      FROM thread AS t
+     CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+    RETURNING id, sequence
+)
+SELECT json_build_object(
+           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
+           'messages', '[]'::json) AS thread,
+       (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
+  FROM thread AS t;

@@ -1,0 +1,15 @@
+-- The migration ledger: which numbered files under migrations/ have run.
+
+-- name: create_ledger :exec
+CREATE TABLE IF NOT EXISTS threadstore_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL
+);
+
+-- name: versions :many
+-- Applied migrations, oldest first.
+SELECT version, name FROM threadstore_migrations ORDER BY version;
+
+-- name: record :exec
+INSERT INTO threadstore_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at);

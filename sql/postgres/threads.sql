@@ -1,0 +1,27 @@
+-- Thread reads and deletes. Reads return JSON documents (see the *_docs views).
+
+-- name: get :value
+-- One thread with its messages as a JSON document; None when absent.
+SELECT doc FROM thread_docs WHERE id = :thread_id;
+
+-- name: list :value
+-- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
+-- A NULL :limit means no limit.
+SELECT coalesce(json_agg(page.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+  FROM (SELECT id, updated_at, doc
+          FROM thread_docs
+         ORDER BY updated_at DESC, id DESC
+         LIMIT :limit OFFSET :offset) AS page;
+
+-- name: create_if_absent :exec
+-- Stores an empty thread unless one with that id exists.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
+VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb, :created_at, :updated_at)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: delete :rowcount
+-- Messages and aliases go with it (ON DELETE CASCADE).
+DELETE FROM threads WHERE id = :thread_id;
+
+-- name: delete_many :rowcount
+DELETE FROM threads WHERE id = any(:ids::text[]);

@@ -1,0 +1,114 @@
+-- SQLite-only statements. SQLite has no data-modifying CTEs, so a save or an append is several
+-- statements inside one BEGIN IMMEDIATE transaction (PostgreSQL: one statement each, see
+-- sql/postgres/postgres.sql). Message parameters are JSON arrays of message documents.
+
+-- name: connect :script
+-- Per connection: WAL lets readers run beside the writer; foreign keys are off unless asked
+-- for; busy_timeout makes a second writer wait for the lock instead of failing at once.
+PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = ON;
+PRAGMA busy_timeout = 5000;
+
+-- name: begin :exec
+-- Takes the write lock up front, so a transaction never has to upgrade a read lock (which can
+-- fail with SQLITE_BUSY however long busy_timeout is).
+BEGIN IMMEDIATE;
+
+-- name: commit :exec
+COMMIT;
+
+-- name: rollback :exec
+ROLLBACK;
+
+-- name: save_thread :exec
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
+VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at)
+ON CONFLICT (id) DO UPDATE
+   SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
+       source = excluded.source, updated_at = excluded.updated_at;
+
+-- name: update_messages :rowcount
+-- Rewrites the stored messages of this thread that appear in :messages.
+UPDATE messages
+   SET turn = e.value ->> '$.turn', role = e.value ->> '$.role',
+       content = nullif(e.value -> '$.content', 'null'),
+       reasoning_content = e.value ->> '$.reasoning_content', name = e.value ->> '$.name',
+       tool_call_id = e.value ->> '$.tool_call_id',
+       tool_calls = nullif(e.value -> '$.tool_calls', 'null'),
+       attributes = e.value -> '$.attributes', timestamp = e.value ->> '$.timestamp',
+       source = nullif(e.value -> '$.source', 'null'), platforms = e.value -> '$.platforms',
+       attachments = e.value -> '$.attachments', metrics = e.value -> '$.metrics',
+       reactions = e.value -> '$.reactions'
+  FROM json_each(:messages) AS e
+ WHERE messages.id = e.value ->> '$.id' AND messages.thread_id = :thread_id;
+
+-- name: insert_messages :many
+-- Inserts the messages of :messages this thread does not hold yet, numbered on from the
+-- thread's last_sequence (the caller advances it); returns (id, sequence) of each. An id
+-- stored in another thread fails on the primary key.
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT e.value ->> '$.id', :thread_id,
+       (SELECT last_sequence FROM threads WHERE id = :thread_id) + row_number() OVER (ORDER BY e.key),
+       e.value ->> '$.turn', e.value ->> '$.role', nullif(e.value -> '$.content', 'null'),
+       e.value ->> '$.reasoning_content', e.value ->> '$.name', e.value ->> '$.tool_call_id',
+       nullif(e.value -> '$.tool_calls', 'null'), e.value -> '$.attributes',
+       e.value ->> '$.timestamp', nullif(e.value -> '$.source', 'null'), e.value -> '$.platforms',
+       e.value -> '$.attachments', e.value -> '$.metrics', e.value -> '$.reactions'
+  FROM json_each(:messages) AS e
+ WHERE NOT EXISTS (SELECT 1 FROM messages AS m
+                    WHERE m.id = e.value ->> '$.id' AND m.thread_id = :thread_id)
+RETURNING id, sequence;
+
+-- name: delete_messages :rowcount
+-- :ids is a JSON array of message ids.
+DELETE FROM messages WHERE thread_id = :thread_id AND id IN (SELECT value FROM json_each(:ids));
+
+-- name: renumber_negative :exec
+-- Renumbering, step 1: SQLite checks UNIQUE (thread_id, sequence) row by row, so the new
+-- numbers 1..n are first written negated, where they cannot collide with the old ones.
+UPDATE messages
+   SET sequence = -ordered.rank
+  FROM (SELECT id, row_number() OVER (ORDER BY sequence) AS rank
+          FROM messages
+         WHERE thread_id = :thread_id) AS ordered
+ WHERE messages.id = ordered.id;
+
+-- name: renumber_positive :many
+-- Renumbering, step 2; returns (id, sequence) of every message of the thread.
+UPDATE messages SET sequence = -sequence
+ WHERE thread_id = :thread_id AND sequence < 0
+RETURNING id, sequence;
+
+-- name: sync_last_sequence :exec
+UPDATE threads
+   SET last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
+ WHERE id = :thread_id;
+
+-- name: append_thread :one
+-- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
+-- thread's header document and the first sequence reserved.
+UPDATE threads
+   SET updated_at = :updated_at, last_sequence = last_sequence + :count
+ WHERE id = :thread_id
+RETURNING json_object('id', id, 'title', title, 'attributes', json(attributes),
+                      'platforms', json(platforms), 'source', json(source),
+                      'created_at', created_at, 'updated_at', updated_at,
+                      'messages', json('[]')) AS thread,
+          last_sequence - :count + 1 AS first_sequence;
+
+-- name: append_messages :many
+-- Inserts :messages numbered from :first_sequence; returns (id, sequence) of each.
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT e.value ->> '$.id', :thread_id, :first_sequence + e.key,
+       e.value ->> '$.turn', e.value ->> '$.role', nullif(e.value -> '$.content', 'null'),
+       e.value ->> '$.reasoning_content', e.value ->> '$.name', e.value ->> '$.tool_call_id',
+       nullif(e.value -> '$.tool_calls', 'null'), e.value -> '$.attributes',
+       e.value ->> '$.timestamp', nullif(e.value -> '$.source', 'null'), e.value -> '$.platforms',
+       e.value -> '$.attachments', e.value -> '$.metrics', e.value -> '$.reactions'
+  FROM json_each(:messages) AS e
+ WHERE true
+RETURNING id, sequence;

@@ -1,0 +1,34 @@
+-- Thread reads and deletes. Reads return JSON documents (see the *_docs views).
+
+-- name: get :value
+-- One thread with its messages as a JSON document; None when absent.
+SELECT doc FROM thread_docs WHERE id = :thread_id;
+
+-- name: list :value
+-- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
+-- A NULL :limit means no limit (SQLite spells that LIMIT -1); the ordered window stands in for
+-- the ORDER BY inside an aggregate that SQLite 3.40 lacks.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT id, updated_at, doc
+                    FROM thread_docs
+                   ORDER BY updated_at DESC, id DESC
+                   LIMIT coalesce(:limit, -1) OFFSET :offset) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: create_if_absent :exec
+-- Stores an empty thread unless one with that id exists.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
+VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: delete :rowcount
+-- Messages and aliases go with it (ON DELETE CASCADE; foreign_keys is switched on at connect).
+DELETE FROM threads WHERE id = :thread_id;
+
+-- name: delete_many :rowcount
+-- :ids is a JSON array of thread ids.
+DELETE FROM threads WHERE id IN (SELECT value FROM json_each(:ids));

@@ -1,0 +1,104 @@
+"""The Backend protocol every storage backend implements, and what the store hands to it.
+
+The store validates and encodes; a backend only moves JSON documents in and out of its storage,
+so all backends answer alike. Reads return JSON bytes of Thread documents, decoded by the store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from threadstore.errors import SchemaVersionError
+
+if TYPE_CHECKING:
+    from threadstore.config import DatabaseConfig
+    from threadstore.queries import Migration
+
+
+class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
+    """One save: the thread row plus only the messages that changed, as JSON documents."""
+
+    thread_id: str
+    title: str
+    attributes: bytes  # JSON object
+    platforms: bytes  # JSON object
+    source: bytes | None  # JSON object, or None
+    created_at: datetime
+    updated_at: datetime
+    new: bytes = b"[]"  # JSON array of messages this Thread object has not stored yet
+    edited: bytes = b"[]"  # JSON array of stored messages changed in place
+    removed: list[str] = []  # ids of stored messages to delete
+
+
+class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """Messages to add after the stored ones of an existing thread."""
+
+    thread_id: str
+    messages: bytes  # JSON array of message documents
+    count: int
+    updated_at: datetime
+
+
+class Backend(Protocol):
+    """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect (and check the connection works)."""
+
+    async def close(self) -> None:
+        """Release every connection; idempotent."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under a cross-process lock; return the versions applied."""
+
+    async def get(self, thread_id: str) -> bytes | None:
+        """The thread document, or None."""
+
+    async def list(self, limit: int | None, offset: int) -> bytes:
+        """A JSON array of thread documents, newest updated_at first, id breaking ties."""
+
+    async def save(self, plan: SavePlan) -> dict[str, int]:
+        """Write the plan; return the sequence of every message inserted or renumbered."""
+
+    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        """Insert after the stored messages: (thread header document, id -> sequence), or None
+        when the thread does not exist."""
+
+    async def create_if_absent(self, plan: SavePlan) -> None:
+        """Store the (empty) thread of the plan unless the id is taken."""
+
+    async def delete(self, thread_id: str) -> bool:
+        """Delete a thread with its messages and aliases; False if absent."""
+
+    async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        """Delete those threads; the number deleted."""
+
+
+_MODULES = {"memory": "memory", "sqlite": "sqlite", "postgres": "postgres"}
+
+
+def open_backend(config: DatabaseConfig) -> Backend:
+    """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap)."""
+    module = importlib.import_module(f"threadstore.backends.{_MODULES[config.backend]}")
+    backend: Backend = module.create(config)
+    return backend
+
+
+def pending_migrations(migrations: Sequence[Migration], applied: Sequence[int]) -> list[Migration]:
+    """The migrations still to run; a database newer than this code is an error."""
+    known = max((m.version for m in migrations), default=0)
+    newest = max(applied, default=0)
+    if newest > known:
+        raise SchemaVersionError(
+            f"the database schema is at version {newest}, but this threadstore knows versions "
+            f"up to {known}; upgrade threadstore"
+        )
+    done = set(applied)
+    return [m for m in migrations if m.version not in done]

@@ -1,0 +1,167 @@
+"""The in-memory backend: the reference semantics every SQL backend must match.
+
+It keeps decoded copies of what it was given and hands out freshly encoded documents, so a
+caller mutating a returned Thread never changes the store. Each operation runs without an
+await, so it is atomic on the event loop; it checks everything before it changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from threadstore.backends import AppendPlan, SavePlan
+from threadstore.config import DatabaseConfig
+from threadstore.errors import ConflictError
+from threadstore.models import Message
+
+_encode = msgspec.json.Encoder().encode
+_decode_messages = msgspec.json.Decoder(list[Message]).decode
+
+
+@dataclass
+class _Row:
+    title: str
+    attributes: msgspec.Raw
+    platforms: msgspec.Raw
+    source: msgspec.Raw | None
+    created_at: datetime
+    updated_at: datetime
+    last_sequence: int = 0
+    messages: dict[str, Message] = field(default_factory=dict)
+
+    def header(self, thread_id: str) -> dict[str, Any]:
+        return {
+            "id": thread_id, "title": self.title, "attributes": self.attributes,
+            "platforms": self.platforms, "source": self.source,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+class MemoryBackend:
+    """Threads in dicts, compared and ordered exactly as the SQL backends do."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._threads: dict[str, _Row] = {}
+        self._owner: dict[str, str] = {}  # message id -> thread id
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def migrate(self) -> list[int]:
+        return []
+
+    def _doc(self, thread_id: str, row: _Row) -> dict[str, Any]:
+        messages = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
+        return {**row.header(thread_id), "messages": messages}
+
+    async def get(self, thread_id: str) -> bytes | None:
+        row = self._threads.get(thread_id)
+        return None if row is None else _encode(self._doc(thread_id, row))
+
+    async def list(self, limit: int | None, offset: int) -> bytes:
+        order = sorted(self._threads.items(), key=lambda item: (item[1].updated_at, item[0]), reverse=True)
+        page = order[offset:] if limit is None else order[offset:offset + limit]
+        return _encode([self._doc(thread_id, row) for thread_id, row in page])
+
+    def _new_row(self, plan: SavePlan) -> _Row:
+        return _Row(
+            title=plan.title, attributes=msgspec.Raw(plan.attributes),
+            platforms=msgspec.Raw(plan.platforms),
+            source=None if plan.source is None else msgspec.Raw(plan.source),
+            created_at=plan.created_at, updated_at=plan.updated_at,
+        )
+
+    def _check_owner(self, thread_id: str, messages: list[Message]) -> None:
+        for message in messages:
+            owner = self._owner.get(message.id, thread_id)
+            if owner != thread_id:
+                raise ConflictError(f"message {message.id!r} is already stored in another thread")
+
+    async def save(self, plan: SavePlan) -> dict[str, int]:
+        new, edited = _decode_messages(plan.new), _decode_messages(plan.edited)
+        row = self._threads.get(plan.thread_id)
+        held = {} if row is None else row.messages
+        fresh = [m for m in new if m.id not in held]
+        self._check_owner(plan.thread_id, fresh)
+        if row is None:
+            row = self._threads[plan.thread_id] = self._new_row(plan)
+        else:
+            update = self._new_row(plan)
+            row.title, row.attributes, row.platforms = update.title, update.attributes, update.platforms
+            row.source, row.updated_at = update.source, update.updated_at
+        for message in [*new, *edited]:
+            stored = held.get(message.id)
+            if stored is not None:
+                message.sequence, message.thread_id = stored.sequence, plan.thread_id
+                held[message.id] = message
+        sequences: dict[str, int] = {}
+        for message in fresh:
+            row.last_sequence += 1
+            message.sequence, message.thread_id = row.last_sequence, plan.thread_id
+            row.messages[message.id] = message
+            self._owner[message.id] = plan.thread_id
+            sequences[message.id] = row.last_sequence
+        if plan.removed:
+            for message_id in plan.removed:
+                if row.messages.pop(message_id, None) is not None:
+                    del self._owner[message_id]
+            sequences.update(self._renumber(row))
+        return sequences
+
+    @staticmethod
+    def _renumber(row: _Row) -> dict[str, int]:
+        moved = {}
+        ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
+        for position, message in enumerate(ordered, 1):
+            if message.sequence != position:
+                message.sequence = moved[message.id] = position
+        row.last_sequence = len(ordered)
+        return moved
+
+    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        row = self._threads.get(plan.thread_id)
+        if row is None:
+            return None
+        messages = _decode_messages(plan.messages)
+        for message in messages:
+            if message.id in self._owner:
+                raise ConflictError(f"message {message.id!r} is already stored")
+        sequences = {}
+        for message in messages:
+            row.last_sequence += 1
+            message.sequence, message.thread_id = row.last_sequence, plan.thread_id
+            row.messages[message.id] = message
+            self._owner[message.id] = plan.thread_id
+            sequences[message.id] = row.last_sequence
+        row.updated_at = plan.updated_at
+        return _encode({**row.header(plan.thread_id), "messages": []}), sequences
+
+    async def create_if_absent(self, plan: SavePlan) -> None:
+        if plan.thread_id not in self._threads:
+            self._threads[plan.thread_id] = self._new_row(plan)
+
+    async def delete(self, thread_id: str) -> bool:
+        row = self._threads.pop(thread_id, None)
+        if row is None:
+            return False
+        for message_id in row.messages:
+            del self._owner[message_id]
+        return True
+
+    async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        return sum([await self.delete(thread_id) for thread_id in dict.fromkeys(thread_ids)])
+
+
+def create(config: DatabaseConfig) -> MemoryBackend:
+    """A fresh, empty in-memory backend."""
+    return MemoryBackend()

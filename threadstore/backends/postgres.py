@@ -1,0 +1,204 @@
+"""The PostgreSQL backend: one asyncpg pool, statements from sql/postgres/.
+
+No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
+binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
+call and are decoded by the store in a single typed pass. A save or an append is one statement,
+so one round trip, unless the save deletes messages (then a transaction renumbers them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from threadstore import queries
+from threadstore.backends import AppendPlan, SavePlan, pending_migrations
+from threadstore.config import DatabaseConfig
+from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
+from threadstore.queries import Kind
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_JSONB_VERSION = b"\x01"  # binary jsonb is a version byte followed by the JSON text
+
+# Losing the server or the socket, as opposed to the server rejecting a statement.
+_CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + _encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return _decode(data[1:])
+
+
+def _raw_json(data: bytes) -> bytes:
+    return data
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
+                              encoder=_encode_jsonb, decoder=_decode_jsonb)
+    # json results are the documents the store decodes itself: hand over the bytes untouched.
+    await conn.set_type_codec("json", schema="pg_catalog", format="binary",
+                              encoder=_encode, decoder=_raw_json)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Release without a reset query (RESET ALL, UNLISTEN, ... cost a round trip each time).
+
+    Safe because this backend leaves no session state: no SET, LISTEN, cursors or session
+    advisory locks. asyncpg itself still rolls back a transaction left open.
+    """
+
+
+def _translate(exc: Exception, name: str, config: DatabaseConfig) -> ThreadStoreError:
+    text = config.scrub(f"{name}: {exc}")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return ConflictError(f"{text} (an id is already stored elsewhere)")
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
+    return ThreadStoreError(f"PostgreSQL failed: {text}")
+
+
+class PostgresBackend:
+    """Threads in PostgreSQL through an asyncpg pool."""
+
+    name = "postgres"
+
+    def __init__(self, config: DatabaseConfig, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._config = config
+        self._queries = queries.load("postgres")
+        self._pool: asyncpg.Pool | None = None
+        self._min_size, self._max_size = min_size, max_size
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._config.dsn, min_size=self._min_size, max_size=self._max_size,
+                init=_init_connection, reset=_no_reset,
+                server_settings={"timezone": "UTC", "application_name": "threadstore"},
+            )
+        except (asyncpg.PostgresError, ValueError, *_CONNECTION_ERRORS) as exc:
+            message = self._config.scrub(str(exc))
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {self._config.masked_url}: {message}"
+            ) from None
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            raise StoreUnavailableError("the PostgreSQL pool is closed")
+        return self._pool.acquire()
+
+    async def _run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
+        """Run one named query; the one place where SQL meets the driver."""
+        query = self._queries[name]
+        args = query.args(params)
+        try:
+            match query.kind:
+                case Kind.ONE:
+                    return await conn.fetchrow(query.sql, *args)
+                case Kind.MANY:
+                    return await conn.fetch(query.sql, *args)
+                case Kind.VALUE:
+                    return await conn.fetchval(query.sql, *args)
+                case Kind.EXEC:
+                    await conn.execute(query.sql, *args)
+                    return None
+                case Kind.ROWCOUNT:
+                    status: str = await conn.execute(query.sql, *args)
+                    return int(status.rpartition(" ")[2])
+                case Kind.SCRIPT:
+                    await conn.execute(query.sql)
+                    return None
+        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+            raise _translate(exc, name, self._config) from exc
+
+    async def migrate(self) -> list[int]:
+        registry = self._queries
+        async with self._acquire() as conn, conn.transaction():
+            await self._run(conn, "postgres.migration_lock")
+            await self._run(conn, "schema.create_ledger")
+            applied = [row[0] for row in await self._run(conn, "schema.versions")]
+            pending = pending_migrations(registry.migrations, applied)
+            for migration in pending:
+                try:
+                    await conn.execute(migration.script)
+                except asyncpg.PostgresError as exc:
+                    raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+                await self._run(conn, "schema.record", version=migration.version,
+                                name=migration.name, applied_at=datetime.now(timezone.utc))
+        return [m.version for m in pending]
+
+    async def get(self, thread_id: str) -> bytes | None:
+        async with self._acquire() as conn:
+            doc: bytes | None = await self._run(conn, "threads.get", thread_id=thread_id)
+        return doc
+
+    async def list(self, limit: int | None, offset: int) -> bytes:
+        async with self._acquire() as conn:
+            doc: bytes = await self._run(conn, "threads.list", limit=limit, offset=offset)
+        return doc
+
+    @staticmethod
+    def _thread_params(plan: SavePlan) -> dict[str, Any]:
+        return {
+            "thread_id": plan.thread_id, "title": plan.title,
+            "attributes": msgspec.Raw(plan.attributes), "platforms": msgspec.Raw(plan.platforms),
+            "source": None if plan.source is None else msgspec.Raw(plan.source),
+            "created_at": plan.created_at, "updated_at": plan.updated_at,
+        }
+
+    async def save(self, plan: SavePlan) -> dict[str, int]:
+        params = {**self._thread_params(plan), "new": msgspec.Raw(plan.new),
+                  "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
+        async with self._acquire() as conn:
+            if not plan.removed:
+                rows = await self._run(conn, "postgres.save", **params)
+                return {row[0]: row[1] for row in rows}
+            async with conn.transaction():
+                rows = await self._run(conn, "postgres.save", **params)
+                moved = await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
+        return {row[0]: row[1] for row in [*rows, *moved]}
+
+    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        async with self._acquire() as conn:
+            row = await self._run(
+                conn, "postgres.append", thread_id=plan.thread_id, count=plan.count,
+                updated_at=plan.updated_at, messages=msgspec.Raw(plan.messages),
+            )
+        if row is None:
+            return None
+        sequences: dict[str, int] = _decode(row[1])
+        return row[0], sequences
+
+    async def create_if_absent(self, plan: SavePlan) -> None:
+        async with self._acquire() as conn:
+            await self._run(conn, "threads.create_if_absent", **self._thread_params(plan))
+
+    async def delete(self, thread_id: str) -> bool:
+        async with self._acquire() as conn:
+            count: int = await self._run(conn, "threads.delete", thread_id=thread_id)
+        return count > 0
+
+    async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        async with self._acquire() as conn:
+            count: int = await self._run(conn, "threads.delete_many", ids=list(thread_ids))
+        return count
+
+
+def create(config: DatabaseConfig) -> PostgresBackend:
+    """A PostgreSQL backend for the DSN in ``config``."""
+    return PostgresBackend(config)

@@ -1,0 +1,229 @@
+"""The SQLite backend: one aiosqlite connection per store, statements from sql/sqlite/.
+
+The connection runs in autocommit mode (``isolation_level=None``) and every write is an explicit
+``BEGIN IMMEDIATE`` ... ``COMMIT``. One asyncio.Lock guards the connection for a whole
+operation, so the statements of concurrent operations never interleave inside a transaction.
+Times are stored as ISO-8601 UTC text with microseconds, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from threadstore import queries
+from threadstore.backends import AppendPlan, SavePlan, pending_migrations
+from threadstore.config import DatabaseConfig
+from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
+from threadstore.queries import Kind
+
+# Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
+_PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
+_BUSY, _LOCKED = 5, 6
+
+
+def _text_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (_PRIMARY_KEY, _UNIQUE):
+        return ConflictError(f"{name}: an id is already stored elsewhere ({exc})")
+    if code is not None and code & 0xFF in (_BUSY, _LOCKED):
+        return StoreUnavailableError(f"{name}: the SQLite database is locked by another writer ({exc})")
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailableError(f"{name}: SQLite failed: {exc}")
+    return ThreadStoreError(f"{name}: SQLite failed: {exc}")
+
+
+class SQLiteBackend:
+    """Threads in a SQLite file (or a private in-memory database)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._queries = queries.load("sqlite")
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._path != ":memory:" and not Path(self._path).parent.exists():
+            raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: its directory does not exist")
+        try:
+            self._conn = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._run("sqlite.connect")
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreUnavailableError("the SQLite connection is closed")
+        return self._conn
+
+    async def _run(self, name: str, /, **params: Any) -> Any:
+        """Run one named query; the one place where SQL meets the driver."""
+        query = self._queries[name]
+        args = query.args(params)
+        conn = self._connection()
+        try:
+            match query.kind:
+                case Kind.ONE:
+                    rows = await conn.execute_fetchall(query.sql, args)
+                    return next(iter(rows), None)
+                case Kind.MANY:
+                    return list(await conn.execute_fetchall(query.sql, args))
+                case Kind.VALUE:
+                    rows = await conn.execute_fetchall(query.sql, args)
+                    row = next(iter(rows), None)
+                    return None if row is None else row[0]
+                case Kind.EXEC:
+                    await conn.execute(query.sql, args)
+                    return None
+                case Kind.ROWCOUNT:
+                    cursor = await conn.execute(query.sql, args)
+                    return cursor.rowcount
+                case Kind.SCRIPT:
+                    await conn.executescript(query.sql)
+                    return None
+        except sqlite3.Error as exc:
+            raise _translate(exc, name) from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any failure or cancellation."""
+        try:
+            await self._run("sqlite.begin")
+            yield
+            await self._run("sqlite.commit")
+        except BaseException:
+            # Shielded: a cancelled task must still leave no transaction open on the connection.
+            await asyncio.shield(self._rollback())
+            raise
+
+    async def _rollback(self) -> None:
+        # Issued unconditionally: a cancelled statement may still be queued on the connection's
+        # thread, and this ROLLBACK runs after it. With no transaction open it fails harmlessly.
+        with contextlib.suppress(ThreadStoreError):
+            await self._run("sqlite.rollback")
+
+    async def migrate(self) -> list[int]:
+        registry = self._queries
+        async with self._lock, self._transaction():
+            await self._run("schema.create_ledger")
+            applied = [row[0] for row in await self._run("schema.versions")]
+            pending = pending_migrations(registry.migrations, applied)
+            for migration in pending:
+                for statement in migration.statements:
+                    try:
+                        await self._connection().execute(statement)
+                    except sqlite3.Error as exc:
+                        raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+                await self._run(
+                    "schema.record", version=migration.version, name=migration.name,
+                    applied_at=_text_time(datetime.now(timezone.utc)),
+                )
+        return [m.version for m in pending]
+
+    async def get(self, thread_id: str) -> bytes | None:
+        async with self._lock:
+            doc = await self._run("threads.get", thread_id=thread_id)
+        return None if doc is None else doc.encode()
+
+    async def list(self, limit: int | None, offset: int) -> bytes:
+        async with self._lock:
+            doc: str = await self._run("threads.list", limit=limit, offset=offset)
+        return doc.encode()
+
+    def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
+        return {
+            "thread_id": plan.thread_id, "title": plan.title,
+            "attributes": plan.attributes.decode(), "platforms": plan.platforms.decode(),
+            "source": None if plan.source is None else plan.source.decode(),
+            "created_at": _text_time(plan.created_at), "updated_at": _text_time(plan.updated_at),
+        }
+
+    async def save(self, plan: SavePlan) -> dict[str, int]:
+        thread_id = plan.thread_id
+        new = plan.new.decode() if plan.new != b"[]" else None
+        async with self._lock, self._transaction():
+            await self._run("sqlite.save_thread", **self._thread_params(plan))
+            if new is not None or plan.edited != b"[]":
+                # Edited messages and new ones the thread already holds: rewritten in place.
+                await self._run("sqlite.update_messages", thread_id=thread_id,
+                                messages=_join_arrays(plan.new, plan.edited).decode())
+            rows = []
+            if new is not None:
+                rows = await self._run("sqlite.insert_messages", thread_id=thread_id, messages=new)
+            sequences = {row[0]: row[1] for row in rows}
+            if plan.removed:
+                ids = _json_list(plan.removed)
+                await self._run("sqlite.delete_messages", thread_id=thread_id, ids=ids)
+                await self._run("sqlite.renumber_negative", thread_id=thread_id)
+                renumbered = await self._run("sqlite.renumber_positive", thread_id=thread_id)
+                sequences.update({row[0]: row[1] for row in renumbered})
+            if new is not None or plan.removed:
+                await self._run("sqlite.sync_last_sequence", thread_id=thread_id)
+        return sequences
+
+    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        async with self._lock, self._transaction():
+            row = await self._run(
+                "sqlite.append_thread", thread_id=plan.thread_id, count=plan.count,
+                updated_at=_text_time(plan.updated_at),
+            )
+            if row is None:
+                return None
+            header, first = row
+            rows = await self._run(
+                "sqlite.append_messages", thread_id=plan.thread_id, first_sequence=first,
+                messages=plan.messages.decode(),
+            )
+        return header.encode(), {r[0]: r[1] for r in rows}
+
+    async def create_if_absent(self, plan: SavePlan) -> None:
+        async with self._lock, self._transaction():
+            await self._run("threads.create_if_absent", **self._thread_params(plan))
+
+    async def delete(self, thread_id: str) -> bool:
+        async with self._lock, self._transaction():
+            count: int = await self._run("threads.delete", thread_id=thread_id)
+        return count > 0
+
+    async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        async with self._lock, self._transaction():
+            count: int = await self._run("threads.delete_many", ids=_json_list(thread_ids))
+        return count
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return msgspec.json.encode(list(values)).decode()
+
+
+def _join_arrays(first: bytes, second: bytes) -> bytes:
+    """Two JSON arrays as one."""
+    if first == b"[]":
+        return second
+    if second == b"[]":
+        return first
+    return first[:-1] + b"," + second[1:]
+
+
+def create(config: DatabaseConfig) -> SQLiteBackend:
+    """A SQLite backend for the path in ``config``."""
+    return SQLiteBackend(config.path or ":memory:")

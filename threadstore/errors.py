@@ -1,0 +1,38 @@
+"""Exceptions raised by threadstore.
+
+Every error the store raises for a reason outside the caller's arguments is a ThreadStoreError,
+a RuntimeError, so code written against the predecessors' documented ``except RuntimeError``
+keeps working. Bad arguments raise ValueError or TypeError before anything is written.
+"""
+
+
+class ThreadStoreError(RuntimeError):
+    """Base class of every threadstore error (a RuntimeError, as the predecessors documented)."""
+
+
+class ConfigurationError(ThreadStoreError, ValueError):
+    """A database URL or setting is invalid."""
+
+
+class StoreUnavailableError(ThreadStoreError):
+    """The database could not be reached or the connection was lost."""
+
+
+class StoreClosedError(ThreadStoreError):
+    """The store was closed; create a new one."""
+
+
+class ConflictError(ThreadStoreError):
+    """The write collides with stored data (e.g. a message id stored in another thread)."""
+
+
+class NotFoundError(ThreadStoreError, LookupError):
+    """The thread the operation needs does not exist."""
+
+
+class SchemaVersionError(ThreadStoreError):
+    """The database schema is newer than this version of threadstore understands."""
+
+
+class QueryFileError(ThreadStoreError):
+    """A SQL file under sql/ is malformed."""

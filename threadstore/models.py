@@ -1,0 +1,368 @@
+"""Conversation models: Thread, Message and Attachment as msgspec Structs, with their behaviour.
+
+No I/O here. A Thread also remembers, outside its fields, which of its messages are already
+stored (and which stored ones were edited through field assignment), so that a save writes only
+what changed; that bookkeeping is private to this module and ``store.py``.
+
+Datetimes are aware UTC: a naive datetime is taken to be UTC, an aware one is converted to UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+ROLES = ("system", "user", "assistant", "tool")
+
+_set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
+_get_id = attrgetter("id")
+_encode = msgspec.json.Encoder().encode
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: object, field: str) -> datetime:
+    """``value`` as an aware UTC datetime; naive datetimes are taken to be UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{field} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)
+
+
+def default_metrics() -> dict[str, Any]:
+    """The metrics layout every message starts with: model, token usage and timing."""
+    return {
+        "model": None,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "timing": {"started_at": None, "ended_at": None, "latency": 0},
+    }
+
+
+def _require(value: object, kinds: type | tuple[type, ...], field: str) -> None:
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+        raise ValueError(f"{field} must be {names}, got {type(value).__name__}")
+
+
+class Attachment(msgspec.Struct, kw_only=True):
+    """A file attached to a message (its storage arrives with the FileStore)."""
+
+    filename: str
+    content: bytes | None = None
+    mime_type: str | None = None
+    file_id: str | None = None
+    storage_path: str | None = None
+    storage_backend: str | None = None
+    status: str = "pending"
+    processed_content: str | None = None
+    attributes: dict[str, Any] = {}
+
+
+class Message(msgspec.Struct, kw_only=True, dict=True):
+    """One message of a thread, in the OpenAI chat layout plus threadstore's metadata.
+
+    ``id`` is derived from role, content, timestamp and source unless given, so the same message
+    saved twice is the same row. ``sequence`` is its position in the thread (system messages 0).
+    """
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    id: str = ""
+    reasoning_content: str | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    attributes: dict[str, Any] = {}
+    timestamp: datetime = msgspec.field(default_factory=utcnow)
+    source: dict[str, Any] | None = None
+    platforms: dict[str, Any] = {}
+    attachments: list[Attachment] = []
+    metrics: dict[str, Any] = msgspec.field(default_factory=default_metrics)
+    reactions: dict[str, list[str]] = {}
+    sequence: int | None = None
+    turn: int | None = None
+    thread_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {self.role!r}")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("Message.tool_call_id is required for a 'tool' message")
+        _require(self.content, (str, list, type(None)), "Message.content")
+        _require(self.attributes, dict, "Message.attributes")
+        _require(self.platforms, dict, "Message.platforms")
+        _require(self.metrics, dict, "Message.metrics")
+        _require(self.reactions, dict, "Message.reactions")
+        _require(self.source, (dict, type(None)), "Message.source")
+        _require(self.tool_calls, (list, type(None)), "Message.tool_calls")
+        _require(self.id, str, "Message.id")
+        timestamp = self.timestamp
+        if type(timestamp) is not datetime or timestamp.tzinfo is not timezone.utc:
+            _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))
+        if not self.id:
+            _set_field(self, "id", self._derive_id())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _set_field(self, name, value)
+        if name[0] != "_":
+            edited = self.__dict__.get("_edited")
+            if edited is not None:
+                edited[self.id] = self
+
+    def _derive_id(self) -> str:
+        key = [self.role, self.content, self.timestamp.isoformat(), self.source]
+        return hashlib.sha256(_encode(key)).hexdigest()
+
+    def add_reaction(self, emoji: str, user_id: str) -> bool:
+        """Record ``user_id``'s reaction; False if it was already there."""
+        users = self.reactions.get(emoji, [])
+        if user_id in users:
+            return False
+        self.reactions = {**self.reactions, emoji: [*users, user_id]}
+        return True
+
+    def remove_reaction(self, emoji: str, user_id: str) -> bool:
+        """Remove ``user_id``'s reaction; False if there was none."""
+        users = self.reactions.get(emoji, [])
+        if user_id not in users:
+            return False
+        reactions = {**self.reactions, emoji: [u for u in users if u != user_id]}
+        if not reactions[emoji]:
+            del reactions[emoji]
+        self.reactions = reactions
+        return True
+
+
+def _new_thread_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Thread(msgspec.Struct, kw_only=True, dict=True):
+    """A conversation: ordered messages plus attributes and platform references.
+
+    ``platforms`` maps a platform name to its reference (``{"slack": {"channel": "C1"}}``);
+    ``source`` is the same idea spelled as one dict with a ``"name"`` key.
+    """
+
+    id: str = msgspec.field(default_factory=_new_thread_id)
+    title: str = "Untitled Thread"
+    messages: list[Message] = []
+    attributes: dict[str, Any] = {}
+    platforms: dict[str, dict[str, Any]] = {}
+    source: dict[str, Any] | None = None
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+    updated_at: datetime = msgspec.field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        _require(self.id, str, "Thread.id")
+        if not self.id:
+            raise ValueError("Thread.id must not be empty")
+        _require(self.title, str, "Thread.title")
+        _require(self.messages, list, "Thread.messages")
+        _require(self.attributes, dict, "Thread.attributes")
+        _require(self.platforms, dict, "Thread.platforms")
+        for name, reference in self.platforms.items():
+            _require(reference, dict, f"Thread.platforms[{name!r}]")
+        _require(self.source, (dict, type(None)), "Thread.source")
+        if self.source is not None and not isinstance(self.source.get("name"), str):
+            raise ValueError("Thread.source must have a string 'name' key")
+        for field in ("created_at", "updated_at"):
+            value = getattr(self, field)
+            if type(value) is not datetime or value.tzinfo is not timezone.utc:
+                setattr(self, field, as_utc(value, f"Thread.{field}"))
+
+    # -- messages --------------------------------------------------------------------------
+
+    def add_message(self, message: Message) -> None:
+        """Append ``message`` with the next sequence; a system message goes first, sequence 0."""
+        _require(message, Message, "message")
+        if message.role == "system":
+            message.sequence = 0
+            self.messages.insert(0, message)
+        else:
+            last = self.messages[-1].sequence if self.messages else 0
+            message.sequence = (last or 0) + 1
+            self.messages.append(message)
+        message.thread_id = self.id
+        self.updated_at = utcnow()
+
+    def remove_message(self, message_id: str) -> bool:
+        """Remove the message with that id; the next save deletes it. False if absent."""
+        for index, message in enumerate(self.messages):
+            if message.id == message_id:
+                del self.messages[index]
+                self.updated_at = utcnow()
+                return True
+        return False
+
+    def clear_messages(self) -> None:
+        """Remove every message; the next save deletes the stored ones."""
+        self.messages = []
+        self.updated_at = utcnow()
+
+    def get_message(self, message_id: str) -> Message | None:
+        """The message with that id, or None."""
+        return next((m for m in self.messages if m.id == message_id), None)
+
+    def mark_edited(self, message: Message | str) -> None:
+        """Have the next save write this message again.
+
+        Assigning a field (``message.content = ...``) marks it by itself; call this after
+        changing a nested value in place (``message.attributes["k"] = v``).
+        """
+        found = message if isinstance(message, Message) else self.get_message(message)
+        if found is None:
+            raise ValueError(f"no message {message!r} in thread {self.id!r}")
+        edited = self.__dict__.get("_edited")
+        if edited is not None:
+            edited[found.id] = found
+
+    def ensure_system_prompt(self, prompt: str) -> None:
+        """Put a system message with ``prompt`` first unless the thread already starts with one."""
+        if not self.messages or self.messages[0].role != "system":
+            self.add_message(Message(role="system", content=prompt))
+
+    def get_system_message(self) -> Message | None:
+        """The system message, if any."""
+        return next((m for m in self.messages if m.role == "system"), None)
+
+    def get_last_message_by_role(self, role: str) -> Message | None:
+        """The most recent message with that role, or None."""
+        return next((m for m in reversed(self.messages) if m.role == role), None)
+
+    def get_messages_in_sequence(self) -> list[Message]:
+        """Messages ordered by sequence."""
+        return sorted(self.messages, key=lambda m: m.sequence if m.sequence is not None else 0)
+
+    def get_messages_for_chat_completion(self) -> list[dict[str, Any]]:
+        """Messages as OpenAI chat-completion dicts (tool calls and tool results included)."""
+        result: list[dict[str, Any]] = []
+        for message in self.get_messages_in_sequence():
+            entry: dict[str, Any] = {"role": message.role, "content": message.content}
+            if message.name:
+                entry["name"] = message.name
+            if message.tool_calls:
+                entry["tool_calls"] = message.tool_calls
+            if message.role == "tool":
+                entry["tool_call_id"] = message.tool_call_id
+            result.append(entry)
+        return result
+
+    def get_message_counts(self) -> dict[str, int]:
+        """How many messages of each role."""
+        counts = dict.fromkeys(ROLES, 0)
+        for message in self.messages:
+            counts[message.role] = counts.get(message.role, 0) + 1
+        return counts
+
+    def get_total_tokens(self) -> dict[str, Any]:
+        """Token usage from message metrics: ``{"overall": {...}, "by_model": {model: {...}}}``."""
+        keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+        overall = dict.fromkeys(keys, 0)
+        by_model: dict[str, dict[str, int]] = {}
+        for message in self.messages:
+            usage = message.metrics.get("usage") or {}
+            counts = {k: int(usage.get(k) or 0) for k in keys}
+            for key in keys:
+                overall[key] += counts[key]
+            model = message.metrics.get("model")
+            if model:
+                entry = by_model.setdefault(model, {"calls": 0, **dict.fromkeys(keys, 0)})
+                entry["calls"] += 1
+                for key in keys:
+                    entry[key] += counts[key]
+        return {"overall": overall, "by_model": by_model}
+
+    def get_model_usage(self, model_name: str | None = None) -> dict[str, Any]:
+        """Usage per model, or for one model (empty dict when unused)."""
+        by_model: dict[str, Any] = self.get_total_tokens()["by_model"]
+        return by_model if model_name is None else by_model.get(model_name, {})
+
+    # -- reactions --------------------------------------------------------------------------
+
+    def add_reaction(self, message_id: str, emoji: str, user_id: str) -> bool:
+        """React to a message; False if the message is absent or the reaction already there."""
+        message = self.get_message(message_id)
+        return message is not None and message.add_reaction(emoji, user_id)
+
+    def remove_reaction(self, message_id: str, emoji: str, user_id: str) -> bool:
+        """Withdraw a reaction; False if the message or the reaction is absent."""
+        message = self.get_message(message_id)
+        return message is not None and message.remove_reaction(emoji, user_id)
+
+    def get_reactions(self, message_id: str) -> dict[str, list[str]]:
+        """A message's reactions (emoji -> user ids); empty when the message is absent."""
+        message = self.get_message(message_id)
+        return {} if message is None else {k: list(v) for k, v in message.reactions.items()}
+
+    # -- save bookkeeping (used by store.py) ------------------------------------------------
+
+    def _changes(self, origin: object) -> tuple[list[Message], list[Message], list[str]]:
+        """(new, edited, removed ids) since this thread was last loaded from or saved to ``origin``.
+
+        The id comparisons run as set operations in C; only new and edited messages are
+        visited one by one, so appending to a long loaded thread stays cheap.
+        """
+        messages = self.messages
+        ids = list(map(_get_id, messages))
+        current = set(ids)
+        if len(current) != len(ids):
+            seen: set[str] = set()
+            duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise ValueError(f"Thread {self.id!r} holds message {duplicate!r} twice")
+        state = self.__dict__
+        if state.get("_origin") is not origin:
+            return [m for m in messages if m.role != "system"], [], []
+        known: set[str] = state["_known"]
+        stored: set[str] = state["_stored"]
+        new_ids = current - known
+        if not new_ids:
+            new = []
+        elif set(ids[-len(new_ids):]) == new_ids:  # the usual case: appended at the end
+            new = [m for m in messages[-len(new_ids):] if m.role != "system"]
+        else:
+            new = [m for m in messages if m.id in new_ids and m.role != "system"]
+        edited_by_id: dict[str, Message] = state["_edited"]
+        edited = [
+            m for i, m in edited_by_id.items()
+            if i in stored and i in current and m.role != "system"
+        ]
+        return new, edited, sorted(stored - current)
+
+    def _mark_synced(
+        self, origin: object, new: list[Message] | None = None, removed: list[str] = []
+    ) -> None:
+        """Record that the messages here are now what ``origin`` stores (system ones excepted).
+
+        After a load pass ``new=None``; after a save pass what it inserted and deleted, so the
+        per-message work is limited to the messages that just became stored.
+        """
+        state = self.__dict__
+        if new is None or state.get("_origin") is not origin:
+            edited: dict[str, Message] = {}
+            tracked = self.messages if new is None else new
+            stored = {m.id for m in tracked if m.role != "system"}
+        else:
+            edited = state["_edited"]
+            edited.clear()
+            tracked = new
+            stored = state["_stored"]
+            stored.difference_update(removed)
+            stored.update(map(_get_id, new))
+        for message in tracked:
+            message.__dict__["_edited"] = edited
+        state["_origin"] = origin
+        state["_known"] = set(map(_get_id, self.messages))
+        state["_stored"] = stored
+        state["_edited"] = edited

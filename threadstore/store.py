@@ -1,0 +1,297 @@
+"""ThreadStore: the public facade. URL -> backend, lazy connection, validation, save planning.
+
+It holds no SQL and no driver calls. A save is planned here: the Thread reports which messages
+are new, edited or removed since it was loaded from (or last saved to) this store; each changed
+message is encoded once and checked to read back unchanged, so every backend stores exactly the
+same JSON and rejects the same values. System messages are never written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from threadstore.backends import AppendPlan, Backend, SavePlan, open_backend
+from threadstore.config import DatabaseConfig, parse_url
+from threadstore.errors import NotFoundError, StoreClosedError
+from threadstore.models import Message, Thread, utcnow
+
+_set_field = msgspec.Struct.__setattr__
+_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
+_decode_message = msgspec.json.Decoder(Message).decode
+_decode_thread = msgspec.json.Decoder(Thread).decode
+_decode_threads = msgspec.json.Decoder(list[Thread]).decode
+
+_NOT_JSON = ("holds a value JSON would not give back unchanged "
+             "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
+
+
+def _json(value: Any, field: str) -> bytes:
+    """``value`` encoded; ValueError/TypeError naming ``field`` unless it reads back equal."""
+    try:
+        raw = _encode(value)
+    except TypeError as exc:
+        raise TypeError(f"{field} cannot be stored as JSON: {exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{field} cannot be stored as JSON: {exc}") from None
+    if _decode_any(raw) != value:
+        raise ValueError(f"{field} {_NOT_JSON}")
+    return raw
+
+
+def _message_doc(message: Message) -> bytes:
+    """One message as a JSON document, checked to decode back to an equal Message."""
+    try:
+        raw = _encode(message)
+    except TypeError as exc:
+        raise TypeError(f"message {message.id!r} cannot be stored as JSON: {exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"message {message.id!r} cannot be stored as JSON: {exc}") from None
+    try:
+        back = _decode_message(raw)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"message {message.id!r} is invalid: {exc}") from None
+    if back != message:
+        field = next(f for f in message.__struct_fields__ if getattr(back, f) != getattr(message, f))
+        raise ValueError(f"Message.{field} of message {message.id!r} {_NOT_JSON}")
+    return raw
+
+
+def _message_docs(messages: list[Message]) -> bytes:
+    if not messages:
+        return b"[]"
+    return b"[" + b",".join([_message_doc(m) for m in messages]) + b"]"
+
+
+def _check_id(value: object, what: str = "thread_id") -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return value
+
+
+def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
+
+
+class ThreadStore:
+    """Persists Threads on one backend: in-memory (no URL), SQLite or PostgreSQL.
+
+    ``ThreadStore(url)`` connects on first use; ``await ThreadStore.create(url)`` connects (and
+    migrates, unless ``migrate=False``) at once. ``close()`` or ``async with`` releases it.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self._config: DatabaseConfig = parse_url(url)
+        self._migrate_on_open = migrate
+        self._backend: Backend | None = None
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+
+    @classmethod
+    async def create(cls, url: str | None = None, *, migrate: bool = True) -> ThreadStore:
+        """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
+        store = cls(url, migrate=migrate)
+        await store._ready()
+        return store
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"postgres"``."""
+        return self._config.backend
+
+    @property
+    def database_url(self) -> str | None:
+        """The database URL with its password masked; None for the in-memory store."""
+        return self._config.masked_url
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._backend else "not connected"
+        return f"<ThreadStore {self.backend} {self.database_url or ''} ({state})>".replace("  ", " ")
+
+    async def _ready(self) -> Backend:
+        backend = self._backend
+        if backend is not None:
+            return backend
+        if self._closed:
+            raise StoreClosedError("this ThreadStore is closed")
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:  # ten first operations at once still connect once
+            if self._backend is None:
+                if self._closed:
+                    raise StoreClosedError("this ThreadStore is closed")
+                backend = open_backend(self._config)
+                await backend.open()
+                try:
+                    if self._migrate_on_open:
+                        await backend.migrate()
+                except BaseException:
+                    await backend.close()
+                    raise
+                self._backend = backend
+            return self._backend
+
+    async def migrate(self) -> builtins.list[int]:
+        """Apply pending schema migrations; returns the versions applied."""
+        return await (await self._ready()).migrate()
+
+    async def close(self) -> None:
+        """Release the connection(s). Further use raises StoreClosedError."""
+        self._closed = True
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.close()
+
+    async def __aenter__(self) -> ThreadStore:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _plan(self, thread: Thread, new: builtins.list[Message] = [],
+              edited: builtins.list[Message] = [], removed: builtins.list[str] = []) -> SavePlan:
+        _check_id(thread.id, "Thread.id")
+        if not isinstance(thread.title, str):
+            raise TypeError(f"Thread.title must be a string, got {type(thread.title).__name__}")
+        return SavePlan(
+            thread_id=thread.id, title=thread.title,
+            attributes=_json(thread.attributes, "Thread.attributes"),
+            platforms=_json(thread.platforms, "Thread.platforms"),
+            source=None if thread.source is None else _json(thread.source, "Thread.source"),
+            created_at=thread.created_at, updated_at=thread.updated_at,
+            new=_message_docs(new), edited=_message_docs(edited), removed=removed,
+        )
+
+    async def save(self, thread: Thread) -> Thread:
+        """Store the thread atomically, writing only what changed since it was loaded or saved.
+
+        New messages are inserted after the stored ones (a concurrent writer's included),
+        messages changed by field assignment or ``thread.mark_edited`` are updated, and only
+        messages this Thread removed are deleted. System messages are not stored. Returns the
+        same Thread, its messages carrying their stored sequences.
+        """
+        if not isinstance(thread, Thread):
+            raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
+        backend = await self._ready()
+        new, edited, removed = thread._changes(backend)
+        plan = self._plan(thread, new, edited, removed)
+        sequences = await backend.save(plan)
+        for message in new:
+            _set_field(message, "thread_id", thread.id)
+        if sequences:
+            holders = thread.messages if removed else new
+            for message in holders:
+                sequence = sequences.get(message.id)
+                if sequence is not None:
+                    _set_field(message, "sequence", sequence)
+        thread._mark_synced(backend, new, removed)
+        return thread
+
+    async def append(self, thread_id: str, *messages: Message) -> Thread:
+        """Add messages after the stored ones of a thread without loading it.
+
+        Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
+        the appended ones, with their stored sequences; saving it later leaves the others be.
+        Raises NotFoundError when the thread does not exist.
+        """
+        _check_id(thread_id)
+        batch = builtins.list(messages)
+        if not batch:
+            raise ValueError("append() needs at least one message")
+        for message in batch:
+            if not isinstance(message, Message):
+                raise TypeError(f"append() takes Messages, got {type(message).__name__}")
+            if message.role == "system":
+                raise ValueError("system messages are never stored; append() takes the others")
+        if len({m.id for m in batch}) != len(batch):
+            raise ValueError("append() got the same message twice")
+        backend = await self._ready()
+        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch), count=len(batch),
+                          updated_at=utcnow())
+        result = await backend.append(plan)
+        if result is None:
+            raise NotFoundError(f"no thread {thread_id!r} to append to")
+        header, sequences = result
+        thread = _decode_thread(header)
+        for message in batch:
+            _set_field(message, "sequence", sequences[message.id])
+            _set_field(message, "thread_id", thread_id)
+        thread.messages = batch
+        thread._mark_synced(backend)
+        return thread
+
+    async def get_or_create(self, thread_id: str) -> Thread:
+        """The stored thread, or a new empty one with that id, stored now."""
+        thread = await self.get(thread_id)
+        if thread is not None:
+            return thread
+        backend = await self._ready()
+        await backend.create_if_absent(self._plan(Thread(id=thread_id)))
+        thread = await self.get(thread_id)
+        if thread is None:  # deleted again in between
+            raise NotFoundError(f"thread {thread_id!r} vanished while it was being created")
+        return thread
+
+    async def delete(self, thread_id: str) -> bool:
+        """Delete a thread with its messages and aliases; False if it did not exist."""
+        _check_id(thread_id)
+        return await (await self._ready()).delete(thread_id)
+
+    async def delete_many(self, thread_ids: Iterable[str]) -> int:
+        """Delete those threads; returns how many existed. Unknown ids are ignored."""
+        if isinstance(thread_ids, str):
+            raise TypeError("delete_many() takes a list of thread ids, not one string")
+        ids = [_check_id(i) for i in thread_ids]
+        if not ids:
+            return 0
+        return await (await self._ready()).delete_many(builtins.list(dict.fromkeys(ids)))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, thread_id: str) -> Thread | None:
+        """The thread with all its messages, or None."""
+        _check_id(thread_id)
+        backend = await self._ready()
+        doc = await backend.get(thread_id)
+        if doc is None:
+            return None
+        thread = _decode_thread(doc)
+        thread._mark_synced(backend)
+        return thread
+
+    async def list(self, limit: int = 100, offset: int = 0) -> builtins.list[Thread]:
+        """Threads with their messages, newest ``updated_at`` first (id breaks ties)."""
+        _check_count(limit, "limit")
+        _check_count(offset, "offset")
+        return await self._list(limit, offset)
+
+    async def list_recent(self, limit: int | None = None) -> builtins.list[Thread]:
+        """The most recently updated threads, newest first; all of them when limit is None."""
+        _check_count(limit, "limit", allow_none=True)
+        return await self._list(limit, 0)
+
+    async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
+        backend = await self._ready()
+        threads = _decode_threads(await backend.list(limit, offset))
+        for thread in threads:
+            thread._mark_synced(backend)
+        return threads

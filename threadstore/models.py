@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from datetime import datetime, timezone
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -307,62 +307,86 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         return {} if message is None else {k: list(v) for k, v in message.reactions.items()}
 
     # -- save bookkeeping (used by store.py) ------------------------------------------------
+    #
+    # Kept in the instance __dict__, outside the fields (so never encoded or compared):
+    #   _origin    the backend this thread was last loaded from or saved to
+    #   _snapshot  the messages list as of then (a shallow copy)
+    #   _known     the ids in _snapshot;  _stored: those of them that are stored (not system)
+    #   _edited    id -> message, filled by Message.__setattr__ of the messages in _snapshot
 
-    def _changes(self, origin: object) -> tuple[list[Message], list[Message], list[str]]:
-        """(new, edited, removed ids) since this thread was last loaded from or saved to ``origin``.
+    def _changes(self, origin: object) -> Changes:
+        """What a save to ``origin`` must write: messages new, edited and removed since the sync.
 
-        The id comparisons run as set operations in C; only new and edited messages are
-        visited one by one, so appending to a long loaded thread stays cheap.
+        The usual case, messages only appended since, costs one identity comparison of the old
+        list prefix (C speed) plus work per new message; anything else compares id sets.
         """
-        messages = self.messages
-        ids = list(map(_get_id, messages))
-        current = set(ids)
-        if len(current) != len(ids):
-            seen: set[str] = set()
-            duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise ValueError(f"Thread {self.id!r} holds message {duplicate!r} twice")
         state = self.__dict__
+        messages = self.messages
         if state.get("_origin") is not origin:
-            return [m for m in messages if m.role != "system"], [], []
+            known = _unique_ids(self.id, messages)
+            return Changes([m for m in messages if m.role != "system"], [], [], known, set())
+        snapshot: list[Message] = state["_snapshot"]
         known: set[str] = state["_known"]
         stored: set[str] = state["_stored"]
-        new_ids = current - known
-        if not new_ids:
-            new = []
-        elif set(ids[-len(new_ids):]) == new_ids:  # the usual case: appended at the end
-            new = [m for m in messages[-len(new_ids):] if m.role != "system"]
-        else:
-            new = [m for m in messages if m.id in new_ids and m.role != "system"]
         edited_by_id: dict[str, Message] = state["_edited"]
+        if messages[: len(snapshot)] == snapshot:
+            added = messages[len(snapshot):]
+            added_ids = _unique_ids(self.id, added)
+            if not added_ids.isdisjoint(known):
+                raise ValueError(f"Thread {self.id!r} holds message {min(added_ids & known)!r} twice")
+            new = [m for m in added if m.role != "system"]
+            edited = [m for i, m in edited_by_id.items() if i in stored and m.role != "system"]
+            return Changes(new, edited, [], known, added_ids)
+        current = _unique_ids(self.id, messages)
+        new_ids = current - known
+        new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
         edited = [
-            m for i, m in edited_by_id.items()
-            if i in stored and i in current and m.role != "system"
+            m for i, m in edited_by_id.items() if i in stored and i in current and m.role != "system"
         ]
-        return new, edited, sorted(stored - current)
+        return Changes(new, edited, sorted(stored - current), current, set())
 
-    def _mark_synced(
-        self, origin: object, new: list[Message] | None = None, removed: list[str] = []
-    ) -> None:
-        """Record that the messages here are now what ``origin`` stores (system ones excepted).
-
-        After a load pass ``new=None``; after a save pass what it inserted and deleted, so the
-        per-message work is limited to the messages that just became stored.
-        """
+    def _mark_synced(self, origin: object, changes: Changes | None = None) -> None:
+        """Record that this thread now matches what ``origin`` stores: after a load (no
+        ``changes``) or after a save of ``changes``. Per-message work: the new messages only."""
         state = self.__dict__
-        if new is None or state.get("_origin") is not origin:
+        if changes is None or state.get("_origin") is not origin:
             edited: dict[str, Message] = {}
-            tracked = self.messages if new is None else new
+            tracked = self.messages if changes is None else changes.new
             stored = {m.id for m in tracked if m.role != "system"}
+            known = set(map(_get_id, self.messages)) if changes is None else changes.known
         else:
             edited = state["_edited"]
             edited.clear()
-            tracked = new
+            tracked = changes.new
             stored = state["_stored"]
-            stored.difference_update(removed)
-            stored.update(map(_get_id, new))
+            stored.difference_update(changes.removed)
+            stored.update(map(_get_id, tracked))
+            known = changes.known
+            known.update(changes.added)
         for message in tracked:
             message.__dict__["_edited"] = edited
         state["_origin"] = origin
-        state["_known"] = set(map(_get_id, self.messages))
+        state["_snapshot"] = list(self.messages)
+        state["_known"] = known
         state["_stored"] = stored
         state["_edited"] = edited
+
+
+class Changes(NamedTuple):
+    """What one save writes (see Thread._changes)."""
+
+    new: list[Message]
+    edited: list[Message]
+    removed: list[str]
+    known: set[str]  # the thread's message ids, once `added` are merged in on success
+    added: set[str]
+
+
+def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:
+    ids = list(map(_get_id, messages))
+    unique = set(ids)
+    if len(unique) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise ValueError(f"Thread {thread_id!r} holds message {duplicate!r} twice")
+    return unique

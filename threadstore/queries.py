@@ -26,6 +26,7 @@ DIALECTS = ("postgres", "sqlite")
 _SNAKE = re.compile(r"[a-z_][a-z0-9_]*")
 _HEADER = re.compile(r"--\s*name\s*:(.*)")
 _MIGRATION = re.compile(r"(\d{4})_([a-z_][a-z0-9_]*)\.sql")
+_SPECIAL = re.compile(r"['\"$]|--|/\*")  # what may open a literal, identifier, comment or body
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 # A name after ':' starts with a letter or '_', so `arr[1:2]` holds no parameter. A ':' right
 # after another ':' (a `::` cast), a word character (`arr[lo:hi]`) or ']'/')' is not one either;
@@ -149,7 +150,8 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
     _check_dialect(dialect)
     lines = text.split("\n")
     headers = [(i, m[1]) for i, line in enumerate(lines) if (m := _HEADER.match(line))]
-    preamble = "\n".join(lines[: headers[0][0] if headers else len(lines)])
+    bounds = [at for at, _ in headers] + [len(lines)]
+    preamble = "\n".join(lines[: bounds[0]])
     mask = _mask(preamble, origin, 1)
     if mask.strip():
         pos = len(mask) - len(mask.lstrip())
@@ -157,8 +159,7 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
                              "only comments may come before the first '-- name:' header")
     queries: list[Query] = []
     seen: dict[str, int] = {}
-    ends = [at for at, _ in headers[1:]] + [len(lines)]
-    for (at, header), end in zip(headers, ends):
+    for (at, header), end in zip(headers, bounds[1:], strict=True):
         where = f"{origin}:{at + 1}"
         name, kind = _parse_header(header, where)
         if name in seen:
@@ -175,16 +176,16 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
         if not spans:
             raise QueryFileError(f"{where}: query {name!r} has no SQL")
         _check_params(body, mask, origin, first_line, allowed=kind is not Kind.SCRIPT)
-        full_name = f"{stem}.{name}"
         if kind is Kind.SCRIPT:
-            sql, params = body.strip(), ()
+            a, b = 0, len(body)  # kept whole, final ';' included
         elif len(spans) > 1:
             raise QueryFileError(f"{where}: query {name!r} holds {len(spans)} statements; "
                                  "only a :script may hold several")
         else:
             a, b = spans[0]
-            sql, params = _compile(body[a:b], mask[a:b], dialect)
-        queries.append(Query(full_name, kind, f"-- {full_name}\n{sql}", params, where, doc))
+        sql, params = _compile(body[a:b], mask[a:b], dialect)
+        full_name = f"{stem}.{name}"
+        queries.append(Query(full_name, kind, f"-- {full_name}\n{sql.strip()}", params, where, doc))
     return queries
 
 
@@ -206,12 +207,11 @@ def _parse_header(header: str, where: str) -> tuple[str, Kind]:
         raise QueryFileError(f"{where}: malformed header; expected '-- name: <snake_name> :<kind>'")
     if not _SNAKE.fullmatch(parts[0]):
         raise QueryFileError(f"{where}: bad query name {parts[0]!r}; use snake_case")
-    try:
-        return parts[0], Kind(parts[1][1:])
-    except ValueError:
-        kinds = ", ".join(f":{k.value}" for k in Kind)
-        error = QueryFileError(f"{where}: unknown kind {parts[1]!r}; expected one of {kinds}")
-    raise error from None
+    kinds = {f":{k.value}": k for k in Kind}
+    if parts[1] not in kinds:
+        raise QueryFileError(f"{where}: unknown kind {parts[1]!r}; expected one of "
+                             + ", ".join(kinds))
+    return parts[0], kinds[parts[1]]
 
 
 def _check_params(text: str, mask: str, origin: str, first_line: int, *, allowed: bool) -> None:
@@ -256,8 +256,8 @@ def _mask(text: str, origin: str, first_line: int) -> str:
     out: list[str] = []
     code = i = 0
     n = len(text)
-    while i < n:
-        c = text[i]
+    while special := _SPECIAL.search(text, i):
+        i, c = special.start(), special[0]
         if c in "'\"":
             backslash = c == "'" and i > 0 and text[i - 1] in "eE" and not _after_word(text, i - 1)
             end = i + 1
@@ -266,10 +266,10 @@ def _mask(text: str, origin: str, first_line: int) -> str:
                 end += 2 if text[end] == c or (backslash and text[end] == "\\") else 1
             what = "string literal" if c == "'" else "quoted identifier"
             fill, end = "'", end + 1
-        elif text.startswith("--", i):
+        elif c == "--":
             what, fill, end = "", " ", text.find("\n", i)
             end = n if end < 0 else end
-        elif text.startswith("/*", i):
+        elif c == "/*":
             depth, end = 1, i + 2
             while depth and end < n:  # PostgreSQL nests block comments; SQLite files don't
                 pair = text[end : end + 2]
@@ -279,7 +279,7 @@ def _mask(text: str, origin: str, first_line: int) -> str:
         elif c == "$" and (tag := _DOLLAR_TAG.match(text, i)) and not _after_word(text, i):
             close = text.find(tag[0], tag.end())
             what, fill, end = "dollar-quoted text", "'", close + len(tag[0]) if close >= 0 else n + 1
-        else:
+        else:  # a '$' that opens no dollar quote, like $1
             i += 1
             continue
         if end > n:

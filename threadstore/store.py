@@ -192,18 +192,17 @@ class ThreadStore:
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         backend = await self._ready()
-        new, edited, removed = thread._changes(backend)
-        plan = self._plan(thread, new, edited, removed)
+        changes = thread._changes(backend)
+        plan = self._plan(thread, changes.new, changes.edited, changes.removed)
         sequences = await backend.save(plan)
-        for message in new:
+        for message in changes.new:
             _set_field(message, "thread_id", thread.id)
         if sequences:
-            holders = thread.messages if removed else new
-            for message in holders:
+            for message in thread.messages if changes.removed else changes.new:
                 sequence = sequences.get(message.id)
                 if sequence is not None:
                     _set_field(message, "sequence", sequence)
-        thread._mark_synced(backend, new, removed)
+        thread._mark_synced(backend, changes)
         return thread
 
     async def append(self, thread_id: str, *messages: Message) -> Thread:

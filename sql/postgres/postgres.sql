@@ -17,15 +17,20 @@ SELECT pg_advisory_xact_lock(hashtext('threadstore.migrate'));
 -- reads its latest version, so concurrent savers of one thread get distinct, consecutive numbers
 -- even though every CTE here reads one snapshot. A message id stored in another thread makes
 -- the INSERT fail on messages_pkey, and the whole statement with it.
+-- Messages are found by primary key. "thread_id IS NOT DISTINCT FROM" equals "=" here
+-- (thread_id is NOT NULL) but is not indexable: with "=", a planner whose statistics have not
+-- seen this thread yet may scan all the thread's messages through (thread_id, sequence) instead.
 -- Returns (id, sequence) of the inserted messages.
 WITH incoming AS (
     SELECT e.ord, r.*
       FROM jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
 ), fresh AS (
+    -- Not in this thread (in another one, the INSERT below fails on the primary key).
     SELECT i.*, row_number() OVER (ORDER BY i.ord) AS rank
       FROM incoming AS i
-     WHERE NOT EXISTS (SELECT 1 FROM messages AS m WHERE m.id = i.id AND m.thread_id = :thread_id)
+      LEFT JOIN messages AS m ON m.id = i.id
+     WHERE m.thread_id IS DISTINCT FROM :thread_id
 ), thread AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
     VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
@@ -55,9 +60,10 @@ WITH incoming AS (
             UNION ALL
             SELECT value FROM jsonb_array_elements(:edited::jsonb)) AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-     WHERE m.id = r.id AND m.thread_id = :thread_id
+     WHERE m.id = r.id AND m.thread_id IS NOT DISTINCT FROM :thread_id
 ), removed AS (
-    DELETE FROM messages WHERE thread_id = :thread_id AND id = any(:removed::text[])
+    DELETE FROM messages
+     WHERE id = any(:removed::text[]) AND thread_id IS NOT DISTINCT FROM :thread_id
 )
 SELECT id, sequence FROM inserted;
 

@@ -1,6 +1,9 @@
 -- SQLite-only statements. SQLite has no data-modifying CTEs, so a save or an append is several
 -- statements inside one BEGIN IMMEDIATE transaction (PostgreSQL: one statement each, see
 -- sql/postgres/postgres.sql). Message parameters are JSON arrays of message documents.
+-- Messages are found by primary key: the unary "+" in "+thread_id = :thread_id" is SQLite's way
+-- to keep a term from choosing the index, so the (thread_id, sequence) index is not used to scan
+-- the whole thread instead.
 
 -- name: connect :script
 -- Per connection: WAL lets readers run beside the writer; foreign keys are off unless asked
@@ -40,7 +43,7 @@ UPDATE messages
        attachments = e.value -> '$.attachments', metrics = e.value -> '$.metrics',
        reactions = e.value -> '$.reactions'
   FROM json_each(:messages) AS e
- WHERE messages.id = e.value ->> '$.id' AND messages.thread_id = :thread_id;
+ WHERE messages.id = e.value ->> '$.id' AND +messages.thread_id = :thread_id;
 
 -- name: insert_messages :many
 -- Inserts the messages of :messages this thread does not hold yet, numbered on from the
@@ -58,12 +61,12 @@ SELECT e.value ->> '$.id', :thread_id,
        e.value -> '$.attachments', e.value -> '$.metrics', e.value -> '$.reactions'
   FROM json_each(:messages) AS e
  WHERE NOT EXISTS (SELECT 1 FROM messages AS m
-                    WHERE m.id = e.value ->> '$.id' AND m.thread_id = :thread_id)
+                    WHERE m.id = e.value ->> '$.id' AND +m.thread_id = :thread_id)
 RETURNING id, sequence;
 
 -- name: delete_messages :rowcount
 -- :ids is a JSON array of message ids.
-DELETE FROM messages WHERE thread_id = :thread_id AND id IN (SELECT value FROM json_each(:ids));
+DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids)) AND +thread_id = :thread_id;
 
 -- name: renumber_negative :exec
 -- Renumbering, step 1: SQLite checks UNIQUE (thread_id, sequence) row by row, so the new

@@ -1,7 +1,9 @@
 -- threadstore schema, version 1. Table and column names follow existing deployments of this API.
 
+-- Ids and aliases compare by code point ("C"), as Python and SQLite do, whatever the database's
+-- default collation: list()'s tie-break on id orders alike on every backend.
 CREATE TABLE threads (
-    id            text        PRIMARY KEY,
+    id            text        COLLATE "C" PRIMARY KEY,
     title         text        NOT NULL,
     attributes    jsonb       NOT NULL DEFAULT '{}',
     platforms     jsonb       NOT NULL DEFAULT '{}',
@@ -16,8 +18,8 @@ CREATE TABLE threads (
 CREATE INDEX threads_updated_at_idx ON threads (updated_at DESC, id DESC);
 
 CREATE TABLE messages (
-    id                text        PRIMARY KEY,
-    thread_id         text        NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+    id                text        COLLATE "C" PRIMARY KEY,
+    thread_id         text        COLLATE "C" NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
     sequence          integer     NOT NULL,
     turn              integer,
     role              text        NOT NULL,
@@ -38,8 +40,8 @@ CREATE TABLE messages (
 );
 
 CREATE TABLE thread_aliases (
-    alias      text        PRIMARY KEY,
-    thread_id  text        NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+    alias      text        COLLATE "C" PRIMARY KEY,
+    thread_id  text        COLLATE "C" NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 

@@ -1,0 +1,133 @@
+"""Fixtures shared by every test: the backends, and a throwaway PostgreSQL database.
+
+PostgreSQL is found in this order: THREADSTORE_TEST_PG_URL (a server URL; the run creates its own
+database there and drops it after); else a testcontainers container when a Docker engine answers;
+else PostgreSQL tests are skipped with the reason, or fail when THREADSTORE_REQUIRE_PG=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from threadstore import ThreadStore
+
+BACKENDS = ["memory", "sqlite_file", "sqlite_memory", "postgres"]
+SHARED_BACKENDS = ["sqlite_file", "postgres"]  # two store instances can open the same database
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a PostgreSQL database created for this test run (dropped afterwards)."""
+    server = os.environ.get("THREADSTORE_TEST_PG_URL")
+    container = None
+    if not server:
+        if _docker_answers():
+            from testcontainers.postgres import PostgresContainer
+
+            container = PostgresContainer("postgres:16-alpine", driver=None).start()
+            server = container.get_connection_url()
+        else:
+            reason = ("no PostgreSQL for tests: set THREADSTORE_TEST_PG_URL, or run a Docker engine "
+                      "for testcontainers")
+            if os.environ.get("THREADSTORE_REQUIRE_PG") == "1":
+                pytest.fail(f"{reason} (THREADSTORE_REQUIRE_PG=1 makes this a failure)")
+            pytest.skip(reason)
+    # Test infrastructure only: the database name is generated here, never user input, and
+    # CREATE DATABASE cannot take it as a bind parameter.
+    name = f"threadstore_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(server)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if container is not None:
+            container.stop()
+
+
+def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: object) -> str | None:
+    """The URL a test uses for one backend kind."""
+    if kind == "memory":
+        return None
+    if kind == "sqlite_file":
+        return f"sqlite+aiosqlite:///{tmp_path}/threads.db"
+    if kind == "sqlite_memory":
+        return "sqlite+aiosqlite:///:memory:"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+async def _emptied(store: ThreadStore) -> ThreadStore:
+    # The PostgreSQL database lives for the whole run; each test starts from an empty store.
+    await store.delete_many([t.id for t in await store.list_recent()])
+    return store
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str | None:
+    """The URL of an empty store, once per backend."""
+    return backend_url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+async def store(store_url: str | None) -> AsyncIterator[ThreadStore]:
+    """An empty, connected store, once per backend."""
+    async with await ThreadStore.create(store_url) as opened:
+        yield await _emptied(opened)
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_url(request: pytest.FixtureRequest, tmp_path: object) -> str | None:
+    """The URL of a database two store instances can share (SQLite file, PostgreSQL)."""
+    return backend_url(request.param, request, tmp_path)
+
+
+@pytest.fixture
+async def open_store() -> AsyncIterator[Callable[[str | None], Awaitable[ThreadStore]]]:
+    """Opens extra stores (closed after the test): ``await open_store(url)``."""
+    opened: list[ThreadStore] = []
+
+    async def _open(url: str | None) -> ThreadStore:
+        store = await ThreadStore.create(url)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        await store.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every PostgreSQL-backed test ``pg`` (``make test-pg`` selects them)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if "postgres" in params or "pg_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -26,7 +26,7 @@ _encode = msgspec.json.Encoder().encode
 
 def utcnow() -> datetime:
     """The current time, aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: object, field: str) -> datetime:
@@ -34,10 +34,10 @@ def as_utc(value: object, field: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{field} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    if value.tzinfo is timezone.utc:
+        return value.replace(tzinfo=UTC)
+    if value.tzinfo is UTC:
         return value
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def default_metrics() -> dict[str, Any]:
@@ -108,7 +108,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.tool_calls, (list, type(None)), "Message.tool_calls")
         _require(self.id, str, "Message.id")
         timestamp = self.timestamp
-        if type(timestamp) is not datetime or timestamp.tzinfo is not timezone.utc:
+        if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))
         if not self.id:
             _set_field(self, "id", self._derive_id())
@@ -179,7 +179,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
             raise ValueError("Thread.source must have a string 'name' key")
         for field in ("created_at", "updated_at"):
             value = getattr(self, field)
-            if type(value) is not datetime or value.tzinfo is not timezone.utc:
+            if type(value) is not datetime or value.tzinfo is not UTC:
                 setattr(self, field, as_utc(value, f"Thread.{field}"))
 
     # -- messages --------------------------------------------------------------------------
@@ -323,8 +323,8 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         state = self.__dict__
         messages = self.messages
         if state.get("_origin") is not origin:
-            known = _unique_ids(self.id, messages)
-            return Changes([m for m in messages if m.role != "system"], [], [], known, set())
+            everything = [m for m in messages if m.role != "system"]
+            return Changes(everything, [], [], _unique_ids(self.id, messages), set())
         snapshot: list[Message] = state["_snapshot"]
         known: set[str] = state["_known"]
         stored: set[str] = state["_stored"]

@@ -19,7 +19,7 @@ import msgspec
 from threadstore.backends import AppendPlan, Backend, SavePlan, open_backend
 from threadstore.config import DatabaseConfig, parse_url
 from threadstore.errors import NotFoundError, StoreClosedError
-from threadstore.models import Message, Thread, utcnow
+from threadstore.models import Changes, Message, Thread, utcnow
 
 _set_field = msgspec.Struct.__setattr__
 _encode = msgspec.json.Encoder().encode
@@ -167,8 +167,7 @@ class ThreadStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _plan(self, thread: Thread, new: builtins.list[Message] = [],
-              edited: builtins.list[Message] = [], removed: builtins.list[str] = []) -> SavePlan:
+    def _plan(self, thread: Thread, changes: Changes | None = None) -> SavePlan:
         _check_id(thread.id, "Thread.id")
         if not isinstance(thread.title, str):
             raise TypeError(f"Thread.title must be a string, got {type(thread.title).__name__}")
@@ -178,7 +177,9 @@ class ThreadStore:
             platforms=_json(thread.platforms, "Thread.platforms"),
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
             created_at=thread.created_at, updated_at=thread.updated_at,
-            new=_message_docs(new), edited=_message_docs(edited), removed=removed,
+            new=_message_docs(changes.new) if changes else b"[]",
+            edited=_message_docs(changes.edited) if changes else b"[]",
+            removed=changes.removed if changes else [],
         )
 
     async def save(self, thread: Thread) -> Thread:
@@ -193,7 +194,7 @@ class ThreadStore:
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         backend = await self._ready()
         changes = thread._changes(backend)
-        plan = self._plan(thread, changes.new, changes.edited, changes.removed)
+        plan = self._plan(thread, changes)
         sequences = await backend.save(plan)
         for message in changes.new:
             _set_field(message, "thread_id", thread.id)

@@ -7,6 +7,7 @@ await, so it is atomic on the event loop; it checks everything before it changes
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,14 +82,15 @@ class MemoryBackend:
             created_at=plan.created_at, updated_at=plan.updated_at,
         )
 
-    def _check_owner(self, thread_id: str, messages: list[Message]) -> None:
+    def _check_owner(self, thread_id: str, messages: builtins.list[Message]) -> None:
         for message in messages:
             owner = self._owner.get(message.id, thread_id)
             if owner != thread_id:
                 raise ConflictError(f"message {message.id!r} is already stored in another thread")
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
-        new, edited = _decode_messages(plan.new), _decode_messages(plan.edited)
+        new: builtins.list[Message] = _decode_messages(plan.new)
+        edited: builtins.list[Message] = _decode_messages(plan.edited)
         row = self._threads.get(plan.thread_id)
         held = {} if row is None else row.messages
         fresh = [m for m in new if m.id not in held]

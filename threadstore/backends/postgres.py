@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -150,7 +150,7 @@ class PostgresBackend:
                 except asyncpg.PostgresError as exc:
                     raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
                 await self._run(conn, "schema.record", version=migration.version,
-                                name=migration.name, applied_at=datetime.now(timezone.utc))
+                                name=migration.name, applied_at=datetime.now(UTC))
         return [m.version for m in pending]
 
     async def get(self, thread_id: str) -> bytes | None:

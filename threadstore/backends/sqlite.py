@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ _BUSY, _LOCKED = 5, 6
 
 
 def _text_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
@@ -58,7 +58,9 @@ class SQLiteBackend:
 
     async def open(self) -> None:
         if self._path != ":memory:" and not Path(self._path).parent.exists():
-            raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: its directory does not exist")
+            raise StoreUnavailableError(
+                f"cannot open SQLite database {self._path!r}: its directory does not exist"
+            )
         try:
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
             await self._run("sqlite.connect")
@@ -136,7 +138,7 @@ class SQLiteBackend:
                         raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
                 await self._run(
                     "schema.record", version=migration.version, name=migration.name,
-                    applied_at=_text_time(datetime.now(timezone.utc)),
+                    applied_at=_text_time(datetime.now(UTC)),
                 )
         return [m.version for m in pending]
 

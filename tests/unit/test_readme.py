@@ -1,0 +1,33 @@
+"""The README's quickstart is the code `make demo` runs, and it runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _first_python_block() -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has no python example"
+    return match.group(1)
+
+
+def test_readme_quickstart_is_the_demo_code() -> None:
+    quickstart = (ROOT / "threadstore" / "quickstart.py").read_text()
+    body = quickstart.split("# --- README quickstart ---\n")[1].split("# --- end of README quickstart ---")[0]
+    assert _first_python_block() == body.rstrip() + "\n\n\nasyncio.run(main())\n"
+
+
+def test_readme_quickstart_runs(tmp_path: Path) -> None:
+    script = tmp_path / "quickstart.py"
+    script.write_text(_first_python_block())
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "[memory] saved 3 messages, read back 2:" in result.stdout
+    assert "2. assistant: I'll check on that order right away." in result.stdout

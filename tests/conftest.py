@@ -8,6 +8,7 @@ else PostgreSQL tests are skipped with the reason, or fail when THREADSTORE_REQU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -43,33 +44,51 @@ async def _admin(url: str, statement: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a PostgreSQL database created for this test run (dropped afterwards)."""
+def pg_server() -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on."""
     server = os.environ.get("THREADSTORE_TEST_PG_URL")
-    container = None
-    if not server:
-        if _docker_answers():
-            from testcontainers.postgres import PostgresContainer
+    if server:
+        yield server
+        return
+    if not _docker_answers():
+        reason = ("no PostgreSQL for tests: set THREADSTORE_TEST_PG_URL, or run a Docker engine "
+                  "for testcontainers")
+        if os.environ.get("THREADSTORE_REQUIRE_PG") == "1":
+            pytest.fail(f"{reason} (THREADSTORE_REQUIRE_PG=1 makes this a failure)")
+        pytest.skip(reason)
+    from testcontainers.postgres import PostgresContainer
 
-            container = PostgresContainer("postgres:16-alpine", driver=None).start()
-            server = container.get_connection_url()
-        else:
-            reason = ("no PostgreSQL for tests: set THREADSTORE_TEST_PG_URL, or run a Docker engine "
-                      "for testcontainers")
-            if os.environ.get("THREADSTORE_REQUIRE_PG") == "1":
-                pytest.fail(f"{reason} (THREADSTORE_REQUIRE_PG=1 makes this a failure)")
-            pytest.skip(reason)
+    container = PostgresContainer("postgres:16-alpine", driver=None).start()
+    try:
+        yield container.get_connection_url()
+    finally:
+        container.stop()
+
+
+@contextlib.contextmanager
+def _database(server: str) -> Iterator[str]:
     # Test infrastructure only: the database name is generated here, never user input, and
     # CREATE DATABASE cannot take it as a bind parameter.
     name = f"threadstore_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    parts = urlsplit(server)
     try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if container is not None:
-            container.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: str) -> Iterator[str]:
+    """URL of a PostgreSQL database created for this test run (dropped afterwards)."""
+    with _database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_url(pg_server: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for one test (dropped afterwards)."""
+    with _database(pg_server) as url:
+        yield url
 
 
 def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: object) -> str | None:
@@ -129,5 +148,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params.values() if callspec is not None else ()
-        if "postgres" in params or "pg_url" in getattr(item, "fixturenames", ()):
+        if "postgres" in params or "pg_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.pg)

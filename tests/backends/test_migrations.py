@@ -1,0 +1,103 @@
+"""Migrations on the SQL backends: applied once, under a lock, by processes racing to create."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from threadstore import SchemaVersionError, Thread, ThreadStore
+from threadstore.queries import load
+
+# Each process sleeps until the same instant, then creates a store on the empty database.
+_CREATE_AT = """
+import asyncio, sys, time
+from threadstore import ThreadStore
+
+async def main(url, start):
+    time.sleep(max(0.0, start - time.time()))
+    store = await ThreadStore.create(url)
+    await store.close()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+@pytest.fixture(params=["sqlite_file", "postgres"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite_file":
+        return f"sqlite+aiosqlite:///{tmp_path}/race.db"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
+
+
+async def _applied_versions(store: ThreadStore) -> list[int]:
+    backend = store._backend
+    assert backend is not None
+    if backend.name == "postgres":
+        async with backend._acquire() as conn:  # type: ignore[attr-defined]
+            rows = await backend._run(conn, "schema.versions")  # type: ignore[attr-defined]
+    else:
+        async with backend._lock:  # type: ignore[attr-defined]
+            rows = await backend._run("schema.versions")  # type: ignore[attr-defined]
+    return [row[0] for row in rows]
+
+
+async def test_processes_creating_at_once_both_succeed_and_migrate_once(empty_url: str) -> None:
+    start = time.time() + 1.5  # time for both interpreters to start
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _CREATE_AT, empty_url, str(start)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    async with await ThreadStore.create(empty_url, migrate=False) as store:
+        expected = [m.version for m in load("postgres" if store.backend == "postgres" else "sqlite").migrations]
+        assert await _applied_versions(store) == expected
+        assert await store.migrate() == []
+        await store.save(Thread(title="works"))
+        assert [t.title for t in await store.list()] == ["works"]
+
+
+async def test_migrate_false_leaves_the_database_empty_until_migrate(empty_url: str) -> None:
+    async with await ThreadStore.create(empty_url, migrate=False) as store:
+        assert await store.migrate() == [1]
+        assert await store.migrate() == []
+        await store.save(Thread(title="after migrate"))
+        assert (await store.list())[0].title == "after migrate"
+
+
+async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(empty_url: str) -> None:
+    async with await ThreadStore.create(empty_url) as store:
+        backend = store._backend
+        assert backend is not None
+        record = {"version": 99, "name": "from_the_future", "applied_at": None}
+        if backend.name == "postgres":
+            from datetime import datetime, timezone
+
+            record["applied_at"] = datetime.now(timezone.utc)
+            async with backend._acquire() as conn:  # type: ignore[attr-defined]
+                await backend._run(conn, "schema.record", **record)  # type: ignore[attr-defined]
+        else:
+            record["applied_at"] = "2030-01-01T00:00:00.000000+00:00"
+            async with backend._lock:  # type: ignore[attr-defined]
+                await backend._run("schema.record", **record)  # type: ignore[attr-defined]
+    with pytest.raises(SchemaVersionError) as raised:
+        await ThreadStore.create(empty_url)
+    assert "99" in str(raised.value) and "up to 1" in str(raised.value)
+    assert isinstance(raised.value, RuntimeError)
+
+
+async def test_concurrent_creates_in_one_process_both_succeed(empty_url: str) -> None:
+    stores = await asyncio.gather(ThreadStore.create(empty_url), ThreadStore.create(empty_url))
+    for store in stores:
+        await store.save(Thread(title=f"from {id(store)}"))
+    assert len(await stores[0].list()) == 2
+    for store in stores:
+        await store.close()

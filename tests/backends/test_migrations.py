@@ -58,7 +58,8 @@ async def test_processes_creating_at_once_both_succeed_and_migrate_once(empty_ur
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
     async with await ThreadStore.create(empty_url, migrate=False) as store:
-        expected = [m.version for m in load("postgres" if store.backend == "postgres" else "sqlite").migrations]
+        dialect = "postgres" if store.backend == "postgres" else "sqlite"
+        expected = [m.version for m in load(dialect).migrations]
         assert await _applied_versions(store) == expected
         assert await store.migrate() == []
         await store.save(Thread(title="works"))
@@ -79,9 +80,9 @@ async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(em
         assert backend is not None
         record = {"version": 99, "name": "from_the_future", "applied_at": None}
         if backend.name == "postgres":
-            from datetime import datetime, timezone
+            from datetime import UTC, datetime
 
-            record["applied_at"] = datetime.now(timezone.utc)
+            record["applied_at"] = datetime.now(UTC)
             async with backend._acquire() as conn:  # type: ignore[attr-defined]
                 await backend._run(conn, "schema.record", **record)  # type: ignore[attr-defined]
         else:

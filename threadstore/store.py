@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import re
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,9 @@ _decode_message = msgspec.json.Decoder(Message).decode
 _decode_thread = msgspec.json.Decoder(Thread).decode
 _decode_threads = msgspec.json.Decoder(list[Thread]).decode
 
+# An escaped NUL in encoded JSON: \u0000 after an even number of backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL = "a NUL character (\\x00), which PostgreSQL cannot store (refused on every backend alike)"
 _NOT_JSON = ("holds a value JSON would not give back unchanged "
              "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
 
@@ -42,6 +46,8 @@ def _json(value: Any, field: str) -> bytes:
         raise ValueError(f"{field} cannot be stored as JSON: {exc}") from None
     if _decode_any(raw) != value:
         raise ValueError(f"{field} {_NOT_JSON}")
+    if _JSON_NUL.search(raw):
+        raise ValueError(f"{field} contains {_NUL}")
     return raw
 
 
@@ -60,6 +66,8 @@ def _message_doc(message: Message) -> bytes:
     if back != message:
         field = next(f for f in message.__struct_fields__ if getattr(back, f) != getattr(message, f))
         raise ValueError(f"Message.{field} of message {message.id!r} {_NOT_JSON}")
+    if _JSON_NUL.search(raw):
+        raise ValueError(f"message {message.id!r} contains {_NUL}")
     return raw
 
 
@@ -74,6 +82,8 @@ def _check_id(value: object, what: str = "thread_id") -> str:
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{what} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{what} contains {_NUL}")
     return value
 
 
@@ -171,6 +181,8 @@ class ThreadStore:
         _check_id(thread.id, "Thread.id")
         if not isinstance(thread.title, str):
             raise TypeError(f"Thread.title must be a string, got {type(thread.title).__name__}")
+        if "\x00" in thread.title:
+            raise ValueError(f"Thread.title contains {_NUL}")
         return SavePlan(
             thread_id=thread.id, title=thread.title,
             attributes=_json(thread.attributes, "Thread.attributes"),

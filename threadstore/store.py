@@ -190,6 +190,7 @@ class ThreadStore:
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
             created_at=thread.created_at, updated_at=thread.updated_at,
             new=_message_docs(changes.new) if changes else b"[]",
+            new_count=len(changes.new) if changes else 0,
             edited=_message_docs(changes.edited) if changes else b"[]",
             removed=changes.removed if changes else [],
         )

@@ -20,7 +20,7 @@ SELECT pg_advisory_xact_lock(hashtext('threadstore.migrate'));
 -- Messages are found by primary key. "thread_id IS NOT DISTINCT FROM" equals "=" here
 -- (thread_id is NOT NULL) but is not indexable: with "=", a planner whose statistics have not
 -- seen this thread yet may scan all the thread's messages through (thread_id, sequence) instead.
--- Returns (id, sequence) of the inserted messages.
+-- Returns (id, sequence) of the messages inserted or updated.
 WITH incoming AS (
     SELECT e.ord, r.*
       FROM jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
@@ -61,11 +61,14 @@ WITH incoming AS (
             SELECT value FROM jsonb_array_elements(:edited::jsonb)) AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
      WHERE m.id = r.id AND m.thread_id IS NOT DISTINCT FROM :thread_id
+    RETURNING m.id, m.sequence
 ), removed AS (
     DELETE FROM messages
      WHERE id = any(:removed::text[]) AND thread_id IS NOT DISTINCT FROM :thread_id
 )
-SELECT id, sequence FROM inserted;
+SELECT id, sequence FROM inserted
+UNION ALL
+SELECT id, sequence FROM changed;
 
 -- name: renumber :many
 -- After a delete: renumber the thread's messages 1..n in their order and reset the counter.

@@ -24,14 +24,53 @@ COMMIT;
 ROLLBACK;
 
 -- name: save_thread :exec
-INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
-VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at)
+-- Runs after the save's message statements: last_sequence is the highest sequence stored.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at,
+        (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id))
 ON CONFLICT (id) DO UPDATE
    SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
-       source = excluded.source, updated_at = excluded.updated_at;
+       source = excluded.source, updated_at = excluded.updated_at,
+       last_sequence = excluded.last_sequence;
+
+-- name: upsert_messages :many
+-- The save's new messages: those this thread does not hold yet are inserted, numbered on from
+-- its highest sequence; those it holds are rewritten in place. Returns (id, sequence) of each;
+-- a message missing from the result is stored in another thread (the caller rolls back).
+-- The held rows' attempted sequences are negative so they never collide on (thread_id, sequence).
+WITH incoming AS (
+    SELECT e.key, e.value AS doc,
+           EXISTS (SELECT 1 FROM messages AS m
+                    WHERE m.id = e.value ->> '$.id' AND +m.thread_id = :thread_id) AS held
+      FROM json_each(:messages) AS e
+)
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT doc ->> '$.id', :thread_id,
+       CASE WHEN held THEN -1 - key
+            ELSE (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
+                 + row_number() OVER (PARTITION BY held ORDER BY key)
+       END,
+       doc ->> '$.turn', doc ->> '$.role', nullif(doc -> '$.content', 'null'),
+       doc ->> '$.reasoning_content', doc ->> '$.name', doc ->> '$.tool_call_id',
+       nullif(doc -> '$.tool_calls', 'null'), doc -> '$.attributes', doc ->> '$.timestamp',
+       nullif(doc -> '$.source', 'null'), doc -> '$.platforms', doc -> '$.attachments',
+       doc -> '$.metrics', doc -> '$.reactions'
+  FROM incoming
+ WHERE true
+ON CONFLICT (id) DO UPDATE
+   SET turn = excluded.turn, role = excluded.role, content = excluded.content,
+       reasoning_content = excluded.reasoning_content, name = excluded.name,
+       tool_call_id = excluded.tool_call_id, tool_calls = excluded.tool_calls,
+       attributes = excluded.attributes, timestamp = excluded.timestamp, source = excluded.source,
+       platforms = excluded.platforms, attachments = excluded.attachments,
+       metrics = excluded.metrics, reactions = excluded.reactions
+ WHERE messages.thread_id = excluded.thread_id
+RETURNING id, sequence;
 
 -- name: update_messages :rowcount
--- Rewrites the stored messages of this thread that appear in :messages.
+-- The save's edited messages: rewritten in place if this thread still holds them.
 UPDATE messages
    SET turn = e.value ->> '$.turn', role = e.value ->> '$.role',
        content = nullif(e.value -> '$.content', 'null'),
@@ -44,25 +83,6 @@ UPDATE messages
        reactions = e.value -> '$.reactions'
   FROM json_each(:messages) AS e
  WHERE messages.id = e.value ->> '$.id' AND +messages.thread_id = :thread_id;
-
--- name: insert_messages :many
--- Inserts the messages of :messages this thread does not hold yet, numbered on from the
--- thread's last_sequence (the caller advances it); returns (id, sequence) of each. An id
--- stored in another thread fails on the primary key.
-INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
-                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
-                      attachments, metrics, reactions)
-SELECT e.value ->> '$.id', :thread_id,
-       (SELECT last_sequence FROM threads WHERE id = :thread_id) + row_number() OVER (ORDER BY e.key),
-       e.value ->> '$.turn', e.value ->> '$.role', nullif(e.value -> '$.content', 'null'),
-       e.value ->> '$.reasoning_content', e.value ->> '$.name', e.value ->> '$.tool_call_id',
-       nullif(e.value -> '$.tool_calls', 'null'), e.value -> '$.attributes',
-       e.value ->> '$.timestamp', nullif(e.value -> '$.source', 'null'), e.value -> '$.platforms',
-       e.value -> '$.attachments', e.value -> '$.metrics', e.value -> '$.reactions'
-  FROM json_each(:messages) AS e
- WHERE NOT EXISTS (SELECT 1 FROM messages AS m
-                    WHERE m.id = e.value ->> '$.id' AND +m.thread_id = :thread_id)
-RETURNING id, sequence;
 
 -- name: delete_messages :rowcount
 -- :ids is a JSON array of message ids.
@@ -83,11 +103,6 @@ UPDATE messages
 UPDATE messages SET sequence = -sequence
  WHERE thread_id = :thread_id AND sequence < 0
 RETURNING id, sequence;
-
--- name: sync_last_sequence :exec
-UPDATE threads
-   SET last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
- WHERE id = :thread_id;
 
 -- name: append_thread :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the

@@ -31,6 +31,7 @@ class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     updated_at: datetime
     new: bytes = b"[]"  # JSON array of messages this Thread object has not stored yet
+    new_count: int = 0
     edited: bytes = b"[]"  # JSON array of stored messages changed in place
     removed: list[str] = []  # ids of stored messages to delete
 
@@ -65,7 +66,8 @@ class Backend(Protocol):
         """A JSON array of thread documents, newest updated_at first, id breaking ties."""
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
-        """Write the plan; return the sequence of every message inserted or renumbered."""
+        """Write the plan; return the stored sequence of every new message (inserted, or
+        already held by the thread) and of every message renumbered."""
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         """Insert after the stored messages: (thread header document, id -> sequence), or None

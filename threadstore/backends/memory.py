@@ -101,12 +101,13 @@ class MemoryBackend:
             update = self._new_row(plan)
             row.title, row.attributes, row.platforms = update.title, update.attributes, update.platforms
             row.source, row.updated_at = update.source, update.updated_at
+        sequences: dict[str, int] = {}
         for message in [*new, *edited]:
             stored = held.get(message.id)
             if stored is not None:
                 message.sequence, message.thread_id = stored.sequence, plan.thread_id
                 held[message.id] = message
-        sequences: dict[str, int] = {}
+                sequences[message.id] = stored.sequence or 0
         for message in fresh:
             row.last_sequence += 1
             message.sequence, message.thread_id = row.last_sequence, plan.thread_id

@@ -162,25 +162,26 @@ class SQLiteBackend:
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         thread_id = plan.thread_id
-        new = plan.new.decode() if plan.new != b"[]" else None
         async with self._lock, self._transaction():
-            await self._run("sqlite.save_thread", **self._thread_params(plan))
-            if new is not None or plan.edited != b"[]":
-                # Edited messages and new ones the thread already holds: rewritten in place.
+            sequences = {}
+            if plan.new != b"[]":
+                rows = await self._run("sqlite.upsert_messages", thread_id=thread_id,
+                                       messages=plan.new.decode())
+                sequences = {row[0]: row[1] for row in rows}
+                if len(sequences) != plan.new_count:
+                    raise ConflictError(
+                        f"a message of thread {thread_id!r} is already stored in another thread"
+                    )
+            if plan.edited != b"[]":
                 await self._run("sqlite.update_messages", thread_id=thread_id,
-                                messages=_join_arrays(plan.new, plan.edited).decode())
-            rows = []
-            if new is not None:
-                rows = await self._run("sqlite.insert_messages", thread_id=thread_id, messages=new)
-            sequences = {row[0]: row[1] for row in rows}
+                                messages=plan.edited.decode())
             if plan.removed:
-                ids = _json_list(plan.removed)
-                await self._run("sqlite.delete_messages", thread_id=thread_id, ids=ids)
+                await self._run("sqlite.delete_messages", thread_id=thread_id,
+                                ids=_json_list(plan.removed))
                 await self._run("sqlite.renumber_negative", thread_id=thread_id)
                 renumbered = await self._run("sqlite.renumber_positive", thread_id=thread_id)
                 sequences.update({row[0]: row[1] for row in renumbered})
-            if new is not None or plan.removed:
-                await self._run("sqlite.sync_last_sequence", thread_id=thread_id)
+            await self._run("sqlite.save_thread", **self._thread_params(plan))
         return sequences
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
@@ -215,15 +216,6 @@ class SQLiteBackend:
 
 def _json_list(values: Sequence[str]) -> str:
     return msgspec.json.encode(list(values)).decode()
-
-
-def _join_arrays(first: bytes, second: bytes) -> bytes:
-    """Two JSON arrays as one."""
-    if first == b"[]":
-        return second
-    if second == b"[]":
-        return first
-    return first[:-1] + b"," + second[1:]
 
 
 def create(config: DatabaseConfig) -> SQLiteBackend:

@@ -19,7 +19,9 @@ CREATE INDEX threads_updated_at_idx ON threads (updated_at DESC, id DESC);
 
 CREATE TABLE messages (
     id                TEXT    PRIMARY KEY,
-    thread_id         TEXT    NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+    -- Checked at COMMIT, so a save can write its messages before the thread row.
+    thread_id         TEXT    NOT NULL REFERENCES threads (id) ON DELETE CASCADE
+                                       DEFERRABLE INITIALLY DEFERRED,
     sequence          INTEGER NOT NULL,
     turn              INTEGER,
     role              TEXT    NOT NULL,

@@ -6,11 +6,12 @@
 -- the whole thread instead.
 
 -- name: connect :script
--- Per connection: WAL lets readers run beside the writer; foreign keys are off unless asked
--- for; busy_timeout makes a second writer wait for the lock instead of failing at once.
+-- Per connection: busy_timeout (first, so switching to WAL waits too) makes a second writer
+-- wait for the lock instead of failing at once; WAL lets readers run beside the writer;
+-- foreign keys are off unless asked for.
+PRAGMA busy_timeout = 5000;
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = ON;
-PRAGMA busy_timeout = 5000;
 
 -- name: begin :exec
 -- Takes the write lock up front, so a transaction never has to upgrade a read lock (which can

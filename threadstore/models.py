@@ -383,6 +383,9 @@ class Changes(NamedTuple):
 
 
 def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:
+    for message in messages:
+        if not isinstance(message, Message):
+            raise TypeError(f"Thread {thread_id!r} holds a {type(message).__name__}, not a Message")
     ids = list(map(_get_id, messages))
     unique = set(ids)
     if len(unique) != len(ids):

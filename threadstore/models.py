@@ -95,6 +95,11 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     thread_id: str | None = None
 
     def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the fields and normalise the timestamp; run again at save, since fields may
+        have been assigned since construction."""
         if self.role not in ROLES:
             raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {self.role!r}")
         if self.role == "tool" and not self.tool_call_id:
@@ -165,6 +170,11 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
     updated_at: datetime = msgspec.field(default_factory=utcnow)
 
     def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the fields and normalise the times to UTC; run again at save, since fields
+        may have been assigned since construction."""
         _require(self.id, str, "Thread.id")
         if not self.id:
             raise ValueError("Thread.id must not be empty")

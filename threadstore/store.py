@@ -22,10 +22,24 @@ from threadstore.config import DatabaseConfig, parse_url
 from threadstore.errors import NotFoundError, StoreClosedError
 from threadstore.models import Changes, Message, Thread, utcnow
 
+
+
+def _checked_float(text: str) -> float:
+    """A float from JSON text, refusing those PostgreSQL's jsonb would give back changed: it
+    keeps numbers as decimals, so 1e16 comes back as an int and -0.0 as 0.0."""
+    if text == "-0.0" or ("e" in text and "e-" not in text):
+        raise ValueError(
+            f"the float {text} is refused on every backend: PostgreSQL would give it back changed "
+            "(floats of 1e16 and above as integers, -0.0 as 0.0)"
+        )
+    return float(text)
+
+
 _set_field = msgspec.Struct.__setattr__
 _encode = msgspec.json.Encoder().encode
-_decode_any = msgspec.json.Decoder().decode
-_decode_message = msgspec.json.Decoder(Message).decode
+# Decoders that check what was encoded reads back unchanged, on every backend.
+_decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
+_decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
 _decode_thread = msgspec.json.Decoder(Thread).decode
 _decode_threads = msgspec.json.Decoder(list[Thread]).decode
 
@@ -44,7 +58,11 @@ def _json(value: Any, field: str) -> bytes:
         raise TypeError(f"{field} cannot be stored as JSON: {exc}") from None
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"{field} cannot be stored as JSON: {exc}") from None
-    if _decode_any(raw) != value:
+    try:
+        back = _decode_any(raw)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+    if back != value:
         raise ValueError(f"{field} {_NOT_JSON}")
     if _JSON_NUL.search(raw):
         raise ValueError(f"{field} contains {_NUL}")
@@ -53,6 +71,7 @@ def _json(value: Any, field: str) -> bytes:
 
 def _message_doc(message: Message) -> bytes:
     """One message as a JSON document, checked to decode back to an equal Message."""
+    message._validate()
     try:
         raw = _encode(message)
     except TypeError as exc:
@@ -150,6 +169,8 @@ class ThreadStore:
                 try:
                     if self._migrate_on_open:
                         await backend.migrate()
+                    if self._closed:  # close() was called while this was connecting
+                        raise StoreClosedError("this ThreadStore is closed")
                 except BaseException:
                     await backend.close()
                     raise
@@ -178,9 +199,8 @@ class ThreadStore:
     # -- writes ---------------------------------------------------------------------------
 
     def _plan(self, thread: Thread, changes: Changes | None = None) -> SavePlan:
+        thread._validate()
         _check_id(thread.id, "Thread.id")
-        if not isinstance(thread.title, str):
-            raise TypeError(f"Thread.title must be a string, got {type(thread.title).__name__}")
         if "\x00" in thread.title:
             raise ValueError(f"Thread.title contains {_NUL}")
         return SavePlan(

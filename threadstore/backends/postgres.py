@@ -177,7 +177,13 @@ class PostgresBackend:
                   "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
         async with self._acquire() as conn:
             if not plan.removed:
-                rows = await self._run(conn, "postgres.save", **params)
+                try:
+                    rows = await self._run(conn, "postgres.save", **params)
+                except ConflictError:
+                    # A concurrent save of this thread may have inserted one of these new
+                    # messages after this statement's snapshot was taken; run it again, now
+                    # seeing that row (a message stored in another thread fails again).
+                    rows = await self._run(conn, "postgres.save", **params)
                 return {row[0]: row[1] for row in rows}
             async with conn.transaction():
                 rows = await self._run(conn, "postgres.save", **params)

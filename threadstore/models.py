@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 ROLES = ("system", "user", "assistant", "tool")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
 _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
 _get_id = attrgetter("id")
@@ -112,6 +113,9 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.source, (dict, type(None)), "Message.source")
         _require(self.tool_calls, (list, type(None)), "Message.tool_calls")
         _require(self.id, str, "Message.id")
+        turn = self.turn
+        if turn is not None and (type(turn) is not int or not _INT32_MIN <= turn <= _INT32_MAX):
+            raise ValueError(f"Message.turn must be None or a 32-bit int, got {turn!r}")
         timestamp = self.timestamp
         if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))

@@ -23,7 +23,6 @@ from threadstore.errors import NotFoundError, StoreClosedError
 from threadstore.models import Changes, Message, Thread, utcnow
 
 
-
 def _checked_float(text: str) -> float:
     """A float from JSON text, refusing those PostgreSQL's jsonb would give back changed: it
     keeps numbers as decimals, so 1e16 comes back as an int and -0.0 as 0.0."""

@@ -7,6 +7,12 @@
 -- Serialises migrations across processes until the transaction ends.
 SELECT pg_advisory_xact_lock(hashtext('threadstore.migrate'));
 
+-- name: lock_thread :exec
+-- Serialises saves of one thread until the transaction ends (the fallback when the one-statement
+-- save raced another writer; see PostgresBackend.save). Works before the thread row exists.
+-- The two-key form keeps these locks apart from migration_lock's one-key space.
+SELECT pg_advisory_xact_lock(7424, hashtext(:thread_id));
+
 -- name: save :many
 -- Upserts the thread row and writes only the changed messages:
 --   :new      messages this Thread object has not stored: inserted after the stored ones, or
@@ -34,7 +40,7 @@ WITH incoming AS (
 ), thread AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
     VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
-            :created_at, :updated_at, (SELECT count(*) FROM fresh))
+            :created_at::text::timestamptz, :updated_at::text::timestamptz, (SELECT count(*) FROM fresh))
     ON CONFLICT (id) DO UPDATE
        SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
            source = excluded.source, updated_at = excluded.updated_at,

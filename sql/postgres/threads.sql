@@ -16,7 +16,8 @@ SELECT coalesce(json_agg(page.doc ORDER BY page.updated_at DESC, page.id DESC), 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
-VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb, :created_at, :updated_at)
+VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+        :created_at::text::timestamptz, :updated_at::text::timestamptz)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delete :rowcount

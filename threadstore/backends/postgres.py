@@ -31,6 +31,7 @@ _CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
                       asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 
 
+_LOCKED_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's default of 60 leaves create() hanging on a dead host
 _SERVER_SETTINGS = {
     "application_name": "threadstore",
@@ -169,7 +170,8 @@ class PostgresBackend:
             "thread_id": plan.thread_id, "title": plan.title,
             "attributes": msgspec.Raw(plan.attributes), "platforms": msgspec.Raw(plan.platforms),
             "source": None if plan.source is None else msgspec.Raw(plan.source),
-            "created_at": plan.created_at, "updated_at": plan.updated_at,
+            # As text: asyncpg would turn datetime.min/max into -infinity/infinity.
+            "created_at": plan.created_at.isoformat(), "updated_at": plan.updated_at.isoformat(),
         }
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
@@ -179,16 +181,27 @@ class PostgresBackend:
             if not plan.removed:
                 try:
                     rows = await self._run(conn, "postgres.save", **params)
+                    return {row[0]: row[1] for row in rows}
                 except ConflictError:
-                    # A concurrent save of this thread may have inserted one of these new
-                    # messages after this statement's snapshot was taken; run it again, now
-                    # seeing that row (a message stored in another thread fails again).
-                    rows = await self._run(conn, "postgres.save", **params)
-                return {row[0]: row[1] for row in rows}
-            async with conn.transaction():
-                rows = await self._run(conn, "postgres.save", **params)
-                moved = await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
-        return {row[0]: row[1] for row in [*rows, *moved]}
+                    pass  # maybe a concurrent save inserted one of these messages: see below
+            # Under the thread's lock, each statement's snapshot includes every save of this
+            # thread that finished before it, so a message another writer just inserted is seen
+            # as held and updated, not inserted twice. A writer that skipped the lock can still
+            # commit one in between, hence a few attempts; a message stored in another thread
+            # fails every time.
+            attempts_left = _LOCKED_ATTEMPTS
+            while True:
+                try:
+                    async with conn.transaction():
+                        await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
+                        rows = await self._run(conn, "postgres.save", **params)
+                        if plan.removed:
+                            rows += await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
+                    return {row[0]: row[1] for row in rows}
+                except ConflictError:
+                    attempts_left -= 1
+                    if not attempts_left:
+                        raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         async with self._acquire() as conn:

@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from threadstore import Message, Thread, ThreadStore
 
 OpenStore = Callable[[str | None], Awaitable[ThreadStore]]
@@ -226,13 +224,6 @@ async def test_concurrent_removals_and_appends_leave_a_gap_free_thread(store: Th
     assert sequences(loaded) == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.bug_on(
-    "postgres",
-    reason="BUG: on PostgreSQL, two concurrent saves into one stored thread that both carry the "
-           "same message not yet stored: the second fails with ConflictError ('an id is already "
-           "stored elsewhere') although the id is in the same thread; memory and SQLite store it "
-           "once and both saves succeed",
-)
 async def test_concurrent_saves_of_the_same_new_message_into_one_thread_store_it_once(
     store: ThreadStore,
 ) -> None:
@@ -242,7 +233,7 @@ async def test_concurrent_saves_of_the_same_new_message_into_one_thread_store_it
         await store.get_or_create(thread_id)
 
         def writer() -> Thread:  # e.g. two workers handling the same incoming event
-            return Thread(id=thread_id, messages=[Message(id=message_id, role="user", content="hi")])
+            return Thread(id=thread_id, messages=[Message(id=message_id, role="user", content="hi")])  # noqa: B023 - called at once
 
         await asyncio.gather(store.save(writer()), store.save(writer()))
 
@@ -250,13 +241,6 @@ async def test_concurrent_saves_of_the_same_new_message_into_one_thread_store_it
         assert [(m.id, m.content, m.sequence) for m in loaded.messages] == [(message_id, "hi", 1)]
 
 
-@pytest.mark.bug_on(
-    "postgres",
-    reason="BUG: on PostgreSQL, concurrent saves into one thread whose new messages overlap "
-           "(writers holding {m0}, {m1}, {m2}, {m0,m1,m2}, {m2,m1,m0,m3}) fail with ConflictError "
-           "('an id is already stored elsewhere') in about half the rounds, although every id "
-           "belongs to this thread; a single retry of the statement is not enough",
-)
 async def test_overlapping_concurrent_saves_of_new_messages_into_one_thread_all_land(
     store: ThreadStore,
 ) -> None:
@@ -267,8 +251,8 @@ async def test_overlapping_concurrent_saves_of_new_messages_into_one_thread_all_
         ids = [f"{thread_id}-m{k}" for k in range(4)]
 
         def writer(*picked: int) -> Thread:
-            return Thread(id=thread_id, messages=[
-                Message(id=ids[k], role="user", content=f"m{k}") for k in picked])
+            return Thread(id=thread_id, messages=[  # noqa: B023 - called at once
+                Message(id=ids[k], role="user", content=f"m{k}") for k in picked])  # noqa: B023
 
         await asyncio.gather(store.save(writer(0)), store.save(writer(1)), store.save(writer(2)),
                              store.save(writer(0, 1, 2)), store.save(writer(2, 1, 0, 3)))
@@ -295,13 +279,6 @@ async def test_one_thread_object_saved_twice_at_once_is_stored_once(store: Threa
     assert contents(await stored(store, thread.id)) == ["a", "b", "c", "d", "e"]
 
 
-@pytest.mark.bug_on(
-    "postgres",
-    reason="BUG: on PostgreSQL, one Thread object with a removal and a new message saved twice "
-           "at once: the second save fails with ConflictError ('an id is already stored "
-           "elsewhere'); the save-with-removals path has no retry and its snapshot misses the "
-           "first save's insert. Memory and SQLite: both saves succeed",
-)
 async def test_one_thread_object_with_a_removal_saved_twice_at_once_is_stored_once(
     store: ThreadStore,
 ) -> None:

@@ -188,12 +188,6 @@ async def test_entering_a_closed_store_raises_store_closed_error(store_url: str 
             pass
 
 
-@pytest.mark.bug_on(
-    "sqlite_file", "sqlite_memory", "postgres",
-    reason="BUG: close() while the first operation is still connecting does not stick: the "
-           "pending connect finishes and installs its backend, and the 'closed' store then "
-           "serves get() (and holds its connection open) instead of raising StoreClosedError",
-)
 async def test_close_while_connecting_leaves_the_store_closed(store_url: str | None) -> None:
     lazy = ThreadStore(store_url)
     first = asyncio.ensure_future(lazy.get("t"))

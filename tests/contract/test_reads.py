@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 

@@ -7,19 +7,17 @@ Two writers, many concurrent saves and cancellation live in test_concurrency.py.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from threadstore import Attachment, ConflictError, Message, Thread, ThreadStore
 
-UTC = timezone.utc
-ANY_SQL = ("sqlite_file", "sqlite_memory", "postgres")
+UTC = UTC
 
 
 def user(text: str, **fields: Any) -> Message:
@@ -782,12 +780,6 @@ INVALID_HEADERS: dict[str, Callable[[Thread], None]] = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: save() accepts a Thread whose attributes/platforms/source were assigned values "
-           "Thread itself rejects; it is stored, and then get() and list() raise "
-           "msgspec.ValidationError for it (list() for every thread in the store)",
-    strict=True,
-)
 @pytest.mark.parametrize("invalidate", INVALID_HEADERS.values(), ids=INVALID_HEADERS.keys())
 async def test_a_thread_header_assigned_an_invalid_value_is_rejected_at_save(
     store: ThreadStore, invalidate: Callable[[Thread], None]
@@ -878,43 +870,23 @@ def _edge_message(**fields: Any) -> Thread:
     return Thread(id="edge", messages=[message], created_at=EDGE_TIME, updated_at=EDGE_TIME)
 
 
-POSTGRES_FLOATS = ("BUG: PostgreSQL jsonb gives floats written with a positive exponent back as "
-                   "integers (1e16 -> 10000000000000000, 1e100 -> 10**100, unequal) and -0.0 as "
-                   "0.0, where memory and SQLite give them back unchanged")
-POSTGRES_TURN = ("BUG: Message.turn beyond 32 bits fails the save on PostgreSQL with "
-                 "ThreadStoreError ('out of range for type integer'); memory and SQLite store it")
-SQL_TURN = ("BUG: Message.turn beyond 64 bits fails the save with ThreadStoreError on SQLite "
-            "('cannot store REAL value in INTEGER column') and PostgreSQL; memory stores it")
-POSTGRES_INFINITY = ("BUG: on PostgreSQL a thread created_at/updated_at of datetime.min/max (aware) "
-                     "is stored as -infinity/infinity, after which get() and list() raise "
-                     "msgspec.ValidationError ('Invalid RFC3339 encoded datetime') for it")
-
 EDGE_CASES = [
-    pytest.param(lambda: _edge_thread(attributes={"f": 1e16}), id="float_1e16",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_FLOATS)),
-    pytest.param(lambda: _edge_thread(attributes={"f": 1e100}), id="float_1e100",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_FLOATS)),
-    pytest.param(lambda: _edge_thread(attributes={"f": -2.5e20}), id="float_negative_2_5e20",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_FLOATS)),
-    pytest.param(lambda: _edge_thread(attributes={"f": -0.0}), id="float_negative_zero",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_FLOATS)),
-    pytest.param(lambda: _edge_message(metrics={"timing": {"latency": 1e22}}), id="message_float_1e22",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_FLOATS)),
+    pytest.param(lambda: _edge_thread(attributes={"f": 1e16}), id="float_1e16"),
+    pytest.param(lambda: _edge_thread(attributes={"f": 1e100}), id="float_1e100"),
+    pytest.param(lambda: _edge_thread(attributes={"f": -2.5e20}), id="float_negative_2_5e20"),
+    pytest.param(lambda: _edge_thread(attributes={"f": -0.0}), id="float_negative_zero"),
+    pytest.param(lambda: _edge_message(metrics={"timing": {"latency": 1e22}}), id="message_float_1e22"),
     pytest.param(lambda: _edge_thread(attributes={"f": 1e15, "g": 1e-7, "h": 0.1}), id="plain_floats"),
     pytest.param(lambda: _edge_thread(attributes={"i": 2**64 + 1, "j": -(2**70)}), id="huge_ints"),
-    pytest.param(lambda: _edge_message(turn=2**31), id="turn_beyond_32_bits",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_TURN)),
-    pytest.param(lambda: _edge_message(turn=2**63), id="turn_beyond_64_bits",
-                 marks=pytest.mark.bug_on("sqlite_file", "sqlite_memory", "postgres", reason=SQL_TURN)),
+    pytest.param(lambda: _edge_message(turn=2**31), id="turn_beyond_32_bits"),
+    pytest.param(lambda: _edge_message(turn=2**63), id="turn_beyond_64_bits"),
     pytest.param(lambda: _edge_message(turn=-3), id="negative_turn"),
     pytest.param(lambda: _edge_message(timestamp=datetime.min.replace(tzinfo=UTC)), id="timestamp_min"),
     pytest.param(lambda: _edge_message(timestamp=datetime.max.replace(tzinfo=UTC)), id="timestamp_max"),
     pytest.param(lambda: Thread(id="edge", created_at=datetime.min.replace(tzinfo=UTC),
-                                updated_at=EDGE_TIME), id="created_at_min",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_INFINITY)),
+                                updated_at=EDGE_TIME), id="created_at_min"),
     pytest.param(lambda: Thread(id="edge", created_at=EDGE_TIME,
-                                updated_at=datetime.max.replace(tzinfo=UTC)), id="updated_at_max",
-                 marks=pytest.mark.bug_on("postgres", reason=POSTGRES_INFINITY)),
+                                updated_at=datetime.max.replace(tzinfo=UTC)), id="updated_at_max"),
     pytest.param(lambda: Thread(id="edge", created_at=datetime(1899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
                                 updated_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
                  id="far_past_and_future"),
@@ -1033,12 +1005,6 @@ async def test_naive_datetimes_given_to_the_constructors_are_stored_as_utc(
     assert loaded.messages[0].timestamp == datetime(2020, 1, 1, 12, 30, tzinfo=UTC)
 
 
-@pytest.mark.bug_on(
-    *ANY_SQL,
-    reason="BUG: a naive created_at/updated_at assigned after construction is stored as local "
-           "time by SQLite (astimezone) and PostgreSQL (asyncpg), as UTC by memory; with "
-           "TZ=Asia/Kolkata, 12:00 naive reads back as 06:30 UTC",
-)
 async def test_naive_thread_times_assigned_later_are_taken_as_utc(
     store: ThreadStore, local_time_is_not_utc: None
 ) -> None:
@@ -1052,11 +1018,6 @@ async def test_naive_thread_times_assigned_later_are_taken_as_utc(
     assert loaded.updated_at == datetime(2020, 1, 1, 13, 0, tzinfo=UTC)
 
 
-@pytest.mark.bug_on(
-    "memory",
-    reason="BUG: memory list() raises TypeError (can't compare offset-naive and offset-aware "
-           "datetimes) once one stored thread's updated_at was assigned a naive datetime",
-)
 async def test_list_orders_a_thread_whose_updated_at_was_assigned_naive(store: ThreadStore) -> None:
     later = conversation("later")
     later.updated_at = datetime(2099, 1, 1, 0, 0)  # naive, assigned after construction
@@ -1067,12 +1028,6 @@ async def test_list_orders_a_thread_whose_updated_at_was_assigned_naive(store: T
     assert [t.id for t in await store.list()] == [later.id, now.id]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a naive Message.timestamp assigned after construction is rejected by save() "
-           "with a ValueError saying it 'holds a value JSON would not give back unchanged', "
-           "although naive datetimes are otherwise taken to be UTC",
-    strict=True,
-)
 async def test_a_naive_message_timestamp_assigned_later_is_taken_as_utc(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "hi")
     loaded.messages[0].timestamp = datetime(2020, 1, 1, 12, 0)

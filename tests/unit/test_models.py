@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from threadstore import Attachment, Message, Thread
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 

@@ -7,6 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-pg lint bench clean
 
+# Tests use THREADSTORE_TEST_PG_URL when set; otherwise the local server when one answers on
+# 127.0.0.1:5432 (as on the development machines), else testcontainers, else they skip.
+THREADSTORE_TEST_PG_URL ?= $(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo postgresql://postgres@127.0.0.1:5432/postgres)
+export THREADSTORE_TEST_PG_URL
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

@@ -28,10 +28,15 @@ from threadstore.queries import Kind
 # Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
 _PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
 _BUSY, _LOCKED = 5, 6
+_BUSY_TIMEOUT = 5.0  # seconds; the busy_timeout pragma in sql/sqlite/sqlite.sql says the same
 
 
 def _text_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class _Busy(StoreUnavailableError):
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
 
 
 def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
@@ -39,7 +44,7 @@ def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
     if code in (_PRIMARY_KEY, _UNIQUE):
         return ConflictError(f"{name}: an id is already stored elsewhere ({exc})")
     if code is not None and code & 0xFF in (_BUSY, _LOCKED):
-        return StoreUnavailableError(f"{name}: the SQLite database is locked by another writer ({exc})")
+        return _Busy(f"{name}: the SQLite database is locked by another writer ({exc})")
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailableError(f"{name}: SQLite failed: {exc}")
     return ThreadStoreError(f"{name}: SQLite failed: {exc}")
@@ -63,10 +68,30 @@ class SQLiteBackend:
             )
         try:
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._run("sqlite.connect")
-        except sqlite3.Error as exc:
+            await self._configure()
+        except (sqlite3.Error, ThreadStoreError) as exc:
             await self.close()
             raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _configure(self) -> None:
+        # Switching a new file to WAL takes an exclusive lock, and SQLite may answer SQLITE_BUSY
+        # at once rather than wait out busy_timeout (seen with two stores opening one new file
+        # together), so wait for the lock here, as long as busy_timeout would.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _BUSY_TIMEOUT
+        delay = 0.005
+        while True:
+            try:
+                await self._run("sqlite.connect")
+                return
+            except _Busy:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

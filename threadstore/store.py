@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -49,44 +49,37 @@ _NOT_JSON = ("holds a value JSON would not give back unchanged "
              "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
 
 
-def _json(value: Any, field: str) -> bytes:
-    """``value`` encoded; ValueError/TypeError naming ``field`` unless it reads back equal."""
+def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> bytes:
+    """``value`` encoded, after checking that ``decode`` gives it back equal (on every backend)."""
     try:
         raw = _encode(value)
     except TypeError as exc:
-        raise TypeError(f"{field} cannot be stored as JSON: {exc}") from None
+        raise TypeError(f"{what} cannot be stored as JSON: {exc}") from None
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{field} cannot be stored as JSON: {exc}") from None
+        raise ValueError(f"{what} cannot be stored as JSON: {exc}") from None
     try:
-        back = _decode_any(raw)
+        back = decode(raw)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"{field}: {exc}") from None
+        raise ValueError(f"{what} is invalid: {exc}") from None
     if back != value:
-        raise ValueError(f"{field} {_NOT_JSON}")
+        if isinstance(value, Message):  # name the field
+            what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
+                        if getattr(back, f) != getattr(value, f))
+        raise ValueError(f"{what} {_NOT_JSON}")
     if _JSON_NUL.search(raw):
-        raise ValueError(f"{field} contains {_NUL}")
+        raise ValueError(f"{what} contains {_NUL}")
     return raw
+
+
+def _json(value: Any, field: str) -> bytes:
+    """A thread field encoded; ValueError/TypeError naming ``field`` unless it reads back equal."""
+    return _checked_json(value, field, _decode_any)
 
 
 def _message_doc(message: Message) -> bytes:
     """One message as a JSON document, checked to decode back to an equal Message."""
     message._validate()
-    try:
-        raw = _encode(message)
-    except TypeError as exc:
-        raise TypeError(f"message {message.id!r} cannot be stored as JSON: {exc}") from None
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"message {message.id!r} cannot be stored as JSON: {exc}") from None
-    try:
-        back = _decode_message(raw)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"message {message.id!r} is invalid: {exc}") from None
-    if back != message:
-        field = next(f for f in message.__struct_fields__ if getattr(back, f) != getattr(message, f))
-        raise ValueError(f"Message.{field} of message {message.id!r} {_NOT_JSON}")
-    if _JSON_NUL.search(raw):
-        raise ValueError(f"message {message.id!r} contains {_NUL}")
-    return raw
+    return _checked_json(message, f"message {message.id!r}", _decode_message)
 
 
 def _message_docs(messages: list[Message]) -> bytes:

@@ -108,17 +108,23 @@ class MemoryBackend:
                 message.sequence, message.thread_id = stored.sequence, plan.thread_id
                 held[message.id] = message
                 sequences[message.id] = stored.sequence or 0
-        for message in fresh:
-            row.last_sequence += 1
-            message.sequence, message.thread_id = row.last_sequence, plan.thread_id
-            row.messages[message.id] = message
-            self._owner[message.id] = plan.thread_id
-            sequences[message.id] = row.last_sequence
+        sequences.update(self._insert(plan.thread_id, row, fresh))
         if plan.removed:
             for message_id in plan.removed:
                 if row.messages.pop(message_id, None) is not None:
                     del self._owner[message_id]
             sequences.update(self._renumber(row))
+        return sequences
+
+    def _insert(self, thread_id: str, row: _Row, messages: builtins.list[Message]) -> dict[str, int]:
+        """Store messages after the thread's last sequence; their id -> sequence."""
+        sequences = {}
+        for message in messages:
+            row.last_sequence += 1
+            message.sequence, message.thread_id = row.last_sequence, thread_id
+            row.messages[message.id] = message
+            self._owner[message.id] = thread_id
+            sequences[message.id] = row.last_sequence
         return sequences
 
     @staticmethod
@@ -139,13 +145,7 @@ class MemoryBackend:
         for message in messages:
             if message.id in self._owner:
                 raise ConflictError(f"message {message.id!r} is already stored")
-        sequences = {}
-        for message in messages:
-            row.last_sequence += 1
-            message.sequence, message.thread_id = row.last_sequence, plan.thread_id
-            row.messages[message.id] = message
-            self._owner[message.id] = plan.thread_id
-            sequences[message.id] = row.last_sequence
+        sequences = self._insert(plan.thread_id, row, messages)
         row.updated_at = plan.updated_at
         return _encode({**row.header(plan.thread_id), "messages": []}), sequences
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -470,3 +471,30 @@ async def test_a_cancelled_first_operation_of_a_lazy_store_leaves_it_usable(
         assert contents(await stored(lazy, "lazy")) == ["works"]
     finally:
         await lazy.close()
+
+
+def _sqlite_worker_threads() -> int:
+    """Live aiosqlite connection threads (each one an unclosed SQLite connection)."""
+    return sum("connection_worker" in thread.name for thread in threading.enumerate())
+
+
+async def _settled_sqlite_worker_threads(expected: int) -> int:
+    for _ in range(100):  # a closed connection's thread ends a moment after close()
+        if _sqlite_worker_threads() <= expected:
+            break
+        await asyncio.sleep(0.01)
+    return _sqlite_worker_threads()
+
+
+async def test_cancelling_the_first_operation_while_connecting_leaks_no_connection(
+    store_url: str | None,
+) -> None:
+    before = _sqlite_worker_threads()
+    for delay in (0, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005) * 2:
+        lazy = ThreadStore(store_url)
+        try:
+            await _cancel_after(lazy.get("anything"), delay)
+        finally:
+            await lazy.close()
+
+    assert await _settled_sqlite_worker_threads(before) == before

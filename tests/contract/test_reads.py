@@ -11,7 +11,6 @@ import pytest
 
 from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore
 
-UTC = UTC
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 

@@ -7,17 +7,17 @@ Two writers, many concurrent saves and cancellation live in test_concurrency.py.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
 
 from threadstore import Attachment, ConflictError, Message, Thread, ThreadStore
-
-UTC = UTC
 
 
 def user(text: str, **fields: Any) -> Message:
@@ -137,6 +137,7 @@ async def test_everything_saved_reads_back_equal(store: ThreadStore) -> None:
     for got, sent in zip(loaded.messages, thread.messages, strict=True):
         assert got == sent
     assert loaded == thread
+    assert identical(loaded, thread)
 
 
 async def test_list_returns_the_same_documents_as_get(store: ThreadStore) -> None:
@@ -893,13 +894,29 @@ EDGE_CASES = [
 ]
 
 
+def identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (1e16 is not 10**16, -0.0 is not 0.0);
+    dicts compare regardless of key order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, msgspec.Struct):
+        return all(identical(getattr(a, f), getattr(b, f)) for f in a.__struct_fields__)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    return bool(a == b)
+
+
 async def _outcome(store: ThreadStore, thread: Thread) -> str:
     try:
         await store.save(thread)
     except (ValueError, TypeError):
         return "refused"
     loaded = await store.get(thread.id)
-    return "stored as given" if loaded == thread else f"stored changed: {loaded!r}"
+    return "stored as given" if identical(loaded, thread) else f"stored changed: {loaded!r}"
 
 
 @pytest.mark.parametrize("make", EDGE_CASES)

@@ -10,7 +10,6 @@ import pytest
 
 from threadstore import Attachment, Message, Thread
 
-UTC = UTC
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 

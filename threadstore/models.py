@@ -235,9 +235,10 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         Assigning a field (``message.content = ...``) marks it by itself; call this after
         changing a nested value in place (``message.attributes["k"] = v``).
         """
-        found = message if isinstance(message, Message) else self.get_message(message)
-        if found is None:
-            raise ValueError(f"no message {message!r} in thread {self.id!r}")
+        message_id = message.id if isinstance(message, Message) else message
+        found = self.get_message(message_id)
+        if found is None or (isinstance(message, Message) and found is not message):
+            raise ValueError(f"message {message_id!r} is not in thread {self.id!r}")
         edited = self.__dict__.get("_edited")
         if edited is not None:
             edited[found.id] = found
@@ -354,9 +355,10 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         current = _unique_ids(self.id, messages)
         new_ids = current - known
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
-        edited = [
-            m for i, m in edited_by_id.items() if i in stored and i in current and m.role != "system"
-        ]
+        # Stored messages replaced by another object with the same id count as edited.
+        before = {id(m) for m in snapshot}
+        edited = [m for m in messages if m.id in stored and m.role != "system"
+                  and (id(m) not in before or m.id in edited_by_id)]
         return Changes(new, edited, sorted(stored - current), current, set())
 
     def _mark_synced(self, origin: object, changes: Changes | None = None) -> None:
@@ -371,7 +373,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         else:
             edited = state["_edited"]
             edited.clear()
-            tracked = changes.new
+            tracked = [*changes.new, *changes.edited]  # edited: maybe replacement objects
             stored = state["_stored"]
             stored.difference_update(changes.removed)
             stored.update(map(_get_id, tracked))

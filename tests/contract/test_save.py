@@ -404,6 +404,20 @@ async def test_an_edit_of_a_message_on_the_object_just_saved_is_saved(
     assert again.messages == thread.messages
 
 
+async def test_a_stored_message_replaced_by_a_changed_copy_is_saved(store: ThreadStore) -> None:
+    loaded = await saved_and_loaded(store, "one", "two", "three")
+    replacement = msgspec.structs.replace(loaded.messages[1], content="replaced")
+    loaded.messages[1] = replacement
+    await store.save(loaded)
+    assert contents(await stored(store, loaded.id)) == ["one", "replaced", "three"]
+
+    replacement.content = "edited afterwards"  # the replacement is tracked from now on
+    await store.save(loaded)
+    again = await stored(store, loaded.id)
+    assert contents(again) == ["one", "edited afterwards", "three"]
+    assert sequences(again) == [1, 2, 3]
+
+
 async def test_removing_a_reaction_is_saved(store: ThreadStore) -> None:
     thread = conversation("one")
     thread.add_reaction(thread.messages[0].id, "👍", "U1")

@@ -520,6 +520,15 @@ def test_mark_edited_accepts_a_message_or_its_id_and_refuses_an_unknown_id() -> 
         thread.mark_edited("not-in-this-thread")
 
 
+def test_mark_edited_refuses_a_message_of_another_thread() -> None:
+    thread, other = Thread(), Thread()
+    thread.add_message(user("x"))
+    stranger = user("y")
+    other.add_message(stranger)
+    with pytest.raises(ValueError):
+        thread.mark_edited(stranger)
+
+
 # --- equality ----------------------------------------------------------------------------------
 
 

@@ -8,34 +8,10 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tests.helpers import contents, conversation, sequences, stored, user
 from threadstore import Message, Thread, ThreadStore
 
 OpenStore = Callable[[str | None], Awaitable[ThreadStore]]
-
-
-def user(text: str, **fields: Any) -> Message:
-    return Message(role="user", content=text, **fields)
-
-
-def contents(thread: Thread) -> list[Any]:
-    return [m.content for m in thread.messages]
-
-
-def sequences(thread: Thread) -> list[int | None]:
-    return [m.sequence for m in thread.messages]
-
-
-def conversation(*texts: str, **thread_fields: Any) -> Thread:
-    thread = Thread(**thread_fields)
-    for text in texts:
-        thread.add_message(user(text))
-    return thread
-
-
-async def stored(store: ThreadStore, thread_id: str) -> Thread:
-    thread = await store.get(thread_id)
-    assert thread is not None, f"thread {thread_id!r} is not stored"
-    return thread
 
 
 # --- two writers of one thread -----------------------------------------------------------------

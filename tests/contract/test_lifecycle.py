@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import threadstore.store
+from tests.helpers import user
 from threadstore import (
     ConfigurationError,
     ConflictError,
@@ -27,10 +28,6 @@ from threadstore import (
 
 PASSWORD = "s3cretpw"
 OpenStore = Callable[[str | None], Awaitable[ThreadStore]]
-
-
-def user(text: str) -> Message:
-    return Message(role="user", content=text)
 
 
 async def round_trip(store: ThreadStore) -> None:

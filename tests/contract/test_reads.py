@@ -9,27 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import contents, sequences, stored, user
 from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def user(text: str, **fields: Any) -> Message:
-    return Message(role="user", content=text, **fields)
-
-
-def contents(thread: Thread) -> list[Any]:
-    return [m.content for m in thread.messages]
-
-
-def sequences(thread: Thread) -> list[int | None]:
-    return [m.sequence for m in thread.messages]
-
-
-async def stored(store: ThreadStore, thread_id: str) -> Thread:
-    thread = await store.get(thread_id)
-    assert thread is not None, f"thread {thread_id!r} is not stored"
-    return thread
 
 
 async def save_at(store: ThreadStore, thread_id: str, updated_at: datetime, *texts: str) -> Thread:

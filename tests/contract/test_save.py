@@ -17,36 +17,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.helpers import assistant, contents, conversation, sequences, stored, user
 from threadstore import Attachment, ConflictError, Message, Thread, ThreadStore
-
-
-def user(text: str, **fields: Any) -> Message:
-    return Message(role="user", content=text, **fields)
-
-
-def assistant(text: str | None, **fields: Any) -> Message:
-    return Message(role="assistant", content=text, **fields)
-
-
-def contents(thread: Thread) -> list[Any]:
-    return [m.content for m in thread.messages]
-
-
-def sequences(thread: Thread) -> list[int | None]:
-    return [m.sequence for m in thread.messages]
-
-
-def conversation(*texts: str, **thread_fields: Any) -> Thread:
-    thread = Thread(**thread_fields)
-    for text in texts:
-        thread.add_message(user(text))
-    return thread
-
-
-async def stored(store: ThreadStore, thread_id: str) -> Thread:
-    thread = await store.get(thread_id)
-    assert thread is not None, f"thread {thread_id!r} is not stored"
-    return thread
 
 
 async def saved_and_loaded(store: ThreadStore, *texts: str) -> Thread:

@@ -8,17 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import assistant, user
 from threadstore import Attachment, Message, Thread
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def user(text: str, **fields: Any) -> Message:
-    return Message(role="user", content=text, **fields)
-
-
-def assistant(text: str | None, **fields: Any) -> Message:
-    return Message(role="assistant", content=text, **fields)
 
 
 def usage(model: str | None, prompt: int, completion: int) -> dict[str, Any]:

@@ -32,11 +32,12 @@ WITH incoming AS (
       FROM jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
 ), fresh AS (
-    -- Not in this thread (in another one, the INSERT below fails on the primary key).
+    -- Not in this thread (in another one, the INSERT below fails on the primary key). A scalar
+    -- subquery, one primary-key probe per message: as a join, the generic plan hashed the
+    -- whole messages table.
     SELECT i.*, row_number() OVER (ORDER BY i.ord) AS rank
       FROM incoming AS i
-      LEFT JOIN messages AS m ON m.id = i.id
-     WHERE m.thread_id IS DISTINCT FROM :thread_id
+     WHERE (SELECT m.thread_id FROM messages AS m WHERE m.id = i.id) IS DISTINCT FROM :thread_id
 ), thread AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
     VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,

@@ -66,14 +66,6 @@ async def test_processes_creating_at_once_both_succeed_and_migrate_once(empty_ur
         assert [t.title for t in await store.list()] == ["works"]
 
 
-async def test_migrate_false_leaves_the_database_empty_until_migrate(empty_url: str) -> None:
-    async with await ThreadStore.create(empty_url, migrate=False) as store:
-        assert await store.migrate() == [1]
-        assert await store.migrate() == []
-        await store.save(Thread(title="after migrate"))
-        assert (await store.list())[0].title == "after migrate"
-
-
 async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(empty_url: str) -> None:
     async with await ThreadStore.create(empty_url) as store:
         backend = store._backend
@@ -93,12 +85,3 @@ async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(em
         await ThreadStore.create(empty_url)
     assert "99" in str(raised.value) and "up to 1" in str(raised.value)
     assert isinstance(raised.value, RuntimeError)
-
-
-async def test_concurrent_creates_in_one_process_both_succeed(empty_url: str) -> None:
-    stores = await asyncio.gather(ThreadStore.create(empty_url), ThreadStore.create(empty_url))
-    for store in stores:
-        await store.save(Thread(title=f"from {id(store)}"))
-    assert len(await stores[0].list()) == 2
-    for store in stores:
-        await store.close()

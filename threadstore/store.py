@@ -98,13 +98,16 @@ def _check_id(value: object, what: str = "thread_id") -> str:
     return value
 
 
+_MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
+
+
 def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{what} must not be negative, got {value}")
+    if not 0 <= value <= _MAX_COUNT:
+        raise ValueError(f"{what} must be between 0 and {_MAX_COUNT}, got {value}")
 
 
 class ThreadStore:

@@ -444,6 +444,8 @@ BAD_CALLS: dict[str, tuple[Call, type[Exception]]] = {
     "delete_many_empty_id": (lambda s: s.delete_many(["a", ""]), ValueError),
     "list_negative_limit": (lambda s: s.list(limit=-1), ValueError),
     "list_negative_offset": (lambda s: s.list(offset=-1), ValueError),
+    "list_limit_beyond_64_bits": (lambda s: s.list(limit=2**64), ValueError),
+    "list_offset_beyond_64_bits": (lambda s: s.list(offset=2**63), ValueError),
     "list_str_limit": (lambda s: s.list(limit="10"), TypeError),
     "list_float_limit": (lambda s: s.list(limit=1.5), TypeError),
     "list_none_limit": (lambda s: s.list(limit=None), TypeError),

@@ -11,7 +11,7 @@ Accepted forms::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from threadstore.errors import ConfigurationError
 
@@ -39,11 +39,17 @@ class DatabaseConfig:
 
     def scrub(self, text: str) -> str:
         """``text`` with the password (if any) replaced by ``***``."""
-        return text.replace(self.password, "***") if self.password else text
+        if not self.password:
+            return text
+        return text.replace(self.password, "***").replace(unquote(self.password), "***")
+
+
+def _query_password(query: str) -> str | None:
+    return next((v for k, v in parse_qsl(query, keep_blank_values=True) if k == "password"), None)
 
 
 def mask_url(url: str | None) -> str | None:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password (``user:password@`` or ``?password=``) replaced by ``***``."""
     if not url:
         return url
     try:
@@ -51,11 +57,14 @@ def mask_url(url: str | None) -> str | None:
         password = parts.password
     except ValueError:
         return "<unparseable URL>"
-    if not password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if password:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if _query_password(parts.query) is not None:
+        query = [(k, "***" if k == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def parse_url(url: str | None) -> DatabaseConfig:
@@ -89,6 +98,7 @@ def parse_url(url: str | None) -> DatabaseConfig:
         if not parts.hostname and "host=" not in parts.query:
             raise ConfigurationError(f"PostgreSQL URL {mask_url(url)!r} names no host")
         dsn = urlunsplit(parts._replace(scheme="postgresql"))
+        password = password or _query_password(parts.query)
         return DatabaseConfig(backend="postgres", url=url, dsn=dsn, password=password)
     raise ConfigurationError(
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "

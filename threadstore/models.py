@@ -332,60 +332,73 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
     def _changes(self, origin: object) -> Changes:
         """What a save to ``origin`` must write: messages new, edited and removed since the sync.
 
-        The usual case, messages only appended since, costs one identity comparison of the old
-        list prefix (C speed) plus work per new message; anything else compares id sets.
+        The usual case, messages only appended since, costs one comparison of the old list
+        prefix (C speed) plus work per new message; anything else compares id sets.
         """
         state = self.__dict__
         messages = self.messages
+        snapshot = list(messages)
         if state.get("_origin") is not origin:
             everything = [m for m in messages if m.role != "system"]
-            return Changes(everything, [], [], _unique_ids(self.id, messages), set())
-        snapshot: list[Message] = state["_snapshot"]
+            return Changes(everything, [], [], _unique_ids(self.id, messages), set(), snapshot, {})
+        before: list[Message] = state["_snapshot"]
         known: set[str] = state["_known"]
         stored: set[str] = state["_stored"]
-        edited_by_id: dict[str, Message] = state["_edited"]
-        if messages[: len(snapshot)] == snapshot:
-            added = messages[len(snapshot):]
+        tracker: dict[str, Message] = state["_edited"]
+        if messages[: len(before)] == before:
+            added = messages[len(before):]
             added_ids = _unique_ids(self.id, added)
             if not added_ids.isdisjoint(known):
                 raise ValueError(f"Thread {self.id!r} holds message {min(added_ids & known)!r} twice")
             new = [m for m in added if m.role != "system"]
-            edited = [m for i, m in edited_by_id.items() if i in stored and m.role != "system"]
-            return Changes(new, edited, [], known, added_ids)
+            edited = [m for i, m in tracker.items() if i in stored and m.role != "system"]
+            return Changes(new, edited, [], known, added_ids, snapshot, tracker)
         current = _unique_ids(self.id, messages)
         new_ids = current - known
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
         # Stored messages replaced by another object with the same id count as edited.
-        before = {id(m) for m in snapshot}
+        objects_before = {id(m) for m in before}
         edited = [m for m in messages if m.id in stored and m.role != "system"
-                  and (id(m) not in before or m.id in edited_by_id)]
-        return Changes(new, edited, sorted(stored - current), current, set())
+                  and (id(m) not in objects_before or m.id in tracker)]
+        return Changes(new, edited, sorted(stored - current), current, set(), snapshot, tracker)
+
+    def _begin_save(self, changes: Changes) -> None:
+        """Called just before the write: from now on, edits go to the next save."""
+        tracker = changes.tracker
+        for message in changes.edited:
+            tracker.pop(message.id, None)
+        for message in [*changes.new, *changes.edited]:
+            message.__dict__["_edited"] = tracker
+
+    def _abort_save(self, changes: Changes) -> None:
+        """The write failed: its edits are still to be saved."""
+        for message in changes.edited:
+            changes.tracker.setdefault(message.id, message)
 
     def _mark_synced(self, origin: object, changes: Changes | None = None) -> None:
-        """Record that this thread now matches what ``origin`` stores: after a load (no
-        ``changes``) or after a save of ``changes``. Per-message work: the new messages only."""
+        """Record that this thread matches what ``origin`` stores: after a load (no ``changes``)
+        or after a save of ``changes`` (as the thread was when they were taken: messages added
+        or edited during the write are left for the next save)."""
         state = self.__dict__
-        if changes is None or state.get("_origin") is not origin:
-            edited: dict[str, Message] = {}
-            tracked = self.messages if changes is None else changes.new
-            stored = {m.id for m in tracked if m.role != "system"}
-            known = set(map(_get_id, self.messages)) if changes is None else changes.known
+        if changes is None:
+            tracker: dict[str, Message] = {}
+            for message in self.messages:
+                message.__dict__["_edited"] = tracker
+            snapshot = list(self.messages)
+            known = set(map(_get_id, snapshot))
+            stored = {m.id for m in snapshot if m.role != "system"}
         else:
-            edited = state["_edited"]
-            edited.clear()
-            tracked = [*changes.new, *changes.edited]  # edited: maybe replacement objects
-            stored = state["_stored"]
-            stored.difference_update(changes.removed)
-            stored.update(map(_get_id, tracked))
+            tracker, snapshot = changes.tracker, changes.snapshot
             known = changes.known
             known.update(changes.added)
-        for message in tracked:
-            message.__dict__["_edited"] = edited
+            stored = state["_stored"] if state.get("_origin") is origin else set()
+            stored.difference_update(changes.removed)
+            stored.update(map(_get_id, changes.new))
         state["_origin"] = origin
-        state["_snapshot"] = list(self.messages)
+        state["_snapshot"] = snapshot
         state["_known"] = known
         state["_stored"] = stored
-        state["_edited"] = edited
+        state["_edited"] = tracker
 
 
 class Changes(NamedTuple):
@@ -396,6 +409,8 @@ class Changes(NamedTuple):
     removed: list[str]
     known: set[str]  # the thread's message ids, once `added` are merged in on success
     added: set[str]
+    snapshot: list[Message]  # the messages list when the changes were taken
+    tracker: dict[str, Message]  # where Message.__setattr__ records edits
 
 
 def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:

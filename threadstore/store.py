@@ -223,7 +223,12 @@ class ThreadStore:
         backend = await self._ready()
         changes = thread._changes(backend)
         plan = self._plan(thread, changes)
-        sequences = await backend.save(plan)
+        thread._begin_save(changes)
+        try:
+            sequences = await backend.save(plan)
+        except BaseException:
+            thread._abort_save(changes)
+            raise
         for message in changes.new:
             _set_field(message, "thread_id", thread.id)
         if sequences:

@@ -7,11 +7,13 @@ SELECT doc FROM thread_docs WHERE id = :thread_id;
 -- name: list :value
 -- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
 -- A NULL :limit means no limit.
-SELECT coalesce(json_agg(page.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
-  FROM (SELECT id, updated_at, doc
-          FROM thread_docs
+-- The page is chosen on the index first, so documents are built for its rows only.
+SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+  FROM (SELECT id, updated_at
+          FROM threads
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+  JOIN thread_docs AS d ON d.id = page.id;
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.

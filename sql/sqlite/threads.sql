@@ -7,15 +7,18 @@ SELECT doc FROM thread_docs WHERE id = :thread_id;
 -- name: list :value
 -- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
 -- A NULL :limit means no limit (SQLite spells that LIMIT -1); the ordered window stands in for
--- the ORDER BY inside an aggregate that SQLite 3.40 lacks.
+-- the ORDER BY inside an aggregate that SQLite 3.40 lacks. The page is chosen on the index
+-- first, so documents are built for its rows only.
 SELECT coalesce(
          (SELECT json_group_array(json(page.doc)) OVER (
                      ORDER BY page.updated_at DESC, page.id DESC
                      ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM (SELECT id, updated_at, doc
-                    FROM thread_docs
-                   ORDER BY updated_at DESC, id DESC
-                   LIMIT coalesce(:limit, -1) OFFSET :offset) AS page
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
            LIMIT 1),
          '[]');
 

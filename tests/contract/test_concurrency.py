@@ -356,6 +356,23 @@ async def _cancel_after(awaitable: Awaitable[Any], delay: float) -> bool:
     return True
 
 
+async def test_messages_added_or_edited_while_a_save_runs_go_to_the_next_save(
+    store: ThreadStore,
+) -> None:
+    thread = conversation("a")
+    await store.save(thread)
+    thread.add_message(user("b"))
+    saving = asyncio.create_task(store.save(thread))
+    await asyncio.sleep(0)  # the save has taken its changes and is writing
+    thread.add_message(user("c"))
+    thread.messages[0].content = "a edited"
+    thread.messages[1].content = "b edited"  # new in the running save, edited after it
+    await saving
+    await store.save(thread)
+
+    assert contents(await stored(store, thread.id)) == ["a edited", "b edited", "c"]
+
+
 async def test_a_cancelled_save_stores_all_or_nothing_and_the_store_keeps_working(
     store: ThreadStore,
 ) -> None:

@@ -289,6 +289,20 @@ async def test_create_on_an_unreachable_server_raises_without_the_password() -> 
     assert "***" in str(raised.value)
 
 
+@pytest.mark.parametrize("url", [
+    f"postgresql://postgres@127.0.0.1:1/db?password={PASSWORD}",
+    f"postgresql://postgres@127.0.0.1:1/db?sslmode=disable&password={PASSWORD}",
+    f"postgresql://postgres:{PASSWORD}%40x@127.0.0.1:1/db",
+], ids=["query", "query_second", "percent_encoded"])
+async def test_a_password_in_any_url_position_is_masked(url: str) -> None:
+    store = ThreadStore(url)
+    assert PASSWORD not in str(store.database_url) and PASSWORD not in repr(store)
+    with pytest.raises(StoreUnavailableError) as raised:
+        await store.get("t")
+    assert PASSWORD not in text_of(raised.value)
+    await store.close()
+
+
 async def test_a_lazy_store_on_an_unreachable_server_raises_on_use_without_the_password() -> None:
     lazy = ThreadStore(CLOSED_PORT_URL)
     try:

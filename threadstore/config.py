@@ -57,6 +57,8 @@ def mask_url(url: str | None) -> str | None:
         password = parts.password
     except ValueError:
         return "<unparseable URL>"
+    if not password and _query_password(parts.query) is None:
+        return url
     if password:
         host = parts.netloc.rpartition("@")[2]
         parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")

@@ -337,10 +337,10 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         """
         state = self.__dict__
         messages = self.messages
-        snapshot = list(messages)
         if state.get("_origin") is not origin:
             everything = [m for m in messages if m.role != "system"]
-            return Changes(everything, [], [], _unique_ids(self.id, messages), set(), snapshot, {})
+            ids = _unique_ids(self.id, messages)
+            return Changes(everything, [], [], ids, set(), list(messages), {})
         before: list[Message] = state["_snapshot"]
         known: set[str] = state["_known"]
         stored: set[str] = state["_stored"]
@@ -352,7 +352,9 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
                 raise ValueError(f"Thread {self.id!r} holds message {min(added_ids & known)!r} twice")
             new = [m for m in added if m.role != "system"]
             edited = [m for i, m in tracker.items() if i in stored and m.role != "system"]
-            return Changes(new, edited, [], known, added_ids, snapshot, tracker)
+            # The old objects stay in the snapshot even where an equal copy replaced one, so
+            # once that copy is edited the prefix differs and the slow path saves it.
+            return Changes(new, edited, [], known, added_ids, before + added, tracker)
         current = _unique_ids(self.id, messages)
         new_ids = current - known
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
@@ -360,7 +362,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         objects_before = {id(m) for m in before}
         edited = [m for m in messages if m.id in stored and m.role != "system"
                   and (id(m) not in objects_before or m.id in tracker)]
-        return Changes(new, edited, sorted(stored - current), current, set(), snapshot, tracker)
+        return Changes(new, edited, sorted(stored - current), current, set(), list(messages), tracker)
 
     def _begin_save(self, changes: Changes) -> None:
         """Called just before the write: from now on, edits go to the next save."""

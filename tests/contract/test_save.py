@@ -390,6 +390,18 @@ async def test_a_stored_message_replaced_by_a_changed_copy_is_saved(store: Threa
     assert sequences(again) == [1, 2, 3]
 
 
+async def test_an_equal_copy_put_in_place_of_a_stored_message_then_edited_is_saved(
+    store: ThreadStore,
+) -> None:
+    loaded = await saved_and_loaded(store, "one", "two")
+    copy = msgspec.structs.replace(loaded.messages[0])
+    loaded.messages[0] = copy
+    await store.save(loaded)
+    copy.content = "edited copy"
+    await store.save(loaded)
+    assert contents(await stored(store, loaded.id)) == ["edited copy", "two"]
+
+
 async def test_removing_a_reaction_is_saved(store: ThreadStore) -> None:
     thread = conversation("one")
     thread.add_reaction(thread.messages[0].id, "👍", "U1")

@@ -20,7 +20,7 @@ import msgspec
 from threadstore.backends import AppendPlan, Backend, SavePlan, open_backend
 from threadstore.config import DatabaseConfig, parse_url
 from threadstore.errors import NotFoundError, StoreClosedError
-from threadstore.models import Changes, Message, Thread, utcnow
+from threadstore.models import Changes, Message, Thread, _set_field, utcnow
 
 
 def _checked_float(text: str) -> float:
@@ -34,7 +34,6 @@ def _checked_float(text: str) -> float:
     return float(text)
 
 
-_set_field = msgspec.Struct.__setattr__
 _encode = msgspec.json.Encoder().encode
 # Decoders that check what was encoded reads back unchanged, on every backend.
 _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode

@@ -329,20 +329,20 @@ async def test_a_sqlite_file_in_a_missing_directory_is_unavailable(tmp_path: Pat
 # --- migrations --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["file", "memory"])
-async def test_migrate_false_then_migrate_applies_version_1_once(tmp_path: Path, kind: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/fresh.db" if kind == "file" else "sqlite+aiosqlite:///:memory:"
+@pytest.fixture(params=["file", "memory", "postgres"])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database no store has opened yet."""
+    if request.param == "file":
+        return f"sqlite+aiosqlite:///{tmp_path}/fresh.db"
+    if request.param == "memory":
+        return "sqlite+aiosqlite:///:memory:"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
+
+
+async def test_migrate_false_then_migrate_applies_version_1_once(unmigrated_url: str) -> None:
+    url = unmigrated_url
     store = await ThreadStore.create(url, migrate=False)
-    try:
-        assert await store.migrate() == [1]
-        assert await store.migrate() == []
-        await round_trip(store)
-    finally:
-        await store.close()
-
-
-async def test_migrate_on_a_fresh_postgres_database_applies_version_1_once(fresh_pg_url: str) -> None:
-    store = await ThreadStore.create(fresh_pg_url, migrate=False)
     try:
         assert await store.migrate() == [1]
         assert await store.migrate() == []

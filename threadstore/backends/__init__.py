@@ -83,12 +83,12 @@ class Backend(Protocol):
         """Delete those threads; the number deleted."""
 
 
-_MODULES = {"memory": "memory", "sqlite": "sqlite", "postgres": "postgres"}
-
-
 def open_backend(config: DatabaseConfig) -> Backend:
-    """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap)."""
-    module = importlib.import_module(f"threadstore.backends.{_MODULES[config.backend]}")
+    """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap).
+
+    Each backend lives in the module named like it: threadstore.backends.<config.backend>.
+    """
+    module = importlib.import_module(f"threadstore.backends.{config.backend}")
     backend: Backend = module.create(config)
     return backend
 

@@ -1,0 +1,101 @@
+"""Timing: sides measured in interleaved rounds, medians and p95, the report table and JSON.
+
+A round runs a batch of operations on every side in turn, starting with a different side each
+round, so a burst of noise on this shared machine falls on all sides alike. Only the awaited
+store or driver call is timed; the inputs of each operation are built before the timer starts.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Op = Callable[[], Awaitable[Any]]
+Prep = Callable[[int], Awaitable[Op]]  # builds the i-th operation's input (untimed)
+Burst = Callable[[], Awaitable[float]]  # runs one burst, returns operations per second
+
+
+@dataclass(frozen=True)
+class Settings:
+    warmup: int  # rounds thrown away
+    rounds: int  # at most this many measured rounds
+    min_rounds: int  # ... and at least this many, whatever the budget
+    batch: int  # operations per side per round
+    budget: float  # seconds of measured time per side after which no new round starts
+
+
+@dataclass
+class Result:
+    workload: str
+    backend: str
+    side: str
+    unit: str  # "ms" (latency: lower is better) or "ops/s" (throughput: higher is better)
+    median: float
+    p95: float
+    samples: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {"workload": self.workload, "backend": self.backend, "side": self.side,
+                "unit": self.unit, "median": round(self.median, 4), "p95": round(self.p95, 4),
+                "samples": self.samples, **self.extra}
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def latency(workload: str, backend: str, sides: dict[str, Prep], settings: Settings) -> list[Result]:
+    """Median and p95 latency (ms) of each side's operations, measured in interleaved rounds."""
+    names = list(sides)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    spent = dict.fromkeys(names, 0.0)
+    counter = 0
+    for round_no in range(settings.warmup + settings.rounds):
+        measured = round_no >= settings.warmup
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            prep = sides[name]
+            gc.collect()
+            for _ in range(settings.batch):
+                op = await prep(counter)
+                counter += 1
+                start = time.perf_counter()
+                await op()
+                elapsed = time.perf_counter() - start
+                if measured:
+                    samples[name].append(elapsed * 1000)
+                    spent[name] += elapsed
+        done = round_no + 1 - settings.warmup
+        if done >= settings.min_rounds and max(spent.values()) > settings.budget:
+            break
+    return [Result(workload, backend, n, "ms", statistics.median(s), p95(s), len(s))
+            for n, s in samples.items()]
+
+
+async def throughput(workload: str, backend: str, sides: dict[str, Burst], rounds: int) -> list[Result]:
+    """Operations per second of each side, bursts interleaved; median (and 5th percentile as
+    the p95 counterpart: the slow end) over the rounds."""
+    names = list(sides)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for round_no in range(rounds + 1):  # round 0 warms up
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            rate = await sides[name]()
+            if round_no:
+                rates[name].append(rate)
+    return [Result(workload, backend, n, "ops/s", statistics.median(r),
+                   sorted(r)[max(0, round(0.05 * (len(r) - 1)))], len(r))
+            for n, r in rates.items()]
+
+
+def ratio(result: Result, floor: Result) -> float:
+    """Result over floor: for latency above 1 is slower than the floor; for throughput (ops/s)
+    below 1 is fewer operations per second than the floor."""
+    return result.median / floor.median

@@ -9,6 +9,7 @@ checks that threadstore reads a seeded thread back.
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +39,7 @@ def title_of(i: int) -> str:
 
 
 def thread_fields(i: int, base: datetime = EPOCH) -> dict[str, Any]:
-    created = base + timedelta(seconds=i)
+    created = base + timedelta(seconds=i % 10_000_000)
     return {
         "title": title_of(i),
         "attributes": {"customer_id": f"cust_{i}", "priority": PRIORITIES[i % 3], "tier": i % 5},
@@ -56,7 +57,7 @@ def message_fields(thread_no: int, n: int) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "role": "user" if user else "assistant",
         "content": content,
-        "timestamp": EPOCH + timedelta(seconds=thread_no, microseconds=n),
+        "timestamp": EPOCH + timedelta(seconds=thread_no % 10_000_000, microseconds=n),
         "attributes": {"lang": "en"},
     }
     if user:
@@ -89,7 +90,8 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-_numbers = iter(range(10_000_000, 2**62))
+# Random start: a database kept from an earlier run (or another bench process) holds other ids.
+_numbers = iter(range(10_000_000 + random.randrange(10**12) * 1000, 2**62))
 
 
 def fresh_number() -> int:
@@ -102,7 +104,7 @@ def message_row(thread_id: str, thread_no: int, n: int, sequence: int | None = N
     """A messages row as a plain dict, every column present (what the floor writes)."""
     fields = message_fields(thread_no, n)
     return {
-        "id": new_id(), "thread_id": thread_id, "sequence": n if sequence is None else sequence,
+        "id": f"{thread_id}:{n}", "thread_id": thread_id, "sequence": n if sequence is None else sequence,
         "turn": None, "role": fields["role"], "content": fields["content"],
         "reasoning_content": None, "name": None, "tool_call_id": None, "tool_calls": None,
         "attributes": fields["attributes"], "timestamp": fields["timestamp"],

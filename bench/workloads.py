@@ -42,10 +42,14 @@ class Env:
         return {p.name: getattr(p, method)(*args) for p in self.peers if hasattr(p, method)}
 
 
+_START = time.perf_counter()
+
+
 def _progress(results: list[Result]) -> None:
     first = results[0]
     parts = ", ".join(f"{r.side} {r.median:.3f}" for r in results)
-    print(f"  {first.backend:8} {first.workload:34} {parts} {first.unit} (n={first.samples})", flush=True)
+    print(f"  {time.perf_counter() - _START:5.0f}s {first.backend:8} {first.workload:36} {parts} "
+          f"{first.unit} (n={first.samples})", flush=True)
 
 
 def fixture_rows(count: int, size: int, base: datetime = data.EPOCH) -> Rows:
@@ -80,7 +84,7 @@ async def save_new(env: Env) -> list[Result]:
 async def append(env: Env, size: int) -> list[Result]:
     """Append one message to a stored thread of ``size`` messages: through a save of the loaded
     thread, and through ``append()``; each side appends to threads of its own."""
-    count = max(1, min(20, 20_000 // size))  # spread the appends so a thread grows little
+    count = max(2, min(50, 20_000 // size))  # spread the appends, so a thread grows by 2% at most
     floor_rows, save_rows, append_rows = (fixture_rows(count, size) for _ in range(3))
     await env.floor.seed(floor_rows + save_rows + append_rows)
     loaded: list[Thread] = []
@@ -124,7 +128,7 @@ async def append(env: Env, size: int) -> list[Result]:
 
 async def get(env: Env, size: int) -> list[Result]:
     """Read a thread of ``size`` messages (both sides read the same threads)."""
-    count = max(1, min(20, 20_000 // size))
+    count = max(2, min(10, 4_000 // size))
     rows = fixture_rows(count, size)
     await env.floor.seed(rows)
     ids = [row["id"] for row, _ in rows]
@@ -214,7 +218,6 @@ async def grow_store(env: Env, size: int) -> None:
             aliases.append((f"order-{i}", thread_id))
         await env.floor.seed(rows, aliases)
     env.store_size = size
-    await env.floor.analyze()
     thread = await env.store.get("store-0000000")
     assert thread is not None and len(thread.messages) == GROWTH_MESSAGES
 

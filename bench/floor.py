@@ -137,7 +137,7 @@ class PgFloor:
         return await self.pool.fetchval(sql, *args)
 
     async def seed(self, threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
-                   aliases: Sequence[tuple[str, str]] = ()) -> None:
+                   aliases: Sequence[tuple[str, str]] = (), *, settle: bool = True) -> None:
         """Bulk load with COPY (not timed): threads, their messages, aliases."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
@@ -151,7 +151,8 @@ class PgFloor:
                 await conn.copy_records_to_table(
                     "thread_aliases", columns=("alias", "thread_id", "created_at"),
                     records=[(a, t, now) for a, t in aliases])
-        await self.settle()
+        if settle:
+            await self.settle()
 
     async def settle(self) -> None:
         """After a bulk load: ANALYZE, as autovacuum soon would. A generic plan prepared against
@@ -259,7 +260,7 @@ class SqliteFloor:
         return None if row is None else row[0]
 
     async def seed(self, threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
-                   aliases: Sequence[tuple[str, str]] = ()) -> None:
+                   aliases: Sequence[tuple[str, str]] = (), *, settle: bool = True) -> None:
         async with self.lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             await self.conn.executemany(SQ_INSERT_THREAD, [data.sqlite_thread_values(t) for t, _ in threads])
@@ -271,7 +272,8 @@ class SqliteFloor:
                     "INSERT INTO thread_aliases (alias, thread_id, created_at) VALUES (?, ?, ?)",
                     [(a, t, now) for a, t in aliases])
             await self.conn.execute("COMMIT")
-        await self.settle()
+        if settle:
+            await self.settle()
 
     async def settle(self) -> None:
         """After a bulk load: fold the WAL back into the database file, so the next writes do not

@@ -185,8 +185,10 @@ async def amain(args: argparse.Namespace) -> int:
                 raise
             print(f"  PostgreSQL skipped: no server at {DEFAULT_PG} ({exc})", flush=True)
         else:
-            async with pg_database(server) as url:
-                peers = await peer_sides.postgres(server) if args.peers else []
+            async with contextlib.AsyncExitStack() as stack:
+                url = await stack.enter_async_context(pg_database(server))
+                peers = peer_sides.postgres(await stack.enter_async_context(pg_database(server))) \
+                    if args.peers else []
                 results += await run_backend("postgres", url, PgFloor(url), plan, only, peers)
     if "sqlite" in backends:
         with tempfile.TemporaryDirectory(prefix="threadstore-bench-") as tmp:

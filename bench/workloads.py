@@ -37,9 +37,9 @@ class Env:
         _progress(results)
         return results
 
-    def peer_preps(self, method: str, *args: Any) -> dict[str, Prep | None]:
-        """Each peer's preparer for a workload, where the peer supports it."""
-        return {p.name: getattr(p, method)(*args) for p in self.peers if hasattr(p, method)}
+    async def peer_preps(self, method: str, *args: Any) -> dict[str, Prep | None]:
+        """Each peer's preparer for a workload (after its set-up), where the peer supports it."""
+        return {p.name: await getattr(p, method)(*args) for p in self.peers if hasattr(p, method)}
 
 
 _START = time.perf_counter()
@@ -78,7 +78,7 @@ async def save_new(env: Env) -> list[Result]:
         return lambda: env.floor.save_new(thread, messages)
 
     return await env.measure("save new thread (10 msgs)",
-                             {"floor": floor, "threadstore": threadstore, **env.peer_preps("save_new")})
+                             {"floor": floor, "threadstore": threadstore, **await env.peer_preps("save_new")})
 
 
 async def append(env: Env, size: int) -> list[Result]:
@@ -118,7 +118,7 @@ async def append(env: Env, size: int) -> list[Result]:
 
     results = await env.measure(f"append 1 msg to {size:,}: save()",
                                 {"floor": floor, "threadstore": via_save,
-                                 **env.peer_preps("append", size)})
+                                 **await env.peer_preps("append", size)})
     results += await env.measure(f"append 1 msg to {size:,}: append()",
                                  {"floor": floor, "threadstore": via_append})
     return results
@@ -144,8 +144,9 @@ async def get(env: Env, size: int) -> list[Result]:
         thread_id = ids[i % count]
         return lambda: env.floor.get(thread_id)
 
+    peers = await env.peer_preps("get", size)
     return await env.measure(f"get thread of {size:,} msgs",
-                             {"floor": floor, "threadstore": threadstore, **env.peer_preps("get", size)})
+                             {"floor": floor, "threadstore": threadstore, **peers})
 
 
 # -- concurrency ----------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ GROWTH_MESSAGES = 4  # messages per thread of the seeded store
 
 async def grow_store(env: Env, size: int) -> None:
     """Seed the list/search store up to ``size`` threads (numbered 0..size-1), in chunks."""
-    chunk = 2_000
+    chunk = 5_000
     for start in range(env.store_size, size, chunk):
         rows: Rows = []
         aliases = []
@@ -216,7 +217,8 @@ async def grow_store(env: Env, size: int) -> None:
             rows.append((data.thread_row(thread_id, i, GROWTH_MESSAGES, data.FUTURE),
                          [data.message_row(thread_id, i, n) for n in range(1, GROWTH_MESSAGES + 1)]))
             aliases.append((f"order-{i}", thread_id))
-        await env.floor.seed(rows, aliases)
+        await env.floor.seed(rows, aliases, settle=False)
+    await env.floor.settle()
     env.store_size = size
     thread = await env.store.get("store-0000000")
     assert thread is not None and len(thread.messages) == GROWTH_MESSAGES
@@ -234,8 +236,9 @@ async def store_reads(env: Env) -> list[Result]:
     async def floor_list(i: int) -> Op:
         return lambda: env.floor.list(20)
 
+    peers = await env.peer_preps("list")
     results += await env.measure("list 20 threads" + suffix,
-                                 {"floor": floor_list, "threadstore": ts_list, **env.peer_preps("list")})
+                                 {"floor": floor_list, "threadstore": ts_list, **peers})
     for workload in SEARCHES:
         if hasattr(env.store, workload.method):
             results += await workload.run(env, suffix)

@@ -67,7 +67,8 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
             what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
                         if getattr(back, f) != getattr(value, f))
         raise ValueError(f"{what} {_NOT_JSON}")
-    if _JSON_NUL.search(raw):
+    # The substring test first: the regex alone scans at ~50 µs per message document (bench).
+    if b"\\u0000" in raw and _JSON_NUL.search(raw):
         raise ValueError(f"{what} contains {_NUL}")
     return raw
 

@@ -7,16 +7,15 @@ SELECT doc FROM thread_docs WHERE id = :thread_id;
 -- name: list :value
 -- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
 -- A NULL :limit means no limit.
--- The page is chosen on the index first, so documents are built for its rows only. The generic
--- plan (plan_cache_mode) guesses a LIMIT parameter at 10% of the table: joined to thread_docs
--- it hashed every thread (92 ms at 100,000 threads); the LATERAL, kept apart by OFFSET 0, looks
--- each page row's document up by key.
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+-- The page is chosen on the index first; documents are built for its rows only, each looked up
+-- by primary key (a join would let a generic plan, which guesses 10% of the table for an unknown
+-- LIMIT, hash the whole threads table).
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
           FROM threads
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
- CROSS JOIN LATERAL (SELECT doc FROM thread_docs WHERE thread_docs.id = page.id OFFSET 0) AS d;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.

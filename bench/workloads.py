@@ -278,4 +278,21 @@ def _spread(i: int, size: int) -> int:
     return (i * 7919) % size  # a different thread each time, all over the store
 
 
-SEARCHES: list[Search] = []  # filled in below once the query-surface operations exist
+# Each asks for something a constant number of threads match at every store size (thread k's
+# own title, message, attribute, alias), so a flat cost means an index found it.
+SEARCHES = [
+    Search("search_by_title", "search_by_title (1 match)",
+           lambda i, size: (f"question {_spread(i, size)} from",),
+           lambda env, args: env.floor.search_by_title(*args)),
+    Search("search_by_content", "search_by_content (1 match)",
+           lambda i, size: (f"#{_spread(i, size)}-1 has",),
+           lambda env, args: env.floor.search_by_content(*args)),
+    Search("find_by_attributes", "find_by_attributes (1 match)",
+           lambda i, size: ({"customer_id": f"cust_{_spread(i, size)}"},),
+           lambda env, args: env.floor.find_by_attributes(*args)),
+    Search("get_by_alias", "get_by_alias",
+           lambda i, size: (f"order-{_spread(i, size)}",),
+           lambda env, args: env.floor.get_by_alias(*args)),
+    Search("get_usage_stats", "get_usage_stats", lambda i, size: (),
+           lambda env, args: env.floor.get_usage_stats()),
+]

@@ -202,6 +202,11 @@ class PgFloor:
         if settle:
             await self.settle()
 
+    async def delete_threads(self, ids: Sequence[str]) -> None:
+        """Remove a workload's threads (messages and aliases cascade), then settle."""
+        await self.pool.execute("DELETE FROM threads WHERE id = any($1::text[])", list(ids))
+        await self.settle()
+
     async def settle(self) -> None:
         """After a bulk load: ANALYZE, as autovacuum soon would. A generic plan prepared against
         the statistics of near-empty tables is kept until then (measured: a save of a loaded
@@ -380,6 +385,12 @@ class SqliteFloor:
             await self.conn.execute("COMMIT")
         if settle:
             await self.settle()
+
+    async def delete_threads(self, ids: Sequence[str]) -> None:
+        async with self.lock:
+            await self.conn.execute("DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?))",
+                                    (_encode(list(ids)).decode(),))
+        await self.settle()
 
     async def settle(self) -> None:
         """After a bulk load: fold the WAL back into the database file, so the next writes do not

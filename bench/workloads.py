@@ -67,18 +67,25 @@ def fixture_rows(count: int, size: int, base: datetime = data.EPOCH) -> Rows:
 async def save_new(env: Env) -> list[Result]:
     """Save a new thread of 10 messages."""
 
+    created: list[str] = []
+
     async def threadstore(i: int) -> Op:
         thread = data.new_thread(data.fresh_number(), 10)
+        created.append(thread.id)
         return lambda: env.store.save(thread)
 
     async def floor(i: int) -> Op:
         thread_id, number = data.new_id(), data.fresh_number()
         thread = data.thread_row(thread_id, number, 10)
         messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
+        created.append(thread_id)
         return lambda: env.floor.save_new(thread, messages)
 
-    return await env.measure("save new thread (10 msgs)",
-                             {"floor": floor, "threadstore": threadstore, **await env.peer_preps("save_new")})
+    results = await env.measure("save new thread (10 msgs)",
+                                {"floor": floor, "threadstore": threadstore,
+                                 **await env.peer_preps("save_new")})
+    await env.floor.delete_threads(created)
+    return results
 
 
 async def append(env: Env, size: int) -> list[Result]:
@@ -121,6 +128,7 @@ async def append(env: Env, size: int) -> list[Result]:
                                  **await env.peer_preps("append", size)})
     results += await env.measure(f"append 1 msg to {size:,}: append()",
                                  {"floor": floor, "threadstore": via_append})
+    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + save_rows + append_rows])
     return results
 
 
@@ -145,8 +153,10 @@ async def get(env: Env, size: int) -> list[Result]:
         return lambda: env.floor.get(thread_id)
 
     peers = await env.peer_preps("get", size)
-    return await env.measure(f"get thread of {size:,} msgs",
-                             {"floor": floor, "threadstore": threadstore, **peers})
+    results = await env.measure(f"get thread of {size:,} msgs",
+                                {"floor": floor, "threadstore": threadstore, **peers})
+    await env.floor.delete_threads(ids)
+    return results
 
 
 # -- concurrency ----------------------------------------------------------------------------------
@@ -198,6 +208,7 @@ async def concurrent(env: Env, rounds: int, ops_per_task: int) -> list[Result]:
     sides: dict[str, Burst] = {"floor": floor, "threadstore": threadstore}
     results = await throughput(f"{TASKS} tasks get+append", env.backend, sides, rounds)
     _progress(results)
+    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + store_rows])
     return results
 
 

@@ -187,6 +187,15 @@ class PostgresBackend:
         params = {**self._thread_params(plan), "new": msgspec.Raw(plan.new),
                   "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
         async with self._acquire() as conn:
+            if plan.new_count and plan.edited == b"[]" and not plan.removed:
+                appended = {**params, "count": plan.new_count}
+                del appended["created_at"], appended["edited"], appended["removed"]
+                try:
+                    rows = await self._run(conn, "postgres.save_appended", **appended)
+                    if rows:
+                        return {row[0]: row[1] for row in rows}
+                except ConflictError:
+                    pass  # a message is stored already: the general save below sorts it out
             if not plan.removed:
                 try:
                     rows = await self._run(conn, "postgres.save", **params)

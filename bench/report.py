@@ -58,7 +58,8 @@ def table(results: list[Result], imports: dict[str, Any], facts: dict[str, Any],
         f"Machine: {facts['cpu_count']} CPUs ({facts['cpu']}), Python {facts['python']}, "
         f"PostgreSQL {facts['postgresql'] or '-'}, SQLite {facts['sqlite']}; "
         f"load average at the end {facts['load_average'][0]:.1f}; {elapsed:.0f} s",
-        f"import threadstore: {imports['median_ms']:.1f} ms median (target <= 100 ms); "
+        f"import threadstore: {imports['median_ms']:.1f} ms median, {imports['min_ms']:.1f} ms fastest "
+        f"(target <= 100 ms; import msgspec alone: {imports['msgspec_median_ms']:.1f} ms median); "
         f"drivers imported: {'yes' if imports['drivers_imported'] else 'no'}",
     ]
     peers = sorted({r.side for r in results} - {"floor", "threadstore"})
@@ -118,3 +119,23 @@ def _store_growth(rows: dict[str, dict[str, Result]]) -> list[str]:
         lines.append(f"  growth {name}, {low:,} -> {high:,} threads: {', '.join(parts)} "
                      "(target <= 1.50x)")
     return lines
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The README's table from a results file: ratios to the floor, both databases side by side."""
+    rows: dict[str, dict[str, dict[str, float]]] = document["ratios"]
+    backends = [b for b in ("postgres", "sqlite") if b in rows]
+    workloads = list(dict.fromkeys(w for b in backends for w in rows[b]))
+    peers = sorted({s for b in backends for w in rows[b].values() for s in w} - {"threadstore"})
+    head = "| workload | target | " + " | ".join(BACKEND_NAMES[b] for b in backends)
+    head += "".join(f" | {p} ({BACKEND_NAMES[b]})" for p in peers for b in backends
+                    if any(p in rows[b][w] for w in rows[b])) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for workload in workloads:
+        op, bound = target(workload)
+        cells = [f"{rows[b][workload]['threadstore']:.2f}x" if workload in rows[b] else "-"
+                 for b in backends]
+        cells += [f"{rows[b][workload][p]:.2f}x" if p in rows[b].get(workload, {}) else "-"
+                  for p in peers for b in backends if any(p in rows[b][w] for w in rows[b])]
+        lines.append(f"| {workload} | {'≤' if op == '<=' else '≥'} {bound}x | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -61,18 +61,26 @@ QUICK = Plan(quick=True, settings=Settings(warmup=1, rounds=2, min_rounds=1, bat
 
 
 def import_time(runs: int) -> dict[str, Any]:
-    """``import threadstore`` in fresh interpreters: median wall time, and whether it loaded a driver."""
-    code = ("import sys, time; t = time.perf_counter(); import threadstore; "
-            "t = time.perf_counter() - t; "
-            "print(t * 1000, any(m in sys.modules for m in ('asyncpg', 'aiosqlite', 'sqlite3')))")
-    times, drivers = [], False
-    for _ in range(runs):
+    """``import threadstore`` in fresh interpreters (median and fastest wall time), whether it
+    loaded a driver, and ``import msgspec`` alone (its one import-time dependency) for scale;
+    the two alternate, so load on the machine hits both alike."""
+    def once(module: str) -> tuple[float, bool]:
+        code = ("import sys, time; t = time.perf_counter(); import " + module + "; "
+                "t = time.perf_counter() - t; "
+                "print(t * 1000, any(m in sys.modules for m in ('asyncpg', 'aiosqlite', 'sqlite3')))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         elapsed, loaded = out.stdout.split()
-        times.append(float(elapsed))
-        drivers = drivers or loaded == "True"
-    return {"median_ms": round(statistics.median(times), 2), "runs_ms": [round(t, 2) for t in times],
-            "drivers_imported": drivers}
+        return float(elapsed), loaded == "True"
+
+    times, baseline, drivers = [], [], False
+    for _ in range(runs):
+        elapsed, loaded = once("threadstore")
+        times.append(elapsed)
+        drivers = drivers or loaded
+        baseline.append(once("msgspec")[0])
+    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),
+            "runs_ms": [round(t, 2) for t in times], "drivers_imported": drivers,
+            "msgspec_median_ms": round(statistics.median(baseline), 2)}
 
 
 @contextlib.asynccontextmanager
@@ -230,4 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")
     parser.add_argument("--out", help="where to write the JSON results")
-    return asyncio.run(amain(parser.parse_args(argv)))
+    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's ratios as the "
+                        "README's Markdown table, and run nothing")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(report.markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
+    return asyncio.run(amain(args))

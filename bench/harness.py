@@ -91,7 +91,7 @@ async def latency(workload: str, backend: str, sides: dict[str, Prep], settings:
         shift = round_no % len(names)
         slowest = 0.0
         for name in names[shift:] + names[:shift]:
-            slowest = max(slowest, await run(name, batch if measured else min(batch, 3), measured))
+            slowest = max(slowest, await run(name, batch if measured else 3, measured))
         if not measured:
             per_round = settings.budget / settings.min_rounds
             batch = max(1, min(settings.batch, int(per_round / max(slowest, 1e-6))))

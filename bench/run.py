@@ -55,8 +55,10 @@ class Plan:
     import_runs: int = 10
 
 
-FULL = Plan(quick=False, settings=Settings(warmup=1, rounds=15, min_rounds=3, batch=20, budget=2.5))
-QUICK = Plan(quick=True, settings=Settings(warmup=1, rounds=2, min_rounds=1, batch=10, budget=0.2),
+# One operation per side per round: the sides alternate operation by operation, so a burst of
+# load on this shared machine hits them alike.
+FULL = Plan(quick=False, settings=Settings(warmup=1, rounds=300, min_rounds=5, batch=1, budget=2.5))
+QUICK = Plan(quick=True, settings=Settings(warmup=1, rounds=20, min_rounds=3, batch=1, budget=0.2),
              store_sizes=(1_000,), concurrency_rounds=1, ops_per_task=2, import_runs=3)
 
 
@@ -122,7 +124,8 @@ async def run_backend(backend: str, url: str, floor: Any, plan: Plan, only: set[
     await floor.open()
     for peer in peers:
         await peer.open()
-    env = Env(backend=backend, store=store, floor=floor, settings=plan.settings, peers=peers)
+    env = Env(backend=backend, store=store, floor=floor, settings=plan.settings, peers=peers,
+              full=not plan.quick)
     results: list[Result] = []
     steps: list[tuple[str, Callable[[], Awaitable[list[Result]]]]] = [
         ("save", lambda: workloads.save_new(env)),

@@ -30,6 +30,7 @@ class Env:
     settings: Settings
     peers: list[Any] = field(default_factory=list)
     store_size: int = 0  # threads seeded for the list/search/stats workloads so far
+    full: bool = True  # False in a quick run: fewer fixture threads
 
     async def measure(self, workload: str, sides: dict[str, Prep | None]) -> list[Result]:
         present = {name: prep for name, prep in sides.items() if prep is not None}
@@ -91,7 +92,8 @@ async def save_new(env: Env) -> list[Result]:
 async def append(env: Env, size: int) -> list[Result]:
     """Append one message to a stored thread of ``size`` messages: through a save of the loaded
     thread, and through ``append()``; each side appends to threads of its own."""
-    count = max(2, min(50, 20_000 // size))  # spread the appends, so a thread grows by 2% at most
+    # Spread the appends over threads so that each grows by 2% at most (fewer in a quick run).
+    count = max(2, min(50, 20_000 // size)) if env.full else max(1, min(10, 2_000 // size))
     floor_rows, save_rows, append_rows = (fixture_rows(count, size) for _ in range(3))
     await env.floor.seed(floor_rows + save_rows + append_rows)
     loaded: list[Thread] = []
@@ -136,7 +138,7 @@ async def append(env: Env, size: int) -> list[Result]:
 
 async def get(env: Env, size: int) -> list[Result]:
     """Read a thread of ``size`` messages (both sides read the same threads)."""
-    count = max(2, min(10, 4_000 // size))
+    count = max(2, min(10, 4_000 // size)) if env.full else 1
     rows = fixture_rows(count, size)
     await env.floor.seed(rows)
     ids = [row["id"] for row, _ in rows]

@@ -254,7 +254,7 @@ class ThreadStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _plan(self, thread: Thread, changes: Changes | None = None) -> SavePlan:
+    def _plan(self, thread: Thread, changes: Changes | None = None, *, synced: bool = False) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
         if "\x00" in thread.title:
@@ -268,7 +268,7 @@ class ThreadStore:
             new=_message_docs(changes.new) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,
             edited=_message_docs(changes.edited) if changes else b"[]",
-            removed=changes.removed if changes else [],
+            removed=changes.removed if changes else [], synced=synced,
         )
 
     async def save(self, thread: Thread) -> Thread:
@@ -282,8 +282,9 @@ class ThreadStore:
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         backend = await self._ready()
+        synced = thread.__dict__.get("_origin") is backend
         changes = thread._changes(backend)
-        plan = self._plan(thread, changes)
+        plan = self._plan(thread, changes, synced=synced)
         thread._begin_save(changes)
         try:
             sequences = await backend.save(plan)

@@ -187,15 +187,21 @@ class PostgresBackend:
         params = {**self._thread_params(plan), "new": msgspec.Raw(plan.new),
                   "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
         async with self._acquire() as conn:
-            if plan.new_count and plan.edited == b"[]" and not plan.removed:
-                appended = {**params, "count": plan.new_count}
-                del appended["created_at"], appended["edited"], appended["removed"]
+            # The two common saves get a light statement: messages appended to a thread loaded
+            # from here, and a thread this store has not seen. Anything unexpected (the thread or
+            # a message is stored already, or the thread is gone) falls to the general save.
+            if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
+                light = {**params, "count": plan.new_count}
+                del light["edited"], light["removed"]
+                if plan.synced:
+                    del light["created_at"]
                 try:
-                    rows = await self._run(conn, "postgres.save_appended", **appended)
-                    if rows:
+                    rows = await self._run(
+                        conn, "postgres.save_appended" if plan.synced else "postgres.save_new", **light)
+                    if rows or not plan.synced:
                         return {row[0]: row[1] for row in rows}
                 except ConflictError:
-                    pass  # a message is stored already: the general save below sorts it out
+                    pass
             if not plan.removed:
                 try:
                     rows = await self._run(conn, "postgres.save", **params)

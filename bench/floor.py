@@ -8,8 +8,10 @@ last_sequence hands out message sequences) so threadstore can read what the floo
 PostgreSQL: one statement per operation (writable CTEs), one asyncpg pool of the same size as
 threadstore's, no reset query on release. SQLite: one connection in autocommit mode; a write of
 more than one statement is BEGIN IMMEDIATE ... COMMIT, as any correct concurrent writer must.
-Reads build the JSON document in the database and decode it once: measured faster than decoding
-rows into dicts on both databases (see README, Performance).
+Each read takes whichever way measured fastest: on PostgreSQL the database builds one JSON
+document, decoded once (a thread of 1,000 messages: 17.7 ms, against 16.5 ms for its rows turned
+into dicts, within noise, and one statement instead of two); on SQLite the rows, turned into dicts
+in Python (7.9 ms, against 12.9 ms for the cheapest JSON document query).
 """
 
 from __future__ import annotations

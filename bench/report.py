@@ -139,3 +139,27 @@ def markdown(document: dict[str, Any]) -> str:
                   for p in peers for b in backends if any(p in rows[b][w] for w in rows[b])]
         lines.append(f"| {workload} | {'≤' if op == '<=' else '≥'} {bound}x | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_growth(document: dict[str, Any]) -> str:
+    """Cost at the largest store over cost at the smallest, per store-wide workload and side."""
+    medians: dict[tuple[str, str, str], float] = {
+        (r["backend"], r["workload"], r["side"]): r["median"] for r in document["results"]}
+    sizes = sorted({int(m.group(1).replace(",", "")) for _, w, _ in medians if (m := _SIZE.search(w))})
+    if len(sizes) < 2:
+        return ""
+    low, high = f"{sizes[0]:,}", f"{sizes[-1]:,}"
+    names = list(dict.fromkeys(_SIZE.sub("", w) for _, w, _ in medians if _SIZE.search(w)))
+    backends = [b for b in ("postgres", "sqlite") if any(k[0] == b for k in medians)]
+    lines = [f"| {low} → {high} threads | " + " | ".join(
+                 f"{BACKEND_NAMES[b]} threadstore | {BACKEND_NAMES[b]} floor" for b in backends) + " |",
+             "|---|" + "---|" * (2 * len(backends))]
+    for name in names:
+        cells = []
+        for backend in backends:
+            for side in ("threadstore", "floor"):
+                a = medians.get((backend, f"{name} @{low}", side))
+                b = medians.get((backend, f"{name} @{high}", side))
+                cells.append(f"{b / a:.2f}x" if a and b else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                         "README's Markdown table, and run nothing")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(report.markdown(json.loads(Path(args.markdown).read_text())))
+        document = json.loads(Path(args.markdown).read_text())
+        print(report.markdown(document) + "\n\n" + report.markdown_growth(document))
         return 0
     return asyncio.run(amain(args))

@@ -33,9 +33,17 @@ class Env:
     full: bool = True  # False in a quick run: fewer fixture threads
 
     async def measure(self, workload: str, sides: dict[str, Prep | None]) -> list[Result]:
+        """threadstore against the floor; then each peer against the floor, apart, so that a
+        slow peer does not use up the time budget of the first pair."""
         present = {name: prep for name, prep in sides.items() if prep is not None}
-        results = await latency(workload, self.backend, present, self.settings)
+        floor, threadstore = present.pop("floor"), present.pop("threadstore")
+        results = await latency(workload, self.backend, {"floor": floor, "threadstore": threadstore},
+                                self.settings)
         _progress(results)
+        for name, prep in present.items():
+            pair = await latency(workload, self.backend, {"floor": floor, name: prep}, self.settings)
+            _progress(pair)
+            results += [r for r in pair if r.side == name]
         return results
 
     async def peer_preps(self, method: str, *args: Any) -> dict[str, Prep | None]:

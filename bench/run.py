@@ -5,7 +5,7 @@
 PostgreSQL comes from THREADSTORE_BENCH_PG_URL (default: the local server); the bench creates its
 own database there and drops it at the end. Prints the table of medians and ratios to the floor,
 and writes the results with the machine's facts to bench/results/latest.json (quick.json with
---quick; --out FILE elsewhere).
+--quick, peers.json with --peers; --out FILE elsewhere).
 """
 
 from __future__ import annotations
@@ -220,7 +220,8 @@ async def amain(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print()
     print(report.table(results, imports, facts, elapsed))
-    out = Path(args.out) if args.out else RESULTS / ("quick.json" if plan.quick else "latest.json")
+    name = "quick.json" if plan.quick else "peers.json" if args.peers else "latest.json"
+    out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"mode": "quick" if plan.quick else "full", "machine": facts,
                 "elapsed_s": round(elapsed, 1), "import_threadstore": imports,

@@ -18,6 +18,14 @@ class StoreUnavailableError(ThreadStoreError):
     """The database could not be reached or the connection was lost."""
 
 
+class PoolTimeoutError(StoreUnavailableError, TimeoutError):
+    """No pooled connection became free within the pool timeout (``DB_POOL_TIMEOUT``)."""
+
+
+class CommandTimeoutError(StoreUnavailableError, TimeoutError):
+    """A statement ran longer than the command timeout (``DB_COMMAND_TIMEOUT``); it was cancelled."""
+
+
 class StoreClosedError(ThreadStoreError):
     """The store was closed; create a new one."""
 

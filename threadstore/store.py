@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
-from threadstore.backends import AppendPlan, Backend, SavePlan, open_backend
-from threadstore.config import DatabaseConfig, parse_url
+from threadstore.backends import AppendPlan, Backend, SavePlan, SchemaStatus, open_backend
+from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError
 from threadstore.models import Changes, Message, Thread, _set_field, utcnow
 
@@ -110,23 +112,43 @@ def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
 
 
 class ThreadStore:
-    """Persists Threads on one backend: in-memory (no URL), SQLite or PostgreSQL.
+    """Persists Threads on one backend: in-memory, SQLite or PostgreSQL.
 
     ``ThreadStore(url)`` connects on first use; ``await ThreadStore.create(url)`` connects (and
     migrates, unless ``migrate=False``) at once. ``close()`` or ``async with`` releases it.
+    With no URL the environment decides (``THREADSTORE_DATABASE_URL``, ``THREADSTORE_DB_TYPE``
+    and the TYLER_/NARRATOR_ equivalents), else in-memory. The keyword settings (``pool_size``,
+    ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``command_timeout``,
+    ``statement_cache_size``, ``echo``) override the ``<PREFIX>DB_*`` variables; None leaves
+    the environment's value or the default.
     """
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
-        self._config: DatabaseConfig = parse_url(url)
+    def __init__(self, url: str | None = None, *, migrate: bool = True,
+                 pool_size: int | None = None, max_overflow: int | None = None,
+                 pool_timeout: float | None = None, pool_recycle: float | None = None,
+                 command_timeout: float | None = None, statement_cache_size: int | None = None,
+                 echo: bool | None = None) -> None:
+        self._config: DatabaseConfig = configure(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle, command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size, echo=echo,
+        )
         self._migrate_on_open = migrate
         self._backend: Backend | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
 
     @classmethod
-    async def create(cls, url: str | None = None, *, migrate: bool = True) -> ThreadStore:
+    async def create(cls, url: str | None = None, *, migrate: bool = True,
+                     pool_size: int | None = None, max_overflow: int | None = None,
+                     pool_timeout: float | None = None, pool_recycle: float | None = None,
+                     command_timeout: float | None = None, statement_cache_size: int | None = None,
+                     echo: bool | None = None) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
-        store = cls(url, migrate=migrate)
+        store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
+                    pool_timeout=pool_timeout, pool_recycle=pool_recycle,
+                    command_timeout=command_timeout, statement_cache_size=statement_cache_size,
+                    echo=echo)
         await store._ready()
         return store
 
@@ -141,6 +163,28 @@ class ThreadStore:
     def database_url(self) -> str | None:
         """The database URL with its password masked; None for the in-memory store."""
         return self._config.masked_url
+
+    @property
+    def engine(self) -> Any:
+        """The driver object underneath: an asyncpg ``Pool`` (PostgreSQL) or an aiosqlite
+        ``Connection`` (SQLite); None in memory or before the store connects. Not SQLAlchemy."""
+        return None if self._backend is None else self._backend.engine
+
+    @property
+    def async_session(self) -> Callable[[], AbstractAsyncContextManager[Any]] | None:
+        """A factory of driver connections inside a transaction, for code written against the
+        older API: ``async with store.async_session() as conn:`` yields an asyncpg
+        ``Connection`` or the aiosqlite ``Connection`` (not a SQLAlchemy session), commits when
+        the block ends and rolls back on an exception. None for the in-memory store.
+        On SQLite the block holds the store's only connection: no store call may run inside it.
+        """
+        return None if self._config.backend == "memory" else self._session
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        backend = await self._ready()
+        async with backend.session() as conn:
+            yield conn
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._backend else "not connected"
@@ -174,6 +218,11 @@ class ThreadStore:
     async def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""
         return await (await self._ready()).migrate()
+
+    async def schema_status(self) -> SchemaStatus:
+        """The schema version applied and the migrations pending (``"0002_name"``); changes
+        nothing. Raises SchemaVersionError when the database is newer than this code."""
+        return await (await self._ready()).schema_status()
 
     async def close(self) -> None:
         """Release the connection(s). Further use raises StoreClosedError."""

@@ -7,9 +7,12 @@ so all backends answer alike. Reads return JSON bytes of Thread documents, decod
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -45,6 +48,13 @@ class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
+class SchemaStatus(NamedTuple):
+    """Where a database's schema stands."""
+
+    version: int  # the newest migration applied; 0 for an empty database or the in-memory store
+    pending: list[str]  # migrations not applied yet, as "NNNN_name"
+
+
 class Backend(Protocol):
     """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
 
@@ -56,8 +66,18 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release every connection; idempotent."""
 
+    @property
+    def engine(self) -> Any:
+        """The driver object: an asyncpg Pool or an aiosqlite Connection; None in memory."""
+
+    def session(self) -> AbstractAsyncContextManager[Any]:
+        """A driver connection inside a transaction, held until the block ends."""
+
     async def migrate(self) -> list[int]:
         """Apply pending migrations under a cross-process lock; return the versions applied."""
+
+    async def schema_status(self) -> SchemaStatus:
+        """The applied schema version and the pending migrations; changes nothing."""
 
     async def get(self, thread_id: str) -> bytes | None:
         """The thread document, or None."""
@@ -91,6 +111,32 @@ def open_backend(config: DatabaseConfig) -> Backend:
     module = importlib.import_module(f"threadstore.backends.{config.backend}")
     backend: Backend = module.create(config)
     return backend
+
+
+SQL_LOG = logging.getLogger("threadstore.sql")  # echo: one INFO line per statement
+
+
+def enable_echo() -> None:
+    """Make echo lines visible, as SQLAlchemy's ``echo=True`` does: the ``threadstore.sql``
+    logger goes to INFO unless its level was set, and logs to stderr when the application
+    configured no logging at all."""
+    if SQL_LOG.level == logging.NOTSET:
+        SQL_LOG.setLevel(logging.INFO)
+    if not SQL_LOG.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        SQL_LOG.addHandler(handler)
+
+
+def log_statement(name: str, started: float, finished: float) -> None:
+    """The echo line of one statement: its query name and duration, never its values."""
+    SQL_LOG.info("%s %.2f ms", name, (finished - started) * 1000)
+
+
+def schema_status(migrations: Sequence[Migration], applied: Sequence[int]) -> SchemaStatus:
+    """The status of a database whose ledger lists ``applied`` (SchemaVersionError if newer)."""
+    pending = pending_migrations(migrations, applied)
+    return SchemaStatus(max(applied, default=0), [f"{m.version:04d}_{m.name}" for m in pending])
 
 
 def pending_migrations(migrations: Sequence[Migration], applied: Sequence[int]) -> list[Migration]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from threadstore.backends import AppendPlan, SavePlan
+from threadstore.backends import AppendPlan, SavePlan, SchemaStatus
 from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError
+from threadstore.errors import ConflictError, ThreadStoreError
 from threadstore.models import Message
 
 _encode = msgspec.json.Encoder().encode
@@ -58,8 +58,16 @@ class MemoryBackend:
     async def close(self) -> None:
         pass
 
+    engine = None
+
+    def session(self) -> Any:
+        raise ThreadStoreError("the in-memory store has no database session")
+
     async def migrate(self) -> list[int]:
         return []
+
+    async def schema_status(self) -> SchemaStatus:
+        return SchemaStatus(0, [])
 
     def _doc(self, thread_id: str, row: _Row) -> dict[str, Any]:
         messages = sorted(row.messages.values(), key=lambda m: m.sequence or 0)

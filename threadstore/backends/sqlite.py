@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +22,20 @@ import aiosqlite
 import msgspec
 
 from threadstore import queries
-from threadstore.backends import AppendPlan, SavePlan, pending_migrations
+from threadstore.backends import (
+    AppendPlan,
+    SavePlan,
+    SchemaStatus,
+    enable_echo,
+    log_statement,
+    pending_migrations,
+    schema_status,
+)
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
 from threadstore.queries import Kind
+
+_log = logging.getLogger(__name__)
 
 # Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
 _PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
@@ -55,8 +67,9 @@ class SQLiteBackend:
 
     name = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, echo: bool = False) -> None:
         self._path = path
+        self._echo = echo
         self._queries = queries.load("sqlite")
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -66,6 +79,8 @@ class SQLiteBackend:
             raise StoreUnavailableError(
                 f"cannot open SQLite database {self._path!r}: its directory does not exist"
             )
+        if self._echo:
+            enable_echo()
         try:
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
             await self._configure()
@@ -98,6 +113,15 @@ class SQLiteBackend:
         if conn is not None:
             await conn.close()
 
+    @property
+    def engine(self) -> aiosqlite.Connection | None:
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock, self._transaction():
+            yield self._connection()
+
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise StoreUnavailableError("the SQLite connection is closed")
@@ -108,6 +132,7 @@ class SQLiteBackend:
         query = self._queries[name]
         args = query.args(params)
         conn = self._connection()
+        started = time.perf_counter() if self._echo else 0.0
         try:
             match query.kind:
                 case Kind.ONE:
@@ -130,6 +155,9 @@ class SQLiteBackend:
                     return None
         except sqlite3.Error as exc:
             raise _translate(exc, name) from exc
+        finally:
+            if started:
+                log_statement(name, started, time.perf_counter())
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -156,16 +184,29 @@ class SQLiteBackend:
             applied = [row[0] for row in await self._run("schema.versions")]
             pending = pending_migrations(registry.migrations, applied)
             for migration in pending:
+                started = time.perf_counter()
                 for statement in migration.statements:
                     try:
                         await self._connection().execute(statement)
                     except sqlite3.Error as exc:
                         raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+                if self._echo:
+                    log_statement(f"migrations.{migration.version:04d}_{migration.name}", started,
+                                  time.perf_counter())
                 await self._run(
                     "schema.record", version=migration.version, name=migration.name,
                     applied_at=_text_time(datetime.now(UTC)),
                 )
+        if pending:
+            _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending), self._path)
         return [m.version for m in pending]
+
+    async def schema_status(self) -> SchemaStatus:
+        async with self._lock:
+            applied = []
+            if await self._run("schema.ledger_exists"):
+                applied = [row[0] for row in await self._run("schema.versions")]
+        return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
         async with self._lock:
@@ -245,4 +286,4 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:")
+    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo)

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from threadstore.matching import message_tokens
+
 ROLES = ("system", "user", "assistant", "tool")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
@@ -282,21 +284,22 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         return counts
 
     def get_total_tokens(self) -> dict[str, Any]:
-        """Token usage from message metrics: ``{"overall": {...}, "by_model": {model: {...}}}``."""
+        """Token usage from message metrics: ``{"overall": {...}, "by_model": {model: {...}}}``.
+
+        Read as ``get_usage_stats`` reads them: JSON numbers count (truncated), anything else 0.
+        """
         keys = ("prompt_tokens", "completion_tokens", "total_tokens")
         overall = dict.fromkeys(keys, 0)
         by_model: dict[str, dict[str, int]] = {}
         for message in self.messages:
-            usage = message.metrics.get("usage") or {}
-            counts = {k: int(usage.get(k) or 0) for k in keys}
-            for key in keys:
-                overall[key] += counts[key]
-            model = message.metrics.get("model")
-            if model:
+            model, *counts = message_tokens(message.metrics)
+            for key, count in zip(keys, counts, strict=True):
+                overall[key] += count
+            if model is not None:
                 entry = by_model.setdefault(model, {"calls": 0, **dict.fromkeys(keys, 0)})
                 entry["calls"] += 1
-                for key in keys:
-                    entry[key] += counts[key]
+                for key, count in zip(keys, counts, strict=True):
+                    entry[key] += count
         return {"overall": overall, "by_model": by_model}
 
     def get_model_usage(self, model_name: str | None = None) -> dict[str, Any]:

@@ -12,14 +12,30 @@ import asyncio
 import builtins
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
-from threadstore.backends import AppendPlan, Backend, SavePlan, SchemaStatus, open_backend
+from threadstore import matching
+from threadstore.backends import (
+    AppendPlan,
+    Backend,
+    ByAttributes,
+    ByContent,
+    ByPlatform,
+    ByPlatformReference,
+    ByTitle,
+    MessageSearch,
+    SavePlan,
+    SchemaStatus,
+    ThreadSearch,
+    UsageCounts,
+    open_backend,
+)
 from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError
 from threadstore.models import Changes, Message, Thread, _set_field, utcnow
@@ -42,6 +58,8 @@ _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
 _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
 _decode_thread = msgspec.json.Decoder(Thread).decode
 _decode_threads = msgspec.json.Decoder(list[Thread]).decode
+_decode_messages = msgspec.json.Decoder(list[Message]).decode
+_decode_usage = msgspec.json.Decoder(UsageCounts).decode
 
 # An escaped NUL in encoded JSON: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -96,7 +114,46 @@ def _check_id(value: object, what: str = "thread_id") -> str:
         raise ValueError(f"{what} must not be empty")
     if "\x00" in value:
         raise ValueError(f"{what} contains {_NUL}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} contains a lone surrogate, which is not valid text") from None
     return value
+
+
+MAX_ALIAS_LENGTH = 256
+
+
+def _check_alias(alias: object) -> str:
+    _check_id(alias, "alias")
+    assert isinstance(alias, str)
+    if len(alias) > MAX_ALIAS_LENGTH:
+        raise ValueError(f"an alias is at most {MAX_ALIAS_LENGTH} characters; got {len(alias)}")
+    return alias
+
+
+def _check_object(value: object, what: str) -> bytes:
+    """A dict of search values, as checked JSON."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
+    return _json(value, what)
+
+
+def _key_path(path: object) -> tuple[str, builtins.list[str]]:
+    """(column, keys) of find_messages_by_attribute's path."""
+    if isinstance(path, str):
+        keys = path.split(".")
+    elif isinstance(path, list | tuple) and all(isinstance(key, str) for key in path):
+        keys = builtins.list(path)
+    else:
+        raise TypeError(f"path must be a dotted string or a list of keys, got {path!r}")
+    if not keys or not all(keys):
+        raise ValueError(f"path {path!r} has an empty key")
+    for key in keys:
+        _check_id(key, "a key of path")
+    if keys[0] in ("attributes", "platforms") and len(keys) > 1:
+        return keys[0], keys[1:]
+    return "attributes", keys
 
 
 _MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
@@ -137,6 +194,7 @@ class ThreadStore:
         self._backend: Backend | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
+        self._last_alias_time: datetime | None = None
 
     @classmethod
     async def create(cls, url: str | None = None, *, migrate: bool = True,
@@ -352,12 +410,7 @@ class ThreadStore:
         """The thread with all its messages, or None."""
         _check_id(thread_id)
         backend = await self._ready()
-        doc = await backend.get(thread_id)
-        if doc is None:
-            return None
-        thread = _decode_thread(doc)
-        thread._mark_synced(backend)
-        return thread
+        return self._thread(backend, await backend.get(thread_id))
 
     async def list(self, limit: int = 100, offset: int = 0) -> builtins.list[Thread]:
         """Threads with their messages, newest ``updated_at`` first (id breaks ties)."""
@@ -372,7 +425,167 @@ class ThreadStore:
 
     async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
         backend = await self._ready()
-        threads = _decode_threads(await backend.list(limit, offset))
+        return self._threads(backend, await backend.list(limit, offset))
+
+    @staticmethod
+    def _threads(backend: Backend, docs: bytes) -> builtins.list[Thread]:
+        threads = _decode_threads(docs)
         for thread in threads:
             thread._mark_synced(backend)
         return threads
+
+    @staticmethod
+    def _thread(backend: Backend, doc: bytes | None) -> Thread | None:
+        if doc is None:
+            return None
+        thread = _decode_thread(doc)
+        thread._mark_synced(backend)
+        return thread
+
+    # -- searches and lookups ---------------------------------------------------------------
+    # Each returns whole threads with their messages, newest updated_at first (id breaks ties),
+    # in one database call however many match; ``limit`` None means all of them.
+
+    async def _find(self, search: ThreadSearch, limit: int | None, offset: int) -> builtins.list[Thread]:
+        _check_count(limit, "limit", allow_none=True)
+        _check_count(offset, "offset")
+        backend = await self._ready()
+        return self._threads(backend, await backend.find_threads(search, limit, offset))
+
+    async def search_by_title(self, text: str, limit: int | None = 100, *,
+                              offset: int = 0) -> builtins.list[Thread]:
+        """Threads whose title contains ``text``, ignoring case; every character is literal."""
+        return await self._find(ByTitle(pattern=matching.literal(text)), limit, offset)
+
+    async def search_by_content(self, pattern: str, limit: int | None = 100, *, offset: int = 0,
+                                literal: bool = False) -> builtins.list[Thread]:
+        """Threads with a stored message whose content matches ``pattern``, ignoring case.
+
+        ``pattern`` is a regular expression in the dialect every backend runs alike (see
+        threadstore.matching.regex; anything else raises ValueError before the database is
+        asked), or, with ``literal=True``, plain text. A list of content parts is searched as its
+        text parts joined by newlines.
+        """
+        checked = matching.literal(pattern, "pattern") if literal else matching.regex(pattern)
+        return await self._find(ByContent(pattern=checked), limit, offset)
+
+    async def search_by_platform(self, platform_name: str, reference: str | int | float | bool,
+                                 limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+        """Threads whose ``platforms[platform_name]`` has ``reference`` as one of its values."""
+        _check_id(platform_name, "platform_name")
+        if not isinstance(reference, str | int | float):
+            raise TypeError(f"reference must be a string or a number, got {type(reference).__name__}")
+        search = ByPlatformReference(platform=platform_name, reference=_json(reference, "reference"))
+        return await self._find(search, limit, offset)
+
+    async def find_by_attributes(self, attributes: dict[str, Any], limit: int | None = 100, *,
+                                 offset: int = 0) -> builtins.list[Thread]:
+        """Threads whose attributes hold every given key with an equal JSON value (1 equals 1.0;
+        objects and lists compare whole). An empty dict matches every thread."""
+        search = ByAttributes(wanted=_check_object(attributes, "attributes"))
+        return await self._find(search, limit, offset)
+
+    async def find_by_platform(self, platform_name: str, properties: dict[str, Any],
+                               limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+        """Threads whose ``platforms[platform_name]`` holds every given property with an equal
+        value, or whose ``source`` is named ``platform_name`` and holds them."""
+        _check_id(platform_name, "platform_name")
+        search = ByPlatform(name=platform_name, wanted=_check_object(properties, "properties"))
+        return await self._find(search, limit, offset)
+
+    async def find_by_source(self, source_name: str, properties: dict[str, Any],
+                             limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+        """The same as find_by_platform (the older name)."""
+        return await self.find_by_platform(source_name, properties, limit, offset=offset)
+
+    async def find_messages_by_attribute(self, path: str | Sequence[str], value: Any,
+                                         limit: int | None = 100, *,
+                                         offset: int = 0) -> builtins.list[Message]:
+        """Stored messages whose value at ``path`` equals ``value`` (as JSON), ordered by thread
+        id, then sequence; each carries its ``thread_id``.
+
+        ``path`` is dotted: ``"platforms.slack.ts"`` looks in the messages' platforms,
+        ``"attributes.x.y"`` or just ``"x.y"`` in their attributes. A key holding a dot needs the
+        list form: ``["platforms", "web", "a.b"]``.
+        """
+        column, keys = _key_path(path)
+        _check_count(limit, "limit", allow_none=True)
+        _check_count(offset, "offset")
+        search = MessageSearch(column=column, keys=keys, value=_json(value, "value"))  # type: ignore[arg-type]
+        backend = await self._ready()
+        return _decode_messages(await backend.find_messages(search, limit, offset))
+
+    async def get_thread_by_message_id(self, message_id: str) -> Thread | None:
+        """The thread holding that stored message, or None."""
+        _check_id(message_id, "message_id")
+        backend = await self._ready()
+        return self._thread(backend, await backend.thread_of_message(message_id))
+
+    # -- aliases ----------------------------------------------------------------------------
+    # An alias is another, caller-chosen name of one thread: case-sensitive, any text of 1 to
+    # MAX_ALIAS_LENGTH characters. Deleting a thread deletes its aliases.
+
+    async def save_thread_alias(self, thread_id: str, alias: str) -> None:
+        """Name the thread ``alias``. An alias naming another thread is moved to this one.
+        Raises NotFoundError when the thread does not exist."""
+        _check_id(thread_id)
+        _check_alias(alias)
+        backend = await self._ready()
+        if not await backend.save_alias(alias, thread_id, self._alias_time()):
+            raise NotFoundError(f"no thread {thread_id!r} to alias")
+
+    def _alias_time(self) -> datetime:
+        # Strictly increasing within this store, so aliases list in the order they were saved.
+        now = utcnow()
+        last = self._last_alias_time
+        if last is not None and now <= last:
+            now = last + timedelta(microseconds=1)
+        self._last_alias_time = now
+        return now
+
+    async def get_by_alias(self, alias: str) -> Thread | None:
+        """The thread ``alias`` names, or None."""
+        _check_alias(alias)
+        backend = await self._ready()
+        return self._thread(backend, await backend.thread_by_alias(alias))
+
+    async def delete_thread_alias(self, alias: str) -> bool:
+        """Forget an alias (the thread stays); False if it was unknown."""
+        _check_alias(alias)
+        return await (await self._ready()).delete_alias(alias)
+
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
+        """The thread's aliases, in the order they were saved; empty for an unknown thread."""
+        _check_id(thread_id)
+        return await (await self._ready()).aliases(thread_id)
+
+    # -- statistics -------------------------------------------------------------------------
+
+    async def get_usage_stats(self) -> dict[str, Any]:
+        """Counts and token usage, computed by the database in one call.
+
+        ``total_threads``, ``total_messages``, ``avg_messages_per_thread`` (0.0 when empty),
+        ``total_tokens`` = ``{"total": int, "by_model": {model: {"prompt_tokens",
+        "completion_tokens", "total_tokens"}}}`` from Message.metrics (non-numbers count 0), and
+        ``threads_last_hour`` / ``_24h`` / ``_7d`` by updated_at.
+        """
+        backend = await self._ready()
+        now = utcnow()
+        counts = _decode_usage(await backend.usage(
+            now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7)))
+        total = 0
+        by_model: dict[str, dict[str, int]] = {}
+        for model, prompt, completion, total_tokens in counts.models:
+            total += total_tokens or 0
+            if model is not None:
+                by_model[model] = {"prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
+                                   "total_tokens": total_tokens or 0}
+        return {
+            "total_threads": counts.threads,
+            "total_messages": counts.messages,
+            "avg_messages_per_thread": counts.messages / counts.threads if counts.threads else 0.0,
+            "total_tokens": {"total": total, "by_model": dict(sorted(by_model.items()))},
+            "threads_last_hour": counts.last_hour,
+            "threads_last_24h": counts.last_day,
+            "threads_last_7d": counts.last_week,
+        }

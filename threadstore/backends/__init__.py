@@ -6,17 +6,19 @@ so all backends answer alike. Reads return JSON bytes of Thread documents, decod
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 import msgspec
 
 from threadstore.errors import SchemaVersionError
+from threadstore.matching import TextPattern
 
 if TYPE_CHECKING:
     from threadstore.config import DatabaseConfig
@@ -53,6 +55,60 @@ class SchemaStatus(NamedTuple):
 
     version: int  # the newest migration applied; 0 for an empty database or the in-memory store
     pending: list[str]  # migrations not applied yet, as "NNNN_name"
+
+
+class ThreadSearch(msgspec.Struct, frozen=True, kw_only=True):
+    """A filter on threads. SQL backends run ``search.<query>`` with the fields as parameters
+    (JSON fields as JSON, a TextPattern spelled for their engine); memory evaluates it itself."""
+
+    query: ClassVar[str]
+
+
+class ByTitle(ThreadSearch, frozen=True, kw_only=True):
+    query = "by_title"
+    pattern: TextPattern
+
+
+class ByContent(ThreadSearch, frozen=True, kw_only=True):
+    query = "by_content"
+    pattern: TextPattern
+
+
+class ByPlatformReference(ThreadSearch, frozen=True, kw_only=True):
+    query = "by_platform_reference"
+    platform: str
+    reference: bytes  # a JSON scalar
+
+
+class ByAttributes(ThreadSearch, frozen=True, kw_only=True):
+    query = "by_attributes"
+    wanted: bytes  # a JSON object
+
+
+class ByPlatform(ThreadSearch, frozen=True, kw_only=True):
+    query = "by_platform"
+    name: str
+    wanted: bytes  # a JSON object
+
+
+class MessageSearch(msgspec.Struct, frozen=True, kw_only=True):
+    """Messages whose ``column`` holds ``value`` at the key path ``keys``."""
+
+    column: Literal["attributes", "platforms"]
+    keys: list[str]
+    value: bytes  # JSON
+
+
+class UsageCounts(msgspec.Struct, frozen=True):
+    """What get_usage_stats reads from a backend in one call."""
+
+    threads: int
+    messages: int
+    last_hour: int
+    last_day: int
+    last_week: int
+    # [model or None, prompt, completion, total] per model; sums are None when nothing counted
+    models: list[tuple[str | None, int | None, int | None, int | None]]
 
 
 class Backend(Protocol):
@@ -101,6 +157,30 @@ class Backend(Protocol):
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         """Delete those threads; the number deleted."""
+
+    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
+        """A JSON array of the matching thread documents, newest updated_at first."""
+
+    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+        """A JSON array of the matching message documents, by thread id, then sequence."""
+
+    async def thread_of_message(self, message_id: str) -> bytes | None:
+        """The document of the thread holding that message, or None."""
+
+    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+        """Point the alias at the thread (moving it from another); False if no such thread."""
+
+    async def thread_by_alias(self, alias: str) -> bytes | None:
+        """The document of the thread the alias names, or None."""
+
+    async def delete_alias(self, alias: str) -> bool:
+        """Forget an alias; False if it was unknown."""
+
+    async def aliases(self, thread_id: str) -> builtins.list[str]:
+        """A thread's aliases, oldest first (alias breaks ties)."""
+
+    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+        """UsageCounts as JSON."""
 
 
 def open_backend(config: DatabaseConfig) -> Backend:

@@ -8,19 +8,33 @@ await, so it is atomic on the event loop; it checks everything before it changes
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from threadstore.backends import AppendPlan, SavePlan, SchemaStatus
+from threadstore import matching
+from threadstore.backends import (
+    AppendPlan,
+    ByAttributes,
+    ByContent,
+    ByPlatform,
+    ByPlatformReference,
+    ByTitle,
+    MessageSearch,
+    SavePlan,
+    SchemaStatus,
+    ThreadSearch,
+    UsageCounts,
+)
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, ThreadStoreError
 from threadstore.models import Message
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 _decode_messages = msgspec.json.Decoder(list[Message]).decode
 
 
@@ -34,6 +48,7 @@ class _Row:
     updated_at: datetime
     last_sequence: int = 0
     messages: dict[str, Message] = field(default_factory=dict)
+    aliases: dict[str, datetime] = field(default_factory=dict)  # alias -> created_at
 
     def header(self, thread_id: str) -> dict[str, Any]:
         return {
@@ -51,6 +66,7 @@ class MemoryBackend:
     def __init__(self) -> None:
         self._threads: dict[str, _Row] = {}
         self._owner: dict[str, str] = {}  # message id -> thread id
+        self._aliases: dict[str, str] = {}  # alias -> thread id
 
     async def open(self) -> None:
         pass
@@ -78,7 +94,10 @@ class MemoryBackend:
         return None if row is None else _encode(self._doc(thread_id, row))
 
     async def list(self, limit: int | None, offset: int) -> bytes:
-        order = sorted(self._threads.items(), key=lambda item: (item[1].updated_at, item[0]), reverse=True)
+        return self._page(self._threads.items(), limit, offset)
+
+    def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
+        order = sorted(rows, key=lambda item: (item[1].updated_at, item[0]), reverse=True)
         page = order[offset:] if limit is None else order[offset:offset + limit]
         return _encode([self._doc(thread_id, row) for thread_id, row in page])
 
@@ -167,10 +186,102 @@ class MemoryBackend:
             return False
         for message_id in row.messages:
             del self._owner[message_id]
+        for alias in row.aliases:
+            del self._aliases[alias]
         return True
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         return sum([await self.delete(thread_id) for thread_id in dict.fromkeys(thread_ids)])
+
+
+    # -- searches, lookups, aliases, statistics ---------------------------------------------
+
+    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
+        matches = self._matcher(search)
+        return self._page(((i, row) for i, row in self._threads.items() if matches(row)), limit, offset)
+
+    @staticmethod
+    def _matcher(search: ThreadSearch) -> Callable[[_Row], bool]:
+        match search:
+            case ByTitle(pattern=pattern):
+                regex = matching.compiled(pattern.python)
+                return lambda row: regex.search(row.title) is not None
+            case ByContent(pattern=pattern):
+                regex = matching.compiled(pattern.python)
+
+                def any_message(row: _Row) -> bool:
+                    texts = (matching.content_text(m.content) for m in row.messages.values())
+                    return any(text is not None and regex.search(text) for text in texts)
+                return any_message
+            case ByPlatformReference(platform=platform, reference=reference):
+                value = _decode(reference)
+                return lambda row: matching.has_reference(_decode(row.platforms), platform, value)
+            case ByAttributes(wanted=wanted):
+                attributes = _decode(wanted)
+                return lambda row: matching.contains_all(_decode(row.attributes), attributes)
+            case ByPlatform(name=name, wanted=wanted):
+                properties = _decode(wanted)
+                return lambda row: matching.platform_match(
+                    _decode(row.platforms), None if row.source is None else _decode(row.source),
+                    name, properties)
+        raise TypeError(f"unknown search {search!r}")
+
+    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+        value = _decode(search.value)
+        found = sorted(
+            (m for row in self._threads.values() for m in row.messages.values()
+             if matching.value_equals(getattr(m, search.column), search.keys, value)),
+            key=lambda m: (m.thread_id or "", m.sequence or 0))
+        return _encode(found[offset:] if limit is None else found[offset:offset + limit])
+
+    async def thread_of_message(self, message_id: str) -> bytes | None:
+        thread_id = self._owner.get(message_id)
+        return None if thread_id is None else await self.get(thread_id)
+
+    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+        row = self._threads.get(thread_id)
+        if row is None:
+            return False
+        previous = self._aliases.get(alias)
+        if previous != thread_id:
+            if previous is not None:
+                del self._threads[previous].aliases[alias]
+            self._aliases[alias] = thread_id
+            row.aliases[alias] = created_at
+        return True
+
+    async def thread_by_alias(self, alias: str) -> bytes | None:
+        thread_id = self._aliases.get(alias)
+        return None if thread_id is None else await self.get(thread_id)
+
+    async def delete_alias(self, alias: str) -> bool:
+        thread_id = self._aliases.pop(alias, None)
+        if thread_id is None:
+            return False
+        del self._threads[thread_id].aliases[alias]
+        return True
+
+    async def aliases(self, thread_id: str) -> builtins.list[str]:
+        row = self._threads.get(thread_id)
+        if row is None:
+            return []
+        return [alias for alias, _ in sorted(row.aliases.items(), key=lambda item: (item[1], item[0]))]
+
+    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+        rows = self._threads.values()
+        models: dict[str | None, tuple[int, int, int]] = {}
+        for row in rows:
+            for message in row.messages.values():
+                model, prompt, completion, total = matching.message_tokens(message.metrics)
+                p, c, t = models.get(model, (0, 0, 0))
+                models[model] = (p + prompt, c + completion, t + total)
+        return _encode(UsageCounts(
+            threads=len(self._threads), messages=len(self._owner),
+            last_hour=sum(row.updated_at >= hour_ago for row in rows),
+            last_day=sum(row.updated_at >= day_ago for row in rows),
+            last_week=sum(row.updated_at >= week_ago for row in rows),
+            models=[(model, *sums) for model, sums in models.items()],
+        ))
 
 
 def create(config: DatabaseConfig) -> MemoryBackend:

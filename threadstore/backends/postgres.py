@@ -9,6 +9,7 @@ so one round trip, unless the save deletes messages (then a transaction renumber
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -19,11 +20,13 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from threadstore import queries
+from threadstore import matching, queries
 from threadstore.backends import (
     AppendPlan,
+    MessageSearch,
     SavePlan,
     SchemaStatus,
+    ThreadSearch,
     enable_echo,
     log_statement,
     pending_migrations,
@@ -107,10 +110,13 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """
 
 
-def _translate(exc: Exception, name: str, config: DatabaseConfig) -> ThreadStoreError:
+def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     text = config.scrub(f"{name}: {exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
         return ConflictError(f"{text} (an id is already stored elsewhere)")
+    if isinstance(exc, asyncpg.InvalidRegularExpressionError):
+        # Checked patterns still reach limits of PostgreSQL's engine ("too complex").
+        return ValueError(f"PostgreSQL refused the search pattern: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
         return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
     return ThreadStoreError(f"PostgreSQL failed: {text}")
@@ -341,6 +347,69 @@ class PostgresBackend:
         async with self._acquire() as conn:
             count: int = await self._run(conn, "threads.delete_many", ids=list(thread_ids))
         return count
+
+
+    # -- searches, lookups, aliases, statistics ---------------------------------------------
+
+    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
+        params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
+        async with self._acquire() as conn:
+            doc: bytes = await self._run(conn, f"search.{search.query}", limit=limit, offset=offset,
+                                         **params)
+        return doc
+
+    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+        async with self._acquire() as conn:
+            doc: bytes = await self._run(
+                conn, f"search.messages_by_{search.column}", keys=search.keys,
+                value=msgspec.Raw(search.value), limit=limit, offset=offset)
+        return doc
+
+    async def thread_of_message(self, message_id: str) -> bytes | None:
+        async with self._acquire() as conn:
+            doc: bytes | None = await self._run(conn, "search.by_message_id", message_id=message_id)
+        return doc
+
+    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+        async with self._acquire() as conn:
+            try:
+                saved = await self._run(conn, "aliases.save", alias=alias, thread_id=thread_id,
+                                        created_at=created_at.isoformat())
+            except ThreadStoreError as exc:
+                if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                    return False  # the thread was deleted in between
+                raise
+        return saved is not None
+
+    async def thread_by_alias(self, alias: str) -> bytes | None:
+        async with self._acquire() as conn:
+            doc: bytes | None = await self._run(conn, "aliases.get_thread", alias=alias)
+        return doc
+
+    async def delete_alias(self, alias: str) -> bool:
+        async with self._acquire() as conn:
+            count: int = await self._run(conn, "aliases.delete", alias=alias)
+        return count > 0
+
+    async def aliases(self, thread_id: str) -> builtins.list[str]:
+        async with self._acquire() as conn:
+            rows = await self._run(conn, "aliases.of_thread", thread_id=thread_id)
+        return [row[0] for row in rows]
+
+    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+        async with self._acquire() as conn:
+            doc: bytes = await self._run(conn, "stats.usage", hour_ago=hour_ago.isoformat(),
+                                         day_ago=day_ago.isoformat(), week_ago=week_ago.isoformat())
+        return doc
+
+
+def _param(value: Any) -> Any:
+    """A search field as asyncpg takes it: JSON as raw jsonb, a pattern in its ~* spelling."""
+    if isinstance(value, matching.TextPattern):
+        return value.posix
+    if isinstance(value, bytes):
+        return msgspec.Raw(value)
+    return value
 
 
 def create(config: DatabaseConfig) -> PostgresBackend:

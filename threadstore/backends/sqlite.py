@@ -9,7 +9,9 @@ Times are stored as ISO-8601 UTC text with microseconds, so text order is time o
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -21,11 +23,13 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from threadstore import queries
+from threadstore import matching, queries
 from threadstore.backends import (
     AppendPlan,
+    MessageSearch,
     SavePlan,
     SchemaStatus,
+    ThreadSearch,
     enable_echo,
     log_statement,
     pending_migrations,
@@ -62,6 +66,32 @@ def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
     return ThreadStoreError(f"{name}: SQLite failed: {exc}")
 
 
+_decode = msgspec.json.decode
+# Parameters repeat on every row of a scan; stored documents differ per row.
+_decode_param = functools.lru_cache(maxsize=64)(msgspec.json.decode)
+
+
+def _optional(document: str | None) -> Any:
+    return None if document is None else _decode(document)
+
+
+# The functions search.sql calls, registered on each connection: threadstore.matching's code,
+# so SQLite answers exactly as the memory backend does.
+_FUNCTIONS: dict[str, Any] = {
+    "regexp": lambda pattern, text: (None if pattern is None or text is None
+                                     else matching.compiled(pattern).search(text) is not None),
+    "threadstore_content_text": lambda content: matching.content_text(_optional(content)),
+    "threadstore_has_reference": lambda platforms, name, reference: matching.has_reference(
+        _decode(platforms), name, _decode_param(reference)),
+    "threadstore_has_all": lambda document, wanted: matching.contains_all(
+        _decode(document), _decode_param(wanted)),
+    "threadstore_platform_match": lambda platforms, source, name, wanted: matching.platform_match(
+        _decode(platforms), _optional(source), name, _decode_param(wanted)),
+    "threadstore_value_equals": lambda document, keys, value: matching.value_equals(
+        _decode(document), _decode_param(keys), _decode_param(value)),
+}
+
+
 class SQLiteBackend:
     """Threads in a SQLite file (or a private in-memory database)."""
 
@@ -84,6 +114,9 @@ class SQLiteBackend:
         try:
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
             await self._configure()
+            for name, function in _FUNCTIONS.items():
+                arity = function.__code__.co_argcount
+                await self._conn.create_function(name, arity, function, deterministic=True)
         except (sqlite3.Error, ThreadStoreError) as exc:
             await self.close()
             raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
@@ -278,6 +311,63 @@ class SQLiteBackend:
         async with self._lock, self._transaction():
             count: int = await self._run("threads.delete_many", ids=_json_list(thread_ids))
         return count
+
+
+    # -- searches, lookups, aliases, statistics ---------------------------------------------
+
+    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
+        params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
+        async with self._lock:
+            doc: str = await self._run(f"search.{search.query}", limit=limit, offset=offset, **params)
+        return doc.encode()
+
+    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+        async with self._lock:
+            doc: str = await self._run(
+                f"search.messages_by_{search.column}", keys=_json_list(search.keys),
+                value=search.value.decode(), limit=limit, offset=offset)
+        return doc.encode()
+
+    async def thread_of_message(self, message_id: str) -> bytes | None:
+        async with self._lock:
+            doc = await self._run("search.by_message_id", message_id=message_id)
+        return None if doc is None else doc.encode()
+
+    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+        async with self._lock:
+            saved = await self._run("aliases.save", alias=alias, thread_id=thread_id,
+                                    created_at=_text_time(created_at))
+        return saved is not None
+
+    async def thread_by_alias(self, alias: str) -> bytes | None:
+        async with self._lock:
+            doc = await self._run("aliases.get_thread", alias=alias)
+        return None if doc is None else doc.encode()
+
+    async def delete_alias(self, alias: str) -> bool:
+        async with self._lock:
+            count: int = await self._run("aliases.delete", alias=alias)
+        return count > 0
+
+    async def aliases(self, thread_id: str) -> builtins.list[str]:
+        async with self._lock:
+            rows = await self._run("aliases.of_thread", thread_id=thread_id)
+        return [row[0] for row in rows]
+
+    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+        async with self._lock:
+            doc: str = await self._run("stats.usage", hour_ago=_text_time(hour_ago),
+                                       day_ago=_text_time(day_ago), week_ago=_text_time(week_ago))
+        return doc.encode()
+
+
+def _param(value: Any) -> Any:
+    """A search field as SQLite takes it: JSON as text, a pattern in its Python spelling."""
+    if isinstance(value, matching.TextPattern):
+        return value.python
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
 
 
 def _json_list(values: Sequence[str]) -> str:

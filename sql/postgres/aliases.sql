@@ -1,0 +1,27 @@
+-- Thread aliases: alternative, caller-chosen names of a thread (primary key: the alias).
+
+-- name: save :value
+-- Points :alias at the thread; an alias naming another thread is moved (its created_at
+-- restarts), one already naming this thread keeps its created_at. True when the thread exists,
+-- None (nothing written) when it does not.
+INSERT INTO thread_aliases (alias, thread_id, created_at)
+SELECT :alias, id, :created_at::text::timestamptz FROM threads WHERE id = :thread_id
+ON CONFLICT (alias) DO UPDATE
+   SET created_at = CASE WHEN thread_aliases.thread_id = excluded.thread_id
+                         THEN thread_aliases.created_at ELSE excluded.created_at END,
+       thread_id = excluded.thread_id
+RETURNING true;
+
+-- name: get_thread :value
+-- The thread an alias names, as a document; None when the alias is unknown.
+SELECT d.doc
+  FROM thread_aliases AS a
+  JOIN thread_docs AS d ON d.id = a.thread_id
+ WHERE a.alias = :alias;
+
+-- name: delete :rowcount
+DELETE FROM thread_aliases WHERE alias = :alias;
+
+-- name: of_thread :many
+-- A thread's aliases in the order they were saved (alias breaks ties).
+SELECT alias FROM thread_aliases WHERE thread_id = :thread_id ORDER BY created_at, alias;

@@ -1,0 +1,5 @@
+-- threadstore schema, version 2 (PostgreSQL's adds the indexes behind search and lookups).
+-- Nothing changes on SQLite: no SQLite index type serves substring, regex or JSON-equality
+-- tests, so its searches (sql/sqlite/search.sql) scan; aliases and message lookups use the
+-- primary keys and thread_aliases_thread_id_idx from version 1. The version is kept in step
+-- with PostgreSQL's so one number names the schema on both.

@@ -1,0 +1,128 @@
+-- Searches and lookups. Each thread query picks its page of ids first, newest updated_at first
+-- (id breaks ties), then builds documents for that page only: one JSON array, however many
+-- threads match. A NULL :limit means no limit (SQLite spells that LIMIT -1); the ordered window
+-- stands in for the ORDER BY inside an aggregate that SQLite 3.40 lacks.
+-- Matching runs in the threadstore_* and regexp functions the backend registers on the
+-- connection (threadstore.matching: the same code the memory backend runs). No SQLite index
+-- type serves substring, regex or JSON-equality tests, so these scan the threads (or messages)
+-- table, reading each row once.
+
+-- name: by_title :value
+-- Threads whose title matches :pattern (Python spelling, see threadstore.matching).
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE title REGEXP :pattern
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_content :value
+-- Threads with a stored message whose content text matches :pattern.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE id IN (SELECT thread_id
+                                          FROM messages
+                                         WHERE threadstore_content_text(content) REGEXP :pattern)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_platform_reference :value
+-- Threads whose platforms[:platform] object has :reference (JSON text) as one of its values.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE threadstore_has_reference(platforms, :platform, :reference)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_attributes :value
+-- Threads whose attributes hold every key of :wanted (a JSON object) with an equal value.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE threadstore_has_all(attributes, :wanted)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_platform :value
+-- Threads whose platforms[:name] holds every key of :wanted with an equal value, or whose
+-- source is named :name and holds them.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE threadstore_platform_match(platforms, source, :name, :wanted)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: messages_by_attributes :value
+-- Messages whose attributes at the key path :keys (a JSON array) equal :value (JSON text),
+-- ordered by thread, then sequence.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.thread_id, page.sequence
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT m.thread_id, m.sequence, d.doc
+                    FROM (SELECT thread_id, sequence
+                            FROM messages
+                           WHERE threadstore_value_equals(attributes, :keys, :value)
+                           ORDER BY thread_id, sequence
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS m
+                    JOIN message_docs AS d ON d.thread_id = m.thread_id AND d.sequence = m.sequence) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: messages_by_platforms :value
+-- As messages_by_attributes, on the messages' platforms.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.thread_id, page.sequence
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT m.thread_id, m.sequence, d.doc
+                    FROM (SELECT thread_id, sequence
+                            FROM messages
+                           WHERE threadstore_value_equals(platforms, :keys, :value)
+                           ORDER BY thread_id, sequence
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS m
+                    JOIN message_docs AS d ON d.thread_id = m.thread_id AND d.sequence = m.sequence) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_message_id :value
+-- The thread holding a message (messages primary key); None when no thread holds it.
+SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);

@@ -1,0 +1,333 @@
+"""What the search and lookup operations match, defined once for every backend.
+
+- ``regex``/``literal``: the one regular-expression dialect of ``search_by_content`` and
+  ``search_by_title``, checked here and given to each backend in the form its engine runs:
+  PostgreSQL's ``~*`` and Python's ``re`` (the memory backend, and SQLite's REGEXP function).
+- ``content_text``: the text of a message's content that content search looks at.
+- ``json_equal`` and the lookups built on it: JSON equality, as PostgreSQL's jsonb compares.
+
+The PostgreSQL twins of ``content_text`` and ``platform_values`` are SQL functions in
+sql/postgres/migrations/0002_search.sql; the contract suite checks each pair answers alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, NamedTuple
+
+MAX_PATTERN_LENGTH = 10_000
+
+# Characters special in either engine outside brackets; escaped, each stands for itself.
+_SPECIAL = frozenset("\\^$.|?*+()[]{}")
+_CLASS_ESCAPES = frozenset("dDsSwW")
+_CHAR_ESCAPES = {"n": "\n", "t": "\t"}
+_MAX_BOUND = 255  # PostgreSQL's limit for {m,n}
+
+
+class TextPattern(NamedTuple):
+    """A checked search pattern, spelled for each engine (both case-insensitive)."""
+
+    text: str  # what the caller gave
+    posix: str  # for PostgreSQL's ~* (advanced regular expressions)
+    python: str  # for re.search with re.IGNORECASE | re.DOTALL
+
+
+def literal(text: str, what: str = "search text") -> TextPattern:
+    """A pattern matching ``text`` as a plain, case-insensitive substring."""
+    _check_text(text, what)
+    posix = "".join("\\" + c if c in _SPECIAL else c for c in text)
+    return TextPattern(text, posix, re.escape(text))
+
+
+def regex(pattern: str) -> TextPattern:
+    """Check ``pattern`` against the supported dialect; ValueError naming what is wrong.
+
+    Supported, with the same meaning on every backend: literal characters; ``.`` (any
+    character, newlines included); bracket classes ``[abc]``, ``[^a-z]`` (ranges, ``\\d \\s \\w``
+    and escaped punctuation inside); ``\\d \\D \\s \\S \\w \\W``; ``\\n``, ``\\t``; a backslash
+    before punctuation for the character itself; groups ``( )`` and ``(?: )``; ``|``; ``^`` and
+    ``$`` (start and end of the text); quantifiers ``* + ? {m} {m,} {m,n}`` (n <= 255), each
+    optionally followed by ``?``. Matching is case-insensitive and finds the pattern anywhere.
+    Refused: backreferences, lookaround, named groups, inline flags, ``\\b`` and other escapes,
+    POSIX ``[[:classes:]]``, and a repeated group that itself repeats or alternates (``(a+)+``,
+    ``(a|b)*``: a backtracking engine can take exponential time on those).
+    """
+    _check_text(pattern, "pattern")
+    return TextPattern(pattern, pattern, _Parser(pattern).python())
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(python: str) -> re.Pattern[str]:
+    """The compiled form of a pattern's ``python`` spelling."""
+    return re.compile(python, re.IGNORECASE | re.DOTALL)
+
+
+def _check_text(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"the {what} must be a string, got {type(text).__name__}")
+    if len(text) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"the {what} is {len(text)} characters long; the limit is {MAX_PATTERN_LENGTH}")
+    if "\x00" in text:
+        raise ValueError(f"the {what} contains a NUL character (\\x00)")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"the {what} contains a lone surrogate, which is not valid text") from None
+
+
+class _Parser:
+    """A recursive-descent check of the dialect, producing the Python spelling as it goes."""
+
+    def __init__(self, pattern: str) -> None:
+        self.text = pattern
+        self.pos = 0
+
+    def fail(self, reason: str) -> ValueError:
+        return ValueError(f"invalid search pattern {self.text!r} at position {self.pos}: {reason}")
+
+    def python(self) -> str:
+        out, _ = self.alternation()
+        if self.pos < len(self.text):  # only a ")" stops an alternation early
+            raise self.fail("unbalanced ')'")
+        return out
+
+    def alternation(self) -> tuple[str, bool]:
+        """Branches separated by ``|``; returns (python text, whether it repeats or alternates)."""
+        parts = []
+        risky = False
+        while True:
+            out, branch_risky = self.branch()
+            parts.append(out)
+            risky = risky or branch_risky
+            if self.pos < len(self.text) and self.text[self.pos] == "|":
+                self.pos += 1
+                risky = True
+                continue
+            return "|".join(parts), risky
+
+    def branch(self) -> tuple[str, bool]:
+        out = []
+        risky = False
+        text = self.text
+        while self.pos < len(text) and text[self.pos] not in "|)":
+            atom, atom_risky, can_repeat = self.atom()
+            repeats = self.quantifier()
+            if repeats is not None:
+                if not can_repeat:
+                    raise self.fail("a quantifier must follow something it can repeat")
+                spelled, unbounded = repeats
+                if unbounded and atom_risky:
+                    raise self.fail("a repeated group may not itself repeat or alternate, like "
+                                    "(a+)+ or (a|b)*: that can take exponential time")
+                atom += spelled
+                atom_risky = atom_risky or unbounded
+            out.append(atom)
+            risky = risky or atom_risky
+        return "".join(out), risky
+
+    def atom(self) -> tuple[str, bool, bool]:
+        """One atom: (python text, repeats or alternates inside, may be quantified)."""
+        text = self.text
+        char = text[self.pos]
+        self.pos += 1
+        if char == "(":
+            if text.startswith("?:", self.pos):
+                self.pos += 2
+            elif text.startswith("?", self.pos):
+                raise self.fail("only plain groups ( ) and (?: ) are supported")
+            inner, risky = self.alternation()
+            if self.pos >= len(text):
+                raise self.fail("missing ')'")
+            self.pos += 1
+            return f"(?:{inner})", risky, True
+        if char == "[":
+            return self.bracket(), False, True
+        if char == "\\":
+            return self.escape(in_bracket=False), False, True
+        if char in "*+?":
+            self.pos -= 1
+            raise self.fail(f"nothing before {char!r} to repeat")
+        if char == "{":
+            self.pos -= 1
+            raise self.fail("a '{' must follow something to repeat; write \\{ for the character")
+        if char == "^":
+            return "^", False, False
+        if char == "$":
+            return r"\Z", False, False  # end of text only, as in PostgreSQL
+        if char == ".":
+            return ".", False, True
+        return re.escape(char), False, True
+
+    def escape(self, *, in_bracket: bool) -> str:
+        if self.pos >= len(self.text):
+            raise self.fail("a pattern cannot end with a backslash")
+        char = self.text[self.pos]
+        self.pos += 1
+        if char in _CLASS_ESCAPES:
+            if in_bracket and char.isupper():
+                raise self.fail(f"\\{char} is not supported inside [ ]")
+            return "\\" + char
+        if char in _CHAR_ESCAPES:
+            return re.escape(_CHAR_ESCAPES[char])
+        if char.isascii() and not char.isalnum() and char.isprintable():
+            return re.escape(char)
+        raise self.fail(f"the escape \\{char} is not supported")
+
+    def quantifier(self) -> tuple[str, bool] | None:
+        """The quantifier at the position, if any: (python text, whether it can repeat > once)."""
+        text = self.text
+        if self.pos >= len(text):
+            return None
+        char = text[self.pos]
+        if char in "*+?":
+            self.pos += 1
+            spelled, unbounded = char, char != "?"
+        elif char == "{":
+            match = re.compile(r"\{(\d+)(,(\d*))?\}").match(text, self.pos)
+            if match is None:
+                raise self.fail("a '{' must start a bound {m}, {m,} or {m,n}; write \\{ for the character")
+            low = int(match[1])
+            high = low if match[2] is None else (int(match[3]) if match[3] else None)
+            if low > _MAX_BOUND or (high is not None and high > _MAX_BOUND):
+                raise self.fail(f"bounds above {_MAX_BOUND} are not supported")
+            if high is not None and high < low:
+                raise self.fail(f"the bound {match[0]} has its maximum below its minimum")
+            self.pos = match.end()
+            spelled, unbounded = match[0], high is None or high > 1
+        else:
+            return None
+        if self.pos < len(text) and text[self.pos] == "?":  # non-greedy: same matches
+            self.pos += 1
+            spelled += "?"
+        if self.pos < len(text) and text[self.pos] in "*+?{":
+            raise self.fail("a quantifier cannot follow another quantifier")
+        return spelled, unbounded
+
+    def bracket(self) -> str:
+        text = self.text
+        out = ["["]
+        if self.pos < len(text) and text[self.pos] == "^":
+            out.append("^")
+            self.pos += 1
+        first = True
+        previous: str | None = None  # the last single character, for a range
+        while True:
+            if self.pos >= len(text):
+                raise self.fail("missing ']'")
+            char = text[self.pos]
+            if char == "]" and not first:
+                self.pos += 1
+                out.append("]")
+                return "".join(out)
+            first = False
+            if char == "[" and text[self.pos + 1:self.pos + 2] in (":", "=", "."):
+                raise self.fail("POSIX classes like [[:alpha:]] are not supported; use \\w, \\d, \\s")
+            if char == "-" and previous is not None and text[self.pos + 1:self.pos + 2] not in ("]", ""):
+                self.pos += 1
+                spelled, end = self.bracket_char()
+                if end is None:
+                    raise self.fail("a range must end with a character")
+                if ord(end) < ord(previous):
+                    raise self.fail(f"the range {previous}-{end} runs backwards")
+                out.append("-" + spelled)
+                previous = None
+                continue
+            spelled, single = self.bracket_char()
+            out.append(spelled)
+            previous = single
+
+    def bracket_char(self) -> tuple[str, str | None]:
+        """One item of a bracket expression: (python text, the character or None for \\d \\s \\w)."""
+        char = self.text[self.pos]
+        self.pos += 1
+        if char != "\\":
+            return re.escape(char), char
+        if self.pos < len(self.text) and self.text[self.pos] in _CLASS_ESCAPES:
+            return self.escape(in_bracket=True), None
+        spelled = self.escape(in_bracket=True)
+        single = spelled[-1]
+        return spelled, single
+
+
+def content_text(content: object) -> str | None:
+    """The text content search looks at: the content string, or a list's text parts joined by
+    newlines; None when there is no text (no content, or no text parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part["text"] for part in content if isinstance(part, dict)
+                 and part.get("type") == "text" and isinstance(part.get("text"), str)]
+        return "\n".join(texts) if texts else None
+    return None
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality as PostgreSQL's jsonb has it: 1 equals 1.0, true is not 1, objects ignore
+    key order, lists compare in order."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and isinstance(a, str) and a == b
+
+
+def contains_all(document: object, wanted: dict[str, Any]) -> bool:
+    """Whether ``document`` is an object holding every key of ``wanted`` with an equal value."""
+    if not isinstance(document, dict):
+        return False
+    missing = object()
+    return all(json_equal(document.get(key, missing), value) for key, value in wanted.items())
+
+
+def platform_values(platforms: dict[str, Any], name: str) -> list[Any]:
+    """The scalar values of ``platforms[name]`` (the references search_by_platform matches)."""
+    entry = platforms.get(name)
+    if not isinstance(entry, dict):
+        return []
+    return [v for v in entry.values() if not isinstance(v, dict | list)]
+
+
+def token_count(value: object) -> int:
+    """A token count from metrics: JSON numbers count (truncated), anything else is 0."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    return 0
+
+
+def message_tokens(metrics: dict[str, Any]) -> tuple[str | None, int, int, int]:
+    """(model or None, prompt, completion, total tokens) of a message's metrics."""
+    usage = metrics.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    model = metrics.get("model")
+    return (model if isinstance(model, str) and model else None,
+            token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")),
+            token_count(usage.get("total_tokens")))
+
+
+def has_reference(platforms: dict[str, Any], name: str, reference: Any) -> bool:
+    """Whether ``platforms[name]`` has ``reference`` as one of its (scalar) values."""
+    return any(json_equal(value, reference) for value in platform_values(platforms, name))
+
+
+def platform_match(platforms: dict[str, Any], source: object, name: str, wanted: dict[str, Any]) -> bool:
+    """Whether ``platforms[name]`` holds all of ``wanted``, or ``source`` is named ``name`` and
+    holds them."""
+    if contains_all(platforms.get(name), wanted):
+        return True
+    return (isinstance(source, dict) and json_equal(source.get("name"), name)
+            and contains_all(source, wanted))
+
+
+def value_equals(document: object, keys: list[str], value: Any) -> bool:
+    """Whether the value at the key path in ``document`` exists and equals ``value``."""
+    for key in keys:
+        if not isinstance(document, dict) or key not in document:
+            return False
+        document = document[key]
+    return json_equal(document, value)

@@ -50,6 +50,15 @@ class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
+class ThreadCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread to store exactly as given (import, copy): its times, its messages with their
+    sequences (``plan.new``), its aliases with their times."""
+
+    plan: SavePlan
+    last_sequence: int  # the highest message sequence, 0 without messages
+    aliases: list[tuple[str, datetime]] = []
+
+
 class SchemaStatus(NamedTuple):
     """Where a database's schema stands."""
 
@@ -181,6 +190,18 @@ class Backend(Protocol):
 
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         """UsageCounts as JSON."""
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        """Up to ``limit`` threads with ids above ``after`` (None: from the first), in id order,
+        as a JSON array of ``[thread document, [{"alias", "created_at"}, ...]]`` pairs."""
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        """Which of these thread ids are stored."""
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        """Store each thread exactly as given unless its id is taken; return the ids stored.
+        Atomic: a message id or alias stored for another thread is a ConflictError, and then
+        nothing is stored."""
 
 
 def open_backend(config: DatabaseConfig) -> Backend:

@@ -26,6 +26,7 @@ from threadstore.backends import (
     MessageSearch,
     SavePlan,
     SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
     enable_echo,
     log_statement,
@@ -401,6 +402,32 @@ class PostgresBackend:
             doc: bytes = await self._run(conn, "stats.usage", hour_ago=hour_ago.isoformat(),
                                          day_ago=day_ago.isoformat(), week_ago=week_ago.isoformat())
         return doc
+
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        async with self._acquire() as conn:
+            rows = await self._run(conn, "transfer.page", after=after, limit=limit)
+        return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        async with self._acquire() as conn:
+            rows = await self._run(conn, "transfer.stored", ids=list(thread_ids))
+        return [row[0] for row in rows]
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        threads = [{
+            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
+            "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
+            "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
+        } for copy in copies]
+        async with self._acquire() as conn:
+            try:
+                rows = await self._run(conn, "postgres.put", threads=threads)
+            except ConflictError as exc:
+                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
+                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
+        return [row[0] for row in rows]
 
 
 def _param(value: Any) -> Any:

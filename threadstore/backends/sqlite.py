@@ -29,6 +29,7 @@ from threadstore.backends import (
     MessageSearch,
     SavePlan,
     SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
     enable_echo,
     log_statement,
@@ -359,6 +360,35 @@ class SQLiteBackend:
             doc: str = await self._run("stats.usage", hour_ago=_text_time(hour_ago),
                                        day_ago=_text_time(day_ago), week_ago=_text_time(week_ago))
         return doc.encode()
+
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        async with self._lock:
+            rows = await self._run("transfer.page", after=after, limit=limit)
+        return ("[" + ",".join([f"[{doc},{aliases}]" for doc, aliases in rows]) + "]").encode()
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        async with self._lock:
+            rows = await self._run("transfer.stored", ids=_json_list(thread_ids))
+        return [row[0] for row in rows]
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        threads = msgspec.json.encode([{
+            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
+            "attributes": msgspec.Raw(copy.plan.attributes), "platforms": msgspec.Raw(copy.plan.platforms),
+            "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
+            "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
+            "aliases": [{"alias": alias, "created_at": _text_time(at)} for alias, at in copy.aliases],
+        } for copy in copies]).decode()
+        async with self._lock, self._transaction():
+            rows = await self._run("sqlite.put_threads", threads=threads)
+            stored = [row[0] for row in rows]
+            if stored:
+                ids = _json_list(stored)
+                await self._run("sqlite.put_messages", threads=threads, ids=ids)
+                await self._run("sqlite.put_aliases", threads=threads, ids=ids)
+        return stored
 
 
 def _param(value: Any) -> Any:

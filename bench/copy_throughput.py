@@ -43,7 +43,8 @@ def _thread(i: int, messages: int) -> ThreadRecord:
 async def _build(path: Path, threads: int, messages: int) -> None:
     async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
         for start in range(0, threads, 500):
-            await store.import_threads([_thread(i, messages) for i in range(start, min(start + 500, threads))])
+            batch = range(start, min(start + 500, threads))
+            await store.import_threads([_thread(i, messages) for i in batch])
 
 
 async def _admin(server: str, statement: str) -> None:

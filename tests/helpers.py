@@ -45,8 +45,9 @@ def rich_thread(key: str, messages: int = 3) -> Thread:
 
     from threadstore import Attachment
 
-    thread = Thread(id=f"thread-{key}", title=f"Conversation {key} ✓", attributes={"customer": key, "n": 1.5},
-                    platforms={"slack": {"channel": "C1", "ts": key}}, source={"name": "slack", "id": key},
+    thread = Thread(id=f"thread-{key}", title=f"Conversation {key} ✓",
+                    attributes={"customer": key, "n": 1.5}, platforms={"slack": {"channel": "C1", "ts": key}},
+                    source={"name": "slack", "id": key},
                     created_at=datetime(2023, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     for j in range(messages):
         kind = j % 4
@@ -58,8 +59,8 @@ def rich_thread(key: str, messages: int = 3) -> Thread:
             message = assistant(None, reasoning_content="thinking", turn=j,
                                 tool_calls=[{"id": f"call-{j}", "type": "function",
                                              "function": {"name": "lookup", "arguments": "{}"}}],
-                                metrics={"model": "gpt-4o", "usage": {"prompt_tokens": 10, "completion_tokens": 5,
-                                                                      "total_tokens": 15}})
+                                metrics={"model": "gpt-4o", "usage": {
+                                    "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
         elif kind == 2:
             message = Message(role="tool", content="42", tool_call_id=f"call-{j - 1}", name="lookup")
         else:

@@ -55,7 +55,7 @@ async def test_importing_the_same_threads_again_changes_nothing(store: ThreadSto
     await filled(store, 3)
     before = await everything(store)
     assert await store.import_threads(before) == []
-    assert await store.import_threads(before[:1] + [record("new-one", user("hi"))]) == ["new-one"]
+    assert await store.import_threads([*before[:1], record("new-one", user("hi"))]) == ["new-one"]
     assert [r for r in await everything(store) if r.id != "new-one"] == before
 
 
@@ -89,7 +89,8 @@ async def test_a_thread_listed_twice_is_imported_once(store: ThreadStore) -> Non
         pytest.param("alias", id="an alias naming another thread"),
     ],
 )
-async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(store: ThreadStore, clash: str) -> None:
+async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(store: ThreadStore,
+                                                                           clash: str) -> None:
     owner = await store.save(conversation("mine", id="owner"))
     await store.save_thread_alias("owner", "taken")
     taken = owner.messages[0]
@@ -128,7 +129,8 @@ async def test_export_reads_pages_in_id_order_from_after(store: ThreadStore) -> 
     await store.import_threads([record(f"t{i}") for i in (4, 1, 3, 0, 2)])
     pages = [[r.id for r in page] async for page in store.export_threads(page_size=2)]
     assert pages == [["t0", "t1"], ["t2", "t3"], ["t4"]]
-    assert [[r.id for r in page] async for page in store.export_threads(page_size=2, after="t2")] == [["t3", "t4"]]
+    after = [[r.id for r in page] async for page in store.export_threads(page_size=2, after="t2")]
+    assert after == [["t3", "t4"]]
     with pytest.raises(ValueError, match="page_size"):
         await anext(store.export_threads(page_size=0))
 

@@ -36,7 +36,11 @@ _NO_DATABASE = ("no database given: pass a URL, or set THREADSTORE_DATABASE_URL 
 
 
 class UsageError(Exception):
-    """Bad arguments: exit code 2."""
+    """Bad arguments: exit code 2. ``prog`` is the command they were given to, when known."""
+
+    def __init__(self, message: str, prog: str | None = None) -> None:
+        super().__init__(message)
+        self.prog = prog
 
 
 class CommandError(Exception):
@@ -45,7 +49,7 @@ class CommandError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -421,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(args))
     except (UsageError, ConfigurationError) as exc:
         code, message = EXIT_USAGE, str(exc)
+        name = getattr(exc, "prog", None) or name
     except KeyboardInterrupt:
         code, message = EXIT_INTERRUPTED, "interrupted"
         if name.endswith(("copy", "import")):

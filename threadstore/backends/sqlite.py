@@ -378,16 +378,21 @@ class SQLiteBackend:
             **self._thread_params(copy.plan), "id": copy.plan.thread_id,
             "attributes": msgspec.Raw(copy.plan.attributes), "platforms": msgspec.Raw(copy.plan.platforms),
             "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
-            "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
-            "aliases": [{"alias": alias, "created_at": _text_time(at)} for alias, at in copy.aliases],
+            "last_sequence": copy.last_sequence,
         } for copy in copies]).decode()
+        # The message documents carry their thread_id: the arrays are joined, not re-encoded.
+        messages = b"[" + b",".join([copy.plan.new[1:-1] for copy in copies if copy.plan.new_count]) + b"]"
+        aliases = msgspec.json.encode([
+            {"alias": alias, "thread_id": copy.plan.thread_id, "created_at": _text_time(at)}
+            for copy in copies for alias, at in copy.aliases
+        ]).decode()
         async with self._lock, self._transaction():
             rows = await self._run("sqlite.put_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:
                 ids = _json_list(stored)
-                await self._run("sqlite.put_messages", threads=threads, ids=ids)
-                await self._run("sqlite.put_aliases", threads=threads, ids=ids)
+                await self._run("sqlite.put_messages", messages=messages.decode(), ids=ids)
+                await self._run("sqlite.put_aliases", aliases=aliases, ids=ids)
         return stored
 
 

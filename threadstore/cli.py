@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from threadstore.config import parse_url
+from threadstore.config import configure, parse_url
 from threadstore.errors import ConfigurationError, StoreUnavailableError, ThreadStoreError
 from threadstore.store import ThreadStore
 from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, read_lines
@@ -65,13 +65,16 @@ def _note(text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _store(url: str | None, *, migrate: bool) -> AsyncIterator[ThreadStore]:
-    """A connected store for ``url`` (None: the environment); the in-memory store is refused,
-    since it would vanish when the command ends."""
+async def _store(url: str | None, *, migrate: bool, create: bool) -> AsyncIterator[ThreadStore]:
+    """A connected store for ``url`` (None: the environment). The in-memory store is refused,
+    since it would vanish when the command ends; so is a missing SQLite file unless ``create``."""
     store = ThreadStore(url, migrate=migrate)
     if store.backend == "memory":
         raise UsageError(_NO_DATABASE if url is None else f"{url!r} is an in-memory store, gone when "
                          "the command ends; give a SQLite or PostgreSQL URL")
+    path = configure(url).path
+    if not create and path not in (None, ":memory:") and not Path(path).exists():
+        raise CommandError(f"there is no SQLite database at {path} (`threadstore init` creates one)")
     async with store:
         yield store
 
@@ -112,7 +115,7 @@ def _add_init(commands: Subparsers) -> None:
 
 
 async def _init(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False) as store:
+    async with _store(args.url, migrate=False, create=True) as store:
         pending = (await store.schema_status()).pending
         await store.migrate()
         version = (await store.schema_status()).version
@@ -131,7 +134,7 @@ def _add_migrate(commands: Subparsers) -> None:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False) as store:
+    async with _store(args.url, migrate=False, create=not args.dry_run) as store:
         status = await store.schema_status()
         if not status.pending:
             _out(f"{store.database_url}: schema at version {status.version}, nothing to migrate")
@@ -157,7 +160,7 @@ def _add_status(commands: Subparsers) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False) as store:
+    async with _store(args.url, migrate=False, create=False) as store:
         status = await store.schema_status()
         stats = None if status.pending else await store.get_usage_stats()
     if status.version == 0:
@@ -316,7 +319,7 @@ def _split_url_file(args: argparse.Namespace) -> tuple[str | None, str]:
 
 async def _export(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
-    async with _store(url, migrate=False) as store:
+    async with _store(url, migrate=False, create=False) as store:
         await _require_current(store)
         if args.file == "-":
             await export_lines(store, sys.stdout.buffer, page_size=args.page_size)
@@ -349,7 +352,7 @@ async def _import(args: argparse.Namespace) -> int:
     imported = present = 0
     with contextlib.ExitStack() as files:
         source = sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
-        async with _store(url, migrate=True) as store:
+        async with _store(url, migrate=True, create=True) as store:
             for batch in read_lines(source, page_size=args.page_size):
                 stored = await store.import_threads(batch)
                 imported += len(stored)
@@ -372,8 +375,8 @@ def _add_copy(commands: Subparsers) -> None:
 
 
 async def _copy(args: argparse.Namespace) -> int:
-    async with (_store(args.source, migrate=False) as source,
-                _store(args.target, migrate=True) as target):
+    async with (_store(args.source, migrate=False, create=False) as source,
+                _store(args.target, migrate=True, create=True) as target):
         await _require_current(source)
         total = (await source.get_usage_stats())["total_threads"]
         progress = Progress(total)

@@ -108,7 +108,8 @@ async def copy_threads(source: ThreadStore, target: ThreadStore, *, page_size: i
     interruption running it again picks up where it stopped.
 
     Up to ``writers`` pages are written at once (each on its own connection) while the next
-    page is read: SQLite -> PostgreSQL, 2 writers copied 1.5x as fast as 1.
+    page is read: SQLite -> PostgreSQL on 2 cores, 2 writers copied about 1.3x as fast as 1, and
+    3 no faster than 2. Pages may commit out of order, which resuming does not mind.
     """
     copied = present = 0
     writing: set[asyncio.Task[tuple[int, int]]] = set()

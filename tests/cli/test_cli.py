@@ -53,6 +53,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_status_migrate_and_init_on_a_new_database(db_url: str) -> None:
     dialect = "postgres" if db_url.startswith("postgres") else "sqlite"
+    if dialect == "sqlite":  # an empty file is an empty SQLite database; no file is an error
+        missing = run("status", db_url)
+        assert missing.returncode == 1
+        assert "there is no SQLite database at" in one_error_line(missing, "status")
+        Path(db_url.partition(":///")[2]).touch()
     names = [f"{m.version:04d}_{m.name}" for m in load(dialect).migrations]
 
     status = run("status", db_url)

@@ -60,7 +60,8 @@ def test_json_equal(a: Any, b: Any, equal: bool) -> None:
 
 
 @pytest.mark.parametrize(("metrics", "expected"), [
-    ({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}, ("m", 1, 2, 3)),
+    ({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+     ("m", 1, 2, 3)),
     ({"model": "", "usage": {"prompt_tokens": 1.9}}, (None, 1, 0, 0)),
     ({"model": 5, "usage": {"prompt_tokens": "7", "total_tokens": True}}, (None, 0, 0, 0)),
     ({"usage": "lots"}, (None, 0, 0, 0)), ({}, (None, 0, 0, 0)),

@@ -82,6 +82,10 @@ class Backend(Protocol):
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         """Delete those threads; the number deleted."""
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        """The storage_path and file_id values the stored messages' attachments hold (only those
+        among ``refs`` when given)."""
+
 
 def open_backend(config: DatabaseConfig) -> Backend:
     """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap).

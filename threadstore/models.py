@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from threadstore.files import extract_text, is_textual, kind_of
+from threadstore.mime import extract_text, is_textual, kind_of
 
 if TYPE_CHECKING:
     from threadstore.files import FileStore

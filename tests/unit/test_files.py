@@ -23,7 +23,7 @@ from threadstore import (
     ThreadStoreError,
     UnsupportedFileTypeError,
 )
-from threadstore.files import TEXT_LIMIT, detect_mime_type, extract_text, kind_of
+from threadstore.mime import TEXT_LIMIT, detect_mime_type, extract_text, kind_of
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(40))

@@ -107,11 +107,15 @@ def _write_once(path: Path, content: bytes, created: list[Path]) -> float:
     the final name, which fails if another writer got there first: exactly one of many
     concurrent writers of the same bytes creates the file. A file already there only has its
     modification time refreshed, so collect_garbage's grace period covers the reference about to
-    be saved. ``created`` gets the path if this call created it (also read after a cancellation).
+    be saved; one of the wrong size (damaged by something else) is replaced. ``created`` gets the
+    path if this call created it (also read after a cancellation).
     """
+    damaged = False
     with contextlib.suppress(FileNotFoundError):
-        os.utime(path)
-        return path.stat().st_mtime
+        if path.stat().st_size == len(content):
+            os.utime(path)
+            return path.stat().st_mtime
+        damaged = True
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{_TEMP_PREFIX}{secrets.token_hex(8)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -120,6 +124,10 @@ def _write_once(path: Path, content: bytes, created: list[Path]) -> float:
             stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
+        if damaged:
+            os.replace(temporary, path)
+            _fsync_directory(path.parent)
+            return path.stat().st_mtime
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -319,7 +327,7 @@ class FileStore:
         """Store ``content`` (once per content) and return its metadata: ``id`` (the SHA-256 in
         hex, also ``sha256``), ``filename``, ``mime_type`` (detected, see detect_mime_type),
         ``storage_path`` (relative to the base path), ``storage_backend``, ``size`` and
-        ``created_at`` (when the stored file was written).
+        ``created_at`` (the stored file's modification time, so the time of this save).
 
         Raises FileTooLargeError, UnsupportedFileTypeError or StorageFullError (naming the limit),
         ValueError/TypeError for bad arguments; nothing is stored then.

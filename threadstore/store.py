@@ -100,6 +100,8 @@ def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachmen
     written (status other than "stored"), after checking every attachment's metadata."""
     pending = []
     for message in messages:
+        if not isinstance(message.attachments, list):
+            continue  # message._validate() names the field
         for attachment in message.attachments:
             what = f"attachment of message {message.id!r}"
             if not isinstance(attachment, Attachment):

@@ -87,6 +87,16 @@ async def test_the_same_bytes_are_stored_once_whatever_their_names(fs: FileStore
     assert await fs.get_storage_size() == len(b"same bytes") + len(b"other bytes")
 
 
+async def test_a_damaged_stored_file_is_replaced_by_the_next_save_of_its_bytes(fs: FileStore) -> None:
+    meta = await fs.save(PDF, "a.pdf")
+    (fs.base_path / meta["storage_path"]).write_bytes(PDF[:5])  # truncated by something else
+
+    await fs.save(PDF, "again.pdf")
+
+    assert await fs.get(meta["id"]) == PDF
+    assert len(stored_files(fs)) == 1
+
+
 async def test_bytearray_and_memoryview_are_accepted_other_types_are_not(fs: FileStore) -> None:
     assert await fs.get((await fs.save(bytearray(b"abc"), "a"))["id"]) == b"abc"
     assert await fs.get((await fs.save(memoryview(b"xyz"), "a"))["id"]) == b"xyz"

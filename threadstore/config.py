@@ -1,4 +1,5 @@
-"""Database URLs: which backend a URL names, where it points, and how to show it safely.
+"""Database URLs (which backend a URL names, where it points, how to show it safely), and the
+environment settings: where a FileStore keeps its files.
 
 Accepted forms::
 
@@ -10,10 +11,18 @@ Accepted forms::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from threadstore.errors import ConfigurationError
+
+# The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
+FILE_STORAGE_PATH_VARIABLES = (
+    "THREADSTORE_FILE_STORAGE_PATH", "NARRATOR_FILE_STORAGE_PATH", "TYLER_FILE_STORAGE_PATH",
+)
+DEFAULT_FILE_STORAGE_PATH = "~/.threadstore/files"
 
 _SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres")
@@ -106,3 +115,11 @@ def parse_url(url: str | None) -> DatabaseConfig:
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// (or postgresql://, postgres://), or no URL for in-memory"
     )
+
+
+def file_storage_path() -> Path:
+    """Where a FileStore keeps its files when no base path is given: the first of
+    FILE_STORAGE_PATH_VARIABLES that is set, else ``~/.threadstore/files``; made absolute."""
+    value = next((v for v in map(os.environ.get, FILE_STORAGE_PATH_VARIABLES) if v),
+                 DEFAULT_FILE_STORAGE_PATH)
+    return Path(value).expanduser().absolute()

@@ -162,6 +162,10 @@ class Backend(Protocol):
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         """UsageCounts as JSON."""
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        """The storage_path and file_id values the stored messages' attachments hold (only those
+        among ``refs`` when given)."""
+
 
 def open_backend(config: DatabaseConfig) -> Backend:
     """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap).

@@ -54,7 +54,8 @@ def rich_thread(key: str, messages: int = 3) -> Thread:
         if kind == 0:
             message = user(f"question {j} of {key}", source={"type": "user", "id": "u1"},
                            attributes={"lang": "en"}, platforms={"slack": {"ts": f"{j}.1"}},
-                           attachments=[Attachment(filename="a.txt", mime_type="text/plain", content=b"hi")])
+                           attachments=[Attachment(filename="a.txt", mime_type="text/plain", status="stored",
+                                                   file_id="f-1", storage_path="8f/43/8f434346")])
         elif kind == 1:
             message = assistant(None, reasoning_content="thinking", turn=j,
                                 tool_calls=[{"id": f"call-{j}", "type": "function",

@@ -1,4 +1,5 @@
-"""Database URLs and settings: which backend, where it points, how it is tuned, shown safely.
+"""Database URLs and settings: which backend, where it points, how it is tuned, shown safely;
+and where a FileStore keeps its files.
 
 Accepted URL forms::
 
@@ -24,6 +25,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -166,6 +168,13 @@ def configure(url: str | None = None, environ: Mapping[str, str] | None = None,
     config = parse_url(url) if url is not None else _url_from_environment(environ)
     return dataclasses.replace(config, settings=settings_from(environ, overrides))
 
+
+# The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
+FILE_STORAGE_PATH_VARIABLES = (
+    "THREADSTORE_FILE_STORAGE_PATH", "NARRATOR_FILE_STORAGE_PATH", "TYLER_FILE_STORAGE_PATH",
+)
+DEFAULT_FILE_STORAGE_PATH = "~/.threadstore/files"
+
 _SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres")
 
@@ -258,3 +267,11 @@ def parse_url(url: str | None) -> DatabaseConfig:
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// (or postgresql://, postgres://), or no URL for in-memory"
     )
+
+
+def file_storage_path() -> Path:
+    """Where a FileStore keeps its files when no base path is given: the first of
+    FILE_STORAGE_PATH_VARIABLES that is set, else ``~/.threadstore/files``; made absolute."""
+    value = next((v for v in map(os.environ.get, FILE_STORAGE_PATH_VARIABLES) if v),
+                 DEFAULT_FILE_STORAGE_PATH)
+    return Path(value).expanduser().absolute()

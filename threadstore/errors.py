@@ -44,3 +44,19 @@ class SchemaVersionError(ThreadStoreError):
 
 class QueryFileError(ThreadStoreError):
     """A SQL file under sql/ is malformed."""
+
+
+class FileStoreError(ThreadStoreError):
+    """A file could not be stored, found or removed by a FileStore."""
+
+
+class FileTooLargeError(FileStoreError, ValueError):
+    """A file is larger than the FileStore's ``max_file_size``."""
+
+
+class UnsupportedFileTypeError(FileStoreError, ValueError):
+    """A file's MIME type is not in the FileStore's ``allowed_mime_types``."""
+
+
+class StorageFullError(FileStoreError):
+    """Storing a file would take the FileStore past its ``max_storage_size``."""

@@ -3,7 +3,8 @@
 It holds no SQL and no driver calls. A save is planned here: the Thread reports which messages
 are new, edited or removed since it was loaded from (or last saved to) this store; each changed
 message is encoded once and checked to read back unchanged, so every backend stores exactly the
-same JSON and rejects the same values. System messages are never written.
+same JSON and rejects the same values. System messages are never written. Attachments are
+written as metadata only: their bytes go to a FileStore first (see files.storing).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -39,7 +40,8 @@ from threadstore.backends import (
 )
 from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError
-from threadstore.models import Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
+from threadstore.files import FileStore, storing
+from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
 from threadstore.transfer import AliasRecord, ThreadRecord
 
 
@@ -99,16 +101,62 @@ def _json(value: Any, field: str) -> bytes:
     return _checked_json(value, field, _decode_any)
 
 
-def _message_doc(message: Message) -> bytes:
-    """One message as a JSON document, checked to decode back to an equal Message."""
+def _message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
+    """One message as a JSON document, checked to decode back to an equal Message. Attachments
+    are written as ``stored`` has them (after their bytes went to a FileStore), without content."""
     message._validate()
-    return _checked_json(message, f"message {message.id!r}", _decode_message)
+    doc = message
+    if message.attachments:
+        attachments = [msgspec.structs.replace(stored.get(id(a), a), content=None)
+                       for a in message.attachments]
+        doc = msgspec.structs.replace(message, attachments=attachments)
+    return _checked_json(doc, f"message {message.id!r}", _decode_message)
 
 
-def _message_docs(messages: list[Message]) -> bytes:
+def _message_docs(messages: list[Message], stored: Mapping[int, Attachment]) -> bytes:
     if not messages:
         return b"[]"
-    return b"[" + b",".join([_message_doc(m) for m in messages]) + b"]"
+    return b"[" + b",".join([_message_doc(m, stored) for m in messages]) + b"]"
+
+
+def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachment]:
+    """The attachments of ``messages`` whose bytes must go to a FileStore before the messages are
+    written (status other than "stored"), after checking every attachment's metadata."""
+    pending = []
+    for message in messages:
+        if not isinstance(message.attachments, list):
+            continue  # message._validate() names the field
+        for attachment in message.attachments:
+            what = f"attachment of message {message.id!r}"
+            if not isinstance(attachment, Attachment):
+                raise TypeError(f"an {what} is a {type(attachment).__name__}, not an Attachment")
+            name = attachment.filename
+            if not isinstance(name, str) or not name or "\x00" in name:
+                raise ValueError(f"an {what} has the filename {name!r}: it must be a non-empty string "
+                                 "without NUL characters")
+            if attachment.status == "stored":
+                if not (attachment.storage_path or attachment.file_id):
+                    raise ValueError(f"{what} {name!r} has status 'stored' but no file_id or storage_path")
+                continue
+            if attachment.content is None:
+                raise ValueError(f"{what} {name!r} is {attachment.status!r} but holds no content to store")
+            pending.append(attachment)
+    return pending
+
+
+def _record_stored(pending: builtins.list[Attachment], stored: Mapping[int, Attachment]) -> None:
+    """Give the caller's attachments what was stored (they keep their content)."""
+    for attachment in pending:
+        copy = stored[id(attachment)]
+        for field in Attachment.__struct_fields__:
+            if field != "content":
+                setattr(attachment, field, getattr(copy, field))
+
+
+def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
+    return ValueError(
+        f"{len(pending)} attachment(s) (the first: {pending[0].filename[:200]!r}) must be stored "
+        "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))")
 
 
 def _check_id(value: object, what: str = "thread_id") -> str:
@@ -158,6 +206,11 @@ def _key_path(path: object) -> tuple[str, builtins.list[str]]:
     if keys[0] in ("attributes", "platforms") and len(keys) > 1:
         return keys[0], keys[1:]
     return "attributes", keys
+
+
+def _check_file_store(file_store: object) -> None:
+    if file_store is not None and not isinstance(file_store, FileStore):
+        raise TypeError(f"file_store must be a FileStore, got {type(file_store).__name__}")
 
 
 _MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
@@ -303,7 +356,8 @@ class ThreadStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _plan(self, thread: Thread, changes: Changes | None = None) -> SavePlan:
+    def _plan(self, thread: Thread, changes: Changes | None = None,
+              stored: Mapping[int, Attachment] | None = None) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
         if "\x00" in thread.title:
@@ -314,25 +368,42 @@ class ThreadStore:
             platforms=_json(thread.platforms, "Thread.platforms"),
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
             created_at=thread.created_at, updated_at=thread.updated_at,
-            new=_message_docs(changes.new) if changes else b"[]",
+            new=_message_docs(changes.new, stored or {}) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,
-            edited=_message_docs(changes.edited) if changes else b"[]",
+            edited=_message_docs(changes.edited, stored or {}) if changes else b"[]",
             removed=changes.removed if changes else [],
         )
 
-    async def save(self, thread: Thread) -> Thread:
+    async def save(self, thread: Thread, file_store: FileStore | None = None) -> Thread:
         """Store the thread atomically, writing only what changed since it was loaded or saved.
 
         New messages are inserted after the stored ones (a concurrent writer's included),
         messages changed by field assignment or ``thread.mark_edited`` are updated, and only
         messages this Thread removed are deleted. System messages are not stored. Returns the
         same Thread, its messages carrying their stored sequences.
+
+        The bytes of pending attachments of the messages written are stored in ``file_store``
+        first (required then: ValueError without it, before anything is stored); if the save
+        fails, the files it created are removed again unless something references them.
         """
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
+        _check_file_store(file_store)
         backend = await self._ready()
         changes = thread._changes(backend)
-        plan = self._plan(thread, changes)
+        pending = _pending_attachments([*changes.new, *changes.edited])
+        if not pending:
+            return await self._save(thread, backend, changes, {})
+        if file_store is None:
+            raise _no_file_store(pending)
+        async with storing(pending, file_store, backend.attachment_references) as stored:
+            await self._save(thread, backend, changes, stored)
+        _record_stored(pending, stored)
+        return thread
+
+    async def _save(self, thread: Thread, backend: Backend, changes: Changes,
+                    stored: Mapping[int, Attachment]) -> Thread:
+        plan = self._plan(thread, changes, stored)
         thread._begin_save(changes)
         try:
             sequences = await backend.save(plan)
@@ -349,14 +420,17 @@ class ThreadStore:
         thread._mark_synced(backend, changes)
         return thread
 
-    async def append(self, thread_id: str, *messages: Message) -> Thread:
+    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None
+                     ) -> Thread:
         """Add messages after the stored ones of a thread without loading it.
 
         Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
         the appended ones, with their stored sequences; saving it later leaves the others be.
-        Raises NotFoundError when the thread does not exist.
+        Raises NotFoundError when the thread does not exist. Pending attachments are stored in
+        ``file_store`` first, as by save().
         """
         _check_id(thread_id)
+        _check_file_store(file_store)
         batch = builtins.list(messages)
         if not batch:
             raise ValueError("append() needs at least one message")
@@ -367,13 +441,16 @@ class ThreadStore:
                 raise ValueError("system messages are never stored; append() takes the others")
         if len({m.id for m in batch}) != len(batch):
             raise ValueError("append() got the same message twice")
+        pending = _pending_attachments(batch)
+        if pending and file_store is None:
+            raise _no_file_store(pending)
         backend = await self._ready()
-        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch), count=len(batch),
-                          updated_at=utcnow())
-        result = await backend.append(plan)
-        if result is None:
-            raise NotFoundError(f"no thread {thread_id!r} to append to")
-        header, sequences = result
+        if pending and file_store is not None:
+            async with storing(pending, file_store, backend.attachment_references) as stored:
+                header, sequences = await self._append(backend, thread_id, batch, stored)
+            _record_stored(pending, stored)
+        else:
+            header, sequences = await self._append(backend, thread_id, batch, {})
         thread = _decode_thread(header)
         for message in batch:
             _set_field(message, "sequence", sequences[message.id])
@@ -381,6 +458,16 @@ class ThreadStore:
         thread.messages = batch
         thread._mark_synced(backend)
         return thread
+
+    @staticmethod
+    async def _append(backend: Backend, thread_id: str, batch: builtins.list[Message],
+                      stored: Mapping[int, Attachment]) -> tuple[bytes, dict[str, int]]:
+        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch, stored), count=len(batch),
+                          updated_at=utcnow())
+        result = await backend.append(plan)
+        if result is None:
+            raise NotFoundError(f"no thread {thread_id!r} to append to")
+        return result
 
     async def get_or_create(self, thread_id: str) -> Thread:
         """The stored thread, or a new empty one with that id, stored now."""
@@ -426,6 +513,19 @@ class ThreadStore:
         """The most recently updated threads, newest first; all of them when limit is None."""
         _check_count(limit, "limit", allow_none=True)
         return await self._list(limit, 0)
+
+    async def attachment_references(self, refs: Iterable[str] | None = None) -> set[str]:
+        """The ``storage_path`` and ``file_id`` values held by the attachments of stored messages
+        (only those among ``refs`` when given). Reads every message with attachments: meant for
+        FileStore maintenance (files.collect_garbage), not for request paths."""
+        if isinstance(refs, str):
+            raise TypeError("attachment_references() takes a list of references, not one string")
+        if refs is None:
+            return await (await self._ready()).attachment_references(None)
+        wanted = builtins.list(dict.fromkeys(_check_id(r, "reference") for r in refs))
+        if not wanted:
+            return set()
+        return await (await self._ready()).attachment_references(wanted)
 
     async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
         backend = await self._ready()
@@ -618,13 +718,15 @@ class ThreadStore:
                 return
             after = page[-1][0].id
 
-    async def import_threads(self, threads: Iterable[Thread]) -> builtins.list[str]:
+    async def import_threads(self, threads: Iterable[Thread],
+                             file_store: FileStore | None = None) -> builtins.list[str]:
         """Store threads exactly as given -- ids, times, message sequences, and the aliases of
         a ThreadRecord with their times -- skipping each id already stored, so importing the
         same threads again changes nothing. Atomic: a bad value raises ValueError/TypeError and
         a message id or alias stored for another thread ConflictError, and then none of them is
         stored. Messages without a sequence are numbered after the others; system messages are
-        not stored. Returns the ids stored, in order."""
+        not stored. Pending attachments need ``file_store``, as for save(). Returns the ids
+        stored, in order."""
         if isinstance(threads, Thread):
             raise TypeError("import_threads() takes a list of threads, not one Thread")
         batch: dict[str, Thread] = {}
@@ -632,19 +734,34 @@ class ThreadStore:
             if not isinstance(thread, Thread):
                 raise TypeError(f"import_threads() takes Threads, got {type(thread).__name__}")
             batch.setdefault(_check_id(thread.id, "Thread.id"), thread)
+        _check_file_store(file_store)
         if not batch:
             return []
         backend = await self._ready()
         present = set(await backend.stored(builtins.list(batch)))
-        copies = [self._copy(thread) for thread_id, thread in batch.items() if thread_id not in present]
-        if not copies:
-            return []
-        stored = set(await backend.put(copies))
-        return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in stored]
+        todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
+        for thread in todo:
+            _unique_ids(thread.id, thread.messages)  # Messages only, each once
+        pending = _pending_attachments(m for thread in todo for m in thread.messages if m.role != "system")
+        if not pending:
+            return await self._put(backend, todo, {})
+        if file_store is None:
+            raise _no_file_store(pending)
+        async with storing(pending, file_store, backend.attachment_references) as stored:
+            result = await self._put(backend, todo, stored)
+        _record_stored(pending, stored)
+        return result
 
-    def _copy(self, thread: Thread) -> ThreadCopy:
+    async def _put(self, backend: Backend, threads: builtins.list[Thread],
+                   stored: Mapping[int, Attachment]) -> builtins.list[str]:
+        if not threads:
+            return []
+        copies = [self._copy(thread, stored) for thread in threads]
+        done = set(await backend.put(copies))
+        return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in done]
+
+    def _copy(self, thread: Thread, stored: Mapping[int, Attachment]) -> ThreadCopy:
         """The thread as it is to be stored by import_threads, checked like a save."""
-        _unique_ids(thread.id, thread.messages)
         messages = [m for m in thread.messages if m.role != "system"]
         given = [m.sequence for m in messages if m.sequence is not None]
         for sequence in given:
@@ -666,6 +783,6 @@ class ThreadStore:
             if _check_alias(record.alias) in aliases:
                 raise ValueError(f"Thread {thread.id!r} lists the alias {record.alias!r} twice")
             aliases[record.alias] = as_utc(record.created_at, "AliasRecord.created_at")
-        plan = msgspec.structs.replace(self._plan(thread), new=_message_docs(messages),
+        plan = msgspec.structs.replace(self._plan(thread), new=_message_docs(messages, stored),
                                        new_count=len(messages))
         return ThreadCopy(plan=plan, last_sequence=last, aliases=builtins.list(aliases.items()))

@@ -1,98 +1,118 @@
--- Searches and lookups. Each thread query picks its page of ids on an index first, newest
--- updated_at first (id breaks ties), then builds documents for that page only: one JSON array,
--- one round trip, however many threads match. A NULL :limit means no limit.
+-- Searches and lookups, one round trip each however many threads match.
+-- Shape of each thread search: "matched" finds the matching rows on the search's index (the
+-- OFFSET 0 keeps the planner from walking threads_updated_at_idx and filtering every row
+-- instead, which a generic plan, blind to how selective the parameters are, would otherwise
+-- pick); "page" orders those newest updated_at first (id breaks ties) and cuts the page; the
+-- documents are built for the page's rows only, each looked up by primary key. Cost grows with
+-- the number of matches, not with the size of the store. A NULL :limit means no limit.
 -- Patterns arrive checked and spelled for ~* by threadstore.matching; JSON values as jsonb.
 
 -- name: by_title :value
 -- Threads whose title matches :pattern (trigram index threads_title_trgm_idx).
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
-          FROM threads
-         WHERE title ~* :pattern
+          FROM (SELECT id, updated_at FROM threads WHERE title ~* :pattern OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_content :value
 -- Threads with a stored message whose content text matches :pattern (trigram index
 -- messages_content_trgm_idx on threadstore_content_text(content)).
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
-          FROM threads
-         WHERE id IN (SELECT thread_id
-                        FROM messages
-                       WHERE threadstore_content_text(content) ~* :pattern)
+          FROM (SELECT id, updated_at
+                  FROM threads
+                 WHERE id IN (SELECT thread_id
+                                FROM messages
+                               WHERE threadstore_content_text(content) ~* :pattern)
+                OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_platform_reference :value
 -- Threads whose platforms[:platform] object has :reference as one of its values
 -- (expression index threads_platform_values_idx).
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
-          FROM threads
-         WHERE threadstore_platform_values(platforms)
-               @> jsonb_build_object(:platform::text, jsonb_build_array(:reference::jsonb))
+          FROM (SELECT id, updated_at
+                  FROM threads
+                 WHERE threadstore_platform_values(platforms)
+                       @> jsonb_build_object(:platform::text, jsonb_build_array(:reference::jsonb))
+                OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_attributes :value
 -- Threads whose attributes hold every key of :wanted with an equal value. Containment finds the
 -- candidates on threads_attributes_idx; it also accepts a larger object or list where an equal
 -- one is asked for, so each value is then compared for equality.
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
-          FROM threads
-         WHERE attributes @> :wanted::jsonb
-           AND NOT EXISTS (SELECT 1
-                             FROM jsonb_each(:wanted::jsonb) AS w
-                            WHERE attributes -> w.key IS DISTINCT FROM w.value)
+          FROM (SELECT id, updated_at
+                  FROM threads
+                 WHERE attributes @> :wanted::jsonb
+                   AND NOT EXISTS (SELECT 1
+                                     FROM jsonb_each(:wanted::jsonb) AS w
+                                    WHERE attributes -> w.key IS DISTINCT FROM w.value)
+                OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_platform :value
 -- Threads whose platforms[:name] holds every key of :wanted with an equal value, or whose
 -- source is named :name and holds them (threads_platforms_idx, threads_source_idx).
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
-          FROM threads
-         WHERE (platforms @> jsonb_build_object(:name::text, :wanted::jsonb)
-                AND NOT EXISTS (SELECT 1
-                                  FROM jsonb_each(:wanted::jsonb) AS w
-                                 WHERE platforms -> :name::text -> w.key IS DISTINCT FROM w.value))
-            OR (source @> (:wanted::jsonb || jsonb_build_object('name', :name::text))
-                AND NOT EXISTS (SELECT 1
-                                  FROM jsonb_each(:wanted::jsonb) AS w
-                                 WHERE source -> w.key IS DISTINCT FROM w.value))
+          FROM (SELECT id, updated_at
+                  FROM threads
+                 WHERE (platforms @> jsonb_build_object(:name::text, :wanted::jsonb)
+                        AND NOT EXISTS (SELECT 1
+                                          FROM jsonb_each(:wanted::jsonb) AS w
+                                         WHERE platforms -> :name::text -> w.key IS DISTINCT FROM w.value))
+                    OR (source @> (:wanted::jsonb || jsonb_build_object('name', :name::text))
+                        AND NOT EXISTS (SELECT 1
+                                          FROM jsonb_each(:wanted::jsonb) AS w
+                                         WHERE source -> w.key IS DISTINCT FROM w.value))
+                OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: messages_by_attributes :value
--- Messages whose attributes at the key path :keys equal :value. Containment of the same path
--- and value finds the candidates on messages_attributes_idx. Ordered by thread, then sequence.
-SELECT coalesce(json_agg(d.doc ORDER BY page.thread_id, page.sequence), '[]'::json)
+-- Messages whose attributes at the key path :keys equal :value, ordered by thread, then
+-- sequence. Containment of the same path and value finds the candidates on
+-- messages_attributes_idx.
+SELECT coalesce(json_agg((SELECT d.doc
+                            FROM message_docs AS d
+                           WHERE d.thread_id = page.thread_id AND d.sequence = page.sequence)
+                         ORDER BY page.thread_id, page.sequence), '[]'::json)
   FROM (SELECT thread_id, sequence
-          FROM messages
-         WHERE attributes @> threadstore_nested(:keys::text[], :value::jsonb)
-           AND attributes #> :keys::text[] = :value::jsonb
+          FROM (SELECT thread_id, sequence
+                  FROM messages
+                 WHERE attributes @> threadstore_nested(:keys::text[], :value::jsonb)
+                   AND attributes #> :keys::text[] = :value::jsonb
+                OFFSET 0) AS matched
          ORDER BY thread_id, sequence
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN message_docs AS d ON d.thread_id = page.thread_id AND d.sequence = page.sequence;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: messages_by_platforms :value
 -- As messages_by_attributes, on the messages' platforms (messages_platforms_idx).
-SELECT coalesce(json_agg(d.doc ORDER BY page.thread_id, page.sequence), '[]'::json)
+SELECT coalesce(json_agg((SELECT d.doc
+                            FROM message_docs AS d
+                           WHERE d.thread_id = page.thread_id AND d.sequence = page.sequence)
+                         ORDER BY page.thread_id, page.sequence), '[]'::json)
   FROM (SELECT thread_id, sequence
-          FROM messages
-         WHERE platforms @> threadstore_nested(:keys::text[], :value::jsonb)
-           AND platforms #> :keys::text[] = :value::jsonb
+          FROM (SELECT thread_id, sequence
+                  FROM messages
+                 WHERE platforms @> threadstore_nested(:keys::text[], :value::jsonb)
+                   AND platforms #> :keys::text[] = :value::jsonb
+                OFFSET 0) AS matched
          ORDER BY thread_id, sequence
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN message_docs AS d ON d.thread_id = page.thread_id AND d.sequence = page.sequence;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_message_id :value
 -- The thread holding a message (messages primary key); None when no thread holds it.

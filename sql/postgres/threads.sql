@@ -7,13 +7,15 @@ SELECT doc FROM thread_docs WHERE id = :thread_id;
 -- name: list :value
 -- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
 -- A NULL :limit means no limit.
--- The page is chosen on the index first, so documents are built for its rows only.
-SELECT coalesce(json_agg(d.doc ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+-- The page is chosen on the index first; documents are built for its rows only, each looked up
+-- by primary key (a join would let a generic plan, which guesses 10% of the table for an unknown
+-- LIMIT, hash the whole threads table).
+SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
+                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
           FROM threads
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page
-  JOIN thread_docs AS d ON d.id = page.id;
+         LIMIT :limit OFFSET :offset) AS page;
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.

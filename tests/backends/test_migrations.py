@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from threadstore import SchemaVersionError, Thread, ThreadStore
+from threadstore import Message, SchemaVersionError, Thread, ThreadStore
 from threadstore.queries import load
 
 # Each process sleeps until the same instant, then creates a store on the empty database.
@@ -85,3 +86,54 @@ async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(em
     known = max(m.version for m in load("postgres" if "postgres" in empty_url else "sqlite").migrations)
     assert "99" in str(raised.value) and f"up to {known}" in str(raised.value)
     assert isinstance(raised.value, RuntimeError)
+
+
+@pytest.fixture
+def unprivileged_url(pg_server: str) -> Iterator[str]:
+    """A new database and a role that may create tables in it but not extensions (no CREATE
+    privilege on the database, which even the trusted pg_trgm extension needs)."""
+    import asyncio
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    from tests.conftest import _database
+
+    role = f"threadstore_test_role_{uuid.uuid4().hex[:10]}"  # generated here, not user input
+
+    async def admin(url: str, *statements: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(pg_server, f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        with _database(pg_server) as url:
+            asyncio.run(admin(url, f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
+            parts = urlsplit(url)
+            yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+    finally:
+        asyncio.run(admin(pg_server, f'DROP ROLE IF EXISTS "{role}"'))
+
+
+@pytest.mark.pg
+async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged_url: str) -> None:
+    async with await ThreadStore.create(unprivileged_url) as store:
+        backend = store._backend
+        async with backend._acquire() as conn:  # type: ignore[union-attr]
+            indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+            extensions = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
+        assert "pg_trgm" not in extensions
+        assert "threads_title_trgm_idx" not in indexes and "messages_content_trgm_idx" not in indexes
+        assert {"threads_attributes_idx", "messages_platforms_idx"} <= indexes
+        assert await _applied_versions(store) == [m.version for m in load("postgres").migrations]
+
+        thread = Thread(title="Customer Support")
+        thread.add_message(Message(role="user", content="Priority is HIGH"))
+        await store.save(thread)
+        assert [t.id for t in await store.search_by_title("customer")] == [thread.id]
+        assert [t.id for t in await store.search_by_content("priority.*high")] == [thread.id]

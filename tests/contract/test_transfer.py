@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import conversation, rich_thread, stored, user
-from threadstore import ConflictError, Message, Thread, ThreadStore
+from threadstore import Attachment, ConflictError, FileStore, Message, Thread, ThreadStore
 from threadstore.transfer import AliasRecord, ThreadRecord, copy_threads
 
 T0 = datetime(2022, 2, 2, 2, 2, 2, 222222, tzinfo=UTC)
@@ -122,6 +122,19 @@ async def test_bad_input_is_refused_and_stores_nothing(store: ThreadStore, bad: 
     with pytest.raises(error, match=match):
         await store.import_threads([record("fine", user("ok")), bad()])
     assert await store.get("fine") is None and await store.get("x") is None
+
+
+async def test_pending_attachments_are_stored_in_the_file_store_first(store: ThreadStore,
+                                                                     tmp_path: Any) -> None:
+    message = user("see attached", attachments=[Attachment(filename="notes.md", content=b"# hi")])
+    with pytest.raises(ValueError, match="pass file_store=FileStore"):
+        await store.import_threads([record("files", message)])
+    assert await store.get("files") is None
+    files = await FileStore.create(tmp_path / "files")
+    assert await store.import_threads([record("files", message)], file_store=files) == ["files"]
+    attachment = (await stored(store, "files")).messages[0].attachments[0]
+    assert (attachment.status, attachment.content) == ("stored", None)
+    assert await attachment.get_content_bytes(files) == b"# hi"
 
 
 async def test_export_reads_pages_in_id_order_from_after(store: ThreadStore) -> None:

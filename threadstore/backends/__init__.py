@@ -191,6 +191,10 @@ class Backend(Protocol):
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         """UsageCounts as JSON."""
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        """The storage_path and file_id values the stored messages' attachments hold (only those
+        among ``refs`` when given)."""
+
     async def export_page(self, after: str | None, limit: int) -> bytes:
         """Up to ``limit`` threads with ids above ``after`` (None: from the first), in id order,
         as a JSON array of ``[thread document, [{"alias", "created_at"}, ...]]`` pairs."""

@@ -195,6 +195,12 @@ class MemoryBackend:
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         return sum([await self.delete(thread_id) for thread_id in dict.fromkeys(thread_ids)])
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        found = {value for row in self._threads.values() for message in row.messages.values()
+                 for a in message.attachments for value in (a.storage_path, a.file_id)
+                 if value is not None}
+        return found if refs is None else found.intersection(refs)
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 

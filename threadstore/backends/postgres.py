@@ -349,6 +349,14 @@ class PostgresBackend:
             count: int = await self._run(conn, "threads.delete_many", ids=list(thread_ids))
         return count
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        async with self._acquire() as conn:
+            if refs is None:
+                rows = await self._run(conn, "files.references")
+            else:
+                rows = await self._run(conn, "files.references_among", refs=list(refs))
+        return {row[0] for row in rows}
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 

@@ -313,6 +313,14 @@ class SQLiteBackend:
             count: int = await self._run("threads.delete_many", ids=_json_list(thread_ids))
         return count
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        async with self._lock:
+            if refs is None:
+                rows = await self._run("files.references")
+            else:
+                rows = await self._run("files.references_among", refs=_json_list(refs))
+        return {row[0] for row in rows}
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 

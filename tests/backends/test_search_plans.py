@@ -1,0 +1,127 @@
+"""PostgreSQL answers each read from an index on a store of 10,000 threads (30,000 messages).
+
+Each query runs as the store runs it: prepared, with the generic plan the backend's sessions
+use (plan_cache_mode=force_generic_plan), after ANALYZE. ``pytest -s`` prints each plan's
+indexes and execution time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from threadstore import ThreadStore, matching
+from threadstore.queries import load
+
+pytestmark = pytest.mark.pg
+
+THREADS = 10_000
+
+FILL = f"""
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+SELECT 't' || i, 'Thread ' || i || ' about ' || md5(i::text),
+       jsonb_build_object('customer', 'c' || (i % 2000), 'n', i % 7),
+       jsonb_build_object('slack', jsonb_build_object('channel', 'C' || i, 'ts', i || '.0')),
+       jsonb_build_object('name', 'web', 'user', 'u' || i),
+       now() - i * interval '1 minute', now() - i * interval '1 minute', 3
+  FROM generate_series(1, {THREADS}) AS i;
+INSERT INTO messages (id, thread_id, sequence, role, content, attributes, timestamp, platforms, metrics)
+SELECT 'm' || i || '-' || s, 't' || i, s, 'user',
+       to_jsonb('message ' || s || ' of ' || i || ' says ' || md5((i * s)::text)),
+       jsonb_build_object('k', i * 10 + s), now(),
+       jsonb_build_object('slack', jsonb_build_object('ts', i || '.' || s)),
+       jsonb_build_object('model', 'gpt', 'usage',
+                          jsonb_build_object('prompt_tokens', 1, 'completion_tokens', 1, 'total_tokens', 2))
+  FROM generate_series(1, {THREADS}) AS i, generate_series(1, 3) AS s;
+INSERT INTO thread_aliases (alias, thread_id, created_at)
+SELECT 'alias-' || i, 't' || i, now() FROM generate_series(1, {THREADS}) AS i;
+"""
+
+# query -> (parameters, the indexes its plan must use)
+CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "threads.get": ({"thread_id": "t77"}, {"threads_pkey", "messages_thread_sequence_key"}),
+    "threads.list": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
+    "search.by_title": ({"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
+                        {"threads_title_trgm_idx"}),
+    "search.by_content": ({"pattern": matching.regex("says 9f.*0a").posix, "limit": 100, "offset": 0},
+                          {"messages_content_trgm_idx"}),
+    "search.by_platform_reference": ({"platform": "slack", "reference": '"C4242"', "limit": 100,
+                                      "offset": 0}, {"threads_platform_values_idx"}),
+    "search.by_attributes": ({"wanted": '{"customer": "c42", "n": 0}', "limit": 100, "offset": 0},
+                             {"threads_attributes_idx"}),
+    "search.by_platform": ({"name": "slack", "wanted": '{"channel": "C4242"}', "limit": 100, "offset": 0},
+                           {"threads_platforms_idx", "threads_source_idx"}),
+    "search.messages_by_attributes": ({"keys": "{k}", "value": "4243", "limit": 100, "offset": 0},
+                                      {"messages_attributes_idx"}),
+    "search.messages_by_platforms": ({"keys": "{slack,ts}", "value": '"424.2"', "limit": 100, "offset": 0},
+                                     {"messages_platforms_idx"}),
+    "search.by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),
+    "aliases.get_thread": ({"alias": "alias-77"}, {"thread_aliases_pkey", "threads_pkey"}),
+    "aliases.of_thread": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
+    "stats.usage": ({"hour_ago": "2000-01-01T00:00:00+00:00", "day_ago": "2000-01-01T00:00:00+00:00",
+                     "week_ago": "2000-01-01T00:00:00+00:00"}, {"threads_updated_at_idx"}),
+}
+# Aggregates over the whole store read every row whatever the plan; a sequential scan is the
+# cheapest way to do that (the index-only alternative reads the same rows plus the index).
+WHOLE_TABLE = {"stats.usage"}
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@pytest.fixture(scope="module")
+def filled_url(pg_server: str) -> Iterator[str]:
+    import asyncio
+
+    from tests.conftest import _database
+
+    async def fill(url: str) -> None:
+        async with await ThreadStore.create(url):
+            pass
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(FILL)
+            await conn.execute("VACUUM ANALYZE threads, messages, thread_aliases")
+        finally:
+            await conn.close()
+
+    with _database(pg_server) as url:
+        asyncio.run(fill(url))
+        yield url
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
+    params, indexes = CASES[name]
+    query = load("postgres")[name]
+    conn = await asyncpg.connect(filled_url, server_settings={"plan_cache_mode": "force_generic_plan"})
+    try:
+        await conn.execute(f"PREPARE q AS {query.sql}")
+        args = ", ".join(_literal(params[p]) for p in query.params)
+        execute = f"EXECUTE q({args})" if args else "EXECUTE q"
+        [row] = await conn.fetch(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}")
+    finally:
+        await conn.close()
+    [explained] = json.loads(row[0])
+    nodes = list(_nodes(explained["Plan"]))
+    used = {n["Index Name"] for n in nodes if "Index Name" in n}
+    scanned = {n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}
+    print(f"\n{name}: {explained['Execution Time']:.2f} ms, indexes {sorted(used)}, "
+          f"sequential scans {sorted(scanned) or 'none'}")
+
+    assert indexes <= used, f"{name} does not use {sorted(indexes - used)}"
+    if name not in WHOLE_TABLE:
+        assert not scanned & {"threads", "messages", "thread_aliases"}, f"{name} scans {scanned}"

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,48 +148,67 @@ def test_a_bad_line_fails_the_import_naming_the_line(tmp_path: Path) -> None:
     assert "line 3: not a thread record: Message.role must be one of" in one_error_line(result, "import")
 
 
-def _source_of(count: int, path: Path) -> str:
+async def _source_of(count: int, path: Path) -> str:
+    """A SQLite database of ``count`` threads of 3 messages, each with an alias."""
     url = f"sqlite+aiosqlite:///{path}"
-
-    async def fill() -> None:
-        async with await ThreadStore.create(url) as store:
-            records = []
-            for i in range(count):
-                thread = ThreadRecord(id=f"t-{i:05d}", title=f"thread {i}", attributes={"i": i},
-                                      aliases=[AliasRecord(f"alias-{i}", Thread().created_at)])
-                for j in range(3):
-                    role = "user" if j % 2 == 0 else "assistant"
-                    thread.add_message(Message(role=role, content=f"{i}/{j}"))
-                records.append(thread)
-            await store.import_threads(records)
-
-    asyncio.run(fill())
+    async with await ThreadStore.create(url) as store:
+        records = []
+        for i in range(count):
+            thread = ThreadRecord(id=f"t-{i:05d}", title=f"thread {i}", attributes={"i": i},
+                                  aliases=[AliasRecord(f"alias-{i}", Thread().created_at)])
+            for j in range(3):
+                role = "user" if j % 2 == 0 else "assistant"
+                thread.add_message(Message(role=role, content=f"{i}/{j}"))
+            records.append(thread)
+        await store.import_threads(records)
     return url
 
 
-def test_copy_of_1000_threads_with_aliases_stops_on_a_conflict_and_resumes(tmp_path: Path,
-                                                                           fresh_pg_url: str) -> None:
-    source = _source_of(1000, tmp_path / "source.db")
-    originals = asyncio.run(everything(source))
-    clashing = originals[600].messages[0]
+async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(tmp_path: Path,
+                                                                               fresh_pg_url: str) -> None:
+    """The copy is held on a row lock at thread 600 (an uncommitted insert of that id), so it is
+    interrupted there for sure; run again, it copies the rest."""
+    import asyncpg
 
-    async def block(add: bool) -> None:  # a target thread holding a message id of thread 600
-        async with await ThreadStore.create(fresh_pg_url) as target:
-            if add:
-                await target.save(Thread(id="blocker", messages=[Message(role="user", content="x",
-                                                                         id=clashing.id)]))
-            else:
-                assert await target.delete("blocker")
+    source = await _source_of(1000, tmp_path / "source.db")
+    originals = await everything(source)
+    async with await ThreadStore.create(fresh_pg_url):
+        pass  # the schema
+    # The watcher is another connection: pg_stat_activity is a snapshot within a transaction.
+    holder, watcher = await asyncpg.connect(fresh_pg_url), await asyncpg.connect(fresh_pg_url)
+    held = holder.transaction()
+    try:
+        await held.start()
+        await holder.execute("INSERT INTO threads (id, title, created_at, updated_at) "
+                             "VALUES ($1, 'held', now(), now())", originals[600].id)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+        copy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "threadstore", "copy", source, fresh_pg_url, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        waiting = 0
+        for _ in range(1200):  # until the copy waits on the held row
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")
+            if waiting or copy.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        copy.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(copy.communicate(), 60)
+        assert waiting, f"the copy never reached the held thread: {err.decode()}"
+    finally:
+        await held.rollback()
+        await holder.close()
+        await watcher.close()
+    assert copy.returncode == 130, err
+    assert err.decode() == ("threadstore copy: error: interrupted; run the same command again to "
+                            "finish (what is stored is kept)\n")
+    partial = await everything(fresh_pg_url)
+    assert 0 < len(partial) < 1000 and originals[600].id not in {r.id for r in partial}
+    by_id = {r.id: r for r in originals}
+    assert all(r == by_id[r.id] for r in partial)  # whole threads, each page written atomically
 
-    asyncio.run(block(True))
-    stopped = run("copy", source, fresh_pg_url)
-    assert stopped.returncode == 1
-    assert "already" in one_error_line(stopped, "copy")
-    partial = [r for r in asyncio.run(everything(fresh_pg_url)) if r.id != "blocker"]
-    assert 0 < len(partial) < 1000 and partial == originals[:len(partial)]
-
-    asyncio.run(block(False))
-    resumed = run("copy", source, fresh_pg_url)
+    resumed = await asyncio.to_thread(run, "copy", source, fresh_pg_url)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr == ""  # no progress bar: standard error is not a terminal
     summary = r"copied ([\d,]+) threads \(([\d,]+) already there\) in [\d.]+ s, [\d,]+ threads/s\n"
@@ -196,7 +216,7 @@ def test_copy_of_1000_threads_with_aliases_stops_on_a_conflict_and_resumes(tmp_p
     assert match is not None, resumed.stdout
     copied, present = (int(g.replace(",", "")) for g in match.groups())
     assert (copied, present) == (1000 - len(partial), len(partial))
-    assert asyncio.run(everything(fresh_pg_url)) == originals
+    assert await everything(fresh_pg_url) == originals
 
 
 def _docker_answers() -> bool:

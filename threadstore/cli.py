@@ -378,8 +378,9 @@ async def _copy(args: argparse.Namespace) -> int:
     async with (_store(args.source, migrate=False, create=False) as source,
                 _store(args.target, migrate=True, create=True) as target):
         await _require_current(source)
-        total = (await source.get_usage_stats())["total_threads"]
-        progress = Progress(total)
+        progress = Progress(0)
+        if progress.enabled:  # the count is one more query over the source: only for the bar
+            progress.total = (await source.get_usage_stats())["total_threads"]
         started = time.monotonic()
         try:
             copied, present = await copy_threads(source, target, page_size=args.page_size,

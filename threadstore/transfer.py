@@ -77,22 +77,22 @@ class Progress:
     def __init__(self, total: int, stream: IO[str] | None = None, *, label: str = "copied") -> None:
         self._stream = sys.stderr if stream is None else stream
         self.enabled = self._stream.isatty()
-        self._total, self._label = total, label
+        self.total, self._label = total, label
         self._started = self._shown = time.monotonic()
         self.done = 0
 
     def update(self, done: int) -> None:
         self.done = done
         now = time.monotonic()
-        if self.enabled and (now - self._shown >= 0.1 or done >= self._total):
+        if self.enabled and (now - self._shown >= 0.1 or done >= self.total):
             self._shown = now
             self._stream.write(f"\r{self.line(now)}")
             self._stream.flush()
 
     def line(self, now: float | None = None) -> str:
         elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
-        percent = f" ({100 * self.done / self._total:.0f}%)" if self._total else ""
-        return (f"{self._label} {self.done:,} / {self._total:,} threads{percent}, "
+        percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        return (f"{self._label} {self.done:,} / {self.total:,} threads{percent}, "
                 f"{self.done / elapsed:,.0f} threads/s")
 
     def close(self) -> None:

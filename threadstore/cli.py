@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from threadstore.config import configure, parse_url
 from threadstore.errors import ConfigurationError, StoreUnavailableError, ThreadStoreError
+from threadstore.files import GC_MIN_AGE, FileStore, collect_garbage
 from threadstore.store import ThreadStore
 from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, read_lines
 
@@ -393,9 +394,43 @@ async def _copy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- files ---------------------------------------------------------------------------------------
+
+def _add_files(commands: Subparsers) -> None:
+    parser = commands.add_parser("files", help="attachment files kept by a FileStore",
+                                 description="Manage the files a FileStore keeps for attachments.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gc = actions.add_parser("gc", help="delete files no stored message references",
+                            description="Delete the files under BASE_PATH that no message stored "
+                            "in the database references (left by failed saves, or by messages "
+                            "deleted since), and temporary files of interrupted writes. Prints "
+                            "each file freed and the total.")
+    gc.add_argument("url", metavar="URL", help="database URL ('-' for the environment settings)")
+    gc.add_argument("base_path", metavar="BASE_PATH", help="the FileStore's directory")
+    gc.add_argument("--min-age", type=float, default=GC_MIN_AGE.total_seconds(), metavar="SECONDS",
+                    help="leave files younger than this alone (default %(default).0f: an "
+                         "attachment stored ahead of its thread's save is not yet referenced)")
+    gc.set_defaults(run=_files_gc)
+
+
+async def _files_gc(args: argparse.Namespace) -> int:
+    if args.min_age < 0:
+        raise UsageError(f"--min-age must not be negative, got {args.min_age}")
+    base = Path(args.base_path)
+    if not base.is_dir():
+        raise CommandError(f"there is no FileStore directory at {base}")
+    async with _store(None if args.url == "-" else args.url, migrate=False, create=False) as store:
+        await _require_current(store)
+        freed = await collect_garbage(store, FileStore(base), min_age=args.min_age)
+    for item in freed:
+        _out(f"freed {item['storage_path']} ({item['size']:,} bytes)")
+    _out(f"freed {len(freed):,} files, {sum(item['size'] for item in freed):,} bytes")
+    return EXIT_OK
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_init, _add_migrate, _add_status, _add_docker_setup, _add_docker_stop,
-    _add_export, _add_import, _add_copy,
+    _add_export, _add_import, _add_copy, _add_files,
 )
 
 

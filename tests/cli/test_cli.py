@@ -324,3 +324,38 @@ def test_progress_shows_on_a_terminal_only() -> None:
     assert pipe.getvalue() == ""
     assert re.fullmatch(r"(\rcopied [\d,]+ / 400 threads \(\d+%\), [\d,]+ threads/s)+\n", terminal.getvalue())
     assert "copied 400 / 400 threads (100%)" in terminal.getvalue()
+
+
+def test_files_gc_frees_only_unreferenced_files(db_url: str, tmp_path: Path) -> None:
+    from threadstore import FileStore
+
+    base = tmp_path / "files"
+
+    async def prepare() -> tuple[str, str]:
+        files = await FileStore.create(base)
+        async with await ThreadStore.create(db_url) as store:
+            await store.delete_many([t.id for t in await store.list_recent()])
+            thread = Thread()
+            message = user("see attached")
+            message.add_attachment(b"kept bytes", filename="kept.txt")
+            thread.add_message(message)
+            await store.save(thread, file_store=files)
+        orphan = await files.save(b"orphan bytes", "orphan.txt")
+        kept = thread.messages[0].attachments[0].storage_path
+        assert kept is not None
+        return kept, orphan["storage_path"]
+
+    kept, orphan = asyncio.run(prepare())
+    young = run("files", "gc", db_url, str(base))  # default --min-age: both files are too new
+    assert young.returncode == 0, young.stderr
+    assert young.stdout.splitlines() == ["freed 0 files, 0 bytes"]
+
+    result = run("files", "gc", db_url, str(base), "--min-age", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"freed {orphan} (12 bytes)", "freed 1 files, 12 bytes"]
+    assert (base / kept).exists() and not (base / orphan).exists()
+
+    missing = run("files", "gc", db_url, str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "no FileStore directory" in one_error_line(missing, "files")
+    negative = run("files", "gc", db_url, str(base), "--min-age", "-1")
+    assert negative.returncode == 2

@@ -21,6 +21,9 @@ import pytest
 from threadstore import ThreadStore
 
 BACKENDS = ["memory", "sqlite_file", "sqlite_memory", "postgres"]
+# One connection kept open per PostgreSQL store is plenty for a test (the default of 5 opens
+# five per store, which doubled the suite's time on the shared server).
+TEST_POOL = {"pool_size": 1}
 SHARED_BACKENDS = ["sqlite_file", "postgres"]  # two store instances can open the same database
 
 
@@ -118,7 +121,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str | None:
 @pytest.fixture
 async def store(store_url: str | None) -> AsyncIterator[ThreadStore]:
     """An empty, connected store, once per backend."""
-    async with await ThreadStore.create(store_url) as opened:
+    async with await ThreadStore.create(store_url, **TEST_POOL) as opened:
         yield await _emptied(opened)
 
 
@@ -134,7 +137,7 @@ async def open_store() -> AsyncIterator[Callable[[str | None], Awaitable[ThreadS
     opened: list[ThreadStore] = []
 
     async def _open(url: str | None) -> ThreadStore:
-        store = await ThreadStore.create(url)
+        store = await ThreadStore.create(url, **TEST_POOL)
         opened.append(store)
         return store
 

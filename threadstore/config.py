@@ -1,19 +1,179 @@
-"""Database URLs: which backend a URL names, where it points, and how to show it safely.
+"""Database URLs and settings: which backend, where it points, how it is tuned, shown safely;
+and where a FileStore keeps its files.
 
-Accepted forms::
+Accepted URL forms::
 
-    None                                   in-memory (the default)
+    None                                   the environment (below), else in-memory
     sqlite+aiosqlite:///relative/path.db   SQLite file (also sqlite:///; four slashes = absolute)
     sqlite+aiosqlite:///:memory:           SQLite in memory, private to the store
     postgresql+asyncpg://user:pass@host:5432/db   PostgreSQL (also postgresql://, postgres://)
+
+With no URL, ``THREADSTORE_DATABASE_URL`` is used, else ``<PREFIX>DB_TYPE`` with its
+``DB_HOST``/``DB_PORT``/``DB_NAME``/``DB_USER``/``DB_PASSWORD`` (PostgreSQL) or ``DB_PATH``
+(SQLite), for the prefixes THREADSTORE_, TYLER_ and NARRATOR_ (existing deployments use the
+latter two). The connection settings come as a group from the first prefix whose DB_TYPE is set,
+never mixed across prefixes, so one application's password is never sent to another's host.
+Tuning settings (pool, timeouts, cache, echo) are each read from the first prefix that sets them;
+``create()`` keyword arguments win over all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from threadstore.errors import ConfigurationError
+
+PREFIXES = ("THREADSTORE_", "TYLER_", "NARRATOR_")
+URL_VARIABLE = "THREADSTORE_DATABASE_URL"
+_TYPES = {"memory": "memory", "sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a store connects: pool (PostgreSQL), timeouts, statement cache, echo.
+
+    Each field is the environment variable ``<PREFIX>DB_<FIELD>`` and a ``create()`` keyword.
+    """
+
+    pool_size: int = 5  # connections kept open
+    max_overflow: int = 10  # extra connections allowed above pool_size
+    pool_timeout: float = 30.0  # seconds to wait for a free connection
+    pool_recycle: float | None = None  # seconds after which a connection is not reused; None: never
+    command_timeout: float | None = None  # seconds per statement; None: no limit
+    statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
+    echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
+
+
+# field -> (kind, lower bound, whether the bound itself is allowed)
+_RULES: dict[str, tuple[str, float, bool]] = {
+    "pool_size": ("int", 1, True),
+    "max_overflow": ("int", 0, True),
+    "pool_timeout": ("number", 0, False),
+    "pool_recycle": ("number", 0, False),
+    "command_timeout": ("number", 0, False),
+    "statement_cache_size": ("int", 0, True),
+    "echo": ("bool", 0, True),
+}
+
+
+def _rule_text(kind: str, low: float, inclusive: bool) -> str:
+    if kind == "bool":
+        return "true or false"
+    noun = "an integer" if kind == "int" else "a number of seconds"
+    return f"{noun} {'>=' if inclusive else '>'} {low:g}"
+
+
+def _check_setting(name: str, value: Any, what: str, given: object = None) -> Any:
+    """``value`` for setting ``name``; ConfigurationError naming ``what`` and showing ``given``
+    (by default ``value``) when it breaks the setting's rule."""
+    kind, low, inclusive = _RULES[name]
+    wanted = {"int": (int,), "number": (int, float), "bool": (bool,)}[kind]
+    ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
+    if ok and kind != "bool":
+        ok = (kind == "int" or math.isfinite(value)) and (value >= low if inclusive else value > low)
+    if not ok:
+        shown = value if given is None else given
+        raise ConfigurationError(f"{what} must be {_rule_text(kind, low, inclusive)}, got {shown!r}")
+    return float(value) if kind == "number" else value
+
+
+def _parse_setting(name: str, text: str, variable: str) -> Any:
+    """A setting from the text of environment variable ``variable``."""
+    kind = _RULES[name][0]
+    word = text.strip().lower()
+    value: Any = text
+    if kind == "bool":
+        value = True if word in _TRUE else False if word in _FALSE else text
+    else:
+        with contextlib.suppress(ValueError):
+            value = int(word) if kind == "int" else float(word)
+    return _check_setting(name, value, variable, given=text)
+
+
+def _lookup(environ: Mapping[str, str], prefix: str, key: str) -> tuple[str, str] | None:
+    """(variable name, value) of ``<prefix>DB_<key>`` when set to something other than blanks."""
+    variable = f"{prefix}DB_{key}"
+    value = environ.get(variable)
+    return None if value is None or not value.strip() else (variable, value)
+
+
+def settings_from(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> Settings:
+    """Settings from the environment, each overridden by a keyword argument that is not None."""
+    unknown = set(overrides) - set(_RULES)
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in _RULES:
+        if overrides.get(name) is not None:
+            values[name] = _check_setting(name, overrides[name], name)
+            continue
+        found = next((hit for p in PREFIXES if (hit := _lookup(environ, p, name.upper()))), None)
+        if found is not None:
+            values[name] = _parse_setting(name, found[1], found[0])
+    return Settings(**values)
+
+
+def _url_from_environment(environ: Mapping[str, str]) -> DatabaseConfig:
+    """The database the environment names; in-memory when it names none."""
+    url = environ.get(URL_VARIABLE, "").strip()
+    if url:
+        return parse_url(url)
+    typed = next(((p, hit) for p in PREFIXES if (hit := _lookup(environ, p, "TYPE"))), None)
+    if typed is None:
+        return DatabaseConfig(backend="memory")
+    prefix, (variable, value) = typed
+    backend = _TYPES.get(value.strip().lower())
+    if backend is None:
+        raise ConfigurationError(f"{variable} must be memory, sqlite or postgresql, got {value!r}")
+    if backend == "memory":
+        return DatabaseConfig(backend="memory")
+
+    def need(*keys: str) -> list[str]:
+        missing = [f"{prefix}DB_{k}" for k in keys if _lookup(environ, prefix, k) is None]
+        if missing:
+            raise ConfigurationError(f"{variable}={value} needs {', '.join(missing)} to be set")
+        return [environ[f"{prefix}DB_{k}"] for k in keys]
+
+    if backend == "sqlite":
+        (path,) = need("PATH")
+        return DatabaseConfig(backend="sqlite", url=f"sqlite+aiosqlite:///{path}", path=path)
+    host, name, user = need("HOST", "NAME", "USER")
+    port_variable, port = _lookup(environ, prefix, "PORT") or ("", "5432")
+    if not port.strip().isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{port_variable} must be a port number (1-65535), got {port!r}")
+    password = (_lookup(environ, prefix, "PASSWORD") or ("", ""))[1]
+    login = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    if host.startswith("/"):  # a Unix socket directory
+        where = f"/{quote(name, safe='')}?{urlencode({'host': host, 'port': int(port)})}"
+        return parse_url(f"postgresql+asyncpg://{login}@{where}")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return parse_url(f"postgresql+asyncpg://{login}@{host}:{int(port)}/{quote(name, safe='')}")
+
+
+def configure(url: str | None = None, environ: Mapping[str, str] | None = None,
+              **overrides: Any) -> DatabaseConfig:
+    """The database and settings a store uses: ``url``, else the environment (see the module
+    docstring); settings from the environment, overridden by keyword arguments not None."""
+    environ = os.environ if environ is None else environ
+    config = parse_url(url) if url is not None else _url_from_environment(environ)
+    return dataclasses.replace(config, settings=settings_from(environ, overrides))
+
+
+# The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
+FILE_STORAGE_PATH_VARIABLES = (
+    "THREADSTORE_FILE_STORAGE_PATH", "NARRATOR_FILE_STORAGE_PATH", "TYLER_FILE_STORAGE_PATH",
+)
+DEFAULT_FILE_STORAGE_PATH = "~/.threadstore/files"
 
 _SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres")
@@ -28,6 +188,7 @@ class DatabaseConfig:
     path: str | None = None  # SQLite file path or ":memory:"
     dsn: str | None = field(default=None, repr=False)  # the URL asyncpg is given
     password: str | None = field(default=None, repr=False)
+    settings: Settings = field(default_factory=Settings, repr=False)
 
     @property
     def masked_url(self) -> str | None:
@@ -106,3 +267,11 @@ def parse_url(url: str | None) -> DatabaseConfig:
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// (or postgresql://, postgres://), or no URL for in-memory"
     )
+
+
+def file_storage_path() -> Path:
+    """Where a FileStore keeps its files when no base path is given: the first of
+    FILE_STORAGE_PATH_VARIABLES that is set, else ``~/.threadstore/files``; made absolute."""
+    value = next((v for v in map(os.environ.get, FILE_STORAGE_PATH_VARIABLES) if v),
+                 DEFAULT_FILE_STORAGE_PATH)
+    return Path(value).expanduser().absolute()

@@ -18,6 +18,14 @@ class StoreUnavailableError(ThreadStoreError):
     """The database could not be reached or the connection was lost."""
 
 
+class PoolTimeoutError(StoreUnavailableError, TimeoutError):
+    """No pooled connection became free within the pool timeout (``DB_POOL_TIMEOUT``)."""
+
+
+class CommandTimeoutError(StoreUnavailableError, TimeoutError):
+    """A statement ran longer than the command timeout (``DB_COMMAND_TIMEOUT``); it was cancelled."""
+
+
 class StoreClosedError(ThreadStoreError):
     """The store was closed; create a new one."""
 
@@ -36,3 +44,19 @@ class SchemaVersionError(ThreadStoreError):
 
 class QueryFileError(ThreadStoreError):
     """A SQL file under sql/ is malformed."""
+
+
+class FileStoreError(ThreadStoreError):
+    """A file could not be stored, found or removed by a FileStore."""
+
+
+class FileTooLargeError(FileStoreError, ValueError):
+    """A file is larger than the FileStore's ``max_file_size``."""
+
+
+class UnsupportedFileTypeError(FileStoreError, ValueError):
+    """A file's MIME type is not in the FileStore's ``allowed_mime_types``."""
+
+
+class StorageFullError(FileStoreError):
+    """Storing a file would take the FileStore past its ``max_storage_size``."""

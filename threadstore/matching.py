@@ -160,18 +160,23 @@ class _Parser:
         return re.escape(char), False, True
 
     def escape(self, *, in_bracket: bool) -> str:
+        """The escape after a backslash just read; errors point at the backslash."""
+        start = self.pos - 1
         if self.pos >= len(self.text):
+            self.pos = start
             raise self.fail("a pattern cannot end with a backslash")
         char = self.text[self.pos]
         self.pos += 1
         if char in _CLASS_ESCAPES:
             if in_bracket and char.isupper():
+                self.pos = start
                 raise self.fail(f"\\{char} is not supported inside [ ]")
             return "\\" + char
         if char in _CHAR_ESCAPES:
             return re.escape(_CHAR_ESCAPES[char])
         if char.isascii() and not char.isalnum() and char.isprintable():
             return re.escape(char)
+        self.pos = start
         raise self.fail(f"the escape \\{char} is not supported")
 
     def quantifier(self) -> tuple[str, bool] | None:

@@ -1,6 +1,7 @@
 """Conversation models: Thread, Message and Attachment as msgspec Structs, with their behaviour.
 
-No I/O here. A Thread also remembers, outside its fields, which of its messages are already
+No I/O here, except where an Attachment is handed a FileStore to read or store its bytes.
+A Thread also remembers, outside its fields, which of its messages are already
 stored (and which stored ones were edited through field assignment), so that a save writes only
 what changed; that bookkeeping is private to this module and ``store.py``.
 
@@ -9,17 +10,26 @@ Datetimes are aware UTC: a naive datetime is taken to be UTC, an aware one is co
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hashlib
 import uuid
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
 from threadstore.matching import message_tokens
+from threadstore.mime import extract_text, is_textual, kind_of
+
+if TYPE_CHECKING:
+    from threadstore.files import FileStore
 
 ROLES = ("system", "user", "assistant", "tool")
+ATTACHMENT_STATUSES = ("pending", "stored", "failed")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
 _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
@@ -58,8 +68,40 @@ def _require(value: object, kinds: type | tuple[type, ...], field: str) -> None:
         raise ValueError(f"{field} must be {names}, got {type(value).__name__}")
 
 
+def _decode_content(value: object) -> tuple[bytes, str | None]:
+    """Attachment content given as text: base64, or a ``data:<type>;base64,`` URL (whose type is
+    returned too)."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value), None
+    if not isinstance(value, str):
+        raise TypeError(f"Attachment.content must be bytes or base64 text, got {type(value).__name__}")
+    text, declared = value.strip(), None
+    if text[:5].lower() == "data:":
+        header, comma, text = text[5:].partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise ValueError("Attachment.content is a data: URL that is not base64 "
+                             "(expected data:<type>;base64,<data>)")
+        declared = header[:-7].partition(";")[0] or None
+    text = "".join(text.split())
+    altchars = b"-_" if ("-" in text or "_" in text) else None
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars, validate=True), declared
+    except (binascii.Error, ValueError):
+        raise ValueError("Attachment.content is text that is neither base64 nor a base64 data: URL; "
+                         "pass the bytes (for text, text.encode())") from None
+
+
 class Attachment(msgspec.Struct, kw_only=True):
-    """A file attached to a message (its storage arrives with the FileStore)."""
+    """A file attached to a message.
+
+    ``content`` holds the bytes until they are stored (base64 text or a base64 ``data:`` URL is
+    decoded to bytes at construction). It is never written to the database: ``await
+    store.save(thread, file_store=fs)`` first stores every pending attachment's bytes in the
+    FileStore and records ``file_id``, ``storage_path``, ``storage_backend``, the detected
+    ``mime_type``, ``processed_content`` (the decoded text of text-like files, else None) and
+    ``attributes["type"]`` / ``["size"]``, with ``status`` ``"stored"``. Loaded attachments have
+    no content: ``await attachment.get_content_bytes(fs)`` reads it from the FileStore.
+    """
 
     filename: str
     content: bytes | None = None
@@ -67,9 +109,74 @@ class Attachment(msgspec.Struct, kw_only=True):
     file_id: str | None = None
     storage_path: str | None = None
     storage_backend: str | None = None
-    status: str = "pending"
+    status: str = "pending"  # "pending", "stored" or "failed"
     processed_content: str | None = None
     attributes: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        _require(self.filename, str, "Attachment.filename")
+        if self.status not in ATTACHMENT_STATUSES:
+            raise ValueError(f"Attachment.status must be one of {', '.join(ATTACHMENT_STATUSES)}; "
+                             f"got {self.status!r}")
+        _require(self.attributes, dict, "Attachment.attributes")
+        _require(self.mime_type, (str, type(None)), "Attachment.mime_type")
+        content = self.content
+        if content is not None and type(content) is not bytes:
+            self.content, declared = _decode_content(content)
+            if self.mime_type is None:
+                self.mime_type = declared
+
+    async def get_content_bytes(self, file_store: FileStore | None = None) -> bytes:
+        """The bytes: from ``content`` when held in memory, else read from ``file_store`` by
+        ``storage_path``/``file_id``. ValueError when neither is possible."""
+        content: object = self.content
+        if content is not None:
+            return content if type(content) is bytes else _decode_content(content)[0]
+        if file_store is not None and (self.storage_path or self.file_id):
+            return await file_store.get(self.file_id, self.storage_path)
+        where = "pass the FileStore it is stored in" if self.storage_path or self.file_id \
+            else "it was never given any"
+        raise ValueError(f"Attachment {self.filename[:200]!r} holds no content in memory; {where}")
+
+    async def process_and_store(self, file_store: FileStore, *, force: bool = False) -> None:
+        """Store the bytes in ``file_store`` and record where (see the class docstring).
+
+        An attachment already stored is left as it is unless ``force``. On failure ``status``
+        becomes ``"failed"`` and the error is raised (FileTooLargeError, ...).
+        """
+        if self.status == "stored" and not force:
+            return
+        try:
+            content = await self.get_content_bytes(file_store)
+            stored = await file_store.save(content, self.filename, self.mime_type)
+            self._record(stored, await _describe(content, stored["mime_type"]))
+        except Exception:
+            self.status = "failed"
+            raise
+
+    async def _stored_copy(self, file_store: FileStore, held: dict[str, int], created: list[Path]
+                           ) -> Attachment:
+        """A copy of this pending attachment as the database keeps it once its bytes are stored
+        (for ThreadStore.save; see files.storing)."""
+        content = await self.get_content_bytes()
+        stored = await file_store._put(content, self.filename, self.mime_type, held, created)
+        copy = msgspec.structs.replace(self, content=None)
+        copy._record(stored, await _describe(content, stored["mime_type"]))
+        return copy
+
+    def _record(self, stored: dict[str, Any], description: tuple[str, str | None, bool]) -> None:
+        kind, text, truncated = description
+        self.file_id = stored["id"]
+        self.storage_path = stored["storage_path"]
+        self.storage_backend = stored["storage_backend"]
+        self.mime_type = stored["mime_type"]
+        self.processed_content = text
+        attributes = {**self.attributes, "type": kind, "size": stored["size"]}
+        attributes.pop("truncated", None)
+        if truncated:
+            attributes["truncated"] = True
+        self.attributes = attributes
+        self.status = "stored"
 
 
 class Message(msgspec.Struct, kw_only=True, dict=True):
@@ -114,6 +221,10 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.reactions, dict, "Message.reactions")
         _require(self.source, (dict, type(None)), "Message.source")
         _require(self.tool_calls, (list, type(None)), "Message.tool_calls")
+        _require(self.attachments, list, "Message.attachments")
+        for attachment in self.attachments:
+            if not isinstance(attachment, Attachment):
+                raise TypeError(f"Message.attachments holds a {type(attachment).__name__}, not an Attachment")
         _require(self.id, str, "Message.id")
         turn = self.turn
         if turn is not None and (type(turn) is not int or not _INT32_MIN <= turn <= _INT32_MAX):
@@ -134,6 +245,24 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     def _derive_id(self) -> str:
         key = [self.role, self.content, self.timestamp.isoformat(), self.source]
         return hashlib.sha256(_encode(key)).hexdigest()
+
+    def add_attachment(self, data: bytes | Attachment, filename: str | None = None) -> Attachment:
+        """Attach a file: bytes (or base64 text) with their ``filename``, or an Attachment
+        (``filename``, if given, renames it). Stored by the next ``store.save(thread,
+        file_store=...)``. Returns the Attachment."""
+        if isinstance(data, Attachment):
+            attachment = data
+            if filename is not None:
+                _require(filename, str, "filename")
+                attachment.filename = filename
+        elif isinstance(data, (bytes, bytearray, memoryview, str)):
+            if not filename or not isinstance(filename, str):
+                raise ValueError("add_attachment(data) needs a filename (a non-empty string)")
+            attachment = Attachment(filename=filename, content=data)
+        else:
+            raise TypeError(f"add_attachment() takes bytes or an Attachment, got {type(data).__name__}")
+        self.attachments = [*self.attachments, attachment]  # an assignment: a stored message is edited
+        return attachment
 
     def add_reaction(self, emoji: str, user_id: str) -> bool:
         """Record ``user_id``'s reaction; False if it was already there."""
@@ -429,3 +558,11 @@ def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:
         duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
         raise ValueError(f"Thread {thread_id!r} holds message {duplicate!r} twice")
     return unique
+
+
+async def _describe(content: bytes, mime: str) -> tuple[str, str | None, bool]:
+    """(kind, processed_content, truncated) for stored bytes of type ``mime``."""
+    if not is_textual(mime):
+        return kind_of(mime), None, False
+    text, truncated = await asyncio.to_thread(extract_text, content, mime)
+    return kind_of(mime), text, truncated

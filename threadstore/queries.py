@@ -129,11 +129,13 @@ def load_from(root: Path, dialect: str) -> Registry:
         origin = path.relative_to(root.parent).as_posix()
         if not (m := _MIGRATION.fullmatch(path.name)):
             raise QueryFileError(f"{origin}: migration file name must be NNNN_snake_name.sql")
-        script = path.read_text(encoding="utf-8")
-        mask = _mask(script, origin, 1)
-        _check_params(script, mask, origin, 1, allowed=False)
-        statements = tuple(script[a:b] for a, b in _statement_spans(script, mask))
-        migrations.append(Migration(int(m[1]), m[2], script, statements, origin))
+        text = path.read_text(encoding="utf-8")
+        mask = _mask(text, origin, 1)
+        _check_params(text, mask, origin, 1, allowed=False)
+        # Named like queries, so server logs and pg_stat_statements name the migration too.
+        label = f"-- migrations.{path.stem}\n"
+        statements = tuple(label + text[a:b] for a, b in _statement_spans(text, mask))
+        migrations.append(Migration(int(m[1]), m[2], label + text, statements, origin))
     migrations.sort(key=lambda mig: (mig.version, mig.origin))
     for i, mig in enumerate(migrations):
         if i and mig.version == migrations[i - 1].version:

@@ -3,14 +3,17 @@
 It holds no SQL and no driver calls. A save is planned here: the Thread reports which messages
 are new, edited or removed since it was loaded from (or last saved to) this store; each changed
 message is encoded once and checked to read back unchanged, so every backend stores exactly the
-same JSON and rejects the same values. System messages are never written.
+same JSON and rejects the same values. System messages are never written. Attachments are
+written as metadata only: their bytes go to a FileStore first (see files.storing).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,13 +31,17 @@ from threadstore.backends import (
     ByTitle,
     MessageSearch,
     SavePlan,
+    SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
     UsageCounts,
     open_backend,
 )
-from threadstore.config import DatabaseConfig, parse_url
+from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError
-from threadstore.models import Changes, Message, Thread, _set_field, utcnow
+from threadstore.files import FileStore, storing
+from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
+from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
     import asyncio
@@ -59,6 +66,8 @@ _decode_thread = msgspec.json.Decoder(Thread).decode
 _decode_threads = msgspec.json.Decoder(list[Thread]).decode
 _decode_messages = msgspec.json.Decoder(list[Message]).decode
 _decode_usage = msgspec.json.Decoder(UsageCounts).decode
+_decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
+_MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
 
 # An escaped NUL in encoded JSON: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -84,8 +93,7 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
             what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
                         if getattr(back, f) != getattr(value, f))
         raise ValueError(f"{what} {_NOT_JSON}")
-    # The substring test first: the regex alone scans at ~50 µs per message document (bench).
-    if b"\\u0000" in raw and _JSON_NUL.search(raw):
+    if b"u0000" in raw and _JSON_NUL.search(raw):  # the substring test first: 50x faster
         raise ValueError(f"{what} contains {_NUL}")
     return raw
 
@@ -95,16 +103,62 @@ def _json(value: Any, field: str) -> bytes:
     return _checked_json(value, field, _decode_any)
 
 
-def _message_doc(message: Message) -> bytes:
-    """One message as a JSON document, checked to decode back to an equal Message."""
+def _message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
+    """One message as a JSON document, checked to decode back to an equal Message. Attachments
+    are written as ``stored`` has them (after their bytes went to a FileStore), without content."""
     message._validate()
-    return _checked_json(message, f"message {message.id!r}", _decode_message)
+    doc = message
+    if message.attachments:
+        attachments = [msgspec.structs.replace(stored.get(id(a), a), content=None)
+                       for a in message.attachments]
+        doc = msgspec.structs.replace(message, attachments=attachments)
+    return _checked_json(doc, f"message {message.id!r}", _decode_message)
 
 
-def _message_docs(messages: list[Message]) -> bytes:
+def _message_docs(messages: list[Message], stored: Mapping[int, Attachment]) -> bytes:
     if not messages:
         return b"[]"
-    return b"[" + b",".join([_message_doc(m) for m in messages]) + b"]"
+    return b"[" + b",".join([_message_doc(m, stored) for m in messages]) + b"]"
+
+
+def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachment]:
+    """The attachments of ``messages`` whose bytes must go to a FileStore before the messages are
+    written (status other than "stored"), after checking every attachment's metadata."""
+    pending = []
+    for message in messages:
+        if not isinstance(message.attachments, list):
+            continue  # message._validate() names the field
+        for attachment in message.attachments:
+            what = f"attachment of message {message.id!r}"
+            if not isinstance(attachment, Attachment):
+                raise TypeError(f"an {what} is a {type(attachment).__name__}, not an Attachment")
+            name = attachment.filename
+            if not isinstance(name, str) or not name or "\x00" in name:
+                raise ValueError(f"an {what} has the filename {name!r}: it must be a non-empty string "
+                                 "without NUL characters")
+            if attachment.status == "stored":
+                if not (attachment.storage_path or attachment.file_id):
+                    raise ValueError(f"{what} {name!r} has status 'stored' but no file_id or storage_path")
+                continue
+            if attachment.content is None:
+                raise ValueError(f"{what} {name!r} is {attachment.status!r} but holds no content to store")
+            pending.append(attachment)
+    return pending
+
+
+def _record_stored(pending: builtins.list[Attachment], stored: Mapping[int, Attachment]) -> None:
+    """Give the caller's attachments what was stored (they keep their content)."""
+    for attachment in pending:
+        copy = stored[id(attachment)]
+        for field in Attachment.__struct_fields__:
+            if field != "content":
+                setattr(attachment, field, getattr(copy, field))
+
+
+def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
+    return ValueError(
+        f"{len(pending)} attachment(s) (the first: {pending[0].filename[:200]!r}) must be stored "
+        "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))")
 
 
 def _check_id(value: object, what: str = "thread_id") -> str:
@@ -156,6 +210,11 @@ def _key_path(path: object) -> tuple[str, builtins.list[str]]:
     return "attributes", keys
 
 
+def _check_file_store(file_store: object) -> None:
+    if file_store is not None and not isinstance(file_store, FileStore):
+        raise TypeError(f"file_store must be a FileStore, got {type(file_store).__name__}")
+
+
 _MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
 
 
@@ -169,14 +228,27 @@ def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
 
 
 class ThreadStore:
-    """Persists Threads on one backend: in-memory (no URL), SQLite or PostgreSQL.
+    """Persists Threads on one backend: in-memory, SQLite or PostgreSQL.
 
     ``ThreadStore(url)`` connects on first use; ``await ThreadStore.create(url)`` connects (and
     migrates, unless ``migrate=False``) at once. ``close()`` or ``async with`` releases it.
+    With no URL the environment decides (``THREADSTORE_DATABASE_URL``, ``THREADSTORE_DB_TYPE``
+    and the TYLER_/NARRATOR_ equivalents), else in-memory. The keyword settings (``pool_size``,
+    ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``command_timeout``,
+    ``statement_cache_size``, ``echo``) override the ``<PREFIX>DB_*`` variables; None leaves
+    the environment's value or the default.
     """
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
-        self._config: DatabaseConfig = parse_url(url)
+    def __init__(self, url: str | None = None, *, migrate: bool = True,
+                 pool_size: int | None = None, max_overflow: int | None = None,
+                 pool_timeout: float | None = None, pool_recycle: float | None = None,
+                 command_timeout: float | None = None, statement_cache_size: int | None = None,
+                 echo: bool | None = None) -> None:
+        self._config: DatabaseConfig = configure(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle, command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size, echo=echo,
+        )
         self._migrate_on_open = migrate
         self._backend: Backend | None = None
         self._opening: asyncio.Lock | None = None
@@ -184,9 +256,16 @@ class ThreadStore:
         self._last_alias_time: datetime | None = None
 
     @classmethod
-    async def create(cls, url: str | None = None, *, migrate: bool = True) -> ThreadStore:
+    async def create(cls, url: str | None = None, *, migrate: bool = True,
+                     pool_size: int | None = None, max_overflow: int | None = None,
+                     pool_timeout: float | None = None, pool_recycle: float | None = None,
+                     command_timeout: float | None = None, statement_cache_size: int | None = None,
+                     echo: bool | None = None) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
-        store = cls(url, migrate=migrate)
+        store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
+                    pool_timeout=pool_timeout, pool_recycle=pool_recycle,
+                    command_timeout=command_timeout, statement_cache_size=statement_cache_size,
+                    echo=echo)
         await store._ready()
         return store
 
@@ -201,6 +280,28 @@ class ThreadStore:
     def database_url(self) -> str | None:
         """The database URL with its password masked; None for the in-memory store."""
         return self._config.masked_url
+
+    @property
+    def engine(self) -> Any:
+        """The driver object underneath: an asyncpg ``Pool`` (PostgreSQL) or an aiosqlite
+        ``Connection`` (SQLite); None in memory or before the store connects. Not SQLAlchemy."""
+        return None if self._backend is None else self._backend.engine
+
+    @property
+    def async_session(self) -> Callable[[], AbstractAsyncContextManager[Any]] | None:
+        """A factory of driver connections inside a transaction, for code written against the
+        older API: ``async with store.async_session() as conn:`` yields an asyncpg
+        ``Connection`` or the aiosqlite ``Connection`` (not a SQLAlchemy session), commits when
+        the block ends and rolls back on an exception. None for the in-memory store.
+        On SQLite the block holds the store's only connection: no store call may run inside it.
+        """
+        return None if self._config.backend == "memory" else self._session
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[Any]:
+        backend = await self._ready()
+        async with backend.session() as conn:
+            yield conn
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._backend else "not connected"
@@ -237,6 +338,11 @@ class ThreadStore:
         """Apply pending schema migrations; returns the versions applied."""
         return await (await self._ready()).migrate()
 
+    async def schema_status(self) -> SchemaStatus:
+        """The schema version applied and the migrations pending (``"0002_name"``); changes
+        nothing. Raises SchemaVersionError when the database is newer than this code."""
+        return await (await self._ready()).schema_status()
+
     async def close(self) -> None:
         """Release the connection(s). Further use raises StoreClosedError."""
         self._closed = True
@@ -254,7 +360,8 @@ class ThreadStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _plan(self, thread: Thread, changes: Changes | None = None, *, synced: bool = False) -> SavePlan:
+    def _plan(self, thread: Thread, changes: Changes | None = None,
+              stored: Mapping[int, Attachment] | None = None, *, synced: bool = False) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
         if "\x00" in thread.title:
@@ -265,26 +372,42 @@ class ThreadStore:
             platforms=_json(thread.platforms, "Thread.platforms"),
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
             created_at=thread.created_at, updated_at=thread.updated_at,
-            new=_message_docs(changes.new) if changes else b"[]",
+            new=_message_docs(changes.new, stored or {}) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,
-            edited=_message_docs(changes.edited) if changes else b"[]",
+            edited=_message_docs(changes.edited, stored or {}) if changes else b"[]",
             removed=changes.removed if changes else [], synced=synced,
         )
 
-    async def save(self, thread: Thread) -> Thread:
+    async def save(self, thread: Thread, file_store: FileStore | None = None) -> Thread:
         """Store the thread atomically, writing only what changed since it was loaded or saved.
 
         New messages are inserted after the stored ones (a concurrent writer's included),
         messages changed by field assignment or ``thread.mark_edited`` are updated, and only
         messages this Thread removed are deleted. System messages are not stored. Returns the
         same Thread, its messages carrying their stored sequences.
+
+        The bytes of pending attachments of the messages written are stored in ``file_store``
+        first (required then: ValueError without it, before anything is stored); if the save
+        fails, the files it created are removed again unless something references them.
         """
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
+        _check_file_store(file_store)
         backend = await self._ready()
-        synced = thread.__dict__.get("_origin") is backend
         changes = thread._changes(backend)
-        plan = self._plan(thread, changes, synced=synced)
+        pending = _pending_attachments([*changes.new, *changes.edited])
+        if not pending:
+            return await self._save(thread, backend, changes, {})
+        if file_store is None:
+            raise _no_file_store(pending)
+        async with storing(pending, file_store, backend.attachment_references) as stored:
+            await self._save(thread, backend, changes, stored)
+        _record_stored(pending, stored)
+        return thread
+
+    async def _save(self, thread: Thread, backend: Backend, changes: Changes,
+                    stored: Mapping[int, Attachment]) -> Thread:
+        plan = self._plan(thread, changes, stored, synced=thread.__dict__.get("_origin") is backend)
         thread._begin_save(changes)
         try:
             sequences = await backend.save(plan)
@@ -301,14 +424,17 @@ class ThreadStore:
         thread._mark_synced(backend, changes)
         return thread
 
-    async def append(self, thread_id: str, *messages: Message) -> Thread:
+    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None
+                     ) -> Thread:
         """Add messages after the stored ones of a thread without loading it.
 
         Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
         the appended ones, with their stored sequences; saving it later leaves the others be.
-        Raises NotFoundError when the thread does not exist.
+        Raises NotFoundError when the thread does not exist. Pending attachments are stored in
+        ``file_store`` first, as by save().
         """
         _check_id(thread_id)
+        _check_file_store(file_store)
         batch = builtins.list(messages)
         if not batch:
             raise ValueError("append() needs at least one message")
@@ -319,13 +445,16 @@ class ThreadStore:
                 raise ValueError("system messages are never stored; append() takes the others")
         if len({m.id for m in batch}) != len(batch):
             raise ValueError("append() got the same message twice")
+        pending = _pending_attachments(batch)
+        if pending and file_store is None:
+            raise _no_file_store(pending)
         backend = await self._ready()
-        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch), count=len(batch),
-                          updated_at=utcnow())
-        result = await backend.append(plan)
-        if result is None:
-            raise NotFoundError(f"no thread {thread_id!r} to append to")
-        header, sequences = result
+        if pending and file_store is not None:
+            async with storing(pending, file_store, backend.attachment_references) as stored:
+                header, sequences = await self._append(backend, thread_id, batch, stored)
+            _record_stored(pending, stored)
+        else:
+            header, sequences = await self._append(backend, thread_id, batch, {})
         thread = _decode_thread(header)
         for message in batch:
             _set_field(message, "sequence", sequences[message.id])
@@ -333,6 +462,16 @@ class ThreadStore:
         thread.messages = batch
         thread._mark_synced(backend)
         return thread
+
+    @staticmethod
+    async def _append(backend: Backend, thread_id: str, batch: builtins.list[Message],
+                      stored: Mapping[int, Attachment]) -> tuple[bytes, dict[str, int]]:
+        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch, stored), count=len(batch),
+                          updated_at=utcnow())
+        result = await backend.append(plan)
+        if result is None:
+            raise NotFoundError(f"no thread {thread_id!r} to append to")
+        return result
 
     async def get_or_create(self, thread_id: str) -> Thread:
         """The stored thread, or a new empty one with that id, stored now."""
@@ -378,6 +517,19 @@ class ThreadStore:
         """The most recently updated threads, newest first; all of them when limit is None."""
         _check_count(limit, "limit", allow_none=True)
         return await self._list(limit, 0)
+
+    async def attachment_references(self, refs: Iterable[str] | None = None) -> set[str]:
+        """The ``storage_path`` and ``file_id`` values held by the attachments of stored messages
+        (only those among ``refs`` when given). Reads every message with attachments: meant for
+        FileStore maintenance (files.collect_garbage), not for request paths."""
+        if isinstance(refs, str):
+            raise TypeError("attachment_references() takes a list of references, not one string")
+        if refs is None:
+            return await (await self._ready()).attachment_references(None)
+        wanted = builtins.list(dict.fromkeys(_check_id(r, "reference") for r in refs))
+        if not wanted:
+            return set()
+        return await (await self._ready()).attachment_references(wanted)
 
     async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
         backend = await self._ready()
@@ -545,3 +697,96 @@ class ThreadStore:
             "threads_last_24h": counts.last_day,
             "threads_last_7d": counts.last_week,
         }
+
+    # -- export, import ---------------------------------------------------------------------
+
+    async def export_threads(self, *, page_size: int = 200, after: str | None = None
+                             ) -> AsyncGenerator[builtins.list[ThreadRecord], None]:
+        """Every stored thread with its messages and aliases (ThreadRecords), in pages of up to
+        ``page_size``, in id order after the id ``after`` (None: from the first). One read per
+        page, so memory stays flat however large the store."""
+        _check_count(page_size, "page_size")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if after is not None:
+            _check_id(after, "after")
+        backend = await self._ready()
+        while True:
+            page = _decode_page(await backend.export_page(after, page_size))
+            if not page:
+                return
+            for record, aliases in page:
+                record.aliases = aliases
+            yield [record for record, _ in page]
+            if len(page) < page_size:
+                return
+            after = page[-1][0].id
+
+    async def import_threads(self, threads: Iterable[Thread],
+                             file_store: FileStore | None = None) -> builtins.list[str]:
+        """Store threads exactly as given -- ids, times, message sequences, and the aliases of
+        a ThreadRecord with their times -- skipping each id already stored, so importing the
+        same threads again changes nothing. Atomic: a bad value raises ValueError/TypeError and
+        a message id or alias stored for another thread ConflictError, and then none of them is
+        stored. Messages without a sequence are numbered after the others; system messages are
+        not stored. Pending attachments need ``file_store``, as for save(). Returns the ids
+        stored, in order."""
+        if isinstance(threads, Thread):
+            raise TypeError("import_threads() takes a list of threads, not one Thread")
+        batch: dict[str, Thread] = {}
+        for thread in threads:
+            if not isinstance(thread, Thread):
+                raise TypeError(f"import_threads() takes Threads, got {type(thread).__name__}")
+            batch.setdefault(_check_id(thread.id, "Thread.id"), thread)
+        _check_file_store(file_store)
+        if not batch:
+            return []
+        backend = await self._ready()
+        present = set(await backend.stored(builtins.list(batch)))
+        todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
+        for thread in todo:
+            _unique_ids(thread.id, thread.messages)  # Messages only, each once
+        pending = _pending_attachments(m for thread in todo for m in thread.messages if m.role != "system")
+        if not pending:
+            return await self._put(backend, todo, {})
+        if file_store is None:
+            raise _no_file_store(pending)
+        async with storing(pending, file_store, backend.attachment_references) as stored:
+            result = await self._put(backend, todo, stored)
+        _record_stored(pending, stored)
+        return result
+
+    async def _put(self, backend: Backend, threads: builtins.list[Thread],
+                   stored: Mapping[int, Attachment]) -> builtins.list[str]:
+        if not threads:
+            return []
+        copies = [self._copy(thread, stored) for thread in threads]
+        done = set(await backend.put(copies))
+        return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in done]
+
+    def _copy(self, thread: Thread, stored: Mapping[int, Attachment]) -> ThreadCopy:
+        """The thread as it is to be stored by import_threads, checked like a save."""
+        messages = [m for m in thread.messages if m.role != "system"]
+        given = [m.sequence for m in messages if m.sequence is not None]
+        for sequence in given:
+            if type(sequence) is not int or not 1 <= sequence <= _MAX_SEQUENCE:
+                raise ValueError(f"Thread {thread.id!r}: a message sequence must be an int from 1 "
+                                 f"to {_MAX_SEQUENCE}, got {sequence!r}")
+        if len(set(given)) != len(given):
+            raise ValueError(f"Thread {thread.id!r} holds two messages with the same sequence")
+        last = max(given, default=0)
+        for message in messages:
+            if message.sequence is None:
+                last += 1
+                _set_field(message, "sequence", last)
+            _set_field(message, "thread_id", thread.id)
+        aliases: dict[str, datetime] = {}
+        for record in thread.aliases if isinstance(thread, ThreadRecord) else []:
+            if not isinstance(record, AliasRecord):
+                raise TypeError(f"ThreadRecord.aliases holds AliasRecords, got {type(record).__name__}")
+            if _check_alias(record.alias) in aliases:
+                raise ValueError(f"Thread {thread.id!r} lists the alias {record.alias!r} twice")
+            aliases[record.alias] = as_utc(record.created_at, "AliasRecord.created_at")
+        plan = msgspec.structs.replace(self._plan(thread), new=_message_docs(messages, stored),
+                                       new_count=len(messages))
+        return ThreadCopy(plan=plan, last_sequence=last, aliases=builtins.list(aliases.items()))

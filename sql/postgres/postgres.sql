@@ -171,3 +171,39 @@ SELECT json_build_object(
            'messages', '[]'::json) AS thread,
        (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
   FROM thread AS t;
+
+-- name: put :many
+-- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
+-- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
+-- attributes, platforms, source, created_at, updated_at, last_sequence, messages: [message
+-- documents], aliases: [{alias, created_at}]}. Returns the ids stored. A message id or an alias
+-- stored for another thread fails the whole statement (messages_pkey, thread_aliases_pkey).
+WITH incoming AS (
+    SELECT e.doc FROM jsonb_array_elements(:threads::jsonb) AS e(doc)
+), thread AS (
+    INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+    SELECT i.doc ->> 'id', i.doc ->> 'title', i.doc -> 'attributes', i.doc -> 'platforms',
+           nullif(i.doc -> 'source', 'null'::jsonb), (i.doc ->> 'created_at')::timestamptz,
+           (i.doc ->> 'updated_at')::timestamptz, (i.doc ->> 'last_sequence')::integer
+      FROM incoming AS i
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), fresh AS (
+    SELECT t.id, i.doc FROM incoming AS i JOIN thread AS t ON t.id = i.doc ->> 'id'
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, f.id, r.sequence, r.turn, r.role, r.content, r.reasoning_content, r.name,
+           r.tool_call_id, r.tool_calls, r.attributes, r.timestamp, r.source, r.platforms,
+           r.attachments, r.metrics, r.reactions
+      FROM fresh AS f
+     CROSS JOIN jsonb_array_elements(f.doc -> 'messages') AS e(doc)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+), aliased AS (
+    INSERT INTO thread_aliases (alias, thread_id, created_at)
+    SELECT a.alias, f.id, a.created_at
+      FROM fresh AS f
+     CROSS JOIN jsonb_to_recordset(f.doc -> 'aliases') AS a(alias text, created_at timestamptz)
+)
+SELECT id FROM thread;

@@ -13,3 +13,7 @@ SELECT version, name FROM threadstore_migrations ORDER BY version;
 
 -- name: record :exec
 INSERT INTO threadstore_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at);
+
+-- name: ledger_exists :value
+-- Whether the ledger exists (a database never migrated has none); reading it changes nothing.
+SELECT to_regclass('threadstore_migrations') IS NOT NULL;

@@ -131,3 +131,41 @@ SELECT e.value ->> '$.id', :thread_id, :first_sequence + e.key,
   FROM json_each(:messages) AS e
  WHERE true
 RETURNING id, sequence;
+
+-- name: put_threads :many
+-- Import and copy, step 1: stores the thread rows of :threads exactly as given unless their id
+-- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,
+-- platforms, source, created_at, updated_at, last_sequence}. Messages and aliases come as
+-- separate flat arrays: SQLite parses a JSON argument again for every row that reads it.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.value -> '$.platforms',
+       nullif(e.value -> '$.source', 'null'), e.value ->> '$.created_at', e.value ->> '$.updated_at',
+       e.value ->> '$.last_sequence'
+  FROM json_each(:threads) AS e
+ WHERE true
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: put_messages :exec
+-- Step 2: the :messages (message documents, each with its thread_id and sequence) of the
+-- threads :ids (a JSON array: those step 1 stored). A message id stored in another thread fails
+-- on the primary key.
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT m.value ->> '$.id', m.value ->> '$.thread_id', m.value ->> '$.sequence', m.value ->> '$.turn',
+       m.value ->> '$.role', nullif(m.value -> '$.content', 'null'),
+       m.value ->> '$.reasoning_content', m.value ->> '$.name', m.value ->> '$.tool_call_id',
+       nullif(m.value -> '$.tool_calls', 'null'), m.value -> '$.attributes',
+       m.value ->> '$.timestamp', nullif(m.value -> '$.source', 'null'), m.value -> '$.platforms',
+       m.value -> '$.attachments', m.value -> '$.metrics', m.value -> '$.reactions'
+  FROM json_each(:messages) AS m
+ WHERE m.value ->> '$.thread_id' IN (SELECT value FROM json_each(:ids));
+
+-- name: put_aliases :exec
+-- Step 3: the :aliases ({alias, thread_id, created_at}) of the threads :ids. An alias naming
+-- another thread fails on the primary key.
+INSERT INTO thread_aliases (alias, thread_id, created_at)
+SELECT a.value ->> '$.alias', a.value ->> '$.thread_id', a.value ->> '$.created_at'
+  FROM json_each(:aliases) AS a
+ WHERE a.value ->> '$.thread_id' IN (SELECT value FROM json_each(:ids));

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -147,3 +148,18 @@ async def test_aliases_survive_reopening(
     await saved(other, "u")
     await other.save_thread_alias("u", "durable")
     assert (await second.get_by_alias("durable") or Thread()).id == "u"
+
+
+async def test_an_alias_saved_while_its_thread_is_deleted_never_outlives_it(
+        shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]]) -> None:
+    aliasing, deleting = await open_store(shared_url), await open_store(shared_url)
+    await aliasing.delete_many([t.id for t in await aliasing.list_recent()])
+    for i in range(15):
+        await saved(aliasing, f"t{i}")
+        outcome, deleted = await asyncio.gather(
+            aliasing.save_thread_alias(f"t{i}", f"alias-{i}"), deleting.delete(f"t{i}"),
+            return_exceptions=True)
+        assert deleted is True
+        assert outcome is None or isinstance(outcome, NotFoundError), outcome
+        assert await aliasing.get_by_alias(f"alias-{i}") is None
+        assert await deleting.get_thread_aliases(f"t{i}") == []

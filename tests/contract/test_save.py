@@ -82,8 +82,10 @@ def rich_thread() -> Thread:
     thread.add_message(Message(
         role="assistant", content="The answer is 42.", id="explicit-message-id",
         reactions={"👍": ["U1", "U2"], "🎉": ["U3"]},
-        attachments=[Attachment(filename="notes.txt", content=b"\x00\x01 raw bytes",
-                                mime_type="text/plain", status="stored", attributes={"size": 13})],
+        attachments=[Attachment(filename="notes.txt", mime_type="text/plain", file_id="f" * 64,
+                                storage_path=f"ff/ff/{'f' * 64}", storage_backend="local",
+                                status="stored", processed_content="Ünïcødé notes",
+                                attributes={"type": "text", "size": 13})],
         timestamp=datetime(2020, 2, 29, 13, 14, 19, 10, tzinfo=UTC),
     ))
     thread.updated_at = datetime(2021, 3, 1, 1, 2, 3, 654321, tzinfo=UTC)
@@ -105,7 +107,7 @@ async def test_everything_saved_reads_back_equal(store: ThreadStore) -> None:
     assert sequences(loaded) == [1, 2, 3, 4]
     assert [m.thread_id for m in loaded.messages] == [thread.id] * 4
     assert [m.timestamp.microsecond for m in loaded.messages] == [1, 999999, 500000, 10]
-    assert loaded.messages[3].attachments[0].content == b"\x00\x01 raw bytes"
+    assert loaded.messages[3].attachments == thread.messages[3].attachments
     for got, sent in zip(loaded.messages, thread.messages, strict=True):
         assert got == sent
     assert loaded == thread

@@ -285,9 +285,10 @@ def test_load_from_reads_queries_and_migrations_in_order(tmp_path: Path) -> None
     assert [m.version for m in registry.migrations] == list(range(1, 11))
     first, second = registry.migrations[:2]
     assert (first.name, first.origin) == ("init", "sql/sqlite/migrations/0001_init.sql")
-    assert first.script == "-- First.\nCREATE TABLE a (x int);\n"
-    assert first.statements == ("-- First.\nCREATE TABLE a (x int)",)
-    assert second.statements == ("CREATE TABLE b (x int)", "CREATE INDEX bx ON b (x)")
+    assert first.script == "-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int);\n"
+    assert first.statements == ("-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int)",)
+    assert second.statements == ("-- migrations.0002_two\nCREATE TABLE b (x int)",
+                                 "-- migrations.0002_two\nCREATE INDEX bx ON b (x)")
 
 
 def test_load_from_allows_a_dialect_without_migrations(tmp_path: Path) -> None:
@@ -378,3 +379,15 @@ def test_dialects_define_the_same_queries() -> None:
     assert sorted(pg.keys() ^ lite.keys()) == [], "queries defined in one dialect only"
     assert {n: pg[n] for n in pg if pg[n] != lite[n]} == {n: lite[n] for n in pg if pg[n] != lite[n]}
     assert [m.version for m in postgres.migrations] == [m.version for m in sqlite.migrations]
+
+
+@pytest.mark.parametrize("dialect", queries.DIALECTS)
+def test_every_statement_sent_starts_with_its_name(dialect: str) -> None:
+    """Server logs and pg_stat_statements name each statement by its first line."""
+    registry = queries.load(dialect)
+    for name, query in registry.queries.items():
+        assert query.sql.startswith(f"-- {name}\n"), name
+    for migration in registry.migrations:
+        label = f"-- migrations.{migration.version:04d}_{migration.name}\n"
+        assert migration.script.startswith(label)
+        assert all(statement.startswith(label) for statement in migration.statements)

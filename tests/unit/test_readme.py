@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,3 +32,17 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "[memory] saved 3 messages, read back 2:" in result.stdout
     assert "2. assistant: I'll check on that order right away." in result.stdout
+
+
+def test_readme_attachment_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"## Attachments\n\n```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has no attachment example"
+    script = tmp_path / "attachments.py"
+    script.write_text(match.group(1))
+    env = {**os.environ, "THREADSTORE_FILE_STORAGE_PATH": str(tmp_path / "files")}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "invoice.pdf: application/pdf, 12 bytes, document, text: None" in result.stdout
+    assert "notes.md: text/markdown, 22 bytes, text, text: '# Notes\\nCharged twice?'" in result.stdout

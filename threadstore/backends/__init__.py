@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import logging
+import sys
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -46,6 +49,22 @@ class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
     messages: bytes  # JSON array of message documents
     count: int
     updated_at: datetime
+
+
+class ThreadCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread to store exactly as given (import, copy): its times, its messages with their
+    sequences (``plan.new``), its aliases with their times."""
+
+    plan: SavePlan
+    last_sequence: int  # the highest message sequence, 0 without messages
+    aliases: list[tuple[str, datetime]] = []
+
+
+class SchemaStatus(NamedTuple):
+    """Where a database's schema stands."""
+
+    version: int  # the newest migration applied; 0 for an empty database or the in-memory store
+    pending: list[str]  # migrations not applied yet, as "NNNN_name"
 
 
 class ThreadSearch(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,8 +132,18 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release every connection; idempotent."""
 
+    @property
+    def engine(self) -> Any:
+        """The driver object: an asyncpg Pool or an aiosqlite Connection; None in memory."""
+
+    def session(self) -> AbstractAsyncContextManager[Any]:
+        """A driver connection inside a transaction, held until the block ends."""
+
     async def migrate(self) -> list[int]:
         """Apply pending migrations under a cross-process lock; return the versions applied."""
+
+    async def schema_status(self) -> SchemaStatus:
+        """The applied schema version and the pending migrations; changes nothing."""
 
     async def get(self, thread_id: str) -> bytes | None:
         """The thread document, or None."""
@@ -163,6 +192,22 @@ class Backend(Protocol):
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         """UsageCounts as JSON."""
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        """The storage_path and file_id values the stored messages' attachments hold (only those
+        among ``refs`` when given)."""
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        """Up to ``limit`` threads with ids above ``after`` (None: from the first), in id order,
+        as a JSON array of ``[thread document, [{"alias", "created_at"}, ...]]`` pairs."""
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        """Which of these thread ids are stored."""
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        """Store each thread exactly as given unless its id is taken; return the ids stored.
+        Atomic: a message id or alias stored for another thread is a ConflictError, and then
+        nothing is stored."""
+
 
 def open_backend(config: DatabaseConfig) -> Backend:
     """A backend for ``config``, importing its driver only now (keeps ``import threadstore`` cheap).
@@ -172,6 +217,32 @@ def open_backend(config: DatabaseConfig) -> Backend:
     module = importlib.import_module(f"threadstore.backends.{config.backend}")
     backend: Backend = module.create(config)
     return backend
+
+
+SQL_LOG = logging.getLogger("threadstore.sql")  # echo: one INFO line per statement
+
+
+def enable_echo() -> None:
+    """Make echo lines visible, as SQLAlchemy's ``echo=True`` does: the ``threadstore.sql``
+    logger goes to INFO unless its level was set, and logs to stderr when the application
+    configured no logging at all."""
+    if SQL_LOG.level == logging.NOTSET:
+        SQL_LOG.setLevel(logging.INFO)
+    if not SQL_LOG.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        SQL_LOG.addHandler(handler)
+
+
+def log_statement(name: str, started: float, finished: float) -> None:
+    """The echo line of one statement: its query name and duration, never its values."""
+    SQL_LOG.info("%s %.2f ms", name, (finished - started) * 1000)
+
+
+def schema_status(migrations: Sequence[Migration], applied: Sequence[int]) -> SchemaStatus:
+    """The status of a database whose ledger lists ``applied`` (SchemaVersionError if newer)."""
+    pending = pending_migrations(migrations, applied)
+    return SchemaStatus(max(applied, default=0), [f"{m.version:04d}_{m.name}" for m in pending])
 
 
 def pending_migrations(migrations: Sequence[Migration], applied: Sequence[int]) -> list[Migration]:

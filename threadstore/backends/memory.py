@@ -7,6 +7,7 @@ await, so it is atomic on the event loop; it checks everything before it changes
 
 from __future__ import annotations
 
+import bisect
 import builtins
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +26,13 @@ from threadstore.backends import (
     ByTitle,
     MessageSearch,
     SavePlan,
+    SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
     UsageCounts,
 )
 from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError
+from threadstore.errors import ConflictError, ThreadStoreError
 from threadstore.models import Message
 
 _encode = msgspec.json.Encoder().encode
@@ -73,8 +76,16 @@ class MemoryBackend:
     async def close(self) -> None:
         pass
 
+    engine = None
+
+    def session(self) -> Any:
+        raise ThreadStoreError("the in-memory store has no database session")
+
     async def migrate(self) -> list[int]:
         return []
+
+    async def schema_status(self) -> SchemaStatus:
+        return SchemaStatus(0, [])
 
     def _doc(self, thread_id: str, row: _Row) -> dict[str, Any]:
         messages = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
@@ -184,6 +195,12 @@ class MemoryBackend:
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         return sum([await self.delete(thread_id) for thread_id in dict.fromkeys(thread_ids)])
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        found = {value for row in self._threads.values() for message in row.messages.values()
+                 for a in message.attachments for value in (a.storage_path, a.file_id)
+                 if value is not None}
+        return found if refs is None else found.intersection(refs)
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
@@ -273,6 +290,49 @@ class MemoryBackend:
             last_week=sum(row.updated_at >= week_ago for row in rows),
             models=[(model, *sums) for model, sums in models.items()],
         ))
+
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        ids = sorted(self._threads)
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        page = []
+        for thread_id in ids[start:start + limit]:
+            row = self._threads[thread_id]
+            aliases = sorted(row.aliases.items(), key=lambda item: (item[1], item[0]))
+            page.append((self._doc(thread_id, row),
+                         [{"alias": alias, "created_at": at} for alias, at in aliases]))
+        return _encode(page)
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        return [thread_id for thread_id in thread_ids if thread_id in self._threads]
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        fresh = [(copy, _decode_messages(copy.plan.new)) for copy in copies
+                 if copy.plan.thread_id not in self._threads]
+        owners: dict[str, str] = {}
+        aliases: set[str] = set()
+        for copy, messages in fresh:  # check everything before changing anything
+            for message in messages:
+                if message.id in self._owner or message.id in owners:
+                    raise ConflictError(f"message {message.id!r} is already stored in another thread")
+                owners[message.id] = copy.plan.thread_id
+            for alias, _ in copy.aliases:
+                if alias in self._aliases or alias in aliases:
+                    raise ConflictError(f"alias {alias!r} already names another thread")
+                aliases.add(alias)
+        for copy, messages in fresh:
+            thread_id = copy.plan.thread_id
+            row = self._threads[thread_id] = self._new_row(copy.plan)
+            row.last_sequence = copy.last_sequence
+            for message in messages:
+                message.thread_id = thread_id
+                row.messages[message.id] = message
+                self._owner[message.id] = thread_id
+            for alias, at in copy.aliases:
+                row.aliases[alias] = at
+                self._aliases[alias] = thread_id
+        return [copy.plan.thread_id for copy, _ in fresh]
 
 
 def create(config: DatabaseConfig) -> MemoryBackend:

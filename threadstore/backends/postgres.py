@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +25,25 @@ from threadstore.backends import (
     AppendPlan,
     MessageSearch,
     SavePlan,
+    SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
+    enable_echo,
+    log_statement,
     pending_migrations,
+    schema_status,
 )
-from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
+from threadstore.config import DatabaseConfig, Settings
+from threadstore.errors import (
+    CommandTimeoutError,
+    ConflictError,
+    PoolTimeoutError,
+    StoreUnavailableError,
+    ThreadStoreError,
+)
 from threadstore.queries import Kind
+
+_log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -40,13 +56,27 @@ _CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
 
 _LOCKED_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's default of 60 leaves create() hanging on a dead host
-_SERVER_SETTINGS = {
-    "application_name": "threadstore",
-    "timezone": "UTC",  # JSON documents carry times as ...+00:00
-    # No plan_cache_mode=force_generic_plan: a generic plan guesses an unknown LIMIT at 10% of the
-    # table, so list(20) sorted every thread (4 ms -> 53 ms at 100,000 threads) and the content
-    # search went from 10 to 32 ms, while saves plan as fast either way (make bench, 1.01-1.03x).
-}
+
+
+def _server_settings(settings: Settings) -> dict[str, str]:
+    # No plan_cache_mode=force_generic_plan, whatever the statement cache: a generic plan guesses
+    # an unknown LIMIT at 10% of the table, so list(20) sorted every thread (4 ms -> 53 ms at
+    # 100,000 threads) and the content search went from 10 to 32 ms, while saves plan as fast
+    # either way (make bench, 1.01-1.03x).
+    return {
+        "application_name": "threadstore",
+        "timezone": "UTC",  # JSON documents carry times as ...+00:00
+    }
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that knows when it was opened (for ``pool_recycle``)."""
+
+    __slots__ = ("opened_at",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opened_at = time.monotonic()
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -94,39 +124,95 @@ class PostgresBackend:
 
     name = "postgres"
 
-    def __init__(self, config: DatabaseConfig, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, config: DatabaseConfig) -> None:
         self._config = config
+        self._settings = config.settings
+        self._echo = config.settings.echo
         self._queries = queries.load("postgres")
         self._pool: asyncpg.Pool | None = None
-        self._min_size, self._max_size = min_size, max_size
 
     async def open(self) -> None:
+        settings = self._settings
+        if self._echo:
+            enable_echo()
         try:
             self._pool = await asyncpg.create_pool(
-                self._config.dsn, min_size=self._min_size, max_size=self._max_size,
+                self._config.dsn, min_size=settings.pool_size,
+                max_size=settings.pool_size + settings.max_overflow,
+                command_timeout=settings.command_timeout,
+                statement_cache_size=settings.statement_cache_size,
                 init=_init_connection, reset=_no_reset, timeout=_CONNECT_TIMEOUT,
-                server_settings=_SERVER_SETTINGS,
+                server_settings=_server_settings(settings), connection_class=_Connection,
             )
         except (asyncpg.PostgresError, ValueError, *_CONNECTION_ERRORS) as exc:
             message = self._config.scrub(str(exc))
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {self._config.masked_url}: {message}"
             ) from None
+        _log.debug("PostgreSQL pool open at %s: %d kept, up to %d", self._config.masked_url,
+                   settings.pool_size, settings.pool_size + settings.max_overflow)
+
+    @property
+    def engine(self) -> asyncpg.Pool | None:
+        return self._pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
-    def _acquire(self) -> Any:
-        if self._pool is None:
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for the block: waits at most ``pool_timeout`` for a free one,
+        and never hands out one older than ``pool_recycle``."""
+        pool = self._pool
+        if pool is None:
             raise StoreUnavailableError("the PostgreSQL pool is closed")
-        return self._pool.acquire()
+        conn = await self._checkout(pool)
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    async def _checkout(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        settings = self._settings
+        deadline = time.monotonic() + settings.pool_timeout
+        while True:
+            try:
+                if pool.get_idle_size():
+                    # A free connection is handed over at once; a timer would cost ~70 us here.
+                    conn = await pool.acquire()
+                else:
+                    conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                raise PoolTimeoutError(
+                    f"no PostgreSQL connection became free within {settings.pool_timeout:g} s: all "
+                    f"{settings.pool_size + settings.max_overflow} are in use (pool_size "
+                    f"{settings.pool_size} + max_overflow {settings.max_overflow}); raise them or "
+                    "pool_timeout (DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT)"
+                ) from None
+            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+                raise _translate(exc, "connect", self._config) from exc
+            recycle = settings.pool_recycle
+            if recycle is None or time.monotonic() - conn.opened_at <= recycle:
+                return conn
+            # Too old to reuse: closing it returns its slot to the pool, which opens a new
+            # connection on the next acquire.
+            _log.debug("closing a PostgreSQL connection older than pool_recycle (%g s)", recycle)
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=_CONNECT_TIMEOUT)
+            await pool.release(conn)  # a no-op unless close() failed half-way
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._acquire() as conn, conn.transaction():
+            yield conn
 
     async def _run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
         """Run one named query; the one place where SQL meets the driver."""
         query = self._queries[name]
         args = query.args(params)
+        started = time.perf_counter() if self._echo else 0.0
         try:
             match query.kind:
                 case Kind.ONE:
@@ -144,8 +230,18 @@ class PostgresBackend:
                 case Kind.SCRIPT:
                     await conn.execute(query.sql)
                     return None
+        except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
+            raise self._timed_out(name) from exc
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
             raise _translate(exc, name, self._config) from exc
+        finally:
+            if started:
+                log_statement(name, started, time.perf_counter())
+
+    def _timed_out(self, name: str) -> CommandTimeoutError:
+        return CommandTimeoutError(f"{name} ran longer than the command timeout of "
+                                   f"{self._settings.command_timeout:g} s (DB_COMMAND_TIMEOUT) "
+                                   "and was cancelled")
 
     async def migrate(self) -> list[int]:
         registry = self._queries
@@ -155,13 +251,29 @@ class PostgresBackend:
             applied = [row[0] for row in await self._run(conn, "schema.versions")]
             pending = pending_migrations(registry.migrations, applied)
             for migration in pending:
+                started = time.perf_counter()
                 try:
                     await conn.execute(migration.script)
+                except TimeoutError as exc:
+                    raise self._timed_out(f"migration {migration.origin}") from exc
                 except asyncpg.PostgresError as exc:
                     raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+                if self._echo:
+                    log_statement(f"migrations.{migration.version:04d}_{migration.name}", started,
+                                  time.perf_counter())
                 await self._run(conn, "schema.record", version=migration.version,
                                 name=migration.name, applied_at=datetime.now(UTC))
+        if pending:
+            _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending),
+                      self._config.masked_url)
         return [m.version for m in pending]
+
+    async def schema_status(self) -> SchemaStatus:
+        async with self._acquire() as conn:
+            applied = []
+            if await self._run(conn, "schema.ledger_exists"):
+                applied = [row[0] for row in await self._run(conn, "schema.versions")]
+        return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
         async with self._acquire() as conn:
@@ -252,6 +364,14 @@ class PostgresBackend:
             count: int = await self._run(conn, "threads.delete_many", ids=list(thread_ids))
         return count
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        async with self._acquire() as conn:
+            if refs is None:
+                rows = await self._run(conn, "files.references")
+            else:
+                rows = await self._run(conn, "files.references_among", refs=list(refs))
+        return {row[0] for row in rows}
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
@@ -305,6 +425,32 @@ class PostgresBackend:
             doc: bytes = await self._run(conn, "stats.usage", hour_ago=hour_ago.isoformat(),
                                          day_ago=day_ago.isoformat(), week_ago=week_ago.isoformat())
         return doc
+
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        async with self._acquire() as conn:
+            rows = await self._run(conn, "transfer.page", after=after, limit=limit)
+        return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        async with self._acquire() as conn:
+            rows = await self._run(conn, "transfer.stored", ids=list(thread_ids))
+        return [row[0] for row in rows]
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        threads = [{
+            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
+            "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
+            "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
+        } for copy in copies]
+        async with self._acquire() as conn:
+            try:
+                rows = await self._run(conn, "postgres.put", threads=threads)
+            except ConflictError as exc:
+                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
+                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
+        return [row[0] for row in rows]
 
 
 def _param(value: Any) -> Any:

@@ -12,7 +12,9 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +28,19 @@ from threadstore.backends import (
     AppendPlan,
     MessageSearch,
     SavePlan,
+    SchemaStatus,
+    ThreadCopy,
     ThreadSearch,
+    enable_echo,
+    log_statement,
     pending_migrations,
+    schema_status,
 )
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
 from threadstore.queries import Kind
+
+_log = logging.getLogger(__name__)
 
 # Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
 _PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
@@ -89,8 +98,9 @@ class SQLiteBackend:
 
     name = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, echo: bool = False) -> None:
         self._path = path
+        self._echo = echo
         self._queries = queries.load("sqlite")
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -100,6 +110,8 @@ class SQLiteBackend:
             raise StoreUnavailableError(
                 f"cannot open SQLite database {self._path!r}: its directory does not exist"
             )
+        if self._echo:
+            enable_echo()
         try:
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
             await self._configure()
@@ -135,6 +147,15 @@ class SQLiteBackend:
         if conn is not None:
             await conn.close()
 
+    @property
+    def engine(self) -> aiosqlite.Connection | None:
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock, self._transaction():
+            yield self._connection()
+
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise StoreUnavailableError("the SQLite connection is closed")
@@ -145,6 +166,7 @@ class SQLiteBackend:
         query = self._queries[name]
         args = query.args(params)
         conn = self._connection()
+        started = time.perf_counter() if self._echo else 0.0
         try:
             match query.kind:
                 case Kind.ONE:
@@ -167,6 +189,9 @@ class SQLiteBackend:
                     return None
         except sqlite3.Error as exc:
             raise _translate(exc, name) from exc
+        finally:
+            if started:
+                log_statement(name, started, time.perf_counter())
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -193,16 +218,29 @@ class SQLiteBackend:
             applied = [row[0] for row in await self._run("schema.versions")]
             pending = pending_migrations(registry.migrations, applied)
             for migration in pending:
+                started = time.perf_counter()
                 for statement in migration.statements:
                     try:
                         await self._connection().execute(statement)
                     except sqlite3.Error as exc:
                         raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+                if self._echo:
+                    log_statement(f"migrations.{migration.version:04d}_{migration.name}", started,
+                                  time.perf_counter())
                 await self._run(
                     "schema.record", version=migration.version, name=migration.name,
                     applied_at=_text_time(datetime.now(UTC)),
                 )
+        if pending:
+            _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending), self._path)
         return [m.version for m in pending]
+
+    async def schema_status(self) -> SchemaStatus:
+        async with self._lock:
+            applied = []
+            if await self._run("schema.ledger_exists"):
+                applied = [row[0] for row in await self._run("schema.versions")]
+        return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
         async with self._lock:
@@ -275,6 +313,14 @@ class SQLiteBackend:
             count: int = await self._run("threads.delete_many", ids=_json_list(thread_ids))
         return count
 
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        async with self._lock:
+            if refs is None:
+                rows = await self._run("files.references")
+            else:
+                rows = await self._run("files.references_among", refs=_json_list(refs))
+        return {row[0] for row in rows}
+
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
@@ -323,6 +369,40 @@ class SQLiteBackend:
                                        day_ago=_text_time(day_ago), week_ago=_text_time(week_ago))
         return doc.encode()
 
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_page(self, after: str | None, limit: int) -> bytes:
+        async with self._lock:
+            rows = await self._run("transfer.page", after=after, limit=limit)
+        return ("[" + ",".join([f"[{doc},{aliases}]" for doc, aliases in rows]) + "]").encode()
+
+    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        async with self._lock:
+            rows = await self._run("transfer.stored", ids=_json_list(thread_ids))
+        return [row[0] for row in rows]
+
+    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        threads = msgspec.json.encode([{
+            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
+            "attributes": msgspec.Raw(copy.plan.attributes), "platforms": msgspec.Raw(copy.plan.platforms),
+            "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
+            "last_sequence": copy.last_sequence,
+        } for copy in copies]).decode()
+        # The message documents carry their thread_id: the arrays are joined, not re-encoded.
+        messages = b"[" + b",".join([copy.plan.new[1:-1] for copy in copies if copy.plan.new_count]) + b"]"
+        aliases = msgspec.json.encode([
+            {"alias": alias, "thread_id": copy.plan.thread_id, "created_at": _text_time(at)}
+            for copy in copies for alias, at in copy.aliases
+        ]).decode()
+        async with self._lock, self._transaction():
+            rows = await self._run("sqlite.put_threads", threads=threads)
+            stored = [row[0] for row in rows]
+            if stored:
+                ids = _json_list(stored)
+                await self._run("sqlite.put_messages", messages=messages.decode(), ids=ids)
+                await self._run("sqlite.put_aliases", aliases=aliases, ids=ids)
+        return stored
+
 
 def _param(value: Any) -> Any:
     """A search field as SQLite takes it: JSON as text, a pattern in its Python spelling."""
@@ -339,4 +419,4 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:")
+    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo)

@@ -1,0 +1,18 @@
+-- Export, import and copy between stores: threads read in id order, whole, with their aliases.
+-- Writing them as they are is postgres.put (one statement) / sqlite.put_* (a transaction).
+
+-- name: page :many
+-- Up to :limit threads with ids above :after (NULL: from the first), in id order: the thread's
+-- document and its aliases as a JSON array of {alias, created_at}, oldest first.
+SELECT d.doc,
+       (SELECT coalesce(json_agg(json_build_object('alias', a.alias, 'created_at', a.created_at)
+                                 ORDER BY a.created_at, a.alias), '[]'::json)
+          FROM thread_aliases AS a
+         WHERE a.thread_id = p.id) AS aliases
+  FROM (SELECT id FROM threads WHERE id > coalesce(:after, '') ORDER BY id LIMIT :limit) AS p
+  JOIN thread_docs AS d ON d.id = p.id
+ ORDER BY p.id;
+
+-- name: stored :many
+-- Which of the thread ids :ids are stored.
+SELECT id FROM threads WHERE id = any(:ids::text[]);

@@ -1,0 +1,112 @@
+"""PostgreSQL settings, each observed by its behaviour: pool size and overflow, pool timeout,
+recycling by age, command timeout, statement cache (PgBouncer mode), the query name on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from threadstore import StoreUnavailableError, Thread, ThreadStore
+from threadstore.errors import CommandTimeoutError, PoolTimeoutError
+
+
+async def _pid(store: ThreadStore) -> int:
+    assert store.async_session is not None
+    async with store.async_session() as conn:
+        pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+@contextlib.asynccontextmanager
+async def _holding(store: ThreadStore, count: int) -> AsyncIterator[list[Any]]:
+    """``count`` pooled connections held (each inside a transaction) until the block ends."""
+    assert store.async_session is not None
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(store.async_session()) for _ in range(count)]
+
+
+async def test_pool_size_connections_open_at_once_and_overflow_allows_more(pg_url: str) -> None:
+    async with await ThreadStore.create(pg_url, pool_size=2, max_overflow=1, pool_timeout=0.2) as store:
+        pool = store.engine
+        assert (pool.get_size(), pool.get_min_size(), pool.get_max_size()) == (2, 2, 3)
+        async with _holding(store, 3) as held:
+            assert len({await conn.fetchval("SELECT pg_backend_pid()") for conn in held}) == 3
+            with pytest.raises(PoolTimeoutError):
+                await store.get("x")
+
+
+async def test_a_third_operation_times_out_on_a_pool_of_two_with_a_clear_error(pg_url: str) -> None:
+    async with await ThreadStore.create(pg_url, pool_size=2, max_overflow=0, pool_timeout=0.2) as store:
+        async with _holding(store, 2):
+            started = time.monotonic()
+            with pytest.raises(PoolTimeoutError) as raised:
+                await store.get("x")
+            waited = time.monotonic() - started
+        assert 0.15 < waited < 2
+        message = str(raised.value)
+        assert "within 0.2 s" in message and "DB_POOL_TIMEOUT" in message and "pool_size 2" in message
+        assert isinstance(raised.value, StoreUnavailableError) and isinstance(raised.value, TimeoutError)
+        assert await store.get("x") is None  # the pool recovers once connections are free
+
+
+async def test_a_connection_older_than_pool_recycle_is_not_reused(pg_url: str) -> None:
+    async with await ThreadStore.create(pg_url, pool_size=1, max_overflow=0, pool_recycle=0.5) as store:
+        first = await _pid(store)
+        assert await _pid(store) == first  # young enough: reused
+        await asyncio.sleep(0.6)
+        second = await _pid(store)
+        assert second != first
+        await store.save(Thread(id="recycled"))
+        assert await store.get("recycled") is not None
+    async with await ThreadStore.create(pg_url, pool_size=1, max_overflow=0) as store:
+        first = await _pid(store)
+        await asyncio.sleep(0.6)
+        assert await _pid(store) == first  # no recycling unless asked
+
+
+async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_the_server(pg_url: str) -> None:
+    """A save blocked on a row lock: the server sees it as "-- postgres.save", and it is cancelled
+    after command_timeout with CommandTimeoutError; the store works on afterwards."""
+    async with await ThreadStore.create(pg_url, pool_size=2, command_timeout=0.5) as store:
+        thread = await store.save(Thread(id="locked", title="before"))
+        assert store.async_session is not None
+        async with store.async_session() as conn:
+            await conn.execute("SELECT 1 FROM threads WHERE id = 'locked' FOR UPDATE")
+            thread.title = "after"
+            save = asyncio.ensure_future(store.save(thread))
+            waiting = None
+            for _ in range(40):
+                await asyncio.sleep(0.01)
+                waiting = await conn.fetchval(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")
+                if waiting:
+                    break
+            assert waiting is not None and waiting.startswith("-- postgres.save\n")
+            with pytest.raises(CommandTimeoutError, match=r"postgres\.save ran longer than the command "
+                                                          r"timeout of 0\.5 s \(DB_COMMAND_TIMEOUT\)"):
+                await save
+        assert (await store.save(thread)).title == "after"
+        stored = await store.get("locked")
+        assert stored is not None and stored.title == "after"
+
+
+@pytest.mark.parametrize(("cache", "plan_mode"), [(0, "auto"), (100, "auto")])
+async def test_statement_cache_size_zero_prepares_nothing_and_sends_no_plan_cache_mode(
+        pg_url: str, cache: int, plan_mode: str) -> None:
+    """PgBouncer in transaction mode needs no named prepared statements and refuses unknown
+    startup parameters such as plan_cache_mode."""
+    async with await ThreadStore.create(pg_url, pool_size=1, max_overflow=0,
+                                        statement_cache_size=cache) as store:
+        await store.save(Thread(id="cached"))
+        await store.get("cached")
+        assert store.async_session is not None
+        async with store.async_session() as conn:
+            prepared = await conn.fetchval("SELECT count(*) FROM pg_prepared_statements")
+            assert await conn.fetchval("SHOW plan_cache_mode") == plan_mode
+        assert (prepared == 0) is (cache == 0)

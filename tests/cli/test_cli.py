@@ -1,0 +1,361 @@
+"""The ``threadstore`` command, run as a subprocess as a user runs it (and in-process where only
+argument handling is checked): init, migrate, status, export/import, copy, docker-setup/stop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import rich_thread, user
+from threadstore import Message, Thread, ThreadStore, cli
+from threadstore.config import PREFIXES
+from threadstore.queries import load
+from threadstore.transfer import AliasRecord, Progress, ThreadRecord, read_lines
+
+SECRET = "s3cr3t-pw"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``threadstore ARGS`` in a fresh interpreter, without any THREADSTORE_/TYLER_/NARRATOR_
+    variable of the test run's environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    return subprocess.run([sys.executable, "-m", "threadstore", *args], capture_output=True, text=True,
+                          env={**clean, **(env or {})}, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"threadstore {command}: error: "), result.stderr
+    return lines[0]
+
+
+async def everything(url: str) -> list[ThreadRecord]:
+    async with await ThreadStore.create(url, migrate=False) as store:
+        return [record async for page in store.export_threads() for record in page]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/cli.db"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
+
+
+def test_status_migrate_and_init_on_a_new_database(db_url: str) -> None:
+    dialect = "postgres" if db_url.startswith("postgres") else "sqlite"
+    if dialect == "sqlite":  # an empty file is an empty SQLite database; no file is an error
+        missing = run("status", db_url)
+        assert missing.returncode == 1
+        assert "there is no SQLite database at" in one_error_line(missing, "status")
+        Path(db_url.partition(":///")[2]).touch()
+    names = [f"{m.version:04d}_{m.name}" for m in load(dialect).migrations]
+
+    status = run("status", db_url)
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^schema: +none \(run `threadstore init`\)$", status.stdout, re.M), status.stdout
+    assert f"backend:  {dialect}" in status.stdout
+
+    dry = run("migrate", db_url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [*(f"pending: {n}" for n in names),
+                                       f"dry run: {len(names)} migration(s) not applied"]
+
+    init = run("init", db_url)
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.strip().endswith(f"schema at version {len(names)} (applied {', '.join(names)})")
+
+    async def add() -> None:
+        async with await ThreadStore.create(db_url) as store:
+            thread = Thread(title="t")
+            thread.add_message(user("a"))
+            thread.add_message(user("b"))
+            await store.save(thread)
+
+    asyncio.run(add())
+    status = run("status", db_url)
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"^schema: +version {len(names)} \(up to date\)$", status.stdout, re.M)
+    assert re.search(r"^threads: +1$", status.stdout, re.M)
+    assert re.search(r"^messages: +2$", status.stdout, re.M)
+
+    again = run("migrate", db_url)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout
+
+
+def test_status_of_an_unreachable_database_fails_with_the_password_masked() -> None:
+    url = f"postgresql://user:{SECRET}@127.0.0.1:1/db"
+    for result in (run("status", url), run("status", env={"THREADSTORE_DATABASE_URL": url})):
+        assert result.returncode == 1
+        line = one_error_line(result, "status")
+        assert "cannot connect to PostgreSQL at postgresql://user:***@127.0.0.1:1/db" in line
+        assert SECRET not in result.stdout + result.stderr
+
+
+def test_the_url_comes_from_the_tyler_environment_too(tmp_path: Path) -> None:
+    env = {"TYLER_DB_TYPE": "sqlite", "TYLER_DB_PATH": f"{tmp_path}/env.db"}
+    init = run("init", env=env)
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.startswith(f"sqlite+aiosqlite:///{tmp_path}/env.db: schema at version")
+
+
+def test_export_then_import_round_trip_is_equal_on_every_field(tmp_path: Path, fresh_pg_url: str) -> None:
+    source = f"sqlite+aiosqlite:///{tmp_path}/source.db"
+
+    async def fill() -> None:
+        async with await ThreadStore.create(source) as store:
+            for i in range(12):
+                thread = await store.save(rich_thread(f"{i:02d}", messages=5))
+                await store.save_thread_alias(thread.id, f"ticket-{i}")
+                await store.save_thread_alias(thread.id, f"slack-{i}")
+
+    asyncio.run(fill())
+    file = tmp_path / "threads.jsonl"
+    exported = run("export", source, str(file))
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.strip() == f"exported 12 threads to {file}"
+    assert len(file.read_bytes().splitlines()) == 12
+
+    imported = run("import", fresh_pg_url, str(file))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "imported 12 threads (0 already there)"
+    again = run("import", fresh_pg_url, str(file))
+    assert again.stdout.strip() == "imported 0 threads (12 already there)"
+
+    originals = asyncio.run(everything(source))
+    assert asyncio.run(everything(fresh_pg_url)) == originals  # ids, times, sequences, aliases
+    # the PostgreSQL copy exports to standard output the same records (JSON key order aside)
+    piped = run("export", fresh_pg_url)
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert [r for batch in read_lines(io.BytesIO(piped.stdout.encode())) for r in batch] == originals
+
+
+def test_a_bad_line_fails_the_import_naming_the_line(tmp_path: Path) -> None:
+    file = tmp_path / "bad.jsonl"
+    file.write_text('{"id": "fine"}\n\n{"id": "x", "messages": [{"role": "robot"}]}\n')
+    result = run("import", f"sqlite+aiosqlite:///{tmp_path}/t.db", str(file))
+    assert result.returncode == 1
+    assert "line 3: not a thread record: Message.role must be one of" in one_error_line(result, "import")
+
+
+async def _source_of(count: int, path: Path) -> str:
+    """A SQLite database of ``count`` threads of 3 messages, each with an alias."""
+    url = f"sqlite+aiosqlite:///{path}"
+    async with await ThreadStore.create(url) as store:
+        records = []
+        for i in range(count):
+            thread = ThreadRecord(id=f"t-{i:05d}", title=f"thread {i}", attributes={"i": i},
+                                  aliases=[AliasRecord(f"alias-{i}", Thread().created_at)])
+            for j in range(3):
+                role = "user" if j % 2 == 0 else "assistant"
+                thread.add_message(Message(role=role, content=f"{i}/{j}"))
+            records.append(thread)
+        await store.import_threads(records)
+    return url
+
+
+async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(tmp_path: Path,
+                                                                               fresh_pg_url: str) -> None:
+    """The copy is held on a row lock at thread 600 (an uncommitted insert of that id), so it is
+    interrupted there for sure; run again, it copies the rest."""
+    import asyncpg
+
+    source = await _source_of(1000, tmp_path / "source.db")
+    originals = await everything(source)
+    async with await ThreadStore.create(fresh_pg_url):
+        pass  # the schema
+    # The watcher is another connection: pg_stat_activity is a snapshot within a transaction.
+    holder, watcher = await asyncpg.connect(fresh_pg_url), await asyncpg.connect(fresh_pg_url)
+    held = holder.transaction()
+    try:
+        await held.start()
+        await holder.execute("INSERT INTO threads (id, title, created_at, updated_at) "
+                             "VALUES ($1, 'held', now(), now())", originals[600].id)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+        copy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "threadstore", "copy", source, fresh_pg_url, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        waiting = 0
+        for _ in range(1200):  # until the copy waits on the held row
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")
+            if waiting or copy.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        copy.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(copy.communicate(), 60)
+        assert waiting, f"the copy never reached the held thread: {err.decode()}"
+    finally:
+        await held.rollback()
+        await holder.close()
+        await watcher.close()
+    assert copy.returncode == 130, err
+    assert err.decode() == ("threadstore copy: error: interrupted; run the same command again to "
+                            "finish (what is stored is kept)\n")
+    partial = await everything(fresh_pg_url)
+    assert 0 < len(partial) < 1000 and originals[600].id not in {r.id for r in partial}
+    by_id = {r.id: r for r in originals}
+    assert all(r == by_id[r.id] for r in partial)  # whole threads, each page written atomically
+
+    resumed = await asyncio.to_thread(run, "copy", source, fresh_pg_url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr == ""  # no progress bar: standard error is not a terminal
+    summary = r"copied ([\d,]+) threads \(([\d,]+) already there\) in [\d.]+ s, [\d,]+ threads/s\n"
+    match = re.fullmatch(summary, resumed.stdout)
+    assert match is not None, resumed.stdout
+    copied, present = (int(g.replace(",", "")) for g in match.groups())
+    assert (copied, present) == (1000 - len(partial), len(partial))
+    assert await everything(fresh_pg_url) == originals
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+def test_docker_commands_without_a_docker_engine_say_so_and_fail() -> None:
+    if _docker_answers():
+        pytest.skip("a Docker engine answers here")
+    for command in ("docker-setup", "docker-stop"):
+        result = run(command)
+        assert result.returncode == 1
+        line = one_error_line(result, command)
+        assert "Docker" in line and ("no Docker engine answers" in line or "not installed" in line)
+
+
+def test_docker_setup_starts_postgres_and_docker_stop_removes_it() -> None:
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers here")
+    name = f"threadstore-test-{os.getpid()}"
+    args = ("--name", name, "--volume", f"{name}-data")
+    setup = run("docker-setup", *args, "--port", "55432")
+    try:
+        assert setup.returncode == 0, setup.stderr
+        url = setup.stdout.strip()
+        assert url == "postgresql+asyncpg://threadstore:threadstore_dev@localhost:55432/threadstore"
+        status = run("status", url)
+        assert status.returncode == 0 and "backend:  postgres" in status.stdout
+    finally:
+        stop = run("docker-stop", *args, "--remove-volumes")
+    assert stop.returncode == 0, stop.stderr
+
+
+# --- in-process: arguments, exit codes, progress -------------------------------------------------
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "threadstore"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("init", "migrate", "status", "docker-setup", "docker-stop", "export", "import", "copy"):
+        assert command in result.stdout
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith(PREFIXES):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "threadstore: error: the following arguments are required: COMMAND"),
+        (["migrate", "--bogus"], "threadstore: error: unrecognized arguments: --bogus"),
+        (["copy", "sqlite:///a.db"], "threadstore copy: error: the following arguments are required: TO_URL"),
+        (["status"], "threadstore status: error: no database given: pass a URL, or set THREADSTORE_"),
+        (["status", "memory://"], "threadstore status: error: 'memory://' is an in-memory store"),
+        (["status", "mysql://u:pw@h/db"], "threadstore status: error: unknown database URL scheme 'mysql'"),
+        (["export", "a.jsonl", "b.jsonl"], "threadstore export: error: 'a.jsonl' is not a database URL"),
+        (["copy", "--page-size", "0", "sqlite:///a", "sqlite:///b"], "expected a whole number of at least 1"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(argv: list[str], message: str, clean_environ: Any,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert "pw@" not in err
+
+
+def test_a_missing_docker_command_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli.main(["docker-setup"]) == 1
+    assert "error: Docker is not installed (no `docker` command on PATH)" in capsys.readouterr().err
+
+
+def test_an_interrupted_copy_exits_130_saying_how_to_resume(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    async def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_copy", interrupted)
+    assert cli.main(["copy", "sqlite:///a.db", "sqlite:///b.db"]) == 130
+    assert capsys.readouterr().err == ("threadstore copy: error: interrupted; run the same command again "
+                                       "to finish (what is stored is kept)\n")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_on_a_terminal_only() -> None:
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(400, stream)
+        progress.update(200)
+        progress.update(400)
+        progress.close()
+    assert pipe.getvalue() == ""
+    assert re.fullmatch(r"(\rcopied [\d,]+ / 400 threads \(\d+%\), [\d,]+ threads/s)+\n", terminal.getvalue())
+    assert "copied 400 / 400 threads (100%)" in terminal.getvalue()
+
+
+def test_files_gc_frees_only_unreferenced_files(db_url: str, tmp_path: Path) -> None:
+    from threadstore import FileStore
+
+    base = tmp_path / "files"
+
+    async def prepare() -> tuple[str, str]:
+        files = await FileStore.create(base)
+        async with await ThreadStore.create(db_url) as store:
+            await store.delete_many([t.id for t in await store.list_recent()])
+            thread = Thread()
+            message = user("see attached")
+            message.add_attachment(b"kept bytes", filename="kept.txt")
+            thread.add_message(message)
+            await store.save(thread, file_store=files)
+        orphan = await files.save(b"orphan bytes", "orphan.txt")
+        kept = thread.messages[0].attachments[0].storage_path
+        assert kept is not None
+        return kept, orphan["storage_path"]
+
+    kept, orphan = asyncio.run(prepare())
+    young = run("files", "gc", db_url, str(base))  # default --min-age: both files are too new
+    assert young.returncode == 0, young.stderr
+    assert young.stdout.splitlines() == ["freed 0 files, 0 bytes"]
+
+    result = run("files", "gc", db_url, str(base), "--min-age", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"freed {orphan} (12 bytes)", "freed 1 files, 12 bytes"]
+    assert (base / kept).exists() and not (base / orphan).exists()
+
+    missing = run("files", "gc", db_url, str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "no FileStore directory" in one_error_line(missing, "files")
+    negative = run("files", "gc", db_url, str(base), "--min-age", "-1")
+    assert negative.returncode == 2

@@ -1,0 +1,144 @@
+"""Moving threads between stores: the JSON Lines export format, import from it, and copy.
+
+A line is one ThreadRecord: a thread document (``Thread``'s fields, its messages with their
+sequences) plus ``"aliases": [{"alias": ..., "created_at": ...}]``. Exports read the store in
+pages of threads in id order and imports write in batches, so neither holds the whole store in
+memory. Importing skips threads whose id is already stored, so running an import or a copy
+again after an interruption finishes the job without writing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, TYPE_CHECKING
+
+import msgspec
+
+from threadstore.models import Thread
+
+if TYPE_CHECKING:
+    from threadstore.store import ThreadStore
+
+PAGE_SIZE = 200  # threads per read and per write: measured best for SQLite -> PostgreSQL copies
+
+
+class AliasRecord(msgspec.Struct, frozen=True):
+    """An alias of an exported thread and when it was saved."""
+
+    alias: str
+    created_at: datetime
+
+
+class ThreadRecord(Thread, kw_only=True):
+    """A thread with its messages and its aliases: one line of an export."""
+
+    aliases: list[AliasRecord] = msgspec.field(default_factory=list)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(ThreadRecord).decode
+
+
+async def export_lines(store: ThreadStore, out: IO[bytes], *, page_size: int = PAGE_SIZE) -> int:
+    """Write every thread of ``store`` to ``out`` as JSON Lines; returns how many."""
+    count = 0
+    async for page in store.export_threads(page_size=page_size):
+        out.write(b"".join([_encode(record) + b"\n" for record in page]))
+        count += len(page)
+    return count
+
+
+def read_lines(source: IO[bytes], *, page_size: int = PAGE_SIZE) -> Iterator[list[ThreadRecord]]:
+    """ThreadRecords from JSON Lines, in batches; a bad line is a ValueError naming its number.
+    Blank lines are skipped."""
+    batch: list[ThreadRecord] = []
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            batch.append(_decode_record(line))
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"line {number}: not a thread record: {exc}") from None
+        if len(batch) == page_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Progress:
+    """``done / total threads (percent), rate`` on one self-rewriting line of a terminal; silent
+    when the stream is not a terminal (a log file, a pipe)."""
+
+    def __init__(self, total: int, stream: IO[str] | None = None, *, label: str = "copied") -> None:
+        self._stream = sys.stderr if stream is None else stream
+        self.enabled = self._stream.isatty()
+        self.total, self._label = total, label
+        self._started = self._shown = time.monotonic()
+        self.done = 0
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if self.enabled and (now - self._shown >= 0.1 or done >= self.total):
+            self._shown = now
+            self._stream.write(f"\r{self.line(now)}")
+            self._stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
+        percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        return (f"{self._label} {self.done:,} / {self.total:,} threads{percent}, "
+                f"{self.done / elapsed:,.0f} threads/s")
+
+    def close(self) -> None:
+        if self.enabled:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+async def copy_threads(source: ThreadStore, target: ThreadStore, *, page_size: int = PAGE_SIZE,
+                       writers: int = 2, progress: Progress | None = None) -> tuple[int, int]:
+    """Copy every thread of ``source`` that ``target`` lacks, ids, times, sequences and aliases
+    kept; returns (copied, already there). Each page is written atomically, so after an
+    interruption running it again picks up where it stopped.
+
+    Up to ``writers`` pages are written at once (each on its own connection) while the next
+    page is read. SQLite -> PostgreSQL on a shared 2-core machine, 2 writers copied 1.0-1.8x as
+    fast as 1 (the load of other processes varied), 3 no faster than 2. Pages may commit out of
+    order, which resuming does not mind.
+    """
+    copied = present = 0
+    writing: set[asyncio.Task[tuple[int, int]]] = set()
+
+    async def write(page: list[ThreadRecord]) -> tuple[int, int]:
+        stored = await target.import_threads(page)
+        return len(stored), len(page) - len(stored)
+
+    async def finish(tasks: set[asyncio.Task[tuple[int, int]]]) -> None:
+        nonlocal copied, present
+        for task in tasks:
+            done, skipped = task.result()
+            copied, present = copied + done, present + skipped
+        if progress is not None:
+            progress.update(copied + present)
+
+    try:
+        async for page in source.export_threads(page_size=page_size):
+            writing.add(asyncio.ensure_future(write(page)))
+            if len(writing) >= writers:
+                done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                await finish(done)
+        while writing:
+            done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+            await finish(done)
+    finally:
+        for task in writing:
+            task.cancel()
+        if writing:
+            await asyncio.wait(writing)
+    return copied, present

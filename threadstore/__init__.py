@@ -4,6 +4,8 @@
     store = await ThreadStore.create()          # or "sqlite+aiosqlite:///threads.db", "postgresql://..."
 """
 
+from typing import TYPE_CHECKING, Any
+
 from threadstore.errors import (
     ConfigurationError,
     ConflictError,
@@ -17,9 +19,21 @@ from threadstore.errors import (
     ThreadStoreError,
     UnsupportedFileTypeError,
 )
-from threadstore.files import FileStore
 from threadstore.models import Attachment, Message, Thread
 from threadstore.store import ThreadStore
+
+if TYPE_CHECKING:
+    from threadstore.files import FileStore
+
+
+def __getattr__(name: str) -> Any:
+    # FileStore on first use: threadstore.files imports asyncio, which would double the cost of
+    # `import threadstore` (make bench).
+    if name == "FileStore":
+        from threadstore.files import FileStore
+
+        return FileStore
+    raise AttributeError(f"module 'threadstore' has no attribute {name!r}")
 
 __all__ = [
     "Attachment",

@@ -39,12 +39,13 @@ from threadstore.backends import (
 )
 from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError
-from threadstore.files import FileStore, storing
 from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
 from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
     import asyncio
+
+    from threadstore.files import FileStore
 
 
 def _checked_float(text: str) -> float:
@@ -211,8 +212,18 @@ def _key_path(path: object) -> tuple[str, builtins.list[str]]:
 
 
 def _check_file_store(file_store: object) -> None:
-    if file_store is not None and not isinstance(file_store, FileStore):
-        raise TypeError(f"file_store must be a FileStore, got {type(file_store).__name__}")
+    if file_store is not None:
+        # Imported when a file store is used: threadstore.files imports asyncio (import time).
+        from threadstore.files import FileStore
+
+        if not isinstance(file_store, FileStore):
+            raise TypeError(f"file_store must be a FileStore, got {type(file_store).__name__}")
+
+
+def _storing(pending: Any, file_store: FileStore, references: Any) -> Any:
+    from threadstore.files import storing
+
+    return storing(pending, file_store, references)
 
 
 _MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
@@ -400,7 +411,7 @@ class ThreadStore:
             return await self._save(thread, backend, changes, {})
         if file_store is None:
             raise _no_file_store(pending)
-        async with storing(pending, file_store, backend.attachment_references) as stored:
+        async with _storing(pending, file_store, backend.attachment_references) as stored:
             await self._save(thread, backend, changes, stored)
         _record_stored(pending, stored)
         return thread
@@ -450,7 +461,7 @@ class ThreadStore:
             raise _no_file_store(pending)
         backend = await self._ready()
         if pending and file_store is not None:
-            async with storing(pending, file_store, backend.attachment_references) as stored:
+            async with _storing(pending, file_store, backend.attachment_references) as stored:
                 header, sequences = await self._append(backend, thread_id, batch, stored)
             _record_stored(pending, stored)
         else:
@@ -751,7 +762,7 @@ class ThreadStore:
             return await self._put(backend, todo, {})
         if file_store is None:
             raise _no_file_store(pending)
-        async with storing(pending, file_store, backend.attachment_references) as stored:
+        async with _storing(pending, file_store, backend.attachment_references) as stored:
             result = await self._put(backend, todo, stored)
         _record_stored(pending, stored)
         return result

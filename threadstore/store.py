@@ -56,10 +56,14 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from None
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"{what} cannot be stored as JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be stored as JSON") from None
     try:
         back = decode(raw)
     except msgspec.ValidationError as exc:
         raise ValueError(f"{what} is invalid: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be stored as JSON") from None
     if back != value:
         if isinstance(value, Message):  # name the field
             what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
@@ -78,6 +82,7 @@ def _json(value: Any, field: str) -> bytes:
 def _message_doc(message: Message) -> bytes:
     """One message as a JSON document, checked to decode back to an equal Message."""
     message._validate()
+    _check_id(message.id, "Message.id")
     return _checked_json(message, f"message {message.id!r}", _decode_message)
 
 
@@ -87,13 +92,28 @@ def _message_docs(messages: list[Message]) -> bytes:
     return b"[" + b",".join([_message_doc(m) for m in messages]) + b"]"
 
 
+MAX_ID_LENGTH = 512  # characters: at most 2,048 bytes in UTF-8, inside PostgreSQL's btree row limit (2,704)
+
+
+def _check_text(value: str, what: str) -> None:
+    """Refuse text some backend cannot store as it is: NUL, lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise ValueError(f"{what} contains {_NUL}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
 def _check_id(value: object, what: str = "thread_id") -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{what} must not be empty")
-    if "\x00" in value:
-        raise ValueError(f"{what} contains {_NUL}")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{what} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}")
+    _check_text(value, what)
     return value
 
 
@@ -195,8 +215,7 @@ class ThreadStore:
     def _plan(self, thread: Thread, changes: Changes | None = None) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
-        if "\x00" in thread.title:
-            raise ValueError(f"Thread.title contains {_NUL}")
+        _check_text(thread.title, "Thread.title")
         return SavePlan(
             thread_id=thread.id, title=thread.title,
             attributes=_json(thread.attributes, "Thread.attributes"),

@@ -8,8 +8,8 @@ so one round trip, unless the save deletes messages (then a transaction renumber
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,9 +26,12 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _JSONB_VERSION = b"\x01"  # binary jsonb is a version byte followed by the JSON text
 
-# Losing the server or the socket, as opposed to the server rejecting a statement.
-_CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
-                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+# Losing the server or the socket, as opposed to the server rejecting a statement: also a
+# session the server ended (pg_terminate_backend, shutdown) and asyncpg's InternalClientError,
+# raised when a session that just died is used again. (TimeoutError is an OSError.)
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                      asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
 _LOCKED_ATTEMPTS = 3
@@ -80,6 +83,12 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> ThreadStore
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
 
+def _session_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves the session gone or in an unknown state (a timeout does not)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailableError) else exc
+    return isinstance(cause, _CONNECTION_ERRORS) and not isinstance(cause, TimeoutError)
+
+
 class PostgresBackend:
     """Threads in PostgreSQL through an asyncpg pool."""
 
@@ -109,10 +118,30 @@ class PostgresBackend:
         if pool is not None:
             await pool.close()
 
-    def _acquire(self) -> Any:
-        if self._pool is None:
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; losing the server outside a statement (connecting, ending a
+        transaction) is a StoreUnavailableError too.
+
+        When an operation finds its session lost (killed, server restarted), that connection is
+        closed and every other pooled one is replaced before its next use: asyncpg would hand
+        out the dead ones again, failing one operation each (asyncpg issue #1069).
+        """
+        pool = self._pool
+        if pool is None:
             raise StoreUnavailableError("the PostgreSQL pool is closed")
-        return self._pool.acquire()
+        try:
+            async with pool.acquire() as conn:
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if _session_lost(exc):
+                        with contextlib.suppress(asyncpg.InterfaceError):  # already released
+                            conn.terminate()
+                        await pool.expire_connections()
+                    raise
+        except _CONNECTION_ERRORS as exc:
+            raise _translate(exc, "connection", self._config) from exc
 
     async def _run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
         """Run one named query; the one place where SQL meets the driver."""

@@ -97,3 +97,12 @@ async def applied_versions(store: ThreadStore) -> list[int]:
             rows = await backend._conn.execute_fetchall(
                 "SELECT version FROM threadstore_migrations ORDER BY version")
     return [row[0] for row in rows]
+
+
+def create_accepts(*names: str) -> bool:
+    """Whether ``ThreadStore.create`` takes these keyword arguments (some arrive with issue 5)."""
+    import inspect
+
+    parameters = inspect.signature(ThreadStore.create).parameters
+    return all(name in parameters for name in names) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

@@ -5,15 +5,12 @@ and what was stored before stays intact."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import pytest
-import pytest_asyncio
 
 from tests.reliability.support import STRESS
 from threadstore import Message, Thread, ThreadStore, ThreadStoreError
@@ -128,34 +125,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")  # the stores live as long
 
 
 @pytest.fixture(scope="module")
-def store_urls(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str | None]:
-    """The URL of each backend: PostgreSQL only when a server is found."""
-    path = tmp_path_factory.mktemp("hostile") / "threads.db"
-    urls: dict[str, str | None] = {"memory": None, "sqlite_file": f"sqlite+aiosqlite:///{path}",
-                                   "sqlite_memory": "sqlite+aiosqlite:///:memory:"}
-    with contextlib.suppress(pytest.skip.Exception):
-        urls["postgres"] = request.getfixturevalue("pg_url")
-    return urls
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stores(store_urls: dict[str, str | None]) -> AsyncIterator[dict[str, ThreadStore]]:
-    """One store per backend, each holding nothing but a copy of WITNESS."""
-    opened: dict[str, ThreadStore] = {}
-    try:
-        for kind, url in store_urls.items():
-            store = opened[kind] = await ThreadStore.create(url)
-            await store.delete_many([t.id for t in await store.list_recent()])
-            await store.save(msgspec.json.decode(msgspec.json.encode(WITNESS), type=Thread))
-        yield opened
-        for store in opened.values():  # nothing rejected was written, nothing stored was lost
-            witness = await store.get(WITNESS.id)
-            assert witness is not None and [m.content for m in witness.messages] == ["kept"]
-    finally:
-        for store in opened.values():
-            await store.close()
+def witness() -> Thread:
+    return WITNESS
 
 
 async def _lookup(store: ThreadStore, thread_id: Any) -> Thread | None:

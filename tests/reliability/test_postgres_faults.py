@@ -5,7 +5,6 @@ same store object carries on afterwards with every pooled connection checked bac
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import pwd
 import random
@@ -21,7 +20,7 @@ import asyncpg
 import pytest
 
 from tests.helpers import conversation, stored, user
-from tests.reliability.support import assert_connections_idle, scaled
+from tests.reliability.support import assert_connections_idle, create_accepts, scaled
 from threadstore import StoreUnavailableError, Thread, ThreadStore, ThreadStoreError
 
 pytestmark = pytest.mark.pg
@@ -264,16 +263,11 @@ async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_l
         assert pool.get_size() <= pool.get_max_size()
 
 
-def _create_accepts(*names: str) -> bool:
-    parameters = inspect.signature(ThreadStore.create).parameters
-    return all(name in parameters for name in names)
-
-
 ISSUE_5 = ("needs the pool settings of create() (pool_size, max_overflow, pool_timeout, "
            "command_timeout: issue 5)")
 
 
-@pytest.mark.skipif(not _create_accepts("pool_size", "max_overflow", "pool_timeout"), reason=ISSUE_5)
+@pytest.mark.skipif(not create_accepts("pool_size", "max_overflow", "pool_timeout"), reason=ISSUE_5)
 async def test_an_exhausted_pool_raises_a_clear_timeout_error_after_the_pool_timeout(
     fresh_pg_url: str, admin: asyncpg.Connection,
 ) -> None:
@@ -294,7 +288,7 @@ async def test_an_exhausted_pool_raises_a_clear_timeout_error_after_the_pool_tim
         assert_connections_idle(store)
 
 
-@pytest.mark.skipif(not _create_accepts("command_timeout"), reason=ISSUE_5)
+@pytest.mark.skipif(not create_accepts("command_timeout"), reason=ISSUE_5)
 async def test_a_statement_over_the_command_timeout_fails_clearly_and_the_store_carries_on(
     fresh_pg_url: str, admin: asyncpg.Connection,
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -49,32 +48,6 @@ def default_metrics() -> dict[str, Any]:
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "timing": {"started_at": None, "ended_at": None, "latency": 0},
     }
-
-
-MAX_DEPTH = 100  # how deep dicts and lists may nest in a field, as in MongoDB's documents
-_CONTAINERS = (dict, list, tuple)
-
-
-def _check_depth(owner: str, fields: dict[str, object]) -> None:
-    """ValueError naming the field whose dicts/lists nest more than MAX_DEPTH levels deep.
-
-    Deeper JSON is refused on every backend alike: SQLite's JSON functions stop at 1,000 levels
-    (less what wraps a field) and encoding it would exhaust Python's recursion limit.
-    """
-    if _too_deep(fields.values()):
-        deep = next(name for name, value in fields.items() if _too_deep([value]))
-        raise ValueError(f"{owner}.{deep} nests dicts and lists more than {MAX_DEPTH} levels deep")
-
-
-def _too_deep(values: Iterable[object]) -> bool:
-    level = [v for v in values if isinstance(v, _CONTAINERS)]
-    for _ in range(MAX_DEPTH):  # one level at a time: no recursion
-        level = [item for container in level
-                 for item in (container.values() if isinstance(container, dict) else container)
-                 if isinstance(item, _CONTAINERS)]
-        if not level:
-            return False
-    return True
 
 
 def _shown(value: object) -> str:
@@ -150,10 +123,6 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         turn = self.turn
         if turn is not None and (type(turn) is not int or not _INT32_MIN <= turn <= _INT32_MAX):
             raise ValueError(f"Message.turn must be None or a 32-bit int, got {_shown(turn)}")
-        _check_depth("Message", {
-            "content": self.content, "attributes": self.attributes, "platforms": self.platforms,
-            "metrics": self.metrics, "reactions": self.reactions, "source": self.source,
-            "tool_calls": self.tool_calls})
         timestamp = self.timestamp
         if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))
@@ -169,7 +138,10 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
 
     def _derive_id(self) -> str:
         key = [self.role, self.content, self.timestamp.isoformat(), self.source]
-        return hashlib.sha256(_encode(key)).hexdigest()
+        try:
+            return hashlib.sha256(_encode(key)).hexdigest()
+        except RecursionError:
+            raise ValueError("Message.content or Message.source is nested too deeply") from None
 
     def add_reaction(self, emoji: str, user_id: str) -> bool:
         """Record ``user_id``'s reaction; False if it was already there."""
@@ -229,8 +201,6 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         _require(self.source, (dict, type(None)), "Thread.source")
         if self.source is not None and not isinstance(self.source.get("name"), str):
             raise ValueError("Thread.source must have a string 'name' key")
-        _check_depth("Thread", {"attributes": self.attributes, "platforms": self.platforms,
-                                "source": self.source})
         for field in ("created_at", "updated_at"):
             value = getattr(self, field)
             if type(value) is not datetime or value.tzinfo is not UTC:

@@ -48,6 +48,34 @@ _NOT_JSON = ("holds a value JSON would not give back unchanged "
              "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
 
 
+MAX_DEPTH = 100  # how deep dicts and lists may nest in a field, as in MongoDB's documents
+# Deeper JSON is refused on every backend alike: near 1,000 levels SQLite's JSON functions stop
+# and encoding, decoding or comparing it exhausts Python's recursion limit.
+_TOO_DEEP = f"nests dicts and lists more than {MAX_DEPTH} levels deep"
+_CONTAINERS = (dict, list, tuple, msgspec.Struct)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether dicts and lists nest in ``value`` (in each field of a Message) more than MAX_DEPTH
+    levels deep; walked one level at a time, without recursion."""
+    start = _children(value) if isinstance(value, msgspec.Struct) else [value]
+    level = [item for item in start if isinstance(item, _CONTAINERS)]
+    for _ in range(MAX_DEPTH):
+        level = [item for container in level for item in _children(container)
+                 if isinstance(item, _CONTAINERS)]
+        if not level:
+            return False
+    return True
+
+
+def _children(container: Any) -> Any:
+    if isinstance(container, dict):
+        return container.values()
+    if isinstance(container, msgspec.Struct):
+        return [getattr(container, f) for f in container.__struct_fields__]
+    return container
+
+
 def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> bytes:
     """``value`` encoded, after checking that ``decode`` gives it back equal (on every backend)."""
     try:
@@ -57,13 +85,18 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"{what} cannot be stored as JSON: {exc}") from None
     except RecursionError:
-        raise ValueError(f"{what} is nested too deeply to be stored as JSON") from None
+        raise ValueError(f"{what} {_TOO_DEEP}") from None
+    # Counting brackets (inside strings too) bounds the depth: only a document with more of them
+    # than MAX_DEPTH is walked.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(value):
+        if isinstance(value, Message):  # name the field
+            what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
+                        if _too_deep(getattr(value, f)))
+        raise ValueError(f"{what} {_TOO_DEEP}")
     try:
         back = decode(raw)
     except msgspec.ValidationError as exc:
         raise ValueError(f"{what} is invalid: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"{what} is nested too deeply to be stored as JSON") from None
     if back != value:
         if isinstance(value, Message):  # name the field
             what = next(f"Message.{f} of {what}" for f in value.__struct_fields__

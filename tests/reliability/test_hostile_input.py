@@ -14,6 +14,7 @@ import pytest
 
 from tests.reliability.support import STRESS
 from threadstore import Message, Thread, ThreadStore, ThreadStoreError
+from threadstore.store import MAX_DEPTH
 
 
 def _nested(levels: int, make: Callable[[Any], Any]) -> Any:
@@ -36,6 +37,7 @@ HOSTILE: dict[str, Any] = {
     "empty": "",
     "one_mb_ascii": "x" * 2**20,
     "one_mb_unicode": "é😀ß" * 2**18,
+    "nested_99": _nested(99, lambda v: {"d": v}),
     "deep_dict": _nested(1000, lambda v: {"d": v}),
     "deep_list": _nested(1000, lambda v: [v]),
     "int_2_70": 2**70,
@@ -269,3 +271,20 @@ async def test_hostile_arguments_get_the_same_answer_on_every_backend(
             for store in stores.values():
                 await _undo(store, operation, value)
     assert wrong == [], f"{operation}:\n" + "\n".join(wrong)
+
+
+async def test_dicts_and_lists_nest_up_to_max_depth_on_every_backend(
+    stores: dict[str, ThreadStore],
+) -> None:
+    at_limit = _nested(MAX_DEPTH, lambda v: {"d": v})  # 100 dicts, one in the other
+    over = {"d": at_limit}  # 101
+    for store in stores.values():
+        thread = Thread(attributes=at_limit)
+        thread.add_message(Message(role="user", content="hi", metrics=at_limit))
+        await store.save(thread)
+        assert await store.get(thread.id) == thread
+        await store.delete(thread.id)
+        with pytest.raises(ValueError, match=r"Thread\.attributes nests dicts and lists more than 100"):
+            await store.save(Thread(attributes=over))
+        with pytest.raises(ValueError, match=r"Message\.attributes .* more than 100 levels deep"):
+            await store.save(Thread(messages=[Message(role="user", content="hi", attributes=over)]))

@@ -107,8 +107,12 @@ async def test_deletes_racing_appends_leave_no_orphan_and_refuse_late_appends_cl
             except NotFoundError:
                 return False
 
-        deleted, *appended = await asyncio.gather(
-            store.delete(thread_id), *[append(batch) for batch in batches])
+        # The delete goes first, last or in between (the in-memory store runs them in order).
+        operations = [append(batch) for batch in batches]
+        operations.insert(round_ % 5, store.delete(thread_id))
+        results = await asyncio.gather(*operations)
+        deleted = results.pop(round_ % 5)
+        appended: list[bool] = results
 
         assert deleted is True
         landed += sum(appended)

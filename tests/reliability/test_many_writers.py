@@ -30,10 +30,10 @@ async def test_processes_appending_and_saving_to_one_thread_lose_and_duplicate_n
 ) -> None:
     url = await new_database()
     per_task = scaled(250)
-    # Every 25th message (every 100th under stress) goes through save() of a freshly loaded
-    # copy, the others through append(): 80 (200) such saves race the appends. Loading reads the
+    # Every 50th message (every 100th under stress) goes through save() of a freshly loaded
+    # copy, the others through append(): 40 (200) such saves race the appends. Loading reads the
     # whole thread, so more of them would make the run quadratic, not more telling.
-    load_every = 100 if STRESS else 25
+    load_every = 100 if STRESS else 50
     async with await ThreadStore.create(url) as store:
         await store.save(Thread(id="busy"))
 

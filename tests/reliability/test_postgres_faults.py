@@ -44,7 +44,7 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
     fresh_pg_url: str, admin: asyncpg.Connection,
 ) -> None:
     rng = random.Random()
-    operations = scaled(300)
+    operations = scaled(200)
     results: dict[str, BaseException | None] = {}  # thread or batch label -> what the caller got
     async with await ThreadStore.create(fresh_pg_url) as store:
         await store.save(conversation("start", id="shared"))
@@ -119,7 +119,7 @@ async def test_after_its_sessions_are_killed_the_store_fails_at_most_one_operati
         await store.save(conversation("kept", id="kept"))
         await store.save(Thread(id="log"))
         appended = 0
-        for round_ in range(scaled(5)):
+        for round_ in range(scaled(3)):
             # Ten sessions in the pool, all idle, then all killed: asyncpg still holds them.
             await asyncio.gather(*[store.get("kept") for _ in range(10)])
             assert await admin.fetchval(KILL_STORE_SESSIONS) == 10

@@ -1,7 +1,7 @@
 """Operations cancelled at random points (``asyncio.wait_for`` with tiny timeouts, ``task.cancel()``
-after a few turns of the loop), one at a time and several at once: every operation happens
-wholly or not at all, and afterwards no connection is left checked out and no SQLite transaction
-is left open."""
+after a few turns of the loop, sometimes twice), one at a time and several at once: every
+operation happens wholly or not at all, and afterwards no connection is left checked out and no
+SQLite transaction is left open."""
 
 from __future__ import annotations
 
@@ -106,6 +106,10 @@ async def run_cancelled(run: Callable[[], Awaitable[Any]], rng: random.Random) -
     else:
         await asyncio.sleep(delay(rng))
     task.cancel()
+    if rng.random() < 0.3:  # and again while it cleans up, as a cancelled TaskGroup may
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)
+        task.cancel()
     try:
         await task
         return True

@@ -44,7 +44,7 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
     fresh_pg_url: str, admin: asyncpg.Connection,
 ) -> None:
     rng = random.Random()
-    operations = scaled(200)
+    operations = scaled(200)  # 6 writers, each half saves of 20-message threads, half appends of 5
     results: dict[str, BaseException | None] = {}  # thread or batch label -> what the caller got
     async with await ThreadStore.create(fresh_pg_url) as store:
         await store.save(conversation("start", id="shared"))
@@ -73,9 +73,11 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
                     results[label] = exc
 
         killing = asyncio.create_task(killer())
-        await asyncio.gather(*[writer(n) for n in range(6)])
-        stop.set()
-        await killing
+        try:
+            await asyncio.gather(*[writer(n) for n in range(6)])
+        finally:
+            stop.set()
+            await killing
 
         # The first operation to meet a session killed while idle fails; the pool then replaces
         # every connection, so the ones after it work.

@@ -8,8 +8,9 @@ so one round trip, unless the save deletes messages (then a transaction renumber
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientErr
 
 _LOCKED_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's default of 60 leaves create() hanging on a dead host
+_SETTLE_TIMEOUT = 10.0  # seconds a cancelled operation waits for the server to end its statement
 _SERVER_SETTINGS = {
     "application_name": "threadstore",
     "timezone": "UTC",  # JSON documents carry times as ...+00:00
@@ -81,6 +83,23 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> ThreadStore
     if isinstance(exc, _CONNECTION_ERRORS):
         return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
     return ThreadStoreError(f"PostgreSQL failed: {text}")
+
+
+async def _to_the_end(release: Coroutine[Any, Any, None]) -> None:
+    """Release a connection whose statement was cancelled, through further cancellations.
+
+    asyncpg's release waits until the server has ended the cancelled statement (committed or
+    rolled it back); cancelled again meanwhile, it would stop waiting, and the write could then
+    land after its caller gave up on it and looked. So wait, for up to _SETTLE_TIMEOUT seconds.
+    """
+    task = asyncio.ensure_future(release)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_TIMEOUT
+    while not task.done() and loop.time() < deadline:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task], timeout=deadline - loop.time())
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the caller gets its CancelledError
 
 
 def _session_lost(exc: BaseException) -> bool:
@@ -131,15 +150,19 @@ class PostgresBackend:
         if pool is None:
             raise StoreUnavailableError("the PostgreSQL pool is closed")
         try:
-            async with pool.acquire() as conn:
-                try:
-                    yield conn
-                except BaseException as exc:
-                    if _session_lost(exc):
-                        with contextlib.suppress(asyncpg.InterfaceError):  # already released
-                            conn.terminate()
-                        await pool.expire_connections()
-                    raise
+            conn = await pool.acquire()
+            try:
+                yield conn
+            except BaseException as exc:
+                if _session_lost(exc):
+                    with contextlib.suppress(asyncpg.InterfaceError):  # already released
+                        conn.terminate()
+                    await pool.expire_connections()
+                elif isinstance(exc, asyncio.CancelledError):
+                    await _to_the_end(pool.release(conn))
+                raise
+            finally:
+                await pool.release(conn)  # does nothing when released above
         except _CONNECTION_ERRORS as exc:
             raise _translate(exc, "connection", self._config) from exc
 

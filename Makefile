@@ -34,8 +34,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check threadstore tests bench
 	$(BIN)/mypy --strict threadstore
 
+# threadstore against the raw-driver floor (README, Performance): about 10 minutes; QUICK=1 is a
+# one-minute smoke run. PEERS=1 adds slide-narrator and langchain-postgres, installed into a
+# separate environment (.venv-peers) so they never reach the test environment or the package.
+# PostgreSQL: THREADSTORE_BENCH_PG_URL, else the local server; the bench makes its own database.
+BENCH_FLAGS := $(if $(filter 1,$(QUICK)),--quick)
+PEERS_VENV  := .venv-peers
+
 bench: $(STAMP)
-	@echo "make bench arrives with the benchmark issue; bench/ is empty for now"
+ifeq ($(PEERS),1)
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -e '.[bench-peers]'
+	$(PEERS_VENV)/bin/python -m bench --peers $(BENCH_FLAGS)
+else
+	$(BIN)/python -m bench $(BENCH_FLAGS)
+endif
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,6 @@ written as metadata only: their bytes go to a FileStore first (see files.storing
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import re
@@ -17,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, M
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -43,6 +42,9 @@ from threadstore.errors import NotFoundError, StoreClosedError
 from threadstore.files import FileStore, storing
 from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
 from threadstore.transfer import AliasRecord, ThreadRecord
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def _checked_float(text: str) -> float:
@@ -361,6 +363,8 @@ class ThreadStore:
         if self._closed:
             raise StoreClosedError("this ThreadStore is closed")
         if self._opening is None:
+            import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
+
             self._opening = asyncio.Lock()
         async with self._opening:  # ten first operations at once still connect once
             if self._backend is None:
@@ -406,7 +410,7 @@ class ThreadStore:
     # -- writes ---------------------------------------------------------------------------
 
     def _plan(self, thread: Thread, changes: Changes | None = None,
-              stored: Mapping[int, Attachment] | None = None) -> SavePlan:
+              stored: Mapping[int, Attachment] | None = None, *, synced: bool = False) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
         _check_text(thread.title, "Thread.title")
@@ -419,7 +423,7 @@ class ThreadStore:
             new=_message_docs(changes.new, stored or {}) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,
             edited=_message_docs(changes.edited, stored or {}) if changes else b"[]",
-            removed=changes.removed if changes else [],
+            removed=changes.removed if changes else [], synced=synced,
         )
 
     async def save(self, thread: Thread, file_store: FileStore | None = None) -> Thread:
@@ -451,7 +455,7 @@ class ThreadStore:
 
     async def _save(self, thread: Thread, backend: Backend, changes: Changes,
                     stored: Mapping[int, Attachment]) -> Thread:
-        plan = self._plan(thread, changes, stored)
+        plan = self._plan(thread, changes, stored, synced=thread.__dict__.get("_origin") is backend)
         thread._begin_save(changes)
         try:
             sequences = await backend.save(plan)

@@ -77,6 +77,55 @@ SELECT id, sequence FROM inserted
 UNION ALL
 SELECT id, sequence FROM changed;
 
+-- name: save_new :many
+-- A thread this store has not seen (not loaded from it nor saved to it), as a save writes it:
+-- the thread row and its messages numbered 1..:count, without save's searches for stored ones
+-- (server time for 10 messages 3.3 -> 1.9 ms, as the raw floor's; the save 6-16% faster end to
+-- end). The thread id or a message id being stored already fails the statement on a primary key:
+-- PostgresBackend.save then runs save.
+WITH thread AS (
+    INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+            :created_at::text::timestamptz, :updated_at::text::timestamptz, :count)
+    RETURNING 0 AS base
+)
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content, r.reasoning_content, r.name,
+       r.tool_call_id, r.tool_calls, r.attributes, r.timestamp, r.source, r.platforms,
+       r.attachments, r.metrics, r.reactions
+  FROM thread AS t
+ CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
+ CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+RETURNING id, sequence;
+
+-- name: save_appended :many
+-- The common save, a stored thread whose only change is messages added after the stored ones:
+-- updates the thread row and inserts the messages numbered on from last_sequence, as append
+-- does, without save's searches for held and edited messages (server time 1.03 -> 0.68 ms, a
+-- save of one new message 8-11% faster). No row when the thread is not stored; a message id
+-- already stored fails the statement on messages_pkey. Either way PostgresBackend.save then
+-- runs save.
+WITH thread AS (
+    UPDATE threads
+       SET title = :title, attributes = :attributes::jsonb, platforms = :platforms::jsonb,
+           source = :source::jsonb, updated_at = :updated_at::text::timestamptz,
+           last_sequence = last_sequence + :count
+     WHERE id = :thread_id
+    RETURNING last_sequence - :count AS base
+)
+INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                      attachments, metrics, reactions)
+SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content, r.reasoning_content, r.name,
+       r.tool_call_id, r.tool_calls, r.attributes, r.timestamp, r.source, r.platforms,
+       r.attachments, r.metrics, r.reactions
+  FROM thread AS t
+ CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
+ CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+RETURNING id, sequence;
+
 -- name: renumber :many
 -- After a delete: renumber the thread's messages 1..n in their order and reset the counter.
 -- Runs in the save's transaction, after it, so it sees the deletes. Returns what moved.

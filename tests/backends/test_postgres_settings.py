@@ -96,7 +96,7 @@ async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_th
         assert stored is not None and stored.title == "after"
 
 
-@pytest.mark.parametrize(("cache", "plan_mode"), [(0, "auto"), (100, "force_generic_plan")])
+@pytest.mark.parametrize(("cache", "plan_mode"), [(0, "auto"), (100, "auto")])
 async def test_statement_cache_size_zero_prepares_nothing_and_sends_no_plan_cache_mode(
         pg_url: str, cache: int, plan_mode: str) -> None:
     """PgBouncer in transaction mode needs no named prepared statements and refuses unknown

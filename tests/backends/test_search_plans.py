@@ -1,7 +1,8 @@
 """PostgreSQL answers each read from an index on a store of 10,000 threads (30,000 messages).
 
-Each query runs as the store runs it: prepared, with the generic plan the backend's sessions
-use (plan_cache_mode=force_generic_plan), after ANALYZE. ``pytest -s`` prints each plan's
+Each query runs prepared, as the store runs it, with a generic plan (plan_cache_mode=
+force_generic_plan: blind to the parameters, the harder case; the store's sessions let PostgreSQL
+choose), after ANALYZE. ``pytest -s`` prints each plan's
 indexes and execution time.
 """
 

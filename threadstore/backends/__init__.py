@@ -39,6 +39,7 @@ class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
     new_count: int = 0
     edited: bytes = b"[]"  # JSON array of stored messages changed in place
     removed: list[str] = []  # ids of stored messages to delete
+    synced: bool = False  # this Thread was loaded from or saved to this backend
 
 
 class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):

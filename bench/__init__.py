@@ -1,0 +1,1 @@
+"""The threadstore benchmark (``make bench``): threadstore against a raw-driver floor."""

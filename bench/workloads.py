@@ -1,0 +1,319 @@
+"""The workloads: for each one, how every side prepares and runs one operation.
+
+A backend's ``Env`` holds the threadstore store, the raw floor and the optional peers, all on the
+same database. Each workload seeds what it needs with the floor's bulk loader (not timed) and
+gives every side its own threads where an operation writes, so every side's threads have the same
+size when measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import data
+from bench.harness import Burst, Op, Prep, Result, Settings, latency, throughput
+from threadstore import Thread, ThreadStore
+
+Rows = list[tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+@dataclass
+class Env:
+    backend: str  # "postgres" or "sqlite"
+    store: ThreadStore
+    floor: Any  # PgFloor or SqliteFloor
+    settings: Settings
+    peers: list[Any] = field(default_factory=list)
+    store_size: int = 0  # threads seeded for the list/search/stats workloads so far
+    full: bool = True  # False in a quick run: fewer fixture threads
+
+    async def measure(self, workload: str, sides: dict[str, Prep | None]) -> list[Result]:
+        """threadstore against the floor; then each peer against the floor, apart, so that a
+        slow peer does not use up the time budget of the first pair."""
+        present = {name: prep for name, prep in sides.items() if prep is not None}
+        floor, threadstore = present.pop("floor"), present.pop("threadstore")
+        results = await latency(workload, self.backend, {"floor": floor, "threadstore": threadstore},
+                                self.settings)
+        _progress(results)
+        for name, prep in present.items():
+            pair = await latency(workload, self.backend, {"floor": floor, name: prep}, self.settings)
+            _progress(pair)
+            results += [r for r in pair if r.side == name]
+        return results
+
+    async def peer_preps(self, method: str, *args: Any) -> dict[str, Prep | None]:
+        """Each peer's preparer for a workload (after its set-up), where the peer supports it."""
+        return {p.name: await getattr(p, method)(*args) for p in self.peers if hasattr(p, method)}
+
+
+_START = time.perf_counter()
+
+
+def _progress(results: list[Result]) -> None:
+    first = results[0]
+    parts = ", ".join(f"{r.side} {r.median:.3f}" for r in results)
+    print(f"  {time.perf_counter() - _START:5.0f}s {first.backend:8} {first.workload:36} {parts} "
+          f"{first.unit} (n={first.samples})", flush=True)
+
+
+def fixture_rows(count: int, size: int, base: datetime = data.EPOCH) -> Rows:
+    """``count`` threads of ``size`` messages as plain rows (each with a fresh thread number)."""
+    rows: Rows = []
+    for _ in range(count):
+        thread_id, number = data.new_id(), data.fresh_number()
+        rows.append((data.thread_row(thread_id, number, size, base),
+                     [data.message_row(thread_id, number, n) for n in range(1, size + 1)]))
+    return rows
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+async def save_new(env: Env) -> list[Result]:
+    """Save a new thread of 10 messages."""
+
+    created: list[str] = []
+
+    async def threadstore(i: int) -> Op:
+        thread = data.new_thread(data.fresh_number(), 10)
+        created.append(thread.id)
+        return lambda: env.store.save(thread)
+
+    async def floor(i: int) -> Op:
+        thread_id, number = data.new_id(), data.fresh_number()
+        thread = data.thread_row(thread_id, number, 10)
+        messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
+        created.append(thread_id)
+        return lambda: env.floor.save_new(thread, messages)
+
+    results = await env.measure("save new thread (10 msgs)",
+                                {"floor": floor, "threadstore": threadstore,
+                                 **await env.peer_preps("save_new")})
+    await env.floor.delete_threads(created)
+    return results
+
+
+async def append(env: Env, size: int) -> list[Result]:
+    """Append one message to a stored thread of ``size`` messages: through a save of the loaded
+    thread, and through ``append()``; each side appends to threads of its own."""
+    # Spread the appends over threads so that each grows by 2% at most (fewer in a quick run).
+    count = max(2, min(50, 20_000 // size)) if env.full else max(1, min(10, 2_000 // size))
+    floor_rows, save_rows, append_rows = (fixture_rows(count, size) for _ in range(3))
+    await env.floor.seed(floor_rows + save_rows + append_rows)
+    loaded: list[Thread] = []
+    for row, _ in save_rows:
+        thread = await env.store.get(row["id"])
+        assert thread is not None and len(thread.messages) == size
+        loaded.append(thread)
+    next_n = {row["id"]: size + 1 for row, _ in floor_rows + save_rows + append_rows}
+    numbers = {row["id"]: data.fresh_number() for row, _ in floor_rows + save_rows + append_rows}
+
+    def message_no(thread_id: str) -> tuple[int, int]:
+        n = next_n[thread_id]
+        next_n[thread_id] = n + 1
+        return numbers[thread_id], n
+
+    async def via_save(i: int) -> Op:
+        thread = loaded[i % count]
+        thread.add_message(data.new_message(*message_no(thread.id)))
+        return lambda: env.store.save(thread)
+
+    async def via_append(i: int) -> Op:
+        thread_id = append_rows[i % count][0]["id"]
+        message = data.new_message(*message_no(thread_id))
+        return lambda: env.store.append(thread_id, message)
+
+    async def floor(i: int) -> Op:
+        thread_id = floor_rows[i % count][0]["id"]
+        message = data.message_row(thread_id, *message_no(thread_id))
+        now = datetime.now(UTC)
+        return lambda: env.floor.append(thread_id, message, now)
+
+    results = await env.measure(f"append 1 msg to {size:,}: save()",
+                                {"floor": floor, "threadstore": via_save,
+                                 **await env.peer_preps("append", size)})
+    results += await env.measure(f"append 1 msg to {size:,}: append()",
+                                 {"floor": floor, "threadstore": via_append})
+    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + save_rows + append_rows])
+    return results
+
+
+# -- reads --------------------------------------------------------------------------------------
+
+async def get(env: Env, size: int) -> list[Result]:
+    """Read a thread of ``size`` messages (both sides read the same threads)."""
+    count = max(2, min(10, 4_000 // size)) if env.full else 1
+    rows = fixture_rows(count, size)
+    await env.floor.seed(rows)
+    ids = [row["id"] for row, _ in rows]
+    for thread_id in ids[:2]:  # both sides read the same thing
+        thread, doc = await env.store.get(thread_id), await env.floor.get(thread_id)
+        assert thread is not None and len(thread.messages) == len(doc["messages"]) == size
+
+    async def threadstore(i: int) -> Op:
+        thread_id = ids[i % count]
+        return lambda: env.store.get(thread_id)
+
+    async def floor(i: int) -> Op:
+        thread_id = ids[i % count]
+        return lambda: env.floor.get(thread_id)
+
+    peers = await env.peer_preps("get", size)
+    results = await env.measure(f"get thread of {size:,} msgs",
+                                {"floor": floor, "threadstore": threadstore, **peers})
+    await env.floor.delete_threads(ids)
+    return results
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+TASKS = 32
+
+
+async def concurrent(env: Env, rounds: int, ops_per_task: int) -> list[Result]:
+    """32 tasks at once, each doing get + append (one save of the loaded thread) on a thread of
+    its own, against one pool (SQLite: one connection). Operations (get+append pairs) per second."""
+    floor_rows, store_rows = fixture_rows(TASKS, 10), fixture_rows(TASKS, 10)
+    await env.floor.seed(floor_rows + store_rows)
+    numbers = {row["id"]: [data.fresh_number(), 11] for row, _ in floor_rows + store_rows}
+
+    def next_message(thread_id: str) -> tuple[int, int]:
+        entry = numbers[thread_id]
+        entry[1] += 1
+        return entry[0], entry[1] - 1
+
+    async def run(tasks: list[Callable[[], Awaitable[None]]]) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(task() for task in tasks))
+        return TASKS * ops_per_task / (time.perf_counter() - start)
+
+    async def threadstore() -> float:
+        def task(thread_id: str) -> Callable[[], Awaitable[None]]:
+            messages = [data.new_message(*next_message(thread_id)) for _ in range(ops_per_task)]
+
+            async def go() -> None:
+                for message in messages:
+                    thread = await env.store.get(thread_id)
+                    assert thread is not None
+                    thread.add_message(message)
+                    await env.store.save(thread)
+            return go
+        return await run([task(row["id"]) for row, _ in store_rows])
+
+    async def floor() -> float:
+        def task(thread_id: str) -> Callable[[], Awaitable[None]]:
+            messages = [data.message_row(thread_id, *next_message(thread_id)) for _ in range(ops_per_task)]
+
+            async def go() -> None:
+                for message in messages:
+                    await env.floor.get(thread_id)
+                    await env.floor.append(thread_id, message, datetime.now(UTC))
+            return go
+        return await run([task(row["id"]) for row, _ in floor_rows])
+
+    sides: dict[str, Burst] = {"floor": floor, "threadstore": threadstore}
+    results = await throughput(f"{TASKS} tasks get+append", env.backend, sides, rounds)
+    _progress(results)
+    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + store_rows])
+    return results
+
+
+# -- the seeded store: list, searches, lookups, stats ------------------------------------------------
+
+GROWTH_MESSAGES = 4  # messages per thread of the seeded store
+
+
+async def grow_store(env: Env, size: int) -> None:
+    """Seed the list/search store up to ``size`` threads (numbered 0..size-1), in chunks."""
+    chunk = 5_000
+    for start in range(env.store_size, size, chunk):
+        rows: Rows = []
+        aliases = []
+        for i in range(start, min(size, start + chunk)):
+            thread_id = f"store-{i:07d}"
+            rows.append((data.thread_row(thread_id, i, GROWTH_MESSAGES, data.FUTURE),
+                         [data.message_row(thread_id, i, n) for n in range(1, GROWTH_MESSAGES + 1)]))
+            aliases.append((f"order-{i}", thread_id))
+        await env.floor.seed(rows, aliases, settle=False)
+    await env.floor.settle()
+    env.store_size = size
+    thread = await env.store.get("store-0000000")
+    assert thread is not None and len(thread.messages) == GROWTH_MESSAGES
+
+
+async def store_reads(env: Env) -> list[Result]:
+    """list 20 (and the search/lookup/stats operations threadstore has) on the seeded store."""
+    size = env.store_size
+    suffix = f" @{size:,}"
+    results = []
+
+    async def ts_list(i: int) -> Op:
+        return lambda: env.store.list(limit=20)
+
+    async def floor_list(i: int) -> Op:
+        return lambda: env.floor.list(20)
+
+    peers = await env.peer_preps("list")
+    results += await env.measure("list 20 threads" + suffix,
+                                 {"floor": floor_list, "threadstore": ts_list, **peers})
+    for workload in SEARCHES:
+        if hasattr(env.store, workload.method):
+            results += await workload.run(env, suffix)
+    return results
+
+
+@dataclass(frozen=True)
+class Search:
+    """A store-wide read: threadstore's method and argument, and the floor's SQL per dialect
+    (filled in from the query-surface issue's statements once they exist)."""
+
+    method: str
+    label: str
+    args: Callable[[int, int], tuple[Any, ...]]  # (operation number, store size) -> arguments
+    floor: Callable[[Env, tuple[Any, ...]], Awaitable[Any]] | None = None
+
+    async def run(self, env: Env, suffix: str) -> list[Result]:
+        size = env.store_size
+
+        async def threadstore(i: int) -> Op:
+            args = self.args(i, size)
+            method = getattr(env.store, self.method)
+            return lambda: method(*args)
+
+        floor: Prep | None = None
+        if self.floor is not None:
+            run_floor = self.floor
+
+            async def floor(i: int) -> Op:
+                args = self.args(i, size)
+                return lambda: run_floor(env, args)
+
+        return await env.measure(self.label + suffix, {"floor": floor, "threadstore": threadstore})
+
+
+def _spread(i: int, size: int) -> int:
+    return (i * 7919) % size  # a different thread each time, all over the store
+
+
+# Each asks for something a constant number of threads match at every store size (thread k's
+# own title, message, attribute, alias), so a flat cost means an index found it.
+SEARCHES = [
+    Search("search_by_title", "search_by_title (1 match)",
+           lambda i, size: (f"question {_spread(i, size)} from",),
+           lambda env, args: env.floor.search_by_title(*args)),
+    Search("search_by_content", "search_by_content (1 match)",
+           lambda i, size: (f"#{_spread(i, size)}-1 has",),
+           lambda env, args: env.floor.search_by_content(*args)),
+    Search("find_by_attributes", "find_by_attributes (1 match)",
+           lambda i, size: ({"customer_id": f"cust_{_spread(i, size)}"},),
+           lambda env, args: env.floor.find_by_attributes(*args)),
+    Search("get_by_alias", "get_by_alias",
+           lambda i, size: (f"order-{_spread(i, size)}",),
+           lambda env, args: env.floor.get_by_alias(*args)),
+    Search("get_usage_stats", "get_usage_stats", lambda i, size: (),
+           lambda env, args: env.floor.get_usage_stats()),
+]

@@ -177,6 +177,8 @@ async def test_hostile_values_get_the_same_answer_on_every_backend(
     for name, value in HOSTILE.items():
         if field in KEY_FIELDS and not isinstance(value, Hashable):
             continue  # Python itself cannot make it a dict key
+        if name in ONE_MB and field not in ONE_MB_FIELDS and not STRESS:
+            continue  # 0.5 s a field: `make stress` puts 1 MB in every field
         tried += 1
         try:
             thread = _built(field, value)
@@ -185,8 +187,6 @@ async def test_hostile_values_get_the_same_answer_on_every_backend(
             continue
         if isinstance(thread, str):
             continue  # refused by the models at construction, before any store
-        if name in ONE_MB and field not in ONE_MB_FIELDS and not STRESS:
-            continue  # 0.5 s a field: `make stress` puts 1 MB in every field
         outcomes = await asyncio.gather(*[_outcome(store, FIELDS[field](value)) for store in stores.values()])
         answers = dict(zip(stores, outcomes, strict=True))
         if len(set(answers.values())) > 1 or any(a.startswith("failed") for a in answers.values()):

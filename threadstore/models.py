@@ -60,6 +60,13 @@ def default_metrics() -> dict[str, Any]:
     }
 
 
+def _shown(value: object) -> str:
+    """``value`` for an error message: short text or numbers as they are, anything else by type."""
+    if isinstance(value, str | int | float) and len(text := repr(value)) <= 80:
+        return text
+    return f"a {type(value).__name__}"
+
+
 def _require(value: object, kinds: type | tuple[type, ...], field: str) -> None:
     if not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
@@ -209,7 +216,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         """Check the fields and normalise the timestamp; run again at save, since fields may
         have been assigned since construction."""
         if self.role not in ROLES:
-            raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {self.role!r}")
+            raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {_shown(self.role)}")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("Message.tool_call_id is required for a 'tool' message")
         _require(self.content, (str, list, type(None)), "Message.content")
@@ -226,7 +233,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.id, str, "Message.id")
         turn = self.turn
         if turn is not None and (type(turn) is not int or not _INT32_MIN <= turn <= _INT32_MAX):
-            raise ValueError(f"Message.turn must be None or a 32-bit int, got {turn!r}")
+            raise ValueError(f"Message.turn must be None or a 32-bit int, got {_shown(turn)}")
         timestamp = self.timestamp
         if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))
@@ -242,7 +249,10 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
 
     def _derive_id(self) -> str:
         key = [self.role, self.content, self.timestamp.isoformat(), self.source]
-        return hashlib.sha256(_encode(key)).hexdigest()
+        try:
+            return hashlib.sha256(_encode(key)).hexdigest()
+        except RecursionError:
+            raise ValueError("Message.content or Message.source is nested too deeply") from None
 
     def add_attachment(self, data: bytes | Attachment, filename: str | None = None) -> Attachment:
         """Attach a file: bytes (or base64 text) with their ``filename``, or an Attachment

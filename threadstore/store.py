@@ -77,6 +77,34 @@ _NOT_JSON = ("holds a value JSON would not give back unchanged "
              "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
 
 
+MAX_DEPTH = 100  # how deep dicts and lists may nest in a field, as in MongoDB's documents
+# Deeper JSON is refused on every backend alike: near 1,000 levels SQLite's JSON functions stop
+# and encoding, decoding or comparing it exhausts Python's recursion limit.
+_TOO_DEEP = f"nests dicts and lists more than {MAX_DEPTH} levels deep"
+_CONTAINERS = (dict, list, tuple, msgspec.Struct)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether dicts and lists nest in ``value`` (in each field of a Message) more than MAX_DEPTH
+    levels deep; walked one level at a time, without recursion."""
+    start = _children(value) if isinstance(value, msgspec.Struct) else [value]
+    level = [item for item in start if isinstance(item, _CONTAINERS)]
+    for _ in range(MAX_DEPTH):
+        level = [item for container in level for item in _children(container)
+                 if isinstance(item, _CONTAINERS)]
+        if not level:
+            return False
+    return True
+
+
+def _children(container: Any) -> Any:
+    if isinstance(container, dict):
+        return container.values()
+    if isinstance(container, msgspec.Struct):
+        return [getattr(container, f) for f in container.__struct_fields__]
+    return container
+
+
 def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> bytes:
     """``value`` encoded, after checking that ``decode`` gives it back equal (on every backend)."""
     try:
@@ -85,6 +113,15 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
         raise TypeError(f"{what} cannot be stored as JSON: {exc}") from None
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"{what} cannot be stored as JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {_TOO_DEEP}") from None
+    # Counting brackets (inside strings too) bounds the depth: only a document with more of them
+    # than MAX_DEPTH is walked.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(value):
+        if isinstance(value, Message):  # name the field
+            what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
+                        if _too_deep(getattr(value, f)))
+        raise ValueError(f"{what} {_TOO_DEEP}")
     try:
         back = decode(raw)
     except msgspec.ValidationError as exc:
@@ -108,6 +145,7 @@ def _message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
     """One message as a JSON document, checked to decode back to an equal Message. Attachments
     are written as ``stored`` has them (after their bytes went to a FileStore), without content."""
     message._validate()
+    _check_id(message.id, "Message.id")
     doc = message
     if message.attachments:
         attachments = [msgspec.structs.replace(stored.get(id(a), a), content=None)
@@ -162,17 +200,28 @@ def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
         "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))")
 
 
+MAX_ID_LENGTH = 512  # characters: at most 2,048 bytes in UTF-8, inside PostgreSQL's btree row limit (2,704)
+
+
+def _check_text(value: str, what: str) -> None:
+    """Refuse text some backend cannot store as it is: NUL, lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise ValueError(f"{what} contains {_NUL}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
 def _check_id(value: object, what: str = "thread_id") -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{what} must not be empty")
-    if "\x00" in value:
-        raise ValueError(f"{what} contains {_NUL}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} contains a lone surrogate, which is not valid text") from None
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{what} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}")
+    _check_text(value, what)
     return value
 
 
@@ -201,9 +250,9 @@ def _key_path(path: object) -> tuple[str, builtins.list[str]]:
     elif isinstance(path, list | tuple) and all(isinstance(key, str) for key in path):
         keys = builtins.list(path)
     else:
-        raise TypeError(f"path must be a dotted string or a list of keys, got {path!r}")
+        raise TypeError(f"path must be a dotted string or a list of keys, got {type(path).__name__}")
     if not keys or not all(keys):
-        raise ValueError(f"path {path!r} has an empty key")
+        raise ValueError(f"path {path!r:.200} has an empty key")
     for key in keys:
         _check_id(key, "a key of path")
     if keys[0] in ("attributes", "platforms") and len(keys) > 1:
@@ -375,8 +424,7 @@ class ThreadStore:
               stored: Mapping[int, Attachment] | None = None, *, synced: bool = False) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
-        if "\x00" in thread.title:
-            raise ValueError(f"Thread.title contains {_NUL}")
+        _check_text(thread.title, "Thread.title")
         return SavePlan(
             thread_id=thread.id, title=thread.title,
             attributes=_json(thread.attributes, "Thread.attributes"),

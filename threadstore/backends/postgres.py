@@ -13,7 +13,7 @@ import builtins
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,13 +49,17 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _JSONB_VERSION = b"\x01"  # binary jsonb is a version byte followed by the JSON text
 
-# Losing the server or the socket, as opposed to the server rejecting a statement.
-_CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
-                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+# Losing the server or the socket, as opposed to the server rejecting a statement: also a
+# session the server ended (pg_terminate_backend, shutdown) and asyncpg's InternalClientError,
+# raised when a session that just died is used again. (TimeoutError is an OSError.)
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                      asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
 _LOCKED_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's default of 60 leaves create() hanging on a dead host
+_SETTLE_TIMEOUT = 10.0  # seconds a cancelled operation waits for the server to end its statement
 
 
 def _server_settings(settings: Settings) -> dict[str, str]:
@@ -119,6 +123,29 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
 
+async def _to_the_end(release: Coroutine[Any, Any, None]) -> None:
+    """Release a connection whose statement was cancelled, through further cancellations.
+
+    asyncpg's release waits until the server has ended the cancelled statement (committed or
+    rolled it back); cancelled again meanwhile, it would stop waiting, and the write could then
+    land after its caller gave up on it and looked. So wait, for up to _SETTLE_TIMEOUT seconds.
+    """
+    task = asyncio.ensure_future(release)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_TIMEOUT
+    while not task.done() and loop.time() < deadline:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task], timeout=deadline - loop.time())
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the caller gets its CancelledError
+
+
+def _session_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves the session gone or in an unknown state (a timeout does not)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailableError) else exc
+    return isinstance(cause, _CONNECTION_ERRORS) and not isinstance(cause, TimeoutError)
+
+
 class PostgresBackend:
     """Threads in PostgreSQL through an asyncpg pool."""
 
@@ -164,16 +191,34 @@ class PostgresBackend:
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for the block: waits at most ``pool_timeout`` for a free one,
-        and never hands out one older than ``pool_recycle``."""
+        and never hands out one older than ``pool_recycle``. Losing the server outside a
+        statement (connecting, ending a transaction) is a StoreUnavailableError too.
+
+        When an operation finds its session lost (killed, server restarted), that connection is
+        closed and every other pooled one is replaced before its next use: asyncpg would hand
+        out the dead ones again, failing one operation each (asyncpg issue #1069).
+        """
         pool = self._pool
         if pool is None:
             raise StoreUnavailableError("the PostgreSQL pool is closed")
-        conn = await self._checkout(pool)
         try:
-            yield conn
-        finally:
-            await pool.release(conn)
-
+            conn = await self._checkout(pool)
+            try:
+                yield conn
+            except BaseException as exc:
+                if _session_lost(exc):
+                    with contextlib.suppress(asyncpg.InterfaceError):  # already released
+                        conn.terminate()
+                    await pool.expire_connections()
+                elif isinstance(exc, asyncio.CancelledError):
+                    await _to_the_end(pool.release(conn))
+                raise
+            finally:
+                await pool.release(conn)  # does nothing when released above
+        except ThreadStoreError:
+            raise  # already translated (PoolTimeoutError and CommandTimeoutError are TimeoutErrors)
+        except _CONNECTION_ERRORS as exc:
+            raise _translate(exc, "connection", self._config) from exc
     async def _checkout(self, pool: asyncpg.Pool) -> asyncpg.Connection:
         settings = self._settings
         deadline = time.monotonic() + settings.pool_timeout

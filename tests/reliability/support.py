@@ -1,0 +1,108 @@
+"""What the reliability tests share: the scale of a run, child processes, and probes of a
+store's connections (pool checked back in, no SQLite transaction left open)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from threadstore import ThreadStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# `make stress` sets THREADSTORE_STRESS=1: the heavy variants, ten times the counts.
+STRESS = os.environ.get("THREADSTORE_STRESS") == "1"
+
+
+def scaled(count: int) -> int:
+    """``count`` in `make test`, ten times it under `make stress`."""
+    return count * 10 if STRESS else count
+
+
+def run_workers(job: str, arguments: list[dict[str, Any]], timeout: float,
+                preexec_fn: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Start one ``tests.reliability.workers`` process per argument set, let them all go at the
+    same instant, and return what each reported."""
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "tests.reliability.workers", job, json.dumps(args)],
+                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         preexec_fn=preexec_fn)
+        for args in arguments
+    ]
+    try:
+        for process in processes:  # every child connected (imports done, store open)
+            assert process.stdout is not None
+            ready = process.stdout.readline().strip()
+            assert ready == "ready", f"a worker did not start: {ready!r}"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = []
+        for process in processes:
+            out, _ = process.communicate(timeout=timeout)
+            assert process.returncode == 0, f"a worker failed with exit code {process.returncode}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def assert_connections_idle(store: ThreadStore) -> None:
+    """Every pooled PostgreSQL connection is checked in; the SQLite connection holds no
+    transaction and no operation holds its lock."""
+    backend: Any = store._backend
+    if store.backend == "postgres":
+        pool = backend._pool
+        assert pool.get_idle_size() == pool.get_size(), (
+            f"{pool.get_size() - pool.get_idle_size()} pooled connection(s) still checked out")
+    elif store.backend == "sqlite":
+        assert not backend._lock.locked(), "an operation still holds the SQLite connection"
+        assert not backend._conn.in_transaction, "a SQLite transaction was left open"
+
+
+async def stored_message_count(store: ThreadStore, thread_id: str) -> int:
+    """Rows in the messages table for ``thread_id``, counted by the database itself (so an orphan
+    the store would never return is counted too); the in-memory store's own index otherwise."""
+    backend: Any = store._backend
+    if store.backend == "postgres":
+        async with backend._pool.acquire() as conn:
+            count: int = await conn.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1",
+                                             thread_id)
+        return count
+    if store.backend == "sqlite":
+        async with backend._lock:
+            rows = await backend._conn.execute_fetchall(
+                "SELECT count(*) FROM messages WHERE thread_id = ?", (thread_id,))
+        return int(next(iter(rows))[0])
+    return sum(owner == thread_id for owner in backend._owner.values())
+
+
+async def applied_versions(store: ThreadStore) -> list[int]:
+    """The versions the database's migration ledger records, one row each."""
+    backend: Any = store._backend
+    if store.backend == "postgres":
+        async with backend._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT version FROM threadstore_migrations ORDER BY version")
+    else:
+        async with backend._lock:
+            rows = await backend._conn.execute_fetchall(
+                "SELECT version FROM threadstore_migrations ORDER BY version")
+    return [row[0] for row in rows]
+
+
+def create_accepts(*names: str) -> bool:
+    """Whether ``ThreadStore.create`` takes these keyword arguments (some arrive with issue 5)."""
+    import inspect
+
+    parameters = inspect.signature(ThreadStore.create).parameters
+    return all(name in parameters for name in names) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

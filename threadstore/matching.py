@@ -63,17 +63,25 @@ def compiled(python: str) -> re.Pattern[str]:
     return re.compile(python, re.IGNORECASE | re.DOTALL)
 
 
+def check_text(text: str, what: str) -> None:
+    """Refuse text some backend cannot store or search as it is: a NUL character (PostgreSQL
+    cannot hold one) or a lone surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        raise ValueError(f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store "
+                         "(refused on every backend alike)")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
 def _check_text(text: object, what: str) -> None:
     if not isinstance(text, str):
         raise TypeError(f"the {what} must be a string, got {type(text).__name__}")
     if len(text) > MAX_PATTERN_LENGTH:
         raise ValueError(f"the {what} is {len(text)} characters long; the limit is {MAX_PATTERN_LENGTH}")
-    if "\x00" in text:
-        raise ValueError(f"the {what} contains a NUL character (\\x00)")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"the {what} contains a lone surrogate, which is not valid text") from None
+    check_text(text, f"the {what}")
 
 
 class _Parser:

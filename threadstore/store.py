@@ -203,17 +203,6 @@ def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
 MAX_ID_LENGTH = 512  # characters: at most 2,048 bytes in UTF-8, inside PostgreSQL's btree row limit (2,704)
 
 
-def _check_text(value: str, what: str) -> None:
-    """Refuse text some backend cannot store as it is: NUL, lone surrogates (not UTF-8)."""
-    if "\x00" in value:
-        raise ValueError(f"{what} contains {_NUL}")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError(f"{what} is not valid Unicode text (it holds a lone surrogate)") from None
-
-
 def _check_id(value: object, what: str = "thread_id") -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
@@ -221,7 +210,7 @@ def _check_id(value: object, what: str = "thread_id") -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise ValueError(f"{what} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}")
-    _check_text(value, what)
+    matching.check_text(value, what)
     return value
 
 
@@ -424,7 +413,7 @@ class ThreadStore:
               stored: Mapping[int, Attachment] | None = None, *, synced: bool = False) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
-        _check_text(thread.title, "Thread.title")
+        matching.check_text(thread.title, "Thread.title")
         return SavePlan(
             thread_id=thread.id, title=thread.title,
             attributes=_json(thread.attributes, "Thread.attributes"),

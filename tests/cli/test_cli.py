@@ -204,7 +204,9 @@ async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(t
     assert err.decode() == ("threadstore copy: error: interrupted; run the same command again to "
                             "finish (what is stored is kept)\n")
     partial = await everything(fresh_pg_url)
-    assert 0 < len(partial) < 1000 and originals[600].id not in {r.id for r in partial}
+    # Usually the pages before the held thread are in; on a loaded machine the signal can land
+    # while they are still in flight, and they are rolled back with the rest.
+    assert len(partial) < 1000 and originals[600].id not in {r.id for r in partial}
     by_id = {r.id: r for r in originals}
     assert all(r == by_id[r.id] for r in partial)  # whole threads, each page written atomically
 

@@ -96,28 +96,18 @@ def unprivileged_url(pg_server: str) -> Iterator[str]:
     import uuid
     from urllib.parse import urlsplit, urlunsplit
 
-    import asyncpg
-
-    from tests.conftest import _database
+    from tests.conftest import _admin, _database
 
     role = f"threadstore_test_role_{uuid.uuid4().hex[:10]}"  # generated here, not user input
 
-    async def admin(url: str, *statements: str) -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(pg_server, f'CREATE ROLE "{role}" LOGIN'))
+    asyncio.run(_admin(pg_server, f'CREATE ROLE "{role}" LOGIN'))
     try:
         with _database(pg_server) as url:
-            asyncio.run(admin(url, f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
+            asyncio.run(_admin(url, f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
             parts = urlsplit(url)
             yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
     finally:
-        asyncio.run(admin(pg_server, f'DROP ROLE IF EXISTS "{role}"'))
+        asyncio.run(_admin(pg_server, f'DROP ROLE IF EXISTS "{role}"'))
 
 
 @pytest.mark.pg

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
+from tests.conftest import _admin
 from tests.reliability.support import STRESS
 from threadstore import Thread, ThreadStore
 
@@ -25,16 +26,6 @@ _QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile("default", max_examples=20, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile("stress", max_examples=500, deadline=None, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stress" if STRESS else "default"))
-
-
-async def _admin(server: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite_file", "postgres"])

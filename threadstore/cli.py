@@ -162,6 +162,7 @@ def _add_status(commands: Subparsers) -> None:
 
 async def _status(args: argparse.Namespace) -> int:
     async with _store(args.url, migrate=False, create=False) as store:
+        round_trip = await store.ping()
         status = await store.schema_status()
         stats = None if status.pending else await store.get_usage_stats()
     if status.version == 0:
@@ -170,7 +171,8 @@ async def _status(args: argparse.Namespace) -> int:
         schema = f"version {status.version}, pending {', '.join(status.pending)} (run `threadstore migrate`)"
     else:
         schema = f"version {status.version} (up to date)"
-    lines = [("backend", store.backend), ("database", str(store.database_url)), ("schema", schema)]
+    lines = [("backend", store.backend), ("database", str(store.database_url)),
+             ("ping", f"{round_trip * 1000:.1f} ms"), ("schema", schema)]
     if stats is not None:
         lines += [("threads", f"{stats['total_threads']:,}"), ("messages", f"{stats['total_messages']:,}")]
     for key, value in lines:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import builtins
 import contextlib
 import re
+import sys
+import time
+import warnings
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -38,7 +42,7 @@ from threadstore.backends import (
     open_backend,
 )
 from threadstore.config import DatabaseConfig, configure
-from threadstore.errors import NotFoundError, StoreClosedError
+from threadstore.errors import NotFoundError, StoreClosedError, ThreadStoreError
 from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
 from threadstore.transfer import AliasRecord, ThreadRecord
 
@@ -276,6 +280,45 @@ def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
         raise ValueError(f"{what} must be between 0 and {_MAX_COUNT}, got {value}")
 
 
+_CLOSE_TIMEOUT = 5.0  # seconds the end of an event loop waits for an unclosed store to close
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    """The running event loop (asyncio is imported by then; the store does not import it)."""
+    loop: asyncio.AbstractEventLoop = sys.modules["asyncio"].get_running_loop()
+    return loop
+
+
+async def _close_when_loop_ends(store: weakref.ref[ThreadStore], backend: Backend
+                                ) -> AsyncGenerator[None, None]:
+    """Started when a store connects, so that its event loop finalises it when the loop shuts
+    down (``asyncio.run`` does, also after an exception), or when the store is garbage-collected:
+    then it closes the connections a program did not close, so the program exits, quietly.
+    The store itself closes it first when closed, or when it moves to another loop."""
+    try:
+        yield
+    finally:
+        owner = store()
+        if owner is None or owner._backend is backend:
+            if owner is not None:  # a later event loop connects afresh
+                owner._backend = owner._loop = owner._watcher = None
+            warnings.warn(f"unclosed ThreadStore ({backend.name}): closed when its event loop "
+                          "ended; call close() or use `async with`", ResourceWarning, stacklevel=1)
+            import asyncio
+
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(backend.close(), _CLOSE_TIMEOUT)
+            backend.abandon()  # a no-op after a close that finished in time
+
+
+def _stop_watching(watcher: AsyncGenerator[None, None] | None) -> None:
+    """Finalise a watcher whose store has let go of its backend: its ``finally`` then returns
+    without awaiting, so this runs it to the end at once, from any loop or none."""
+    if watcher is not None:
+        with contextlib.suppress(StopIteration, RuntimeError):
+            watcher.aclose().send(None)
+
+
 class ThreadStore:
     """Persists Threads on one backend: in-memory, SQLite or PostgreSQL.
 
@@ -300,7 +343,9 @@ class ThreadStore:
         )
         self._migrate_on_open = migrate
         self._backend: Backend | None = None
-        self._opening: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the backend belongs to
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._watcher: AsyncGenerator[None, None] | None = None
         self._closed = False
         self._last_alias_time: datetime | None = None
 
@@ -358,15 +403,25 @@ class ThreadStore:
 
     async def _ready(self) -> Backend:
         backend = self._backend
-        if backend is not None:
+        if backend is not None and self._loop is _running_loop():
             return backend
+        return await self._connect()
+
+    async def _connect(self) -> Backend:
+        """Connect, once however many first operations start together; and again in a later
+        event loop when the one the connections belong to has ended."""
+        import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
+
+        loop = asyncio.get_running_loop()
+        if self._backend is not None and self._loop is not loop:
+            self._leave_loop(self._backend, loop)
+            if self._backend is not None:
+                return self._backend
         if self._closed:
             raise StoreClosedError("this ThreadStore is closed")
-        if self._opening is None:
-            import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
-
-            self._opening = asyncio.Lock()
-        async with self._opening:  # ten first operations at once still connect once
+        if self._opening is None or self._opening[0] is not loop:
+            self._opening = (loop, asyncio.Lock())
+        async with self._opening[1]:  # ten first operations at once still connect once
             if self._backend is None:
                 if self._closed:
                     raise StoreClosedError("this ThreadStore is closed")
@@ -377,11 +432,33 @@ class ThreadStore:
                         await backend.migrate()
                     if self._closed:  # close() was called while this was connecting
                         raise StoreClosedError("this ThreadStore is closed")
+                    if backend.loop_bound:
+                        watcher = _close_when_loop_ends(weakref.ref(self), backend)
+                        await anext(watcher)  # now the loop knows it: it finalises it at its end
+                        self._watcher = watcher
                 except BaseException:
                     await backend.close()
                     raise
-                self._backend = backend
+                self._backend, self._loop = backend, loop
             return self._backend
+
+    def _leave_loop(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
+        """The store is used in ``loop``, not the event loop its connections belong to."""
+        old, self._loop = self._loop, loop
+        if not backend.loop_bound:  # the in-memory store: nothing belongs to a loop
+            return
+        if old is not None and old.is_running():
+            self._loop = old
+            raise ThreadStoreError(
+                f"{self!r} is in use by an event loop running in another thread; a ThreadStore "
+                "serves one event loop at a time: create one store per thread"
+            )
+        # That loop was closed without finalising its async generators (asyncio.run would have):
+        # its connections cannot be closed from here, so they are dropped and new ones opened.
+        self._backend = None
+        _stop_watching(self._watcher)
+        self._watcher = None
+        backend.abandon()
 
     async def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""
@@ -393,11 +470,35 @@ class ThreadStore:
         return await (await self._ready()).schema_status()
 
     async def close(self) -> None:
-        """Release the connection(s). Further use raises StoreClosedError."""
+        """Release the connection(s). Further use raises StoreClosedError. Idempotent.
+
+        A program that never calls it still exits cleanly: the connections are closed when the
+        event loop that opened them ends (``asyncio.run`` returning or raising), with a
+        ResourceWarning (shown only when warnings are enabled), as asyncio does for its own.
+        """
         self._closed = True
         backend, self._backend = self._backend, None
-        if backend is not None:
+        watcher, self._watcher = self._watcher, None
+        _stop_watching(watcher)
+        old = self._loop
+        if backend is None:
+            return
+        if old is None or old is _running_loop() or not backend.loop_bound:
             await backend.close()
+        elif old.is_running():  # another thread's loop: close it there
+            import asyncio
+
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(backend.close(), old))
+        else:
+            backend.abandon()  # opened in an event loop that has ended: nothing to wait for
+
+    async def ping(self) -> float:
+        """Seconds one round trip to the database takes (connecting first if needed); raises
+        StoreUnavailableError when it does not answer. 0-ish for the in-memory store."""
+        backend = await self._ready()
+        started = time.perf_counter()
+        await backend.ping()
+        return time.perf_counter() - started
 
     async def __aenter__(self) -> ThreadStore:
         await self._ready()

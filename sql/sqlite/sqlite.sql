@@ -169,3 +169,7 @@ INSERT INTO thread_aliases (alias, thread_id, created_at)
 SELECT a.value ->> '$.alias', a.value ->> '$.thread_id', a.value ->> '$.created_at'
   FROM json_each(:aliases) AS a
  WHERE a.value ->> '$.thread_id' IN (SELECT value FROM json_each(:ids));
+
+-- name: ping :value
+-- One round trip through the connection's thread (ThreadStore.ping).
+SELECT 1;

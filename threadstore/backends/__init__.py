@@ -125,12 +125,22 @@ class Backend(Protocol):
     """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
 
     name: str
+    # Whether the backend holds what belongs to one event loop (connections, locks): the store
+    # then closes it when that loop ends and connects afresh in a later one.
+    loop_bound: ClassVar[bool]
 
     async def open(self) -> None:
         """Connect (and check the connection works)."""
 
     async def close(self) -> None:
         """Release every connection; idempotent."""
+
+    def abandon(self) -> None:
+        """Drop the connections of an event loop that ended without ``close()``: synchronous,
+        never waits, never raises; the backend is not used again."""
+
+    async def ping(self) -> None:
+        """One round trip to the database; StoreUnavailableError when it does not answer."""
 
     @property
     def engine(self) -> Any:

@@ -64,6 +64,7 @@ class MemoryBackend:
     """Threads in dicts, compared and ordered exactly as the SQL backends do."""
 
     name = "memory"
+    loop_bound = False
 
     def __init__(self) -> None:
         self._threads: dict[str, _Row] = {}
@@ -74,6 +75,12 @@ class MemoryBackend:
         pass
 
     async def close(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
+
+    async def ping(self) -> None:
         pass
 
     engine = None

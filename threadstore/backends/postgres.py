@@ -150,6 +150,7 @@ class PostgresBackend:
     """Threads in PostgreSQL through an asyncpg pool."""
 
     name = "postgres"
+    loop_bound = True
 
     def __init__(self, config: DatabaseConfig) -> None:
         self._config = config
@@ -187,6 +188,12 @@ class PostgresBackend:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def abandon(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):  # its loop is closed: sockets close as they can
+                pool.terminate()
 
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:

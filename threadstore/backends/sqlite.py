@@ -67,6 +67,19 @@ def _translate(exc: sqlite3.Error, name: str) -> ThreadStoreError:
     return ThreadStoreError(f"{name}: SQLite failed: {exc}")
 
 
+def _daemon(conn: aiosqlite.Connection) -> aiosqlite.Connection:
+    """``conn`` with its worker thread made a daemon, before it starts.
+
+    aiosqlite runs each connection on a non-daemon thread, so a program that never closes its
+    store would hang at exit (omnilib/aiosqlite#299). Committed data is on disk already: a write
+    is acknowledged only after its COMMIT returned. The store still closes the connection when
+    the event loop ends (see ThreadStore._ready); this covers loops that end without saying so.
+    """
+    thread: Any = getattr(conn, "_thread", conn)  # aiosqlite < 0.22: the Connection is the Thread
+    thread.daemon = True
+    return conn
+
+
 _decode = msgspec.json.decode
 # Parameters repeat on every row of a scan; stored documents differ per row.
 _decode_param = functools.lru_cache(maxsize=64)(msgspec.json.decode)
@@ -97,6 +110,7 @@ class SQLiteBackend:
     """Threads in a SQLite file (or a private in-memory database)."""
 
     name = "sqlite"
+    loop_bound = True
 
     def __init__(self, path: str, *, echo: bool = False) -> None:
         self._path = path
@@ -113,7 +127,7 @@ class SQLiteBackend:
         if self._echo:
             enable_echo()
         try:
-            self._conn = await aiosqlite.connect(self._path, isolation_level=None)
+            self._conn = await _daemon(aiosqlite.connect(self._path, isolation_level=None))
             await self._configure()
             for name, function in _FUNCTIONS.items():
                 arity = function.__code__.co_argcount
@@ -146,6 +160,16 @@ class SQLiteBackend:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+    def abandon(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.stop()  # closes the sqlite3 connection on its own thread, then ends it
+
+    async def ping(self) -> None:
+        async with self._lock:
+            await self._run("sqlite.ping")
 
     @property
     def engine(self) -> aiosqlite.Connection | None:

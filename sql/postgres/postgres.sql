@@ -207,3 +207,7 @@ WITH incoming AS (
      CROSS JOIN jsonb_to_recordset(f.doc -> 'aliases') AS a(alias text, created_at timestamptz)
 )
 SELECT id FROM thread;
+
+-- name: ping :value
+-- One round trip (ThreadStore.ping).
+SELECT 1;

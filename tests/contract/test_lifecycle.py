@@ -428,3 +428,20 @@ async def test_stores_created_at_once_on_an_empty_sqlite_file_all_work(tmp_path:
         finally:
             for store in stores:
                 await store.close()
+
+
+async def test_ping_returns_the_round_trip_time(store: ThreadStore) -> None:
+    seconds = await store.ping()
+    assert isinstance(seconds, float) and 0 <= seconds < 5
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await store.ping()
+
+
+async def test_ping_on_a_lazy_store_connects(store_url: str | None) -> None:
+    lazy = ThreadStore(store_url, pool_size=1)
+    try:
+        assert await lazy.ping() >= 0
+        assert store_url is None or lazy.engine is not None
+    finally:
+        await lazy.close()

@@ -180,6 +180,10 @@ class PostgresBackend:
         _log.debug("PostgreSQL pool open at %s: %d kept, up to %d", self._config.masked_url,
                    settings.pool_size, settings.pool_size + settings.max_overflow)
 
+    async def ping(self) -> None:
+        async with self._acquire() as conn:
+            await self._run(conn, "postgres.ping")
+
     @property
     def engine(self) -> asyncpg.Pool | None:
         return self._pool

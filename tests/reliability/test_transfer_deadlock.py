@@ -4,17 +4,20 @@ database in opposite orders: neither may fail on a deadlock, and every thread la
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.reliability.support import ROOT, scaled
-from threadstore import Message, Thread, ThreadStore
+from threadstore import ConflictError, Message, Thread, ThreadStore, ThreadStoreError
+from threadstore.backends.postgres import PostgresBackend
 from threadstore.config import PREFIXES
 from threadstore.transfer import AliasRecord, ThreadRecord, export_lines
 
@@ -112,6 +115,91 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
         # Counted by the database itself: no row the export would not show.
         assert await _counts(fresh_pg_url) == (THREADS, THREADS * MESSAGES, THREADS)
     assert not failed, f"{len(failed)} of {2 * RUNS} processes failed:\n" + "\n".join(failed)
+
+
+async def _until_waiting(watcher: asyncpg.Connection, task: asyncio.Task[object]) -> None:
+    """Until the store's session waits on a row lock (or ``task`` ended without waiting)."""
+    for _ in range(600):
+        if task.done() or await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'threadstore' AND wait_event_type = 'Lock'"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the store's statement never waited on the held row")
+
+
+async def test_a_write_the_server_aborts_as_a_deadlock_is_retried_and_succeeds(
+    fresh_pg_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real deadlock with a writer that locks against id order: it holds "b" (an uncommitted
+    insert), the import of ["a", "b"] takes "a" and waits for "b", then it asks for "a". The
+    import, waiting longest, finds the cycle (deadlock_timeout, 1 s by default) and is aborted;
+    tried again, it waits until the other writer rolls back, and stores both."""
+    caplog.set_level(logging.INFO, logger="threadstore.backends.postgres")
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
+        other, watcher = await asyncpg.connect(fresh_pg_url), await asyncpg.connect(fresh_pg_url)
+        held = other.transaction()
+        try:
+            await held.start()
+            insert = "INSERT INTO threads (id, title, created_at, updated_at) VALUES ($1, '', now(), now())"
+            await other.execute(insert, "b")
+            importing = asyncio.ensure_future(store.import_threads([Thread(id="a"), Thread(id="b")]))
+            await _until_waiting(watcher, importing)
+            await asyncio.wait_for(other.execute(insert, "a"), 30)  # closes the cycle
+            await held.rollback()
+            assert await asyncio.wait_for(importing, 30) == ["a", "b"]
+        finally:
+            await other.close()  # rolls back what it still holds
+            await watcher.close()
+        assert [t.id for t in await store.list_recent()] == ["b", "a"]
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert retries == ["importing 2 threads ('a', 'b') collided with another writer "
+                       "(deadlock detected); trying again"]
+
+
+@pytest.mark.parametrize("operation", ["import", "delete_many", "save", "append"])
+async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_attempts(
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch, operation: str,
+) -> None:
+    """The server's deadlock error injected into every attempt of one statement: three attempts,
+    then a ConflictError naming the operation and its threads; nothing written."""
+    statement = {"import": "postgres.put", "delete_many": "threads.delete_many",
+                 "save": "postgres.save_appended", "append": "postgres.append"}[operation]
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
+        thread = await store.save(Thread(id="kept", title="before"))
+        run = PostgresBackend._run
+        attempts = []
+
+        async def colliding(self: PostgresBackend, conn: Any, name: str, /, **params: Any) -> Any:
+            if name != statement:
+                return await run(self, conn, name, **params)
+            attempts.append(name)
+            cause = asyncpg.DeadlockDetectedError("deadlock detected")
+            raise ThreadStoreError(f"PostgreSQL failed: {name}: {cause}") from cause
+
+        monkeypatch.setattr(PostgresBackend, "_run", colliding)
+        monkeypatch.setattr("threadstore.backends.postgres._COLLISION_PAUSE", 0.001)
+        thread.add_message(Message(role="user", content="more"))
+        with pytest.raises(ConflictError) as raised:
+            match operation:
+                case "import":
+                    await store.import_threads([Thread(id=f"n{i}") for i in range(5, 0, -1)])
+                case "delete_many":
+                    await store.delete_many(["kept", "zz"])
+                case "save":
+                    await store.save(thread)
+                case "append":
+                    await store.append("kept", Message(role="user", content="more"))
+        monkeypatch.undo()
+        assert attempts == [statement] * 3
+        what = {"import": "importing 5 threads ('n1', 'n2', 'n3' and 2 more)",
+                "delete_many": "deleting 2 threads ('kept', 'zz')",
+                "save": "saving thread 'kept'", "append": "appending to thread 'kept'"}[operation]
+        assert str(raised.value) == (f"{what} collided with another writer 3 times in a row "
+                                     "(PostgreSQL: deadlock detected); nothing of it was written")
+        assert isinstance(raised.value.__cause__, asyncpg.DeadlockDetectedError)
+        assert [(t.id, t.title, len(t.messages)) for t in await store.list_recent()] == [
+            ("kept", "before", 0)]
 
 
 pytestmark = pytest.mark.pg

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from tests.reliability.support import ROOT, scaled
-from threadstore import ConflictError, Message, Thread, ThreadStore, ThreadStoreError
+from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore, ThreadStoreError
 from threadstore.backends.postgres import PostgresBackend
 from threadstore.config import PREFIXES
 from threadstore.transfer import AliasRecord, ThreadRecord, export_lines
@@ -200,6 +200,29 @@ async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_
         assert isinstance(raised.value.__cause__, asyncpg.DeadlockDetectedError)
         assert [(t.id, t.title, len(t.messages)) for t in await store.list_recent()] == [
             ("kept", "before", 0)]
+
+
+async def test_moving_an_alias_while_both_threads_are_deleted_does_not_deadlock(fresh_pg_url: str) -> None:
+    """delete_many(["t", "u"]) has locked "t" when the alias of "u" is moved to "t"; it then
+    deletes the alias with "u". The move must wait for "t" before it takes the alias row."""
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
+        await store.import_threads([Thread(id="t"), Thread(id="u")])
+        await store.save_thread_alias("u", "a")
+        deleter, watcher = await asyncpg.connect(fresh_pg_url), await asyncpg.connect(fresh_pg_url)
+        try:
+            async with deleter.transaction():
+                await deleter.execute("SELECT id FROM threads WHERE id = 't' FOR UPDATE")
+                moving = asyncio.ensure_future(store.save_thread_alias("t", "a"))
+                await _until_waiting(watcher, moving)
+                await asyncio.wait_for(deleter.execute(
+                    "DELETE FROM threads WHERE id = any($1::text[])", ["t", "u"]), 30)
+            with pytest.raises(NotFoundError):
+                await asyncio.wait_for(moving, 30)
+        finally:
+            await deleter.close()
+            await watcher.close()
+        assert await store.list_recent() == []
+        assert await store.get_by_alias("a") is None
 
 
 pytestmark = pytest.mark.pg

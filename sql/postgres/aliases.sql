@@ -4,8 +4,11 @@
 -- Points :alias at the thread; an alias naming another thread is moved (its created_at
 -- restarts), one already naming this thread keeps its created_at. True when the thread exists,
 -- None (nothing written) when it does not.
+-- The thread row is locked (FOR KEY SHARE, as the foreign key check would) before the alias
+-- row: taken after it, a delete_many of both threads waited for the alias while holding the
+-- thread the move waited for, a deadlock.
 INSERT INTO thread_aliases (alias, thread_id, created_at)
-SELECT :alias, id, :created_at::text::timestamptz FROM threads WHERE id = :thread_id
+SELECT :alias, id, :created_at::text::timestamptz FROM threads WHERE id = :thread_id FOR KEY SHARE
 ON CONFLICT (alias) DO UPDATE
    SET created_at = CASE WHEN thread_aliases.thread_id = excluded.thread_id
                          THEN thread_aliases.created_at ELSE excluded.created_at END,

@@ -26,6 +26,13 @@ SELECT pg_advisory_xact_lock(7424, hashtext(:thread_id));
 -- Messages are found by primary key. "thread_id IS NOT DISTINCT FROM" equals "=" here
 -- (thread_id is NOT NULL) but is not indexable: with "=", a planner whose statistics have not
 -- seen this thread yet may scan all the thread's messages through (thread_id, sequence) instead.
+-- Locks: the thread row first (changed and removed read their ids through it: otherwise, with
+-- nothing to insert, they may run before it), then this thread's messages. Every writer of
+-- a thread's messages takes its row first (save_new, save_appended and append too), so two saves
+-- cannot lock them in opposite orders. (New messages need no sort by id: their ids meet another
+-- writer's only when stored in two threads, a ConflictError anyway.) Read through the thread
+-- CTE, not gated by "AND (SELECT base FROM thread) IS NOT NULL": that one-time filter turned
+-- changed into a hash join over the thread's messages, an edit 2.7-5.7x slower.
 -- Returns (id, sequence) of the messages inserted or updated.
 WITH incoming AS (
     SELECT e.ord, r.*
@@ -63,15 +70,16 @@ WITH incoming AS (
            tool_calls = r.tool_calls, attributes = r.attributes, timestamp = r.timestamp,
            source = r.source, platforms = r.platforms, attachments = r.attachments,
            metrics = r.metrics, reactions = r.reactions
-      FROM (SELECT value FROM jsonb_array_elements(:new::jsonb)
+      FROM (SELECT value FROM jsonb_array_elements((SELECT :new::jsonb FROM thread))
             UNION ALL
-            SELECT value FROM jsonb_array_elements(:edited::jsonb)) AS e(doc)
+            SELECT value FROM jsonb_array_elements((SELECT :edited::jsonb FROM thread))) AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
      WHERE m.id = r.id AND m.thread_id IS NOT DISTINCT FROM :thread_id
     RETURNING m.id, m.sequence
 ), removed AS (
     DELETE FROM messages
-     WHERE id = any(:removed::text[]) AND thread_id IS NOT DISTINCT FROM :thread_id
+     WHERE id = any((SELECT :removed::text[] FROM thread)::text[])
+       AND thread_id IS NOT DISTINCT FROM :thread_id
 )
 SELECT id, sequence FROM inserted
 UNION ALL
@@ -178,6 +186,13 @@ SELECT json_build_object(
 -- attributes, platforms, source, created_at, updated_at, last_sequence, messages: [message
 -- documents], aliases: [{alias, created_at}]}. Returns the ids stored. A message id or an alias
 -- stored for another thread fails the whole statement (messages_pkey, thread_aliases_pkey).
+-- Rows are written in key order, whatever the order given: an insert holds its new key until
+-- commit, and one that meets another writer's uncommitted key waits for it, so two imports of
+-- the same threads in opposite orders each held what the other waited for (5-8 of 10 runs of
+-- tests/reliability/test_transfer_deadlock.py deadlocked). In one order, the writer waiting holds
+-- only smaller ids than the one it waits for, which cannot close a cycle. Messages and aliases
+-- are written only for the threads this statement inserted (after all of them), so no other
+-- writer touches them unless an id of theirs is taken, which fails anyway.
 WITH incoming AS (
     SELECT e.doc FROM jsonb_array_elements(:threads::jsonb) AS e(doc)
 ), thread AS (
@@ -186,6 +201,7 @@ WITH incoming AS (
            nullif(i.doc -> 'source', 'null'::jsonb), (i.doc ->> 'created_at')::timestamptz,
            (i.doc ->> 'updated_at')::timestamptz, (i.doc ->> 'last_sequence')::integer
       FROM incoming AS i
+     ORDER BY i.doc ->> 'id' COLLATE "C"
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), fresh AS (
@@ -200,11 +216,13 @@ WITH incoming AS (
       FROM fresh AS f
      CROSS JOIN jsonb_array_elements(f.doc -> 'messages') AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+     ORDER BY r.id COLLATE "C"
 ), aliased AS (
     INSERT INTO thread_aliases (alias, thread_id, created_at)
     SELECT a.alias, f.id, a.created_at
       FROM fresh AS f
      CROSS JOIN jsonb_to_recordset(f.doc -> 'aliases') AS a(alias text, created_at timestamptz)
+     ORDER BY a.alias COLLATE "C"
 )
 SELECT id FROM thread;
 

@@ -29,4 +29,10 @@ ON CONFLICT (id) DO NOTHING;
 DELETE FROM threads WHERE id = :thread_id;
 
 -- name: delete_many :rowcount
-DELETE FROM threads WHERE id = any(:ids::text[]);
+-- Locks the threads in id order, then deletes them: deleting them as a scan meets them (a bitmap
+-- or sequential scan goes by place on disk, which updates change) could take two overlapping
+-- deletes' locks in opposite orders. The messages and aliases go after every thread is locked.
+WITH doomed AS (
+    SELECT id FROM threads WHERE id = any(:ids::text[]) ORDER BY id FOR UPDATE
+)
+DELETE FROM threads WHERE id IN (SELECT id FROM doomed);

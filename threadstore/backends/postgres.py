@@ -12,10 +12,11 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -144,6 +145,46 @@ def _session_lost(exc: BaseException) -> bool:
     """Whether ``exc`` leaves the session gone or in an unknown state (a timeout does not)."""
     cause = exc.__cause__ if isinstance(exc, StoreUnavailableError) else exc
     return isinstance(cause, _CONNECTION_ERRORS) and not isinstance(cause, TimeoutError)
+
+
+_T = TypeVar("_T")
+# The server aborts one writer of a lock cycle (40P01) and, above READ COMMITTED (a server's
+# default_transaction_isolation), one of two conflicting transactions (40001). Bulk writes lock
+# in id order, so neither should happen between threadstore's own writers; other writers of the
+# tables can still cause it.
+_COLLISIONS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_COLLISION_ATTEMPTS = 3
+_COLLISION_PAUSE = 0.05  # seconds, doubled after each attempt, times 0.5-1.5 so two do not meet again
+
+
+def _collided(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write the server aborted as a deadlock or serialization failure."""
+    return isinstance(exc, ThreadStoreError) and isinstance(exc.__cause__, _COLLISIONS)
+
+
+async def _retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callable[[], str]) -> _T:
+    """``await attempt()`` -- one whole statement or transaction, so aborted it wrote nothing --
+    run again when the server aborted it as a deadlock or serialization failure, up to
+    _COLLISION_ATTEMPTS times in all; then a ConflictError naming ``what()`` collided."""
+    for tries in range(1, _COLLISION_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except ThreadStoreError as exc:
+            if not _collided(exc):
+                raise
+            reason = str(exc.__cause__).partition("\n")[0]
+            if tries == _COLLISION_ATTEMPTS:
+                raise ConflictError(f"{what()} collided with another writer {tries} times in a row "
+                                    f"(PostgreSQL: {reason}); nothing of it was written") from exc.__cause__
+            _log.info("%s collided with another writer (%s); trying again", what(), reason)
+            await asyncio.sleep(_COLLISION_PAUSE * 2 ** (tries - 1) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def _some(ids: Sequence[str]) -> str:
+    """Thread ids for a message: all of a few, else the first ones and how many."""
+    shown = ", ".join(map(repr, ids[:3]))
+    return shown if len(ids) <= 3 else f"{shown} and {len(ids) - 3} more"
 
 
 class PostgresBackend:
@@ -354,6 +395,10 @@ class PostgresBackend:
     async def save(self, plan: SavePlan) -> dict[str, int]:
         params = {**self._thread_params(plan), "new": msgspec.Raw(plan.new),
                   "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
+
+        def what() -> str:
+            return f"saving thread {plan.thread_id!r}"
+
         async with self._acquire() as conn:
             # The two common saves get a light statement: messages appended to a thread loaded
             # from here, and a thread this store has not seen. Anything unexpected (the thread or
@@ -363,44 +408,50 @@ class PostgresBackend:
                 del light["edited"], light["removed"]
                 if plan.synced:
                     del light["created_at"]
+                name = "postgres.save_appended" if plan.synced else "postgres.save_new"
                 try:
-                    rows = await self._run(
-                        conn, "postgres.save_appended" if plan.synced else "postgres.save_new", **light)
+                    rows = await _retried(lambda: self._run(conn, name, **light), what)
                     if rows or not plan.synced:
                         return {row[0]: row[1] for row in rows}
-                except ConflictError:
-                    pass
+                except ConflictError as exc:
+                    if _collided(exc):
+                        raise
             if not plan.removed:
                 try:
-                    rows = await self._run(conn, "postgres.save", **params)
+                    rows = await _retried(lambda: self._run(conn, "postgres.save", **params), what)
                     return {row[0]: row[1] for row in rows}
-                except ConflictError:
-                    pass  # maybe a concurrent save inserted one of these messages: see below
+                except ConflictError as exc:
+                    if _collided(exc):
+                        raise  # else maybe a concurrent save inserted one of these messages: below
             # Under the thread's lock, each statement's snapshot includes every save of this
             # thread that finished before it, so a message another writer just inserted is seen
             # as held and updated, not inserted twice. A writer that skipped the lock can still
             # commit one in between, hence a few attempts; a message stored in another thread
             # fails every time.
+            async def locked() -> builtins.list[Any]:
+                async with conn.transaction():
+                    await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
+                    rows: builtins.list[Any] = await self._run(conn, "postgres.save", **params)
+                    if plan.removed:
+                        rows += await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
+                return rows
+
             attempts_left = _LOCKED_ATTEMPTS
             while True:
                 try:
-                    async with conn.transaction():
-                        await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
-                        rows = await self._run(conn, "postgres.save", **params)
-                        if plan.removed:
-                            rows += await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
+                    rows = await _retried(locked, what)
                     return {row[0]: row[1] for row in rows}
-                except ConflictError:
+                except ConflictError as exc:
                     attempts_left -= 1
-                    if not attempts_left:
+                    if not attempts_left or _collided(exc):
                         raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         async with self._acquire() as conn:
-            row = await self._run(
+            row = await _retried(lambda: self._run(
                 conn, "postgres.append", thread_id=plan.thread_id, count=plan.count,
                 updated_at=plan.updated_at, messages=msgspec.Raw(plan.messages),
-            )
+            ), lambda: f"appending to thread {plan.thread_id!r}")
         if row is None:
             return None
         sequences: dict[str, int] = _decode(row[1])
@@ -416,8 +467,10 @@ class PostgresBackend:
         return count > 0
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        ids = list(thread_ids)
         async with self._acquire() as conn:
-            count: int = await self._run(conn, "threads.delete_many", ids=list(thread_ids))
+            count: int = await _retried(lambda: self._run(conn, "threads.delete_many", ids=ids),
+                                        lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})")
         return count
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
@@ -500,10 +553,14 @@ class PostgresBackend:
             "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
             "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
         } for copy in copies]
+        ids = [copy.plan.thread_id for copy in copies]
         async with self._acquire() as conn:
             try:
-                rows = await self._run(conn, "postgres.put", threads=threads)
+                rows = await _retried(lambda: self._run(conn, "postgres.put", threads=threads),
+                                      lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})")
             except ConflictError as exc:
+                if _collided(exc):
+                    raise
                 detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
                 raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
         return [row[0] for row in rows]

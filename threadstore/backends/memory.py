@@ -212,10 +212,10 @@ class MemoryBackend:
     def _matcher(search: ThreadSearch) -> Callable[[_Row], bool]:
         match search:
             case ByTitle(pattern=pattern):
-                regex = matching.compiled(pattern.python)
+                regex = matching.compiled(pattern.re2)
                 return lambda row: regex.search(row.title) is not None
             case ByContent(pattern=pattern):
-                regex = matching.compiled(pattern.python)
+                regex = matching.compiled(pattern.re2)
 
                 def any_message(row: _Row) -> bool:
                     texts = (matching.content_text(m.content) for m in row.messages.values())

@@ -429,9 +429,9 @@ class SQLiteBackend:
 
 
 def _param(value: Any) -> Any:
-    """A search field as SQLite takes it: JSON as text, a pattern in its Python spelling."""
+    """A search field as SQLite takes it: JSON as text, a pattern in its RE2 spelling."""
     if isinstance(value, matching.TextPattern):
-        return value.python
+        return value.re2
     if isinstance(value, bytes):
         return value.decode()
     return value

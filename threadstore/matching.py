@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import re2
@@ -85,6 +86,23 @@ def regex(pattern: str) -> TextPattern:
 def compiled(spelling: str) -> re2._Regexp:
     """The compiled form of a pattern's ``re2`` spelling (``.search(text)`` finds it)."""
     return re2.compile(spelling, _OPTIONS)
+
+
+@functools.lru_cache(maxsize=64)
+def matcher(spelling: str) -> Callable[[str], bool]:
+    """Whether a text holds a match of a pattern's ``re2`` spelling: what the searches run.
+
+    It calls RE2 directly, without google-re2's ``re``-like layer, which builds a match object
+    per call: 0.6 us per 140-character message instead of 4.0 us (Python's ``re``: 0.35 us).
+    """
+    match = compiled(spelling)._regexp.Match
+    unanchored = re2._Anchor.UNANCHORED
+
+    def found(text: str) -> bool:
+        data = text.encode()
+        return bool(match(unanchored, data, 0, len(data))[0][0] >= 0)
+
+    return found
 
 
 def _checked(pattern: TextPattern) -> TextPattern:

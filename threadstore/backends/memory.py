@@ -221,14 +221,14 @@ class MemoryBackend:
     def _matcher(search: ThreadSearch) -> Callable[[_Row], bool]:
         match search:
             case ByTitle(pattern=pattern):
-                regex = matching.compiled(pattern.re2)
-                return lambda row: regex.search(row.title) is not None
+                found = matching.matcher(pattern.re2)
+                return lambda row: found(row.title)
             case ByContent(pattern=pattern):
-                regex = matching.compiled(pattern.re2)
+                found = matching.matcher(pattern.re2)
 
                 def any_message(row: _Row) -> bool:
                     texts = (matching.content_text(m.content) for m in row.messages.values())
-                    return any(text is not None and regex.search(text) for text in texts)
+                    return any(text is not None and found(text) for text in texts)
                 return any_message
             case ByPlatformReference(platform=platform, reference=reference):
                 value = _decode(reference)

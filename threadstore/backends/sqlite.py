@@ -93,7 +93,7 @@ def _optional(document: str | None) -> Any:
 # so SQLite answers exactly as the memory backend does.
 _FUNCTIONS: dict[str, Any] = {
     "regexp": lambda pattern, text: (None if pattern is None or text is None
-                                     else matching.compiled(pattern).search(text) is not None),
+                                     else matching.matcher(pattern)(text)),
     "threadstore_content_text": lambda content: matching.content_text(_optional(content)),
     "threadstore_has_reference": lambda platforms, name, reference: matching.has_reference(
         _decode(platforms), name, _decode_param(reference)),

@@ -212,7 +212,9 @@ def _reason(exc: BaseException) -> str:
 
 def _session_lost(exc: BaseException) -> bool:
     """Whether ``exc`` leaves the session gone or in an unknown state (a timeout does not)."""
-    cause = exc.__cause__ if isinstance(exc, StoreUnavailableError) else exc
+    cause: BaseException | None = exc
+    while isinstance(cause, StoreUnavailableError):
+        cause = cause.__cause__
     return isinstance(cause, _CONNECTION_ERRORS) and not isinstance(cause, TimeoutError)
 
 
@@ -362,7 +364,7 @@ class PostgresBackend:
         server: on a connection of its own, ask the server what the operation's session is
         doing. Running a statement (or waiting for a lock): keep waiting, and check again after
         another interval. Gone, or idle twice with the same state_change _IDLE_CONFIRM s apart
-        (the server finished and waits for us, while we wait for it: the answer was lost), or
+        (the server waits for us while we wait for it: the request or the answer was lost), or
         the server cannot be reached within the interval: drop the connection, which ends the
         operation with StoreUnavailableError.
 
@@ -380,15 +382,19 @@ class PostgresBackend:
                 probe = await asyncpg.connect(
                     self._config.dsn, timeout=None, statement_cache_size=0,
                     server_settings={"application_name": "threadstore-check"})
+                probe_pid = probe.get_server_pid()
                 try:
                     looks = [await self._run(probe, "postgres.session_state", pid=pid)]
                     if looks[0]["present"] and looks[0]["state"] not in _UNKNOWN_OR_BUSY:
+                        # A second look gets its own interval, after the pause.
+                        deadline.reschedule(asyncio.get_running_loop().time() + _IDLE_CONFIRM
+                                            + interval)
                         await asyncio.sleep(_IDLE_CONFIRM)
                         looks.append(await self._run(probe, "postgres.session_state", pid=pid))
                 finally:
                     probe.terminate()  # the answer is in: no need for a graceful goodbye
         except (asyncpg.PostgresError, ThreadStoreError, *_CONNECTION_ERRORS) as exc:
-            if not isinstance(exc, StoreUnavailableError | _CONNECTION_ERRORS):
+            if not isinstance(exc, (StoreUnavailableError, *_CONNECTION_ERRORS)):
                 # The server answered, with an error (too many connections, ...): it is there.
                 _log.debug("liveness check of PostgreSQL session %d failed: %s", pid, exc)
             else:
@@ -398,15 +404,15 @@ class PostgresBackend:
                 reason = f"no answer for {interval:g} s, and a new connection to {self._address} {got}"
                 watch.cause = TimeoutError(reason) if expired else exc
         else:
-            behind_pooler = looks[0]["probe_pid"] != probe.get_server_pid()
+            behind_pooler = looks[0]["probe_pid"] != probe_pid
             if behind_pooler:
                 pass  # pids are the pooler's: the server answers, which is all we can know
             elif not looks[-1]["present"]:
                 reason = "the server has ended this session"
             elif len(looks) == 2 and looks[1]["state"] not in _UNKNOWN_OR_BUSY and (
                     looks[1]["state_change"] == looks[0]["state_change"]):
-                reason = (f"no answer for {interval:g} s from a server that is {looks[1]['state']}"
-                          ": the answer was lost")
+                reason = (f"no answer for {interval:g} s, while the server is "
+                          f"{looks[1]['state']} on this session: the request or its answer was lost")
         if not watch.running:
             return
         if reason is None:

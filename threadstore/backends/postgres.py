@@ -311,7 +311,8 @@ class PostgresBackend:
         watch = _Watch(conn)
         interval = self._settings.liveness_interval
         if watched and interval is not None:
-            # One timer per operation: ~1 us, against ~200 us for the round trip (measured).
+            # One timer per operation: ~2 us, against ~170 us for a get (2,000 gets and saves
+            # ran as fast as without it, within the noise of a shared machine).
             watch.handle = asyncio.get_running_loop().call_later(interval, self._stalled, watch)
         try:
             yield conn

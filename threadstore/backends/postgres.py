@@ -67,8 +67,8 @@ _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientErr
 _LOCKED_ATTEMPTS = 3
 # Seconds a cancelled (or timed-out) statement waits for the server to end it before its
 # connection is dropped. Locally the cancel request and the server's answer take 5 ms (median of
-# 20 cancelled appends; at most 13 ms) on a shared machine; a
-# write must know its outcome (so it waits longer), a read only keeps its connection by waiting.
+# 20 cancelled appends, at most 13 ms, on a shared machine). A write must know its outcome, so it
+# waits longer; a read only keeps its connection by waiting.
 _SETTLE_READ = 1.0
 _SETTLE_WRITE = 3.0
 _CLOSE_TIMEOUT = 2.0  # seconds for a graceful close (Terminate, then the server closes the socket)

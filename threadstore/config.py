@@ -49,17 +49,26 @@ class Settings:
     pool_timeout: float = 30.0  # seconds to wait for a free connection
     pool_recycle: float | None = None  # seconds after which a connection is not reused; None: never
     command_timeout: float | None = None  # seconds per statement; None: no limit
+    connect_timeout: float | None = 10.0  # seconds to open (and set up) a connection; None: no limit
+    # Seconds an operation waits for the server before a check on a new connection asks whether
+    # the server is still working on it (again every interval): a server that cannot be reached
+    # within the interval, or no longer runs the statement, ends the operation. None: never check.
+    liveness_interval: float | None = 10.0
     statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
     echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
 
 
-# field -> (kind, lower bound, whether the bound itself is allowed)
+# field -> (kind, lower bound, whether the bound itself is allowed). A "bound" is a number of
+# seconds whose default is not None: 0 (or "none"/"off" in the environment) turns it off, since a
+# keyword of None means "not given" for every setting.
 _RULES: dict[str, tuple[str, float, bool]] = {
     "pool_size": ("int", 1, True),
     "max_overflow": ("int", 0, True),
     "pool_timeout": ("number", 0, False),
     "pool_recycle": ("number", 0, False),
     "command_timeout": ("number", 0, False),
+    "connect_timeout": ("bound", 0, True),
+    "liveness_interval": ("bound", 0, True),
     "statement_cache_size": ("int", 0, True),
     "echo": ("bool", 0, True),
 }
@@ -68,6 +77,8 @@ _RULES: dict[str, tuple[str, float, bool]] = {
 def _rule_text(kind: str, low: float, inclusive: bool) -> str:
     if kind == "bool":
         return "true or false"
+    if kind == "bound":
+        return "a number of seconds > 0, or 0 for no limit"
     noun = "an integer" if kind == "int" else "a number of seconds"
     return f"{noun} {'>=' if inclusive else '>'} {low:g}"
 
@@ -76,13 +87,15 @@ def _check_setting(name: str, value: Any, what: str, given: object = None) -> An
     """``value`` for setting ``name``; ConfigurationError naming ``what`` and showing ``given``
     (by default ``value``) when it breaks the setting's rule."""
     kind, low, inclusive = _RULES[name]
-    wanted = {"int": (int,), "number": (int, float), "bool": (bool,)}[kind]
+    wanted = {"int": (int,), "number": (int, float), "bound": (int, float), "bool": (bool,)}[kind]
     ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
     if ok and kind != "bool":
         ok = (kind == "int" or math.isfinite(value)) and (value >= low if inclusive else value > low)
     if not ok:
         shown = value if given is None else given
         raise ConfigurationError(f"{what} must be {_rule_text(kind, low, inclusive)}, got {shown!r}")
+    if kind == "bound":
+        return float(value) or None
     return float(value) if kind == "number" else value
 
 
@@ -93,6 +106,8 @@ def _parse_setting(name: str, text: str, variable: str) -> Any:
     value: Any = text
     if kind == "bool":
         value = True if word in _TRUE else False if word in _FALSE else text
+    elif kind == "bound" and word in ("none", "off"):
+        value = 0
     else:
         with contextlib.suppress(ValueError):
             value = int(word) if kind == "int" else float(word)

@@ -327,19 +327,21 @@ class ThreadStore:
     With no URL the environment decides (``THREADSTORE_DATABASE_URL``, ``THREADSTORE_DB_TYPE``
     and the TYLER_/NARRATOR_ equivalents), else in-memory. The keyword settings (``pool_size``,
     ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``command_timeout``,
-    ``statement_cache_size``, ``echo``) override the ``<PREFIX>DB_*`` variables; None leaves
-    the environment's value or the default.
+    ``statement_cache_size``, ``echo``, ``connect_timeout``, ``liveness_interval``) override the
+    ``<PREFIX>DB_*`` variables; None leaves the environment's value or the default.
     """
 
     def __init__(self, url: str | None = None, *, migrate: bool = True,
                  pool_size: int | None = None, max_overflow: int | None = None,
                  pool_timeout: float | None = None, pool_recycle: float | None = None,
                  command_timeout: float | None = None, statement_cache_size: int | None = None,
-                 echo: bool | None = None) -> None:
+                 echo: bool | None = None, connect_timeout: float | None = None,
+                 liveness_interval: float | None = None) -> None:
         self._config: DatabaseConfig = configure(
             url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
             pool_recycle=pool_recycle, command_timeout=command_timeout,
             statement_cache_size=statement_cache_size, echo=echo,
+            connect_timeout=connect_timeout, liveness_interval=liveness_interval,
         )
         self._migrate_on_open = migrate
         self._backend: Backend | None = None
@@ -354,12 +356,14 @@ class ThreadStore:
                      pool_size: int | None = None, max_overflow: int | None = None,
                      pool_timeout: float | None = None, pool_recycle: float | None = None,
                      command_timeout: float | None = None, statement_cache_size: int | None = None,
-                     echo: bool | None = None) -> ThreadStore:
+                     echo: bool | None = None, connect_timeout: float | None = None,
+                     liveness_interval: float | None = None) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
         store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
                     pool_timeout=pool_timeout, pool_recycle=pool_recycle,
                     command_timeout=command_timeout, statement_cache_size=statement_cache_size,
-                    echo=echo)
+                    echo=echo, connect_timeout=connect_timeout,
+                    liveness_interval=liveness_interval)
         await store._ready()
         return store
 

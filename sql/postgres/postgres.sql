@@ -229,3 +229,13 @@ SELECT id FROM thread;
 -- name: ping :value
 -- One round trip (ThreadStore.ping).
 SELECT 1;
+
+-- name: session_state :one
+-- The liveness check (PostgresBackend._check), run on a connection of its own: whether the
+-- session with backend pid :pid still exists and what it is doing. present is false when the
+-- server has ended it; state is NULL for a session this role may not see. probe_pid differs from
+-- the pid asyncpg reports for the checking connection behind a pooler such as PgBouncer, whose
+-- pids say nothing about server sessions.
+SELECT pg_backend_pid() AS probe_pid, a.pid IS NOT NULL AS present, a.state, a.state_change
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_stat_activity AS a ON a.pid = :pid;

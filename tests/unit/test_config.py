@@ -132,9 +132,11 @@ def test_an_ipv6_host_and_a_socket_directory_make_valid_urls() -> None:
 # --- tuning settings ---------------------------------------------------------------------------
 
 ALL = {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": "2.5", "DB_POOL_RECYCLE": "300",
-       "DB_COMMAND_TIMEOUT": "10", "DB_STATEMENT_CACHE_SIZE": "0", "DB_ECHO": "true"}
+       "DB_COMMAND_TIMEOUT": "10", "DB_STATEMENT_CACHE_SIZE": "0", "DB_ECHO": "true",
+       "DB_CONNECT_TIMEOUT": "4", "DB_LIVENESS_INTERVAL": "2.5"}
 EXPECTED = Settings(pool_size=3, max_overflow=0, pool_timeout=2.5, pool_recycle=300.0,
-                    command_timeout=10.0, statement_cache_size=0, echo=True)
+                    command_timeout=10.0, statement_cache_size=0, echo=True, connect_timeout=4.0,
+                    liveness_interval=2.5)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -175,6 +177,9 @@ def test_echo_reads_the_usual_boolean_words(text: str, value: bool) -> None:
         ("DB_COMMAND_TIMEOUT", "inf", "a number of seconds > 0"),
         ("DB_STATEMENT_CACHE_SIZE", "-5", "an integer >= 0"),
         ("DB_ECHO", "maybe", "true or false"),
+        ("DB_CONNECT_TIMEOUT", "-1", "a number of seconds > 0, or 0 for no limit"),
+        ("DB_LIVENESS_INTERVAL", "never", "a number of seconds > 0, or 0 for no limit"),
+        ("DB_LIVENESS_INTERVAL", "inf", "a number of seconds > 0, or 0 for no limit"),
     ],
 )
 def test_an_invalid_value_is_an_error_naming_the_variable(variable: str, text: str, rule: str) -> None:
@@ -186,11 +191,24 @@ def test_an_invalid_value_is_an_error_naming_the_variable(variable: str, text: s
 @pytest.mark.parametrize(
     ("name", "value"),
     [("pool_size", "5"), ("pool_size", True), ("pool_size", 0), ("max_overflow", -1), ("pool_timeout", 0),
-     ("command_timeout", float("nan")), ("statement_cache_size", 1.0), ("echo", 1)],
+     ("command_timeout", float("nan")), ("statement_cache_size", 1.0), ("echo", 1),
+     ("connect_timeout", -1), ("liveness_interval", "10")],
 )
 def test_an_invalid_keyword_is_an_error_naming_it(name: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"^{name} must be .*, got {value!r}$"):
         configure(None, {}, **{name: value})
+
+
+def test_the_default_bounds_hold_until_turned_off_with_0_or_none() -> None:
+    default = configure(None, {}).settings
+    assert (default.connect_timeout, default.liveness_interval) == (10.0, 10.0)
+    for text in ("0", "none", "Off"):
+        environ = {"THREADSTORE_DB_CONNECT_TIMEOUT": text, "TYLER_DB_LIVENESS_INTERVAL": text}
+        settings = configure(None, environ).settings
+        assert (settings.connect_timeout, settings.liveness_interval) == (None, None)
+    settings = configure(None, {"THREADSTORE_DB_LIVENESS_INTERVAL": "3"}, liveness_interval=0,
+                         connect_timeout=None).settings  # None: not given, as for every keyword
+    assert (settings.connect_timeout, settings.liveness_interval) == (10.0, None)
 
 
 def test_blank_variables_count_as_unset() -> None:

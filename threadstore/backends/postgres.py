@@ -93,11 +93,12 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """An asyncpg connection that knows when it was opened (for ``pool_recycle``) and never
     waits for ever to close."""
 
-    __slots__ = ("opened_at",)
+    __slots__ = ("opened_at", "rolled_back")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.opened_at = time.monotonic()
+        self.rolled_back = False  # dropped by _transaction before COMMIT: nothing was written
 
     async def close(self, *, timeout: float | None = None) -> None:
         """Close gracefully within ``timeout`` (default _CLOSE_TIMEOUT), else drop the socket.
@@ -194,6 +195,29 @@ async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, bound: float) ->
     if task.done() and not task.cancelled():
         task.exception()  # retrieved: the caller gets its own error
     return task.done() and not raw.is_closed()
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """``conn.transaction()``, except that a block cancelled before its COMMIT does not wait
+    for a ROLLBACK, which on a silent network never comes: the connection is dropped instead,
+    and the server rolls back the transaction of a session that ended, so nothing of it was
+    written. (A cancellation during COMMIT is _acquire's: it waits for the server, bounded.)"""
+    transaction = conn.transaction()
+    started = False
+    try:
+        await transaction.start()
+        started = True
+        yield
+    except asyncio.CancelledError:
+        conn._con.rolled_back = True  # the pool proxy's connection: _acquire reads it
+        conn.terminate()
+        raise
+    except BaseException:
+        if started:
+            await transaction.rollback()
+        raise
+    await transaction.commit()
 
 
 def _address(config: DatabaseConfig) -> str:
@@ -357,6 +381,7 @@ class PostgresBackend:
         if pool is None:
             raise StoreUnavailableError("the PostgreSQL pool is closed")
         conn = await self._checkout(pool)
+        raw: _Connection = conn._con  # the proxy forgets it once the connection is dropped
         watch = _Watch(conn)
         interval = self._settings.liveness_interval
         if watched and interval is not None:
@@ -379,6 +404,8 @@ class PostgresBackend:
                     outcome = "" if read else "; the write may or may not have been applied"
                     raise StoreUnavailableError(f"{error} ({watch.reason}{outcome})") from (
                         watch.cause or exc)
+            elif isinstance(exc, asyncio.CancelledError) and raw.rolled_back:
+                await self._release(pool, conn)  # dropped before COMMIT by _transaction
             elif isinstance(exc, asyncio.CancelledError | CommandTimeoutError):
                 settled = await _settle(pool, conn, _SETTLE_READ if read else _SETTLE_WRITE)
                 if not settled and not read:
@@ -505,7 +532,7 @@ class PostgresBackend:
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[asyncpg.Connection]:
         # Not watched: the caller's own code runs in between, leaving the session idle.
-        async with self._acquire(watched=False) as conn, conn.transaction():
+        async with self._acquire(watched=False) as conn, _transaction(conn):
             yield conn
 
     async def _read(self, name: str, /, **params: Any) -> Any:
@@ -565,7 +592,7 @@ class PostgresBackend:
 
     async def migrate(self) -> list[int]:
         registry = self._queries
-        async with self._acquire() as conn, conn.transaction():
+        async with self._acquire() as conn, _transaction(conn):
             await self._run(conn, "postgres.migration_lock")
             await self._run(conn, "schema.create_ledger")
             applied = [row[0] for row in await self._run(conn, "schema.versions")]
@@ -649,7 +676,7 @@ class PostgresBackend:
             # commit one in between, hence a few attempts; a message stored in another thread
             # fails every time.
             async def locked() -> builtins.list[Any]:
-                async with conn.transaction():
+                async with _transaction(conn):
                     await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
                     rows: builtins.list[Any] = await self._run(conn, "postgres.save", **params)
                     if plan.removed:

@@ -65,6 +65,7 @@ def test_status_migrate_and_init_on_a_new_database(db_url: str) -> None:
     assert status.returncode == 0, status.stderr
     assert re.search(r"^schema: +none \(run `threadstore init`\)$", status.stdout, re.M), status.stdout
     assert f"backend:  {dialect}" in status.stdout
+    assert re.search(r"^ping: +\d+\.\d ms$", status.stdout, re.M), status.stdout  # store.ping()
 
     dry = run("migrate", db_url, "--dry-run")
     assert dry.returncode == 0, dry.stderr

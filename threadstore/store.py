@@ -302,8 +302,10 @@ async def _close_when_loop_ends(store: weakref.ref[ThreadStore], backend: Backen
         if owner is None or owner._backend is backend:
             if owner is not None:  # a later event loop connects afresh
                 owner._backend = owner._loop = owner._watcher = None
-            warnings.warn(f"unclosed ThreadStore ({backend.name}): closed when its event loop "
-                          "ended; call close() or use `async with`", ResourceWarning, stacklevel=1)
+            when = "was garbage-collected" if owner is None else "outlived its event loop"
+            warnings.warn(f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
+                          "closed for it; call close() or use `async with`", ResourceWarning,
+                          stacklevel=1)
             import asyncio
 
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from threadstore import Message, Thread, ThreadStore
+from threadstore.transfer import ThreadRecord
 
 
 def user(text: str, **fields: Any) -> Message:
@@ -69,3 +70,9 @@ def rich_thread(key: str, messages: int = 3) -> Thread:
         thread.add_message(message)
     thread.updated_at = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     return thread
+
+
+async def everything(url: str) -> list[ThreadRecord]:
+    """Every thread of the database at ``url``, as ``export_threads`` gives them."""
+    async with await ThreadStore.create(url, migrate=False) as store:
+        return [record async for page in store.export_threads() for record in page]

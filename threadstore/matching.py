@@ -93,7 +93,7 @@ def matcher(spelling: str) -> Callable[[str], bool]:
     """Whether a text holds a match of a pattern's ``re2`` spelling: what the searches run.
 
     It calls RE2 directly, without google-re2's ``re``-like layer, which builds a match object
-    per call: 0.6 us per 140-character message instead of 4.0 us (Python's ``re``: 0.35 us).
+    per call: 0.9 us per 140-character message instead of 4.0 us (Python's ``re``: 0.35 us).
     """
     match = compiled(spelling)._regexp.Match
     unanchored = re2._Anchor.UNANCHORED

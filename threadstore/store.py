@@ -461,10 +461,15 @@ class ThreadStore:
             )
         # That loop was closed without finalising its async generators (asyncio.run would have):
         # its connections cannot be closed from here, so they are dropped and new ones opened.
-        self._backend = None
-        _stop_watching(self._watcher)
-        self._watcher = None
+        self._let_go()
         backend.abandon()
+
+    def _let_go(self) -> Backend | None:
+        """Forget the backend (returned, for the caller to close) and finalise its watcher."""
+        backend, self._backend = self._backend, None
+        watcher, self._watcher = self._watcher, None
+        _stop_watching(watcher)
+        return backend
 
     async def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""
@@ -483,9 +488,7 @@ class ThreadStore:
         ResourceWarning (shown only when warnings are enabled), as asyncio does for its own.
         """
         self._closed = True
-        backend, self._backend = self._backend, None
-        watcher, self._watcher = self._watcher, None
-        _stop_watching(watcher)
+        backend = self._let_go()
         old = self._loop
         if backend is None:
             return

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import rich_thread, user
+from tests.helpers import everything, rich_thread, user
 from threadstore import Message, Thread, ThreadStore, cli
 from threadstore.config import PREFIXES
 from threadstore.queries import load
@@ -37,11 +37,6 @@ def one_error_line(result: subprocess.CompletedProcess[str], command: str) -> st
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"threadstore {command}: error: "), result.stderr
     return lines[0]
-
-
-async def everything(url: str) -> list[ThreadRecord]:
-    async with await ThreadStore.create(url, migrate=False) as store:
-        return [record async for page in store.export_threads() for record in page]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,6 +17,7 @@ import textwrap
 import threading
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -98,7 +99,7 @@ def _program(body: str, *, escape: bool) -> str:
             f"async def main():\n{textwrap.indent(body.strip(), '    ')}{ending}\n\n\nasyncio.run(main())\n")
 
 
-def _environment(url: str | None, tmp_path: Path) -> dict[str, str]:
+def _environment(url: str | None) -> dict[str, str]:
     """DATABASE_URL and the TYLER_DB_* variables naming the backend under test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("THREADSTORE_", "TYLER_", "NARRATOR_"))}
     env["DATABASE_URL"] = url or "memory://"
@@ -108,8 +109,6 @@ def _environment(url: str | None, tmp_path: Path) -> dict[str, str]:
     elif config.backend == "sqlite":
         env.update(TYLER_DB_TYPE="sqlite", TYLER_DB_PATH=config.path or ":memory:")
     else:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(url)
         env.update(TYLER_DB_TYPE="postgresql", TYLER_DB_HOST=parts.hostname or "",
                    TYLER_DB_PORT=str(parts.port or 5432), TYLER_DB_NAME=parts.path.lstrip("/"),
@@ -123,7 +122,7 @@ def _run(source: str, tmp_path: Path, url: str | None, *options: str) -> subproc
     script.write_text(source)
     try:
         return subprocess.run([sys.executable, *options, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=EXIT_TIMEOUT, env=_environment(url, tmp_path))
+                              text=True, timeout=EXIT_TIMEOUT, env=_environment(url))
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the program did not exit within {EXIT_TIMEOUT:g} s; it printed {exc.stdout!r}")
 

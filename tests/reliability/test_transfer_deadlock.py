@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.helpers import everything
 from tests.reliability.support import ROOT, scaled
 from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore, ThreadStoreError
 from threadstore.backends.postgres import PostgresBackend
@@ -56,11 +57,6 @@ def _finish(processes: list[subprocess.Popen[str]], timeout: float) -> list[tupl
                 process.wait()
 
 
-async def _everything(url: str) -> list[ThreadRecord]:
-    async with await ThreadStore.create(url, migrate=False) as store:
-        return [record async for page in store.export_threads() for record in page]
-
-
 async def _counts(url: str) -> tuple[int, int, int]:
     conn = await asyncpg.connect(url)
     try:
@@ -91,7 +87,7 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
     # Each page backwards, the pages in order: the two writers take the same threads at once.
     backwards.write_bytes(b"".join(line for start in range(0, THREADS, PAGE)
                                    for line in reversed(lines[start:start + PAGE])))
-    originals = await _everything(source)
+    originals = await everything(source)
     assert [r.id for r in originals] == [r.id for r in records]
 
     failed = []
@@ -112,7 +108,7 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
             assert match is not None, out
             stored.append(int(match.group(1).replace(",", "")))
         assert sum(stored) == THREADS, f"run {run + 1}: each thread stored once, got {stored}"
-        assert await _everything(fresh_pg_url) == originals, f"run {run + 1}: a thread differs"
+        assert await everything(fresh_pg_url) == originals, f"run {run + 1}: a thread differs"
         # Counted by the database itself: no row the export would not show.
         assert await _counts(fresh_pg_url) == (THREADS, THREADS * MESSAGES, THREADS)
     assert not failed, f"{len(failed)} of {2 * RUNS} processes failed:\n" + "\n".join(failed)

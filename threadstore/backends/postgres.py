@@ -169,17 +169,18 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
 
-async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, bound: float) -> bool:
+async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection,
+                  bound: float) -> bool:
     """Release a connection whose statement was cancelled, through further cancellations; True
     when the server ended the statement within ``bound`` seconds, False when it did not (or the
-    cancel request failed) and the connection was dropped.
+    cancel request failed) and the connection was dropped. ``raw`` is the proxy's connection,
+    which the proxy forgets once released.
 
     asyncpg's release waits until the server has ended the cancelled statement (committed or
     rolled it back); cancelled again meanwhile, it would stop waiting, and the write could then
     land after its caller gave up on it and looked. The release runs once, as one task: a second
     release of the same connection races the first ("inactivity timer already exists").
     """
-    raw: _Connection = conn._con  # the proxy forgets its connection once released
     task = asyncio.ensure_future(pool.release(conn))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bound
@@ -407,7 +408,7 @@ class PostgresBackend:
             elif isinstance(exc, asyncio.CancelledError) and raw.rolled_back:
                 await self._release(pool, conn)  # dropped before COMMIT by _transaction
             elif isinstance(exc, asyncio.CancelledError | CommandTimeoutError):
-                settled = await _settle(pool, conn, _SETTLE_READ if read else _SETTLE_WRITE)
+                settled = await _settle(pool, conn, raw, _SETTLE_READ if read else _SETTLE_WRITE)
                 if not settled and not read:
                     unknown = (f"the server did not confirm within {_SETTLE_WRITE:g} s that it "
                                "ended the statement: the write may or may not have been applied")
@@ -526,7 +527,7 @@ class PostgresBackend:
             # connection on the next acquire.
             _log.debug("closing a PostgreSQL connection older than pool_recycle (%g s)", recycle)
             with contextlib.suppress(Exception):
-                await conn.close(timeout=_CLOSE_TIMEOUT)
+                await conn.close()  # bounded by _Connection.close
             await pool.release(conn)  # a no-op unless close() failed half-way
 
     @contextlib.asynccontextmanager

@@ -73,7 +73,8 @@ def _daemon(conn: aiosqlite.Connection) -> aiosqlite.Connection:
     aiosqlite runs each connection on a non-daemon thread, so a program that never closes its
     store would hang at exit (omnilib/aiosqlite#299). Committed data is on disk already: a write
     is acknowledged only after its COMMIT returned. The store still closes the connection when
-    the event loop ends (see ThreadStore._ready); this covers loops that end without saying so.
+    the event loop ends (store._close_when_loop_ends); this covers loops that end without
+    saying so.
     """
     thread: Any = getattr(conn, "_thread", conn)  # aiosqlite < 0.22: the Connection is the Thread
     thread.daemon = True

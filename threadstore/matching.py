@@ -357,6 +357,13 @@ def platform_values(platforms: dict[str, Any], name: str) -> list[Any]:
     return [v for v in entry.values() if not isinstance(v, dict | list)]
 
 
+def platform_index(platforms: dict[str, Any]) -> dict[str, list[Any]]:
+    """{platform: its scalar values} for every platform whose entry is an object: PostgreSQL
+    stores it beside the thread so that "has this reference" is a containment test on an index."""
+    return {name: platform_values(platforms, name) for name, entry in platforms.items()
+            if isinstance(entry, dict)}
+
+
 def token_count(value: object) -> int:
     """A token count from metrics: JSON numbers count (truncated), anything else is 0."""
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -28,9 +30,30 @@ if TYPE_CHECKING:
 
 ROLES = ("system", "user", "assistant", "tool")
 ATTACHMENT_STATUSES = ("pending", "stored", "failed")
+_T = TypeVar("_T")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
 _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
+
+
+class _Trust(threading.local):
+    on = False
+
+
+# Set while the store decodes what it stored itself, validated when it was saved: Messages and
+# Threads then skip validating again (45% of decoding a thread of 1,000 messages).
+_trust = _Trust()
+
+
+def decoding_stored(decode: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
+    """``decode`` for documents a backend gives back, without validating them again."""
+    def run(data: bytes) -> _T:
+        _trust.on = True
+        try:
+            return decode(data)
+        finally:
+            _trust.on = False
+    return run
 _get_id = attrgetter("id")
 _encode = msgspec.json.Encoder().encode
 
@@ -210,7 +233,8 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     thread_id: str | None = None
 
     def __post_init__(self) -> None:
-        self._validate()
+        if not _trust.on:
+            self._validate()
 
     def _validate(self) -> None:
         """Check the fields and normalise the timestamp; run again at save, since fields may
@@ -313,7 +337,8 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
     updated_at: datetime = msgspec.field(default_factory=utcnow)
 
     def __post_init__(self) -> None:
-        self._validate()
+        if not _trust.on:
+            self._validate()
 
     def _validate(self) -> None:
         """Check the fields and normalise the times to UTC; run again at save, since fields

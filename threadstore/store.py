@@ -43,7 +43,17 @@ from threadstore.backends import (
 )
 from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, StoreClosedError, ThreadStoreError
-from threadstore.models import Attachment, Changes, Message, Thread, _set_field, _unique_ids, as_utc, utcnow
+from threadstore.models import (
+    Attachment,
+    Changes,
+    Message,
+    Thread,
+    _set_field,
+    _unique_ids,
+    as_utc,
+    decoding_stored,
+    utcnow,
+)
 from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
@@ -67,9 +77,9 @@ _encode = msgspec.json.Encoder().encode
 # Decoders that check what was encoded reads back unchanged, on every backend.
 _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
 _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
-_decode_thread = msgspec.json.Decoder(Thread).decode
-_decode_threads = msgspec.json.Decoder(list[Thread]).decode
-_decode_messages = msgspec.json.Decoder(list[Message]).decode
+_decode_thread = decoding_stored(msgspec.json.Decoder(Thread).decode)
+_decode_threads = decoding_stored(msgspec.json.Decoder(list[Thread]).decode)
+_decode_messages = decoding_stored(msgspec.json.Decoder(list[Message]).decode)
 _decode_usage = msgspec.json.Decoder(UsageCounts).decode
 _decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
 _MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
@@ -529,6 +539,7 @@ class ThreadStore:
             attributes=_json(thread.attributes, "Thread.attributes"),
             platforms=_json(thread.platforms, "Thread.platforms"),
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
+            platform_values=_encode(matching.platform_index(thread.platforms)),
             created_at=thread.created_at, updated_at=thread.updated_at,
             new=_message_docs(changes.new, stored or {}) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,

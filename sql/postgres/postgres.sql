@@ -54,6 +54,16 @@ WITH incoming AS (
            source = excluded.source, updated_at = excluded.updated_at,
            last_sequence = t.last_sequence + excluded.last_sequence
     RETURNING t.last_sequence - (SELECT count(*) FROM fresh) AS base
+), searched AS (
+    INSERT INTO thread_search AS s (thread_id, title, attributes, platforms, source, platform_values)
+    SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+           :platform_values::jsonb
+      FROM thread
+    ON CONFLICT (thread_id) DO UPDATE
+       SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
+           source = excluded.source, platform_values = excluded.platform_values
+     WHERE (s.title, s.attributes, s.platforms, s.source)
+           IS DISTINCT FROM (excluded.title, excluded.attributes, excluded.platforms, excluded.source)
 ), inserted AS (
     INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                           tool_call_id, tool_calls, attributes, timestamp, source, platforms,
@@ -96,6 +106,11 @@ WITH thread AS (
     VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
             :created_at::text::timestamptz, :updated_at::text::timestamptz, :count)
     RETURNING 0 AS base
+), searched AS (
+    INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+    SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+           :platform_values::jsonb
+      FROM thread
 )
 INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                       tool_call_id, tool_calls, attributes, timestamp, source, platforms,
@@ -122,6 +137,18 @@ WITH thread AS (
            last_sequence = last_sequence + :count
      WHERE id = :thread_id
     RETURNING last_sequence - :count AS base
+), searched AS (
+    -- Writes (and re-indexes) the search copy only when a searched field changed; on conflict
+    -- the latest version is compared, so concurrent saves leave it equal to the thread row.
+    INSERT INTO thread_search AS s (thread_id, title, attributes, platforms, source, platform_values)
+    SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+           :platform_values::jsonb
+      FROM thread
+    ON CONFLICT (thread_id) DO UPDATE
+       SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
+           source = excluded.source, platform_values = excluded.platform_values
+     WHERE (s.title, s.attributes, s.platforms, s.source)
+           IS DISTINCT FROM (excluded.title, excluded.attributes, excluded.platforms, excluded.source)
 )
 INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                       tool_call_id, tool_calls, attributes, timestamp, source, platforms,
@@ -183,8 +210,8 @@ SELECT json_build_object(
 -- name: put :many
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
--- attributes, platforms, source, created_at, updated_at, last_sequence, messages: [message
--- documents], aliases: [{alias, created_at}]}. Returns the ids stored. A message id or an alias
+-- attributes, platforms, source, platform_values, created_at, updated_at, last_sequence,
+-- messages: [message documents], aliases: [{alias, created_at}]}. Returns the ids stored. A message id or an alias
 -- stored for another thread fails the whole statement (messages_pkey, thread_aliases_pkey).
 -- Rows are written in key order, whatever the order given: an insert holds its new key until
 -- commit, and one that meets another writer's uncommitted key waits for it, so two imports of
@@ -206,6 +233,12 @@ WITH incoming AS (
     RETURNING id
 ), fresh AS (
     SELECT t.id, i.doc FROM incoming AS i JOIN thread AS t ON t.id = i.doc ->> 'id'
+), searched AS (
+    INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+    SELECT f.id, f.doc ->> 'title', f.doc -> 'attributes', f.doc -> 'platforms',
+           nullif(f.doc -> 'source', 'null'::jsonb), f.doc -> 'platform_values'
+      FROM fresh AS f
+     ORDER BY f.id COLLATE "C"
 ), inserted AS (
     INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                           tool_call_id, tool_calls, attributes, timestamp, source, platforms,

@@ -19,10 +19,16 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.
-INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
-VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
-        :created_at::text::timestamptz, :updated_at::text::timestamptz)
-ON CONFLICT (id) DO NOTHING;
+WITH thread AS (
+    INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at)
+    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+            :created_at::text::timestamptz, :updated_at::text::timestamptz)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+SELECT id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb, :platform_values::jsonb
+  FROM thread;
 
 -- name: delete :rowcount
 -- Messages and aliases go with it (ON DELETE CASCADE).

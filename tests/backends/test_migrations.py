@@ -118,8 +118,8 @@ async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged
             indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
             extensions = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
         assert "pg_trgm" not in extensions
-        assert "threads_title_trgm_idx" not in indexes and "messages_content_trgm_idx" not in indexes
-        assert {"threads_attributes_idx", "messages_platforms_idx"} <= indexes
+        assert "thread_search_title_trgm_idx" not in indexes and "messages_content_trgm_idx" not in indexes
+        assert {"thread_search_attributes_idx", "messages_platforms_idx"} <= indexes
         assert await _applied_versions(store) == [m.version for m in load("postgres").migrations]
 
         thread = Thread(title="Customer Support")

@@ -30,6 +30,8 @@ SELECT 't' || i, 'Thread ' || i || ' about ' || md5(i::text),
        jsonb_build_object('name', 'web', 'user', 'u' || i),
        now() - i * interval '1 minute', now() - i * interval '1 minute', 3
   FROM generate_series(1, {THREADS}) AS i;
+INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+SELECT id, title, attributes, platforms, source, threadstore_platform_values(platforms) FROM threads;
 INSERT INTO messages (id, thread_id, sequence, role, content, attributes, timestamp, platforms, metrics)
 SELECT 'm' || i || '-' || s, 't' || i, s, 'user',
        to_jsonb('message ' || s || ' of ' || i || ' says ' || md5((i * s)::text)),
@@ -47,15 +49,15 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "threads.get": ({"thread_id": "t77"}, {"threads_pkey", "messages_thread_sequence_key"}),
     "threads.list": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
     "search.by_title": ({"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
-                        {"threads_title_trgm_idx"}),
+                        {"thread_search_title_trgm_idx"}),
     "search.by_content": ({"pattern": matching.regex("says 9f.*0a").posix, "limit": 100, "offset": 0},
                           {"messages_content_trgm_idx"}),
     "search.by_platform_reference": ({"platform": "slack", "reference": '"C4242"', "limit": 100,
-                                      "offset": 0}, {"threads_platform_values_idx"}),
+                                      "offset": 0}, {"thread_search_platform_values_idx"}),
     "search.by_attributes": ({"wanted": '{"customer": "c42", "n": 0}', "limit": 100, "offset": 0},
-                             {"threads_attributes_idx"}),
+                             {"thread_search_attributes_idx"}),
     "search.by_platform": ({"name": "slack", "wanted": '{"channel": "C4242"}', "limit": 100, "offset": 0},
-                           {"threads_platforms_idx", "threads_source_idx"}),
+                           {"thread_search_platforms_idx", "thread_search_source_idx"}),
     "search.messages_by_attributes": ({"keys": "{k}", "value": "4243", "limit": 100, "offset": 0},
                                       {"messages_attributes_idx"}),
     "search.messages_by_platforms": ({"keys": "{slack,ts}", "value": '"424.2"', "limit": 100, "offset": 0},
@@ -95,7 +97,7 @@ def filled_url(pg_server: str) -> Iterator[str]:
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(FILL)
-            await conn.execute("VACUUM ANALYZE threads, messages, thread_aliases")
+            await conn.execute("VACUUM ANALYZE threads, thread_search, messages, thread_aliases")
         finally:
             await conn.close()
 
@@ -125,4 +127,4 @@ async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
 
     assert indexes <= used, f"{name} does not use {sorted(indexes - used)}"
     if name not in WHOLE_TABLE:
-        assert not scanned & {"threads", "messages", "thread_aliases"}, f"{name} scans {scanned}"
+        assert not scanned & {"threads", "thread_search", "messages", "thread_aliases"}, f"{name} scans {scanned}"

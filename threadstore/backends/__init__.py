@@ -33,6 +33,7 @@ class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
     attributes: bytes  # JSON object
     platforms: bytes  # JSON object
     source: bytes | None  # JSON object, or None
+    platform_values: bytes = b"{}"  # JSON: matching.platform_index(platforms), for PostgreSQL's index
     created_at: datetime
     updated_at: datetime
     new: bytes = b"[]"  # JSON array of messages this Thread object has not stored yet

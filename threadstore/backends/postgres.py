@@ -636,6 +636,7 @@ class PostgresBackend:
             "thread_id": plan.thread_id, "title": plan.title,
             "attributes": msgspec.Raw(plan.attributes), "platforms": msgspec.Raw(plan.platforms),
             "source": None if plan.source is None else msgspec.Raw(plan.source),
+            "platform_values": msgspec.Raw(plan.platform_values),
             # As text: asyncpg would turn datetime.min/max into -infinity/infinity.
             "created_at": plan.created_at.isoformat(), "updated_at": plan.updated_at.isoformat(),
         }

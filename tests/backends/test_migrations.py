@@ -127,3 +127,72 @@ async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged
         await store.save(thread)
         assert [t.id for t in await store.search_by_title("customer")] == [thread.id]
         assert [t.id for t in await store.search_by_content("priority.*high")] == [thread.id]
+
+
+# A store filled at schema version 2 (PostgreSQL), as the statements of that version wrote it.
+_FILLED_AT_2 = """
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+VALUES ('t1', 'Refund for order 77', '{"customer": "c7", "tier": 2}',
+        '{"slack": {"channel": "C77", "ts": "1.5"}}', '{"name": "web", "user": "u7"}',
+        '2024-01-02T03:04:05.123456+00', '2024-02-03T04:05:06.654321+00', 2),
+       ('t2', 'Other', '{}', '{}', NULL, '2024-01-01T00:00:00+00', '2024-01-01T00:00:00+00', 0);
+INSERT INTO messages (id, thread_id, sequence, role, content, attributes, timestamp, platforms, metrics)
+VALUES ('m1', 't1', 1, 'user', '"where is my refund?"', '{"lang": "en"}',
+        '2024-01-02T03:04:06+00', '{}', '{}'),
+       ('m2', 't1', 2, 'assistant', '[{"type": "text", "text": "it is on its way"}]', '{}',
+        '2024-01-02T03:04:07+00', '{"slack": {"ts": "1.6"}}', '{"model": "m"}');
+INSERT INTO thread_aliases (alias, thread_id, created_at) VALUES ('order-77', 't1', '2024-01-03T00:00:00+00');
+"""
+
+
+@pytest.mark.pg
+async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(fresh_pg_url: str) -> None:
+    import asyncpg
+
+    registry = load("postgres")
+    conn = await asyncpg.connect(fresh_pg_url)
+    try:
+        await conn.execute(registry["schema.create_ledger"].sql)
+        for migration in registry.migrations:
+            if migration.version <= 2:
+                await conn.execute(migration.script)
+                await conn.execute("INSERT INTO threadstore_migrations VALUES ($1, $2, now())",
+                                   migration.version, migration.name)
+        await conn.execute(_FILLED_AT_2)
+    finally:
+        await conn.close()
+
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        thread = await store.get("t1")
+        assert thread is not None
+        assert (thread.title, thread.attributes, thread.source) == (
+            "Refund for order 77", {"customer": "c7", "tier": 2}, {"name": "web", "user": "u7"})
+        assert thread.platforms == {"slack": {"channel": "C77", "ts": "1.5"}}
+        assert thread.created_at.isoformat() == "2024-01-02T03:04:05.123456+00:00"
+        assert thread.updated_at.isoformat() == "2024-02-03T04:05:06.654321+00:00"
+        assert [(m.id, m.sequence, m.content) for m in thread.messages] == [
+            ("m1", 1, "where is my refund?"), ("m2", 2, [{"type": "text", "text": "it is on its way"}])]
+        assert [t.id for t in await store.list()] == ["t1", "t2"]
+
+        def ids(threads: list[Thread]) -> list[str]:
+            return [t.id for t in threads]
+
+        # every search reads the migrated copy of the thread fields
+        assert ids(await store.search_by_title("refund")) == ["t1"]
+        assert ids(await store.search_by_content("on its way")) == ["t1"]
+        assert ids(await store.find_by_attributes({"customer": "c7"})) == ["t1"]
+        assert ids(await store.search_by_platform("slack", "C77")) == ["t1"]
+        assert ids(await store.find_by_platform("slack", {"channel": "C77"})) == ["t1"]
+        assert ids(await store.find_by_source("web", {"user": "u7"})) == ["t1"]
+        assert (await store.get_by_alias("order-77")).id == "t1"  # type: ignore[union-attr]
+
+        # and follows later changes of them
+        thread.title = "Renamed"
+        thread.platforms = {"slack": {"channel": "C78"}}
+        thread.add_message(Message(role="user", content="thanks"))
+        await store.save(thread)
+        assert ids(await store.search_by_title("refund")) == []
+        assert ids(await store.search_by_title("renamed")) == ["t1"]
+        assert ids(await store.search_by_platform("slack", "C77")) == []
+        assert ids(await store.search_by_platform("slack", "C78")) == ["t1"]

@@ -27,7 +27,8 @@ WITH thread AS (
     RETURNING id
 )
 INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
-SELECT id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb, :platform_values::jsonb
+SELECT id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+       threadstore_platform_values(:platforms::jsonb)  -- get_or_create only: not a hot path
   FROM thread;
 
 -- name: delete :rowcount

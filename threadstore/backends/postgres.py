@@ -708,7 +708,9 @@ class PostgresBackend:
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._acquire() as conn:
-            await self._run(conn, "threads.create_if_absent", **self._thread_params(plan))
+            params = self._thread_params(plan)
+            del params["platform_values"]
+            await self._run(conn, "threads.create_if_absent", **params)
 
     async def delete(self, thread_id: str) -> bool:
         async with self._acquire() as conn:

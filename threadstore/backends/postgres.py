@@ -130,6 +130,8 @@ class _Watch:
 
 
 def _encode_jsonb(value: Any) -> bytes:
+    if type(value) is msgspec.Raw:  # documents encoded by the store: one copy, not two
+        return b"".join((_JSONB_VERSION, value))
     return _JSONB_VERSION + _encode(value)
 
 

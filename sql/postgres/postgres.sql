@@ -90,6 +90,9 @@ WITH incoming AS (
     DELETE FROM messages
      WHERE id = any((SELECT :removed::text[] FROM thread)::text[])
        AND thread_id IS NOT DISTINCT FROM :thread_id
+), queued AS (
+    INSERT INTO message_text_pending (message_id)
+    SELECT id FROM inserted UNION ALL SELECT id FROM changed
 )
 SELECT id, sequence FROM inserted
 UNION ALL
@@ -111,17 +114,21 @@ WITH thread AS (
     SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
            :platform_values::jsonb
       FROM thread
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content,
+           r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+           r.source, r.platforms, r.attachments, r.metrics, r.reactions
+      FROM thread AS t
+     CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+    RETURNING id, sequence
+), queued AS (
+    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
 )
-INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
-                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
-                      attachments, metrics, reactions)
-SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content, r.reasoning_content, r.name,
-       r.tool_call_id, r.tool_calls, r.attributes, r.timestamp, r.source, r.platforms,
-       r.attachments, r.metrics, r.reactions
-  FROM thread AS t
- CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
- CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-RETURNING id, sequence;
+SELECT id, sequence FROM inserted;
 
 -- name: save_appended :many
 -- The common save, a stored thread whose only change is messages added after the stored ones:
@@ -149,17 +156,21 @@ WITH thread AS (
            source = excluded.source, platform_values = excluded.platform_values
      WHERE (s.title, s.attributes, s.platforms, s.source)
            IS DISTINCT FROM (excluded.title, excluded.attributes, excluded.platforms, excluded.source)
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content,
+           r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+           r.source, r.platforms, r.attachments, r.metrics, r.reactions
+      FROM thread AS t
+     CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+    RETURNING id, sequence
+), queued AS (
+    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
 )
-INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
-                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
-                      attachments, metrics, reactions)
-SELECT r.id, :thread_id, t.base + e.ord, r.turn, r.role, r.content, r.reasoning_content, r.name,
-       r.tool_call_id, r.tool_calls, r.attributes, r.timestamp, r.source, r.platforms,
-       r.attachments, r.metrics, r.reactions
-  FROM thread AS t
- CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
- CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-RETURNING id, sequence;
+SELECT id, sequence FROM inserted;
 
 -- name: renumber :many
 -- After a delete: renumber the thread's messages 1..n in their order and reset the counter.
@@ -199,6 +210,8 @@ WITH thread AS (
      CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
     RETURNING id, sequence
+), queued AS (
+    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
 )
 SELECT json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
@@ -250,6 +263,9 @@ WITH incoming AS (
      CROSS JOIN jsonb_array_elements(f.doc -> 'messages') AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
      ORDER BY r.id COLLATE "C"
+    RETURNING id
+), queued AS (
+    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
 ), aliased AS (
     INSERT INTO thread_aliases (alias, thread_id, created_at)
     SELECT a.alias, f.id, a.created_at
@@ -258,6 +274,35 @@ WITH incoming AS (
      ORDER BY a.alias COLLATE "C"
 )
 SELECT id FROM thread;
+
+-- name: lock_indexer :exec
+-- Serialises postgres.index_text across processes until the transaction ends. Taken in a
+-- statement of its own, so that index_text's snapshot includes what the previous indexer
+-- committed: an indexer reading older content than the one before it wrote would leave stale
+-- text behind with nothing queued to correct it.
+SELECT pg_advisory_xact_lock(7425, 0);
+
+-- name: index_text :value
+-- Takes up to :batch ids off message_text_pending and sets their message_text rows to their
+-- messages' current content text (deleting the rows of messages without text; a message deleted
+-- meanwhile has no row: ON DELETE CASCADE). Returns how many queue entries it took.
+WITH queued AS (
+    DELETE FROM message_text_pending
+     WHERE ctid = any(ARRAY(SELECT ctid FROM message_text_pending LIMIT :batch))
+    RETURNING message_id
+), current AS (
+    SELECT m.id, m.thread_id, threadstore_content_text(m.content) AS text
+      FROM messages AS m
+     WHERE m.id IN (SELECT message_id FROM queued)
+), stored AS (
+    INSERT INTO message_text AS x (message_id, thread_id, text)
+    SELECT id, thread_id, text FROM current WHERE text IS NOT NULL
+    ON CONFLICT (message_id) DO UPDATE SET text = excluded.text
+     WHERE x.text IS DISTINCT FROM excluded.text
+), cleared AS (
+    DELETE FROM message_text WHERE message_id IN (SELECT id FROM current WHERE text IS NULL)
+)
+SELECT count(*) FROM queued;
 
 -- name: ping :value
 -- One round trip (ThreadStore.ping).

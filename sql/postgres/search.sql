@@ -24,16 +24,23 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
          LIMIT :limit OFFSET :offset) AS page;
 
 -- name: by_content :value
--- Threads with a stored message whose content text matches :pattern (trigram index
--- messages_content_trgm_idx on threadstore_content_text(content)).
+-- Threads with a stored message whose content text matches :pattern: message_text (trigram
+-- index message_text_trgm_idx) for every message not queued for it, the content itself for the
+-- few queued (see migration 0003 and postgres.index_text).
 SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
                          ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
   FROM (SELECT id, updated_at
           FROM (SELECT m.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = m.thread_id) AS updated_at
-                  FROM (SELECT DISTINCT thread_id
-                          FROM messages
-                         WHERE threadstore_content_text(content) ~* :pattern) AS m
+                  FROM (SELECT x.thread_id
+                          FROM message_text AS x
+                         WHERE x.text ~* :pattern
+                           AND x.message_id NOT IN (SELECT message_id FROM message_text_pending)
+                        UNION
+                        SELECT q.thread_id
+                          FROM messages AS q
+                         WHERE q.id IN (SELECT message_id FROM message_text_pending)
+                           AND threadstore_content_text(q.content) ~* :pattern) AS m
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
          LIMIT :limit OFFSET :offset) AS page;

@@ -118,7 +118,7 @@ async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged
             indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
             extensions = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
         assert "pg_trgm" not in extensions
-        assert "thread_search_title_trgm_idx" not in indexes and "messages_content_trgm_idx" not in indexes
+        assert "thread_search_title_trgm_idx" not in indexes and "message_text_trgm_idx" not in indexes
         assert {"thread_search_attributes_idx", "messages_platforms_idx"} <= indexes
         assert await _applied_versions(store) == [m.version for m in load("postgres").migrations]
 

@@ -3,6 +3,7 @@ store's connections (pool checked back in, no SQLite transaction left open)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -56,10 +57,20 @@ def run_workers(job: str, arguments: list[dict[str, Any]], timeout: float,
                 process.wait()
 
 
-def assert_connections_idle(store: ThreadStore) -> None:
-    """Every pooled PostgreSQL connection is checked in; the SQLite connection holds no
+async def background_done(store: ThreadStore) -> None:
+    """Wait (at most 10 s) for what the store runs in the background after writes: PostgreSQL's
+    content indexer, which holds a pooled connection for a moment."""
+    indexer = getattr(store._backend, "_indexer", None)
+    if indexer is not None and not indexer.done():  # a done one: no await, no yield to the loop
+        await asyncio.wait([indexer], timeout=10)
+
+
+async def assert_connections_idle(store: ThreadStore) -> None:
+    """Every pooled PostgreSQL connection is checked in (once the background content indexer,
+    which takes one for a moment after writes, is done); the SQLite connection holds no
     transaction and no operation holds its lock."""
     backend: Any = store._backend
+    await background_done(store)
     if store.backend == "postgres":
         pool = backend._pool
         assert pool.get_idle_size() == pool.get_size(), (

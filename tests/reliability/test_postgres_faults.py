@@ -88,7 +88,7 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
             except StoreUnavailableError as exc:
                 after_failures.append(exc)
         assert len(after_failures) <= 1, after_failures
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
 
         shared = [str(m.content) for m in (await stored(store, "shared")).messages]
         assert [m.sequence for m in (await stored(store, "shared")).messages] == list(
@@ -122,9 +122,10 @@ async def test_after_its_sessions_are_killed_the_store_fails_at_most_one_operati
         await store.save(Thread(id="log"))
         appended = 0
         for round_ in range(scaled(3)):
-            # Ten sessions in the pool, all idle, then all killed: asyncpg still holds them.
+            # Ten sessions or more in the pool, all idle, then all killed: asyncpg still holds them
             await asyncio.gather(*[store.get("kept") for _ in range(10)])
-            assert await admin.fetchval(KILL_STORE_SESSIONS) == 10
+            # (and the one the content indexer may have opened after an append)
+            assert await admin.fetchval(KILL_STORE_SESSIONS) >= 10
 
             failures = []
             for n in range(15):
@@ -138,7 +139,7 @@ async def test_after_its_sessions_are_killed_the_store_fails_at_most_one_operati
                     failures.append(exc)
 
             assert len(failures) <= 1, f"{len(failures)} operations failed after one fault: {failures}"
-            assert_connections_idle(store)
+            await assert_connections_idle(store)
         assert len((await stored(store, "log")).messages) == appended
 
 
@@ -227,7 +228,7 @@ async def test_a_server_restart_fails_operations_clearly_then_the_same_store_car
         await asyncio.gather(*[store.get("kept") for _ in range(5)])
         assert [m.content for m in (await stored(store, "kept")).messages] == [
             "before the restart", "after the restart"]
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
 
 
 # --- an exhausted pool, slow statements ---------------------------------------------------------
@@ -261,7 +262,7 @@ async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_l
         assert [m.sequence for m in thread.messages] == list(range(1, waiting + 2))
         assert sorted(str(m.content) for m in thread.messages[1:]) == sorted(
             f"queued {n}" for n in range(waiting))
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
         assert pool.get_size() <= pool.get_max_size()
 
 
@@ -287,7 +288,7 @@ async def test_an_exhausted_pool_raises_a_clear_timeout_error_after_the_pool_tim
             assert 0.25 <= loop.time() - started < 5
         await asyncio.gather(*blocked)
         assert len((await stored(store, "hot")).messages) == 3
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
 
 
 @pytest.mark.skipif(not create_accepts("command_timeout"), reason=ISSUE_5)
@@ -306,4 +307,4 @@ async def test_a_statement_over_the_command_timeout_fails_clearly_and_the_store_
             assert 0.4 <= loop.time() - started < 5
         await store.append("hot", user("in time"))
         assert [m.content for m in (await stored(store, "hot")).messages] == ["start", "in time"]
-        assert_connections_idle(store)
+        await assert_connections_idle(store)

@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from tests.helpers import conversation, stored, user
-from tests.reliability.support import assert_connections_idle, scaled
+from tests.reliability.support import assert_connections_idle, background_done, scaled
 from threadstore import StoreUnavailableError, Thread, ThreadStore
 from threadstore.errors import CommandTimeoutError
 
@@ -153,6 +153,7 @@ async def test_with_default_bounds_a_black_holed_server_is_reported_within_30_s(
         store = await ThreadStore.create(proxy.url, pool_size=2)
         try:
             await store.save(conversation("before", id="kept"))
+            await background_done(store)
             proxy.blackhole()
             with within(30) as elapsed:
                 results = await asyncio.gather(store.get("kept"), store.save(conversation("lost")),
@@ -164,7 +165,7 @@ async def test_with_default_bounds_a_black_holed_server_is_reported_within_30_s(
             print(f"\ndefault bounds: black-holed server reported after {elapsed():.1f} s")
             proxy.forward()
             assert [m.content for m in (await stored(store, "kept")).messages] == ["before"]
-            assert_connections_idle(store)
+            await assert_connections_idle(store)
         finally:
             async with asyncio.timeout(10):
                 await store.close()
@@ -175,6 +176,7 @@ async def test_black_holed_operations_fail_within_the_shortened_bounds_then_the_
 ) -> None:
     async with asyncio.timeout(60), await ThreadStore.create(proxy.url, **FAST) as store:
         await store.save(conversation("before", id="kept"))
+        await background_done(store)
         proxy.blackhole()
         # In flight: found out by the liveness check (an interval, then one for the check).
         with within(5), pytest.raises(StoreUnavailableError, match=r"no answer for 1 s, and a new "
@@ -192,7 +194,7 @@ async def test_black_holed_operations_fail_within_the_shortened_bounds_then_the_
             await store.append("kept", user("after"))
             await asyncio.gather(*[store.get("kept") for _ in range(4)])
         assert [m.content for m in (await stored(store, "kept")).messages] == ["before", "after"]
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
 
 
 async def test_a_callers_timeout_takes_effect_within_seconds_while_black_holed(
@@ -202,6 +204,7 @@ async def test_a_callers_timeout_takes_effect_within_seconds_while_black_holed(
     for the server; the cancelled write, whose outcome cannot be known, says so after 3 s."""
     async with asyncio.timeout(60), await ThreadStore.create(proxy.url, pool_size=2) as store:
         await store.save(conversation("before", id="kept"))
+        await background_done(store)
         proxy.blackhole()
         with within(5), pytest.raises(TimeoutError):
             await asyncio.wait_for(store.get("kept"), 2)
@@ -219,7 +222,7 @@ async def test_a_callers_timeout_takes_effect_within_seconds_while_black_holed(
             assert contents in (["before"], ["before", "maybe"])
             await store.append("kept", user("after"))
             await asyncio.gather(*[store.get("kept") for _ in range(4)])
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
     assert "inactivity timer" not in caplog.text
 
 
@@ -232,6 +235,7 @@ async def test_reads_after_a_reset_succeed_without_an_error(
         await store.save_thread_alias("kept", "kept-alias")
         for _ in range(scaled(5)):
             await asyncio.gather(*[store.get("kept") for _ in range(4)])  # several pooled
+            await background_done(store)
             proxy.reset()  # no await in between: the store learns of it by using a connection
             results = await asyncio.gather(
                 store.get("kept"), store.list_recent(), store.search_by_content("kept"),
@@ -240,7 +244,7 @@ async def test_reads_after_a_reset_succeed_without_an_error(
             assert results[0] is not None and results[0].id == "kept"
             assert [t.id for t in results[1]] == ["kept"]
             assert results[4] is not None and results[5] == ["kept-alias"]
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
     assert "retrying threads.get on a new connection" in caplog.text
 
 
@@ -263,7 +267,7 @@ async def test_a_write_cut_by_a_reset_is_wholly_there_or_wholly_absent(proxy: Pr
             kept = await store.get(f"cut-{n}")
             count = 0 if kept is None else len(kept.messages)
             assert count in (0, 50), f"cut-{n}: {count} of 50 messages stored"
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
     print(f"\nwrites cut by a reset: {outcomes}")
 
 
@@ -291,6 +295,7 @@ async def test_command_timeout_n_fails_after_about_n_seconds_while_black_holed(
     async with asyncio.timeout(60), await ThreadStore.create(
             proxy.url, command_timeout=3, pool_size=1) as store:
         await store.save(conversation("kept", id="kept"))
+        await background_done(store)
         proxy.blackhole()
         started = time.monotonic()
         with pytest.raises(CommandTimeoutError, match=r"threads\.get ran longer than the command "
@@ -309,11 +314,13 @@ async def test_when_only_old_connections_are_dropped_reads_go_on_and_writes_say_
     finds the session idle on the server twice, so the request or its answer was lost."""
     async with asyncio.timeout(60), await ThreadStore.create(proxy.url, **FAST) as store:
         await store.save(conversation("kept", id="kept"))
+        await background_done(store)
         proxy.blackhole(existing_only=True)
         with within(6):
             thread = await store.get("kept")  # retried on a new connection, transparently
         assert thread is not None and [m.content for m in thread.messages] == ["kept"]
         await asyncio.gather(*[store.get("kept") for _ in range(2)])
+        await background_done(store)
         proxy.blackhole(existing_only=True)
         with within(6), pytest.raises(StoreUnavailableError, match=(
                 r"while the server is idle on this session: the request or its answer was lost; "
@@ -322,7 +329,7 @@ async def test_when_only_old_connections_are_dropped_reads_go_on_and_writes_say_
         proxy.forward()
         await store.append("kept", user("after"))
         assert [m.content for m in (await stored(store, "kept")).messages][-1] == "after"
-        assert_connections_idle(store)
+        await assert_connections_idle(store)
 
 
 async def test_a_statement_longer_than_the_liveness_interval_is_not_cut(
@@ -349,6 +356,7 @@ async def test_ping_answers_and_fails_within_the_bounds_when_black_holed(proxy: 
     async with asyncio.timeout(30), await ThreadStore.create(proxy.url, **FAST) as store:
         backend: Any = store._backend
         await backend.ping()
+        await background_done(store)
         proxy.blackhole()
         with within(5), pytest.raises(StoreUnavailableError):
             await backend.ping()
@@ -366,6 +374,7 @@ async def test_a_cancelled_save_in_a_transaction_returns_within_seconds_and_wrot
         await store.save(conversation("one", "two", "three", id="kept"))
         loaded = await stored(store, "kept")
         loaded.remove_message(loaded.messages[0].id)
+        await background_done(store)
         proxy.blackhole()
         with within(5), pytest.raises(TimeoutError):
             await asyncio.wait_for(store.save(loaded), 2)
@@ -374,4 +383,4 @@ async def test_a_cancelled_save_in_a_transaction_returns_within_seconds_and_wrot
             assert [m.content for m in (await stored(store, "kept")).messages] == ["one", "two", "three"]
             await store.save(loaded)  # the same save, now through
             assert [m.content for m in (await stored(store, "kept")).messages] == ["two", "three"]
-        assert_connections_idle(store)
+        await assert_connections_idle(store)

@@ -118,7 +118,7 @@ async def run_cancelled(run: Callable[[], Awaitable[Any]], rng: random.Random) -
 
 
 async def assert_nothing_left_open(store: ThreadStore, store_url: str | None) -> None:
-    assert_connections_idle(store)
+    await assert_connections_idle(store)
     backend: Any = store._backend
     if store.backend == "postgres":  # and the server agrees: no session of this store is mid-transaction
         async with backend._pool.acquire() as conn:

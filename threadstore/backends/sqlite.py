@@ -142,7 +142,7 @@ def _header(id: str, title: str, attributes: str, platforms: str, source: str | 
 
 
 def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
-    """Thread documents, joined by commas, from rows as sqlite.thread_rows and page_rows give
+    """Thread documents, joined by commas, from rows as threads.get and threads.list give
     them: a thread's row (its sequence NULL), then its messages' rows. The columns hold JSON
     threadstore wrote, joined as text; strings are quoted; times are ISO text."""
     out: list[str] = []
@@ -366,12 +366,12 @@ class SQLiteBackend:
 
     async def get(self, thread_id: str) -> bytes | None:
         async with self._lock:
-            rows = await self._run("sqlite.thread_rows", thread_id=thread_id)
+            rows = await self._run("threads.get", thread_id=thread_id)
         return _documents(rows).encode() if rows else None
 
     async def list(self, limit: int | None, offset: int) -> bytes:
         async with self._lock:
-            rows = await self._run("sqlite.page_rows", limit=limit, offset=offset)
+            rows = await self._run("threads.list", limit=limit, offset=offset)
         return f"[{_documents(rows)}]".encode()
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:

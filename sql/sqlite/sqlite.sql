@@ -1,6 +1,6 @@
 -- SQLite-only statements. SQLite has no data-modifying CTEs, so a save or an append is several
 -- statements inside one BEGIN IMMEDIATE transaction (PostgreSQL: one statement each, see
--- sql/postgres/postgres.sql). Message parameters are JSON arrays of message documents.
+-- sql/postgres/postgres.sql). Messages are written one row per message with executemany.
 -- Messages are found by primary key: the unary "+" in "+thread_id = :thread_id" is SQLite's way
 -- to keep a term from choosing the index, so the (thread_id, sequence) index is not used to scan
 -- the whole thread instead.
@@ -34,56 +34,41 @@ ON CONFLICT (id) DO UPDATE
        source = excluded.source, updated_at = excluded.updated_at,
        last_sequence = excluded.last_sequence;
 
--- name: upsert_messages :many
--- The save's new messages: those this thread does not hold yet are inserted, numbered on from
--- its highest sequence; those it holds are rewritten in place. Returns (id, sequence) of each;
--- a message missing from the result is stored in another thread (the caller rolls back).
--- The held rows' attempted sequences are negative so they never collide on (thread_id, sequence).
-WITH incoming AS (
-    SELECT e.key, e.value AS doc,
-           EXISTS (SELECT 1 FROM messages AS m
-                    WHERE m.id = e.value ->> '$.id' AND +m.thread_id = :thread_id) AS held
-      FROM json_each(:messages) AS e
-)
+-- name: save_state :many
+-- Before a save's new messages are written: (id, whether this thread holds it, sequence) of
+-- each of :ids (a JSON array of message ids) already stored, then one row (NULL, NULL, the
+-- thread's highest sequence, 0 without messages).
+SELECT id, thread_id = :thread_id, sequence FROM messages WHERE id IN (SELECT value FROM json_each(:ids))
+UNION ALL
+SELECT NULL, NULL, coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id;
+
+-- name: insert_message :exec
+-- One message row, run with executemany (the backend binds each parameter by its name). JSON
+-- columns are bound as the bytes of the message document (msgspec.Raw, no copy) and cast to
+-- text here; a JSON null is stored as NULL. Binding columns instead of
+-- reading them with ->> from a JSON argument: SQLite 3.40 copied the whole document for every
+-- field read, so saving a 20 MB message raised peak memory by 656 MB; now by 62 MB (the
+-- store's document, the copy sqlite3 binds, the record SQLite builds, its page cache).
 INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                       tool_call_id, tool_calls, attributes, timestamp, source, platforms,
                       attachments, metrics, reactions)
-SELECT doc ->> '$.id', :thread_id,
-       CASE WHEN held THEN -1 - key
-            ELSE (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
-                 + row_number() OVER (PARTITION BY held ORDER BY key)
-       END,
-       doc ->> '$.turn', doc ->> '$.role', nullif(doc -> '$.content', 'null'),
-       doc ->> '$.reasoning_content', doc ->> '$.name', doc ->> '$.tool_call_id',
-       nullif(doc -> '$.tool_calls', 'null'), doc -> '$.attributes', doc ->> '$.timestamp',
-       nullif(doc -> '$.source', 'null'), doc -> '$.platforms', doc -> '$.attachments',
-       doc -> '$.metrics', doc -> '$.reactions'
-  FROM incoming
- WHERE true
-ON CONFLICT (id) DO UPDATE
-   SET turn = excluded.turn, role = excluded.role, content = excluded.content,
-       reasoning_content = excluded.reasoning_content, name = excluded.name,
-       tool_call_id = excluded.tool_call_id, tool_calls = excluded.tool_calls,
-       attributes = excluded.attributes, timestamp = excluded.timestamp, source = excluded.source,
-       platforms = excluded.platforms, attachments = excluded.attachments,
-       metrics = excluded.metrics, reactions = excluded.reactions
- WHERE messages.thread_id = excluded.thread_id
-RETURNING id, sequence;
+VALUES (:id, :thread_id, :sequence, :turn, :role, nullif(CAST(:content AS TEXT), 'null'),
+        :reasoning_content, :name, :tool_call_id, nullif(CAST(:tool_calls AS TEXT), 'null'),
+        CAST(:attributes AS TEXT), :timestamp, nullif(CAST(:source AS TEXT), 'null'),
+        CAST(:platforms AS TEXT), CAST(:attachments AS TEXT), CAST(:metrics AS TEXT),
+        CAST(:reactions AS TEXT));
 
--- name: update_messages :rowcount
--- The save's edited messages: rewritten in place if this thread still holds them.
+-- name: update_message :exec
+-- One stored message rewritten in place if this thread holds it (keeping its sequence), run
+-- with executemany; values bound as for insert_message.
 UPDATE messages
-   SET turn = e.value ->> '$.turn', role = e.value ->> '$.role',
-       content = nullif(e.value -> '$.content', 'null'),
-       reasoning_content = e.value ->> '$.reasoning_content', name = e.value ->> '$.name',
-       tool_call_id = e.value ->> '$.tool_call_id',
-       tool_calls = nullif(e.value -> '$.tool_calls', 'null'),
-       attributes = e.value -> '$.attributes', timestamp = e.value ->> '$.timestamp',
-       source = nullif(e.value -> '$.source', 'null'), platforms = e.value -> '$.platforms',
-       attachments = e.value -> '$.attachments', metrics = e.value -> '$.metrics',
-       reactions = e.value -> '$.reactions'
-  FROM json_each(:messages) AS e
- WHERE messages.id = e.value ->> '$.id' AND +messages.thread_id = :thread_id;
+   SET turn = :turn, role = :role, content = nullif(CAST(:content AS TEXT), 'null'),
+       reasoning_content = :reasoning_content, name = :name, tool_call_id = :tool_call_id,
+       tool_calls = nullif(CAST(:tool_calls AS TEXT), 'null'), attributes = CAST(:attributes AS TEXT),
+       timestamp = :timestamp, source = nullif(CAST(:source AS TEXT), 'null'),
+       platforms = CAST(:platforms AS TEXT), attachments = CAST(:attachments AS TEXT),
+       metrics = CAST(:metrics AS TEXT), reactions = CAST(:reactions AS TEXT)
+ WHERE id = :id AND +thread_id = :thread_id;
 
 -- name: delete_messages :rowcount
 -- :ids is a JSON array of message ids.
@@ -107,36 +92,19 @@ RETURNING id, sequence;
 
 -- name: append_thread :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
--- thread's header document and the first sequence reserved.
+-- first sequence reserved, then the thread's columns as threads.get has them.
 UPDATE threads
    SET updated_at = :updated_at, last_sequence = last_sequence + :count
  WHERE id = :thread_id
-RETURNING json_object('id', id, 'title', title, 'attributes', json(attributes),
-                      'platforms', json(platforms), 'source', json(source),
-                      'created_at', created_at, 'updated_at', updated_at,
-                      'messages', json('[]')) AS thread,
-          last_sequence - :count + 1 AS first_sequence;
-
--- name: append_messages :many
--- Inserts :messages numbered from :first_sequence; returns (id, sequence) of each.
-INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
-                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
-                      attachments, metrics, reactions)
-SELECT e.value ->> '$.id', :thread_id, :first_sequence + e.key,
-       e.value ->> '$.turn', e.value ->> '$.role', nullif(e.value -> '$.content', 'null'),
-       e.value ->> '$.reasoning_content', e.value ->> '$.name', e.value ->> '$.tool_call_id',
-       nullif(e.value -> '$.tool_calls', 'null'), e.value -> '$.attributes',
-       e.value ->> '$.timestamp', nullif(e.value -> '$.source', 'null'), e.value -> '$.platforms',
-       e.value -> '$.attachments', e.value -> '$.metrics', e.value -> '$.reactions'
-  FROM json_each(:messages) AS e
- WHERE true
-RETURNING id, sequence;
+RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, created_at,
+          updated_at;
 
 -- name: put_threads :many
 -- Import and copy, step 1: stores the thread rows of :threads exactly as given unless their id
 -- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,
--- platforms, source, created_at, updated_at, last_sequence}. Messages and aliases come as
--- separate flat arrays: SQLite parses a JSON argument again for every row that reads it.
+-- platforms, source, created_at, updated_at, last_sequence}. Step 2 inserts the messages of
+-- the threads stored (insert_message); aliases come as a separate flat array: SQLite parses a
+-- JSON argument again for every row that reads it.
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
 SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.value -> '$.platforms',
        nullif(e.value -> '$.source', 'null'), e.value ->> '$.created_at', e.value ->> '$.updated_at',
@@ -145,22 +113,6 @@ SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.v
  WHERE true
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
-
--- name: put_messages :exec
--- Step 2: the :messages (message documents, each with its thread_id and sequence) of the
--- threads :ids (a JSON array: those step 1 stored). A message id stored in another thread fails
--- on the primary key.
-INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
-                      tool_call_id, tool_calls, attributes, timestamp, source, platforms,
-                      attachments, metrics, reactions)
-SELECT m.value ->> '$.id', m.value ->> '$.thread_id', m.value ->> '$.sequence', m.value ->> '$.turn',
-       m.value ->> '$.role', nullif(m.value -> '$.content', 'null'),
-       m.value ->> '$.reasoning_content', m.value ->> '$.name', m.value ->> '$.tool_call_id',
-       nullif(m.value -> '$.tool_calls', 'null'), m.value -> '$.attributes',
-       m.value ->> '$.timestamp', nullif(m.value -> '$.source', 'null'), m.value -> '$.platforms',
-       m.value -> '$.attachments', m.value -> '$.metrics', m.value -> '$.reactions'
-  FROM json_each(:messages) AS m
- WHERE m.value ->> '$.thread_id' IN (SELECT value FROM json_each(:ids));
 
 -- name: put_aliases :exec
 -- Step 3: the :aliases ({alias, thread_id, created_at}) of the threads :ids. An alias naming

@@ -1,68 +1,40 @@
--- Thread reads and deletes. Reads return JSON documents (see the *_docs views).
+-- Thread reads and deletes. get and list return rows the backend builds JSON documents from
+-- (PostgreSQL: documents built in SQL); the other reads use the *_docs views.
 
--- name: get :value
--- One thread with its messages as a JSON document; None when absent.
--- Here and in list, the document is the stored JSON text joined as text (thread_docs' json() and
--- json_object() parse every value again): a thread of 10 messages read in 0.16 ms instead of
--- 0.23 ms, one of 1,000 in 16 ms instead of 19 ms (make bench). The columns hold JSON that
--- threadstore wrote; strings go through json_quote(); times are ISO text without quotes.
-SELECT
-       '{"id":' || json_quote(t.id) || ',"title":' || json_quote(t.title)
-       || ',"attributes":' || t.attributes || ',"platforms":' || t.platforms
-       || ',"source":' || coalesce(t.source, 'null') || ',"created_at":"' || t.created_at
-       || '","updated_at":"' || t.updated_at || '","messages":[' || coalesce(
-         (SELECT group_concat(
-                     '{"id":' || json_quote(m.id) || ',"thread_id":' || json_quote(m.thread_id)
-                     || ',"sequence":' || m.sequence || ',"turn":' || coalesce(m.turn, 'null')
-                     || ',"role":' || json_quote(m.role) || ',"content":' || coalesce(m.content, 'null')
-                     || ',"reasoning_content":' || json_quote(m.reasoning_content)
-                     || ',"name":' || json_quote(m.name) || ',"tool_call_id":' || json_quote(m.tool_call_id)
-                     || ',"tool_calls":' || coalesce(m.tool_calls, 'null')
-                     || ',"attributes":' || m.attributes || ',"timestamp":"' || m.timestamp
-                     || '","source":' || coalesce(m.source, 'null') || ',"platforms":' || m.platforms
-                     || ',"attachments":' || m.attachments || ',"metrics":' || m.metrics
-                     || ',"reactions":' || m.reactions || '}', ',') OVER (
-                     ORDER BY m.sequence ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM messages AS m
-           WHERE m.thread_id = t.id
-           LIMIT 1), '') || ']}'
-  FROM threads AS t
- WHERE t.id = :thread_id;
+-- name: get :many
+-- One thread as rows: first (1, NULL, its columns), then (1, sequence, columns) of each message
+-- in sequence order; no rows when absent (list's shape, the 1 its place in a page). The backend
+-- builds the JSON document from them: 1,000 messages in 3.7 ms against 8.2 ms for a document
+-- built in SQL (a group_concat window), 10 messages in 43 us against 60 us (side by side).
+SELECT 1, NULL, id, title, attributes, platforms, source, created_at, updated_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM threads
+ WHERE id = :thread_id
+UNION ALL
+SELECT 1, sequence, id, turn, role, content, reasoning_content, name, tool_call_id, tool_calls,
+       attributes, timestamp, source, platforms, attachments, metrics, reactions
+  FROM messages
+ WHERE thread_id = :thread_id
+ ORDER BY 2;
 
--- name: list :value
--- A page of threads, newest updated_at first (id breaks ties), as one JSON array.
--- A NULL :limit means no limit (SQLite spells that LIMIT -1); the ordered windows stand in for
--- the ORDER BY inside an aggregate that SQLite 3.40 lacks. The page is chosen on the index
--- first, so documents are built for its rows only.
-SELECT '[' || coalesce(
-         (SELECT group_concat(page.doc, ',') OVER (
-                     ORDER BY page.updated_at DESC, page.id DESC
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM (SELECT t.id, t.updated_at,
-                      '{"id":' || json_quote(t.id) || ',"title":' || json_quote(t.title)
-                             || ',"attributes":' || t.attributes || ',"platforms":' || t.platforms
-                             || ',"source":' || coalesce(t.source, 'null') || ',"created_at":"' || t.created_at
-                             || '","updated_at":"' || t.updated_at || '","messages":[' || coalesce(
-                               (SELECT group_concat(
-                                           '{"id":' || json_quote(m.id) || ',"thread_id":' || json_quote(m.thread_id)
-                                           || ',"sequence":' || m.sequence || ',"turn":' || coalesce(m.turn, 'null')
-                                           || ',"role":' || json_quote(m.role) || ',"content":' || coalesce(m.content, 'null')
-                                           || ',"reasoning_content":' || json_quote(m.reasoning_content)
-                                           || ',"name":' || json_quote(m.name) || ',"tool_call_id":' || json_quote(m.tool_call_id)
-                                           || ',"tool_calls":' || coalesce(m.tool_calls, 'null')
-                                           || ',"attributes":' || m.attributes || ',"timestamp":"' || m.timestamp
-                                           || '","source":' || coalesce(m.source, 'null') || ',"platforms":' || m.platforms
-                                           || ',"attachments":' || m.attachments || ',"metrics":' || m.metrics
-                                           || ',"reactions":' || m.reactions || '}', ',') OVER (
-                                           ORDER BY m.sequence ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-                                  FROM messages AS m
-                                 WHERE m.thread_id = t.id
-                                 LIMIT 1), '') || ']}' AS doc
-                    FROM (SELECT *
-                            FROM threads
-                           ORDER BY updated_at DESC, id DESC
-                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t) AS page
-           LIMIT 1), '') || ']';
+-- name: list :many
+-- A page of threads, newest updated_at first (id breaks ties), as get has one thread,
+-- each row led by its thread's place in the page. A NULL :limit means no limit.
+WITH page AS (
+    SELECT row_number() OVER (ORDER BY updated_at DESC, id DESC) AS place, *
+      FROM (SELECT * FROM threads ORDER BY updated_at DESC, id DESC
+             LIMIT coalesce(:limit, -1) OFFSET :offset)
+)
+SELECT place, NULL, id, title, attributes, platforms, source, created_at, updated_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM page
+UNION ALL
+SELECT p.place, m.sequence, m.id, m.turn, m.role, m.content, m.reasoning_content, m.name,
+       m.tool_call_id, m.tool_calls, m.attributes, m.timestamp, m.source, m.platforms,
+       m.attachments, m.metrics, m.reactions
+  FROM page AS p
+  JOIN messages AS m ON m.thread_id = p.id
+ ORDER BY 1, 2;
 
 -- name: create_if_absent :exec
 -- Stores an empty thread unless one with that id exists.

@@ -15,8 +15,9 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,87 @@ _decode = msgspec.json.decode
 _decode_param = functools.lru_cache(maxsize=64)(msgspec.json.decode)
 
 
+_encode = msgspec.json.encode
+
+# The messages table's columns, in the order of the rows _message_row builds.
+MESSAGE_COLUMNS = ("id", "thread_id", "sequence", "turn", "role", "content", "reasoning_content",
+                   "name", "tool_call_id", "tool_calls", "attributes", "timestamp", "source",
+                   "platforms", "attachments", "metrics", "reactions")
+_MESSAGE_WRITES = ("sqlite.insert_message", "sqlite.update_message")  # run with executemany
+
+
+class _MessageDoc(msgspec.Struct):
+    """A message document as the store encodes it, JSON values kept as their bytes (msgspec.Raw
+    points into the document: a 20 MB content is not copied)."""
+
+    id: str
+    thread_id: str | None
+    sequence: int | None
+    turn: int | None
+    role: str
+    content: msgspec.Raw
+    reasoning_content: str | None
+    name: str | None
+    tool_call_id: str | None
+    tool_calls: msgspec.Raw
+    attributes: msgspec.Raw
+    timestamp: str
+    source: msgspec.Raw
+    platforms: msgspec.Raw
+    attachments: msgspec.Raw
+    metrics: msgspec.Raw
+    reactions: msgspec.Raw
+
+
+_decode_docs = msgspec.json.Decoder(list[_MessageDoc]).decode
+
+
+def _message_row(doc: _MessageDoc, thread_id: str, sequence: int | None) -> tuple[Any, ...]:
+    """The values of a message row, in MESSAGE_COLUMNS order."""
+    return (doc.id, thread_id, sequence, doc.turn, doc.role, doc.content, doc.reasoning_content,
+            doc.name, doc.tool_call_id, doc.tool_calls, doc.attributes, doc.timestamp, doc.source,
+            doc.platforms, doc.attachments, doc.metrics, doc.reactions)
+
+
+def _quote(text: str | None) -> str:
+    return "null" if text is None else _encode(text).decode()
+
+
+def _header(id: str, title: str, attributes: str, platforms: str, source: str | None,
+            created_at: str, updated_at: str) -> str:
+    """The start of a thread document, up to its messages array, from the thread's columns."""
+    return (f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
+            f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
+            f'"updated_at":"{updated_at}","messages":[')
+
+
+def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
+    """Thread documents, joined by commas, from rows as threads.get and threads.list give
+    them: a thread's row (its sequence NULL), then its messages' rows. The columns hold JSON
+    threadstore wrote, joined as text; strings are quoted; times are ISO text."""
+    out: list[str] = []
+    thread_id = comma = ""
+    for row in rows:
+        if row[1] is None:
+            out.append(("]}," if out else "") + _header(*row[2:9]))
+            thread_id, comma = _quote(row[2]), ""
+            continue
+        (_, sequence, id, turn, role, content, reasoning_content, name, tool_call_id, tool_calls,
+         attributes, timestamp, source, platforms, attachments, metrics, reactions) = row
+        out.append(
+            f'{comma}{{"id":{_quote(id)},"thread_id":{thread_id},"sequence":{sequence},'
+            f'"turn":{"null" if turn is None else turn},"role":{_quote(role)},'
+            f'"content":{content or "null"},"reasoning_content":{_quote(reasoning_content)},'
+            f'"name":{_quote(name)},"tool_call_id":{_quote(tool_call_id)},'
+            f'"tool_calls":{tool_calls or "null"},"attributes":{attributes},'
+            f'"timestamp":"{timestamp}","source":{source or "null"},"platforms":{platforms},'
+            f'"attachments":{attachments},"metrics":{metrics},"reactions":{reactions}}}')
+        comma = ","
+    if out:
+        out.append("]}")
+    return "".join(out)
+
+
 def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
@@ -117,6 +199,9 @@ class SQLiteBackend:
         self._path = path
         self._echo = echo
         self._queries = queries.load("sqlite")
+        # Each executemany statement binds its parameters by name from MESSAGE_COLUMNS rows.
+        self._binders = {name: itemgetter(*[MESSAGE_COLUMNS.index(p) for p in self._queries[name].params])
+                         for name in _MESSAGE_WRITES}
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -218,6 +303,18 @@ class SQLiteBackend:
             if started:
                 log_statement(name, started, time.perf_counter())
 
+    async def _run_many(self, name: str, rows: builtins.list[tuple[Any, ...]]) -> None:
+        """Run one of _MESSAGE_WRITES once per row (a tuple in MESSAGE_COLUMNS order)."""
+        bind = self._binders[name]
+        started = time.perf_counter() if self._echo else 0.0
+        try:
+            await self._connection().executemany(self._queries[name].sql, [bind(row) for row in rows])
+        except sqlite3.Error as exc:
+            raise _translate(exc, name) from exc
+        finally:
+            if started:
+                log_statement(name, started, time.perf_counter())
+
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any failure or cancellation."""
@@ -269,13 +366,13 @@ class SQLiteBackend:
 
     async def get(self, thread_id: str) -> bytes | None:
         async with self._lock:
-            doc = await self._run("threads.get", thread_id=thread_id)
-        return None if doc is None else doc.encode()
+            rows = await self._run("threads.get", thread_id=thread_id)
+        return _documents(rows).encode() if rows else None
 
     async def list(self, limit: int | None, offset: int) -> bytes:
         async with self._lock:
-            doc: str = await self._run("threads.list", limit=limit, offset=offset)
-        return doc.encode()
+            rows = await self._run("threads.list", limit=limit, offset=offset)
+        return f"[{_documents(rows)}]".encode()
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
         return {
@@ -287,19 +384,36 @@ class SQLiteBackend:
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         thread_id = plan.thread_id
+        new = _decode_docs(plan.new) if plan.new_count else []
+        updates = [_message_row(doc, thread_id, None) for doc in _decode_docs(plan.edited)]
         async with self._lock, self._transaction():
             sequences = {}
-            if plan.new != b"[]":
-                rows = await self._run("sqlite.upsert_messages", thread_id=thread_id,
-                                       messages=plan.new.decode())
-                sequences = {row[0]: row[1] for row in rows}
-                if len(sequences) != plan.new_count:
-                    raise ConflictError(
-                        f"a message of thread {thread_id!r} is already stored in another thread"
-                    )
-            if plan.edited != b"[]":
-                await self._run("sqlite.update_messages", thread_id=thread_id,
-                                messages=plan.edited.decode())
+            if new:
+                held, last = {}, 0
+                state = await self._run("sqlite.save_state", thread_id=thread_id,
+                                        ids=_json_list([doc.id for doc in new]))
+                for message_id, mine, sequence in state:
+                    if message_id is None:
+                        last = sequence
+                    elif not mine:
+                        raise ConflictError(
+                            f"a message of thread {thread_id!r} is already stored in another thread"
+                        )
+                    else:
+                        held[message_id] = sequence
+                inserts = []
+                for doc in new:
+                    if doc.id in held:  # rewritten in place, keeping its sequence
+                        sequences[doc.id] = held[doc.id]
+                        updates.append(_message_row(doc, thread_id, None))
+                    else:
+                        last += 1
+                        sequences[doc.id] = last
+                        inserts.append(_message_row(doc, thread_id, last))
+                if inserts:
+                    await self._run_many("sqlite.insert_message", inserts)
+            if updates:
+                await self._run_many("sqlite.update_message", updates)
             if plan.removed:
                 await self._run("sqlite.delete_messages", thread_id=thread_id,
                                 ids=_json_list(plan.removed))
@@ -310,19 +424,19 @@ class SQLiteBackend:
         return sequences
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        thread_id = plan.thread_id
+        docs = _decode_docs(plan.messages)
         async with self._lock, self._transaction():
             row = await self._run(
-                "sqlite.append_thread", thread_id=plan.thread_id, count=plan.count,
+                "sqlite.append_thread", thread_id=thread_id, count=plan.count,
                 updated_at=_text_time(plan.updated_at),
             )
             if row is None:
                 return None
-            header, first = row
-            rows = await self._run(
-                "sqlite.append_messages", thread_id=plan.thread_id, first_sequence=first,
-                messages=plan.messages.decode(),
-            )
-        return header.encode(), {r[0]: r[1] for r in rows}
+            first = row[0]
+            await self._run_many("sqlite.insert_message", [
+                _message_row(doc, thread_id, first + i) for i, doc in enumerate(docs)])
+        return (_header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._lock, self._transaction():
@@ -413,8 +527,7 @@ class SQLiteBackend:
             "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
             "last_sequence": copy.last_sequence,
         } for copy in copies]).decode()
-        # The message documents carry their thread_id: the arrays are joined, not re-encoded.
-        messages = b"[" + b",".join([copy.plan.new[1:-1] for copy in copies if copy.plan.new_count]) + b"]"
+        messages = {copy.plan.thread_id: _decode_docs(copy.plan.new) for copy in copies}
         aliases = msgspec.json.encode([
             {"alias": alias, "thread_id": copy.plan.thread_id, "created_at": _text_time(at)}
             for copy in copies for alias, at in copy.aliases
@@ -423,9 +536,12 @@ class SQLiteBackend:
             rows = await self._run("sqlite.put_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:
-                ids = _json_list(stored)
-                await self._run("sqlite.put_messages", messages=messages.decode(), ids=ids)
-                await self._run("sqlite.put_aliases", aliases=aliases, ids=ids)
+                # The documents carry the sequences the copies keep.
+                rows = [_message_row(doc, thread_id, doc.sequence)
+                        for thread_id in stored for doc in messages[thread_id]]
+                if rows:
+                    await self._run_many("sqlite.insert_message", rows)
+                await self._run("sqlite.put_aliases", aliases=aliases, ids=_json_list(stored))
         return stored
 
 

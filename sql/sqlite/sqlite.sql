@@ -34,6 +34,21 @@ ON CONFLICT (id) DO UPDATE
        source = excluded.source, updated_at = excluded.updated_at,
        last_sequence = excluded.last_sequence;
 
+-- name: save_new_thread :exec
+-- The light save of a thread this store has not seen (SQLiteBackend._save_light): its row, its
+-- :count messages to be numbered 1..:count. An id already stored fails on the primary key.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at, :count);
+
+-- name: save_appended_thread :value
+-- The light save of messages appended to a loaded thread: updates its row and reserves :count
+-- sequences; returns the highest sequence before them, or no row when the thread is gone.
+UPDATE threads
+   SET title = :title, attributes = :attributes, platforms = :platforms, source = :source,
+       updated_at = :updated_at, last_sequence = last_sequence + :count
+ WHERE id = :thread_id
+RETURNING last_sequence - :count;
+
 -- name: save_state :many
 -- Before a save's new messages are written: (id, whether this thread holds it, sequence) of
 -- each of :ids (a JSON array of message ids) already stored, then one row (NULL, NULL, the

@@ -51,7 +51,8 @@ async def test_echo_logs_each_statement_name_and_duration_without_values(
     names = {line.rsplit(" ", 2)[0] for line in lines}
     assert {"threads.get", "threads.list", "threads.delete", "schema.versions"} <= names
     assert "migrations.0001_init" in names
-    assert names & {"postgres.save", "postgres.save_new", "postgres.save_appended", "sqlite.save_thread"}
+    assert names & {"postgres.save", "postgres.save_new", "postgres.save_appended", "sqlite.save_thread",
+                     "sqlite.save_new_thread", "sqlite.save_appended_thread"}
     everything = "\n".join(r.getMessage() for r in caplog.records)
     for value in (*VALUES, SECRET):
         assert value not in everything

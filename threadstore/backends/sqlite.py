@@ -53,6 +53,10 @@ def _text_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+class _NotLight(Exception):
+    """The light save does not apply (SQLiteBackend._save_light): roll back, take the general one."""
+
+
 class _Busy(StoreUnavailableError):
     """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
 
@@ -383,6 +387,37 @@ class SQLiteBackend:
         }
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
+        # The two common saves, messages appended to a thread loaded from here and a thread this
+        # store has not seen, take four calls to the connection's thread (BEGIN, the thread row,
+        # the messages, COMMIT) as a hand-written writer does, instead of five: each costs
+        # 60-90 us here. Anything unexpected (a message or the thread stored already, the thread
+        # gone) rolls back and takes the general save.
+        if plan.new_count and plan.edited == b"[]" and not plan.removed:
+            sequences = await self._save_light(plan)
+            if sequences is not None:
+                return sequences
+        return await self._save(plan)
+
+    async def _save_light(self, plan: SavePlan) -> dict[str, int] | None:
+        thread_id, docs = plan.thread_id, _decode_docs(plan.new)
+        params = {**self._thread_params(plan), "count": len(docs)}
+        try:
+            async with self._lock, self._transaction():
+                if plan.synced:
+                    del params["created_at"]
+                    base = await self._run("sqlite.save_appended_thread", **params)
+                    if base is None:
+                        raise _NotLight
+                else:
+                    await self._run("sqlite.save_new_thread", **params)
+                    base = 0
+                await self._run_many("sqlite.insert_message", [
+                    _message_row(doc, thread_id, base + i) for i, doc in enumerate(docs, 1)])
+        except (_NotLight, ConflictError):
+            return None
+        return {doc.id: base + i for i, doc in enumerate(docs, 1)}
+
+    async def _save(self, plan: SavePlan) -> dict[str, int]:
         thread_id = plan.thread_id
         new = _decode_docs(plan.new) if plan.new_count else []
         updates = [_message_row(doc, thread_id, None) for doc in _decode_docs(plan.edited)]

@@ -291,9 +291,13 @@ WITH queued AS (
      WHERE ctid = any(ARRAY(SELECT ctid FROM message_text_pending LIMIT :batch))
     RETURNING message_id
 ), current AS (
+    -- Locks the messages before any message_text row, in the order a delete takes them
+    -- (messages, then message_text through ON DELETE CASCADE): without it, a delete meeting
+    -- this statement deadlocked. A message deleted meanwhile drops out here.
     SELECT m.id, m.thread_id, threadstore_content_text(m.content) AS text
       FROM messages AS m
      WHERE m.id IN (SELECT message_id FROM queued)
+       FOR KEY SHARE OF m
 ), stored AS (
     INSERT INTO message_text AS x (message_id, thread_id, text)
     SELECT id, thread_id, text FROM current WHERE text IS NOT NULL

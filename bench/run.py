@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bench import report, workloads
 from bench.floor import PgFloor, SqliteFloor
 from bench.harness import Result, Settings
+from bench.minimal import MinimalPgFloor, MinimalSqliteFloor
 from bench.workloads import Env
 from threadstore import ThreadStore
 
@@ -118,14 +119,15 @@ async def pg_version(url: str) -> str:
     return version
 
 
-async def run_backend(backend: str, url: str, floor: Any, plan: Plan, only: set[str],
+async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Plan, only: set[str],
                       peers: list[Any]) -> list[Result]:
     store = await ThreadStore.create(url)
     await floor.open()
+    await minimal.open()
     for peer in peers:
         await peer.open()
-    env = Env(backend=backend, store=store, floor=floor, settings=plan.settings, peers=peers,
-              full=not plan.quick)
+    env = Env(backend=backend, store=store, floor=floor, minimal=minimal, settings=plan.settings,
+              peers=peers, full=not plan.quick)
     results: list[Result] = []
     steps: list[tuple[str, Callable[[], Awaitable[list[Result]]]]] = [
         ("save", lambda: workloads.save_new(env)),
@@ -155,6 +157,7 @@ async def run_backend(backend: str, url: str, floor: Any, plan: Plan, only: set[
     finally:
         for peer in peers:
             await peer.close()
+        await minimal.close()
         await floor.close()
         await store.close()
     return results
@@ -207,14 +210,17 @@ async def amain(args: argparse.Namespace) -> int:
         else:
             async with contextlib.AsyncExitStack() as stack:
                 url = await stack.enter_async_context(pg_database(server))
+                minimal_url = await stack.enter_async_context(pg_database(server))
                 peers = peer_sides.postgres(await stack.enter_async_context(pg_database(server))) \
                     if args.peers else []
-                results += await run_backend("postgres", url, PgFloor(url), plan, only, peers)
+                results += await run_backend("postgres", url, PgFloor(url), MinimalPgFloor(minimal_url),
+                                             plan, only, peers)
     if "sqlite" in backends:
         with tempfile.TemporaryDirectory(prefix="threadstore-bench-") as tmp:
             path = os.path.join(tmp, "bench.db")
             peers = peer_sides.sqlite(tmp) if args.peers else []
             results += await run_backend("sqlite", f"sqlite+aiosqlite:///{path}", SqliteFloor(path),
+                                         MinimalSqliteFloor(os.path.join(tmp, "minimal.db")),
                                          plan, only, peers)
     facts = machine_facts(versions)
     elapsed = time.perf_counter() - started

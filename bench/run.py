@@ -1,11 +1,14 @@
-"""``make bench``: threadstore against the raw-driver floor on PostgreSQL and a SQLite file.
+"""``make bench``: threadstore against the raw-driver floors on PostgreSQL and a SQLite file.
 
     python -m bench [--quick] [--peers] [--backends postgres,sqlite] [--only STEP,...]
+    python -m bench --markdown RESULTS | --write-docs RESULTS
 
 PostgreSQL comes from THREADSTORE_BENCH_PG_URL (default: the local server); the bench creates its
-own database there and drops it at the end. Prints the table of medians and ratios to the floor,
-and writes the results with the machine's facts to bench/results/latest.json (quick.json with
---quick, peers.json with --peers; --out FILE elsewhere).
+own databases there (threadstore's, the minimal floor's, the peers') and drops them at the end.
+Prints the table of medians and ratios to the minimal and the same-schema floor, and writes the
+results with the machine's facts to bench/results/latest.json (quick.json with --quick; --out
+FILE elsewhere). ``--write-docs RESULTS`` regenerates
+bench/README.md and README.md's Performance table from a results file.
 """
 
 from __future__ import annotations
@@ -171,7 +174,8 @@ def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     packages = {}
-    for name in ("threadstore", "asyncpg", "aiosqlite", "msgspec"):
+    for name in ("threadstore", "asyncpg", "aiosqlite", "msgspec", "langchain-postgres", "psycopg",
+                 "slide-narrator"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -226,10 +230,10 @@ async def amain(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print()
     print(report.table(results, imports, facts, elapsed))
-    name = "quick.json" if plan.quick else "peers.json" if args.peers else "latest.json"
+    name = "quick.json" if plan.quick else "latest.json"  # peers run interleaved: one file
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"mode": "quick" if plan.quick else "full", "machine": facts,
+    document = {"format": report.FORMAT, "mode": "quick" if plan.quick else "full", "machine": facts,
                 "elapsed_s": round(elapsed, 1), "import_threadstore": imports,
                 "results": [r.row() for r in results], "ratios": report.ratios(results)}
     out.write_text(json.dumps(document, indent=1) + "\n")
@@ -248,11 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")
     parser.add_argument("--out", help="where to write the JSON results")
-    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's ratios as the "
-                        "README's Markdown table, and run nothing")
+    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's full tables in "
+                        "Markdown (as in bench/README.md), and run nothing")
+    parser.add_argument("--write-docs", metavar="RESULTS", help="regenerate bench/README.md and the "
+                        "table between README.md's bench markers from a results file, and run nothing")
     args = parser.parse_args(argv)
     if args.markdown:
-        document = json.loads(Path(args.markdown).read_text())
-        print(report.markdown(document) + "\n\n" + report.markdown_growth(document))
+        print(report.markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
+    if args.write_docs:
+        from bench import docs
+
+        for path in docs.write(Path(args.write_docs)):
+            print(f"wrote {path}")
         return 0
     return asyncio.run(amain(args))

@@ -224,7 +224,8 @@ def markdown(document: dict[str, Any]) -> str:
         columns = [c for c in header(present) if not c.startswith("p95")]
         body = [[row_cells(w, sides, present)[c] for c in columns]
                 for w, sides in rows.items() if "threadstore" in sides]
-        head = [_MD_TITLES.get(c, c) for c in columns]
+        head = [_MD_TITLES.get(c) or (f"{c} ms" if c in present else c.replace(" vs ", " / "))
+                for c in columns]
         parts.append(f"### {BACKEND_NAMES.get(backend, backend)}\n\n{_md_table(head, body)}")
         growth = append_growth(rows)
         if growth:

@@ -150,6 +150,9 @@ class LangchainHistory:
             return lambda: history.aadd_messages([message])
         return prep
 
+    # An add needs no loaded session: it is threadstore's append() as much as its save().
+    append_direct = append
+
     async def get(self, size: int) -> Prep | None:
         if size > MAX_SIZE:
             return None

@@ -1,11 +1,14 @@
-"""``make bench``: threadstore against the raw-driver floor on PostgreSQL and a SQLite file.
+"""``make bench``: threadstore against the raw-driver floors on PostgreSQL and a SQLite file.
 
     python -m bench [--quick] [--peers] [--backends postgres,sqlite] [--only STEP,...]
+    python -m bench --markdown RESULTS | --write-docs RESULTS
 
 PostgreSQL comes from THREADSTORE_BENCH_PG_URL (default: the local server); the bench creates its
-own database there and drops it at the end. Prints the table of medians and ratios to the floor,
-and writes the results with the machine's facts to bench/results/latest.json (quick.json with
---quick, peers.json with --peers; --out FILE elsewhere).
+own databases there (threadstore's, the minimal floor's, the peers') and drops them at the end.
+Prints the table of medians and ratios to the minimal and the same-schema floor, and writes the
+results with the machine's facts to bench/results/latest.json (quick.json with --quick; --out
+FILE elsewhere). ``--write-docs RESULTS`` regenerates
+bench/README.md and README.md's Performance table from a results file.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from bench import report, workloads
 from bench.floor import PgFloor, SqliteFloor
 from bench.harness import Result, Settings
+from bench.minimal import MinimalPgFloor, MinimalSqliteFloor
 from bench.workloads import Env
 from threadstore import ThreadStore
 
@@ -118,14 +122,15 @@ async def pg_version(url: str) -> str:
     return version
 
 
-async def run_backend(backend: str, url: str, floor: Any, plan: Plan, only: set[str],
+async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Plan, only: set[str],
                       peers: list[Any]) -> list[Result]:
     store = await ThreadStore.create(url)
     await floor.open()
+    await minimal.open()
     for peer in peers:
         await peer.open()
-    env = Env(backend=backend, store=store, floor=floor, settings=plan.settings, peers=peers,
-              full=not plan.quick)
+    env = Env(backend=backend, store=store, floor=floor, minimal=minimal, settings=plan.settings,
+              peers=peers, full=not plan.quick)
     results: list[Result] = []
     steps: list[tuple[str, Callable[[], Awaitable[list[Result]]]]] = [
         ("save", lambda: workloads.save_new(env)),
@@ -155,6 +160,7 @@ async def run_backend(backend: str, url: str, floor: Any, plan: Plan, only: set[
     finally:
         for peer in peers:
             await peer.close()
+        await minimal.close()
         await floor.close()
         await store.close()
     return results
@@ -168,7 +174,8 @@ def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     packages = {}
-    for name in ("threadstore", "asyncpg", "aiosqlite", "msgspec"):
+    for name in ("threadstore", "asyncpg", "aiosqlite", "msgspec", "langchain-postgres", "psycopg",
+                 "slide-narrator"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -207,23 +214,26 @@ async def amain(args: argparse.Namespace) -> int:
         else:
             async with contextlib.AsyncExitStack() as stack:
                 url = await stack.enter_async_context(pg_database(server))
+                minimal_url = await stack.enter_async_context(pg_database(server))
                 peers = peer_sides.postgres(await stack.enter_async_context(pg_database(server))) \
                     if args.peers else []
-                results += await run_backend("postgres", url, PgFloor(url), plan, only, peers)
+                results += await run_backend("postgres", url, PgFloor(url), MinimalPgFloor(minimal_url),
+                                             plan, only, peers)
     if "sqlite" in backends:
         with tempfile.TemporaryDirectory(prefix="threadstore-bench-") as tmp:
             path = os.path.join(tmp, "bench.db")
             peers = peer_sides.sqlite(tmp) if args.peers else []
             results += await run_backend("sqlite", f"sqlite+aiosqlite:///{path}", SqliteFloor(path),
+                                         MinimalSqliteFloor(os.path.join(tmp, "minimal.db")),
                                          plan, only, peers)
     facts = machine_facts(versions)
     elapsed = time.perf_counter() - started
     print()
     print(report.table(results, imports, facts, elapsed))
-    name = "quick.json" if plan.quick else "peers.json" if args.peers else "latest.json"
+    name = "quick.json" if plan.quick else "latest.json"  # peers run interleaved: one file
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"mode": "quick" if plan.quick else "full", "machine": facts,
+    document = {"format": report.FORMAT, "mode": "quick" if plan.quick else "full", "machine": facts,
                 "elapsed_s": round(elapsed, 1), "import_threadstore": imports,
                 "results": [r.row() for r in results], "ratios": report.ratios(results)}
     out.write_text(json.dumps(document, indent=1) + "\n")
@@ -242,11 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")
     parser.add_argument("--out", help="where to write the JSON results")
-    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's ratios as the "
-                        "README's Markdown table, and run nothing")
+    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's full tables in "
+                        "Markdown (as in bench/README.md), and run nothing")
+    parser.add_argument("--write-docs", metavar="RESULTS", help="regenerate bench/README.md and the "
+                        "table between README.md's bench markers from a results file, and run nothing")
     args = parser.parse_args(argv)
     if args.markdown:
-        document = json.loads(Path(args.markdown).read_text())
-        print(report.markdown(document) + "\n\n" + report.markdown_growth(document))
+        print(report.markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
+    if args.write_docs:
+        from bench import docs
+
+        for path in docs.write(Path(args.write_docs)):
+            print(f"wrote {path}")
         return 0
     return asyncio.run(amain(args))

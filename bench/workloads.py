@@ -1,9 +1,10 @@
 """The workloads: for each one, how every side prepares and runs one operation.
 
-A backend's ``Env`` holds the threadstore store, the raw floor and the optional peers, all on the
-same database. Each workload seeds what it needs with the floor's bulk loader (not timed) and
-gives every side its own threads where an operation writes, so every side's threads have the same
-size when measured.
+A backend's ``Env`` holds the threadstore store, the same-schema floor (on threadstore's
+database), the minimal floor (its own tables, in a database or file of its own) and the optional
+peers (their own databases). Each workload seeds what it needs with the floors' bulk loaders (not
+timed; threadstore reads what the same-schema floor loads) and gives every side its own threads
+where an operation writes, so every side's threads have the same size when measured.
 """
 
 from __future__ import annotations
@@ -22,33 +23,51 @@ from threadstore import Thread, ThreadStore
 Rows = list[tuple[dict[str, Any], list[dict[str, Any]]]]
 
 
+MAIN = ("threadstore", "minimal", "floor")
+
+
 @dataclass
 class Env:
     backend: str  # "postgres" or "sqlite"
     store: ThreadStore
-    floor: Any  # PgFloor or SqliteFloor
+    floor: Any  # PgFloor or SqliteFloor: the same-schema floor
+    minimal: Any  # MinimalPgFloor or MinimalSqliteFloor
     settings: Settings
     peers: list[Any] = field(default_factory=list)
     store_size: int = 0  # threads seeded for the list/search/stats workloads so far
     full: bool = True  # False in a quick run: fewer fixture threads
 
     async def measure(self, workload: str, sides: dict[str, Prep | None]) -> list[Result]:
-        """threadstore against the floor; then each peer against the floor, apart, so that a
-        slow peer does not use up the time budget of the first pair."""
+        """threadstore, the minimal floor and the same-schema floor interleaved in one call; then
+        each peer interleaved with threadstore and the minimal floor, so that a slow peer neither
+        uses up the main sides' time budget nor is compared across calls. A peer's result keeps
+        the medians of its call's threadstore and minimal floor (``paired``) for its ratios."""
         present = {name: prep for name, prep in sides.items() if prep is not None}
-        floor, threadstore = present.pop("floor"), present.pop("threadstore")
-        results = await latency(workload, self.backend, {"floor": floor, "threadstore": threadstore},
-                                self.settings)
+        results = await latency(workload, self.backend,
+                                {n: present.pop(n) for n in MAIN if n in present}, self.settings)
         _progress(results)
+        companions = {n: p for n in ("threadstore", "minimal") if (p := sides.get(n)) is not None}
         for name, prep in present.items():
-            pair = await latency(workload, self.backend, {"floor": floor, name: prep}, self.settings)
-            _progress(pair)
-            results += [r for r in pair if r.side == name]
+            trio = await latency(workload, self.backend, {**companions, name: prep}, self.settings)
+            _progress(trio)
+            peer = next(r for r in trio if r.side == name)
+            peer.extra["paired"] = {r.side: round(r.median, 4) for r in trio if r.side != name}
+            results.append(peer)
         return results
 
     async def peer_preps(self, method: str, *args: Any) -> dict[str, Prep | None]:
         """Each peer's preparer for a workload (after its set-up), where the peer supports it."""
         return {p.name: await getattr(p, method)(*args) for p in self.peers if hasattr(p, method)}
+
+    async def seed(self, rows: Rows, minimal_rows: Rows) -> None:
+        """Fixtures (not timed): ``rows`` into threadstore's schema, ``minimal_rows`` into the
+        minimal floor's tables."""
+        await self.floor.seed(rows)
+        await self.minimal.seed(minimal_rows)
+
+    async def delete(self, ids: list[str], minimal_ids: list[str]) -> None:
+        await self.floor.delete_threads(ids)
+        await self.minimal.delete_threads(minimal_ids)
 
 
 _START = time.perf_counter()
@@ -77,6 +96,7 @@ async def save_new(env: Env) -> list[Result]:
     """Save a new thread of 10 messages."""
 
     created: list[str] = []
+    minimal_created: list[str] = []
 
     async def threadstore(i: int) -> Op:
         thread = data.new_thread(data.fresh_number(), 10)
@@ -90,10 +110,17 @@ async def save_new(env: Env) -> list[Result]:
         created.append(thread_id)
         return lambda: env.floor.save_new(thread, messages)
 
+    async def minimal(i: int) -> Op:
+        thread_id, number = data.new_id(), data.fresh_number()
+        thread = data.thread_row(thread_id, number, 10)
+        messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
+        minimal_created.append(thread_id)
+        return lambda: env.minimal.save_new(thread, messages)
+
     results = await env.measure("save new thread (10 msgs)",
-                                {"floor": floor, "threadstore": threadstore,
+                                {"threadstore": threadstore, "minimal": minimal, "floor": floor,
                                  **await env.peer_preps("save_new")})
-    await env.floor.delete_threads(created)
+    await env.delete(created, minimal_created)
     return results
 
 
@@ -102,15 +129,16 @@ async def append(env: Env, size: int) -> list[Result]:
     thread, and through ``append()``; each side appends to threads of its own."""
     # Spread the appends over threads so that each grows by 2% at most (fewer in a quick run).
     count = max(2, min(50, 20_000 // size)) if env.full else max(1, min(10, 2_000 // size))
-    floor_rows, save_rows, append_rows = (fixture_rows(count, size) for _ in range(3))
-    await env.floor.seed(floor_rows + save_rows + append_rows)
+    floor_rows, save_rows, append_rows, minimal_rows = (fixture_rows(count, size) for _ in range(4))
+    await env.seed(floor_rows + save_rows + append_rows, minimal_rows)
     loaded: list[Thread] = []
     for row, _ in save_rows:
         thread = await env.store.get(row["id"])
         assert thread is not None and len(thread.messages) == size
         loaded.append(thread)
-    next_n = {row["id"]: size + 1 for row, _ in floor_rows + save_rows + append_rows}
-    numbers = {row["id"]: data.fresh_number() for row, _ in floor_rows + save_rows + append_rows}
+    every = floor_rows + save_rows + append_rows + minimal_rows
+    next_n = {row["id"]: size + 1 for row, _ in every}
+    numbers = {row["id"]: data.fresh_number() for row, _ in every}
 
     def message_no(thread_id: str) -> tuple[int, int]:
         n = next_n[thread_id]
@@ -133,12 +161,22 @@ async def append(env: Env, size: int) -> list[Result]:
         now = datetime.now(UTC)
         return lambda: env.floor.append(thread_id, message, now)
 
+    async def minimal(i: int) -> Op:
+        thread_id = minimal_rows[i % count][0]["id"]
+        message = data.message_row(thread_id, *message_no(thread_id))
+        now = datetime.now(UTC)
+        return lambda: env.minimal.append(thread_id, message, now)
+
+    # Peers that add a message without loading the thread (langchain-postgres) run in both
+    # rows; those that save a loaded thread (slide-narrator) only in the save() row.
     results = await env.measure(f"append 1 msg to {size:,}: save()",
-                                {"floor": floor, "threadstore": via_save,
+                                {"threadstore": via_save, "minimal": minimal, "floor": floor,
                                  **await env.peer_preps("append", size)})
     results += await env.measure(f"append 1 msg to {size:,}: append()",
-                                 {"floor": floor, "threadstore": via_append})
-    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + save_rows + append_rows])
+                                 {"threadstore": via_append, "minimal": minimal, "floor": floor,
+                                  **await env.peer_preps("append_direct", size)})
+    await env.delete([row["id"] for row, _ in floor_rows + save_rows + append_rows],
+                     [row["id"] for row, _ in minimal_rows])
     return results
 
 
@@ -148,11 +186,13 @@ async def get(env: Env, size: int) -> list[Result]:
     """Read a thread of ``size`` messages (both sides read the same threads)."""
     count = max(2, min(10, 4_000 // size)) if env.full else 1
     rows = fixture_rows(count, size)
-    await env.floor.seed(rows)
+    await env.seed(rows, rows)  # the same threads in both schemas
     ids = [row["id"] for row, _ in rows]
-    for thread_id in ids[:2]:  # both sides read the same thing
+    for thread_id in ids[:2]:  # every side reads the same thing
         thread, doc = await env.store.get(thread_id), await env.floor.get(thread_id)
+        mini = await env.minimal.get(thread_id)
         assert thread is not None and len(thread.messages) == len(doc["messages"]) == size
+        assert [m["content"] for m in mini["messages"]] == [m.content for m in thread.messages]
 
     async def threadstore(i: int) -> Op:
         thread_id = ids[i % count]
@@ -162,10 +202,14 @@ async def get(env: Env, size: int) -> list[Result]:
         thread_id = ids[i % count]
         return lambda: env.floor.get(thread_id)
 
+    async def minimal(i: int) -> Op:
+        thread_id = ids[i % count]
+        return lambda: env.minimal.get(thread_id)
+
     peers = await env.peer_preps("get", size)
     results = await env.measure(f"get thread of {size:,} msgs",
-                                {"floor": floor, "threadstore": threadstore, **peers})
-    await env.floor.delete_threads(ids)
+                                {"threadstore": threadstore, "minimal": minimal, "floor": floor, **peers})
+    await env.delete(ids, ids)
     return results
 
 
@@ -177,9 +221,9 @@ TASKS = 32
 async def concurrent(env: Env, rounds: int, ops_per_task: int) -> list[Result]:
     """32 tasks at once, each doing get + append (one save of the loaded thread) on a thread of
     its own, against one pool (SQLite: one connection). Operations (get+append pairs) per second."""
-    floor_rows, store_rows = fixture_rows(TASKS, 10), fixture_rows(TASKS, 10)
-    await env.floor.seed(floor_rows + store_rows)
-    numbers = {row["id"]: [data.fresh_number(), 11] for row, _ in floor_rows + store_rows}
+    floor_rows, store_rows, minimal_rows = (fixture_rows(TASKS, 10) for _ in range(3))
+    await env.seed(floor_rows + store_rows, minimal_rows)
+    numbers = {row["id"]: [data.fresh_number(), 11] for row, _ in floor_rows + store_rows + minimal_rows}
 
     def next_message(thread_id: str) -> tuple[int, int]:
         entry = numbers[thread_id]
@@ -204,21 +248,26 @@ async def concurrent(env: Env, rounds: int, ops_per_task: int) -> list[Result]:
             return go
         return await run([task(row["id"]) for row, _ in store_rows])
 
-    async def floor() -> float:
-        def task(thread_id: str) -> Callable[[], Awaitable[None]]:
-            messages = [data.message_row(thread_id, *next_message(thread_id)) for _ in range(ops_per_task)]
+    def raw(side: Any, rows: Rows) -> Burst:
+        async def burst() -> float:
+            def task(thread_id: str) -> Callable[[], Awaitable[None]]:
+                messages = [data.message_row(thread_id, *next_message(thread_id))
+                            for _ in range(ops_per_task)]
 
-            async def go() -> None:
-                for message in messages:
-                    await env.floor.get(thread_id)
-                    await env.floor.append(thread_id, message, datetime.now(UTC))
-            return go
-        return await run([task(row["id"]) for row, _ in floor_rows])
+                async def go() -> None:
+                    for message in messages:
+                        await side.get(thread_id)
+                        await side.append(thread_id, message, datetime.now(UTC))
+                return go
+            return await run([task(row["id"]) for row, _ in rows])
+        return burst
 
-    sides: dict[str, Burst] = {"floor": floor, "threadstore": threadstore}
+    sides: dict[str, Burst] = {"threadstore": threadstore, "minimal": raw(env.minimal, minimal_rows),
+                               "floor": raw(env.floor, floor_rows)}
     results = await throughput(f"{TASKS} tasks get+append", env.backend, sides, rounds)
     _progress(results)
-    await env.floor.delete_threads([row["id"] for row, _ in floor_rows + store_rows])
+    await env.delete([row["id"] for row, _ in floor_rows + store_rows],
+                     [row["id"] for row, _ in minimal_rows])
     return results
 
 
@@ -239,7 +288,9 @@ async def grow_store(env: Env, size: int) -> None:
                          [data.message_row(thread_id, i, n) for n in range(1, GROWTH_MESSAGES + 1)]))
             aliases.append((f"order-{i}", thread_id))
         await env.floor.seed(rows, aliases, settle=False)
+        await env.minimal.seed(rows, settle=False)
     await env.floor.settle()
+    await env.minimal.settle()
     env.store_size = size
     thread = await env.store.get("store-0000000")
     assert thread is not None and len(thread.messages) == GROWTH_MESSAGES
@@ -257,9 +308,13 @@ async def store_reads(env: Env) -> list[Result]:
     async def floor_list(i: int) -> Op:
         return lambda: env.floor.list(20)
 
+    async def minimal_list(i: int) -> Op:
+        return lambda: env.minimal.list(20)
+
     peers = await env.peer_preps("list")
     results += await env.measure("list 20 threads" + suffix,
-                                 {"floor": floor_list, "threadstore": ts_list, **peers})
+                                 {"threadstore": ts_list, "minimal": minimal_list, "floor": floor_list,
+                                  **peers})
     for workload in SEARCHES:
         if hasattr(env.store, workload.method):
             results += await workload.run(env, suffix)
@@ -292,7 +347,7 @@ class Search:
                 args = self.args(i, size)
                 return lambda: run_floor(env, args)
 
-        return await env.measure(self.label + suffix, {"floor": floor, "threadstore": threadstore})
+        return await env.measure(self.label + suffix, {"threadstore": threadstore, "floor": floor})
 
 
 def _spread(i: int, size: int) -> int:

@@ -124,17 +124,19 @@ def _round_trips(value: Any) -> bool:
     ints, bools, None and plain floats only. False means "decode it and compare" (a tuple, a
     Struct, a float jsonb would change, ...). Walking is ~20x cheaper than that decoding."""
     stack = [value]
+    pop, push = stack.pop, stack.extend
     while stack:
-        item = stack.pop()
+        item = pop()
         kind = type(item)
         if kind is str or kind is int or kind is bool or item is None:
             continue
         if kind is dict:
-            if not all(type(key) is str for key in item):
-                return False
-            stack.extend(item.values())
+            for key in item:
+                if type(key) is not str:
+                    return False
+            push(item.values())
         elif kind is list:
-            stack.extend(item)
+            push(item)
         elif kind is not float or not ((item == 0.0 and str(item) == "0.0") or 1e-4 <= abs(item) < 1e15):
             return False  # msgspec writes these without an exponent: _checked_float accepts them
     return True
@@ -145,19 +147,27 @@ def _message_round_trips(message: Message) -> bool:
     text fields hold strings, content parts and tool calls are dicts, reactions lists of strings."""
     if message.attachments or (message.sequence is not None and type(message.sequence) is not int):
         return False
-    content, calls = message.content, message.tool_calls
-    if type(content) is list and not all(type(part) is dict for part in content):
-        return False
-    if calls is not None and not all(type(call) is dict for call in calls):
-        return False
-    for users in message.reactions.values():
-        if type(users) is not list or not all(type(user) is str for user in users):
+    for text in (message.reasoning_content, message.name, message.tool_call_id, message.thread_id):
+        if text is not None and type(text) is not str:
             return False
-    texts = (message.id, message.role, message.reasoning_content, message.name, message.tool_call_id,
-             message.thread_id)
-    return all(t is None or type(t) is str for t in texts) and _round_trips(
-        [message.content, message.tool_calls, message.attributes, message.source, message.platforms,
-         message.metrics, message.reactions])
+    content, calls = message.content, message.tool_calls
+    if type(content) is list:
+        for part in content:
+            if type(part) is not dict:
+                return False
+    if calls is not None:
+        for call in calls:
+            if type(call) is not dict:
+                return False
+    for users in message.reactions.values():
+        if type(users) is not list:
+            return False
+        for user in users:
+            if type(user) is not str:
+                return False
+    return type(message.id) is str and type(message.role) is str and _round_trips(
+        [content, calls, message.attributes, message.source, message.platforms, message.metrics,
+         message.reactions])
 
 
 def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> bytes:

@@ -1,5 +1,5 @@
 """Every message and thread column list in sql/<dialect>/ names exactly the model's fields, so a
-schema change that misses one place fails here (run for SQLite; PostgreSQL to follow)."""
+schema change that misses one place fails here, on both dialects."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MESSAGE_FIELDS = frozenset(Message.__struct_fields__)
 THREAD_FIELDS = frozenset(Thread.__struct_fields__) - {"messages"}
 THREAD_COLUMNS = THREAD_FIELDS | {"last_sequence"}  # a thread row also keeps its highest sequence
 KEPT = {"id", "thread_id", "sequence"}  # what rewriting a stored message leaves as it is
-DIALECTS = ["sqlite"]
+DIALECTS = ["sqlite", "postgres"]
 
 
 def _statements(dialect: str) -> list[tuple[str, str]]:
@@ -45,7 +45,7 @@ def test_every_insert_names_every_column(dialect: str) -> None:
 def test_every_message_update_rewrites_every_field_but_the_kept_ones(dialect: str) -> None:
     seen = 0
     for name, sql in _statements(dialect):
-        match = re.search(r"UPDATE messages\s+SET (.*?)\s+(?:FROM|WHERE)", sql, re.S)
+        match = re.search(r"UPDATE messages(?: AS \w+)?\s+SET (.*?)\s+(?:FROM|WHERE)", sql, re.S)
         if match and "turn" in match[1]:
             seen += 1
             assigned = set(re.findall(r"(\w+) = ", match[1]))
@@ -57,11 +57,14 @@ def test_every_message_update_rewrites_every_field_but_the_kept_ones(dialect: st
 def test_every_document_view_has_a_key_per_field(dialect: str) -> None:
     seen = 0
     for name, sql in _statements(dialect):
-        for view, body in re.findall(r"CREATE VIEW (message_docs|thread_docs) AS(.*)", sql, re.S):
+        for view, body in re.findall(r"CREATE (?:OR REPLACE )?VIEW (message_docs|thread_docs) AS(.*)",
+                                     sql, re.S):
             seen += 1
+            if view == "message_docs" and "row_to_json(m)" in body:
+                continue  # the whole row: its keys are the columns, which the inserts name
             keys = set(re.findall(r"'(\w+)', ", body.split("FROM message_docs")[0]))
             assert keys == (MESSAGE_FIELDS if view == "message_docs" else THREAD_FIELDS | {"messages"}), name
-    assert seen == 2
+    assert seen >= 2
 
 
 def test_sqlite_rows_and_documents_hold_every_field() -> None:

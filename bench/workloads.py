@@ -103,19 +103,17 @@ async def save_new(env: Env) -> list[Result]:
         created.append(thread.id)
         return lambda: env.store.save(thread)
 
-    async def floor(i: int) -> Op:
-        thread_id, number = data.new_id(), data.fresh_number()
-        thread = data.thread_row(thread_id, number, 10)
-        messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
-        created.append(thread_id)
-        return lambda: env.floor.save_new(thread, messages)
+    def raw(floor: Any, ids: list[str]) -> Prep:
+        """A floor's save: plain rows of a new thread, its id kept in ``ids`` for deleting."""
+        async def prep(i: int) -> Op:
+            thread_id, number = data.new_id(), data.fresh_number()
+            thread = data.thread_row(thread_id, number, 10)
+            messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
+            ids.append(thread_id)
+            return lambda: floor.save_new(thread, messages)
+        return prep
 
-    async def minimal(i: int) -> Op:
-        thread_id, number = data.new_id(), data.fresh_number()
-        thread = data.thread_row(thread_id, number, 10)
-        messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
-        minimal_created.append(thread_id)
-        return lambda: env.minimal.save_new(thread, messages)
+    floor, minimal = raw(env.floor, created), raw(env.minimal, minimal_created)
 
     results = await env.measure("save new thread (10 msgs)",
                                 {"threadstore": threadstore, "minimal": minimal, "floor": floor,
@@ -155,17 +153,16 @@ async def append(env: Env, size: int) -> list[Result]:
         message = data.new_message(*message_no(thread_id))
         return lambda: env.store.append(thread_id, message)
 
-    async def floor(i: int) -> Op:
-        thread_id = floor_rows[i % count][0]["id"]
-        message = data.message_row(thread_id, *message_no(thread_id))
-        now = datetime.now(UTC)
-        return lambda: env.floor.append(thread_id, message, now)
+    def raw(floor: Any, rows: Rows) -> Prep:
+        """A floor's append: one message row to one of its own ``rows``' threads."""
+        async def prep(i: int) -> Op:
+            thread_id = rows[i % count][0]["id"]
+            message = data.message_row(thread_id, *message_no(thread_id))
+            now = datetime.now(UTC)
+            return lambda: floor.append(thread_id, message, now)
+        return prep
 
-    async def minimal(i: int) -> Op:
-        thread_id = minimal_rows[i % count][0]["id"]
-        message = data.message_row(thread_id, *message_no(thread_id))
-        now = datetime.now(UTC)
-        return lambda: env.minimal.append(thread_id, message, now)
+    floor, minimal = raw(env.floor, floor_rows), raw(env.minimal, minimal_rows)
 
     # Peers that add a message without loading the thread (langchain-postgres) run in both
     # rows; those that save a loaded thread (slide-narrator) only in the save() row.

@@ -34,6 +34,8 @@ _T = TypeVar("_T")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
 _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
+_get_id = attrgetter("id")
+_encode = msgspec.json.Encoder().encode
 
 
 class _Trust(threading.local):
@@ -54,8 +56,6 @@ def decoding_stored(decode: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
         finally:
             _trust.on = False
     return run
-_get_id = attrgetter("id")
-_encode = msgspec.json.Encoder().encode
 
 
 def utcnow() -> datetime:

@@ -228,8 +228,8 @@ def _message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
 def _message_docs(messages: list[Message], stored: Mapping[int, Attachment]) -> bytes:
     if not messages:
         return b"[]"
-    docs = [_message_doc(m, stored) for m in messages]
-    return b"".join([b"[", b",".join(docs), b"]"]) if len(docs) > 1 else b"".join([b"[", docs[0], b"]"])
+    # One copy of the documents: b",".join gives a single document back as it is.
+    return b"".join([b"[", b",".join([_message_doc(m, stored) for m in messages]), b"]"])
 
 
 def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachment]:

@@ -35,7 +35,7 @@ async def _expected(store: ThreadStore) -> dict[str, str]:
     return expected
 
 
-async def _indexed(url: str, store: ThreadStore) -> dict[str, str]:
+async def _indexed(url: str) -> dict[str, str]:
     for _ in range(100):  # the indexer runs right after each write: bounded at ~5 s
         queued, text = await _queued_and_text(url)
         if not queued:
@@ -51,7 +51,7 @@ async def test_searches_find_every_message_before_and_after_indexing(fresh_pg_ur
         thread.add_message(Message(role="assistant", content=[{"type": "text", "text": "refund sent"}]))
         await store.save(thread)
         assert [t.id for t in await store.search_by_content("refund")] == [thread.id]  # maybe queued
-        assert await _indexed(fresh_pg_url, store) == await _expected(store)
+        assert await _indexed(fresh_pg_url) == await _expected(store)
         assert [t.id for t in await store.search_by_content("refund")] == [thread.id]  # indexed
 
         # edits, removals, appends, imports and deletes keep message_text equal to the content
@@ -65,7 +65,7 @@ async def test_searches_find_every_message_before_and_after_indexing(fresh_pg_ur
         other.add_message(Message(role="user", content="imported refund question"))
         await store.import_threads([other])
         assert sorted(t.id for t in await store.search_by_content("refund")) == sorted([thread.id, other.id])
-        assert await _indexed(fresh_pg_url, store) == await _expected(store)
+        assert await _indexed(fresh_pg_url) == await _expected(store)
         assert sorted(t.id for t in await store.search_by_content("refund")) == sorted([thread.id, other.id])
 
         loaded = await store.get(thread.id)
@@ -74,7 +74,7 @@ async def test_searches_find_every_message_before_and_after_indexing(fresh_pg_ur
         await store.save(loaded)
         await store.delete(other.id)
         assert await store.search_by_content("refund") == []
-        assert await _indexed(fresh_pg_url, store) == await _expected(store)
+        assert await _indexed(fresh_pg_url) == await _expected(store)
         assert await store.search_by_content("refund") == []
 
 
@@ -92,7 +92,7 @@ async def test_many_concurrent_writers_leave_the_index_exact(fresh_pg_url: str) 
                 await store.save(t)
 
         await asyncio.gather(*(edit(t) for t in threads))
-        assert await _indexed(fresh_pg_url, store) == await _expected(store)
+        assert await _indexed(fresh_pg_url) == await _expected(store)
         assert len(await store.search_by_content("version 9 of")) == 8
         assert await store.search_by_content("version 8 of") == []
 
@@ -102,7 +102,7 @@ async def test_messages_an_ended_process_left_queued_are_found_and_indexed(fresh
         thread = Thread(title="t")
         thread.add_message(Message(role="user", content="left in the queue"))
         await store.save(thread)
-        await _indexed(fresh_pg_url, store)
+        await _indexed(fresh_pg_url)
     conn = await asyncpg.connect(fresh_pg_url)
     try:  # as if the process had ended before its indexer ran
         await conn.execute("DELETE FROM message_text")
@@ -112,4 +112,4 @@ async def test_messages_an_ended_process_left_queued_are_found_and_indexed(fresh
     async with await ThreadStore.create(fresh_pg_url) as store:
         assert [t.id for t in await store.search_by_content("in the queue")] == [thread.id]
         await store.append(thread.id, Message(role="user", content="a later write"))
-        assert await _indexed(fresh_pg_url, store) == await _expected(store)
+        assert await _indexed(fresh_pg_url) == await _expected(store)

@@ -19,7 +19,7 @@ from threadstore.errors import (
     ThreadStoreError,
     UnsupportedFileTypeError,
 )
-from threadstore.models import Attachment, Message, Thread
+from threadstore.models import Attachment, Message, SearchHit, Thread
 from threadstore.store import ThreadStore
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "Message",
     "NotFoundError",
     "SchemaVersionError",
+    "SearchHit",
     "StorageFullError",
     "StoreClosedError",
     "StoreUnavailableError",

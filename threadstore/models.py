@@ -320,6 +320,19 @@ def _new_thread_id() -> str:
     return str(uuid.uuid4())
 
 
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    """A message ``ThreadStore.search`` found: where it is, how well it matched (higher is
+    better; scores compare within one search and one backend only) and ``snippet``, a short
+    plain-text excerpt around the first match with the matched words marked ``[word]``."""
+
+    thread_id: str
+    message_id: str
+    sequence: int
+    role: str
+    score: float
+    snippet: str
+
+
 class Thread(msgspec.Struct, kw_only=True, dict=True):
     """A conversation: ordered messages plus attributes and platform references.
 

@@ -239,11 +239,17 @@ def _compile(sql: str, mask: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     return "".join(pieces), tuple(numbers)
 
 
+_TRIGGER = re.compile(r"\s*CREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b[^;]*?\bBEGIN\b", re.I | re.S)
+_END = re.compile(r"\bEND\s*$", re.I)
+
+
 def _statement_spans(text: str, mask: str) -> list[tuple[int, int]]:
     """(start, end) of each statement of ``text``, stripped, skipping those without code."""
     spans: list[tuple[int, int]] = []
     start = 0
     for end in [i for i, c in enumerate(mask) if c == ";"] + [len(text)]:
+        if _TRIGGER.match(mask, start, end) and not _END.search(mask, start, end) and end < len(text):
+            continue  # a ; inside CREATE TRIGGER ... BEGIN ... END (SQLite)
         if mask[start:end].strip():
             piece = text[start:end]
             a = start + len(piece) - len(piece.lstrip())

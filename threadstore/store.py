@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from threadstore import matching
+from threadstore import fulltext, matching
 from threadstore.backends import (
     AppendPlan,
     Backend,
@@ -47,6 +47,7 @@ from threadstore.models import (
     Attachment,
     Changes,
     Message,
+    SearchHit,
     Thread,
     _set_field,
     _unique_ids,
@@ -832,6 +833,27 @@ class ThreadStore:
                              limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
         """The same as find_by_platform (the older name)."""
         return await self.find_by_platform(source_name, properties, limit, offset=offset)
+
+    async def search(self, query: str, limit: int = 20, offset: int = 0, *,
+                     attributes: dict[str, Any] | None = None) -> builtins.list[SearchHit]:
+        """Messages matching ``query``, best first (ties: the newer message first).
+
+        The syntax is a web search engine's: words (all must occur), ``"quoted phrases"``,
+        ``OR`` between two terms, ``-word`` or ``-"a phrase"`` (must not occur). Words match
+        whole, ignoring case, without stemming (threadstore.fulltext defines them). ``attributes``
+        keeps the messages of threads whose attributes hold every given key with an equal value,
+        as find_by_attributes does. ValueError for a query without a word that must occur."""
+        parsed = fulltext.parse(query)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        _check_count(limit, "limit")
+        _check_count(offset, "offset")
+        wanted = None if attributes is None else _check_object(attributes, "attributes")
+        backend = await self._ready()
+        rows = await backend.search(parsed, wanted, limit, offset)
+        return [SearchHit(thread_id=r.thread_id, message_id=r.message_id, sequence=r.sequence,
+                          role=r.role, score=r.score, snippet=fulltext.snippet(r.text, parsed))
+                for r in rows]
 
     async def find_messages_by_attribute(self, path: str | Sequence[str], value: Any,
                                          limit: int | None = 100, *,

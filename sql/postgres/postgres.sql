@@ -282,31 +282,47 @@ SELECT id FROM thread;
 -- text behind with nothing queued to correct it.
 SELECT pg_advisory_xact_lock(7425, 0);
 
--- name: index_text :value
--- Takes up to :batch ids off message_text_pending and sets their message_text rows to their
--- messages' current content text (deleting the rows of messages without text; a message deleted
--- meanwhile has no row: ON DELETE CASCADE). Returns how many queue entries it took.
+-- name: take_queued :one
+-- Takes up to :batch ids off message_text_pending and returns how many entries it took, and as a
+-- JSON array of [id, the first :max_chars characters of its content text] the messages still
+-- stored, which threadstore.fulltext then cuts into words for postgres.store_text. Locks the
+-- messages before any message_text row, in the order a delete takes them (messages, then
+-- message_text through ON DELETE CASCADE): without it, a delete meeting the indexer deadlocked.
+-- A message deleted meanwhile drops out here.
 WITH queued AS (
     DELETE FROM message_text_pending
      WHERE ctid = any(ARRAY(SELECT ctid FROM message_text_pending LIMIT :batch))
     RETURNING message_id
 ), current AS (
-    -- Locks the messages before any message_text row, in the order a delete takes them
-    -- (messages, then message_text through ON DELETE CASCADE): without it, a delete meeting
-    -- this statement deadlocked. A message deleted meanwhile drops out here.
-    SELECT m.id, m.thread_id, threadstore_content_text(m.content) AS text
+    SELECT m.id, left(threadstore_content_text(m.content), :max_chars) AS text
       FROM messages AS m
      WHERE m.id IN (SELECT message_id FROM queued)
        FOR KEY SHARE OF m
-), stored AS (
-    INSERT INTO message_text AS x (message_id, thread_id, text)
-    SELECT id, thread_id, text FROM current WHERE text IS NOT NULL
-    ON CONFLICT (message_id) DO UPDATE SET text = excluded.text
-     WHERE x.text IS DISTINCT FROM excluded.text
-), cleared AS (
-    DELETE FROM message_text WHERE message_id IN (SELECT id FROM current WHERE text IS NULL)
 )
-SELECT count(*) FROM queued;
+SELECT (SELECT count(*) FROM queued) AS taken,
+       (SELECT coalesce(json_agg(json_build_array(c.id, c.text)), '[]'::json) FROM current AS c)
+           AS messages;
+
+-- name: store_text :exec
+-- Sets the message_text rows of :ids to their messages' current content text and to :words
+-- (tsvector text, threadstore.fulltext.tsvector, or NULL), deleting the rows of messages without
+-- text. An edit committed since postgres.take_queued read the text queued its message again, so
+-- the next batch sets its words too (searches index what is queued before they read).
+WITH incoming AS (
+    SELECT i.id, i.words::tsvector AS words, m.thread_id, threadstore_content_text(m.content) AS text
+      FROM unnest(:ids::text[], :words::text[]) AS i(id, words)
+      JOIN messages AS m ON m.id = i.id
+), stored AS (
+    INSERT INTO message_text AS x (message_id, thread_id, text, words)
+    SELECT id, thread_id, text, words FROM incoming WHERE text IS NOT NULL
+    ON CONFLICT (message_id) DO UPDATE SET text = excluded.text, words = excluded.words
+     WHERE (x.text, x.words) IS DISTINCT FROM (excluded.text, excluded.words)
+)
+DELETE FROM message_text WHERE message_id IN (SELECT id FROM incoming WHERE text IS NULL);
+
+-- name: queued :value
+-- Whether message ids wait in message_text_pending (ThreadStore.search indexes them first).
+SELECT EXISTS (SELECT 1 FROM message_text_pending);
 
 -- name: ping :value
 -- One round trip (ThreadStore.ping).

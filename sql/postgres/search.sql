@@ -134,3 +134,23 @@ SELECT coalesce(json_agg((SELECT d.doc
 -- name: by_message_id :value
 -- The thread holding a message (messages primary key); None when no thread holds it.
 SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);
+
+-- name: fulltext :many
+-- Messages whose words match :query (tsquery text, threadstore.fulltext.tsquery) on
+-- message_text_words_idx, best ts_rank_cd first (normalised by 1 + log of the length), then
+-- the newest timestamp, then the highest id; in threads whose attributes hold every key of
+-- :wanted with an equal value, when not NULL. Run after what is queued was indexed.
+SELECT m.thread_id, m.id, m.sequence, m.role, ts_rank_cd(x.words, q.q, 1)::float8 AS score, x.text
+  FROM (SELECT :query::tsquery AS q) AS q
+  JOIN message_text AS x ON x.words @@ q.q
+  JOIN messages AS m ON m.id = x.message_id
+ WHERE :wanted::jsonb IS NULL
+    OR EXISTS (SELECT 1
+                 FROM thread_search AS s
+                WHERE s.thread_id = m.thread_id
+                  AND s.attributes @> :wanted::jsonb
+                  AND NOT EXISTS (SELECT 1
+                                    FROM jsonb_each(:wanted::jsonb) AS w
+                                   WHERE s.attributes -> w.key IS DISTINCT FROM w.value))
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC
+ LIMIT :limit OFFSET :offset;

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 import msgspec
 
 from threadstore.errors import SchemaVersionError
+from threadstore.fulltext import Query
 from threadstore.matching import TextPattern
 
 if TYPE_CHECKING:
@@ -122,6 +123,17 @@ class UsageCounts(msgspec.Struct, frozen=True):
     models: list[tuple[str | None, int | None, int | None, int | None]]
 
 
+class SearchRow(NamedTuple):
+    """One message a full-text search found (ThreadStore.search builds its SearchHit)."""
+
+    thread_id: str
+    message_id: str
+    sequence: int
+    role: str
+    score: float
+    text: str  # matching.content_text of the message, for the snippet
+
+
 class Backend(Protocol):
     """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
 
@@ -184,6 +196,12 @@ class Backend(Protocol):
 
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         """A JSON array of the matching message documents, by thread id, then sequence."""
+
+    async def search(self, query: Query, wanted: bytes | None, limit: int,
+                     offset: int) -> builtins.list[SearchRow]:
+        """The stored messages matching ``query`` (threadstore.fulltext), best score first, then
+        newest timestamp, then highest id; only in threads whose attributes hold every key of
+        ``wanted`` (a JSON object) with an equal value, when given."""
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         """The document of the thread holding that message, or None."""

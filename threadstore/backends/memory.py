@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from threadstore import matching
+from threadstore import fulltext, matching
 from threadstore.backends import (
     AppendPlan,
     ByAttributes,
@@ -27,6 +27,7 @@ from threadstore.backends import (
     MessageSearch,
     SavePlan,
     SchemaStatus,
+    SearchRow,
     ThreadCopy,
     ThreadSearch,
     UsageCounts,
@@ -70,6 +71,9 @@ class MemoryBackend:
         self._threads: dict[str, _Row] = {}
         self._owner: dict[str, str] = {}  # message id -> thread id
         self._aliases: dict[str, str] = {}  # alias -> thread id
+        # message id -> (the stored Message object, its text, its indexed words): recomputed
+        # when the object stored under that id changes (saves store new objects).
+        self._words: dict[str, tuple[Message, str | None, builtins.list[tuple[str, int]]]] = {}
 
     async def open(self) -> None:
         pass
@@ -250,6 +254,27 @@ class MemoryBackend:
              if matching.value_equals(getattr(m, search.column), search.keys, value)),
             key=lambda m: (m.thread_id or "", m.sequence or 0))
         return _encode(found[offset:] if limit is None else found[offset:offset + limit])
+
+    def _indexed(self, message: Message) -> tuple[str | None, builtins.list[tuple[str, int]]]:
+        cached = self._words.get(message.id)
+        if cached is None or cached[0] is not message:
+            text = matching.content_text(message.content)
+            cached = self._words[message.id] = (message, text, [] if text is None else fulltext.words(text))
+        return cached[1], cached[2]
+
+    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
+                     offset: int) -> builtins.list[SearchRow]:
+        for gone in self._words.keys() - self._owner.keys():
+            del self._words[gone]
+        indexed = [(row, m, *self._indexed(m)) for row in self._threads.values() for m in row.messages.values()]
+        score = fulltext.ranker(query, (words for *_, words in indexed))
+        attributes = None if wanted is None else _decode(wanted)
+        found = [(score(words), m.timestamp, m.id, m, text) for row, m, text, words in indexed
+                 if words and fulltext.matches(query, words)
+                 and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))]
+        found.sort(key=lambda hit: hit[:3], reverse=True)
+        return [SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "")
+                for s, _, _, m, text in found[offset:offset + limit]]
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         thread_id = self._owner.get(message_id)

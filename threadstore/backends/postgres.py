@@ -28,12 +28,13 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 import msgspec
 
-from threadstore import matching, queries
+from threadstore import fulltext, matching, queries
 from threadstore.backends import (
     AppendPlan,
     MessageSearch,
     SavePlan,
     SchemaStatus,
+    SearchRow,
     ThreadCopy,
     ThreadSearch,
     enable_echo,
@@ -686,14 +687,38 @@ class PostgresBackend:
                     await asyncio.wait_for(now.wait(), _INDEX_DELAY)
                 self._index_again = False
                 async with self._acquire() as conn:
-                    taken = _INDEX_BATCH
-                    while taken == _INDEX_BATCH:
-                        async with _transaction(conn):
-                            await self._run(conn, "postgres.lock_indexer")
-                            taken = await self._run(conn, "postgres.index_text", batch=_INDEX_BATCH)
+                    await self._index_all(conn)
                 again = self._index_again
         except Exception as exc:  # the queue stays as it was: searches still read it, the next write retries
             _log.warning("indexing message text in the background failed: %s", exc)
+
+    async def _index_all(self, conn: asyncpg.Connection) -> None:
+        """Index everything queued, in batches of _INDEX_BATCH, each its own transaction: the
+        content text and, cut into words by threadstore.fulltext here, the full-text words."""
+        taken = _INDEX_BATCH
+        while taken == _INDEX_BATCH:
+            async with _transaction(conn):
+                await self._run(conn, "postgres.lock_indexer")
+                row = await self._run(conn, "postgres.take_queued", batch=_INDEX_BATCH,
+                                      max_chars=fulltext.MAX_TEXT)
+                taken = row[0]
+                messages: builtins.list[tuple[str, str | None]] = _decode(row[1])
+                if messages:
+                    await self._run(conn, "postgres.store_text", ids=[m[0] for m in messages],
+                                    words=[None if text is None else fulltext.tsvector(fulltext.words(text))
+                                           for _, text in messages])
+
+    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
+                     offset: int) -> builtins.list[SearchRow]:
+        # What is queued is indexed first (usually nothing: the background indexer runs right
+        # after writes), so every message whose save returned is found.
+        if await self._read("postgres.queued"):
+            async with self._acquire() as conn:
+                await self._index_all(conn)
+        rows = await self._read("search.fulltext", query=fulltext.tsquery(query),
+                                wanted=None if wanted is None else msgspec.Raw(wanted),
+                                limit=limit, offset=offset)
+        return [SearchRow(*row) for row in rows]
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         sequences = await self._save(plan)

@@ -24,12 +24,13 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from threadstore import matching, queries
+from threadstore import fulltext, matching, queries
 from threadstore.backends import (
     AppendPlan,
     MessageSearch,
     SavePlan,
     SchemaStatus,
+    SearchRow,
     ThreadCopy,
     ThreadSearch,
     enable_echo,
@@ -176,12 +177,21 @@ def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
 
+@functools.lru_cache(maxsize=1)  # the triggers of migration 0004 may ask twice for one row
+def _fts_text(content: str | None) -> str | None:
+    """What message_fts indexes for a message's content (JSON text; migration 0004); None
+    without words."""
+    text = matching.content_text(_optional(content))
+    return None if text is None else fulltext.fts5_text(fulltext.words(text))
+
+
 # The functions search.sql calls, registered on each connection: threadstore.matching's code,
 # so SQLite answers exactly as the memory backend does.
 _FUNCTIONS: dict[str, Any] = {
     "regexp": lambda pattern, text: (None if pattern is None or text is None
                                      else matching.matcher(pattern)(text)),
     "threadstore_content_text": lambda content: matching.content_text(_optional(content)),
+    "threadstore_fts_text": lambda content: _fts_text(content),
     "threadstore_has_reference": lambda platforms, name, reference: matching.has_reference(
         _decode(platforms), name, _decode_param(reference)),
     "threadstore_has_all": lambda document, wanted: matching.contains_all(
@@ -510,6 +520,16 @@ class SQLiteBackend:
                 f"search.messages_by_{search.column}", keys=_json_list(search.keys),
                 value=search.value.decode(), limit=limit, offset=offset)
         return doc.encode()
+
+    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
+                     offset: int) -> builtins.list[SearchRow]:
+        async with self._lock:
+            rows = await self._run("search.fulltext", query=fulltext.fts5_query(query),
+                                   wanted=None if wanted is None else wanted.decode(),
+                                   limit=limit, offset=offset)
+        return [SearchRow(thread_id, message_id, sequence, role, score,
+                          matching.content_text(_optional(content)) or "")
+                for thread_id, message_id, sequence, role, score, content in rows]
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         async with self._lock:

@@ -1,0 +1,261 @@
+"""Ranked full-text search (``ThreadStore.search``), defined once for every backend.
+
+A message's text (``matching.content_text``) is cut into words here, in Python, and every
+backend indexes exactly these words: PostgreSQL a tsvector built from them (positions kept, so
+phrases work), SQLite an FTS5 table fed the words hex-encoded (so FTS5's own tokenizer has
+nothing left to decide), the memory backend the lists themselves. Queries are parsed here too and
+handed to each engine in its syntax, so every backend finds the same messages.
+
+Words: the maximal runs of letters and digits of any script (``str.isalnum``; the underscore and
+marks separate words), lowercased; each Han, kana or CJK-compatibility character is a word of its
+own, as those scripts do not separate words by spaces. No stemming, no stop words. Limits, the
+same on every backend (PostgreSQL's tsvector sets them): a word of more than 256 characters is
+skipped, a word counts at most 256 times in a message, only the first 16,383 word positions of a
+message are indexed (of its first 1,000,000 characters), and indexing stops once the distinct words of a message reach 1,000,000
+bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+MAX_QUERY_LENGTH = 10_000
+MAX_TEXT = 1_000_000  # characters of a message's text that are indexed
+MAX_WORD_LENGTH = 256
+MAX_OCCURRENCES = 256  # PostgreSQL keeps 256 positions per lexeme
+MAX_POSITION = 16_383  # PostgreSQL's largest tsvector position
+MAX_WORD_BYTES = 1_000_000  # PostgreSQL's tsvector holds at most 1 MiB of lexeme text
+SNIPPET_LENGTH = 200
+
+_IDEOGRAPHS = ("\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+               "\U00020000-\U0002fa1f\U00030000-\U0003134f")
+_WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
+_FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
+
+
+def words(text: str) -> list[tuple[str, int]]:
+    """The indexed words of ``text`` with their positions (1-based, in order)."""
+    text = text[:MAX_TEXT]
+    out: list[tuple[str, int]] = []
+    counts: dict[str, int] = {}
+    size = 0
+    position = 0
+    for match in _WORD.finditer(text):
+        position += 1
+        if position > MAX_POSITION:
+            break
+        word = match.group().lower()
+        if len(word) > MAX_WORD_LENGTH:
+            continue
+        seen = counts.get(word, 0)
+        if not seen:
+            size += len(word.encode())
+            if size > MAX_WORD_BYTES:
+                break
+        elif seen >= MAX_OCCURRENCES:
+            continue
+        counts[word] = seen + 1
+        out.append((word, position))
+    return out
+
+
+def _query_words(text: str) -> list[str]:
+    return [match.group().lower() for match in _WORD.finditer(text)
+            if len(match.group()) <= MAX_WORD_LENGTH]
+
+
+Phrase = tuple[str, ...]  # words that must occur next to each other, in order
+
+
+class Query(NamedTuple):
+    """A parsed query: every group must match (a group matches when one of its phrases occurs),
+    and no excluded phrase may occur."""
+
+    groups: tuple[tuple[Phrase, ...], ...]
+    excluded: tuple[Phrase, ...]
+
+    def phrases(self) -> list[Phrase]:
+        """The phrases that must or may occur, each once, in order (what ranks a message)."""
+        return list(dict.fromkeys(p for group in self.groups for p in group))
+
+
+_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+
+
+def parse(query: object) -> Query:
+    """``query`` as a web search engine reads it: words (all must occur), ``"quoted phrases"``,
+    ``OR`` between two terms, ``-term`` (must not occur). Anything else is taken as words; a
+    term with several words (``e-mail``) is a phrase. ValueError when no word must occur."""
+    if not isinstance(query, str):
+        raise TypeError(f"the search query must be a string, got {type(query).__name__}")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ValueError(f"the search query is {len(query)} characters long; at most {MAX_QUERY_LENGTH}")
+    terms: list[tuple[bool, Phrase] | None] = []  # None stands for OR
+    for match in _TOKEN.finditer(query):
+        negated, quoted, bare = match.group(1) == "-", match.group(2), match.group(3)
+        if bare is not None:
+            if bare == "OR":
+                terms.append(None)
+                continue
+            negated = bare.startswith("-")
+            quoted = bare[1:] if negated else bare
+        phrase = tuple(_query_words(quoted))
+        if phrase:
+            terms.append((negated, phrase))
+    groups: list[list[Phrase]] = []
+    excluded: list[Phrase] = []
+    joining = False
+    for i, term in enumerate(terms):
+        if term is None:
+            # OR joins the positive terms on either side; anywhere else it is the word "or".
+            after = terms[i + 1] if i + 1 < len(terms) else None
+            before = terms[i - 1] if i else None
+            if before is not None and after is not None and not before[0] and not after[0] and groups:
+                joining = True
+                continue
+            term = (False, ("or",))
+        negated, phrase = term
+        if negated:
+            excluded.append(phrase)
+        elif joining:
+            groups[-1].append(phrase)
+        else:
+            groups.append([phrase])
+        joining = False
+    if not groups:
+        raise ValueError("the search query has no word that must occur: give at least one word or "
+                         f"phrase (got {query[:100]!r})")
+    return Query(tuple(tuple(dict.fromkeys(g)) for g in groups), tuple(dict.fromkeys(excluded)))
+
+
+# -- the memory backend's matching and ranking ---------------------------------------------------
+
+
+def occurrences(phrase: Phrase, indexed: Sequence[tuple[str, int]]) -> int:
+    """How many times ``phrase`` occurs in ``indexed`` (words with positions)."""
+    if len(phrase) == 1:
+        word = phrase[0]
+        return sum(1 for w, _ in indexed if w == word)
+    at = {(w, p) for w, p in indexed}
+    first = phrase[0]
+    return sum(1 for w, p in indexed if w == first
+               and all((phrase[k], p + k) in at for k in range(1, len(phrase))))
+
+
+def matches(query: Query, indexed: Sequence[tuple[str, int]]) -> bool:
+    return (all(any(occurrences(p, indexed) for p in group) for group in query.groups)
+            and not any(occurrences(p, indexed) for p in query.excluded))
+
+
+def length(indexed: Sequence[tuple[str, int]]) -> int:
+    """A message's length in words, as FTS5 counts it (skipped words hold their place)."""
+    return indexed[-1][1] if indexed else 0
+
+
+def ranker(query: Query, corpus: Iterable[Sequence[tuple[str, int]]]) -> Callable[[Sequence[tuple[str, int]]], float]:
+    """Scores as SQLite's FTS5 gives them (the negative of its ``bm25()``, k1=1.2, b=0.75) over
+    ``corpus``, the indexed words of every stored message."""
+    documents = [d for d in corpus if d]
+    total = len(documents)
+    average = sum(map(length, documents)) / total if total else 1.0
+    weights = []
+    for phrase in query.phrases():
+        having = sum(1 for d in documents if occurrences(phrase, d))
+        idf = math.log((total - having + 0.5) / (having + 0.5))
+        weights.append((phrase, idf if idf > 0 else 1e-6))
+
+    def score(indexed: Sequence[tuple[str, int]]) -> float:
+        norm = 1.2 * (0.25 + 0.75 * length(indexed) / average)
+        total_score = 0.0
+        for phrase, idf in weights:
+            freq = occurrences(phrase, indexed)
+            total_score += idf * (freq * 2.2) / (freq + norm)
+        return total_score
+    return score
+
+
+# -- what the SQL backends index and ask ---------------------------------------------------------
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector(indexed: Sequence[tuple[str, int]]) -> str | None:
+    """PostgreSQL tsvector text of the words (None without any)."""
+    if not indexed:
+        return None
+    positions: dict[str, list[str]] = {}
+    for word, position in indexed:
+        positions.setdefault(word, []).append(str(position))
+    return " ".join(f"{_lexeme(w)}:{','.join(p)}" for w, p in positions.items())
+
+
+def _tsquery_phrase(phrase: Phrase) -> str:
+    return "(" + " <-> ".join(map(_lexeme, phrase)) + ")"
+
+
+def tsquery(query: Query) -> str:
+    """PostgreSQL tsquery text of ``query``."""
+    parts = ["(" + " | ".join(map(_tsquery_phrase, group)) + ")" for group in query.groups]
+    parts += ["!" + _tsquery_phrase(p) for p in query.excluded]
+    return " & ".join(parts)
+
+
+def _hex(word: str) -> str:
+    return word.encode().hex()
+
+
+def fts5_text(indexed: Sequence[tuple[str, int]]) -> str | None:
+    """The text SQLite's FTS5 table indexes (its ascii tokenizer splits it back into these words,
+    at these positions); None without any word."""
+    if not indexed:
+        return None
+    out: list[str] = []
+    for word, position in indexed:
+        out.extend([_FILLER] * (position - len(out) - 1))
+        out.append(_hex(word))
+    return " ".join(out)
+
+
+def _fts5_phrase(phrase: Phrase) -> str:
+    return '"' + " ".join(map(_hex, phrase)) + '"'
+
+
+def fts5_query(query: Query) -> str:
+    """SQLite FTS5 MATCH text of ``query``."""
+    expression = " AND ".join("(" + " OR ".join(map(_fts5_phrase, group)) + ")" for group in query.groups)
+    for phrase in query.excluded:
+        expression = f"({expression}) NOT {_fts5_phrase(phrase)}"
+    return expression
+
+
+# -- snippets --------------------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+
+
+def snippet(text: str, query: Query) -> str:
+    """About SNIPPET_LENGTH characters of ``text`` around the first word of the query's phrases,
+    every such word marked ``[word]``; plain text, whitespace runs as one space."""
+    wanted = {word for phrase in query.phrases() for word in phrase}
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in wanted]
+    if not spans:
+        start = 0
+    else:
+        start = max(0, spans[0][0] - SNIPPET_LENGTH // 4)
+        if start:  # from the start of a word
+            start = next((m.end() for m in _SPACES.finditer(text, start, spans[0][0])), spans[0][0])
+    end = min(len(text), start + SNIPPET_LENGTH)
+    out, at = [], start
+    for a, b in spans:
+        if a < start or b > end:
+            continue
+        out += [text[at:a], "[", text[a:b], "]"]
+        at = b
+    out.append(text[at:end])
+    body = _SPACES.sub(" ", "".join(out)).strip()
+    return ("…" if start else "") + body + ("…" if end < len(text) else "")

@@ -63,8 +63,7 @@ def words(text: str) -> list[tuple[str, int]]:
 
 
 def _query_words(text: str) -> list[str]:
-    return [match.group().lower() for match in _WORD.finditer(text)
-            if len(match.group()) <= MAX_WORD_LENGTH]
+    return [match.group().lower() for match in _WORD.finditer(text)]
 
 
 Phrase = tuple[str, ...]  # words that must occur next to each other, in order
@@ -76,10 +75,12 @@ class Query(NamedTuple):
 
     groups: tuple[tuple[Phrase, ...], ...]
     excluded: tuple[Phrase, ...]
+    impossible: bool = False  # a required word is longer than any indexed one: nothing matches
 
     def phrases(self) -> list[Phrase]:
-        """The phrases that must or may occur, each once, in order (what ranks a message)."""
-        return list(dict.fromkeys(p for group in self.groups for p in group))
+        """The phrases that must or may occur, in query order, a repeated one as often as it is
+        repeated: what ranks a message (FTS5's bm25 weighs each phrase of the expression)."""
+        return [p for group in self.groups for p in group]
 
 
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
@@ -128,7 +129,14 @@ def parse(query: object) -> Query:
     if not groups:
         raise ValueError("the search query has no word that must occur: give at least one word or "
                          f"phrase (got {query[:100]!r})")
-    return Query(tuple(tuple(dict.fromkeys(g)) for g in groups), tuple(dict.fromkeys(excluded)))
+    # A phrase with a word longer than MAX_WORD_LENGTH occurs nowhere (such words are not indexed).
+    def indexable(phrase: Phrase) -> bool:
+        return all(len(word) <= MAX_WORD_LENGTH for word in phrase)
+    kept = [tuple(dict.fromkeys(p for p in g if indexable(p))) for g in groups]
+    excluded = [p for p in excluded if indexable(p)]
+    if not all(kept):
+        return Query((), (), impossible=True)
+    return Query(tuple(kept), tuple(dict.fromkeys(excluded)))
 
 
 # -- the memory backend's matching and ranking ---------------------------------------------------
@@ -239,23 +247,30 @@ _SPACES = re.compile(r"\s+")
 
 
 def snippet(text: str, query: Query) -> str:
-    """About SNIPPET_LENGTH characters of ``text`` around the first word of the query's phrases,
-    every such word marked ``[word]``; plain text, whitespace runs as one space."""
+    """At most SNIPPET_LENGTH characters of ``text`` around the first word of the query's
+    phrases, every such word marked ``[word]``, cut at spaces (``…`` where cut); plain text,
+    whitespace runs as one space."""
     wanted = {word for phrase in query.phrases() for word in phrase}
     spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in wanted]
-    if not spans:
-        start = 0
-    else:
-        start = max(0, spans[0][0] - SNIPPET_LENGTH // 4)
-        if start:  # from the start of a word
-            start = next((m.end() for m in _SPACES.finditer(text, start, spans[0][0])), spans[0][0])
-    end = min(len(text), start + SNIPPET_LENGTH)
+    start = 0
+    if spans and spans[0][0] > SNIPPET_LENGTH // 4:  # from the start of a word
+        start = spans[0][0] - SNIPPET_LENGTH // 4
+        start = next((m.end() for m in _SPACES.finditer(text, start, spans[0][0])), spans[0][0])
+    room = SNIPPET_LENGTH - 2  # the two …
+    end = min(len(text), start + room)
+    while True:  # each mark takes two characters of the room
+        marked = [(a, b) for a, b in spans if start <= a and b <= end]
+        fitted = min(len(text), start + room - 2 * len(marked))
+        if fitted >= end:
+            break
+        end = fitted
+    if end < len(text):
+        end = next((m.start() for m in reversed(list(_SPACES.finditer(text, start, end)))), end)
     out, at = [], start
     for a, b in spans:
-        if a < start or b > end:
-            continue
-        out += [text[at:a], "[", text[a:b], "]"]
-        at = b
+        if start <= a and b <= end:
+            out += [text[at:a], "[", text[a:b], "]"]
+            at = b
     out.append(text[at:end])
     body = _SPACES.sub(" ", "".join(out)).strip()
     return ("…" if start else "") + body + ("…" if end < len(text) else "")

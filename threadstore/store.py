@@ -850,6 +850,8 @@ class ThreadStore:
         _check_count(offset, "offset")
         wanted = None if attributes is None else _check_object(attributes, "attributes")
         backend = await self._ready()
+        if parsed.impossible:
+            return []
         rows = await backend.search(parsed, wanted, limit, offset)
         return [SearchHit(thread_id=r.thread_id, message_id=r.message_id, sequence=r.sequence,
                           role=r.role, score=r.score, snippet=fulltext.snippet(r.text, parsed))

@@ -1,0 +1,292 @@
+"""ThreadStore.search, ranked full-text search over messages, on every backend: the query syntax,
+words and Unicode, ranking, snippets, the attribute filter, hostile queries, and the index kept
+in step with every write path."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import BACKENDS, backend_url
+from threadstore import Message, SearchHit, Thread, ThreadStore
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+async def saved(store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None,
+                role: str = "user") -> Thread:
+    thread = Thread(title="t", attributes=attributes or {})
+    for i, content in enumerate(contents):
+        thread.add_message(Message(role=role, content=content, timestamp=T0 + timedelta(seconds=i)))
+    await store.save(thread)
+    return thread
+
+
+async def found(store: ThreadStore, query: str, **kwargs: Any) -> list[str]:
+    """The contents of the messages found, best first."""
+    hits = await store.search(query, **kwargs)
+    texts = {}
+    for hit in hits:
+        thread = await store.get(hit.thread_id)
+        assert thread is not None
+        message = thread.get_message(hit.message_id)
+        assert message is not None and message.sequence == hit.sequence and message.role == hit.role
+        texts[hit.message_id] = message.content if isinstance(message.content, str) else "<parts>"
+    return [texts[h.message_id] for h in hits]
+
+
+async def test_words_phrases_or_and_exclusion(store: ThreadStore) -> None:
+    await saved(store, "the refund was delayed", "refund sent", "delayed delivery",
+                "was the refund delayed", "invoice paid", "invoice unpaid")
+    assert sorted(await found(store, "refund delayed")) == ["the refund was delayed", "was the refund delayed"]
+    assert await found(store, '"refund delayed"') == ["was the refund delayed"]
+    assert sorted(await found(store, "refund -delayed")) == ["refund sent"]
+    assert sorted(await found(store, 'refund -"refund delayed"')) == ["refund sent", "the refund was delayed"]
+    assert sorted(await found(store, "sent OR delivery")) == ["delayed delivery", "refund sent"]
+    assert sorted(await found(store, "invoice -paid")) == ["invoice unpaid"]
+    assert await found(store, "refunds") == []  # no stemming
+    assert await found(store, "refun") == []  # whole words
+    # OR with nothing on one side is the word "or"; lowercase "or" is a word too.
+    assert await found(store, "refund OR") == []
+    assert await found(store, "sent or delivery") == []
+
+
+async def test_case_unicode_and_scripts(store: ThreadStore) -> None:
+    await saved(store, "Über alles", "ÜBER ALLES", "école", "東京都に行きます", "Привет мир", "naïve café",
+                "ΣΊΣΥΦΟΣ", "data_set e-mail 3.14")
+    assert len(await found(store, "über")) == 2
+    assert await found(store, "ÉCOLE") == ["école"]
+    assert await found(store, "京都") == ["東京都に行きます"]  # each ideograph is a word
+    assert await found(store, "東京") == ["東京都に行きます"]
+    assert await found(store, "мир") == ["Привет мир"]
+    assert await found(store, "café") == ["naïve café"]
+    assert await found(store, "cafe") == []  # accents count
+    assert await found(store, "σίσυφος") == ["ΣΊΣΥΦΟΣ"]
+    assert await found(store, "set") == ["data_set e-mail 3.14"]  # the underscore separates
+    assert await found(store, "e-mail") == ["data_set e-mail 3.14"]  # a phrase of e, mail
+    assert await found(store, "email") == []
+    assert await found(store, '"3 14"') == ["data_set e-mail 3.14"]
+
+
+async def test_content_parts_tool_calls_and_system_messages(store: ThreadStore) -> None:
+    thread = Thread(title="t")
+    thread.add_message(Message(role="system", content="secret refund policy"))
+    thread.add_message(Message(role="user", content=[{"type": "text", "text": "refund please"},
+                                                      {"type": "image_url", "image_url": {"url": "refund.png"}}]))
+    thread.add_message(Message(role="assistant", content=None,
+                               tool_calls=[{"id": "c1", "type": "function",
+                                            "function": {"name": "refund", "arguments": "{}"}}]))
+    await store.save(thread)
+    hits = await store.search("refund")
+    assert [(h.role, h.sequence) for h in hits] == [("user", 1)]
+    assert hits[0].snippet == "[refund] please"
+
+
+async def test_ranking_more_occurrences_first_then_newer(store: ThreadStore) -> None:
+    # Same length (8 words); more occurrences rank higher.
+    await saved(store, "refund one two three four five six seven",
+                "refund refund refund three four five six seven",
+                "refund refund two three four five six seven",
+                "nothing to see here at all today friend")
+    assert await found(store, "refund") == ["refund refund refund three four five six seven",
+                                            "refund refund two three four five six seven",
+                                            "refund one two three four five six seven"]
+    # Equal messages tie: the newer one first.
+    older = await saved(store, "same words about invoices")
+    newer = Thread(title="t")
+    newer.add_message(Message(role="user", content="same words about invoices", timestamp=T0 + timedelta(days=1)))
+    await store.save(newer)
+    hits = await store.search("invoices")
+    assert [h.thread_id for h in hits] == [newer.id, older.id]
+    assert hits[0].score == hits[1].score
+    # As often, in a shorter message: that one first.
+    await saved(store, "alpha " + "filler " * 30, "alpha beta", "alpha " + "filler " * 8)
+    assert await found(store, "alpha") == ["alpha beta", "alpha " + "filler " * 8, "alpha " + "filler " * 30]
+
+
+async def test_limit_offset_and_attributes(store: ThreadStore) -> None:
+    a = await saved(store, *[f"report {i}" for i in range(5)], attributes={"team": "a", "n": 1})
+    b = await saved(store, *[f"report {i} again" for i in range(3)], attributes={"team": "b"})
+    everything = await store.search("report", limit=100)
+    assert len(everything) == 8
+    pages = [h for offset in range(0, 8, 3) for h in await store.search("report", limit=3, offset=offset)]
+    assert [h.message_id for h in pages] == [h.message_id for h in everything]
+    assert {h.thread_id for h in await store.search("report", attributes={"team": "b"})} == {b.id}
+    assert {h.thread_id for h in await store.search("report", attributes={"n": 1.0})} == {a.id}
+    assert await store.search("report", attributes={"team": "c"}) == []
+    assert len(await store.search("report", attributes={})) == 8
+    assert len(await store.search("report")) == 8  # the default limit is 20
+
+
+async def test_snippets(store: ThreadStore) -> None:
+    long = ("lorem ipsum " * 40) + "the REFUND was\n\n delayed by the refund desk " + ("dolor sit " * 40)
+    await saved(store, long)
+    (hit,) = await store.search("refund")
+    assert isinstance(hit, SearchHit)
+    assert "the [REFUND] was delayed by the [refund] desk" in hit.snippet
+    assert hit.snippet.startswith("…") and hit.snippet.endswith("…")
+    assert len(hit.snippet) <= 200
+    assert "\n" not in hit.snippet
+
+
+@pytest.mark.parametrize("query", ["", "   ", "!!!", "-refund", '""', "-\"a b\"", "OR", ])
+async def test_queries_without_a_required_word(store: ThreadStore, query: str) -> None:
+    await saved(store, "refund")
+    if query == "OR":  # the word "or"
+        assert await store.search(query) == []
+        return
+    with pytest.raises(ValueError, match="no word that must occur"):
+        await store.search(query)
+
+
+@pytest.mark.parametrize("query", [
+    "'; DROP TABLE messages; --", "refund' | 'x", "a & b | !c <-> d", "NEAR(a b)", "a*", "^a", "col:refund",
+    "\\", "\\'", '"unterminated', "(((", ")))", "a AND b", "NOT refund", "refund:*", "x" * 300, "é" * 5000,
+    "\x7f\u200b\ufeff refund", "OR OR OR refund", "refund -", "x" * 300 + " OR refund", "refund -" + "y" * 300,
+])
+async def test_hostile_queries_are_words(store: ThreadStore, query: str) -> None:
+    await saved(store, "refund drop table messages and near a b col", "a AND b not")
+    if not any(c.isalnum() for c in query):
+        with pytest.raises(ValueError, match="no word that must occur"):
+            await store.search(query)
+    else:
+        hits = await store.search(query)  # never a database error
+        assert all(isinstance(h, SearchHit) for h in hits)
+    assert await store.search("refund") != []  # nothing changed
+
+
+async def test_bad_arguments(store: ThreadStore) -> None:
+    with pytest.raises(TypeError):
+        await store.search(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="characters long"):
+        await store.search("a " * 6000)
+    with pytest.raises(ValueError):
+        await store.search("a", limit=0)
+    with pytest.raises(ValueError):
+        await store.search("a", offset=-1)
+    with pytest.raises(TypeError):
+        await store.search("a", limit="5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await store.search("a", attributes=["x"])  # type: ignore[arg-type]
+
+
+async def test_index_follows_every_write(store: ThreadStore) -> None:
+    thread = await saved(store, "first apple")
+    thread.add_message(Message(role="user", content="second banana"))
+    await store.save(thread)  # an append through save()
+    await store.append(thread.id, Message(role="assistant", content="third cherry"))
+    assert len(await store.search("banana")) == 1 and len(await store.search("cherry")) == 1
+
+    loaded = await store.get(thread.id)
+    assert loaded is not None
+    loaded.messages[0].content = "first apricot"  # an edit
+    await store.save(loaded)
+    assert await store.search("apple") == [] and len(await store.search("apricot")) == 1
+
+    loaded.messages.pop(1)  # a removal
+    await store.save(loaded)
+    assert await store.search("banana") == []
+    assert [h.sequence for h in await store.search("cherry")] == [2]  # renumbered
+
+    other = await saved(store, "fourth durian")
+    await store.delete(thread.id)
+    assert await store.search("apricot") == [] and await store.search("cherry") == []
+    assert len(await store.search("durian")) == 1
+    await store.delete_many([other.id])
+    assert await store.search("durian") == []
+
+    records = Thread(title="imported")
+    records.add_message(Message(role="user", content="imported elderberry"))
+    await store.import_threads([records])
+    assert len(await store.search("elderberry")) == 1
+
+
+async def test_large_message_limits(store: ThreadStore) -> None:
+    # Only a message's first 16,383 word positions are indexed, a word at most 256 times, a
+    # word of at most 256 characters.
+    words = ["w"] * 300 + [f"n{i}" for i in range(17_000)] + ["late", "z" * 257]
+    await saved(store, " ".join(words), "w and n16000")
+    assert len(await store.search("w")) == 2
+    assert len(await store.search('"n0 n1"')) == 1
+    assert await store.search('"w n0"') == []  # the 300th w is not indexed
+    assert len(await store.search("n16082")) == 1  # position 16,383
+    assert await store.search("n16083") == []
+    assert await store.search("late") == []
+    assert await store.search("z" * 257) == []
+    assert len(await store.search("n16000")) == 2
+
+
+VOCABULARY = ["refund", "Refund", "REFUND", "delayed", "order", "über", "Über", "東", "京", "東京",
+              "e-mail", "it's", "a_b", "3.14", "x" * 257, "naïve", "İstanbul", "ß", "ǅ", "🎉", "—", "or",
+              "OR", "not", "-", '"', "'", "\\", ":", "*", "(", ")", "ﬁ", "Ⅻ", "٣", "x\u0301"]
+
+
+def generated_texts(rng: random.Random, count: int) -> list[str]:
+    return [" ".join(rng.choice(VOCABULARY) for _ in range(rng.randint(1, 12))) for _ in range(count)]
+
+
+def generated_queries(rng: random.Random, count: int) -> list[str]:
+    queries = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            word = rng.choice(VOCABULARY)
+            form = rng.random()
+            if form < 0.15:
+                word = f'"{word} {rng.choice(VOCABULARY)}"'
+            elif form < 0.25:
+                word = f"-{word}"
+            elif form < 0.35:
+                word = f"{word} OR"
+            parts.append(word)
+        queries.append(" ".join(parts))
+    return queries
+
+
+@pytest.mark.pg
+async def test_every_backend_finds_what_memory_finds(
+        request: pytest.FixtureRequest, tmp_path: Any, pg_url: str,
+        open_store: Callable[[str | None], Awaitable[ThreadStore]]) -> None:
+    """Generated text and queries: the same messages on every backend; SQLite's FTS5 scores equal
+    the memory backend's, so the order agrees there exactly; PostgreSQL ranks by ts_rank_cd, so
+    there the order agrees only where the memory scores differ clearly and ts_rank_cd's do too."""
+    rng = random.Random(17)
+    texts = generated_texts(rng, 300)
+    stores = {}
+    for kind in BACKENDS:
+        store = await open_store(backend_url(kind, request, tmp_path))
+        await store.delete_many([t.id for t in await store.list_recent()])
+        for i in range(0, len(texts), 10):
+            thread = Thread(id=f"p{i:04d}", title="p", attributes={"even": i % 20 == 0})
+            for j, text in enumerate(texts[i:i + 10]):
+                thread.add_message(Message(id=f"m{i + j:04d}", role="user", content=text,
+                                           timestamp=T0 + timedelta(minutes=(i + j) % 37)))
+            await store.save(thread)
+        stores[kind] = store
+    reference = stores.pop("memory")
+    answered = 0
+    for query in generated_queries(rng, 150):
+        try:
+            expected = await reference.search(query, limit=1000)
+        except ValueError as exc:
+            for kind, store in stores.items():
+                with pytest.raises(ValueError, match="no word that must occur"):
+                    await store.search(query)
+            assert "no word" in str(exc)
+            continue
+        answered += bool(expected)
+        for kind, store in stores.items():
+            got = await store.search(query, limit=1000)
+            assert {h.message_id for h in got} == {h.message_id for h in expected}, (kind, query)
+            if kind.startswith("sqlite"):
+                assert [h.message_id for h in got] == [h.message_id for h in expected], (kind, query)
+                assert [h.snippet for h in got] == [h.snippet for h in expected], (kind, query)
+        filtered = await reference.search(query, limit=1000, attributes={"even": True})
+        for store in stores.values():
+            got = await store.search(query, limit=1000, attributes={"even": True})
+            assert {h.message_id for h in got} == {h.message_id for h in filtered}
+    assert answered > 50, "the generated queries should mostly find something"

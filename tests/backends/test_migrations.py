@@ -186,6 +186,9 @@ async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(
         assert ids(await store.find_by_platform("slack", {"channel": "C77"})) == ["t1"]
         assert ids(await store.find_by_source("web", {"user": "u7"})) == ["t1"]
         assert (await store.get_by_alias("order-77")).id == "t1"  # type: ignore[union-attr]
+        # version 4 queued every message for its words: full-text search finds them
+        assert [h.message_id for h in await store.search("refund")] == ["m1"]
+        assert [h.message_id for h in await store.search('"its way"')] == ["m2"]
 
         # and follows later changes of them
         thread.title = "Renamed"
@@ -196,3 +199,41 @@ async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(
         assert ids(await store.search_by_title("renamed")) == ["t1"]
         assert ids(await store.search_by_platform("slack", "C77")) == []
         assert ids(await store.search_by_platform("slack", "C78")) == ["t1"]
+
+
+# A SQLite store filled at schema version 3, as that version's statements wrote it.
+_SQLITE_FILLED_AT_3 = """
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+VALUES ('t1', 'Refund', '{"customer": "c7"}', '{}', NULL, '2024-01-02T03:04:05Z', '2024-01-02T03:04:05Z', 3);
+INSERT INTO messages (id, thread_id, sequence, role, content, timestamp)
+VALUES ('m1', 't1', 1, 'user', '"where is my refund?"', '2024-01-02T03:04:06Z'),
+       ('m2', 't1', 2, 'assistant', '[{"type": "text", "text": "it is on its way"}]', '2024-01-02T03:04:07Z'),
+       ('m3', 't1', 3, 'assistant', NULL, '2024-01-02T03:04:08Z');
+"""
+
+
+async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(tmp_path: Path) -> None:
+    import sqlite3
+
+    registry = load("sqlite")
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path)
+    conn.execute(registry["schema.create_ledger"].sql)
+    for migration in registry.migrations:
+        if migration.version <= 3:
+            conn.executescript(migration.script)
+            conn.execute("INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                         (migration.version, migration.name))
+    conn.executescript(_SQLITE_FILLED_AT_3)
+    conn.commit()
+    conn.close()
+
+    async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
+        assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        assert [h.message_id for h in await store.search("refund")] == ["m1"]
+        assert [h.message_id for h in await store.search('"its way"')] == ["m2"]
+        thread = await store.get("t1")
+        assert thread is not None
+        thread.messages[0].content = "changed"
+        await store.save(thread)
+        assert await store.search("refund") == []

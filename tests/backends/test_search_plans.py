@@ -41,8 +41,9 @@ SELECT 'm' || i || '-' || s, 't' || i, s, 'user',
                           jsonb_build_object('prompt_tokens', 1, 'completion_tokens', 1, 'total_tokens', 2))
   FROM generate_series(1, {THREADS}) AS i, generate_series(1, 3) AS s;
 -- What the indexer makes of them (postgres.index_text), with a few messages still queued.
-INSERT INTO message_text (message_id, thread_id, text)
-SELECT id, thread_id, threadstore_content_text(content) FROM messages;
+INSERT INTO message_text (message_id, thread_id, text, words)
+SELECT id, thread_id, threadstore_content_text(content),
+       to_tsvector('simple', threadstore_content_text(content)) FROM messages;
 INSERT INTO message_text_pending (message_id) SELECT 'm' || i || '-1' FROM generate_series(1, 20) AS i;
 INSERT INTO thread_aliases (alias, thread_id, created_at)
 SELECT 'alias-' || i, 't' || i, now() FROM generate_series(1, {THREADS}) AS i;
@@ -66,6 +67,10 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
                                       {"messages_attributes_idx"}),
     "search.messages_by_platforms": ({"keys": "{slack,ts}", "value": '"424.2"', "limit": 100, "offset": 0},
                                      {"messages_platforms_idx"}),
+    "search.fulltext": ({"query": "'of' & '4242'", "wanted": None, "limit": 20, "offset": 0},
+                        {"message_text_words_idx", "messages_pkey"}),
+    "search.fulltext (attributes)": ({"query": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
+                                     {"message_text_words_idx", "thread_search_pkey"}),
     "search.by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),
     "aliases.get_thread": ({"alias": "alias-77"}, {"thread_aliases_pkey", "threads_pkey"}),
     "aliases.of_thread": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
@@ -78,6 +83,8 @@ WHOLE_TABLE = {"stats.usage"}
 
 
 def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, int):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
@@ -114,7 +121,7 @@ def filled_url(pg_server: str) -> Iterator[str]:
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
     params, indexes = CASES[name]
-    query = load("postgres")[name]
+    query = load("postgres")[name.split(" ")[0]]
     conn = await asyncpg.connect(filled_url, server_settings={"plan_cache_mode": "force_generic_plan"})
     try:
         await conn.execute(f"PREPARE q AS {query.sql}")

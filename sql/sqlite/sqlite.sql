@@ -140,3 +140,29 @@ SELECT a.value ->> '$.alias', a.value ->> '$.thread_id', a.value ->> '$.created_
 -- name: ping :value
 -- One round trip through the connection's thread (ThreadStore.ping).
 SELECT 1;
+
+-- name: words_queued :value
+-- Whether message ids wait in message_words_pending (migration 0004).
+SELECT EXISTS (SELECT 1 FROM message_words_pending);
+
+-- name: queued_words :many
+-- The next :batch queue entries, oldest first: (entry, message id, its content or NULL when the
+-- message is gone or has none).
+SELECT p.rowid, p.message_id, m.content
+  FROM message_words_pending AS p
+  LEFT JOIN messages AS m ON m.id = p.message_id
+ ORDER BY p.rowid
+ LIMIT :batch;
+
+-- name: clear_words :exec
+-- Forgets the words of the messages whose ids :ids (a JSON array) lists.
+DELETE FROM message_words WHERE message_id IN (SELECT value FROM json_each(:ids));
+
+-- name: insert_words :exec
+-- Stores words: :rows is a JSON array of [message id, words].
+INSERT INTO message_words (message_id, words)
+SELECT value ->> 0, value ->> 1 FROM json_each(:rows);
+
+-- name: dequeue_words :exec
+-- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).
+DELETE FROM message_words_pending WHERE rowid <= :last;

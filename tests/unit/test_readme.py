@@ -46,3 +46,21 @@ def test_readme_attachment_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "invoice.pdf: application/pdf, 12 bytes, document, text: None" in result.stdout
     assert "notes.md: text/markdown, 22 bytes, text, text: '# Notes\\nCharged twice?'" in result.stdout
+
+
+def test_readme_fulltext_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"### Full-text search\n\n```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has no full-text search example"
+    script = tmp_path / "fulltext.py"
+    script.write_text(match.group(1))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "refund delayed: [(1, 'My [refund] is [delayed], and the invoice is not paid')]",
+        "\"refund went\": [(2, 'The [refund] [went] out today.')]",
+        "invoice -paid: []",
+        "delayed OR today: [(1, 'My refund is [delayed], and the invoice is not paid'), "
+        "(2, 'The refund went out [today].')]",
+    ]

@@ -44,6 +44,13 @@ from threadstore.queries import Kind
 
 _log = logging.getLogger(__name__)
 
+# The full-text indexer (migration 0004), as PostgreSQL's: it starts this long after the write
+# that wakes it, takes this many queued messages per transaction (holding the connection about
+# 1-4 ms), and close() waits this long for it.
+_INDEX_DELAY = 0.1
+_INDEX_BATCH = 100
+_INDEX_AT_CLOSE = 5.0
+
 # Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
 _PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
 _BUSY, _LOCKED = 5, 6
@@ -177,7 +184,6 @@ def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
 
-@functools.lru_cache(maxsize=1)  # the triggers of migration 0004 may ask twice for one row
 def _fts_text(content: str | None) -> str | None:
     """What message_fts indexes for a message's content (JSON text; migration 0004); None
     without words."""
@@ -191,7 +197,6 @@ _FUNCTIONS: dict[str, Any] = {
     "regexp": lambda pattern, text: (None if pattern is None or text is None
                                      else matching.matcher(pattern)(text)),
     "threadstore_content_text": lambda content: matching.content_text(_optional(content)),
-    "threadstore_fts_text": lambda content: _fts_text(content),
     "threadstore_has_reference": lambda platforms, name, reference: matching.has_reference(
         _decode(platforms), name, _decode_param(reference)),
     "threadstore_has_all": lambda document, wanted: matching.contains_all(
@@ -218,6 +223,9 @@ class SQLiteBackend:
                          for name in _MESSAGE_WRITES}
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._indexer: asyncio.Task[None] | None = None  # fills message_words; see _index_soon
+        self._index_again = False
+        self._index_now: asyncio.Event | None = None  # set by close(): no more waiting
 
     async def open(self) -> None:
         if self._path != ":memory:" and not Path(self._path).parent.exists():
@@ -257,11 +265,20 @@ class SQLiteBackend:
                 delay = min(delay * 2, 0.2)
 
     async def close(self) -> None:
+        indexer, self._indexer = self._indexer, None
+        if indexer is not None and not indexer.done():
+            if self._index_now is not None:
+                self._index_now.set()
+            await asyncio.wait([indexer], timeout=_INDEX_AT_CLOSE)
+            indexer.cancel()  # what it leaves stays queued: the next search or indexer takes it
+            await asyncio.wait([indexer])
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
 
     def abandon(self) -> None:
+        if self._indexer is not None:
+            self._indexer.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -402,11 +419,14 @@ class SQLiteBackend:
         # the messages, COMMIT) as a hand-written writer does, instead of five: each costs
         # 60-90 us here. Anything unexpected (a message or the thread stored already, the thread
         # gone) rolls back and takes the general save.
+        sequences = None
         if plan.new_count and plan.edited == b"[]" and not plan.removed:
             sequences = await self._save_light(plan)
-            if sequences is not None:
-                return sequences
-        return await self._save(plan)
+        if sequences is None:
+            sequences = await self._save(plan)
+        if plan.new_count or plan.edited != b"[]":
+            self._index_soon()
+        return sequences
 
     async def _save_light(self, plan: SavePlan) -> dict[str, int] | None:
         thread_id, docs = plan.thread_id, _decode_docs(plan.new)
@@ -481,6 +501,7 @@ class SQLiteBackend:
             first = row[0]
             await self._run_many("sqlite.insert_message", [
                 _message_row(doc, thread_id, first + i) for i, doc in enumerate(docs)])
+        self._index_soon()
         return (_header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
 
     async def create_if_absent(self, plan: SavePlan) -> None:
@@ -521,9 +542,54 @@ class SQLiteBackend:
                 value=search.value.decode(), limit=limit, offset=offset)
         return doc.encode()
 
+    def _index_soon(self) -> None:
+        """Have the words of the messages writes queued indexed in the background, within
+        _INDEX_DELAY (migration 0004: FTS5 kept off the write path)."""
+        if self._indexer is not None and not self._indexer.done():
+            self._index_again = True  # the running one goes round once more
+            return
+        if self._index_now is None:
+            self._index_now = asyncio.Event()
+        self._indexer = asyncio.get_running_loop().create_task(self._index_queued(self._index_now))
+
+    async def _index_queued(self, now: asyncio.Event) -> None:
+        try:
+            again = True
+            while again:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(now.wait(), _INDEX_DELAY)
+                self._index_again = False
+                taken = _INDEX_BATCH
+                while taken == _INDEX_BATCH:  # the lock is let go between batches
+                    async with self._lock:
+                        taken = await self._index_batch()
+                again = self._index_again
+        except Exception as exc:  # the queue stays as it was: searches index it, the next write retries
+            _log.warning("indexing message words in the background failed: %s", exc)
+
+    async def _index_batch(self) -> int:
+        """Index up to _INDEX_BATCH queued messages in one transaction (the caller holds the
+        lock); how many queue entries it took."""
+        if not await self._run("sqlite.words_queued"):
+            return 0
+        async with self._transaction():
+            rows = await self._run("sqlite.queued_words", batch=_INDEX_BATCH)
+            if rows:
+                latest = {message_id: content for _, message_id, content in rows}
+                words = [(i, _fts_text(content)) for i, content in latest.items()]
+                await self._run("sqlite.clear_words", ids=_encode(list(latest)).decode())
+                await self._run("sqlite.insert_words",
+                                rows=_encode([[i, w] for i, w in words if w is not None]).decode())
+                await self._run("sqlite.dequeue_words", last=rows[-1][0])
+        return len(rows)
+
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:
         async with self._lock:
+            # What is queued is indexed first (usually nothing: the background indexer runs
+            # right after writes), so every message whose save returned is found.
+            while await self._index_batch() == _INDEX_BATCH:
+                pass
             rows = await self._run("search.fulltext", query=fulltext.fts5_query(query),
                                    wanted=None if wanted is None else wanted.decode(),
                                    limit=limit, offset=offset)
@@ -597,6 +663,8 @@ class SQLiteBackend:
                 if rows:
                     await self._run_many("sqlite.insert_message", rows)
                 await self._run("sqlite.put_aliases", aliases=aliases, ids=_json_list(stored))
+        if stored:
+            self._index_soon()
         return stored
 
 

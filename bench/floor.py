@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from bench import data
+from threadstore import fulltext, matching
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -143,6 +144,29 @@ async def _no_reset(conn: Any) -> None:
     pass
 
 
+# Full-text search on threadstore's index by hand: the words tsvector, ts_rank_cd, 20 best.
+PG_SEARCH_WORDS = """
+SELECT m.thread_id, m.id, m.sequence, m.role, ts_rank_cd(x.words, q, 1) AS score, x.text
+  FROM to_tsquery('simple', $1) AS q
+  JOIN message_text AS x ON x.words @@ q
+  JOIN messages AS m ON m.id = x.message_id
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC
+ LIMIT 20"""
+
+
+def _message_words(threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[tuple[str, str, str, str | None]]:
+    """(message id, thread id, content text, words as threadstore's indexer computes them) of
+    every message with text."""
+    out = []
+    for _, messages in threads:
+        for m in messages:
+            text = matching.content_text(m["content"])
+            if text is not None:
+                words = fulltext.words(text)
+                out.append((m["id"], m["thread_id"], text, words))
+    return out
+
+
 class PgFloor:
     """Raw asyncpg."""
 
@@ -198,6 +222,10 @@ class PgFloor:
         stats: dict[str, Any] = await self.pool.fetchval(PG_USAGE)
         return stats
 
+    async def search_words(self, words: Sequence[str]) -> list[Any]:
+        """The 20 best messages holding any of ``words``."""
+        return list(await self.pool.fetch(PG_SEARCH_WORDS, " | ".join(f"'{w}'" for w in words)))
+
     async def seed(self, threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
                    aliases: Sequence[tuple[str, str]] = (), *, settle: bool = True) -> None:
         """Bulk load with COPY (not timed): threads, their messages, aliases."""
@@ -215,10 +243,12 @@ class PgFloor:
                 "(thread_id, title, attributes, platforms, source, platform_values) "
                 "SELECT id, title, attributes, platforms, source, threadstore_platform_values(platforms) "
                 "FROM threads WHERE id = any($1::text[])", ids)
+            indexed = _message_words(threads)
             await conn.execute(
-                "INSERT INTO message_text (message_id, thread_id, text) "
-                "SELECT id, thread_id, threadstore_content_text(content) FROM messages "
-                "WHERE thread_id = any($1::text[]) AND threadstore_content_text(content) IS NOT NULL", ids)
+                "INSERT INTO message_text (message_id, thread_id, text, words) "
+                "SELECT i, t, x, w::tsvector FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+                "AS u(i, t, x, w)", [r[0] for r in indexed], [r[1] for r in indexed],
+                [r[2] for r in indexed], [fulltext.tsvector(r[3]) for r in indexed])
             if aliases:
                 now = datetime.now(UTC)
                 await conn.copy_records_to_table(
@@ -317,6 +347,16 @@ SQ_APPEND_THREAD = ("UPDATE threads SET updated_at = ?, last_sequence = last_seq
                     "WHERE id = ? RETURNING last_sequence")
 
 
+SQ_SEARCH_WORDS = """
+SELECT m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
+  FROM message_fts
+  JOIN message_words AS w ON w.id = message_fts.rowid
+  JOIN messages AS m ON m.id = w.message_id
+ WHERE message_fts MATCH ?
+ ORDER BY score DESC
+ LIMIT 20"""
+
+
 class SqliteFloor:
     """Raw aiosqlite, one connection (SQLite has one writer anyway)."""
 
@@ -387,6 +427,12 @@ class SqliteFloor:
     async def get_by_alias(self, alias: str) -> dict[str, Any] | None:
         return next(iter(await self._threads(SQ_GET_BY_ALIAS, alias)), None)
 
+    async def search_words(self, words: Sequence[str]) -> list[Any]:
+        """The 20 best messages holding any of ``words``."""
+        query = " OR ".join(fulltext.fts5_text([(w, 1)]) or "" for w in words)
+        async with self.lock:
+            return list(await self.conn.execute_fetchall(SQ_SEARCH_WORDS, (query,)))
+
     async def get_usage_stats(self) -> dict[str, Any]:
         now = datetime.now(UTC)
         since = [data.sqlite_time(now - timedelta(hours=h)) for h in (1, 24, 168)]
@@ -408,6 +454,11 @@ class SqliteFloor:
                 await self.conn.executemany(
                     "INSERT INTO thread_aliases (alias, thread_id, created_at) VALUES (?, ?, ?)",
                     [(a, t, now) for a, t in aliases])
+            # threadstore's full-text index, as its indexer leaves it (the triggers queued them)
+            await self.conn.executemany(
+                "INSERT INTO message_words (message_id, words) VALUES (?, ?)",
+                [(i, fulltext.fts5_text(w)) for i, _, _, w in _message_words(threads) if w])
+            await self.conn.execute("DELETE FROM message_words_pending")
             await self.conn.execute("COMMIT")
         if settle:
             await self.settle()

@@ -366,6 +366,10 @@ SEARCHES = [
     Search("get_by_alias", "get_by_alias",
            lambda i, size: (f"order-{_spread(i, size)}",),
            lambda env, args: env.floor.get_by_alias(*args)),
+    # Two threads' numbers: each is a word of its thread's 4 messages and of no other message.
+    Search("search", "search, full text (8 matches)",
+           lambda i, size: (f"{64 + _spread(i, size - 64)} OR {64 + _spread(i + 1, size - 64)}",),
+           lambda env, args: env.floor.search_words(args[0].split(" OR "))),
     Search("get_usage_stats", "get_usage_stats", lambda i, size: (),
            lambda env, args: env.floor.get_usage_stats()),
 ]

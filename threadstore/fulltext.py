@@ -254,26 +254,27 @@ def snippet(text: str, query: Query) -> str:
     phrases, every such word marked ``[word]``, cut at spaces (``…`` where cut); plain text,
     whitespace runs as one space."""
     wanted = {word for phrase in query.phrases() for word in phrase}
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in wanted]
+    spans = (m.span() for m in _WORD.finditer(text) if m.group().lower() in wanted)
+    first = next(spans, None)
     start = 0
-    if spans and spans[0][0] > SNIPPET_LENGTH // 4:  # from the start of a word
-        start = spans[0][0] - SNIPPET_LENGTH // 4
-        start = next((m.end() for m in _SPACES.finditer(text, start, spans[0][0])), spans[0][0])
+    if first is not None and first[0] > SNIPPET_LENGTH // 4:  # from the start of a word
+        space = _SPACES.search(text, first[0] - SNIPPET_LENGTH // 4, first[0])
+        start = space.end() if space else first[0]
     room = SNIPPET_LENGTH - 2  # the two …
-    end = min(len(text), start + room)
-    while True:  # each mark takes two characters of the room
-        marked = [(a, b) for a, b in spans if start <= a and b <= end]
-        fitted = min(len(text), start + room - 2 * len(marked))
-        if fitted >= end:
-            break
-        end = fitted
+    marked: list[tuple[int, int]] = []
+    span = first
+    while span is not None and span[1] <= start + room - 2 * (len(marked) + 1):  # a mark takes 2
+        marked.append(span)
+        span = next(spans, None)
+    end = min(len(text), start + room - 2 * len(marked))
     if end < len(text):
-        end = next((m.start() for m in reversed(list(_SPACES.finditer(text, start, end)))), end)
+        cut = max(text.rfind(" ", start, end), text.rfind("\n", start, end), text.rfind("\t", start, end))
+        if cut > (marked[-1][1] if marked else start):
+            end = cut
     out, at = [], start
-    for a, b in spans:
-        if start <= a and b <= end:
-            out += [text[at:a], "[", text[a:b], "]"]
-            at = b
+    for a, b in marked:
+        out += [text[at:a], "[", text[a:b], "]"]
+        at = b
     out.append(text[at:end])
     body = _SPACES.sub(" ", "".join(out)).strip()
     return ("…" if start else "") + body + ("…" if end < len(text) else "")

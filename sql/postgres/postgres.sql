@@ -320,10 +320,6 @@ WITH incoming AS (
 )
 DELETE FROM message_text WHERE message_id IN (SELECT id FROM incoming WHERE text IS NULL);
 
--- name: queued :value
--- Whether message ids wait in message_text_pending (ThreadStore.search indexes them first).
-SELECT EXISTS (SELECT 1 FROM message_text_pending);
-
 -- name: ping :value
 -- One round trip (ThreadStore.ping).
 SELECT 1;

@@ -130,16 +130,35 @@ SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id 
 -- name: fulltext :many
 -- Messages matching :query (FTS5 syntax, threadstore.fulltext.fts5_query) on message_fts, best
 -- bm25 first, then the newest timestamp (text with or without a fraction, made comparable),
--- then the highest id; in threads whose attributes hold :wanted, when not NULL.
-SELECT m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
+-- then the highest id. Each row also says whether messages wait in message_words_pending:
+-- SQLiteBackend.search then indexes them and asks again.
+SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
+       m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
   FROM message_fts
   JOIN message_words AS w ON w.id = message_fts.rowid
   JOIN messages AS m ON m.id = w.message_id
  WHERE message_fts MATCH :query
-   AND (:wanted IS NULL
-        OR threadstore_has_all((SELECT t.attributes FROM threads AS t WHERE t.id = m.thread_id), :wanted))
  ORDER BY score DESC,
           substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
                                               ELSE substr(m.timestamp, 20, 7) END DESC,
           m.id DESC
  LIMIT :limit OFFSET :offset;
+
+-- name: fulltext_in_threads :many
+-- fulltext, in the threads whose attributes hold every key of :wanted with an equal value.
+SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
+       m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
+  FROM message_fts
+  JOIN message_words AS w ON w.id = message_fts.rowid
+  JOIN messages AS m ON m.id = w.message_id
+ WHERE message_fts MATCH :query
+   AND threadstore_has_all((SELECT t.attributes FROM threads AS t WHERE t.id = m.thread_id), :wanted)
+ ORDER BY score DESC,
+          substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
+                                              ELSE substr(m.timestamp, 20, 7) END DESC,
+          m.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: queued :value
+-- Whether message ids wait in message_words_pending (a search that found nothing asks).
+SELECT EXISTS (SELECT 1 FROM message_words_pending);

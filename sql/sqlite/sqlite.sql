@@ -141,10 +141,6 @@ SELECT a.value ->> '$.alias', a.value ->> '$.thread_id', a.value ->> '$.created_
 -- One round trip through the connection's thread (ThreadStore.ping).
 SELECT 1;
 
--- name: words_queued :value
--- Whether message ids wait in message_words_pending (migration 0004).
-SELECT EXISTS (SELECT 1 FROM message_words_pending);
-
 -- name: queued_words :many
 -- The next :batch queue entries, oldest first: (entry, message id, its content or NULL when the
 -- message is gone or has none).

@@ -16,12 +16,13 @@ async def test_fulltext_search_reads_the_fts5_index(tmp_path: Path) -> None:
             thread.add_message(Message(role="user", content=f"message {i} about refunds"))
         await store.save(thread)
         conn = store.engine
-        query = load("sqlite")["search.fulltext"]
-        for wanted in (None, '{"team": "a"}'):
-            values = {"query": fulltext.fts5_query(fulltext.parse("refunds 7")), "wanted": wanted,
-                      "limit": 20, "offset": 0}
+        for name, extra in (("search.fulltext", {}), ("search.fulltext_in_threads", {"wanted": '{"team": "a"}'})):
+            query = load("sqlite")[name]
+            values = {"query": fulltext.fts5_query(fulltext.parse("refunds 7")), "limit": 20, "offset": 0,
+                      **extra}
             rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))
             plan = " / ".join(row[3] for row in rows)
             assert "SCAN message_fts VIRTUAL TABLE INDEX" in plan, plan
             assert "SCAN m " not in plan and "SCAN messages" not in plan, plan
             assert "SEARCH m USING INDEX" in plan, plan
+            assert "SCAN message_words_pending" in plan, plan  # the queue: empty but for a moment

@@ -710,15 +710,17 @@ class PostgresBackend:
 
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:
-        # What is queued is indexed first (usually nothing: the background indexer runs right
+        name, params = "search.fulltext", {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
+        if wanted is not None:
+            name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
+        rows = await self._read(name, **params)
+        # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found.
-        if await self._read("postgres.queued"):
+        if (rows[0][0] if rows else await self._read("search.queued")):
             async with self._acquire() as conn:
                 await self._index_all(conn)
-        rows = await self._read("search.fulltext", query=fulltext.tsquery(query),
-                                wanted=None if wanted is None else msgspec.Raw(wanted),
-                                limit=limit, offset=offset)
-        return [SearchRow(*row) for row in rows]
+            rows = await self._read(name, **params)
+        return [SearchRow(*row[1:]) for row in rows]
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         sequences = await self._save(plan)

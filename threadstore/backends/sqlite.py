@@ -570,7 +570,7 @@ class SQLiteBackend:
     async def _index_batch(self) -> int:
         """Index up to _INDEX_BATCH queued messages in one transaction (the caller holds the
         lock); how many queue entries it took."""
-        if not await self._run("sqlite.words_queued"):
+        if not await self._run("search.queued"):
             return 0
         async with self._transaction():
             rows = await self._run("sqlite.queued_words", batch=_INDEX_BATCH)
@@ -585,17 +585,20 @@ class SQLiteBackend:
 
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:
+        name, params = "search.fulltext", {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
+        if wanted is not None:
+            name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
         async with self._lock:
-            # What is queued is indexed first (usually nothing: the background indexer runs
+            rows = await self._run(name, **params)
+            # Messages queued are indexed first (usually none: the background indexer runs
             # right after writes), so every message whose save returned is found.
-            while await self._index_batch() == _INDEX_BATCH:
-                pass
-            rows = await self._run("search.fulltext", query=fulltext.fts5_query(query),
-                                   wanted=None if wanted is None else wanted.decode(),
-                                   limit=limit, offset=offset)
+            if rows[0][0] if rows else await self._run("search.queued"):
+                while await self._index_batch() == _INDEX_BATCH:
+                    pass
+                rows = await self._run(name, **params)
         return [SearchRow(thread_id, message_id, sequence, role, score,
                           matching.content_text(_optional(content)) or "")
-                for thread_id, message_id, sequence, role, score, content in rows]
+                for _, thread_id, message_id, sequence, role, score, content in rows]
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         async with self._lock:

@@ -154,7 +154,8 @@ SELECT m.thread_id, m.id, m.sequence, m.role, ts_rank_cd(x.words, q, 1) AS score
  LIMIT 20"""
 
 
-def _message_words(threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[tuple[str, str, str, str | None]]:
+def _message_words(threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+                   ) -> list[tuple[str, str, str, list[tuple[str, int]]]]:
     """(message id, thread id, content text, words as threadstore's indexer computes them) of
     every message with text."""
     out = []

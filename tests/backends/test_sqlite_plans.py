@@ -16,7 +16,8 @@ async def test_fulltext_search_reads_the_fts5_index(tmp_path: Path) -> None:
             thread.add_message(Message(role="user", content=f"message {i} about refunds"))
         await store.save(thread)
         conn = store.engine
-        for name, extra in (("search.fulltext", {}), ("search.fulltext_in_threads", {"wanted": '{"team": "a"}'})):
+        cases = [("search.fulltext", {}), ("search.fulltext_in_threads", {"wanted": '{"team": "a"}'})]
+        for name, extra in cases:
             query = load("sqlite")[name]
             values = {"query": fulltext.fts5_query(fulltext.parse("refunds 7")), "limit": 20, "offset": 0,
                       **extra}

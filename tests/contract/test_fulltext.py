@@ -42,7 +42,8 @@ async def found(store: ThreadStore, query: str, **kwargs: Any) -> list[str]:
 async def test_words_phrases_or_and_exclusion(store: ThreadStore) -> None:
     await saved(store, "the refund was delayed", "refund sent", "delayed delivery",
                 "was the refund delayed", "invoice paid", "invoice unpaid")
-    assert sorted(await found(store, "refund delayed")) == ["the refund was delayed", "was the refund delayed"]
+    assert sorted(await found(store, "refund delayed")) == ["the refund was delayed",
+                                                            "was the refund delayed"]
     assert await found(store, '"refund delayed"') == ["was the refund delayed"]
     assert sorted(await found(store, "refund -delayed")) == ["refund sent"]
     assert sorted(await found(store, 'refund -"refund delayed"')) == ["refund sent", "the refund was delayed"]
@@ -75,8 +76,8 @@ async def test_case_unicode_and_scripts(store: ThreadStore) -> None:
 async def test_content_parts_tool_calls_and_system_messages(store: ThreadStore) -> None:
     thread = Thread(title="t")
     thread.add_message(Message(role="system", content="secret refund policy"))
-    thread.add_message(Message(role="user", content=[{"type": "text", "text": "refund please"},
-                                                      {"type": "image_url", "image_url": {"url": "refund.png"}}]))
+    image = {"type": "image_url", "image_url": {"url": "refund.png"}}
+    thread.add_message(Message(role="user", content=[{"type": "text", "text": "refund please"}, image]))
     thread.add_message(Message(role="assistant", content=None,
                                tool_calls=[{"id": "c1", "type": "function",
                                             "function": {"name": "refund", "arguments": "{}"}}]))
@@ -98,7 +99,8 @@ async def test_ranking_more_occurrences_first_then_newer(store: ThreadStore) -> 
     # Equal messages tie: the newer one first.
     older = await saved(store, "same words about invoices")
     newer = Thread(title="t")
-    newer.add_message(Message(role="user", content="same words about invoices", timestamp=T0 + timedelta(days=1)))
+    newer.add_message(Message(role="user", content="same words about invoices",
+                              timestamp=T0 + timedelta(days=1)))
     await store.save(newer)
     hits = await store.search("invoices")
     assert [h.thread_id for h in hits] == [newer.id, older.id]
@@ -146,7 +148,8 @@ async def test_queries_without_a_required_word(store: ThreadStore, query: str) -
 @pytest.mark.parametrize("query", [
     "'; DROP TABLE messages; --", "refund' | 'x", "a & b | !c <-> d", "NEAR(a b)", "a*", "^a", "col:refund",
     "\\", "\\'", '"unterminated', "(((", ")))", "a AND b", "NOT refund", "refund:*", "x" * 300, "é" * 5000,
-    "\x7f\u200b\ufeff refund", "OR OR OR refund", "refund -", "x" * 300 + " OR refund", "refund -" + "y" * 300,
+    "\x7f\u200b\ufeff refund", "OR OR OR refund", "refund -", "x" * 300 + " OR refund",
+    "refund -" + "y" * 300,
 ])
 async def test_hostile_queries_are_words(store: ThreadStore, query: str) -> None:
     await saved(store, "refund drop table messages and near a b col", "a AND b not")
@@ -273,7 +276,7 @@ async def test_every_backend_finds_what_memory_finds(
         try:
             expected = await reference.search(query, limit=1000)
         except ValueError as exc:
-            for kind, store in stores.items():
+            for store in stores.values():
                 with pytest.raises(ValueError, match="no word that must occur"):
                     await store.search(query)
             assert "no word" in str(exc)

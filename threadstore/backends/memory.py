@@ -266,7 +266,8 @@ class MemoryBackend:
                      offset: int) -> builtins.list[SearchRow]:
         for gone in self._words.keys() - self._owner.keys():
             del self._words[gone]
-        indexed = [(row, m, *self._indexed(m)) for row in self._threads.values() for m in row.messages.values()]
+        indexed = [(row, m, *self._indexed(m))
+                   for row in self._threads.values() for m in row.messages.values()]
         score = fulltext.ranker(query, (words for *_, words in indexed))
         attributes = None if wanted is None else _decode(wanted)
         found = [(score(words), m.timestamp, m.id, m, text) for row, m, text, words in indexed

@@ -710,7 +710,8 @@ class PostgresBackend:
 
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:
-        name, params = "search.fulltext", {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
+        name = "search.fulltext"
+        params = {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
         rows = await self._read(name, **params)

@@ -585,7 +585,8 @@ class SQLiteBackend:
 
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:
-        name, params = "search.fulltext", {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
+        name = "search.fulltext"
+        params = {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
         async with self._lock:

@@ -56,13 +56,40 @@ class TextPattern(NamedTuple):
     text: str  # what the caller gave
     posix: str  # for PostgreSQL's ~* (advanced regular expressions)
     re2: str  # for RE2 (compiled()), case-insensitive, "." matching newlines
+    # Substrings, folded, that fold(text) holds wherever the pattern matches text: SQLite's
+    # trigram index narrows a search by them (empty: nothing narrows it, every row is tested).
+    literals: tuple[str, ...] = ()
+
+
+# What case-insensitive matching makes of ASCII characters, as one character each: RE2 matches
+# an ASCII letter to its other case and nothing else, except k to the Kelvin sign (U+212A) and s
+# to the long s (U+017F) (tests/unit/test_matching.py checks every code point). fold() maps all of
+# them to one character, so that a case-insensitive match of an ASCII run in a text is a plain
+# substring of the folded text; other characters are left as they are, so runs stop at them.
+_FOLD = {ord(c): c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"} | {0x212A: "k", 0x17F: "s"}
+MIN_LITERAL = 3  # the trigram index finds substrings of 3 characters or more
+
+
+def fold(text: str) -> str:
+    """``text`` as SQLite's trigram index holds it (see ``TextPattern.literals``)."""
+    return text.translate(_FOLD)
+
+
+def _literals(runs: list[str]) -> tuple[str, ...]:
+    """The folded ASCII stretches of ``runs`` long enough for the index, longest first."""
+    found: set[str] = set()
+    for run in runs:
+        for part in re.split(r"[^\x00-\x7f]+", run):
+            if len(part) >= MIN_LITERAL:
+                found.add(fold(part))
+    return tuple(sorted(found, key=lambda part: (-len(part), part)))
 
 
 def literal(text: str, what: str = "search text") -> TextPattern:
     """A pattern matching ``text`` as a plain, case-insensitive substring."""
     _check_text(text, what)
     posix = "".join("\\" + c if c in _SPECIAL else c for c in text)
-    return _checked(TextPattern(text, posix, "".join(map(_re2_char, text))))
+    return _checked(TextPattern(text, posix, "".join(map(_re2_char, text)), _literals([text])))
 
 
 def regex(pattern: str) -> TextPattern:
@@ -79,7 +106,8 @@ def regex(pattern: str) -> TextPattern:
     (nested bounds multiplying past 1000, like ``(a{1,255}){4}``, or a program over 8 MiB).
     """
     _check_text(pattern, "pattern")
-    return _checked(TextPattern(pattern, pattern, _Parser(pattern).spelled()))
+    parser = _Parser(pattern)
+    return _checked(TextPattern(pattern, pattern, parser.spelled(), _literals(parser.runs)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -145,11 +173,15 @@ def _check_text(text: object, what: str) -> None:
 
 
 class _Parser:
-    """A recursive-descent check of the dialect, producing the RE2 spelling as it goes."""
+    """A recursive-descent check of the dialect, producing the RE2 spelling as it goes, and the
+    runs of literal characters every match holds (``runs``: only at the top level, where each
+    atom must match in turn; a top-level ``|`` leaves none)."""
 
     def __init__(self, pattern: str) -> None:
         self.text = pattern
         self.pos = 0
+        self.depth = 0  # of groups
+        self.runs: list[str] = []
 
     def fail(self, reason: str) -> ValueError:
         return ValueError(f"invalid search pattern {self.text!r} at position {self.pos}: {reason}")
@@ -166,19 +198,37 @@ class _Parser:
         while self.pos < len(self.text) and self.text[self.pos] == "|":
             self.pos += 1
             parts.append(self.branch())
+        if self.depth == 0 and len(parts) > 1:
+            self.runs = []
         return "|".join(parts)
 
     def branch(self) -> str:
         out = []
         text = self.text
+        top = self.depth == 0
+        run: list[str] = []
         while self.pos < len(text) and text[self.pos] not in "|)":
+            start = self.pos
             atom, can_repeat = self.atom()
+            char = _literal_char(text[start:self.pos])
             repeats = self.quantifier()
             if repeats is not None:
                 if not can_repeat:
                     raise self.fail("a quantifier must follow something it can repeat")
                 atom += repeats
             out.append(atom)
+            if not top:
+                continue
+            if char is None or (repeats is not None and _may_skip(repeats)):
+                self.runs.append("".join(run))
+                run = []
+            elif repeats is not None:  # at least once: the run ends with it, the next starts with it
+                self.runs.append("".join([*run, char]))
+                run = [char]
+            else:
+                run.append(char)
+        if top:
+            self.runs.append("".join(run))
         return "".join(out)
 
     def atom(self) -> tuple[str, bool]:
@@ -191,7 +241,9 @@ class _Parser:
                 self.pos += 2
             elif text.startswith("?", self.pos):
                 raise self.fail("only plain groups ( ) and (?: ) are supported")
+            self.depth += 1
             inner = self.alternation()
+            self.depth -= 1
             if self.pos >= len(text):
                 raise self.fail("missing ')'")
             self.pos += 1
@@ -313,6 +365,23 @@ class _Parser:
         escaped = self.text[self.pos:self.pos + 1]
         spelled = self.escape(in_bracket=True)
         return spelled, _CHAR_ESCAPES.get(escaped, escaped)
+
+
+def _literal_char(atom: str) -> str | None:
+    """The one character an atom (as written in the pattern) stands for, or None."""
+    if len(atom) == 1:
+        return None if atom in _SPECIAL else atom
+    if len(atom) == 2 and atom[0] == "\\":
+        char = atom[1]
+        if char in _CHAR_ESCAPES:
+            return _CHAR_ESCAPES[char]
+        return char if char.isascii() and not char.isalnum() else None
+    return None
+
+
+def _may_skip(quantifier: str) -> bool:
+    """Whether a quantifier (RE2 spelling) allows no repetition at all."""
+    return quantifier[0] in "*?" or quantifier.startswith(("{0}", "{0,"))
 
 
 def content_text(content: object) -> str | None:

@@ -4,8 +4,10 @@
 -- stands in for the ORDER BY inside an aggregate that SQLite 3.40 lacks.
 -- Matching runs in the threadstore_* and regexp functions the backend registers on the
 -- connection (threadstore.matching: the same code the memory backend runs). No SQLite index
--- type serves substring, regex or JSON-equality tests, so these scan the threads (or messages)
--- table, reading each row once.
+-- type serves regex or JSON-equality tests, so most of these scan the threads (or messages)
+-- table, reading each row once; by_title and by_content have twins in sqlite.sql, which test
+-- only the candidates of a trigram index (migration 0004) when the pattern holds a literal of 3
+-- characters or more.
 
 -- name: by_title :value
 -- Threads whose title matches :pattern (Python spelling, see threadstore.matching).

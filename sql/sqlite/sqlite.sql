@@ -155,10 +155,87 @@ SELECT p.rowid, p.message_id, m.content
 DELETE FROM message_words WHERE message_id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_words :exec
--- Stores words: :rows is a JSON array of [message id, words].
-INSERT INTO message_words (message_id, words)
-SELECT value ->> 0, value ->> 1 FROM json_each(:rows);
+-- Stores words and folded text: :rows is a JSON array of [message id, words, text or null].
+INSERT INTO message_words (message_id, words, text)
+SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:rows);
 
 -- name: dequeue_words :exec
 -- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).
 DELETE FROM message_words_pending WHERE rowid <= :last;
+
+-- name: queued_any :value
+-- Whether anything waits in message_words_pending or thread_titles_pending.
+SELECT EXISTS (SELECT 1 FROM message_words_pending) OR EXISTS (SELECT 1 FROM thread_titles_pending);
+
+-- name: queued_titles :many
+-- The next :batch entries of thread_titles_pending, oldest first: (entry, thread id, its title
+-- or NULL when the thread is gone).
+SELECT p.rowid, p.thread_id, t.title
+  FROM thread_titles_pending AS p
+  LEFT JOIN threads AS t ON t.id = p.thread_id
+ ORDER BY p.rowid
+ LIMIT :batch;
+
+-- name: clear_titles :exec
+-- Forgets the folded titles of the threads :ids (a JSON array).
+DELETE FROM thread_titles WHERE thread_id IN (SELECT value FROM json_each(:ids));
+
+-- name: insert_titles :exec
+-- Stores folded titles: :rows is a JSON array of [thread id, folded title].
+INSERT INTO thread_titles (thread_id, text) SELECT value ->> 0, value ->> 1 FROM json_each(:rows);
+
+-- name: dequeue_titles :exec
+-- Drops the title queue's entries up to :last.
+DELETE FROM thread_titles_pending WHERE rowid <= :last;
+
+-- name: by_title_indexed :value
+-- search.by_title, testing only the threads whose folded title holds every literal of :trigrams (an
+-- FTS5 query of phrases, SQLiteBackend) and those whose title is queued for the index.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE id IN (SELECT tt.thread_id
+                                          FROM title_trigrams
+                                          JOIN thread_titles AS tt ON tt.id = title_trigrams.rowid
+                                         WHERE title_trigrams MATCH :trigrams
+                                         UNION ALL
+                                        SELECT thread_id FROM thread_titles_pending)
+                             AND title REGEXP :pattern
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: by_content_indexed :value
+-- search.by_content, testing only the messages whose folded text holds every literal of :trigrams (an
+-- FTS5 query of phrases, SQLiteBackend), those too long for the index and those queued for it.
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE id IN (SELECT m.thread_id
+                                          FROM messages AS m
+                                         WHERE m.id IN (SELECT w.message_id
+                                                          FROM message_trigrams
+                                                          JOIN message_words AS w
+                                                            ON w.id = message_trigrams.rowid
+                                                         WHERE message_trigrams MATCH :trigrams
+                                                         UNION ALL
+                                                        SELECT message_id FROM message_words
+                                                         WHERE text IS NULL
+                                                         UNION ALL
+                                                        SELECT message_id FROM message_words_pending)
+                                           AND threadstore_content_text(m.content) REGEXP :pattern)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import assistant, stored, user
+from tests.reliability.support import background_done
 from threadstore import Message, Thread, ThreadStore
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -180,6 +181,63 @@ async def test_search_by_content_sees_only_stored_messages(store: ThreadStore) -
 
     await store.delete("t")
     assert await store.search_by_content("keep") == []
+
+
+async def test_substring_searches_answer_alike_before_and_after_indexing(store: ThreadStore) -> None:
+    """SQLite narrows these searches with trigram indexes its background indexer fills: the
+    answers are the same while writes are queued for it, once it has run, after edits, title
+    changes and removals."""
+    long_text = "x" * 150_000 + " the needle"  # longer than SQLite's trigram index takes
+    await put(store, "kelvin", "300 KELVIN is warm", title="Kelvin scale", minutes=1)
+    await put(store, "longs", "Status report für Café", "???", title="STATUS", minutes=2)
+    await put(store, "plain", "Refund DELAYED again", long_text,
+              user([{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]),
+              title="refunds", minutes=3)
+    await put(store, "quote", 'she said "refund" twice', title='the "kelvin" quote', minutes=4)
+
+    async def check() -> None:
+        assert ids(await store.search_by_content("kelvin")) == ["kelvin"]
+        assert ids(await store.search_by_content("KELVIN is")) == ["kelvin"]
+        assert ids(await store.search_by_content("status rep")) == ["longs"]
+        assert ids(await store.search_by_content("für café")) == ["longs"]
+        assert ids(await store.search_by_content("r caf")) == ["longs"]
+        assert ids(await store.search_by_content("refund")) == ["quote", "plain"]
+        assert ids(await store.search_by_content('"refund"', literal=True)) == ["quote"]
+        assert ids(await store.search_by_content("ref.nd del")) == ["plain"]
+        assert ids(await store.search_by_content("\\?\\?\\?")) == ["longs"]
+        assert ids(await store.search_by_content("the needle")) == ["plain"]
+        assert ids(await store.search_by_content("one\npart two")) == ["plain"]
+        assert ids(await store.search_by_content("(kel|sta)")) == ["longs", "kelvin"]
+        assert ids(await store.search_by_title("kelvin")) == ["quote", "kelvin"]
+        assert ids(await store.search_by_title("STATUS")) == ["longs"]
+        assert ids(await store.search_by_title("refunds")) == ["plain"]
+
+    await check()  # on SQLite: queued for the index
+    await background_done(store)
+    await check()  # indexed
+
+    thread = await store.get("plain")
+    assert thread is not None
+    thread.messages[0].content = "Refund sent"
+    thread.title = "money back"
+    await store.save(thread)
+    assert ids(await store.search_by_content("delayed")) == []
+    assert ids(await store.search_by_content("refund sent")) == ["plain"]
+    assert ids(await store.search_by_title("refunds")) == []
+    assert ids(await store.search_by_title("money")) == ["plain"]
+    await background_done(store)
+    assert ids(await store.search_by_content("refund sent")) == ["plain"]
+    assert ids(await store.search_by_title("money")) == ["plain"]
+
+    thread.remove_message(thread.messages[0].id)
+    await store.save(thread)
+    await store.delete("kelvin")
+    assert ids(await store.search_by_content("refund sent")) == []
+    assert ids(await store.search_by_content("kelvin")) == []
+    assert ids(await store.search_by_title("kelvin")) == ["quote"]
+    await background_done(store)
+    assert ids(await store.search_by_content("refund")) == ["quote"]
+    assert ids(await store.search_by_title("kelvin")) == ["quote"]
 
 
 @pytest.mark.parametrize(("pattern", "text", "found"), [

@@ -6,6 +6,8 @@ import unicodedata
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from threadstore import matching
 
@@ -108,3 +110,70 @@ def test_json_equal(a: Any, b: Any, equal: bool) -> None:
 ])
 def test_message_tokens(metrics: dict[str, Any], expected: tuple[Any, ...]) -> None:
     assert matching.message_tokens(metrics) == expected
+
+
+def test_fold_maps_what_re2_matches_to_an_ascii_character_to_that_character() -> None:
+    """For every code point and every ASCII character: when RE2's case-insensitive match takes
+    the one for the other, fold gives both the same character (what SQLite's trigram index,
+    which holds folded text, relies on)."""
+    text = "".join(chr(c) for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000)
+    for code in range(1, 128):
+        char = chr(code)
+        found = set(matching.compiled(matching.literal(char).re2).findall(text))
+        assert char in found
+        assert {matching.fold(f) for f in found} == {matching.fold(char)}, (char, found)
+
+
+@pytest.mark.parametrize(("pattern", "literals"), [
+    ("refund", ("refund",)), ("Refund DELAYED", ("refund delayed",)), ("ab", ()),
+    ("abc|def", ()), ("(abc|def)ghij", ("ghij",)), ("ab+cd", ("bcd",)), ("abc*de", ()),
+    ("abcd*e", ("abc",)), ("x{2}yz", ("xyz",)), ("x{0,2}yzw", ("yzw",)), ("^refund\\.$", ("refund.",)),
+    ("Über alles", ("ber alles",)), ("\u212aelvin", ("elvin",)), ("kelvin", ("kelvin",)),
+    ("a.bcd[xy]efg", ("bcd", "efg")), ("(?:x)yzw", ("yzw",)), ("\\\\ab\\n", ("\\ab\n",)),
+    ("\\d+ items", (" items",)), ("abc?", ()), ("abc??d", ()),
+])
+def test_regex_literals_are_the_runs_every_match_holds(pattern: str, literals: tuple[str, ...]) -> None:
+    assert matching.regex(pattern).literals == literals
+
+
+def test_literal_literals_are_its_ascii_stretches() -> None:
+    assert matching.literal("Naïve (CAFÉ) order").literals == (") order", "ve (caf")
+    assert matching.literal("ab").literals == ()
+    assert matching.literal('say "x"').literals == ('say "x"',)
+
+
+_ATOMS = ["a", "b", "K", "k", "s", "S", "\u212a", "\u017f", "é", "É", " ", ".", "\\.", "\\n", "[ab]",
+          "\\d", "\\w", "(a|bc)", "(?:k|s)"]
+_QUANTIFIERS = ["", "", "", "", "+", "*", "?", "{2}", "{0,2}", "{1,}"]
+
+
+@st.composite
+def _pattern_and_match(draw: st.DrawFn) -> tuple[str, str]:
+    """A pattern and a text it matches: each atom with a text it matches, in any case."""
+    pattern, text = [], []
+    for _ in range(draw(st.integers(1, 12))):
+        atom, quantifier = draw(st.sampled_from(_ATOMS)), draw(st.sampled_from(_QUANTIFIERS))
+        pattern.append(atom + quantifier)
+        times = {"": 1, "+": draw(st.integers(1, 3)), "*": draw(st.integers(0, 3)),
+                 "?": draw(st.integers(0, 1)), "{2}": 2, "{0,2}": draw(st.integers(0, 2)),
+                 "{1,}": draw(st.integers(1, 3))}[quantifier]
+        for _ in range(times):
+            text.append(draw(st.sampled_from(_MATCHES[atom])))
+    return "".join(pattern), draw(st.text(max_size=3)) + "".join(text) + draw(st.text(max_size=3))
+
+
+_MATCHES = {"a": ["a", "A"], "b": ["b", "B"], "K": ["k", "K", "\u212a"], "k": ["k", "K", "\u212a"],
+            "s": ["s", "S", "\u017f"], "S": ["s", "S", "\u017f"], "\u212a": ["k", "K", "\u212a"],
+            "\u017f": ["s", "S", "\u017f"], "é": ["é", "É"], "É": ["é", "É"], " ": [" "],
+            ".": ["x", "\n", "é"],
+            "\\.": ["."], "\\n": ["\n"], "[ab]": ["a", "B"], "\\d": ["1", "٣"], "\\w": ["x", "_", "ж"],
+            "(a|bc)": ["A", "bC"], "(?:k|s)": ["\u212a", "\u017f"]}
+
+
+@given(_pattern_and_match())
+def test_every_match_holds_the_literals_folded(case: tuple[str, str]) -> None:
+    pattern, text = case
+    checked = matching.regex(pattern)
+    assert matching.matcher(checked.re2)(text), (pattern, text)
+    for literal in checked.literals:
+        assert literal in matching.fold(text), (pattern, text, literal)

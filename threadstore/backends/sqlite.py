@@ -27,6 +27,8 @@ import msgspec
 from threadstore import fulltext, matching, queries
 from threadstore.backends import (
     AppendPlan,
+    ByContent,
+    ByTitle,
     MessageSearch,
     SavePlan,
     SchemaStatus,
@@ -50,6 +52,9 @@ _log = logging.getLogger(__name__)
 _INDEX_DELAY = 0.1
 _INDEX_BATCH = 100
 _INDEX_AT_CLOSE = 5.0
+# Longer message texts stay out of the trigram index (it holds a term per character): content
+# searches test them one by one.
+_MAX_TRIGRAM_TEXT = 100_000
 
 # Extended result codes (sqlite3.Error.sqlite_errorcode) for constraint failures.
 _PRIMARY_KEY, _UNIQUE, _FOREIGN_KEY = 1555, 2067, 787
@@ -184,11 +189,20 @@ def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
 
-def _fts_text(content: str | None) -> str | None:
-    """What message_fts indexes for a message's content (JSON text; migration 0004); None
-    without words."""
+def _indexed_text(content: str | None) -> tuple[str | None, str | None] | None:
+    """What message_words holds for a message's content (JSON text; migration 0004): its words
+    for message_fts (None without any) and its folded text for message_trigrams (None when too
+    long); None without content text."""
     text = matching.content_text(_optional(content))
-    return None if text is None else fulltext.fts5_text(fulltext.words(text))
+    if text is None:
+        return None
+    folded = matching.fold(text) if len(text) <= _MAX_TRIGRAM_TEXT else None
+    return fulltext.fts5_text(fulltext.words(text)), folded
+
+
+def _trigram_query(literals: Sequence[str]) -> str:
+    """The FTS5 query finding texts that hold every one of ``literals``: a phrase each."""
+    return " ".join('"' + literal.replace('"', '""') + '"' for literal in literals)
 
 
 # The functions search.sql calls, registered on each connection: threadstore.matching's code,
@@ -424,8 +438,7 @@ class SQLiteBackend:
             sequences = await self._save_light(plan)
         if sequences is None:
             sequences = await self._save(plan)
-        if plan.new_count or plan.edited != b"[]":
-            self._index_soon()
+        self._index_soon()  # new or edited messages, or a title, may be queued
         return sequences
 
     async def _save_light(self, plan: SavePlan) -> dict[str, int] | None:
@@ -507,6 +520,7 @@ class SQLiteBackend:
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._lock, self._transaction():
             await self._run("threads.create_if_absent", **self._thread_params(plan))
+        self._index_soon()
 
     async def delete(self, thread_id: str) -> bool:
         async with self._lock, self._transaction():
@@ -531,8 +545,12 @@ class SQLiteBackend:
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
+        name = f"search.{search.query}"
+        literals = search.pattern.literals if isinstance(search, ByTitle | ByContent) else ()
+        if literals:
+            name, params["trigrams"] = f"sqlite.{search.query}_indexed", _trigram_query(literals)
         async with self._lock:
-            doc: str = await self._run(f"search.{search.query}", limit=limit, offset=offset, **params)
+            doc: str = await self._run(name, limit=limit, offset=offset, **params)
         return doc.encode()
 
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
@@ -568,20 +586,27 @@ class SQLiteBackend:
             _log.warning("indexing message words in the background failed: %s", exc)
 
     async def _index_batch(self) -> int:
-        """Index up to _INDEX_BATCH queued messages in one transaction (the caller holds the
-        lock); how many queue entries it took."""
-        if not await self._run("search.queued"):
+        """Index up to _INDEX_BATCH queued messages, and as many queued titles, in one
+        transaction (the caller holds the lock); the most entries it took of either queue."""
+        if not await self._run("sqlite.queued_any"):
             return 0
         async with self._transaction():
             rows = await self._run("sqlite.queued_words", batch=_INDEX_BATCH)
             if rows:
                 latest = {message_id: content for _, message_id, content in rows}
-                words = [(i, _fts_text(content)) for i, content in latest.items()]
+                indexed = [(i, _indexed_text(content)) for i, content in latest.items()]
                 await self._run("sqlite.clear_words", ids=_encode(list(latest)).decode())
-                await self._run("sqlite.insert_words",
-                                rows=_encode([[i, w] for i, w in words if w is not None]).decode())
+                await self._run("sqlite.insert_words", rows=_encode(
+                    [[i, *texts] for i, texts in indexed if texts is not None]).decode())
                 await self._run("sqlite.dequeue_words", last=rows[-1][0])
-        return len(rows)
+            titles = await self._run("sqlite.queued_titles", batch=_INDEX_BATCH)
+            if titles:
+                latest_titles = {thread_id: title for _, thread_id, title in titles}
+                await self._run("sqlite.clear_titles", ids=_encode(list(latest_titles)).decode())
+                await self._run("sqlite.insert_titles", rows=_encode(
+                    [[i, matching.fold(t)] for i, t in latest_titles.items() if t is not None]).decode())
+                await self._run("sqlite.dequeue_titles", last=titles[-1][0])
+        return max(len(rows), len(titles))
 
     async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
                      offset: int) -> builtins.list[SearchRow]:

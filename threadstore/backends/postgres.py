@@ -183,9 +183,9 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
 async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection,
                   bound: float) -> bool:
     """Release a connection whose statement was cancelled, through further cancellations; True
-    when the server ended the statement within ``bound`` seconds, False when it did not (or the
-    cancel request failed) and the connection was dropped. ``raw`` is the proxy's connection,
-    which the proxy forgets once released.
+    when the server ended the statement within ``bound`` seconds (or nothing of it can have
+    been written), False when it did not (or the cancel request failed) and the connection was
+    dropped. ``raw`` is the proxy's connection, which the proxy forgets once released.
 
     asyncpg's release waits until the server has ended the cancelled statement (committed or
     rolled it back); cancelled again meanwhile, it would stop waiting, and the write could then
@@ -204,9 +204,19 @@ async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection
         raw.terminate()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task], timeout=_CLOSE_TIMEOUT)
-    if task.done() and not task.cancelled():
-        task.exception()  # retrieved: the caller gets its own error
-    return task.done() and not raw.is_closed()
+    if not task.done() or task.cancelled():
+        return False
+    error = task.exception()  # retrieved: the caller gets its own error
+    if isinstance(error, asyncpg.PostgresError):
+        # The reset refused by the server (a cancel request that reaches it just after the
+        # statement ended cancels the next one), and the connection dropped: the statement ended.
+        return True
+    if raw.is_closed():
+        # Dropped meanwhile: by _transaction before its COMMIT, which a second cancellation can
+        # reach while the first is settling, the server rolls back and nothing was written;
+        # otherwise (a failed cancel request, a liveness check) the statement's end is unknown.
+        return raw.rolled_back
+    return error is None
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -191,6 +192,8 @@ def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
 
 async def amain(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
+    if args.store_sizes:
+        plan = dataclasses.replace(plan, store_sizes=tuple(int(n) for n in args.store_sizes.split(",")))
     only = set(args.only.split(",")) if args.only else set(STEPS)
     backends = args.backends.split(",")
     started = time.perf_counter()
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")
     parser.add_argument("--out", help="where to write the JSON results")
+    parser.add_argument("--store-sizes", help="comma-separated thread counts of the seeded store, in "
+                        "increasing order (4 messages each; default 1000,10000,100000)")
     parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's full tables in "
                         "Markdown (as in bench/README.md), and run nothing")
     parser.add_argument("--write-docs", metavar="RESULTS", help="regenerate bench/README.md and the "

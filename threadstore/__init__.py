@@ -51,8 +51,8 @@ __all__ = [
     "StoreUnavailableError",
     "Thread",
     "ThreadPage",
-    "ThreadSummary",
     "ThreadStore",
     "ThreadStoreError",
+    "ThreadSummary",
     "UnsupportedFileTypeError",
 ]

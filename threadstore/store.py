@@ -762,8 +762,8 @@ class ThreadStore:
 
     async def prune_messages(self, thread_id: str, keep_last: int = 200) -> int:
         """Delete all but the ``keep_last`` most recent stored messages of a thread; returns how
-        many were deleted. The kept ones keep their sequences; messages appended meanwhile are
-        kept. NotFoundError for a missing thread."""
+        many were deleted. The kept ones are renumbered 1..n, as after any removal; messages
+        appended meanwhile are kept. NotFoundError for a missing thread."""
         _check_id(thread_id)
         _check_count(keep_last, "keep_last")
         backend = await self._ready()

@@ -194,8 +194,9 @@ class Backend(Protocol):
         deleted; the number deleted. ``dry_run``: how many match in all, deleting nothing."""
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
-        """Delete all but the ``keep_last`` highest-sequenced messages of the thread (the others
-        keep their sequences); how many were deleted, or None when the thread does not exist."""
+        """Delete all but the ``keep_last`` highest-sequenced messages of the thread, then
+        renumber the kept ones 1..n as a save that removes messages does; how many were deleted,
+        or None when the thread does not exist."""
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         """Write the plan; return the stored sequence of every new message (inserted, or

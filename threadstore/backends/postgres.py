@@ -697,6 +697,8 @@ class PostgresBackend:
                     return None
                 count: int = await self._run(conn, "bounded.prune", thread_id=thread_id,
                                              keep_last=keep_last)
+                if count:
+                    await self._run(conn, "postgres.renumber", thread_id=thread_id)
                 return count
 
         async with self._acquire() as conn:

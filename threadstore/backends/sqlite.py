@@ -446,6 +446,10 @@ class SQLiteBackend:
             if not await self._run("bounded.thread_row", thread_id=thread_id):
                 return None
             count: int = await self._run("bounded.prune", thread_id=thread_id, keep_last=keep_last)
+            if count:
+                await self._run("sqlite.renumber_negative", thread_id=thread_id)
+                await self._run("sqlite.renumber_positive", thread_id=thread_id)
+                await self._run("sqlite.reset_last_sequence", thread_id=thread_id)
         return count
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:

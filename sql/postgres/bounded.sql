@@ -54,9 +54,11 @@ SELECT coalesce(json_agg(json_build_object(
 
 -- name: summaries_by_attributes :value
 -- As summaries, only threads whose attributes hold every key of :wanted with an equal value
--- (search.by_attributes' test). The planner walks threads_updated_at_idx and probes
--- thread_search by key when matches are common, or takes them from thread_search_attributes_idx
--- and sorts when they are rare.
+-- (search.by_attributes' test). The matches come from thread_search_attributes_idx, then are
+-- ordered (each thread's updated_at by primary key) and cut at the position: the cost follows
+-- the number of matches, not of threads. (Walking threads_updated_at_idx and testing each
+-- thread instead, a generic plan's choice for a join, took 17 ms against 1 ms for a rare filter
+-- on 10,000 threads.)
 SELECT coalesce(json_agg(json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
            'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
@@ -64,16 +66,21 @@ SELECT coalesce(json_agg(json_build_object(
            'last_message', (SELECT m FROM messages AS m WHERE m.thread_id = t.id
                              ORDER BY m.sequence DESC LIMIT 1))
          ORDER BY t.updated_at DESC, t.id DESC), '[]'::json)
-  FROM (SELECT h.id, h.title, h.attributes, h.platforms, h.source, h.created_at, h.updated_at
-          FROM threads AS h
-          JOIN thread_search AS s ON s.thread_id = h.id
-         WHERE (h.updated_at, h.id) < (:after_time::text::timestamptz, :after_id::text)
-           AND s.attributes @> :wanted::jsonb
-           AND NOT EXISTS (SELECT 1
-                             FROM jsonb_each(:wanted::jsonb) AS w
-                            WHERE s.attributes -> w.key IS DISTINCT FROM w.value)
-         ORDER BY h.updated_at DESC, h.id DESC
-         LIMIT :limit) AS t;
+  FROM (SELECT id, updated_at
+          FROM (SELECT s.thread_id AS id,
+                       (SELECT h.updated_at FROM threads AS h WHERE h.id = s.thread_id) AS updated_at
+                  FROM thread_search AS s
+                 WHERE s.attributes @> :wanted::jsonb
+                   AND NOT EXISTS (SELECT 1
+                                     FROM jsonb_each(:wanted::jsonb) AS w
+                                    WHERE s.attributes -> w.key IS DISTINCT FROM w.value)
+                OFFSET 0) AS matched
+         WHERE (updated_at, id) < (:after_time::text::timestamptz, :after_id::text)
+         ORDER BY updated_at DESC, id DESC
+         LIMIT :limit) AS page
+ CROSS JOIN LATERAL (SELECT id, title, attributes, platforms, source, created_at, updated_at
+                       FROM threads
+                      WHERE id = page.id) AS t;
 
 -- name: count_old :value
 -- How many threads were last updated before :cutoff (and match :wanted, when not NULL).

@@ -824,7 +824,9 @@ class ThreadStore:
 
         Pass ``page.next_cursor`` back as ``cursor`` for the next page (None on the last). A walk
         never returns a thread twice and returns every thread not updated during it exactly
-        once; a cursor that list_threads did not return raises ValueError. ``attributes`` keeps
+        once (an update moves a thread ahead of the walk, as long as it moves ``updated_at``
+        forward, as add_message, remove_message and append do); a cursor that list_threads did
+        not return raises ValueError. ``attributes`` keeps
         threads whose attributes hold every given key with an equal value (as
         find_by_attributes); pass the same for every page. ``limit`` is 1 to MAX_PAGE."""
         _check_page(limit, "limit", 1)

@@ -35,54 +35,31 @@ SELECT * FROM (SELECT 1, sequence, id, turn, role, content, reasoning_content, n
                 LIMIT :limit)
  ORDER BY 2;
 
--- name: summaries :value
--- Up to :limit thread summaries after the position (:after_time, :after_id) in the order
--- updated_at DESC, id DESC, as one JSON array (a window gives json_group_array its order, as in
--- search.sql). The page is a range of threads_updated_at_idx; each thread's count and last
--- message come from the (thread_id, sequence) index.
-SELECT coalesce(
-         (SELECT json_group_array(json(page.doc)) OVER (
-                     ORDER BY page.updated_at DESC, page.id DESC
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM (SELECT t.id, t.updated_at, json_object(
-                         'id', t.id, 'title', t.title, 'attributes', json(t.attributes),
-                         'platforms', json(t.platforms), 'source', json(t.source),
-                         'created_at', t.created_at, 'updated_at', t.updated_at,
-                         'message_count', (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
-                         'last_message', json((SELECT d.doc FROM message_docs AS d
-                                                WHERE d.thread_id = t.id
-                                                ORDER BY d.sequence DESC LIMIT 1))) AS doc
-                    FROM (SELECT id, title, attributes, platforms, source, created_at, updated_at
-                            FROM threads
-                           WHERE (updated_at, id) < (:after_time, :after_id)
-                           ORDER BY updated_at DESC, id DESC
-                           LIMIT :limit) AS t) AS page
-           LIMIT 1),
-         '[]');
+-- name: summaries :many
+-- Up to :limit threads after the position (:after_time, :after_id) in the order updated_at DESC,
+-- id DESC: each thread's columns, its message count and its last message's document, from which
+-- the backend builds the summaries' JSON (0.75 ms for 50 against 1.37 ms for a JSON array built
+-- here with json_group_array). The page is a range of threads_updated_at_idx; the count and the
+-- last message come from the (thread_id, sequence) index.
+SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
+       (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
+       (SELECT d.doc FROM message_docs AS d WHERE d.thread_id = t.id ORDER BY d.sequence DESC LIMIT 1)
+  FROM threads AS t
+ WHERE (t.updated_at, t.id) < (:after_time, :after_id)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit;
 
--- name: summaries_by_attributes :value
+-- name: summaries_by_attributes :many
 -- As summaries, only threads whose attributes hold every key of :wanted with an equal value.
 -- SQLite has no index for JSON equality: the walk on threads_updated_at_idx tests each thread.
-SELECT coalesce(
-         (SELECT json_group_array(json(page.doc)) OVER (
-                     ORDER BY page.updated_at DESC, page.id DESC
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-            FROM (SELECT t.id, t.updated_at, json_object(
-                         'id', t.id, 'title', t.title, 'attributes', json(t.attributes),
-                         'platforms', json(t.platforms), 'source', json(t.source),
-                         'created_at', t.created_at, 'updated_at', t.updated_at,
-                         'message_count', (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
-                         'last_message', json((SELECT d.doc FROM message_docs AS d
-                                                WHERE d.thread_id = t.id
-                                                ORDER BY d.sequence DESC LIMIT 1))) AS doc
-                    FROM (SELECT id, title, attributes, platforms, source, created_at, updated_at
-                            FROM threads
-                           WHERE (updated_at, id) < (:after_time, :after_id)
-                             AND threadstore_has_all(attributes, :wanted)
-                           ORDER BY updated_at DESC, id DESC
-                           LIMIT :limit) AS t) AS page
-           LIMIT 1),
-         '[]');
+SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
+       (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
+       (SELECT d.doc FROM message_docs AS d WHERE d.thread_id = t.id ORDER BY d.sequence DESC LIMIT 1)
+  FROM threads AS t
+ WHERE (t.updated_at, t.id) < (:after_time, :after_id)
+   AND threadstore_has_all(t.attributes, :wanted)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit;
 
 -- name: count_old :value
 -- How many threads were last updated before :cutoff (and match :wanted, when not NULL).

@@ -127,6 +127,17 @@ async def test_a_partial_thread_cleared_and_saved_deletes_only_the_loaded_messag
     assert contents(await stored(store, "t")) == ["m1", "m2", "m3"]
 
 
+async def test_a_thread_loaded_without_messages_saved_with_one_appends_it(store: ThreadStore) -> None:
+    await saved(store, "t", 3)
+    header = await stored_last(store, "t", 0)
+
+    header.add_message(user("new"))
+    await store.save(header)
+
+    assert contents(await stored(store, "t")) == ["m1", "m2", "m3", "new"]
+    assert sequences(header) == [4]
+
+
 async def test_a_partial_thread_saved_after_another_writer_appended_keeps_both(
         store: ThreadStore) -> None:
     await saved(store, "t", 6)
@@ -334,37 +345,26 @@ async def test_a_cursor_walk_while_other_tasks_update_threads_returns_no_thread_
         store: ThreadStore) -> None:
     for n in range(30):
         await saved(store, f"t{n:02}", 1, updated_at=T0 + timedelta(seconds=n))
-    untouched = {f"t{n:02}" for n in range(30) if n % 3}
-    stop = asyncio.Event()
-
-    updates = 0
-
-    async def updater() -> None:
-        nonlocal updates
-        n = 0
-        while not stop.is_set():
-            updates += 1
-            await store.append(f"t{n % 30:02}", user(f"update {n}"))
-            n += 3
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(updater())
     walked: list[str] = []
+    touched: set[str] = set()
     cursor = None
-    try:
-        while True:
-            page = await store.list_threads(limit=4, cursor=cursor)
-            walked += [s.id for s in page.threads]
-            await asyncio.sleep(0.001)
-            if (cursor := page.next_cursor) is None:
-                break
-    finally:
-        stop.set()
-        await task
+    while True:
+        # Each page is read while other tasks append to a thread it has returned (which moves
+        # ahead of the walk) and to one it has not (which may then be passed over: it was updated).
+        seen = walked[-1] if walked else "t29"
+        ahead = next((f"t{n:02}" for n in range(29, -1, -1) if f"t{n:02}" not in walked
+                      and f"t{n:02}" not in touched and n % 3 == 0), None)
+        updates = [store.append(seen, user("update"))] + (
+            [store.append(ahead, user("update"))] if ahead else [])
+        touched.update([seen] + ([ahead] if ahead else []))
+        page, *_ = await asyncio.gather(store.list_threads(limit=4, cursor=cursor), *updates)
+        walked += [s.id for s in page.threads]
+        if (cursor := page.next_cursor) is None:
+            break
 
-    assert updates > 3
     assert len(walked) == len(set(walked))
-    assert untouched <= set(walked)
+    assert {f"t{n:02}" for n in range(30)} - touched <= set(walked)
+    assert len(touched) > 5
 
 
 async def test_list_threads_filters_on_attributes(store: ThreadStore) -> None:

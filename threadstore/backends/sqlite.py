@@ -180,6 +180,17 @@ def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
     return "".join(out)
 
 
+def _summaries(rows: Iterable[tuple[Any, ...]]) -> str:
+    """A JSON array of ThreadSummary documents from bounded.summaries rows: a thread's columns,
+    its message count and its last message's document (or NULL)."""
+    return "[" + ",".join([
+        f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
+        f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
+        f'"updated_at":"{updated_at}","message_count":{count},"last_message":{last or "null"}}}'
+        for id, title, attributes, platforms, source, created_at, updated_at, count, last in rows
+    ]) + "]"
+
+
 def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
@@ -423,11 +434,11 @@ class SQLiteBackend:
                   "after_id": "" if after is None else after[1], "limit": limit}
         async with self._lock:
             if wanted is None:
-                doc: str = await self._run("bounded.summaries", **params)
+                rows = await self._run("bounded.summaries", **params)
             else:
-                doc = await self._run("bounded.summaries_by_attributes", wanted=wanted.decode(),
-                                      **params)
-        return doc.encode()
+                rows = await self._run("bounded.summaries_by_attributes", wanted=wanted.decode(),
+                                       **params)
+        return _summaries(rows).encode()
 
     async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
                              dry_run: bool) -> int:

@@ -153,16 +153,16 @@ async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Pl
         for step, run in steps:
             if step in only:
                 results += await run()
-        if "store" in only:
-            for size in plan.store_sizes:
-                if size > env.store_size:
-                    await grow(size)
-                results += await workloads.store_reads(env)
         if "bounded" in only:
             results += await workloads.message_pages(env)
-            for size in plan.page_sizes:
-                if size > env.store_size:
-                    await grow(size)
+        store_sizes = plan.store_sizes if "store" in only else ()
+        page_sizes = plan.page_sizes if "bounded" in only else ()
+        for size in sorted({*store_sizes, *page_sizes}):  # the seeded store only grows
+            if size > env.store_size:
+                await grow(size)
+            if size in store_sizes:
+                results += await workloads.store_reads(env)
+            if size in page_sizes:
                 results += await workloads.thread_pages(env)
     finally:
         for peer in peers:

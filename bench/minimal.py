@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -92,6 +92,40 @@ PG_LIST = _PG_JOINED.format(
     threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT $1)"
 ) + " ORDER BY t.updated_at DESC, t.id, m.sequence"
 
+# Bounded reads (issue 15) as one writes them by hand: the last messages of a thread from the
+# (thread_id, sequence) index; a sidebar page after a (updated_at, id) position, each thread with
+# its message count and last message. Only threads(updated_at DESC) is indexed, so the position is
+# an index range on updated_at and id orders the rows of equal times after it.
+_LAST = """
+SELECT id, thread_id, sequence, turn, role, content, metrics, timestamp
+  FROM messages WHERE thread_id = {p1} ORDER BY sequence DESC LIMIT {p2}"""
+_PAGE = """
+SELECT t.id, t.title, t.attributes, t.platforms, t.created_at, t.updated_at,
+       (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
+       m.id, m.thread_id, m.sequence, m.turn, m.role, m.content, m.metrics, m.timestamp
+  FROM (SELECT id, title, attributes, platforms, created_at, updated_at FROM threads
+         WHERE updated_at <= {p1} AND (updated_at < {p1} OR id < {p2})
+         ORDER BY updated_at DESC, id DESC LIMIT {p3}) AS t
+  LEFT JOIN messages AS m
+    ON m.thread_id = t.id
+   AND m.sequence = (SELECT max(sequence) FROM messages WHERE thread_id = t.id)
+ ORDER BY t.updated_at DESC, t.id DESC"""
+PG_LAST = _LAST.format(p1="$1", p2="$2")
+PG_PAGE = _PAGE.format(p1="$1", p2="$2", p3="$3")
+SQ_LAST = _LAST.format(p1="?1", p2="?2")
+SQ_PAGE = _PAGE.format(p1="?1", p2="?2", p3="?3")
+
+
+def _message(r: Any) -> dict[str, Any]:
+    return {"id": r[0], "thread_id": r[1], "sequence": r[2], "turn": r[3], "role": r[4],
+            "content": r[5], "metrics": r[6], "timestamp": r[7]}
+
+
+def _summaries(rows: Any) -> list[dict[str, Any]]:
+    return [{"id": r[0], "title": r[1], "attributes": r[2], "platforms": r[3], "created_at": r[4],
+             "updated_at": r[5], "message_count": r[6],
+             "last_message": None if r[7] is None else _message(r[7:])} for r in rows]
+
 
 def _threads_from_rows(rows: Any) -> list[dict[str, Any]]:
     """Joined rows, in order, as thread dicts each holding a list of message dicts."""
@@ -152,6 +186,20 @@ class MinimalPgFloor:
 
     async def list(self, limit: int) -> list[dict[str, Any]]:
         return _threads_from_rows(await self.pool.fetch(PG_LIST, limit))
+
+    async def last_messages(self, thread_id: str, limit: int) -> list[dict[str, Any]]:
+        return [_message(r) for r in reversed(await self.pool.fetch(PG_LAST, thread_id, limit))]
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[dict[str, Any]]:
+        """A sidebar page after the (updated_at, id) position ``after`` (None: the first)."""
+        when, thread_id = after or (datetime.max.replace(tzinfo=UTC), "")
+        return _summaries(await self.pool.fetch(PG_PAGE, when, thread_id, limit))
+
+    async def position(self, offset: int) -> tuple[datetime, str]:
+        """The (updated_at, id) of the thread at ``offset`` in the sidebar order (not timed)."""
+        row = await self.pool.fetchrow("SELECT updated_at, id FROM threads "
+                                       "ORDER BY updated_at DESC, id DESC OFFSET $1 LIMIT 1", offset)
+        return row[0], row[1]
 
     async def seed(self, threads: Rows, *, settle: bool = True) -> None:
         """Bulk load with COPY (not timed)."""
@@ -293,6 +341,34 @@ class MinimalSqliteFloor:
 
     async def list(self, limit: int) -> list[dict[str, Any]]:
         return await self._threads(SQ_LIST, limit)
+
+    async def last_messages(self, thread_id: str, limit: int) -> list[dict[str, Any]]:
+        async with self.lock:
+            rows = await self.conn.execute_fetchall(SQ_LAST, (thread_id, limit))
+        messages = [_message(r) for r in reversed(rows)]
+        for message in messages:
+            message["metrics"] = _decode(message["metrics"])
+        return messages
+
+    async def page(self, after: tuple[datetime, str] | None, limit: int) -> list[dict[str, Any]]:
+        """A sidebar page after the (updated_at, id) position ``after`` (None: the first)."""
+        when, thread_id = ("~", "") if after is None else (data.sqlite_time(after[0]), after[1])
+        async with self.lock:
+            rows = await self.conn.execute_fetchall(SQ_PAGE, (when, thread_id, limit))
+        threads = _summaries(rows)
+        for thread in threads:
+            thread["attributes"] = _decode(thread["attributes"])
+            thread["platforms"] = _decode(thread["platforms"])
+            if thread["last_message"] is not None:
+                thread["last_message"]["metrics"] = _decode(thread["last_message"]["metrics"])
+        return threads
+
+    async def position(self, offset: int) -> tuple[datetime, str]:
+        async with self.lock:
+            [(when, thread_id)] = await self.conn.execute_fetchall(
+                "SELECT updated_at, id FROM threads ORDER BY updated_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (offset,))
+        return datetime.fromisoformat(when), thread_id
 
     async def seed(self, threads: Rows, *, settle: bool = True) -> None:
         async with self.lock:

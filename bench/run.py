@@ -45,7 +45,7 @@ from threadstore import ThreadStore
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).parent / "results"
-STEPS = ("save", "append", "get", "concurrent", "store")
+STEPS = ("save", "append", "get", "concurrent", "store", "bounded")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Plan:
     append_sizes: tuple[int, ...] = (10, 1_000, 10_000)
     get_sizes: tuple[int, ...] = (10, 100, 1_000)
     store_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    page_sizes: tuple[int, ...] = (20_000, 100_000)  # list_threads page 1 vs 40 (after "store")
     concurrency_rounds: int = 5
     ops_per_task: int = 10
     import_runs: int = 10
@@ -64,7 +65,7 @@ class Plan:
 # load on this shared machine hits them alike.
 FULL = Plan(quick=False, settings=Settings(warmup=1, rounds=300, min_rounds=5, batch=1, budget=2.5))
 QUICK = Plan(quick=True, settings=Settings(warmup=1, rounds=20, min_rounds=3, batch=1, budget=0.2),
-             store_sizes=(1_000,), concurrency_rounds=1, ops_per_task=2, import_runs=3)
+             store_sizes=(1_000,), page_sizes=(20_000,), concurrency_rounds=1, ops_per_task=2, import_runs=3)
 
 
 def import_time(runs: int) -> dict[str, Any]:
@@ -153,11 +154,17 @@ async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Pl
         for step, run in steps:
             if step in only:
                 results += await run()
-        if "store" in only:
-            for size in plan.store_sizes:
-                if size > env.store_size:
-                    await grow(size)
+        if "bounded" in only:
+            results += await workloads.message_pages(env)
+        store_sizes = plan.store_sizes if "store" in only else ()
+        page_sizes = plan.page_sizes if "bounded" in only else ()
+        for size in sorted({*store_sizes, *page_sizes}):  # the seeded store only grows
+            if size > env.store_size:
+                await grow(size)
+            if size in store_sizes:
                 results += await workloads.store_reads(env)
+            if size in page_sizes:
+                results += await workloads.thread_pages(env)
     finally:
         for peer in peers:
             await peer.close()

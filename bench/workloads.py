@@ -373,3 +373,74 @@ SEARCHES = [
     Search("get_usage_stats", "get_usage_stats", lambda i, size: (),
            lambda env, args: env.floor.get_usage_stats()),
 ]
+
+
+# -- bounded reads (issue 15) ------------------------------------------------------------------------
+
+PAGE = 50
+
+
+async def message_pages(env: Env) -> list[Result]:
+    """The last 50 messages of a thread of 100 and of 100,000 (get_messages against the minimal
+    floor's ``ORDER BY sequence DESC LIMIT 50``), and get(last=50) of the long one."""
+    sizes = (100, 100_000)
+    rows = {size: fixture_rows(1, size) for size in sizes}
+    every = [row for size in sizes for row in rows[size]]
+    await env.seed(every, every)  # the same threads in both schemas
+    ids = {size: rows[size][0][0]["id"] for size in sizes}
+    for size, thread_id in ids.items():  # every side reads the same thing
+        page = await env.store.get_messages(thread_id, limit=PAGE)
+        mini = await env.minimal.last_messages(thread_id, PAGE)
+        assert [m.sequence for m in page] == [m["sequence"] for m in mini] == list(
+            range(size - PAGE + 1, size + 1))
+        assert [m.content for m in page] == [m["content"] for m in mini]
+
+    results = []
+    for size, thread_id in ids.items():
+        async def threadstore(i: int, thread_id: str = thread_id) -> Op:
+            return lambda: env.store.get_messages(thread_id, limit=PAGE)
+
+        async def minimal(i: int, thread_id: str = thread_id) -> Op:
+            return lambda: env.minimal.last_messages(thread_id, PAGE)
+
+        results += await env.measure(f"last {PAGE} of {size:,} msgs",
+                                     {"threadstore": threadstore, "minimal": minimal})
+    long = ids[sizes[-1]]
+
+    async def get_last(i: int) -> Op:
+        return lambda: env.store.get(long, last=PAGE)
+
+    async def get_messages(i: int) -> Op:
+        return lambda: env.store.get_messages(long, limit=PAGE)
+
+    # get_messages runs as the "floor" side: the issue compares get(last=50) with it.
+    results += await env.measure(f"get(last={PAGE}) of {sizes[-1]:,} msgs",
+                                 {"threadstore": get_last, "floor": get_messages})
+    await env.delete([row["id"] for row, _ in every], [row["id"] for row, _ in every])
+    return results
+
+
+async def thread_pages(env: Env) -> list[Result]:
+    """list_threads(limit=50), page 1 and page 40, on the seeded store, against the minimal
+    floor's keyset query at the same positions."""
+    size = env.store_size
+    cursor = None
+    for _ in range(39):  # the cursor of page 40, walked once (not timed)
+        cursor = (await env.store.list_threads(limit=PAGE, cursor=cursor)).next_cursor
+    page40 = await env.store.list_threads(limit=PAGE, cursor=cursor)
+    floor_after = await env.minimal.position(39 * PAGE - 1)
+    mini40 = await env.minimal.page(floor_after, PAGE)
+    assert [s.id for s in page40.threads] == [t["id"] for t in mini40]
+    assert [s.message_count for s in page40.threads] == [t["message_count"] for t in mini40]
+
+    results = []
+    for label, ts_cursor, after in (("page 1", None, None), ("page 40", cursor, floor_after)):
+        async def threadstore(i: int, ts_cursor: str | None = ts_cursor) -> Op:
+            return lambda: env.store.list_threads(limit=PAGE, cursor=ts_cursor)
+
+        async def minimal(i: int, after: tuple[datetime, str] | None = after) -> Op:
+            return lambda: env.minimal.page(after, PAGE)
+
+        results += await env.measure(f"list_threads({PAGE}) {label} @{size:,}",
+                                     {"threadstore": threadstore, "minimal": minimal})
+    return results

@@ -19,7 +19,7 @@ from threadstore.errors import (
     ThreadStoreError,
     UnsupportedFileTypeError,
 )
-from threadstore.models import Attachment, Message, SearchHit, Thread
+from threadstore.models import Attachment, Message, SearchHit, Thread, ThreadPage, ThreadSummary
 from threadstore.store import ThreadStore
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ __all__ = [
     "StoreClosedError",
     "StoreUnavailableError",
     "Thread",
+    "ThreadPage",
     "ThreadStore",
     "ThreadStoreError",
+    "ThreadSummary",
     "UnsupportedFileTypeError",
 ]

@@ -1,4 +1,5 @@
-"""The ``threadstore`` command: schema, status, a local PostgreSQL in Docker, export/import/copy.
+"""The ``threadstore`` command: schema, status, a local PostgreSQL in Docker, export/import/copy,
+retention (prune).
 
 Each command takes its database URL as an argument, or else from the environment (the same
 settings as ``ThreadStore.create()``: THREADSTORE_DATABASE_URL, <PREFIX>DB_TYPE, ...). Output
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -396,6 +399,80 @@ async def _copy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- retention -----------------------------------------------------------------------------------
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _age(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a timedelta."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number and a unit (s, m, h, d, w), "
+                                         f"like 90d, got {text!r}")
+    return timedelta(**{_UNITS[unit]: int(number)})
+
+
+def _shown_age(age: timedelta) -> str:
+    """An --older-than age as it could have been given: 90d, 12h, 30m, 45s."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _attribute(text: str) -> tuple[str, Any]:
+    """``key=value``: the value as JSON when it is JSON (1, true, "1", {...}), else as text."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_prune(commands: Subparsers) -> None:
+    parser = commands.add_parser("prune", help="delete threads not updated for a while",
+                                 description="Delete the threads not updated for --older-than "
+                                 "(and whose attributes equal every --attribute given), with their "
+                                 "messages and aliases, in batches that concurrent writers wait "
+                                 "for at most one of; a thread updated meanwhile is kept. Progress "
+                                 "shows on standard error when it is a terminal.")
+    _url_argument(parser)
+    parser.add_argument("--older-than", type=_age, required=True, metavar="AGE",
+                        help="how long a thread must have gone without an update: 90d, 12h, 2w, ...")
+    parser.add_argument("--attribute", type=_attribute, action="append", default=[],
+                        metavar="KEY=VALUE", help="only threads whose attribute KEY equals VALUE "
+                        "(JSON when it parses as JSON, else text); may be repeated")
+    parser.add_argument("--dry-run", action="store_true", help="only count them; delete nothing")
+    parser.add_argument("--batch-size", type=_positive_int, default=500, metavar="N",
+                        help="threads per transaction (default 500)")
+    parser.set_defaults(run=_prune)
+
+
+async def _prune(args: argparse.Namespace) -> int:
+    attributes = dict(args.attribute) or None
+    async with _store(args.url, migrate=False, create=False) as store:
+        await _require_current(store)
+        if args.dry_run:
+            count = await store.delete_threads(args.older_than, attributes, dry_run=True)
+            _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would "
+                 "be deleted")
+            return EXIT_OK
+        progress = Progress(0, label="deleted")
+        if progress.enabled:  # the count is one more query: only for the bar
+            progress.total = await store.delete_threads(args.older_than, attributes, dry_run=True)
+        try:
+            count = await store.delete_threads(args.older_than, attributes,
+                                               batch_size=args.batch_size, progress=progress.update)
+        finally:
+            progress.close()
+    _out(f"deleted {count:,} threads not updated for {_shown_age(args.older_than)}")
+    return EXIT_OK
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 def _add_files(commands: Subparsers) -> None:
@@ -432,7 +509,7 @@ async def _files_gc(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_init, _add_migrate, _add_status, _add_docker_setup, _add_docker_stop,
-    _add_export, _add_import, _add_copy, _add_files,
+    _add_export, _add_import, _add_copy, _add_files, _add_prune,
 )
 
 

@@ -333,6 +333,29 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     snippet: str
 
 
+class ThreadSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread as ``ThreadStore.list_threads`` shows it, without its messages: the number of
+    stored messages and the one with the highest sequence (None when there is none)."""
+
+    id: str
+    title: str
+    attributes: dict[str, Any] = {}
+    platforms: dict[str, dict[str, Any]] = {}
+    source: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+    message_count: int = 0
+    last_message: Message | None = None
+
+
+class ThreadPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of ``ThreadStore.list_threads``: pass ``next_cursor`` back for the next page;
+    None on the last one."""
+
+    threads: list[ThreadSummary]
+    next_cursor: str | None = None
+
+
 class Thread(msgspec.Struct, kw_only=True, dict=True):
     """A conversation: ordered messages plus attributes and platform references.
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from threadstore import fulltext, matching
+from threadstore import cursors, fulltext, matching
 from threadstore.backends import (
     AppendPlan,
     Backend,
@@ -49,6 +49,8 @@ from threadstore.models import (
     Message,
     SearchHit,
     Thread,
+    ThreadPage,
+    ThreadSummary,
     _set_field,
     _unique_ids,
     as_utc,
@@ -81,6 +83,7 @@ _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decod
 _decode_thread = decoding_stored(msgspec.json.Decoder(Thread).decode)
 _decode_threads = decoding_stored(msgspec.json.Decoder(list[Thread]).decode)
 _decode_messages = decoding_stored(msgspec.json.Decoder(list[Message]).decode)
+_decode_summaries = decoding_stored(msgspec.json.Decoder(list[ThreadSummary]).decode)
 _decode_usage = msgspec.json.Decoder(UsageCounts).decode
 _decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
 _MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
@@ -338,6 +341,17 @@ def _storing(pending: Any, file_store: FileStore, references: Any) -> Any:
 
 
 _MAX_COUNT = 2**62  # fits every backend's 64-bit LIMIT/OFFSET
+
+
+MAX_PAGE = 10_000  # messages or thread summaries one bounded read returns at most
+_PAST_LAST = 2**31  # above every sequence (32-bit columns): "before" when none is given
+
+
+def _check_page(value: object, what: str, low: int, high: int = MAX_PAGE) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be between {low} and {high}, got {value}")
 
 
 def _check_count(value: object, what: str, *, allow_none: bool = False) -> None:
@@ -718,6 +732,46 @@ class ThreadStore:
         _check_id(thread_id)
         return await (await self._ready()).delete(thread_id)
 
+    async def delete_threads(self, older_than: timedelta, attributes: dict[str, Any] | None = None,
+                             dry_run: bool = False, *, batch_size: int = 500,
+                             progress: Callable[[int], None] | None = None) -> int:
+        """Delete the threads not updated for ``older_than`` (and whose attributes hold every
+        key of ``attributes`` with an equal value, when given), with their messages and
+        aliases; returns how many. ``dry_run`` only counts them.
+
+        Deleted ``batch_size`` at a time, each batch its own short transaction, so concurrent
+        saves wait for one batch at most; each thread goes wholly or not at all, and one
+        updated after the walk began (a concurrent append) is kept. ``progress`` is called with
+        the running total after each batch."""
+        if not isinstance(older_than, timedelta):
+            raise TypeError(f"older_than must be a timedelta, got {type(older_than).__name__}")
+        if older_than < timedelta(0):
+            raise ValueError(f"older_than must not be negative, got {older_than}")
+        _check_page(batch_size, "batch_size", 1)
+        wanted = None if attributes is None else _check_object(attributes, "attributes")
+        backend = await self._ready()
+        cutoff = utcnow() - older_than
+        if dry_run:
+            return await backend.delete_threads(cutoff, wanted, batch_size, True)
+        total = 0
+        while deleted := await backend.delete_threads(cutoff, wanted, batch_size, False):
+            total += deleted
+            if progress is not None:
+                progress(total)
+        return total
+
+    async def prune_messages(self, thread_id: str, keep_last: int = 200) -> int:
+        """Delete all but the ``keep_last`` most recent stored messages of a thread; returns how
+        many were deleted. The kept ones are renumbered 1..n, as after any removal; messages
+        appended meanwhile are kept. NotFoundError for a missing thread."""
+        _check_id(thread_id)
+        _check_count(keep_last, "keep_last")
+        backend = await self._ready()
+        deleted = await backend.prune_messages(thread_id, keep_last)
+        if deleted is None:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        return deleted
+
     async def delete_many(self, thread_ids: Iterable[str]) -> int:
         """Delete those threads; returns how many existed. Unknown ids are ignored."""
         if isinstance(thread_ids, str):
@@ -729,11 +783,62 @@ class ThreadStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def get(self, thread_id: str) -> Thread | None:
-        """The thread with all its messages, or None."""
+    async def get(self, thread_id: str, *, last: int | None = None) -> Thread | None:
+        """The thread with all its messages, or None.
+
+        With ``last``, only its ``last`` most recent messages (0 to MAX_PAGE). Saving such a
+        partial thread writes what changed and never deletes the messages it did not load.
+        """
         _check_id(thread_id)
+        if last is None:
+            backend = await self._ready()
+            return self._thread(backend, await backend.get(thread_id))
+        _check_page(last, "last", 0)
         backend = await self._ready()
-        return self._thread(backend, await backend.get(thread_id))
+        return self._thread(backend, await backend.get_messages(thread_id, last, _PAST_LAST, None))
+
+    async def get_messages(self, thread_id: str, limit: int = 50, before: int | None = None,
+                           after: int | None = None) -> builtins.list[Message]:
+        """A page of a thread's stored messages, in ascending sequence order, found by sequence.
+
+        With ``after``, the first ``limit`` messages whose sequence is above it (and below
+        ``before``, when given); otherwise the last ``limit`` below ``before``, or the last
+        ``limit`` of the thread. ``before=page[0].sequence`` walks back,
+        ``after=page[-1].sequence`` forward. NotFoundError for a missing thread; ``limit`` is 1
+        to MAX_PAGE."""
+        _check_id(thread_id)
+        _check_page(limit, "limit", 1)
+        for value, what in ((before, "before"), (after, "after")):
+            if value is not None:
+                _check_page(value, what, 0, _PAST_LAST)
+        backend = await self._ready()
+        doc = await backend.get_messages(thread_id, limit, _PAST_LAST if before is None else before,
+                                         after)
+        if doc is None:
+            raise NotFoundError(f"no thread {thread_id!r}")
+        return _decode_thread(doc).messages
+
+    async def list_threads(self, limit: int = 50, cursor: str | None = None,
+                           attributes: dict[str, Any] | None = None) -> ThreadPage:
+        """Thread summaries (no messages read), newest ``updated_at`` first, id breaking ties.
+
+        Pass ``page.next_cursor`` back as ``cursor`` for the next page (None on the last). A walk
+        never returns a thread twice and returns every thread not updated during it exactly
+        once (an update moves a thread ahead of the walk, as long as it moves ``updated_at``
+        forward, as add_message, remove_message and append do); a cursor that list_threads did
+        not return raises ValueError. ``attributes`` keeps
+        threads whose attributes hold every given key with an equal value (as
+        find_by_attributes); pass the same for every page. ``limit`` is 1 to MAX_PAGE."""
+        _check_page(limit, "limit", 1)
+        wanted = None if attributes is None else _check_object(attributes, "attributes")
+        after = None if cursor is None else cursors.decode(cursor, attributes)
+        backend = await self._ready()
+        summaries = _decode_summaries(await backend.list_threads(limit + 1, after, wanted))
+        if len(summaries) <= limit:
+            return ThreadPage(threads=summaries)
+        last = summaries[limit - 1]
+        return ThreadPage(threads=summaries[:limit],
+                          next_cursor=cursors.encode(last.updated_at, last.id, attributes))
 
     async def list(self, limit: int = 100, offset: int = 0) -> builtins.list[Thread]:
         """Threads with their messages, newest ``updated_at`` first (id breaks ties)."""

@@ -105,6 +105,12 @@ UPDATE messages SET sequence = -sequence
  WHERE thread_id = :thread_id AND sequence < 0
 RETURNING id, sequence;
 
+-- name: reset_last_sequence :exec
+-- After a prune renumbered the thread: new messages number on from its highest sequence.
+UPDATE threads
+   SET last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
+ WHERE id = :thread_id;
+
 -- name: append_thread :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
 -- first sequence reserved, then the thread's columns as threads.get has them.

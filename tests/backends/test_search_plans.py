@@ -76,6 +76,22 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "aliases.of_thread": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
     "stats.usage": ({"hour_ago": "2000-01-01T00:00:00+00:00", "day_ago": "2000-01-01T00:00:00+00:00",
                      "week_ago": "2000-01-01T00:00:00+00:00"}, {"threads_updated_at_idx"}),
+    # Bounded reads and retention (sql/postgres/bounded.sql).
+    "bounded.messages_before": ({"thread_id": "t77", "before": 2**31, "limit": 50},
+                                {"threads_pkey", "messages_thread_sequence_key"}),
+    "bounded.messages_after": ({"thread_id": "t77", "after": 1, "before": 2**31, "limit": 50},
+                               {"threads_pkey", "messages_thread_sequence_key"}),
+    "bounded.summaries": ({"after_time": "infinity", "after_id": "", "limit": 51},
+                          {"threads_updated_at_idx", "messages_thread_sequence_key"}),
+    "bounded.summaries_by_attributes": ({"after_time": "infinity", "after_id": "",
+                                         "wanted": '{"customer": "c42", "n": 0}', "limit": 51},
+                                        {"thread_search_attributes_idx", "messages_thread_sequence_key"}),
+    "bounded.count_old": ({"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None},
+                          {"threads_updated_at_idx"}),
+    "bounded.delete_old": ({"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None, "batch": 500},
+                           {"threads_updated_at_idx"}),
+    "bounded.thread_row": ({"thread_id": "t77"}, {"threads_pkey"}),
+    "bounded.prune": ({"thread_id": "t77", "keep_last": 200}, {"messages_thread_sequence_key"}),
 }
 # Aggregates over the whole store read every row whatever the plan; a sequential scan is the
 # cheapest way to do that (the index-only alternative reads the same rows plus the index).
@@ -141,3 +157,24 @@ async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
     if name not in WHOLE_TABLE:
         tables = {"threads", "thread_search", "messages", "message_text", "thread_aliases"}
         assert not scanned & tables, f"{name} scans {scanned}"
+
+
+async def test_a_later_page_of_summaries_starts_at_its_position_in_the_index(filled_url: str) -> None:
+    """list_threads' cursor is a range condition of threads_updated_at_idx: page 40 reads the
+    rows of its page, not the 39 pages before it."""
+    query = load("postgres")["bounded.summaries"]
+    conn = await asyncpg.connect(filled_url, server_settings={"plan_cache_mode": "force_generic_plan"})
+    try:
+        after_time, after_id = await conn.fetchrow(
+            "SELECT updated_at::text, id FROM threads ORDER BY updated_at DESC, id DESC OFFSET 1949 LIMIT 1")
+        await conn.execute(f"PREPARE q AS {query.sql}")
+        args = {"after_time": after_time, "after_id": after_id, "limit": 51}
+        values = ", ".join(_literal(args[p]) for p in query.params)
+        [row] = await conn.fetch(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE q({values})")
+    finally:
+        await conn.close()
+    [explained] = json.loads(row[0])
+    [scan] = [n for n in _nodes(explained["Plan"]) if n.get("Index Name") == "threads_updated_at_idx"]
+    print(f"\nbounded.summaries, page 40: {explained['Execution Time']:.2f} ms, {scan.get('Index Cond')}")
+    assert "updated_at" in scan.get("Index Cond", ""), scan
+    assert scan["Actual Rows"] <= 51 and not scan.get("Rows Removed by Filter"), scan

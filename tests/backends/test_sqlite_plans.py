@@ -70,3 +70,50 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
                     assert expected, (search, pattern)
                     got = [t.id for t in await getattr(sqlite, search)(pattern)]
                     assert got == expected, (search, pattern)
+
+
+# query -> (parameters, what its plan must show); none of them may scan a whole table.
+BOUNDED = {
+    "bounded.messages_before": ({"thread_id": "t", "before": 2**31, "limit": 50},
+                                ["SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
+                                 "USING INDEX sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)"]),
+    "bounded.messages_after": ({"thread_id": "t", "after": 3, "before": 2**31, "limit": 50},
+                               ["SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
+                                "sqlite_autoindex_messages_2 (thread_id=? AND sequence>? AND sequence<?)"]),
+    "bounded.summaries": ({"after_time": "~", "after_id": "", "limit": 51},
+                          ["SEARCH t USING INDEX threads_updated_at_idx ((updated_at,id)<(?,?))",
+                           "SEARCH c USING COVERING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
+                           "SEARCH messages USING INDEX sqlite_autoindex_messages_2 (thread_id=?)"]),
+    "bounded.summaries_by_attributes": ({"after_time": "~", "after_id": "", "limit": 51, "wanted": "{}"},
+                                        ["threads_updated_at_idx ((updated_at,id)<(?,?))",
+                                         "sqlite_autoindex_messages_2 (thread_id=?)"]),
+    "bounded.count_old": ({"cutoff": "2020", "wanted": None},
+                          ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"]),
+    "bounded.delete_old": ({"cutoff": "2020", "wanted": None, "batch": 5},
+                           ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"]),
+    "bounded.thread_row": ({"thread_id": "t"}, ["sqlite_autoindex_threads_1 (id=?)"]),
+    "bounded.prune": ({"thread_id": "t", "keep_last": 5},
+                      ["sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)"]),
+}
+
+
+async def test_bounded_reads_and_retention_search_their_indexes(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}"
+    async with await ThreadStore.create(url) as store:
+        for n in range(20):
+            thread = Thread(id=f"t{n}")
+            for i in range(5):
+                thread.add_message(Message(role="user", content=f"message {i}"))
+            await store.save(thread)
+        conn = store.engine
+        for name, (values, expected) in BOUNDED.items():
+            query = load("sqlite")[name]
+            rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))
+            plan = " / ".join(row[3] for row in rows)
+            for step in expected:
+                assert step in plan, f"{name}: {plan}"
+            assert "SCAN threads" not in plan and "SCAN messages" not in plan, f"{name}: {plan}"
+            for alias in ("m", "c", "t"):
+                assert f" SCAN {alias} " not in f" {plan} ", f"{name}: {plan}"
+            if name.startswith("bounded.summaries"):  # in index order: nothing sorted
+                assert "TEMP B-TREE" not in plan, f"{name}: {plan}"

@@ -357,3 +357,77 @@ def test_files_gc_frees_only_unreferenced_files(db_url: str, tmp_path: Path) -> 
     assert missing.returncode == 1 and "no FileStore directory" in one_error_line(missing, "files")
     negative = run("files", "gc", db_url, str(base), "--min-age", "-1")
     assert negative.returncode == 2
+
+
+async def _threads_of_ages(url: str) -> None:
+    """Three threads last updated 100 days ago (two of team a), one updated now."""
+    from datetime import UTC, datetime, timedelta
+
+    old = datetime.now(UTC) - timedelta(days=100)
+    async with await ThreadStore.create(url) as store:
+        for thread_id, team, updated_at in [("a1", "a", old), ("a2", "a", old), ("b1", "b", old),
+                                            ("new", "a", None)]:
+            thread = Thread(id=thread_id, attributes={"team": team, "n": 1})
+            thread.add_message(user(f"in {thread_id}"))
+            if updated_at is not None:
+                thread.updated_at = updated_at
+            await store.save(thread)
+        await store.save_thread_alias("a1", "alias-a1")
+
+
+async def _thread_ids(url: str) -> list[str]:
+    async with await ThreadStore.create(url) as store:
+        return sorted(t.id for t in await store.list_recent())
+
+
+def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
+    asyncio.run(_threads_of_ages(db_url))
+
+    dry = run("prune", db_url, "--older-than", "90d", "--attribute", "team=a", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout == "dry run: 2 threads not updated for 90d would be deleted\n"
+    assert asyncio.run(_thread_ids(db_url)) == ["a1", "a2", "b1", "new"]
+
+    none = run("prune", db_url, "--older-than", "101d")
+    assert none.returncode == 0, none.stderr
+    assert none.stdout.startswith("deleted 0 threads")
+
+    team = run("prune", db_url, "--older-than", "90d", "--attribute", "team=a", "--attribute", "n=1",
+               "--batch-size", "1")
+    assert team.returncode == 0, team.stderr
+    assert team.stdout == "deleted 2 threads not updated for 90d\n"
+    assert team.stderr == ""  # no progress off a terminal
+    assert asyncio.run(_thread_ids(db_url)) == ["b1", "new"]
+
+    every = run("prune", db_url, "--older-than", "2w")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout == "deleted 1 threads not updated for 14d\n"
+    assert asyncio.run(_thread_ids(db_url)) == ["new"]
+
+
+def test_prune_shows_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/prune.db"
+    asyncio.run(_threads_of_ages(url))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    assert cli.main(["prune", url, "--older-than", "90d", "--batch-size", "2"]) == 0
+
+    assert capsys.readouterr().out.startswith("deleted 3 threads")
+    assert re.fullmatch(r"(\rdeleted [\d,]+ / 3 threads \(\d+%\), [\d,]+ threads/s)+\n", terminal.getvalue())
+    assert "deleted 3 / 3 threads (100%)" in terminal.getvalue()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["prune", "sqlite:///a.db"], "the following arguments are required: --older-than"),
+    (["prune", "sqlite:///a.db", "--older-than", "90"], "expected a whole number and a unit"),
+    (["prune", "sqlite:///a.db", "--older-than=-3d"], "expected a whole number and a unit"),
+    (["prune", "sqlite:///a.db", "--older-than", "3y"], "expected a whole number and a unit"),
+    (["prune", "sqlite:///a.db", "--older-than", "1d", "--attribute", "team"], "expected key=value"),
+])
+def test_prune_usage_errors(argv: list[str], message: str, clean_environ: Any,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

@@ -64,3 +64,22 @@ def test_readme_fulltext_example_runs(tmp_path: Path) -> None:
         "delayed OR today: [(2, 'The refund went out [today].'), "  # the shorter one first
         "(1, 'My refund is [delayed], and the invoice is not paid')]",
     ]
+
+
+def test_readme_bounded_reads_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"### Bounded reads and retention\n\n```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has no bounded-reads example"
+    script = tmp_path / "bounded.py"
+    script.write_text(match.group(1))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "window: message 71 ... message 120",
+        "older: message 21 ... message 70",
+        "sidebar: [('Chat 2', 121, 'Here you are.'), ('Chat 1', 120, 'message 120')]",
+        "sidebar: [('Chat 0', 120, 'message 120')]",
+        "pruned: 20",
+        "deleted: 0",
+    ]

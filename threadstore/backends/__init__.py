@@ -174,6 +174,30 @@ class Backend(Protocol):
     async def list(self, limit: int | None, offset: int) -> bytes:
         """A JSON array of thread documents, newest updated_at first, id breaking ties."""
 
+    async def get_messages(self, thread_id: str, limit: int, before: int,
+                           after: int | None) -> bytes | None:
+        """The thread document holding only some of its messages, in sequence order, or None
+        when the thread does not exist: with ``after``, the first ``limit`` whose sequence is
+        above ``after`` and below ``before``; else the last ``limit`` below ``before``."""
+
+    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
+                           wanted: bytes | None) -> bytes:
+        """A JSON array of up to ``limit`` ThreadSummary documents, newest updated_at first (id
+        breaking ties), after the (updated_at, id) position ``after`` when given; only threads
+        whose attributes hold every key of ``wanted`` (a JSON object) with an equal value, when
+        given."""
+
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
+                             dry_run: bool) -> int:
+        """Delete up to ``batch`` threads (with their messages and aliases) updated before
+        ``cutoff`` and matching ``wanted`` as list_threads does, each re-checked as it is
+        deleted; the number deleted. ``dry_run``: how many match in all, deleting nothing."""
+
+    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
+        """Delete all but the ``keep_last`` highest-sequenced messages of the thread, then
+        renumber the kept ones 1..n as a save that removes messages does; how many were deleted,
+        or None when the thread does not exist."""
+
     async def save(self, plan: SavePlan) -> dict[str, int]:
         """Write the plan; return the stored sequence of every new message (inserted, or
         already held by the thread) and of every message renumbered."""

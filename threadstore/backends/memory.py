@@ -7,6 +7,7 @@ await, so it is atomic on the event loop; it checks everything before it changes
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import builtins
 from collections.abc import Callable, Iterable, Sequence
@@ -108,6 +109,59 @@ class MemoryBackend:
 
     async def list(self, limit: int | None, offset: int) -> bytes:
         return self._page(self._threads.items(), limit, offset)
+
+    async def get_messages(self, thread_id: str, limit: int, before: int,
+                           after: int | None) -> bytes | None:
+        row = self._threads.get(thread_id)
+        if row is None:
+            return None
+        ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
+        if after is not None:
+            chosen = [m for m in ordered if after < (m.sequence or 0) < before][:limit]
+        else:
+            below = [m for m in ordered if (m.sequence or 0) < before]
+            chosen = below[len(below) - limit:] if limit else []
+        return _encode({**row.header(thread_id), "messages": chosen})
+
+    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
+                           wanted: bytes | None) -> bytes:
+        attributes = None if wanted is None else _decode(wanted)
+        rows = [(row.updated_at, thread_id, row) for thread_id, row in self._threads.items()
+                if (after is None or (row.updated_at, thread_id) < after)
+                and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))]
+        rows.sort(key=lambda item: item[:2], reverse=True)
+        summaries = []
+        for _, thread_id, row in rows[:limit]:
+            last = max(row.messages.values(), key=lambda m: m.sequence or 0, default=None)
+            summaries.append({**row.header(thread_id), "message_count": len(row.messages),
+                              "last_message": last})
+        return _encode(summaries)
+
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
+                             dry_run: bool) -> int:
+        # Other tasks run between batches, as they do on the SQL backends; the batch itself is
+        # chosen and deleted without an await, so atomically.
+        await asyncio.sleep(0)
+        attributes = None if wanted is None else _decode(wanted)
+        doomed = sorted((row.updated_at, thread_id) for thread_id, row in self._threads.items()
+                        if row.updated_at < cutoff and (attributes is None or matching.contains_all(
+                            _decode(row.attributes), attributes)))
+        if dry_run:
+            return len(doomed)
+        return await self.delete_many([thread_id for _, thread_id in doomed[:batch]])
+
+    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
+        row = self._threads.get(thread_id)
+        if row is None:
+            return None
+        ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
+        doomed = ordered[:max(len(ordered) - keep_last, 0)]
+        for message in doomed:
+            del row.messages[message.id]
+            del self._owner[message.id]
+        if doomed:
+            self._renumber(row)
+        return len(doomed)
 
     def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
         order = sorted(rows, key=lambda item: (item[1].updated_at, item[0]), reverse=True)

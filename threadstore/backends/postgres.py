@@ -663,6 +663,57 @@ class PostgresBackend:
         doc: bytes = await self._read("threads.list", limit=limit, offset=offset)
         return doc
 
+    async def get_messages(self, thread_id: str, limit: int, before: int,
+                           after: int | None) -> bytes | None:
+        doc: bytes | None
+        if after is None:
+            doc = await self._read("bounded.messages_before", thread_id=thread_id, before=before,
+                                   limit=limit)
+        else:
+            doc = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
+                                   before=before, limit=limit)
+        return doc
+
+    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
+                           wanted: bytes | None) -> bytes:
+        # No position yet: every stored time is before 'infinity' (times travel as text, so
+        # datetime.max is stored as itself, not as infinity).
+        params = {"after_time": "infinity" if after is None else after[0].isoformat(),
+                  "after_id": "" if after is None else after[1], "limit": limit}
+        doc: bytes
+        if wanted is None:
+            doc = await self._read("bounded.summaries", **params)
+        else:
+            doc = await self._read("bounded.summaries_by_attributes", wanted=msgspec.Raw(wanted),
+                                   **params)
+        return doc
+
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
+                             dry_run: bool) -> int:
+        params = {"cutoff": cutoff.isoformat(), "wanted": None if wanted is None else msgspec.Raw(wanted)}
+        count: int
+        if dry_run:
+            count = await self._read("bounded.count_old", **params)
+            return count
+        async with self._acquire() as conn:
+            count = await _retried(lambda: self._run(conn, "bounded.delete_old", batch=batch, **params),
+                                   lambda: "deleting old threads")
+        return count
+
+    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
+        async def prune() -> int | None:
+            async with _transaction(conn):
+                if not await self._run(conn, "bounded.thread_row", thread_id=thread_id):
+                    return None
+                count: int = await self._run(conn, "bounded.prune", thread_id=thread_id,
+                                             keep_last=keep_last)
+                if count:
+                    await self._run(conn, "postgres.renumber", thread_id=thread_id)
+                return count
+
+        async with self._acquire() as conn:
+            return await _retried(prune, lambda: f"pruning thread {thread_id!r}")
+
     @staticmethod
     def _thread_params(plan: SavePlan) -> dict[str, Any]:
         return {

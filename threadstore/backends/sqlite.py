@@ -185,6 +185,17 @@ def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
     return "".join(out)
 
 
+def _summaries(rows: Iterable[tuple[Any, ...]]) -> str:
+    """A JSON array of ThreadSummary documents from bounded.summaries rows: a thread's columns,
+    its message count and its last message's document (or NULL)."""
+    return "[" + ",".join([
+        f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
+        f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
+        f'"updated_at":"{updated_at}","message_count":{count},"last_message":{last or "null"}}}'
+        for id, title, attributes, platforms, source, created_at, updated_at, count, last in rows
+    ]) + "]"
+
+
 def _optional(document: str | None) -> Any:
     return None if document is None else _decode(document)
 
@@ -418,6 +429,53 @@ class SQLiteBackend:
         async with self._lock:
             rows = await self._run("threads.list", limit=limit, offset=offset)
         return f"[{_documents(rows)}]".encode()
+
+    async def get_messages(self, thread_id: str, limit: int, before: int,
+                           after: int | None) -> bytes | None:
+        async with self._lock:
+            if after is None:
+                rows = await self._run("bounded.messages_before", thread_id=thread_id,
+                                       before=before, limit=limit)
+            else:
+                rows = await self._run("bounded.messages_after", thread_id=thread_id,
+                                       after=after, before=before, limit=limit)
+        return _documents(rows).encode() if rows else None
+
+    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
+                           wanted: bytes | None) -> bytes:
+        # No position yet: "~" sorts after every ISO time, so every thread comes after it.
+        params = {"after_time": "~" if after is None else _text_time(after[0]),
+                  "after_id": "" if after is None else after[1], "limit": limit}
+        async with self._lock:
+            if wanted is None:
+                rows = await self._run("bounded.summaries", **params)
+            else:
+                rows = await self._run("bounded.summaries_by_attributes", wanted=wanted.decode(),
+                                       **params)
+        return _summaries(rows).encode()
+
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
+                             dry_run: bool) -> int:
+        params = {"cutoff": _text_time(cutoff), "wanted": None if wanted is None else wanted.decode()}
+        count: int
+        async with self._lock:
+            if dry_run:
+                count = await self._run("bounded.count_old", **params)
+            else:
+                async with self._transaction():
+                    count = await self._run("bounded.delete_old", batch=batch, **params)
+        return count
+
+    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
+        async with self._lock, self._transaction():
+            if not await self._run("bounded.thread_row", thread_id=thread_id):
+                return None
+            count: int = await self._run("bounded.prune", thread_id=thread_id, keep_last=keep_last)
+            if count:
+                await self._run("sqlite.renumber_negative", thread_id=thread_id)
+                await self._run("sqlite.renumber_positive", thread_id=thread_id)
+                await self._run("sqlite.reset_last_sequence", thread_id=thread_id)
+        return count
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
         return {

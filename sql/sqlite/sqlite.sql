@@ -13,6 +13,10 @@ PRAGMA busy_timeout = 5000;
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = ON;
 
+-- name: wait_when_busy :exec
+-- busy_timeout alone, for the reads open() makes before sqlite.connect.
+PRAGMA busy_timeout = 5000;
+
 -- name: begin :exec
 -- Takes the write lock up front, so a transaction never has to upgrade a read lock (which can
 -- fail with SQLITE_BUSY however long busy_timeout is).

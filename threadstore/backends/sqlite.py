@@ -35,6 +35,7 @@ from threadstore.backends import (
     ThreadSearch,
     enable_echo,
     log_statement,
+    narrator_refusal,
     pending_migrations,
     schema_status,
 )
@@ -236,7 +237,12 @@ class SQLiteBackend:
             enable_echo()
         try:
             self._conn = await _daemon(aiosqlite.connect(self._path, isolation_level=None))
-            await self._configure()
+            # Before _configure, which switches the file to WAL: a narrator database is refused
+            # unchanged.
+            await self._run("sqlite.wait_when_busy")
+            narrator = await self._run("schema.narrator_database")
+            if not narrator:
+                await self._configure()
             for name, function in _FUNCTIONS.items():
                 arity = function.__code__.co_argcount
                 await self._conn.create_function(name, arity, function, deterministic=True)
@@ -246,6 +252,9 @@ class SQLiteBackend:
         except BaseException:
             await self.close()
             raise
+        if narrator:
+            await self.close()
+            raise narrator_refusal(f"sqlite:///{self._path}")
 
     async def _configure(self) -> None:
         # Switching a new file to WAL takes an exclusive lock, and SQLite may answer SQLITE_BUSY

@@ -199,7 +199,7 @@ class _SQLiteDatabase(_Database):
 
 class _PostgresDatabase(_Database):
     dialect = "postgres"
-    renames = ("adopt.rename_threads", "adopt.rename_messages", "adopt.rename_indexes")
+    renames = ("adopt.rename_threads", "adopt.rename_messages", "postgres.adopt_rename_indexes")
     copies = ("adopt.copy_threads", "adopt.copy_messages")
 
     async def rows(self, name: str) -> Sequence[Sequence[Any]]:
@@ -211,7 +211,7 @@ class _PostgresDatabase(_Database):
 
     async def lock(self) -> None:
         await self.run("postgres.migration_lock")  # one adoption or migration at a time
-        await self.run("adopt.lock")
+        await self.run("postgres.adopt_lock")
 
     async def migrate(self, migration: Migration) -> None:
         import asyncpg

@@ -5,11 +5,8 @@
 -- from there. narrator's layout (narrator/database/models.py): varchar ids, jsonb columns, some
 -- nullable (platforms, attachments, reactions, tool_calls, source) and holding the JSON null
 -- where narrator saved None; timestamptz times; content as text; a sequence per message that
--- concurrent saves repeat.
-
--- name: lock :exec
--- Concurrent narrator writers wait (and readers too) until the adoption commits or rolls back.
-LOCK TABLE threads, messages IN ACCESS EXCLUSIVE MODE;
+-- concurrent saves repeat. Two steps only PostgreSQL needs are postgres.adopt_lock and
+-- postgres.adopt_rename_indexes (sql/postgres/postgres.sql).
 
 -- name: counts :one
 -- Threads, messages, and how many messages change sequence when each thread's messages are
@@ -43,25 +40,6 @@ ALTER TABLE threads RENAME TO narrator_threads;
 
 -- name: rename_messages :exec
 ALTER TABLE messages RENAME TO narrator_messages;
-
--- name: rename_indexes :exec
--- Index names share the namespace of tables, so narrator's (threads_pkey, messages_pkey, and
--- any added since) move aside too before migration 0001 creates its own. The names come from the
--- catalog, quoted with %I; nothing here comes from a caller.
-DO $$
-DECLARE
-    index_name name;
-BEGIN
-    FOR index_name IN
-        SELECT i.relname
-          FROM pg_index AS x
-          JOIN pg_class AS i ON i.oid = x.indexrelid
-         WHERE x.indrelid IN ('narrator_threads'::regclass, 'narrator_messages'::regclass)
-    LOOP
-        EXECUTE format('ALTER INDEX %I RENAME TO %I', index_name, left('narrator_' || index_name, 63));
-    END LOOP;
-END
-$$;
 
 -- name: copy_threads :exec
 -- Every thread, with its message count as last_sequence. A NULL title reads as narrator's

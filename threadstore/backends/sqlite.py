@@ -215,8 +215,9 @@ class SQLiteBackend:
     name = "sqlite"
     loop_bound = True
 
-    def __init__(self, path: str, *, echo: bool = False) -> None:
+    def __init__(self, path: str, *, echo: bool = False, url: str | None = None) -> None:
         self._path = path
+        self._url = url or f"sqlite:///{path}"  # as given, for messages naming a command
         self._echo = echo
         self._queries = queries.load("sqlite")
         # Each executemany statement binds its parameters by name from MESSAGE_COLUMNS rows.
@@ -254,7 +255,7 @@ class SQLiteBackend:
             raise
         if narrator:
             await self.close()
-            raise narrator_refusal(f"sqlite:///{self._path}")
+            raise narrator_refusal(self._url)
 
     async def _configure(self) -> None:
         # Switching a new file to WAL takes an exclusive lock, and SQLite may answer SQLITE_BUSY
@@ -696,4 +697,4 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo)
+    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo, url=config.masked_url)

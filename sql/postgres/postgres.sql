@@ -357,3 +357,8 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- name: adopt_memory :exec
+-- threadstore.adopt: the later migrations build their indexes over every adopted row at once;
+-- more memory for those builds, until the transaction ends.
+SET LOCAL maintenance_work_mem = '256MB';

@@ -24,28 +24,51 @@ SELECT (SELECT count(*) FROM threads),
 -- or that does not convert as it is, in narrator's tables. Kinds: nul (a NUL character), float
 -- (1e16 and above, or -0.0: jsonb would change it), not_json (NaN or Infinity, which JSON lacks),
 -- no_title, time (NULL or not in narrator's format), orphan (a message whose thread is gone).
-WITH json_values (thread_id, message_id, field, doc) AS (
+-- One scan of messages keeps only those whose text could hold a problem (json.dumps writes
+-- floats of 1e16 and above as 1e+16, NUL as \u0000), and only those are looked at closely.
+WITH suspects AS MATERIALIZED (
+    SELECT * FROM messages
+     WHERE instr(id, char(0)) OR instr(content, char(0)) OR instr(reasoning_content, char(0))
+        OR instr(name, char(0)) OR instr(tool_call_id, char(0))
+        OR instr(tool_calls, '\u0000') OR instr(tool_calls, 'e+') OR instr(tool_calls, '-0')
+        OR instr(tool_calls, 'NaN') OR instr(tool_calls, 'Infinity')
+        OR instr(attributes, '\u0000') OR instr(attributes, 'e+') OR instr(attributes, '-0')
+        OR instr(attributes, 'NaN') OR instr(attributes, 'Infinity')
+        OR instr(source, '\u0000') OR instr(source, 'e+') OR instr(source, '-0')
+        OR instr(source, 'NaN') OR instr(source, 'Infinity')
+        OR instr(platforms, '\u0000') OR instr(platforms, 'e+') OR instr(platforms, '-0')
+        OR instr(platforms, 'NaN') OR instr(platforms, 'Infinity')
+        OR instr(attachments, '\u0000') OR instr(attachments, 'e+') OR instr(attachments, '-0')
+        OR instr(attachments, 'NaN') OR instr(attachments, 'Infinity')
+        OR instr(metrics, '\u0000') OR instr(metrics, 'e+') OR instr(metrics, '-0')
+        OR instr(metrics, 'NaN') OR instr(metrics, 'Infinity')
+        OR instr(reactions, '\u0000') OR instr(reactions, 'e+') OR instr(reactions, '-0')
+        OR instr(reactions, 'NaN') OR instr(reactions, 'Infinity')
+        OR timestamp IS NULL
+        OR timestamp NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'
+        OR thread_id NOT IN (SELECT id FROM threads)
+), json_values (thread_id, message_id, field, doc) AS (
     SELECT id, NULL, 'attributes', attributes FROM threads
     UNION ALL SELECT id, NULL, 'platforms', platforms FROM threads
-    UNION ALL SELECT thread_id, id, 'tool_calls', tool_calls FROM messages
-    UNION ALL SELECT thread_id, id, 'attributes', attributes FROM messages
-    UNION ALL SELECT thread_id, id, 'source', source FROM messages
-    UNION ALL SELECT thread_id, id, 'platforms', platforms FROM messages
-    UNION ALL SELECT thread_id, id, 'attachments', attachments FROM messages
-    UNION ALL SELECT thread_id, id, 'metrics', metrics FROM messages
-    UNION ALL SELECT thread_id, id, 'reactions', reactions FROM messages
+    UNION ALL SELECT thread_id, id, 'tool_calls', tool_calls FROM suspects
+    UNION ALL SELECT thread_id, id, 'attributes', attributes FROM suspects
+    UNION ALL SELECT thread_id, id, 'source', source FROM suspects
+    UNION ALL SELECT thread_id, id, 'platforms', platforms FROM suspects
+    UNION ALL SELECT thread_id, id, 'attachments', attachments FROM suspects
+    UNION ALL SELECT thread_id, id, 'metrics', metrics FROM suspects
+    UNION ALL SELECT thread_id, id, 'reactions', reactions FROM suspects
 ), text_values (thread_id, message_id, field, value) AS (
     SELECT id, NULL, 'id', id FROM threads
     UNION ALL SELECT id, NULL, 'title', title FROM threads
-    UNION ALL SELECT thread_id, id, 'id', id FROM messages
-    UNION ALL SELECT thread_id, id, 'content', content FROM messages
-    UNION ALL SELECT thread_id, id, 'reasoning_content', reasoning_content FROM messages
-    UNION ALL SELECT thread_id, id, 'name', name FROM messages
-    UNION ALL SELECT thread_id, id, 'tool_call_id', tool_call_id FROM messages
+    UNION ALL SELECT thread_id, id, 'id', id FROM suspects
+    UNION ALL SELECT thread_id, id, 'content', content FROM suspects
+    UNION ALL SELECT thread_id, id, 'reasoning_content', reasoning_content FROM suspects
+    UNION ALL SELECT thread_id, id, 'name', name FROM suspects
+    UNION ALL SELECT thread_id, id, 'tool_call_id', tool_call_id FROM suspects
 ), time_values (thread_id, message_id, field, value) AS (
     SELECT id, NULL, 'created_at', created_at FROM threads
     UNION ALL SELECT id, NULL, 'updated_at', updated_at FROM threads
-    UNION ALL SELECT thread_id, id, 'timestamp', timestamp FROM messages
+    UNION ALL SELECT thread_id, id, 'timestamp', timestamp FROM suspects
 )
 SELECT thread_id, message_id, field, 'not_json' FROM json_values
  WHERE doc IS NOT NULL AND NOT json_valid(doc)
@@ -54,7 +77,8 @@ SELECT thread_id, message_id, field, 'nul' FROM json_values WHERE instr(doc, '\u
 UNION
 SELECT v.thread_id, v.message_id, v.field, 'float'
   FROM json_values AS v, json_tree(CASE WHEN json_valid(v.doc) THEN v.doc ELSE 'null' END) AS j
- WHERE j.type = 'real'
+ WHERE (instr(v.doc, 'e+') > 0 OR instr(v.doc, '-0') > 0)
+   AND j.type = 'real'
    AND (abs(j.atom) >= 1e16 OR (j.atom = 0 AND v.doc GLOB '*-0.0[^0-9e]*'))
 UNION
 SELECT thread_id, message_id, field, 'nul' FROM text_values WHERE instr(value, char(0)) > 0
@@ -65,7 +89,7 @@ SELECT thread_id, message_id, field, 'time' FROM time_values
  WHERE value IS NULL
     OR value NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'
 UNION
-SELECT thread_id, id, 'thread_id', 'orphan' FROM messages WHERE thread_id NOT IN (SELECT id FROM threads)
+SELECT thread_id, id, 'thread_id', 'orphan' FROM suspects WHERE thread_id NOT IN (SELECT id FROM threads)
  ORDER BY 1, 2, 3, 4;
 
 -- name: rename_threads :exec
@@ -79,8 +103,9 @@ ALTER TABLE messages RENAME TO narrator_messages;
 -- Every message of a stored thread, numbered 1..n per thread in stored order. Times become
 -- threadstore's ISO-8601 UTC text ('T', '+00:00'); others SQLite can parse are converted (with
 -- millisecond precision), and a missing one reads as the epoch (both listed by problems).
--- content becomes a JSON string; JSON 'null' and NULL become the column's default (tool_calls
--- and source: NULL); NaN and Infinity become null; an attachment without attributes gets {}.
+-- content becomes a JSON string; JSON 'null' (json.dumps' None) and NULL become the column's
+-- default (tool_calls and source: NULL); valid JSON is kept as written (one parse per value);
+-- NaN and Infinity become null; an attachment without attributes gets {}.
 INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                       tool_call_id, tool_calls, attributes, timestamp, source, platforms,
                       attachments, metrics, reactions)
@@ -98,45 +123,31 @@ SELECT id, thread_id,
   FROM (SELECT m.id, m.thread_id, m.sequence, m.timestamp AS narrator_time, m.turn, m.role,
                CASE WHEN m.content IS NOT NULL THEN json_quote(CAST(m.content AS TEXT)) END AS content,
                m.reasoning_content, m.name, m.tool_call_id,
-               CASE WHEN m.tool_calls IS NULL THEN NULL
-                    WHEN NOT json_valid(m.tool_calls)
-                    THEN json(replace(replace(replace(m.tool_calls, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.tool_calls) = 'null' THEN NULL
-                    ELSE json(m.tool_calls) END AS tool_calls,
-               CASE WHEN m.attributes IS NULL THEN '{}'
-                    WHEN NOT json_valid(m.attributes)
-                    THEN json(replace(replace(replace(m.attributes, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.attributes) = 'null' THEN '{}'
-                    ELSE json(m.attributes) END AS attributes,
+               CASE WHEN m.tool_calls IS NULL OR m.tool_calls = 'null' THEN NULL
+                    WHEN json_valid(m.tool_calls) THEN m.tool_calls
+                    ELSE json(replace(replace(replace(m.tool_calls, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS tool_calls,
+               CASE WHEN m.attributes IS NULL OR m.attributes = 'null' THEN '{}'
+                    WHEN json_valid(m.attributes) THEN m.attributes
+                    ELSE json(replace(replace(replace(m.attributes, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS attributes,
                coalesce(CASE WHEN m.timestamp GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'
                              THEN substr(m.timestamp, 1, 10) || 'T' || substr(m.timestamp, 12) || '+00:00'
                              ELSE strftime('%Y-%m-%dT%H:%M:%f000+00:00', m.timestamp) END,
                         '1970-01-01T00:00:00.000000+00:00') AS timestamp,
-               CASE WHEN m.source IS NULL THEN NULL
-                    WHEN NOT json_valid(m.source)
-                    THEN json(replace(replace(replace(m.source, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.source) = 'null' THEN NULL
-                    ELSE json(m.source) END AS source,
-               CASE WHEN m.platforms IS NULL THEN '{}'
-                    WHEN NOT json_valid(m.platforms)
-                    THEN json(replace(replace(replace(m.platforms, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.platforms) = 'null' THEN '{}'
-                    ELSE json(m.platforms) END AS platforms,
-               CASE WHEN m.attachments IS NULL THEN '[]'
-                    WHEN NOT json_valid(m.attachments)
-                    THEN json(replace(replace(replace(m.attachments, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.attachments) = 'null' THEN '[]'
-                    ELSE json(m.attachments) END AS attachments,
-               CASE WHEN m.metrics IS NULL THEN '{}'
-                    WHEN NOT json_valid(m.metrics)
-                    THEN json(replace(replace(replace(m.metrics, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.metrics) = 'null' THEN '{}'
-                    ELSE json(m.metrics) END AS metrics,
-               CASE WHEN m.reactions IS NULL THEN '{}'
-                    WHEN NOT json_valid(m.reactions)
-                    THEN json(replace(replace(replace(m.reactions, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(m.reactions) = 'null' THEN '{}'
-                    ELSE json(m.reactions) END AS reactions
+               CASE WHEN m.source IS NULL OR m.source = 'null' THEN NULL
+                    WHEN json_valid(m.source) THEN m.source
+                    ELSE json(replace(replace(replace(m.source, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS source,
+               CASE WHEN m.platforms IS NULL OR m.platforms = 'null' THEN '{}'
+                    WHEN json_valid(m.platforms) THEN m.platforms
+                    ELSE json(replace(replace(replace(m.platforms, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS platforms,
+               CASE WHEN m.attachments IS NULL OR m.attachments = 'null' THEN '[]'
+                    WHEN json_valid(m.attachments) THEN m.attachments
+                    ELSE json(replace(replace(replace(m.attachments, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS attachments,
+               CASE WHEN m.metrics IS NULL OR m.metrics = 'null' THEN '{}'
+                    WHEN json_valid(m.metrics) THEN m.metrics
+                    ELSE json(replace(replace(replace(m.metrics, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS metrics,
+               CASE WHEN m.reactions IS NULL OR m.reactions = 'null' THEN '{}'
+                    WHEN json_valid(m.reactions) THEN m.reactions
+                    ELSE json(replace(replace(replace(m.reactions, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS reactions
           FROM narrator_messages AS m
          WHERE m.thread_id IN (SELECT id FROM narrator_threads));
 
@@ -150,16 +161,12 @@ SELECT id, title, attributes, platforms, NULL,
        coalesce(updated_at, created_at, '1970-01-01T00:00:00.000000+00:00'),
        (SELECT count(*) FROM messages AS m WHERE m.thread_id = n.id)
   FROM (SELECT t.id, coalesce(t.title, 'Untitled Thread') AS title,
-               CASE WHEN t.attributes IS NULL THEN '{}'
-                    WHEN NOT json_valid(t.attributes)
-                    THEN json(replace(replace(replace(t.attributes, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(t.attributes) = 'null' THEN '{}'
-                    ELSE json(t.attributes) END AS attributes,
-               CASE WHEN t.platforms IS NULL THEN '{}'
-                    WHEN NOT json_valid(t.platforms)
-                    THEN json(replace(replace(replace(t.platforms, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null'))
-                    WHEN json_type(t.platforms) = 'null' THEN '{}'
-                    ELSE json(t.platforms) END AS platforms,
+               CASE WHEN t.attributes IS NULL OR t.attributes = 'null' THEN '{}'
+                    WHEN json_valid(t.attributes) THEN t.attributes
+                    ELSE json(replace(replace(replace(t.attributes, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS attributes,
+               CASE WHEN t.platforms IS NULL OR t.platforms = 'null' THEN '{}'
+                    WHEN json_valid(t.platforms) THEN t.platforms
+                    ELSE json(replace(replace(replace(t.platforms, '-Infinity', 'null'), 'Infinity', 'null'), 'NaN', 'null')) END AS platforms,
                CASE WHEN t.created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]'
                     THEN substr(t.created_at, 1, 10) || 'T' || substr(t.created_at, 12) || '+00:00'
                     ELSE strftime('%Y-%m-%dT%H:%M:%f000+00:00', t.created_at) END AS created_at,

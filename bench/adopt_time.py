@@ -41,7 +41,10 @@ def _metrics(model: str | None, tokens: int) -> str:
                        "weave_call": {"id": "", "ui_url": ""}})
 
 
-def _rows(threads: int, messages: int, sqlite: bool) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+Row = tuple[Any, ...]
+
+
+def _rows(threads: int, messages: int, sqlite: bool) -> Iterator[tuple[Row, list[Row]]]:
     """(thread row, its message rows) in narrator's columns."""
     def when(t: datetime) -> Any:
         return t.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t
@@ -79,8 +82,7 @@ async def _build_sqlite(path: Path, threads: int, messages: int) -> None:
             thread_rows.append(thread)
             message_rows += rows
         await conn.executemany("INSERT INTO threads VALUES (?, ?, ?, ?, ?, ?)", thread_rows)
-        await conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               message_rows)
+        await conn.executemany(f"INSERT INTO messages VALUES ({', '.join('?' * 17)})", message_rows)
         await conn.commit()
 
 
@@ -118,7 +120,8 @@ async def _admin(server: str, statement: str) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)

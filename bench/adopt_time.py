@@ -82,7 +82,8 @@ async def _build_sqlite(path: Path, threads: int, messages: int) -> None:
             thread_rows.append(thread)
             message_rows += rows
         await conn.executemany("INSERT INTO threads VALUES (?, ?, ?, ?, ?, ?)", thread_rows)
-        await conn.executemany(f"INSERT INTO messages VALUES ({', '.join('?' * 17)})", message_rows)
+        await conn.executemany("INSERT INTO messages VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", message_rows)
         await conn.commit()
 
 

@@ -234,6 +234,8 @@ class _PostgresDatabase(_Database):
 async def _sqlite(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Database]:
     """A connection in a transaction on the SQLite file: read-only for a dry run, else holding
     the write lock (BEGIN IMMEDIATE) from the first read to COMMIT."""
+    import asyncio
+
     import aiosqlite
 
     path = config.path or ""
@@ -247,7 +249,7 @@ async def _sqlite(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Datab
         try:
             yield database
         except BaseException:
-            await conn.execute("ROLLBACK")
+            await asyncio.shield(conn.execute("ROLLBACK"))  # also when cancelled
             if not dry_run:
                 Path(f"{path}.narrator-backup").unlink(missing_ok=True)  # the file is unchanged
             raise

@@ -73,8 +73,8 @@ async def snapshot(url: str) -> Any:
     try:
         relations = await conn.fetch("SELECT relname, relkind FROM pg_class "
                                      "WHERE relnamespace = 'public'::regnamespace ORDER BY 1")
-        rows = [await conn.fetchval(f"SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM {table} AS t")
-                for table in ("threads", "messages")]  # fixed names, not input
+        rows = [await conn.fetchval("SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM threads AS t"),
+                await conn.fetchval("SELECT string_agg(m::text, E'\\n' ORDER BY m::text) FROM messages AS m")]
         return [tuple(r) for r in relations], rows
     finally:
         await conn.close()
@@ -246,6 +246,39 @@ async def test_a_failure_part_way_leaves_narrators_database_as_it_was(narrator_u
     assert await snapshot(narrator_url) == before  # SQLite: byte for byte, the backup removed
     with pytest.raises(SchemaVersionError, match="slide-narrator database"):
         await ThreadStore.create(narrator_url, **TEST_POOL)
+
+
+_LATE_THREAD = ("t-late", "Written while adopting", "{}", "{}")
+
+
+async def test_adoption_waits_for_a_narrator_writer_and_keeps_its_rows(narrator_url: str,
+                                                                        expected: dict[str, Any]) -> None:
+    """A narrator save under way when the adoption starts: the adoption waits for its commit (the
+    write lock on SQLite, the table lock on PostgreSQL) and adopts what it wrote."""
+    if narrator_url.startswith("sqlite"):
+        import aiosqlite
+
+        writer = await aiosqlite.connect(narrator_url.partition(":///")[2], isolation_level=None)
+        await writer.execute("BEGIN IMMEDIATE")
+        await writer.execute("INSERT INTO threads VALUES (?, ?, ?, ?, '2026-01-06 08:00:00.000000', "
+                             "'2026-01-06 08:00:00.000000')", _LATE_THREAD)
+    else:
+        import asyncpg
+
+        writer = await asyncpg.connect(narrator_url)
+        await writer.execute("BEGIN")
+        await writer.execute("INSERT INTO threads VALUES ($1, $2, $3, $4, '2026-01-06 08:00+00', "
+                             "'2026-01-06 08:00+00')", *_LATE_THREAD)
+    adoption = asyncio.create_task(threadstore.adopt(narrator_url))
+    await asyncio.sleep(1.0)
+    assert not adoption.done()
+    await writer.execute("COMMIT")
+    await writer.close()
+    report = await asyncio.wait_for(adoption, 60)
+    assert report.threads == len(expected) + 1
+    async with await ThreadStore.create(narrator_url, **TEST_POOL) as store:
+        late = await store.get("t-late")
+        assert late is not None and late.title == "Written while adopting" and late.messages == []
 
 
 async def test_adopted_data_works_like_any_other(narrator_url: str, expected: dict[str, Any]) -> None:

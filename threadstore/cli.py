@@ -1,4 +1,5 @@
-"""The ``threadstore`` command: schema, status, a local PostgreSQL in Docker, export/import/copy.
+"""The ``threadstore`` command: schema, status, a local PostgreSQL in Docker, export/import/copy,
+adopting a slide-narrator database.
 
 Each command takes its database URL as an argument, or else from the environment (the same
 settings as ``ThreadStore.create()``: THREADSTORE_DATABASE_URL, <PREFIX>DB_TYPE, ...). Output

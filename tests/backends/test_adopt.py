@@ -344,9 +344,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=environment, timeout=120)
 
 
-def test_the_cli_refuses_then_adopts(narrator_url: str, dialect: str, expected: dict[str, Any]) -> None:
-    for command in (["status"], ["migrate"], ["init"], ["export"]):
-        refused = _cli(*command, narrator_url)
+def test_the_cli_refuses_then_adopts(narrator_url: str, dialect: str, expected: dict[str, Any],
+                                    tmp_path: Path) -> None:
+    for command in (["status", narrator_url], ["migrate", narrator_url], ["init", narrator_url],
+                    ["export", narrator_url], ["copy", narrator_url, f"sqlite:///{tmp_path}/copy.db"],
+                    ["files", "gc", narrator_url, str(FILES)]):
+        refused = _cli(*command)
         assert refused.returncode == 1, refused.stderr
         assert "slide-narrator database" in refused.stderr
         assert f"threadstore adopt {narrator_url}" in refused.stderr

@@ -241,9 +241,12 @@ async def _sqlite(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Datab
     path = config.path or ""
     if not Path(path).is_file():
         raise ThreadStoreError(f"there is no SQLite database at {path}")
-    target = f"file:{Path(path).absolute().as_posix()}?mode=ro" if dry_run else path
-    async with aiosqlite.connect(target, uri=dry_run, isolation_level=None) as conn:
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
         await conn.execute("PRAGMA busy_timeout = 5000")
+        if dry_run:
+            # Not mode=ro: a read-only connection cannot remove the -wal and -shm files it
+            # creates beside a WAL database, so the file would not be left as it was.
+            await conn.execute("PRAGMA query_only = ON")
         database = _SQLiteDatabase(conn, path)
         await conn.execute("BEGIN" if dry_run else "BEGIN IMMEDIATE")
         try:

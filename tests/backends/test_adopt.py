@@ -209,6 +209,20 @@ async def test_a_dry_run_changes_nothing(narrator_url: str, expected: dict[str, 
     assert await snapshot(narrator_url) == before  # SQLite: byte for byte, and no backup file
 
 
+async def test_a_dry_run_leaves_a_wal_database_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "narrator.db"
+    shutil.copyfile(FIXTURES / "narrator.sqlite", path)
+    sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").connection.close()
+    url = f"sqlite:///{path}"
+    threads = len(json.loads((FIXTURES / "expected_sqlite.json").read_text(encoding="utf-8")))
+    before = await snapshot(url)
+    assert (await threadstore.adopt(url, dry_run=True)).threads == threads
+    assert await snapshot(url) == before  # no -wal or -shm file left beside it either
+    assert (await threadstore.adopt(url)).threads == threads
+
+
 async def test_a_second_adoption_says_so_and_changes_nothing(narrator_url: str) -> None:
     await threadstore.adopt(narrator_url)
     after = await snapshot(narrator_url)

@@ -235,28 +235,31 @@ async def _sqlite(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Datab
     """A connection in a transaction on the SQLite file: read-only for a dry run, else holding
     the write lock (BEGIN IMMEDIATE) from the first read to COMMIT."""
     import asyncio
+    import sqlite3
 
     import aiosqlite
 
     path = config.path or ""
     if not Path(path).is_file():
         raise ThreadStoreError(f"there is no SQLite database at {path}")
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        if dry_run:
-            # Not mode=ro: a read-only connection cannot remove the -wal and -shm files it
-            # creates beside a WAL database, so the file would not be left as it was.
-            await conn.execute("PRAGMA query_only = ON")
-        database = _SQLiteDatabase(conn, path)
-        await conn.execute("BEGIN" if dry_run else "BEGIN IMMEDIATE")
-        try:
-            yield database
-        except BaseException:
-            await asyncio.shield(conn.execute("ROLLBACK"))  # also when cancelled
-            if not dry_run:
-                Path(f"{path}.narrator-backup").unlink(missing_ok=True)  # the file is unchanged
-            raise
-        await conn.execute("ROLLBACK" if dry_run else "COMMIT")
+    backup = Path(f"{path}.narrator-backup")
+    try:
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            database = _SQLiteDatabase(conn, path)
+            await database.run("sqlite.wait_when_busy")
+            if dry_run:
+                await database.run("sqlite.adopt_read_only")
+            await database.run("sqlite.adopt_begin_read" if dry_run else "sqlite.begin")
+            try:
+                yield database
+            except BaseException:
+                await asyncio.shield(database.run("sqlite.rollback"))  # also when cancelled
+                if not dry_run:
+                    backup.unlink(missing_ok=True)  # the database is as it was
+                raise
+            await database.run("sqlite.rollback" if dry_run else "sqlite.commit")
+    except sqlite3.Error as exc:
+        raise ThreadStoreError(f"adopting {config.masked_url} failed, nothing was changed: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -266,12 +269,15 @@ async def _postgres(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Dat
 
     try:
         conn = await asyncpg.connect(config.dsn, timeout=config.settings.connect_timeout)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise ThreadStoreError(f"cannot connect to PostgreSQL at {config.masked_url}: "
                                f"{config.scrub(str(exc))}") from None
     try:
         isolation = "repeatable_read" if dry_run else "read_committed"
         async with conn.transaction(isolation=isolation, readonly=dry_run):
             yield _PostgresDatabase(conn)
+    except asyncpg.PostgresError as exc:
+        raise ThreadStoreError(f"adopting {config.masked_url} failed, nothing was changed: "
+                               f"{config.scrub(str(exc))}") from exc
     finally:
         await conn.close()

@@ -166,3 +166,12 @@ SELECT value ->> 0, value ->> 1 FROM json_each(:rows);
 -- name: dequeue_words :exec
 -- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).
 DELETE FROM message_words_pending WHERE rowid <= :last;
+
+-- name: adopt_read_only :exec
+-- threadstore.adopt's dry run: no write can happen. Not a mode=ro connection: that cannot remove
+-- the -wal and -shm files it creates beside a WAL database, so the file would not stay as it was.
+PRAGMA query_only = ON;
+
+-- name: adopt_begin_read :exec
+-- threadstore.adopt's dry run: one snapshot for every count and check.
+BEGIN;

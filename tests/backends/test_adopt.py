@@ -262,6 +262,86 @@ async def test_a_failure_part_way_leaves_narrators_database_as_it_was(narrator_u
         await ThreadStore.create(narrator_url, **TEST_POOL)
 
 
+# More narrator rows, so that an adoption lasts long enough to be killed part-way (test data only).
+_BULK_SQLITE = ["""
+INSERT INTO threads
+WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+SELECT 'bulk-' || i, 'Bulk ' || i, '{}', '{}', '2026-01-02 00:00:00.000000', '2026-01-02 00:00:00.000000'
+  FROM n""", """
+INSERT INTO messages
+WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000),
+               m (j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM m WHERE j < 20)
+SELECT 'bulk-' || i || '-' || j, 'bulk-' || i, j, j, 'user', 'bulk message ' || j, NULL, NULL, NULL,
+       'null', '{}', '2026-01-02 00:00:00.000000', 'null', '{}', 'null', '{"model": null}', '{}'
+  FROM n, m"""]
+_BULK_POSTGRES = ["""
+INSERT INTO threads
+SELECT 'bulk-' || i, 'Bulk ' || i, '{}', '{}', '2026-01-02 00:00+00', '2026-01-02 00:00+00'
+  FROM generate_series(1, 3000) AS i""", """
+INSERT INTO messages
+SELECT 'bulk-' || i || '-' || j, 'bulk-' || i, j, j, 'user', 'bulk message ' || j, NULL, NULL, NULL,
+       'null', '{}', '2026-01-02 00:00+00', 'null', '{}', 'null', '{"model": null}', '{}'
+  FROM generate_series(1, 3000) AS i, generate_series(1, 20) AS j"""]
+_ADOPT = "import asyncio, sys, threadstore; asyncio.run(threadstore.adopt(sys.argv[1]))"
+
+
+async def _adoption_under_way(url: str, process: subprocess.Popen[str]) -> None:
+    """Wait until the adoption in ``process`` holds its lock and has started converting."""
+    import asyncpg
+
+    for _ in range(600):
+        assert process.poll() is None, process.communicate()
+        if url.startswith("sqlite"):
+            if Path(f"{url.partition(':///')[2]}.narrator-backup").exists():
+                break
+        else:
+            conn = await asyncpg.connect(url)
+            try:
+                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
+                                       "AND granted AND pid <> pg_backend_pid()"):
+                    break
+            finally:
+                await conn.close()
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+
+
+async def test_an_adoption_killed_part_way_leaves_narrators_database_as_it_was(narrator_url: str) -> None:
+    if narrator_url.startswith("sqlite"):
+        import sqlite3
+
+        path = Path(narrator_url.partition(":///")[2])
+        conn = sqlite3.connect(path)
+        for statement in _BULK_SQLITE:
+            conn.execute(statement)
+        conn.commit()
+        conn.close()
+        before: Any = _dump(path)
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(narrator_url)
+        for statement in _BULK_POSTGRES:
+            await pg.execute(statement)
+        await pg.close()
+        before = await snapshot(narrator_url)
+    process = subprocess.Popen([sys.executable, "-c", _ADOPT, narrator_url], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        await _adoption_under_way(narrator_url, process)
+        assert process.poll() is None, "the adoption ended before it could be killed"
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    if narrator_url.startswith("sqlite"):
+        assert Path(f"{path}-journal").exists()  # killed while converting: a hot journal
+        assert _dump(path) == before  # which the next connection rolls back
+    else:
+        assert await snapshot(narrator_url) == before  # waits for the server's rollback
+    with pytest.raises(SchemaVersionError, match="slide-narrator database"):
+        await ThreadStore.create(narrator_url, **TEST_POOL)
+
+
 _LATE_THREAD = ("t-late", "Written while adopting", "{}", "{}")
 
 

@@ -215,7 +215,6 @@ class _PostgresDatabase(_Database):
     async def lock(self) -> None:
         await self.run("postgres.migration_lock")  # one adoption or migration at a time
         await self.run("postgres.adopt_lock")
-        await self.run("postgres.adopt_memory")
 
     async def migrate(self, migration: Migration) -> None:
         import asyncpg

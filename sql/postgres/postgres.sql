@@ -358,11 +358,6 @@ BEGIN
 END
 $$;
 
--- name: adopt_memory :exec
--- threadstore.adopt: the later migrations build their indexes over every adopted row at once;
--- more memory for those builds, until the transaction ends.
-SET LOCAL maintenance_work_mem = '256MB';
-
 -- name: adopt_analyze :exec
 -- threadstore.adopt, last: statistics of the adopted rows, so the planner does not work from
 -- those of empty tables until autovacuum gets there (find_by_* scanned GIN indexes instead).

@@ -110,7 +110,6 @@ async def _convert(db: _Database, shown: str, dry_run: bool) -> AdoptionReport:
     await db.run_all(("adopt.drop_messages", "adopt.drop_threads"))
     for migration in later:
         await db.migrate(migration)
-    await db.run_all(db.finish)
     return msgspec.structs.replace(report, backup=backup)
 
 
@@ -120,7 +119,6 @@ class _Database:
     dialect: str
     renames: tuple[str, ...]
     copies: tuple[str, ...]  # in the order the foreign key allows
-    finish: tuple[str, ...] = ()  # after the last migration
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -203,7 +201,6 @@ class _PostgresDatabase(_Database):
     dialect = "postgres"
     renames = ("adopt.rename_threads", "adopt.rename_messages", "postgres.adopt_rename_indexes")
     copies = ("adopt.copy_threads", "adopt.copy_messages")
-    finish = ("postgres.adopt_analyze",)
 
     async def rows(self, name: str) -> Sequence[Sequence[Any]]:
         return list(await self.conn.fetch(self.queries[name].sql))

@@ -357,8 +357,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- name: adopt_analyze :exec
--- threadstore.adopt, last: statistics of the adopted rows, so the planner does not work from
--- those of empty tables until autovacuum gets there (find_by_* scanned GIN indexes instead).
-ANALYZE threads, thread_search, messages, message_text;

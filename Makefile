@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pg stress lint bench clean
+.PHONY: demo test test-pg stress lint bench narrator-fixtures clean
 
 # Tests use THREADSTORE_TEST_PG_URL when set; otherwise the local server when one answers on
 # 127.0.0.1:5432 (as on the development machines), else testcontainers, else they skip.
@@ -51,5 +51,14 @@ else
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 endif
 
+# tests/fixtures/narrator (what tests/backends/test_adopt.py adopts) written by slide-narrator 6.4.0
+# itself, installed into its own environment like the peers; PostgreSQL as for the tests.
+NARRATOR_VENV := .venv-narrator
+
+narrator-fixtures:
+	test -x $(NARRATOR_VENV)/bin/python || $(PYTHON) -m venv $(NARRATOR_VENV)
+	$(NARRATOR_VENV)/bin/python -m pip install -q slide-narrator==6.4.0
+	$(NARRATOR_VENV)/bin/python tests/fixtures/narrator/make_fixtures.py $(THREADSTORE_TEST_PG_URL)
+
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(NARRATOR_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from threadstore.adopt import AdoptionProblem, AdoptionReport, adopt
 from threadstore.errors import (
     ConfigurationError,
     ConflictError,
@@ -36,6 +37,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'threadstore' has no attribute {name!r}")
 
 __all__ = [
+    "AdoptionProblem",
+    "AdoptionReport",
     "Attachment",
     "ConfigurationError",
     "ConflictError",
@@ -55,4 +58,5 @@ __all__ = [
     "ThreadStoreError",
     "ThreadSummary",
     "UnsupportedFileTypeError",
+    "adopt",
 ]

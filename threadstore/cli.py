@@ -1,5 +1,5 @@
 """The ``threadstore`` command: schema, status, a local PostgreSQL in Docker, export/import/copy,
-retention (prune).
+retention (prune), adopting a slide-narrator database.
 
 Each command takes its database URL as an argument, or else from the environment (the same
 settings as ``ThreadStore.create()``: THREADSTORE_DATABASE_URL, <PREFIX>DB_TYPE, ...). Output
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from threadstore.adopt import adopt
 from threadstore.config import configure, parse_url
 from threadstore.errors import ConfigurationError, StoreUnavailableError, ThreadStoreError
 from threadstore.files import GC_MIN_AGE, FileStore, collect_garbage
@@ -473,6 +474,41 @@ async def _prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- adopt ---------------------------------------------------------------------------------------
+
+def _add_adopt(commands: Subparsers) -> None:
+    parser = commands.add_parser("adopt", help="convert a slide-narrator database in place",
+                                 description="Convert a database slide-narrator wrote (SQLite or "
+                                 "PostgreSQL) in place to the threadstore schema, keeping every "
+                                 "thread, message and time, in one transaction (SQLite: after a "
+                                 "backup copy, FILE.narrator-backup). Stop narrator's writers first. "
+                                 "Running it again on an adopted database changes nothing.")
+    _url_argument(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only count and check what would be converted; change nothing")
+    parser.set_defaults(run=_adopt)
+
+
+async def _adopt(args: argparse.Namespace) -> int:
+    if args.url is None and configure(None).backend == "memory":
+        raise UsageError(_NO_DATABASE)
+    report = await adopt(args.url, dry_run=args.dry_run)
+    if report.already_adopted:
+        _out(f"{report.database}: already a threadstore database, nothing to adopt")
+        return EXIT_OK
+    for problem in report.problems:
+        _out(f"problem: {problem}")
+    counts = (f"{report.threads:,} threads, {report.messages:,} messages "
+              f"({report.renumbered:,} renumbered), {len(report.problems):,} problem(s)")
+    if report.dry_run:
+        _out(f"dry run: {report.database} would be adopted: {counts}; nothing changed")
+        return EXIT_OK
+    if report.backup:
+        _out(f"backup: {report.backup}")
+    _out(f"{report.database}: adopted {counts} in {report.seconds:.1f} s")
+    return EXIT_OK
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 def _add_files(commands: Subparsers) -> None:
@@ -509,7 +545,7 @@ async def _files_gc(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_init, _add_migrate, _add_status, _add_docker_setup, _add_docker_stop,
-    _add_export, _add_import, _add_copy, _add_files, _add_prune,
+    _add_export, _add_import, _add_copy, _add_files, _add_prune, _add_adopt,
 )
 
 

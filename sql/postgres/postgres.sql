@@ -333,3 +333,27 @@ SELECT 1;
 SELECT pg_backend_pid() AS probe_pid, a.pid IS NOT NULL AS present, a.state, a.state_change
   FROM (SELECT 1) AS one
   LEFT JOIN pg_stat_activity AS a ON a.pid = :pid;
+
+-- name: adopt_lock :exec
+-- threadstore.adopt: narrator's writers (and readers) wait until the adoption commits or rolls
+-- back.
+LOCK TABLE threads, messages IN ACCESS EXCLUSIVE MODE;
+
+-- name: adopt_rename_indexes :exec
+-- threadstore.adopt, after adopt.rename_*: index names share the namespace of tables, so
+-- narrator's (threads_pkey, messages_pkey, and any added since) move aside too before migration
+-- 0001 creates its own. The names come from the catalog, quoted with %I; none from a caller.
+DO $$
+DECLARE
+    index_name name;
+BEGIN
+    FOR index_name IN
+        SELECT i.relname
+          FROM pg_index AS x
+          JOIN pg_class AS i ON i.oid = x.indexrelid
+         WHERE x.indrelid IN ('narrator_threads'::regclass, 'narrator_messages'::regclass)
+    LOOP
+        EXECUTE format('ALTER INDEX %I RENAME TO %I', index_name, left('narrator_' || index_name, 63));
+    END LOOP;
+END
+$$;

@@ -17,3 +17,12 @@ INSERT INTO threadstore_migrations (version, name, applied_at) VALUES (:version,
 -- name: ledger_exists :value
 -- Whether the ledger exists (a database never migrated has none); reading it changes nothing.
 SELECT to_regclass('threadstore_migrations') IS NOT NULL;
+
+-- name: narrator_database :value
+-- Whether this is a slide-narrator database: its threads and messages tables, without the
+-- ledger and without threadstore's own column on threads (see threadstore.adopt).
+SELECT to_regclass('threads') IS NOT NULL AND to_regclass('messages') IS NOT NULL
+   AND to_regclass('threadstore_migrations') IS NULL
+   AND NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = to_regclass('threads') AND attname = 'last_sequence'
+                      AND NOT attisdropped);

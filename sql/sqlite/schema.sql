@@ -17,3 +17,11 @@ INSERT INTO threadstore_migrations (version, name, applied_at) VALUES (:version,
 -- name: ledger_exists :value
 -- Whether the ledger exists (a database never migrated has none); reading it changes nothing.
 SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations');
+
+-- name: narrator_database :value
+-- Whether this is a slide-narrator database: its threads and messages tables, without the
+-- ledger and without threadstore's own column on threads (see threadstore.adopt).
+SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threads')
+   AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')
+   AND NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations')
+   AND NOT EXISTS (SELECT 1 FROM pragma_table_info('threads') WHERE name = 'last_sequence');

@@ -13,6 +13,10 @@ PRAGMA busy_timeout = 5000;
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = ON;
 
+-- name: wait_when_busy :exec
+-- busy_timeout alone, for the reads open() makes before sqlite.connect.
+PRAGMA busy_timeout = 5000;
+
 -- name: begin :exec
 -- Takes the write lock up front, so a transaction never has to upgrade a read lock (which can
 -- fail with SQLITE_BUSY however long busy_timeout is).
@@ -245,3 +249,12 @@ SELECT coalesce(
                     JOIN thread_docs AS d ON d.id = t.id) AS page
            LIMIT 1),
          '[]');
+
+-- name: adopt_read_only :exec
+-- threadstore.adopt's dry run: no write can happen. Not a mode=ro connection: that cannot remove
+-- the -wal and -shm files it creates beside a WAL database, so the file would not stay as it was.
+PRAGMA query_only = ON;
+
+-- name: adopt_begin_read :exec
+-- threadstore.adopt's dry run: one snapshot for every count and check.
+BEGIN;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -309,3 +310,12 @@ def pending_migrations(migrations: Sequence[Migration], applied: Sequence[int]) 
         )
     done = set(applied)
     return [m for m in migrations if m.version not in done]
+
+
+def narrator_refusal(url: str) -> SchemaVersionError:
+    """The error for a slide-narrator database not adopted yet (schema.narrator_database)."""
+    return SchemaVersionError(
+        f"{url} is a slide-narrator database (narrator's threads and messages tables, no threadstore "
+        f"schema); nothing was changed. Convert it in place, keeping every thread, with: "
+        f"threadstore adopt {shlex.quote(url)}"
+    )

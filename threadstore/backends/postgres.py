@@ -39,6 +39,7 @@ from threadstore.backends import (
     ThreadSearch,
     enable_echo,
     log_statement,
+    narrator_refusal,
     pending_migrations,
     schema_status,
 )
@@ -628,6 +629,8 @@ class PostgresBackend:
         registry = self._queries
         async with self._acquire() as conn, _transaction(conn):
             await self._run(conn, "postgres.migration_lock")
+            if await self._run(conn, "schema.narrator_database"):
+                raise narrator_refusal(self._config.masked_url or "")
             await self._run(conn, "schema.create_ledger")
             applied = [row[0] for row in await self._run(conn, "schema.versions")]
             pending = pending_migrations(registry.migrations, applied)
@@ -653,6 +656,8 @@ class PostgresBackend:
         applied = []
         if await self._read("schema.ledger_exists"):
             applied = [row[0] for row in await self._read("schema.versions")]
+        elif await self._read("schema.narrator_database"):
+            raise narrator_refusal(self._config.masked_url or "")
         return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:

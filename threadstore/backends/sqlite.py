@@ -37,6 +37,7 @@ from threadstore.backends import (
     ThreadSearch,
     enable_echo,
     log_statement,
+    narrator_refusal,
     pending_migrations,
     schema_status,
 )
@@ -239,8 +240,9 @@ class SQLiteBackend:
     name = "sqlite"
     loop_bound = True
 
-    def __init__(self, path: str, *, echo: bool = False) -> None:
+    def __init__(self, path: str, *, echo: bool = False, url: str | None = None) -> None:
         self._path = path
+        self._url = url or f"sqlite:///{path}"  # as given, for messages naming a command
         self._echo = echo
         self._queries = queries.load("sqlite")
         # Each executemany statement binds its parameters by name from MESSAGE_COLUMNS rows.
@@ -261,7 +263,12 @@ class SQLiteBackend:
             enable_echo()
         try:
             self._conn = await _daemon(aiosqlite.connect(self._path, isolation_level=None))
-            await self._configure()
+            # Before _configure, which switches the file to WAL: a narrator database is refused
+            # unchanged.
+            await self._run("sqlite.wait_when_busy")
+            narrator = await self._run("schema.narrator_database")
+            if not narrator:
+                await self._configure()
             for name, function in _FUNCTIONS.items():
                 arity = function.__code__.co_argcount
                 await self._conn.create_function(name, arity, function, deterministic=True)
@@ -271,6 +278,9 @@ class SQLiteBackend:
         except BaseException:
             await self.close()
             raise
+        if narrator:
+            await self.close()
+            raise narrator_refusal(self._url)
 
     async def _configure(self) -> None:
         # Switching a new file to WAL takes an exclusive lock, and SQLite may answer SQLITE_BUSY
@@ -770,4 +780,4 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo)
+    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo, url=config.masked_url)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.support import background_done
 from threadstore import Message, SchemaVersionError, Thread, ThreadStore
 from threadstore.queries import load
 
@@ -164,6 +165,8 @@ async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(
 
     async with await ThreadStore.create(fresh_pg_url) as store:
         assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        await background_done(store)  # the store indexes what the migrations queued, unasked
+        assert await store.engine.fetchval("SELECT count(*) FROM message_text_pending") == 0
         thread = await store.get("t1")
         assert thread is not None
         assert (thread.title, thread.attributes, thread.source) == (
@@ -230,6 +233,14 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
 
     async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
         assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        await background_done(store)  # the store indexes what the migration queued, unasked
+        rows = await store.engine.execute_fetchall(
+            "SELECT (SELECT count(*) FROM message_words_pending),"
+            " (SELECT count(*) FROM thread_titles_pending),"
+            " (SELECT count(*) FROM message_words), (SELECT count(*) FROM thread_titles)")
+        assert list(rows) == [(0, 0, 2, 1)]
+        assert [t.id for t in await store.search_by_title("refund")] == ["t1"]
+        assert [t.id for t in await store.search_by_content("on its way")] == ["t1"]
         assert [h.message_id for h in await store.search("refund")] == ["m1"]
         assert [h.message_id for h in await store.search('"its way"')] == ["m2"]
         thread = await store.get("t1")

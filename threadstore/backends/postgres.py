@@ -650,6 +650,8 @@ class PostgresBackend:
         if pending:
             _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending),
                       self._config.masked_url)
+        if await self._read("search.queued"):  # a migration, an adoption or a process that ended
+            self._index_soon()                 # left messages queued: index them now, not at a search
         return [m.version for m in pending]
 
     async def schema_status(self) -> SchemaStatus:

@@ -421,6 +421,10 @@ class SQLiteBackend:
                 )
         if pending:
             _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending), self._path)
+        async with self._lock:
+            queued = await self._run("sqlite.queued_any")
+        if queued:  # a migration, an adoption or a process that ended left entries queued:
+            self._index_soon()  # index them now, not at a search
         return [m.version for m in pending]
 
     async def schema_status(self) -> SchemaStatus:

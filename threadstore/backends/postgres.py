@@ -390,7 +390,8 @@ class PostgresBackend:
 
     def abandon(self) -> None:
         if self._indexer is not None:
-            self._indexer.cancel()
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
+                self._indexer.cancel()
         pool, self._pool = self._pool, None
         if pool is not None:
             with contextlib.suppress(Exception):  # its loop is closed: sockets close as they can

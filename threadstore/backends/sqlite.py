@@ -313,7 +313,8 @@ class SQLiteBackend:
 
     def abandon(self) -> None:
         if self._indexer is not None:
-            self._indexer.cancel()
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
+                self._indexer.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

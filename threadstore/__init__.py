@@ -25,14 +25,20 @@ from threadstore.store import ThreadStore
 if TYPE_CHECKING:
     from threadstore.files import FileStore
 
+    __version__: str
+
 
 def __getattr__(name: str) -> Any:
     # FileStore on first use: threadstore.files imports asyncio, which would double the cost of
-    # `import threadstore` (make bench).
+    # `import threadstore` (make bench). __version__ too: importlib.metadata is as costly.
     if name == "FileStore":
         from threadstore.files import FileStore
 
         return FileStore
+    if name == "__version__":
+        from threadstore.version import version
+
+        return version()
     raise AttributeError(f"module 'threadstore' has no attribute {name!r}")
 
 __all__ = [

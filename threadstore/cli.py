@@ -30,6 +30,7 @@ from threadstore.errors import ConfigurationError, StoreUnavailableError, Thread
 from threadstore.files import GC_MIN_AGE, FileStore, collect_garbage
 from threadstore.store import ThreadStore
 from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, read_lines
+from threadstore.version import version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _NO_DATABASE = ("no database given: pass a URL, or set THREADSTORE_DATABASE_URL (or THREADSTORE_DB_TYPE "
@@ -439,6 +440,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``threadstore`` argument parser with every command of COMMANDS."""
     parser = _Parser(prog="threadstore", description="Manage threadstore databases.")
+    parser.add_argument("--version", action="version", version=f"threadstore {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

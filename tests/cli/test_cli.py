@@ -4,6 +4,7 @@ argument handling is checked): init, migrate, status, export/import, copy, docke
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import io
 import os
 import re
@@ -11,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import threadstore
 from tests.helpers import everything, rich_thread, user
 from threadstore import Message, Thread, ThreadStore, cli
 from threadstore.config import PREFIXES
@@ -258,6 +261,14 @@ def test_the_console_script_is_installed() -> None:
     assert result.returncode == 0
     for command in ("init", "migrate", "status", "docker-setup", "docker-stop", "export", "import", "copy"):
         assert command in result.stdout
+
+
+def test_version_is_the_package_metadata_one() -> None:
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    installed = importlib.metadata.version("threadstore")
+    assert installed == pyproject["project"]["version"] == threadstore.__version__
+    result = run("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"threadstore {installed}\n", "")
 
 
 @pytest.fixture

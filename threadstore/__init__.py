@@ -2,16 +2,22 @@
 
     from threadstore import ThreadStore, Thread, Message, Attachment, FileStore
     store = await ThreadStore.create()          # or "sqlite+aiosqlite:///threads.db", "postgresql://..."
+
+Every public type is importable from here and listed in ``__all__``.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from threadstore.backends import SchemaStatus
 from threadstore.errors import (
+    CommandTimeoutError,
     ConfigurationError,
     ConflictError,
     FileStoreError,
     FileTooLargeError,
     NotFoundError,
+    PoolTimeoutError,
+    QueryFileError,
     SchemaVersionError,
     StorageFullError,
     StoreClosedError,
@@ -21,28 +27,34 @@ from threadstore.errors import (
 )
 from threadstore.models import Attachment, Message, SearchHit, Thread
 from threadstore.store import ThreadStore
+from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
-    from threadstore.files import FileStore
+    from threadstore.files import FileStore, collect_garbage
 
     __version__: str
 
+_LAZY = {"FileStore", "collect_garbage"}
+
 
 def __getattr__(name: str) -> Any:
-    # FileStore on first use: threadstore.files imports asyncio, which would double the cost of
-    # `import threadstore` (make bench). __version__ too: importlib.metadata is as costly.
-    if name == "FileStore":
-        from threadstore.files import FileStore
+    # threadstore.files on first use: it imports asyncio, which would double the cost of
+    # `import threadstore` (make bench). __version__ too: importlib.metadata costs as much.
+    if name in _LAZY:
+        from threadstore import files
 
-        return FileStore
+        return getattr(files, name)
     if name == "__version__":
         from threadstore.version import version
 
         return version()
     raise AttributeError(f"module 'threadstore' has no attribute {name!r}")
 
+
 __all__ = [
+    "AliasRecord",
     "Attachment",
+    "CommandTimeoutError",
     "ConfigurationError",
     "ConflictError",
     "FileStore",
@@ -50,13 +62,18 @@ __all__ = [
     "FileTooLargeError",
     "Message",
     "NotFoundError",
+    "PoolTimeoutError",
+    "QueryFileError",
+    "SchemaStatus",
     "SchemaVersionError",
     "SearchHit",
     "StorageFullError",
     "StoreClosedError",
     "StoreUnavailableError",
     "Thread",
+    "ThreadRecord",
     "ThreadStore",
     "ThreadStoreError",
     "UnsupportedFileTypeError",
+    "collect_garbage",
 ]

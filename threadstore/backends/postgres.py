@@ -717,7 +717,8 @@ class PostgresBackend:
         rows = await self._read(name, **params)
         # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found.
-        if (rows[0][0] if rows else await self._read("search.queued")):
+        # A read-only store does not: it finds them once their writer's indexer has run.
+        if not self._config.read_only and (rows[0][0] if rows else await self._read("search.queued")):
             async with self._acquire() as conn:
                 await self._index_all(conn)
             rows = await self._read(name, **params)

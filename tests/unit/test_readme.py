@@ -64,3 +64,14 @@ def test_readme_fulltext_example_runs(tmp_path: Path) -> None:
         "delayed OR today: [(2, 'The refund went out [today].'), "  # the shorter one first
         "(1, 'My refund is [delayed], and the invoice is not paid')]",
     ]
+
+
+def test_readme_sync_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"### Blocking calls: `threadstore.sync`\n\n```python\n(.*?)```", readme, re.DOTALL)
+    assert match, "README.md has no sync example"
+    script = tmp_path / "sync.py"
+    script.write_text(match.group(1))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "['No event loop here']\n", "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +31,16 @@ from threadstore.store import ThreadStore
 
 TEST_URL_VARIABLE = "THREADSTORE_TEST_URL"
 DATABASE_PREFIX = "threadstore_fixture_"  # the PostgreSQL databases the fixture creates
+# CREATE/DROP DATABASE take no bind parameters: only the names generated below may get there.
+_ADMIN_STATEMENT = re.compile(r'(CREATE|DROP) DATABASE (IF EXISTS )?"threadstore_fixture_[0-9a-f]{16}"'
+                              r'( WITH \(FORCE\))?')
 
 
 async def _admin(server_dsn: str, statement: str) -> None:
     import asyncpg
+
+    if not _ADMIN_STATEMENT.fullmatch(statement):
+        raise ValueError(f"not a statement of the thread_store fixture: {statement!r}")
 
     conn = await asyncpg.connect(server_dsn)
     try:

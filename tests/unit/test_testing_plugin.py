@@ -13,6 +13,8 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from threadstore.testing import DATABASE_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +110,11 @@ def test_a_bad_url_fails_the_test_naming_it(tmp_path: Path) -> None:
     result = run_user_tests(tmp_path, "mysql://nowhere/db")
     assert result.returncode == 1
     assert "unknown database URL scheme 'mysql'" in result.stdout
+
+
+def test_the_fixture_runs_no_statement_but_its_own_create_and_drop() -> None:
+    from threadstore.testing import _admin
+
+    for statement in ('DROP DATABASE "postgres"', 'CREATE DATABASE "threadstore_fixture_x"; DROP TABLE t'):
+        with pytest.raises(ValueError, match="not a statement of the thread_store fixture"):
+            asyncio.run(_admin("postgresql://nobody@127.0.0.1:1/db", statement))

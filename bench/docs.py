@@ -1,6 +1,7 @@
-"""``python -m bench --write-docs RESULTS``: bench/README.md and README.md's table from a results file.
+"""``python -m bench --write-docs RESULTS``: bench/README.md and docs/performance.md's table from a
+results file.
 
-bench/README.md is written whole (edit this module, not that file); in README.md only the lines
+bench/README.md is written whole (edit this module, not that file); in docs/performance.md only the lines
 between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` are replaced.
 """
 
@@ -32,7 +33,7 @@ make bench QUICK=1    # a smoke run of about a minute
 make bench PEERS=1    # adds langchain-postgres and slide-narrator (own environment, .venv-peers)
 .venv/bin/python -m bench --only get,append --backends sqlite   # steps: save, append, get, concurrent, store
 .venv/bin/python -m bench --markdown bench/results/latest.json    # these tables, from a results file
-.venv/bin/python -m bench --write-docs bench/results/latest.json  # rewrite this file and README.md's table
+.venv/bin/python -m bench --write-docs bench/results/latest.json  # this file, docs/performance.md's table
 ```
 
 PostgreSQL comes from `THREADSTORE_BENCH_PG_URL` (default `postgresql://postgres@127.0.0.1:5432/postgres`);
@@ -118,7 +119,7 @@ def readme_block(document: dict[str, Any], source: str = "bench/results/latest.j
           for line in report.append_growth(rows)],
         "",
         "All workloads, the milliseconds, the same-schema floor, slide-narrator and the growth "
-        "tables: [bench/README.md](bench/README.md).",
+        "tables: `bench/README.md` in the repository.",
         END,
     ])
 
@@ -130,7 +131,7 @@ def replace_block(text: str, block: str) -> str:
 
 def write(results: Path, root: Path = ROOT) -> list[Path]:
     document = json.loads(results.read_text())
-    bench, readme = root / "bench" / "README.md", root / "README.md"
+    bench, readme = root / "bench" / "README.md", root / "docs" / "performance.md"
     bench.write_text(bench_readme(document))
     try:
         source = results.resolve().relative_to(root).as_posix()

@@ -8,7 +8,7 @@ own databases there (threadstore's, the minimal floor's, the peers') and drops t
 Prints the table of medians and ratios to the minimal and the same-schema floor, and writes the
 results with the machine's facts to bench/results/latest.json (quick.json with --quick; --out
 FILE elsewhere). ``--write-docs RESULTS`` regenerates
-bench/README.md and README.md's Performance table from a results file.
+bench/README.md and docs/performance.md's table from a results file.
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's full tables in "
                         "Markdown (as in bench/README.md), and run nothing")
     parser.add_argument("--write-docs", metavar="RESULTS", help="regenerate bench/README.md and the "
-                        "table between README.md's bench markers from a results file, and run nothing")
+                        "table between docs/performance.md's bench markers from a results file, "
+                        "and run nothing")
     args = parser.parse_args(argv)
     if args.markdown:
         print(report.markdown(json.loads(Path(args.markdown).read_text())))

@@ -2,17 +2,24 @@
 
     from threadstore import ThreadStore, Thread, Message, Attachment, FileStore
     store = await ThreadStore.create()          # or "sqlite+aiosqlite:///threads.db", "postgresql://..."
+
+Every public type is importable from here and listed in ``__all__``.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from threadstore.adopt import AdoptionProblem, AdoptionReport, adopt
+from threadstore.backends import SchemaStatus
 from threadstore.errors import (
+    CommandTimeoutError,
     ConfigurationError,
     ConflictError,
     FileStoreError,
     FileTooLargeError,
     NotFoundError,
+    PoolTimeoutError,
+    QueryFileError,
+    ReadOnlyError,
     SchemaVersionError,
     StorageFullError,
     StoreClosedError,
@@ -22,24 +29,36 @@ from threadstore.errors import (
 )
 from threadstore.models import Attachment, Message, SearchHit, Thread, ThreadPage, ThreadSummary
 from threadstore.store import ThreadStore
+from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
-    from threadstore.files import FileStore
+    from threadstore.files import FileStore, collect_garbage
+
+    __version__: str
+
+_LAZY = {"FileStore", "collect_garbage"}
 
 
 def __getattr__(name: str) -> Any:
-    # FileStore on first use: threadstore.files imports asyncio, which would double the cost of
-    # `import threadstore` (make bench).
-    if name == "FileStore":
-        from threadstore.files import FileStore
+    # threadstore.files on first use: it imports asyncio, which would double the cost of
+    # `import threadstore` (make bench). __version__ too: importlib.metadata costs as much.
+    if name in _LAZY:
+        from threadstore import files
 
-        return FileStore
+        return getattr(files, name)
+    if name == "__version__":
+        from threadstore.version import version
+
+        return version()
     raise AttributeError(f"module 'threadstore' has no attribute {name!r}")
+
 
 __all__ = [
     "AdoptionProblem",
     "AdoptionReport",
+    "AliasRecord",
     "Attachment",
+    "CommandTimeoutError",
     "ConfigurationError",
     "ConflictError",
     "FileStore",
@@ -47,6 +66,10 @@ __all__ = [
     "FileTooLargeError",
     "Message",
     "NotFoundError",
+    "PoolTimeoutError",
+    "QueryFileError",
+    "ReadOnlyError",
+    "SchemaStatus",
     "SchemaVersionError",
     "SearchHit",
     "StorageFullError",
@@ -54,9 +77,11 @@ __all__ = [
     "StoreUnavailableError",
     "Thread",
     "ThreadPage",
+    "ThreadRecord",
     "ThreadStore",
     "ThreadStoreError",
     "ThreadSummary",
     "UnsupportedFileTypeError",
     "adopt",
+    "collect_garbage",
 ]

@@ -34,6 +34,7 @@ from threadstore.errors import ConfigurationError, StoreUnavailableError, Thread
 from threadstore.files import GC_MIN_AGE, FileStore, collect_garbage
 from threadstore.store import ThreadStore
 from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, read_lines
+from threadstore.version import version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _NO_DATABASE = ("no database given: pass a URL, or set THREADSTORE_DATABASE_URL (or THREADSTORE_DB_TYPE "
@@ -70,10 +71,12 @@ def _note(text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _store(url: str | None, *, migrate: bool, create: bool) -> AsyncIterator[ThreadStore]:
+async def _store(url: str | None, *, migrate: bool = False, create: bool = False,
+                 read_only: bool = False) -> AsyncIterator[ThreadStore]:
     """A connected store for ``url`` (None: the environment). The in-memory store is refused,
-    since it would vanish when the command ends; so is a missing SQLite file unless ``create``."""
-    store = ThreadStore(url, migrate=migrate)
+    since it would vanish when the command ends; so is a missing SQLite file unless ``create``.
+    A ``read_only`` store leaves the database as it was (a SQLite file byte-for-byte)."""
+    store = ThreadStore(url, migrate=migrate, read_only=read_only)
     if store.backend == "memory":
         raise UsageError(_NO_DATABASE if url is None else f"{url!r} is an in-memory store, gone when "
                          "the command ends; give a SQLite or PostgreSQL URL")
@@ -139,7 +142,7 @@ def _add_migrate(commands: Subparsers) -> None:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False, create=not args.dry_run) as store:
+    async with _store(args.url, create=not args.dry_run, read_only=args.dry_run) as store:
         status = await store.schema_status()
         if not status.pending:
             _out(f"{store.database_url}: schema at version {status.version}, nothing to migrate")
@@ -165,7 +168,7 @@ def _add_status(commands: Subparsers) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False, create=False) as store:
+    async with _store(args.url, read_only=True) as store:
         round_trip = await store.ping()
         status = await store.schema_status()
         stats = None if status.pending else await store.get_usage_stats()
@@ -326,7 +329,7 @@ def _split_url_file(args: argparse.Namespace) -> tuple[str | None, str]:
 
 async def _export(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
-    async with _store(url, migrate=False, create=False) as store:
+    async with _store(url, read_only=True) as store:
         await _require_current(store)
         if args.file == "-":
             await export_lines(store, sys.stdout.buffer, page_size=args.page_size)
@@ -382,22 +385,31 @@ def _add_copy(commands: Subparsers) -> None:
 
 
 async def _copy(args: argparse.Namespace) -> int:
-    async with (_store(args.source, migrate=False, create=False) as source,
-                _store(args.target, migrate=True, create=True) as target):
+    # Everything is checked before anything is written: the source must be current and the
+    # target no newer than this code, each looked at read-only.
+    async with _store(args.source, read_only=True) as source:
         await _require_current(source)
-        progress = Progress(0)
-        if progress.enabled:  # the count is one more query over the source: only for the bar
-            progress.total = (await source.get_usage_stats())["total_threads"]
-        started = time.monotonic()
-        try:
-            copied, present = await copy_threads(source, target, page_size=args.page_size,
-                                                 progress=progress)
-        finally:
-            progress.close()
+        path = configure(args.target).path
+        if path in (None, ":memory:") or Path(path).exists():  # else a new SQLite file
+            async with _store(args.target, read_only=True) as target:
+                await target.schema_status()  # SchemaVersionError when newer than this code
+        async with _store(args.target, migrate=True, create=True) as target:
+            await _copy_all(source, target, args.page_size)
+    return EXIT_OK
+
+
+async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) -> None:
+    progress = Progress(0)
+    if progress.enabled:  # the count is one more query over the source: only for the bar
+        progress.total = (await source.get_usage_stats())["total_threads"]
+    started = time.monotonic()
+    try:
+        copied, present = await copy_threads(source, target, page_size=page_size, progress=progress)
+    finally:
+        progress.close()
     elapsed = time.monotonic() - started
     _out(f"copied {copied:,} threads ({present:,} already there) in {elapsed:.1f} s, "
          f"{copied / max(elapsed, 1e-9):,.0f} threads/s")
-    return EXIT_OK
 
 
 # -- retention -----------------------------------------------------------------------------------
@@ -455,7 +467,7 @@ def _add_prune(commands: Subparsers) -> None:
 
 async def _prune(args: argparse.Namespace) -> int:
     attributes = dict(args.attribute) or None
-    async with _store(args.url, migrate=False, create=False) as store:
+    async with _store(args.url, read_only=args.dry_run) as store:
         await _require_current(store)
         if args.dry_run:
             count = await store.delete_threads(args.older_than, attributes, dry_run=True)
@@ -534,7 +546,7 @@ async def _files_gc(args: argparse.Namespace) -> int:
     base = Path(args.base_path)
     if not base.is_dir():
         raise CommandError(f"there is no FileStore directory at {base}")
-    async with _store(None if args.url == "-" else args.url, migrate=False, create=False) as store:
+    async with _store(None if args.url == "-" else args.url, read_only=True) as store:
         await _require_current(store)
         freed = await collect_garbage(store, FileStore(base), min_age=args.min_age)
     for item in freed:
@@ -552,6 +564,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``threadstore`` argument parser with every command of COMMANDS."""
     parser = _Parser(prog="threadstore", description="Manage threadstore databases.")
+    parser.add_argument("--version", action="version", version=f"threadstore {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

@@ -204,6 +204,7 @@ class DatabaseConfig:
     dsn: str | None = field(default=None, repr=False)  # the URL asyncpg is given
     password: str | None = field(default=None, repr=False)
     settings: Settings = field(default_factory=Settings, repr=False)
+    read_only: bool = False  # ThreadStore(read_only=True): open for reading, write nothing
 
     @property
     def masked_url(self) -> str | None:

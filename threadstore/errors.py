@@ -30,6 +30,10 @@ class StoreClosedError(ThreadStoreError):
     """The store was closed; create a new one."""
 
 
+class ReadOnlyError(ThreadStoreError):
+    """A write was asked of a store opened with ``read_only=True``; nothing was written."""
+
+
 class ConflictError(ThreadStoreError):
     """The write collides with stored data (e.g. a message id stored in another thread)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import re
 import sys
 import time
@@ -42,7 +43,7 @@ from threadstore.backends import (
     open_backend,
 )
 from threadstore.config import DatabaseConfig, configure
-from threadstore.errors import NotFoundError, StoreClosedError, ThreadStoreError
+from threadstore.errors import NotFoundError, ReadOnlyError, StoreClosedError, ThreadStoreError
 from threadstore.models import (
     Attachment,
     Changes,
@@ -414,6 +415,10 @@ class ThreadStore:
     ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``command_timeout``,
     ``statement_cache_size``, ``echo``, ``connect_timeout``, ``liveness_interval``) override the
     ``<PREFIX>DB_*`` variables; None leaves the environment's value or the default.
+
+    ``read_only=True`` opens the database for reading only: no migrations, every write method
+    raises ReadOnlyError before it reaches the database, and a SQLite file stays byte-for-byte
+    as it was (no switch to WAL; the connection refuses writes with ``query_only``).
     """
 
     def __init__(self, url: str | None = None, *, migrate: bool = True,
@@ -421,14 +426,17 @@ class ThreadStore:
                  pool_timeout: float | None = None, pool_recycle: float | None = None,
                  command_timeout: float | None = None, statement_cache_size: int | None = None,
                  echo: bool | None = None, connect_timeout: float | None = None,
-                 liveness_interval: float | None = None) -> None:
-        self._config: DatabaseConfig = configure(
+                 liveness_interval: float | None = None, read_only: bool = False) -> None:
+        config = configure(
             url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
             pool_recycle=pool_recycle, command_timeout=command_timeout,
             statement_cache_size=statement_cache_size, echo=echo,
             connect_timeout=connect_timeout, liveness_interval=liveness_interval,
         )
-        self._migrate_on_open = migrate
+        self._config: DatabaseConfig = dataclasses.replace(config, read_only=bool(read_only))
+        # A private in-memory database gets its schema all the same: it is empty, and stays so.
+        private = config.backend == "memory" or config.path == ":memory:"
+        self._migrate_on_open = migrate and (private or not read_only)
         self._backend: Backend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the backend belongs to
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
@@ -442,13 +450,13 @@ class ThreadStore:
                      pool_timeout: float | None = None, pool_recycle: float | None = None,
                      command_timeout: float | None = None, statement_cache_size: int | None = None,
                      echo: bool | None = None, connect_timeout: float | None = None,
-                     liveness_interval: float | None = None) -> ThreadStore:
+                     liveness_interval: float | None = None, read_only: bool = False) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
         store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
                     pool_timeout=pool_timeout, pool_recycle=pool_recycle,
                     command_timeout=command_timeout, statement_cache_size=statement_cache_size,
                     echo=echo, connect_timeout=connect_timeout,
-                    liveness_interval=liveness_interval)
+                    liveness_interval=liveness_interval, read_only=read_only)
         await store._ready()
         return store
 
@@ -489,6 +497,17 @@ class ThreadStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._backend else "not connected"
         return f"<ThreadStore {self.backend} {self.database_url or ''} ({state})>".replace("  ", " ")
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened with ``read_only=True``."""
+        return self._config.read_only
+
+    async def _writer(self, operation: str) -> Backend:
+        """The backend, for an operation that writes; ReadOnlyError on a read-only store."""
+        if self._config.read_only:
+            raise ReadOnlyError(f"{operation}() writes, and {self!r} was opened with read_only=True")
+        return await self._ready()
 
     async def _ready(self) -> Backend:
         backend = self._backend
@@ -556,7 +575,7 @@ class ThreadStore:
 
     async def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""
-        return await (await self._ready()).migrate()
+        return await (await self._writer("migrate")).migrate()
 
     async def schema_status(self) -> SchemaStatus:
         """The schema version applied and the migrations pending (``"0002_name"``); changes
@@ -635,7 +654,7 @@ class ThreadStore:
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         _check_file_store(file_store)
-        backend = await self._ready()
+        backend = await self._writer("save")
         changes = thread._changes(backend)
         pending = _pending_attachments([*changes.new, *changes.edited])
         if not pending:
@@ -690,7 +709,7 @@ class ThreadStore:
         pending = _pending_attachments(batch)
         if pending and file_store is None:
             raise _no_file_store(pending)
-        backend = await self._ready()
+        backend = await self._writer("append")
         if pending and file_store is not None:
             async with _storing(pending, file_store, backend.attachment_references) as stored:
                 header, sequences = await self._append(backend, thread_id, batch, stored)
@@ -720,7 +739,7 @@ class ThreadStore:
         thread = await self.get(thread_id)
         if thread is not None:
             return thread
-        backend = await self._ready()
+        backend = await self._writer("get_or_create")
         await backend.create_if_absent(self._plan(Thread(id=thread_id)))
         thread = await self.get(thread_id)
         if thread is None:  # deleted again in between
@@ -730,7 +749,7 @@ class ThreadStore:
     async def delete(self, thread_id: str) -> bool:
         """Delete a thread with its messages and aliases; False if it did not exist."""
         _check_id(thread_id)
-        return await (await self._ready()).delete(thread_id)
+        return await (await self._writer("delete")).delete(thread_id)
 
     async def delete_threads(self, older_than: timedelta, attributes: dict[str, Any] | None = None,
                              dry_run: bool = False, *, batch_size: int = 500,
@@ -749,7 +768,7 @@ class ThreadStore:
             raise ValueError(f"older_than must not be negative, got {older_than}")
         _check_page(batch_size, "batch_size", 1)
         wanted = None if attributes is None else _check_object(attributes, "attributes")
-        backend = await self._ready()
+        backend = await (self._ready() if dry_run else self._writer("delete_threads"))
         cutoff = utcnow() - older_than
         if dry_run:
             return await backend.delete_threads(cutoff, wanted, batch_size, True)
@@ -766,7 +785,7 @@ class ThreadStore:
         appended meanwhile are kept. NotFoundError for a missing thread."""
         _check_id(thread_id)
         _check_count(keep_last, "keep_last")
-        backend = await self._ready()
+        backend = await self._writer("prune_messages")
         deleted = await backend.prune_messages(thread_id, keep_last)
         if deleted is None:
             raise NotFoundError(f"no thread {thread_id!r}")
@@ -779,7 +798,7 @@ class ThreadStore:
         ids = [_check_id(i) for i in thread_ids]
         if not ids:
             return 0
-        return await (await self._ready()).delete_many(builtins.list(dict.fromkeys(ids)))
+        return await (await self._writer("delete_many")).delete_many(builtins.list(dict.fromkeys(ids)))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -994,7 +1013,7 @@ class ThreadStore:
         Raises NotFoundError when the thread does not exist."""
         _check_id(thread_id)
         _check_alias(alias)
-        backend = await self._ready()
+        backend = await self._writer("save_thread_alias")
         if not await backend.save_alias(alias, thread_id, self._alias_time()):
             raise NotFoundError(f"no thread {thread_id!r} to alias")
 
@@ -1016,7 +1035,7 @@ class ThreadStore:
     async def delete_thread_alias(self, alias: str) -> bool:
         """Forget an alias (the thread stays); False if it was unknown."""
         _check_alias(alias)
-        return await (await self._ready()).delete_alias(alias)
+        return await (await self._writer("delete_thread_alias")).delete_alias(alias)
 
     async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         """The thread's aliases, in the order they were saved; empty for an unknown thread."""
@@ -1097,7 +1116,7 @@ class ThreadStore:
         _check_file_store(file_store)
         if not batch:
             return []
-        backend = await self._ready()
+        backend = await self._writer("import_threads")
         present = set(await backend.stored(builtins.list(batch)))
         todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
         for thread in todo:

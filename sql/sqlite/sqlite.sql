@@ -17,6 +17,14 @@ PRAGMA foreign_keys = ON;
 -- busy_timeout alone, for the reads open() makes before sqlite.connect.
 PRAGMA busy_timeout = 5000;
 
+-- name: connect_read_only :script
+-- ThreadStore(read_only=True): the file is left byte-for-byte as it was. No switch to WAL (it
+-- rewrites the header), and query_only refuses every write. Not mode=ro: a read-only
+-- connection cannot remove the -wal and -shm files it creates beside a WAL database.
+PRAGMA busy_timeout = 5000;
+PRAGMA query_only = ON;
+PRAGMA foreign_keys = ON;
+
 -- name: begin :exec
 -- Takes the write lock up front, so a transaction never has to upgrade a read lock (which can
 -- fail with SQLITE_BUSY however long busy_timeout is).

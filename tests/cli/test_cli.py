@@ -4,6 +4,7 @@ argument handling is checked): init, migrate, status, export/import, copy, docke
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import io
 import os
 import re
@@ -11,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import threadstore
 from tests.helpers import everything, rich_thread, user
 from threadstore import Message, Thread, ThreadStore, cli
 from threadstore.config import PREFIXES
@@ -250,6 +253,102 @@ def test_docker_setup_starts_postgres_and_docker_stop_removes_it() -> None:
     assert stop.returncode == 0, stop.stderr
 
 
+# --- read-only commands leave a SQLite file byte-for-byte as it was ------------------------------
+
+def _sqlite_at(path: Path, state: str) -> str:
+    """A SQLite database in ``state``: "empty" (a 0-byte file), "version 3" (migrations 1-3 and
+    a thread, rollback journal), "current" (every migration, rollback journal) or "current wal"
+    (as a store leaves it: WAL)."""
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{path}"
+    if state == "current wal":
+        async def fill() -> None:
+            async with await ThreadStore.create(url) as store:
+                thread = Thread(id="t", title="kept")
+                thread.add_message(user("a"))
+                await store.save(thread)
+                await store.save_thread_alias("t", "alias")
+
+        asyncio.run(fill())
+        return url
+    conn = sqlite3.connect(path)
+    if state != "empty":
+        registry = load("sqlite")
+        conn.execute(registry["schema.create_ledger"].sql)
+        for migration in registry.migrations:
+            if state == "current" or migration.version <= 3:
+                conn.executescript(migration.script)
+                conn.execute("INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                             (migration.version, migration.name))
+        conn.execute("INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at) "
+                     "VALUES ('t', 'kept', '{}', '{}', '2024-01-01T00:00:00.000000+00:00', "
+                     "'2024-01-01T00:00:00.000000+00:00')")
+        conn.commit()
+    conn.close()
+    return url
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+READ_ONLY_COMMANDS = {  # name -> (arguments, whether it succeeds on a current database)
+    "status": (["status", "{url}"], True),
+    "migrate --dry-run": (["migrate", "{url}", "--dry-run"], True),
+    "export to a file": (["export", "{url}", "{out}/threads.jsonl"], True),
+    "export to stdout": (["export", "{url}"], True),
+    "files gc": (["files", "gc", "{url}", "{out}", "--min-age", "0"], True),
+    "copy from it": (["copy", "{url}", "sqlite+aiosqlite:///{out}/copy.db"], True),
+}
+
+
+@pytest.mark.parametrize("state", ["empty", "version 3", "current", "current wal"])
+@pytest.mark.parametrize("command", list(READ_ONLY_COMMANDS))
+def test_a_read_only_command_leaves_the_sqlite_file_byte_for_byte(tmp_path: Path, command: str,
+                                                                 state: str) -> None:
+    database, out = tmp_path / "db", tmp_path / "out"
+    database.mkdir()
+    out.mkdir()
+    url = _sqlite_at(database / "threads.db", state)
+    before = _files(database)
+    assert list(before) == ["threads.db"]
+    args, succeeds_when_current = READ_ONLY_COMMANDS[command]
+    result = run(*(arg.format(url=url, out=out) for arg in args))
+    succeeded = state.startswith("current") and succeeds_when_current
+    refused_by_schema = command.startswith(("export", "files", "copy"))
+    assert result.returncode == (0 if succeeded or not refused_by_schema else 1), result.stderr
+    assert _files(database) == before, f"{command} changed the {state} database's directory"
+    if not succeeded and command == "copy from it":
+        assert list(out.iterdir()) == []  # refused before the target was even created
+
+
+def test_copy_into_a_newer_target_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    source = _sqlite_at(tmp_path / "source.db", "current wal")
+    target = _sqlite_at(tmp_path / "target.db", "version 3")
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "target.db")
+    conn.execute("INSERT INTO threadstore_migrations VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z')")
+    conn.commit()
+    conn.close()
+    before = _files(tmp_path)
+    result = run("copy", source, target)
+    assert result.returncode == 1
+    assert "99" in one_error_line(result, "copy")
+    assert _files(tmp_path) == before
+
+
+def test_copy_from_a_source_needing_migrations_leaves_both_as_they_were(tmp_path: Path) -> None:
+    source = _sqlite_at(tmp_path / "source.db", "version 3")
+    target = _sqlite_at(tmp_path / "target.db", "empty")
+    before = _files(tmp_path)
+    result = run("copy", source, target)
+    assert result.returncode == 1
+    assert "needs migrations" in one_error_line(result, "copy")
+    assert _files(tmp_path) == before  # the target was not migrated
+
+
 # --- in-process: arguments, exit codes, progress -------------------------------------------------
 
 def test_the_console_script_is_installed() -> None:
@@ -258,6 +357,14 @@ def test_the_console_script_is_installed() -> None:
     assert result.returncode == 0
     for command in ("init", "migrate", "status", "docker-setup", "docker-stop", "export", "import", "copy"):
         assert command in result.stdout
+
+
+def test_version_is_the_package_metadata_one() -> None:
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    installed = importlib.metadata.version("threadstore")
+    assert installed == pyproject["project"]["version"] == threadstore.__version__
+    result = run("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"threadstore {installed}\n", "")
 
 
 @pytest.fixture

@@ -79,10 +79,19 @@ def run_time_sql(source: str, filename: str) -> list[str]:
     return found
 
 
+# The pytest plugin creates and drops a PostgreSQL database per test: CREATE DATABASE takes no bind
+# parameters, and the name is one the plugin generates (threadstore_fixture_ + hex), checked there.
+ALLOWED = [("threadstore/testing.py", text) for text in
+           ("SQL built at run time: f'CREATE DATABASE ", "SQL built at run time: f'DROP DATABASE ",
+            "execute() is given 'statement'")]
+
+
 def test_no_sql_is_built_at_run_time_in_threadstore() -> None:
     files = sorted((ROOT / "threadstore").rglob("*.py"))
     found = [f for path in files for f in run_time_sql(path.read_text(), str(path.relative_to(ROOT)))]
-    assert found == []
+    allowed = [f for f in found if any(f.startswith(path) and text in f for path, text in ALLOWED)]
+    assert len(allowed) == len(ALLOWED)  # the exemption stays exactly as narrow as that
+    assert [f for f in found if f not in allowed] == []
     # The scan does see the driver calls: both backends' single query runners.
     calls = sum(len(re.findall(r"\.(?:fetchrow|fetchval|execute_fetchall)\(", p.read_text())) for p in files)
     assert calls >= 4

@@ -19,6 +19,8 @@ import builtins
 import contextlib
 import logging
 import random
+import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -54,6 +56,18 @@ from threadstore.errors import (
 from threadstore.queries import Kind
 
 _log = logging.getLogger(__name__)
+
+
+class _QuietFloor(logging.Filter):
+    """Drops asyncpg's "Failed to restore the pool connection floor" record: it carries a
+    ~30-line traceback and comes on every retry while the server is down. The backend logs one
+    WARNING when the server becomes unreachable and one INFO when it is back instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to restore the pool connection floor")
+
+
+logging.getLogger("asyncpg.pool").addFilter(_QuietFloor())
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -170,7 +184,7 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
-    text = config.scrub(f"{name}: {exc}")
+    text = config.scrub(f"{name}: {_reason(exc) if isinstance(exc, OSError) else exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
         return ConflictError(f"{text} (an id is already stored elsewhere)")
     if isinstance(exc, asyncpg.InvalidRegularExpressionError):
@@ -255,8 +269,20 @@ def _address(config: DatabaseConfig) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_CONNECT_CALL = re.compile(r"Connect call failed \('([^']*)', (\d+)")
+
+
 def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """What went wrong, in words; a refused connection names the addresses tried."""
+    text = str(exc) or type(exc).__name__
+    tried = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+             for host, port in _CONNECT_CALL.findall(text)]
+    if tried:
+        return (f"connection refused at {', '.join(dict.fromkeys(tried))}: the PostgreSQL server may "
+                "not be running, or not be listening on that host and port")
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror})"
+    return text
 
 
 def _session_lost(exc: BaseException) -> bool:
@@ -324,6 +350,7 @@ class PostgresBackend:
         self._indexer: asyncio.Task[None] | None = None  # fills message_text; see _index_soon
         self._index_again = False
         self._index_now: asyncio.Event | None = None  # set by close(): no more waiting
+        self._reachable: bool | None = None  # None until the pool is open; see _connect
 
     async def open(self) -> None:
         settings = self._settings
@@ -343,6 +370,7 @@ class PostgresBackend:
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {self._config.masked_url}: {message}"
             ) from None
+        self._reachable = True
         _log.debug("PostgreSQL pool open at %s: %d kept, up to %d", self._config.masked_url,
                    settings.pool_size, settings.pool_size + settings.max_overflow)
 
@@ -352,7 +380,8 @@ class PostgresBackend:
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """A new connection with its codecs, within connect_timeout (the pool's ``connect``:
-        asyncpg would run the codec set-up, two round trips, with no bound)."""
+        asyncpg would run the codec set-up, two round trips, with no bound). Once the pool is
+        open, the first failure to connect logs one WARNING and the next success one INFO."""
         bound = self._settings.connect_timeout
         try:
             async with asyncio.timeout(bound) as deadline:
@@ -362,13 +391,29 @@ class PostgresBackend:
                 except BaseException:
                     conn.terminate()
                     raise
-        except TimeoutError:
+        except TimeoutError as exc:
             if not deadline.expired():
+                self._unreachable(exc)
                 raise
-            raise StoreUnavailableError(
+            error = StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {self._address} within {bound:g} s "
-                "(DB_CONNECT_TIMEOUT)") from None
+                "(DB_CONNECT_TIMEOUT)")
+            self._unreachable(error)
+            raise error from None
+        except _CONNECTION_ERRORS as exc:
+            self._unreachable(exc)
+            raise
+        if self._reachable is False:
+            self._reachable = True
+            _log.info("PostgreSQL at %s is reachable again", self._address)
         return conn
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self._reachable:
+            self._reachable = False
+            _log.warning("PostgreSQL at %s is unreachable (%s); operations raise "
+                         "StoreUnavailableError until it is back", self._address,
+                         self._config.scrub(_reason(exc)))
 
     async def close(self) -> None:
         indexer, self._indexer = self._indexer, None
@@ -786,7 +831,8 @@ class PostgresBackend:
         rows = await self._read(name, **params)
         # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found.
-        if (rows[0][0] if rows else await self._read("search.queued")):
+        # A read-only store does not: it finds them once their writer's indexer has run.
+        if not self._config.read_only and (rows[0][0] if rows else await self._read("search.queued")):
             async with self._acquire() as conn:
                 await self._index_all(conn)
             rows = await self._read(name, **params)

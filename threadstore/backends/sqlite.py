@@ -240,10 +240,12 @@ class SQLiteBackend:
     name = "sqlite"
     loop_bound = True
 
-    def __init__(self, path: str, *, echo: bool = False, url: str | None = None) -> None:
+    def __init__(self, path: str, *, echo: bool = False, url: str | None = None,
+                 read_only: bool = False) -> None:
         self._path = path
         self._url = url or f"sqlite:///{path}"  # as given, for messages naming a command
         self._echo = echo
+        self._read_only = read_only and path != ":memory:"  # a private one gets its schema
         self._queries = queries.load("sqlite")
         # Each executemany statement binds its parameters by name from MESSAGE_COLUMNS rows.
         self._binders = {name: itemgetter(*[MESSAGE_COLUMNS.index(p) for p in self._queries[name].params])
@@ -258,6 +260,10 @@ class SQLiteBackend:
         if self._path != ":memory:" and not Path(self._path).parent.exists():
             raise StoreUnavailableError(
                 f"cannot open SQLite database {self._path!r}: its directory does not exist"
+            )
+        if self._read_only and self._path != ":memory:" and not Path(self._path).is_file():
+            raise StoreUnavailableError(
+                f"cannot open SQLite database {self._path!r} read-only: there is no such file"
             )
         if self._echo:
             enable_echo()
@@ -291,7 +297,7 @@ class SQLiteBackend:
         delay = 0.005
         while True:
             try:
-                await self._run("sqlite.connect")
+                await self._run("sqlite.connect_read_only" if self._read_only else "sqlite.connect")
                 return
             except _Busy:
                 if loop.time() >= deadline:
@@ -691,7 +697,8 @@ class SQLiteBackend:
             rows = await self._run(name, **params)
             # Messages queued are indexed first (usually none: the background indexer runs
             # right after writes), so every message whose save returned is found.
-            if rows[0][0] if rows else await self._run("search.queued"):
+            # A read-only store cannot: it finds them once their writer's indexer has run.
+            if not self._read_only and (rows[0][0] if rows else await self._run("search.queued")):
                 while await self._index_batch() == _INDEX_BATCH:
                     pass
                 rows = await self._run(name, **params)
@@ -785,4 +792,5 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo, url=config.masked_url)
+    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo, url=config.masked_url,
+                         read_only=config.read_only)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def run_workers(job: str, arguments: list[dict[str, Any]], timeout: float,
 async def background_done(store: ThreadStore) -> None:
     """Wait (at most 10 s) for what the store runs in the background after writes: PostgreSQL's
     content indexer, which holds a pooled connection for a moment."""
+    sync = getattr(store, "sync", None)  # tests/conftest.py's SyncAwaited: its loop is another thread's
+    if sync is not None:
+        indexer = getattr(sync.async_store._backend, "_indexer", None)
+        deadline = time.monotonic() + 10
+        while indexer is not None and not indexer.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return
     indexer = getattr(store._backend, "_indexer", None)
     if indexer is not None and not indexer.done():  # a done one: no await, no yield to the loop
         await asyncio.wait([indexer], timeout=10)

@@ -207,6 +207,12 @@ async def test_index_follows_every_write(store: ThreadStore) -> None:
     await store.import_threads([records])
     assert len(await store.search("elderberry")) == 1
 
+    kept = await saved(store, "old fig", "new grape")  # retention: pruning, then old threads
+    assert await store.prune_messages(kept.id, keep_last=1) == 1
+    assert await store.search("fig") == [] and len(await store.search("grape")) == 1
+    assert await store.delete_threads(older_than=timedelta(0)) == 2
+    assert await store.search("grape") == [] and await store.search("elderberry") == []
+
 
 async def test_large_message_limits(store: ThreadStore) -> None:
     # Only a message's first 16,383 word positions are indexed, a word at most 256 times, a

@@ -9,6 +9,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import conversation, stored, user
-from tests.reliability.support import run_workers
+from tests.reliability.support import background_done, run_workers
 from threadstore import StoreUnavailableError, ThreadStore, ThreadStoreError
 
 
@@ -100,6 +101,35 @@ async def test_a_directory_removed_under_an_open_store_fails_writes_clearly(tmp_
         with contextlib.suppress(ThreadStoreError):
             await store.append("kept", user("after the directory went"))
         assert next(m.content for m in (await stored(store, "kept")).messages) == "kept"
+
+
+async def test_another_connection_writing_does_not_stall_the_store_behind_its_indexer(
+    tmp_path: Path,
+) -> None:
+    """The background indexer gives up after a brief wait for another connection's write lock
+    (it holds the store's lock meanwhile), and the next search still finds every message."""
+    path = tmp_path / "threads.db"
+    async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
+        await store.save(conversation("the parcel left on Tuesday", id="kept"))
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # before the indexer's first try (0.1 s after the save)
+            await asyncio.sleep(0.4)  # the indexer has tried to begin meanwhile
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            async with asyncio.timeout(10):
+                thread = await stored(store, "kept")
+            waited = loop.time() - started
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert [m.content for m in thread.messages] == ["the parcel left on Tuesday"]
+        assert waited < 0.5, f"a read waited {waited:.2f} s behind the indexer"
+        # The indexer tries again by itself: a reader that cannot index finds the message.
+        await background_done(store)
+        async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}", read_only=True) as reader:
+            hits = await reader.search("parcel")
+        assert [(h.thread_id, h.sequence) for h in hits] == [("kept", 1)]
 
 
 def _file_size_limit(limit: int) -> None:

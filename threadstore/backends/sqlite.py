@@ -52,6 +52,7 @@ _log = logging.getLogger(__name__)
 # 1-4 ms), and close() waits this long for it.
 _INDEX_DELAY = 0.1
 _INDEX_BATCH = 100
+_INDEX_RETRY = 5.0  # seconds: the longest wait between tries while another connection writes
 _INDEX_AT_CLOSE = 5.0
 # Longer message texts stay out of the trigram index (it holds a term per character): content
 # searches test them one by one.
@@ -389,16 +390,28 @@ class SQLiteBackend:
                 log_statement(name, started, time.perf_counter())
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any failure or cancellation."""
+    async def _transaction(self, *, patient: bool = True) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any failure or cancellation. Not
+        ``patient``, BEGIN waits at most 50 ms for another connection's write lock (_Busy)."""
         try:
-            await self._run("sqlite.begin")
+            if patient:
+                await self._run("sqlite.begin")
+            else:
+                await self._begin_briefly()
             yield
             await self._run("sqlite.commit")
         except BaseException:
             # Shielded: a cancelled task must still leave no transaction open on the connection.
             await asyncio.shield(self._rollback())
             raise
+
+    async def _begin_briefly(self) -> None:
+        await self._run("sqlite.wait_briefly_when_busy")
+        try:
+            await self._run("sqlite.begin")
+        finally:
+            # Shielded as _rollback is: the connection's next user must find busy_timeout back.
+            await asyncio.shield(self._run("sqlite.wait_when_busy"))
 
     async def _rollback(self) -> None:
         # Issued unconditionally: a cancelled statement may still be queued on the connection's
@@ -650,26 +663,36 @@ class SQLiteBackend:
         self._indexer = asyncio.get_running_loop().create_task(self._index_queued(self._index_now))
 
     async def _index_queued(self, now: asyncio.Event) -> None:
+        delay = _INDEX_DELAY
         try:
             again = True
             while again:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(now.wait(), _INDEX_DELAY)
+                    await asyncio.wait_for(now.wait(), delay)
                 self._index_again = False
-                taken = _INDEX_BATCH
-                while taken == _INDEX_BATCH:  # the lock is let go between batches
-                    async with self._lock:
-                        taken = await self._index_batch()
-                again = self._index_again
+                try:
+                    taken = _INDEX_BATCH
+                    while taken == _INDEX_BATCH:  # the lock is let go between batches
+                        async with self._lock:
+                            taken = await self._index_batch(patient=False)
+                except _Busy as exc:
+                    if now.is_set():  # closing: what is left stays queued for the next store
+                        return
+                    # Another connection is writing: try again later, less and less often.
+                    delay = min(delay * 4, _INDEX_RETRY)
+                    _log.debug("background indexing deferred %.1f s: %s", delay, exc)
+                    continue
+                delay, again = _INDEX_DELAY, self._index_again
         except Exception as exc:  # the queue stays as it was: searches index it, the next write retries
             _log.warning("indexing message words in the background failed: %s", exc)
 
-    async def _index_batch(self) -> int:
+    async def _index_batch(self, *, patient: bool = True) -> int:
         """Index up to _INDEX_BATCH queued messages, and as many queued titles, in one
-        transaction (the caller holds the lock); the most entries it took of either queue."""
+        transaction (the caller holds the lock); the most entries it took of either queue.
+        The background indexer is not ``patient`` (see sqlite.wait_briefly_when_busy)."""
         if not await self._run("sqlite.queued_any"):
             return 0
-        async with self._transaction():
+        async with self._transaction(patient=patient):
             rows = await self._run("sqlite.queued_words", batch=_INDEX_BATCH)
             if rows:
                 latest = {message_id: content for _, message_id, content in rows}

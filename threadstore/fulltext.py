@@ -36,12 +36,21 @@ _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
 
+def _unlimited_words(text: str) -> list[str] | None:
+    """The words of ``text`` in order when no limit can apply to them (most texts: at most
+    MAX_OCCURRENCES words, none too long), else None."""
+    found = [word.lower() for word in _WORD.findall(text[:MAX_TEXT])]
+    if len(found) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in found):
+        return found
+    return None
+
+
 def words(text: str) -> list[tuple[str, int]]:
     """The indexed words of ``text`` with their positions (1-based, in order)."""
+    found = _unlimited_words(text)
+    if found is not None:  # 2-3x faster than the walk below
+        return list(zip(found, range(1, len(found) + 1), strict=True))
     text = text[:MAX_TEXT]
-    found = [word.lower() for word in _WORD.findall(text)]
-    if len(found) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in found):
-        return list(zip(found, range(1, len(found) + 1), strict=True))  # no limit can apply: 2-3x faster
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
     size = 0
@@ -231,6 +240,14 @@ def fts5_text(indexed: Sequence[tuple[str, int]]) -> str | None:
         out.extend([_FILLER] * (position - len(out) - 1))
         out.append(_hex(word))
     return " ".join(out)
+
+
+def fts5_text_of(text: str) -> str | None:
+    """``fts5_text(words(text))``, in about half the time for most texts (no positions to skip)."""
+    found = _unlimited_words(text)
+    if found is None:
+        return fts5_text(words(text))
+    return " ".join([word.encode().hex() for word in found]) or None
 
 
 def _fts5_phrase(phrase: Phrase) -> str:

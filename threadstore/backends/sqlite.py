@@ -210,7 +210,7 @@ def _indexed_text(content: str | None) -> tuple[str | None, str | None] | None:
     if text is None:
         return None
     folded = matching.fold(text) if len(text) <= _MAX_TRIGRAM_TEXT else None
-    return fulltext.fts5_text(fulltext.words(text)), folded
+    return fulltext.fts5_text_of(text), folded
 
 
 def _trigram_query(literals: Sequence[str]) -> str:

@@ -17,11 +17,11 @@ PRAGMA foreign_keys = ON;
 -- busy_timeout alone, for the reads open() makes before sqlite.connect.
 PRAGMA busy_timeout = 5000;
 
--- name: wait_briefly_when_busy :exec
--- The background indexer's BEGIN waits at most 50 ms for another connection's write lock, then
--- gives up (the queue stays for the next write or search): it holds the store's lock meanwhile,
--- and reads must not wait behind it for another process's transaction. wait_when_busy restores.
-PRAGMA busy_timeout = 50;
+-- name: fail_when_busy :exec
+-- For the background indexer's BEGIN: SQLITE_BUSY at once when another connection holds the write
+-- lock, rather than waiting for it while holding the store's lock (reads would wait behind it);
+-- the indexer tries again later. wait_when_busy restores the wait.
+PRAGMA busy_timeout = 0;
 
 -- name: connect_read_only :script
 -- ThreadStore(read_only=True): the file is left byte-for-byte as it was. No switch to WAL (it

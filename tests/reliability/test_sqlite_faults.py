@@ -106,8 +106,8 @@ async def test_a_directory_removed_under_an_open_store_fails_writes_clearly(tmp_
 async def test_another_connection_writing_does_not_stall_the_store_behind_its_indexer(
     tmp_path: Path,
 ) -> None:
-    """The background indexer gives up after a brief wait for another connection's write lock
-    (it holds the store's lock meanwhile), and the next search still finds every message."""
+    """The background indexer does not wait for another connection's write lock while holding
+    the store's: it tries again later, and indexes once the other writer is done."""
     path = tmp_path / "threads.db"
     async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
         await store.save(conversation("the parcel left on Tuesday", id="kept"))

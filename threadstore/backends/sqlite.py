@@ -392,12 +392,12 @@ class SQLiteBackend:
     @contextlib.asynccontextmanager
     async def _transaction(self, *, patient: bool = True) -> AsyncIterator[None]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any failure or cancellation. Not
-        ``patient``, BEGIN waits at most 50 ms for another connection's write lock (_Busy)."""
+        ``patient``, BEGIN raises _Busy at once when another connection holds the write lock."""
         try:
             if patient:
                 await self._run("sqlite.begin")
             else:
-                await self._begin_briefly()
+                await self._begin_or_fail()
             yield
             await self._run("sqlite.commit")
         except BaseException:
@@ -405,8 +405,8 @@ class SQLiteBackend:
             await asyncio.shield(self._rollback())
             raise
 
-    async def _begin_briefly(self) -> None:
-        await self._run("sqlite.wait_briefly_when_busy")
+    async def _begin_or_fail(self) -> None:
+        await self._run("sqlite.fail_when_busy")
         try:
             await self._run("sqlite.begin")
         finally:
@@ -679,7 +679,7 @@ class SQLiteBackend:
                     if now.is_set():  # closing: what is left stays queued for the next store
                         return
                     # Another connection is writing: try again later, less and less often.
-                    delay = min(delay * 4, _INDEX_RETRY)
+                    delay = min(delay * 2, _INDEX_RETRY)
                     _log.debug("background indexing deferred %.1f s: %s", delay, exc)
                     continue
                 delay, again = _INDEX_DELAY, self._index_again
@@ -689,7 +689,7 @@ class SQLiteBackend:
     async def _index_batch(self, *, patient: bool = True) -> int:
         """Index up to _INDEX_BATCH queued messages, and as many queued titles, in one
         transaction (the caller holds the lock); the most entries it took of either queue.
-        The background indexer is not ``patient`` (see sqlite.wait_briefly_when_busy)."""
+        The background indexer is not ``patient`` (see sqlite.fail_when_busy)."""
         if not await self._run("sqlite.queued_any"):
             return 0
         async with self._transaction(patient=patient):

@@ -2,36 +2,36 @@
 -- batches. Every read walks an index: messages (thread_id, sequence) for pages and summaries,
 -- threads_updated_at_idx (updated_at DESC, id DESC) for the order of threads.
 
--- name: messages_before :value
--- The thread's document with only its last :limit messages below sequence :before, in sequence
--- order; None when the thread does not exist. The page is read backwards on the
--- (thread_id, sequence) index, then ordered for the document.
+-- name: messages_before :one
+-- The thread as threads.get gives it, with only its last :limit messages below sequence
+-- :before, in sequence order; no row when the thread does not exist. The page is read backwards
+-- on the (thread_id, sequence) index, then ordered for the document.
 SELECT json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
-           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
-           'messages', coalesce((SELECT json_agg(page.m ORDER BY (page.m).sequence)
-                                   FROM (SELECT m
-                                           FROM messages AS m
-                                          WHERE m.thread_id = :thread_id
-                                            AND m.sequence < :before::bigint
-                                          ORDER BY m.sequence DESC
-                                          LIMIT :limit) AS page), '[]'::json))
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at),
+       (SELECT json_agg(page.m ORDER BY (page.m).sequence)
+          FROM (SELECT m
+                  FROM messages AS m
+                 WHERE m.thread_id = :thread_id
+                   AND m.sequence < :before::bigint
+                 ORDER BY m.sequence DESC
+                 LIMIT :limit) AS page)
   FROM threads AS t
  WHERE t.id = :thread_id;
 
--- name: messages_after :value
+-- name: messages_after :one
 -- As messages_before, with the first :limit messages above sequence :after (and below :before).
 SELECT json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
-           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
-           'messages', coalesce((SELECT json_agg(page.m ORDER BY (page.m).sequence)
-                                   FROM (SELECT m
-                                           FROM messages AS m
-                                          WHERE m.thread_id = :thread_id
-                                            AND m.sequence > :after::bigint
-                                            AND m.sequence < :before::bigint
-                                          ORDER BY m.sequence
-                                          LIMIT :limit) AS page), '[]'::json))
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at),
+       (SELECT json_agg(page.m ORDER BY (page.m).sequence)
+          FROM (SELECT m
+                  FROM messages AS m
+                 WHERE m.thread_id = :thread_id
+                   AND m.sequence > :after::bigint
+                   AND m.sequence < :before::bigint
+                 ORDER BY m.sequence
+                 LIMIT :limit) AS page)
   FROM threads AS t
  WHERE t.id = :thread_id;
 

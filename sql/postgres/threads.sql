@@ -1,8 +1,15 @@
 -- Thread reads and deletes. Reads return JSON documents (see the *_docs views).
 
--- name: get :value
--- One thread with its messages as a JSON document; None when absent.
-SELECT doc FROM thread_docs WHERE id = :thread_id;
+-- name: get :one
+-- One thread: its JSON object without messages, and its messages as a JSON array (NULL without
+-- any), which the backend joins into the document (nesting the array in json_build_object here
+-- took 10% longer for 100 messages); no row when absent.
+SELECT json_build_object(
+           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = t.id)
+  FROM threads AS t
+ WHERE t.id = :thread_id;
 
 -- name: list :value
 -- A page of threads, newest updated_at first (id breaks ties), as one JSON array.

@@ -167,6 +167,15 @@ def _raw_json(data: bytes) -> bytes:
     return data
 
 
+def _document(row: asyncpg.Record | None) -> bytes | None:
+    """A thread's document from a row of its JSON object without messages and its messages' JSON
+    array (NULL without any), as threads.get gives them; None without a row."""
+    if row is None:
+        return None
+    thread, messages = row
+    return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
                               encoder=_encode_jsonb, decoder=_decode_jsonb)
@@ -709,8 +718,7 @@ class PostgresBackend:
         return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
-        doc: bytes | None = await self._read("threads.get", thread_id=thread_id)
-        return doc
+        return _document(await self._read("threads.get", thread_id=thread_id))
 
     async def list(self, limit: int | None, offset: int) -> bytes:
         doc: bytes = await self._read("threads.list", limit=limit, offset=offset)
@@ -718,14 +726,13 @@ class PostgresBackend:
 
     async def get_messages(self, thread_id: str, limit: int, before: int,
                            after: int | None) -> bytes | None:
-        doc: bytes | None
         if after is None:
-            doc = await self._read("bounded.messages_before", thread_id=thread_id, before=before,
+            row = await self._read("bounded.messages_before", thread_id=thread_id, before=before,
                                    limit=limit)
         else:
-            doc = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
+            row = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
                                    before=before, limit=limit)
-        return doc
+        return _document(row)
 
     async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
                            wanted: bytes | None) -> bytes:

@@ -167,11 +167,9 @@ def _raw_json(data: bytes) -> bytes:
     return data
 
 
-def _document(row: asyncpg.Record | None) -> bytes | None:
+def _document(row: asyncpg.Record) -> bytes:
     """A thread's document from a row of its JSON object without messages and its messages' JSON
-    array (NULL without any), as threads.get gives them; None without a row."""
-    if row is None:
-        return None
+    array (NULL without any), as threads.get and threads.list give them."""
     thread, messages = row
     return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
 
@@ -718,11 +716,12 @@ class PostgresBackend:
         return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
-        return _document(await self._read("threads.get", thread_id=thread_id))
+        row = await self._read("threads.get", thread_id=thread_id)
+        return None if row is None else _document(row)
 
     async def list(self, limit: int | None, offset: int) -> bytes:
-        doc: bytes = await self._read("threads.list", limit=limit, offset=offset)
-        return doc
+        rows = await self._read("threads.list", limit=limit, offset=offset)
+        return b"[" + b",".join([_document(row) for row in rows]) + b"]"
 
     async def get_messages(self, thread_id: str, limit: int, before: int,
                            after: int | None) -> bytes | None:
@@ -732,7 +731,7 @@ class PostgresBackend:
         else:
             row = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
                                    before=before, limit=limit)
-        return _document(row)
+        return None if row is None else _document(row)
 
     async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
                            wanted: bytes | None) -> bytes:

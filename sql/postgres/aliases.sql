@@ -15,12 +15,11 @@ ON CONFLICT (alias) DO UPDATE
        thread_id = excluded.thread_id
 RETURNING true;
 
--- name: get_thread :value
--- The thread an alias names, as a document; None when the alias is unknown.
-SELECT d.doc
-  FROM thread_aliases AS a
-  JOIN thread_docs AS d ON d.id = a.thread_id
- WHERE a.alias = :alias;
+-- name: get_thread :one
+-- The thread an alias names, as threads.get gives it; no row when the alias is unknown.
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
+  FROM (SELECT thread_id AS id FROM thread_aliases WHERE alias = :alias) AS page;
 
 -- name: delete :rowcount
 DELETE FROM thread_aliases WHERE alias = :alias;

@@ -6,9 +6,7 @@
 -- The thread as threads.get gives it, with only its last :limit messages below sequence
 -- :before, in sequence order; no row when the thread does not exist. The page is read backwards
 -- on the (thread_id, sequence) index, then ordered for the document.
-SELECT json_build_object(
-           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
-           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at),
+SELECT row_to_json(t),
        (SELECT json_agg(page.m ORDER BY (page.m).sequence)
           FROM (SELECT m
                   FROM messages AS m
@@ -21,9 +19,7 @@ SELECT json_build_object(
 
 -- name: messages_after :one
 -- As messages_before, with the first :limit messages above sequence :after (and below :before).
-SELECT json_build_object(
-           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
-           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at),
+SELECT row_to_json(t),
        (SELECT json_agg(page.m ORDER BY (page.m).sequence)
           FROM (SELECT m
                   FROM messages AS m

@@ -2,18 +2,18 @@
 -- Shape of each thread search: "matched" finds the matching rows on the search's index (the
 -- OFFSET 0 keeps the planner from walking threads_updated_at_idx and filtering every row
 -- instead, which a generic plan, blind to how selective the parameters are, would otherwise
--- pick); "page" orders those newest updated_at first (id breaks ties) and cuts the page; the
--- documents are built for the page's rows only, each looked up by primary key. Cost grows with
+-- pick); "page" orders those newest updated_at first (id breaks ties) and cuts the page; a row
+-- per thread of the page, as threads.list gives them, each looked up by primary key. Cost grows with
 -- the number of matches, not with the size of the store. A NULL :limit means no limit.
 -- Thread fields are matched in thread_search (the indexed copy of what searches look at, see
 -- migration 0003); each match's updated_at is then one primary-key lookup in threads (as a join,
 -- the generic plan hashed every thread read through threads_updated_at_idx: 3.3 ms, not 0.6).
 -- Patterns arrive checked and spelled for ~* by threadstore.matching; JSON values as jsonb.
 
--- name: by_title :value
+-- name: by_title :many
 -- Threads whose title matches :pattern (trigram index thread_search_title_trgm_idx).
-SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
-                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
           FROM (SELECT s.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = s.thread_id) AS updated_at
@@ -21,14 +21,15 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
                  WHERE title ~* :pattern
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+ ORDER BY page.updated_at DESC, page.id DESC;
 
--- name: by_content :value
+-- name: by_content :many
 -- Threads with a stored message whose content text matches :pattern: message_text (trigram
 -- index message_text_trgm_idx) for every message not queued for it, the content itself for the
 -- few queued (see migration 0003 and postgres.index_text).
-SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
-                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
           FROM (SELECT m.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = m.thread_id) AS updated_at
@@ -43,13 +44,14 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
                            AND threadstore_content_text(q.content) ~* :pattern) AS m
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+ ORDER BY page.updated_at DESC, page.id DESC;
 
--- name: by_platform_reference :value
+-- name: by_platform_reference :many
 -- Threads whose platforms[:platform] object has :reference as one of its values
 -- (thread_search_platform_values_idx).
-SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
-                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
           FROM (SELECT s.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = s.thread_id) AS updated_at
@@ -58,14 +60,15 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
                                                             jsonb_build_array(:reference::jsonb))
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+ ORDER BY page.updated_at DESC, page.id DESC;
 
--- name: by_attributes :value
+-- name: by_attributes :many
 -- Threads whose attributes hold every key of :wanted with an equal value. Containment finds the
 -- candidates on thread_search_attributes_idx; it also accepts a larger object or list where an equal
 -- one is asked for, so each value is then compared for equality.
-SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
-                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
           FROM (SELECT s.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = s.thread_id) AS updated_at
@@ -76,13 +79,14 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
                                     WHERE attributes -> w.key IS DISTINCT FROM w.value)
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+ ORDER BY page.updated_at DESC, page.id DESC;
 
--- name: by_platform :value
+-- name: by_platform :many
 -- Threads whose platforms[:name] holds every key of :wanted with an equal value, or whose
 -- source is named :name and holds them (thread_search_platforms_idx, thread_search_source_idx).
-SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.id)
-                         ORDER BY page.updated_at DESC, page.id DESC), '[]'::json)
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
           FROM (SELECT s.thread_id AS id,
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = s.thread_id) AS updated_at
@@ -97,7 +101,8 @@ SELECT coalesce(json_agg((SELECT d.doc FROM thread_docs AS d WHERE d.id = page.i
                                          WHERE source -> w.key IS DISTINCT FROM w.value))
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
-         LIMIT :limit OFFSET :offset) AS page;
+         LIMIT :limit OFFSET :offset) AS page
+ ORDER BY page.updated_at DESC, page.id DESC;
 
 -- name: messages_by_attributes :value
 -- Messages whose attributes at the key path :keys equal :value, ordered by thread, then
@@ -131,9 +136,12 @@ SELECT coalesce(json_agg((SELECT d.doc
          ORDER BY thread_id, sequence
          LIMIT :limit OFFSET :offset) AS page;
 
--- name: by_message_id :value
--- The thread holding a message (messages primary key); None when no thread holds it.
-SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);
+-- name: by_message_id :one
+-- The thread holding a message (messages primary key), as threads.get gives it; no row when no
+-- thread holds it.
+SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
+  FROM (SELECT thread_id AS id FROM messages WHERE id = :message_id) AS page;
 
 -- name: fulltext :many
 -- Messages whose words match :query (tsquery text, threadstore.fulltext.tsquery) on

@@ -174,6 +174,11 @@ def _document(row: asyncpg.Record) -> bytes:
     return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
 
 
+def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
+    """A JSON array of thread documents from rows as _document takes them."""
+    return b"[" + b",".join([_document(row) for row in rows]) + b"]"
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
                               encoder=_encode_jsonb, decoder=_decode_jsonb)
@@ -720,8 +725,7 @@ class PostgresBackend:
         return None if row is None else _document(row)
 
     async def list(self, limit: int | None, offset: int) -> bytes:
-        rows = await self._read("threads.list", limit=limit, offset=offset)
-        return b"[" + b",".join([_document(row) for row in rows]) + b"]"
+        return _documents(await self._read("threads.list", limit=limit, offset=offset))
 
     async def get_messages(self, thread_id: str, limit: int, before: int,
                            after: int | None) -> bytes | None:
@@ -946,9 +950,8 @@ class PostgresBackend:
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
-        doc: bytes = await self._read(f"search.{search.query}", limit=limit, offset=offset,
-                                      **params)
-        return doc
+        rows = await self._read(f"search.{search.query}", limit=limit, offset=offset, **params)
+        return _documents(rows)
 
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         doc: bytes = await self._read(
@@ -957,8 +960,8 @@ class PostgresBackend:
         return doc
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
-        doc: bytes | None = await self._read("search.by_message_id", message_id=message_id)
-        return doc
+        row = await self._read("search.by_message_id", message_id=message_id)
+        return None if row is None else _document(row)
 
     async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._acquire() as conn:
@@ -972,8 +975,8 @@ class PostgresBackend:
         return saved is not None
 
     async def thread_by_alias(self, alias: str) -> bytes | None:
-        doc: bytes | None = await self._read("aliases.get_thread", alias=alias)
-        return doc
+        row = await self._read("aliases.get_thread", alias=alias)
+        return None if row is None else _document(row)
 
     async def delete_alias(self, alias: str) -> bool:
         async with self._acquire() as conn:

@@ -546,8 +546,17 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         known: set[str] = state["_known"]
         stored: set[str] = state["_stored"]
         tracker: dict[str, Message] = state["_edited"]
-        if messages[: len(before)] == before:
-            added = messages[len(before):]
+        # Is the snapshot a prefix of the list? Compared with the added messages appended to it
+        # for the moment, not with a slice of the list: the comparison then only reads pointers,
+        # where a slice or a copy touches every message (~0.5 ms a save of 10,000, caches cold).
+        base = len(before)
+        added = messages[base:]
+        before.extend(added)
+        try:
+            appended_only = messages == before
+        finally:
+            del before[base:]
+        if appended_only:
             added_ids = _unique_ids(self.id, added)
             if not added_ids.isdisjoint(known):
                 raise ValueError(f"Thread {self.id!r} holds message {min(added_ids & known)!r} twice")
@@ -555,7 +564,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
             edited = [m for i, m in tracker.items() if i in stored and m.role != "system"]
             # The old objects stay in the snapshot even where an equal copy replaced one, so
             # once that copy is edited the prefix differs and the slow path saves it.
-            return Changes(new, edited, [], known, added_ids, before + added, tracker)
+            return Changes(new, edited, [], known, added_ids, before, tracker, (base, added))
         current = _unique_ids(self.id, messages)
         new_ids = current - known
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
@@ -592,6 +601,12 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
             stored = {m.id for m in snapshot if m.role != "system"}
         else:
             tracker, snapshot = changes.tracker, changes.snapshot
+            if changes.appended is not None:  # snapshot is the one of the sync, plus these
+                base, added = changes.appended
+                if state.get("_snapshot") is snapshot and len(snapshot) == base:
+                    snapshot.extend(added)
+                else:  # another save of this Thread ended meanwhile
+                    snapshot = snapshot[:base] + added
             known = changes.known
             known.update(changes.added)
             stored = state["_stored"] if state.get("_origin") is origin else set()
@@ -614,6 +629,9 @@ class Changes(NamedTuple):
     added: set[str]
     snapshot: list[Message]  # the messages list when the changes were taken
     tracker: dict[str, Message]  # where Message.__setattr__ records edits
+    # Only messages were added: snapshot is the one of the last sync, whose first `base` entries
+    # the list still holds, followed by `added` (extended in place once the save succeeds).
+    appended: tuple[int, list[Message]] | None = None
 
 
 def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:

@@ -34,6 +34,26 @@ async def test_two_loaded_copies_each_appending_keep_both_messages(store: Thread
     assert second.messages[-1].sequence == 4
 
 
+async def test_one_thread_saved_twice_at_once_while_growing_stays_in_step(store: ThreadStore) -> None:
+    """Two saves of one Thread object under way together, each with messages appended since the
+    last sync (the second with one more): every message is stored once, and the saves after
+    them write only what is new."""
+    thread = conversation("one")
+    await store.save(thread)
+    thread.add_message(user("two"))
+    first = asyncio.ensure_future(store.save(thread))
+    await asyncio.sleep(0)  # the first save has taken its changes
+    thread.add_message(user("three"))
+    await asyncio.gather(first, store.save(thread))
+    for text in ("four", "five"):
+        thread.add_message(user(text))
+        await store.save(thread)
+    loaded = await stored(store, thread.id)
+    assert contents(loaded) == ["one", "two", "three", "four", "five"]
+    assert sequences(loaded) == [1, 2, 3, 4, 5]
+    assert sequences(thread) == [1, 2, 3, 4, 5]
+
+
 async def test_two_loaded_copies_saving_concurrently_keep_both_messages(store: ThreadStore) -> None:
     thread = conversation("one", "two")
     await store.save(thread)

@@ -48,8 +48,13 @@ def _unlimited_words(text: str) -> list[str] | None:
 def words(text: str) -> list[tuple[str, int]]:
     """The indexed words of ``text`` with their positions (1-based, in order)."""
     found = _unlimited_words(text)
-    if found is not None:  # 2-3x faster than the walk below
+    if found is not None:  # 2-3x faster than _limited_words
         return list(zip(found, range(1, len(found) + 1), strict=True))
+    return _limited_words(text)
+
+
+def _limited_words(text: str) -> list[tuple[str, int]]:
+    """words(text) for a text some limit applies to: a walk that keeps count."""
     text = text[:MAX_TEXT]
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
@@ -246,7 +251,7 @@ def fts5_text_of(text: str) -> str | None:
     """``fts5_text(words(text))``, in about half the time for most texts (no positions to skip)."""
     found = _unlimited_words(text)
     if found is None:
-        return fts5_text(words(text))
+        return fts5_text(_limited_words(text))
     return " ".join([word.encode().hex() for word in found]) or None
 
 

@@ -167,16 +167,21 @@ def _raw_json(data: bytes) -> bytes:
     return data
 
 
-def _document(row: asyncpg.Record) -> bytes:
+def _joined(row: asyncpg.Record) -> bytes:
     """A thread's document from a row of its JSON object without messages and its messages' JSON
     array (NULL without any), as threads.get and threads.list give them."""
     thread, messages = row
     return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
 
 
+def _document(row: asyncpg.Record | None) -> bytes | None:
+    """_joined of a read of one thread; None without a row (no such thread)."""
+    return None if row is None else _joined(row)
+
+
 def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
-    """A JSON array of thread documents from rows as _document takes them."""
-    return b"[" + b",".join([_document(row) for row in rows]) + b"]"
+    """A JSON array of thread documents from rows as _joined takes them."""
+    return b"[" + b",".join([_joined(row) for row in rows]) + b"]"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -721,8 +726,7 @@ class PostgresBackend:
         return schema_status(self._queries.migrations, applied)
 
     async def get(self, thread_id: str) -> bytes | None:
-        row = await self._read("threads.get", thread_id=thread_id)
-        return None if row is None else _document(row)
+        return _document(await self._read("threads.get", thread_id=thread_id))
 
     async def list(self, limit: int | None, offset: int) -> bytes:
         return _documents(await self._read("threads.list", limit=limit, offset=offset))
@@ -735,7 +739,7 @@ class PostgresBackend:
         else:
             row = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
                                    before=before, limit=limit)
-        return None if row is None else _document(row)
+        return _document(row)
 
     async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
                            wanted: bytes | None) -> bytes:
@@ -960,8 +964,7 @@ class PostgresBackend:
         return doc
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
-        row = await self._read("search.by_message_id", message_id=message_id)
-        return None if row is None else _document(row)
+        return _document(await self._read("search.by_message_id", message_id=message_id))
 
     async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._acquire() as conn:
@@ -975,8 +978,7 @@ class PostgresBackend:
         return saved is not None
 
     async def thread_by_alias(self, alias: str) -> bytes | None:
-        row = await self._read("aliases.get_thread", alias=alias)
-        return None if row is None else _document(row)
+        return _document(await self._read("aliases.get_thread", alias=alias))
 
     async def delete_alias(self, alias: str) -> bool:
         async with self._acquire() as conn:

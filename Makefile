@@ -31,6 +31,7 @@ stress: $(STAMP)  ## tests/reliability's heavy variants: ten times the counts, 5
 	THREADSTORE_STRESS=1 HYPOTHESIS_PROFILE=stress $(BIN)/python -m pytest -q tests/reliability
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check threadstore tests bench
 	$(BIN)/ruff check threadstore tests bench
 	$(BIN)/mypy --strict threadstore
 

@@ -35,10 +35,14 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _metrics(model: str | None, tokens: int) -> str:
-    return json.dumps({"model": model, "timing": {"started_at": None, "ended_at": None, "latency": 0},
-                       "usage": {"completion_tokens": tokens, "prompt_tokens": tokens,
-                                 "total_tokens": 2 * tokens},
-                       "weave_call": {"id": "", "ui_url": ""}})
+    return json.dumps(
+        {
+            "model": model,
+            "timing": {"started_at": None, "ended_at": None, "latency": 0},
+            "usage": {"completion_tokens": tokens, "prompt_tokens": tokens, "total_tokens": 2 * tokens},
+            "weave_call": {"id": "", "ui_url": ""},
+        }
+    )
 
 
 Row = tuple[Any, ...]
@@ -46,6 +50,7 @@ Row = tuple[Any, ...]
 
 def _rows(threads: int, messages: int, sqlite: bool) -> Iterator[tuple[Row, list[Row]]]:
     """(thread row, its message rows) in narrator's columns."""
+
     def when(t: datetime) -> Any:
         return t.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t
 
@@ -54,19 +59,39 @@ def _rows(threads: int, messages: int, sqlite: bool) -> Iterator[tuple[Row, list
 
     for i in range(threads):
         created = START + timedelta(minutes=i)
-        thread = (f"bench-{i:06d}", f"Conversation {i}", doc({"customer": f"c{i % 97}", "tier": i % 3}),
-                  doc({"slack": {"channel": f"C{i % 50}", "thread_ts": f"{i}.0001"}}),
-                  when(created), when(created + timedelta(hours=1)))
+        thread = (
+            f"bench-{i:06d}",
+            f"Conversation {i}",
+            doc({"customer": f"c{i % 97}", "tier": i % 3}),
+            doc({"slack": {"channel": f"C{i % 50}", "thread_ts": f"{i}.0001"}}),
+            when(created),
+            when(created + timedelta(hours=1)),
+        )
         rows = []
         for j in range(messages):
             sequence = j if (i % 50 == 0 and j > 1) else j + 1  # a repeated 2 in one thread of 50
             role = "user" if j % 2 == 0 else "assistant"
-            rows.append((f"m-{i:06d}-{j:03d}", thread[0], sequence, j // 2 + 1, role,
-                         f"message {j} of thread {i}: " + "lorem ipsum dolor " * 6, None, None, None,
-                         "null", doc({}), when(created + timedelta(seconds=j)),
-                         doc({"id": f"u{i % 10}", "type": "user"}) if role == "user" else "null",
-                         doc({}), "null", _metrics("gpt-4o" if role == "assistant" else None, 40),
-                         doc({})))
+            rows.append(
+                (
+                    f"m-{i:06d}-{j:03d}",
+                    thread[0],
+                    sequence,
+                    j // 2 + 1,
+                    role,
+                    f"message {j} of thread {i}: " + "lorem ipsum dolor " * 6,
+                    None,
+                    None,
+                    None,
+                    "null",
+                    doc({}),
+                    when(created + timedelta(seconds=j)),
+                    doc({"id": f"u{i % 10}", "type": "user"}) if role == "user" else "null",
+                    doc({}),
+                    "null",
+                    _metrics("gpt-4o" if role == "assistant" else None, 40),
+                    doc({}),
+                )
+            )
         yield thread, rows
 
 
@@ -82,8 +107,9 @@ async def _build_sqlite(path: Path, threads: int, messages: int) -> None:
             thread_rows.append(thread)
             message_rows += rows
         await conn.executemany("INSERT INTO threads VALUES (?, ?, ?, ?, ?, ?)", thread_rows)
-        await conn.executemany("INSERT INTO messages VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", message_rows)
+        await conn.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", message_rows
+        )
         await conn.commit()
 
 
@@ -121,8 +147,9 @@ async def _admin(server: str, statement: str) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
@@ -147,9 +174,11 @@ async def main() -> None:
                 await _admin(args.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     for backend, seconds in times.items():
         if seconds:
-            print(f"{backend}: adopt of {args.threads:,} threads x {args.messages} messages: "
-                  f"median {statistics.median(seconds):.2f} s over {len(seconds)} run(s) "
-                  f"({', '.join(f'{s:.2f}' for s in seconds)})")
+            print(
+                f"{backend}: adopt of {args.threads:,} threads x {args.messages} messages: "
+                f"median {statistics.median(seconds):.2f} s over {len(seconds)} run(s) "
+                f"({', '.join(f'{s:.2f}' for s in seconds)})"
+            )
 
 
 if __name__ == "__main__":

@@ -29,16 +29,25 @@ from threadstore.transfer import AliasRecord, ThreadRecord
 
 
 def _thread(i: int, messages: int) -> ThreadRecord:
-    thread = ThreadRecord(id=f"thread-{i:06d}", title=f"Conversation {i}",
-                          attributes={"customer": f"c{i % 97}", "priority": "high" if i % 3 else "low"},
-                          platforms={"slack": {"channel": f"C{i % 50}", "thread_ts": f"{i}.0001"}},
-                          aliases=[AliasRecord(alias=f"ticket-{i}", created_at=Thread().created_at)])
+    thread = ThreadRecord(
+        id=f"thread-{i:06d}",
+        title=f"Conversation {i}",
+        attributes={"customer": f"c{i % 97}", "priority": "high" if i % 3 else "low"},
+        platforms={"slack": {"channel": f"C{i % 50}", "thread_ts": f"{i}.0001"}},
+        aliases=[AliasRecord(alias=f"ticket-{i}", created_at=Thread().created_at)],
+    )
     for j in range(messages):
         role = "user" if j % 2 == 0 else "assistant"
-        thread.add_message(Message(role=role, content=f"message {j} of thread {i}: " + "lorem ipsum " * 8,
-                                   metrics={"model": "gpt-4o" if role == "assistant" else None,
-                                            "usage": {"prompt_tokens": 20, "completion_tokens": 30,
-                                                      "total_tokens": 50}}))
+        thread.add_message(
+            Message(
+                role=role,
+                content=f"message {j} of thread {i}: " + "lorem ipsum " * 8,
+                metrics={
+                    "model": "gpt-4o" if role == "assistant" else None,
+                    "usage": {"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50},
+                },
+            )
+        )
     return thread
 
 
@@ -68,8 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--server", default=os.environ.get("THREADSTORE_TEST_PG_URL",
-                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("THREADSTORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--source", type=Path, help="SQLite file to build once and reuse")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
@@ -78,15 +89,23 @@ def main() -> None:
         if not source.exists():
             started = time.monotonic()
             asyncio.run(_build(source, args.threads, args.messages))
-            print(f"built {args.threads:,} threads x {args.messages} messages in SQLite "
-                  f"in {time.monotonic() - started:.1f} s")
+            print(
+                f"built {args.threads:,} threads x {args.messages} messages in SQLite "
+                f"in {time.monotonic() - started:.1f} s"
+            )
         for _ in range(args.runs):
             name = f"threadstore_bench_{uuid.uuid4().hex[:12]}"
             asyncio.run(_admin(args.server, f'CREATE DATABASE "{name}"'))
             target = urlunsplit(urlsplit(args.server)._replace(path=f"/{name}"))
             try:
-                command = [sys.executable, "-m", "threadstore", "copy",
-                           f"sqlite+aiosqlite:///{source}", target]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "threadstore",
+                    "copy",
+                    f"sqlite+aiosqlite:///{source}",
+                    target,
+                ]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 print(done.stdout.strip())
                 asyncio.run(_check(target, args.threads, args.messages))

@@ -24,11 +24,29 @@ EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet")
 PRIORITIES = ("low", "normal", "high")
-WORDS = ("order", "refund", "shipping", "invoice", "login", "password", "delivery", "billing",
-         "account", "upgrade", "cancel", "warranty", "customer", "payment", "address", "tracking")
-TEXT = ("Thanks for reaching out. I looked at the order history and the shipment left the "
-        "warehouse on Tuesday; the carrier shows it in transit with an expected delivery on Friday. "
-        "If it does not arrive by then, reply here and I will open a claim for you.")
+WORDS = (
+    "order",
+    "refund",
+    "shipping",
+    "invoice",
+    "login",
+    "password",
+    "delivery",
+    "billing",
+    "account",
+    "upgrade",
+    "cancel",
+    "warranty",
+    "customer",
+    "payment",
+    "address",
+    "tracking",
+)
+TEXT = (
+    "Thanks for reaching out. I looked at the order history and the shipment left the "
+    "warehouse on Tuesday; the carrier shows it in transit with an expected delivery on Friday. "
+    "If it does not arrive by then, reply here and I will open a claim for you."
+)
 
 _encode = msgspec.json.Encoder().encode
 
@@ -52,8 +70,11 @@ def thread_fields(i: int, base: datetime = EPOCH) -> dict[str, Any]:
 def message_fields(thread_no: int, n: int) -> dict[str, Any]:
     """The n-th message (1-based) of a thread: users ask, assistants answer with token usage."""
     user = n % 2 == 1
-    content = (f"Hi, my {WORDS[(thread_no + n) % 16]} #{thread_no}-{n} has a problem, can you help?"
-               if user else f"{TEXT} (ref {thread_no}-{n})")
+    content = (
+        f"Hi, my {WORDS[(thread_no + n) % 16]} #{thread_no}-{n} has a problem, can you help?"
+        if user
+        else f"{TEXT} (ref {thread_no}-{n})"
+    )
     fields: dict[str, Any] = {
         "role": "user" if user else "assistant",
         "content": content,
@@ -73,6 +94,7 @@ def message_fields(thread_no: int, n: int) -> dict[str, Any]:
 
 # -- model objects (threadstore) --------------------------------------------------------------
 
+
 def new_thread(i: int, messages: int, thread_id: str | None = None) -> Thread:
     thread = Thread(id=thread_id or new_id(), **thread_fields(i))
     for n in range(1, messages + 1):
@@ -85,6 +107,7 @@ def new_message(thread_no: int, n: int) -> Message:
 
 
 # -- plain rows (raw floor, bulk seeding) ----------------------------------------------------------
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -104,14 +127,27 @@ def message_row(thread_id: str, thread_no: int, n: int, sequence: int | None = N
     """A messages row as a plain dict, every column present (what the floor writes)."""
     fields = message_fields(thread_no, n)
     return {
-        "id": f"{thread_id}:{n}", "thread_id": thread_id, "sequence": n if sequence is None else sequence,
-        "turn": None, "role": fields["role"], "content": fields["content"],
-        "reasoning_content": None, "name": None, "tool_call_id": None, "tool_calls": None,
-        "attributes": fields["attributes"], "timestamp": fields["timestamp"],
-        "source": fields.get("source"), "platforms": {}, "attachments": [],
-        "metrics": fields.get("metrics") or {
-            "model": None, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "timing": {"started_at": None, "ended_at": None, "latency": 0}},
+        "id": f"{thread_id}:{n}",
+        "thread_id": thread_id,
+        "sequence": n if sequence is None else sequence,
+        "turn": None,
+        "role": fields["role"],
+        "content": fields["content"],
+        "reasoning_content": None,
+        "name": None,
+        "tool_call_id": None,
+        "tool_calls": None,
+        "attributes": fields["attributes"],
+        "timestamp": fields["timestamp"],
+        "source": fields.get("source"),
+        "platforms": {},
+        "attachments": [],
+        "metrics": fields.get("metrics")
+        or {
+            "model": None,
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "timing": {"started_at": None, "ended_at": None, "latency": 0},
+        },
         "reactions": {},
     }
 
@@ -120,13 +156,38 @@ def thread_row(thread_id: str, i: int, messages: int, base: datetime = EPOCH) ->
     return {"id": thread_id, **thread_fields(i, base), "source": None, "last_sequence": messages}
 
 
-MESSAGE_COLUMNS = ("id", "thread_id", "sequence", "turn", "role", "content", "reasoning_content", "name",
-                   "tool_call_id", "tool_calls", "attributes", "timestamp", "source", "platforms",
-                   "attachments", "metrics", "reactions")
-THREAD_COLUMNS = ("id", "title", "attributes", "platforms", "source", "created_at", "updated_at",
-                  "last_sequence")
-JSON_COLUMNS = frozenset(("content", "tool_calls", "attributes", "source", "platforms", "attachments",
-                          "metrics", "reactions"))
+MESSAGE_COLUMNS = (
+    "id",
+    "thread_id",
+    "sequence",
+    "turn",
+    "role",
+    "content",
+    "reasoning_content",
+    "name",
+    "tool_call_id",
+    "tool_calls",
+    "attributes",
+    "timestamp",
+    "source",
+    "platforms",
+    "attachments",
+    "metrics",
+    "reactions",
+)
+THREAD_COLUMNS = (
+    "id",
+    "title",
+    "attributes",
+    "platforms",
+    "source",
+    "created_at",
+    "updated_at",
+    "last_sequence",
+)
+JSON_COLUMNS = frozenset(
+    ("content", "tool_calls", "attributes", "source", "platforms", "attachments", "metrics", "reactions")
+)
 
 
 def json_text(value: Any) -> str | None:

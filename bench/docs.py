@@ -89,39 +89,48 @@ more than 1.2x slower than before (compare two results files; the bench does not
 def _facts(document: dict[str, Any]) -> str:
     m, imports = document["machine"], document["import_threadstore"]
     packages = ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
-    return (f"Run of {m['date']} (commit {m.get('commit') or '-'}, {document['mode']} mode, "
-            f"{document['elapsed_s']:.0f} s): {m['cpu_count']} CPUs ({m['cpu']}), Python {m['python']}, "
-            f"PostgreSQL {m['postgresql'] or '-'}, SQLite {m['sqlite']}; load average "
-            f"{m['load_average'][0]:.1f} at the end. Packages: {packages}. `import threadstore`: "
-            f"{imports['median_ms']:.0f} ms median of fresh interpreters (`import msgspec` alone: "
-            f"{imports['msgspec_median_ms']:.0f} ms). The machine is shared, so a single figure moves "
-            "by ±20% from run to run: read the ratios, not the milliseconds.")
+    return (
+        f"Run of {m['date']} (commit {m.get('commit') or '-'}, {document['mode']} mode, "
+        f"{document['elapsed_s']:.0f} s): {m['cpu_count']} CPUs ({m['cpu']}), Python {m['python']}, "
+        f"PostgreSQL {m['postgresql'] or '-'}, SQLite {m['sqlite']}; load average "
+        f"{m['load_average'][0]:.1f} at the end. Packages: {packages}. `import threadstore`: "
+        f"{imports['median_ms']:.0f} ms median of fresh interpreters (`import msgspec` alone: "
+        f"{imports['msgspec_median_ms']:.0f} ms). The machine is shared, so a single figure moves "
+        "by ±20% from run to run: read the ratios, not the milliseconds."
+    )
 
 
 def bench_readme(document: dict[str, Any]) -> str:
-    return (INTRO + "\n## Results\n\n" + _facts(document) + " In the `/` columns, above 1x is "
-            "slower than the other side (for the 32 tasks, operations per second over the other's: "
-            "below 1x is fewer).\n\n" + report.markdown(document) + "\n")
+    return (
+        INTRO + "\n## Results\n\n" + _facts(document) + " In the `/` columns, above 1x is "
+        "slower than the other side (for the 32 tasks, operations per second over the other's: "
+        "below 1x is fewer).\n\n" + report.markdown(document) + "\n"
+    )
 
 
 def readme_block(document: dict[str, Any], source: str = "bench/results/latest.json") -> str:
     m = document["machine"]
-    return "\n".join([
-        START,
-        f"Medians' ratios from `{source}` ({m['date'][:10]}, {document['mode']} run, "
-        f"{m['cpu_count']} shared CPUs): threadstore over the minimal floor, per database, and "
-        "over langchain-postgres (PostgreSQL; below 1x is faster). For the 32 tasks, operations per "
-        "second over the floor's.",
-        "",
-        report.markdown_headline(document),
-        "",
-        *[f"- {report.BACKEND_NAMES[b]}: {line}" for b, rows in report.group(report.load(document)).items()
-          for line in report.append_growth(rows)],
-        "",
-        "All workloads, the milliseconds, the same-schema floor, slide-narrator and the growth "
-        "tables: `bench/README.md` in the repository.",
-        END,
-    ])
+    return "\n".join(
+        [
+            START,
+            f"Medians' ratios from `{source}` ({m['date'][:10]}, {document['mode']} run, "
+            f"{m['cpu_count']} shared CPUs): threadstore over the minimal floor, per database, and "
+            "over langchain-postgres (PostgreSQL; below 1x is faster). For the 32 tasks, operations per "
+            "second over the floor's.",
+            "",
+            report.markdown_headline(document),
+            "",
+            *[
+                f"- {report.BACKEND_NAMES[b]}: {line}"
+                for b, rows in report.group(report.load(document)).items()
+                for line in report.append_growth(rows)
+            ],
+            "",
+            "All workloads, the milliseconds, the same-schema floor, slide-narrator and the growth "
+            "tables: `bench/README.md` in the repository.",
+            END,
+        ]
+    )
 
 
 def replace_block(text: str, block: str) -> str:

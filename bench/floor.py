@@ -93,7 +93,6 @@ RETURNING id
 INSERT INTO message_text_pending (message_id) SELECT id FROM inserted"""
 
 
-
 def _pg_threads(where: str) -> str:
     """Thread documents (with messages) of the threads matching ``where``, newest first, 100 at most."""
     return f"""
@@ -104,12 +103,16 @@ SELECT coalesce(json_agg({_PG_THREAD_DOC} ORDER BY t.updated_at DESC, t.id DESC)
 # The same questions as threadstore's searches, asked the plainest way PostgreSQL answers them
 # from the same indexes (trigram for ILIKE, GIN jsonb_path_ops for @>).
 PG_SEARCH_TITLE = _pg_threads(
-    "id IN (SELECT thread_id FROM thread_search WHERE title ILIKE '%' || $1 || '%')")
+    "id IN (SELECT thread_id FROM thread_search WHERE title ILIKE '%' || $1 || '%')"
+)
 PG_SEARCH_CONTENT = _pg_threads(
-    "id IN (SELECT thread_id FROM message_text WHERE text ILIKE '%' || $1 || '%')")
+    "id IN (SELECT thread_id FROM message_text WHERE text ILIKE '%' || $1 || '%')"
+)
 PG_FIND_ATTRIBUTES = _pg_threads("id IN (SELECT thread_id FROM thread_search WHERE attributes @> $1::jsonb)")
-PG_GET_BY_ALIAS = (f"SELECT {_PG_THREAD_DOC} FROM threads AS t "
-                   "WHERE t.id = (SELECT thread_id FROM thread_aliases WHERE alias = $1)")
+PG_GET_BY_ALIAS = (
+    f"SELECT {_PG_THREAD_DOC} FROM threads AS t "
+    "WHERE t.id = (SELECT thread_id FROM thread_aliases WHERE alias = $1)"
+)
 PG_USAGE = """
 SELECT json_build_object(
     'threads', (SELECT count(*) FROM threads),
@@ -134,10 +137,10 @@ def _jsonb_decode(value: bytes) -> Any:
 
 
 async def _pg_init(conn: Any) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
-                              encoder=_jsonb_encode, decoder=_jsonb_decode)
-    await conn.set_type_codec("json", schema="pg_catalog", format="binary",
-                              encoder=_encode, decoder=_decode)
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary", encoder=_jsonb_encode, decoder=_jsonb_decode
+    )
+    await conn.set_type_codec("json", schema="pg_catalog", format="binary", encoder=_encode, decoder=_decode)
 
 
 async def _no_reset(conn: Any) -> None:
@@ -159,8 +162,9 @@ def _phrase(text: str) -> str:
     return '"' + matching.fold(text).replace('"', '""') + '"'
 
 
-def _message_words(threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
-                   ) -> list[tuple[str, str, str, list[tuple[str, int]]]]:
+def _message_words(
+    threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
+) -> list[tuple[str, str, str, list[tuple[str, int]]]]:
     """(message id, thread id, content text, words as threadstore's indexer computes them) of
     every message with text."""
     out = []
@@ -185,15 +189,18 @@ class PgFloor:
     async def open(self) -> None:
         import asyncpg
 
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
-                                              init=_pg_init, reset=_no_reset)
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.pool_size, init=_pg_init, reset=_no_reset
+        )
 
     async def close(self) -> None:
         await self.pool.close()
 
     async def save_new(self, thread: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-        columns = [[data.json_text(m[c]) for m in messages] if c in data.JSON_COLUMNS
-                   else [m[c] for m in messages] for c in data.MESSAGE_COLUMNS]
+        columns = [
+            [data.json_text(m[c]) for m in messages] if c in data.JSON_COLUMNS else [m[c] for m in messages]
+            for c in data.MESSAGE_COLUMNS
+        ]
         await self.pool.execute(PG_SAVE_NEW, *[thread[c] for c in data.THREAD_COLUMNS], *columns)
 
     async def append(self, thread_id: str, message: dict[str, Any], updated_at: datetime) -> None:
@@ -232,34 +239,51 @@ class PgFloor:
         """The 20 best messages holding any of ``words``."""
         return list(await self.pool.fetch(PG_SEARCH_WORDS, " | ".join(f"'{w}'" for w in words)))
 
-    async def seed(self, threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
-                   aliases: Sequence[tuple[str, str]] = (), *, settle: bool = True) -> None:
+    async def seed(
+        self,
+        threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
+        aliases: Sequence[tuple[str, str]] = (),
+        *,
+        settle: bool = True,
+    ) -> None:
         """Bulk load with COPY (not timed): threads, their messages, aliases."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
-                "threads", columns=data.THREAD_COLUMNS,
-                records=[[t[c] for c in data.THREAD_COLUMNS] for t, _ in threads])
+                "threads",
+                columns=data.THREAD_COLUMNS,
+                records=[[t[c] for c in data.THREAD_COLUMNS] for t, _ in threads],
+            )
             await conn.copy_records_to_table(
-                "messages", columns=data.MESSAGE_COLUMNS,
-                records=[[m[c] for c in data.MESSAGE_COLUMNS] for _, ms in threads for m in ms])
+                "messages",
+                columns=data.MESSAGE_COLUMNS,
+                records=[[m[c] for c in data.MESSAGE_COLUMNS] for _, ms in threads for m in ms],
+            )
             # threadstore's search copies, as its writes and its content indexer leave them
             ids = [t["id"] for t, _ in threads]
             await conn.execute(
                 "INSERT INTO thread_search "
                 "(thread_id, title, attributes, platforms, source, platform_values) "
                 "SELECT id, title, attributes, platforms, source, threadstore_platform_values(platforms) "
-                "FROM threads WHERE id = any($1::text[])", ids)
+                "FROM threads WHERE id = any($1::text[])",
+                ids,
+            )
             indexed = _message_words(threads)
             await conn.execute(
                 "INSERT INTO message_text (message_id, thread_id, text, words) "
                 "SELECT i, t, x, w::tsvector FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
-                "AS u(i, t, x, w)", [r[0] for r in indexed], [r[1] for r in indexed],
-                [r[2] for r in indexed], [fulltext.tsvector(r[3]) for r in indexed])
+                "AS u(i, t, x, w)",
+                [r[0] for r in indexed],
+                [r[1] for r in indexed],
+                [r[2] for r in indexed],
+                [fulltext.tsvector(r[3]) for r in indexed],
+            )
             if aliases:
                 now = datetime.now(UTC)
                 await conn.copy_records_to_table(
-                    "thread_aliases", columns=("alias", "thread_id", "created_at"),
-                    records=[(a, t, now) for a, t in aliases])
+                    "thread_aliases",
+                    columns=("alias", "thread_id", "created_at"),
+                    records=[(a, t, now) for a, t in aliases],
+                )
         if settle:
             await self.settle()
 
@@ -272,8 +296,10 @@ class PgFloor:
         """After a bulk load: VACUUM (ANALYZE), as autovacuum soon would. Until then, plans rest on
         the statistics of near-empty tables, and each GIN search scans the index's pending list
         of every row loaded (find_by_attributes: 12.6 ms before, 0.6 ms after, 40,000 threads loaded)."""
-        await self.pool.execute("VACUUM (ANALYZE) threads, thread_search, messages, message_text, "
-                                "message_text_pending, thread_aliases")
+        await self.pool.execute(
+            "VACUUM (ANALYZE) threads, thread_search, messages, message_text, "
+            "message_text_pending, thread_aliases"
+        )
 
 
 # -- SQLite ----------------------------------------------------------------------------------------
@@ -298,18 +324,27 @@ _SQ_PAGE = "SELECT * FROM threads WHERE {where} ORDER BY updated_at DESC, id DES
 SQ_GET = _sq_rows("SELECT * FROM threads WHERE id = ?")
 SQ_LIST = _sq_rows(_SQ_PAGE.format(where="true", limit="?"))
 # From the same trigram indexes (of folded text) that threadstore reads, checked by LIKE.
-SQ_SEARCH_TITLE = _sq_rows(_SQ_PAGE.format(
-    where="id IN (SELECT tt.thread_id FROM title_trigrams JOIN thread_titles AS tt"
-          " ON tt.id = title_trigrams.rowid WHERE title_trigrams MATCH ?2)"
-          " AND title LIKE ?1 ESCAPE '\\'", limit=100))
-SQ_SEARCH_CONTENT = _sq_rows(_SQ_PAGE.format(
-    where="id IN (SELECT m.thread_id FROM message_trigrams JOIN message_words AS w"
-          " ON w.id = message_trigrams.rowid JOIN messages AS m ON m.id = w.message_id"
-          " WHERE message_trigrams MATCH ?2 AND m.content LIKE ?1 ESCAPE '\\')", limit=100))
+SQ_SEARCH_TITLE = _sq_rows(
+    _SQ_PAGE.format(
+        where="id IN (SELECT tt.thread_id FROM title_trigrams JOIN thread_titles AS tt"
+        " ON tt.id = title_trigrams.rowid WHERE title_trigrams MATCH ?2)"
+        " AND title LIKE ?1 ESCAPE '\\'",
+        limit=100,
+    )
+)
+SQ_SEARCH_CONTENT = _sq_rows(
+    _SQ_PAGE.format(
+        where="id IN (SELECT m.thread_id FROM message_trigrams JOIN message_words AS w"
+        " ON w.id = message_trigrams.rowid JOIN messages AS m ON m.id = w.message_id"
+        " WHERE message_trigrams MATCH ?2 AND m.content LIKE ?1 ESCAPE '\\')",
+        limit=100,
+    )
+)
 # One key, as the bench asks (a key path and a JSON scalar).
 SQ_FIND_ATTRIBUTE = _sq_rows(_SQ_PAGE.format(where="json_extract(attributes, ?) = ?", limit=100))
 SQ_GET_BY_ALIAS = _sq_rows(
-    "SELECT * FROM threads WHERE id = (SELECT thread_id FROM thread_aliases WHERE alias = ?)")
+    "SELECT * FROM threads WHERE id = (SELECT thread_id FROM thread_aliases WHERE alias = ?)"
+)
 SQ_USAGE = """
 SELECT (SELECT count(*) FROM threads), (SELECT count(*) FROM messages),
        (SELECT count(*) FROM threads WHERE updated_at >= ?),
@@ -324,8 +359,7 @@ SELECT (SELECT count(*) FROM threads), (SELECT count(*) FROM messages),
 
 _THREAD_KEYS = ("id", "title", "attributes", "platforms", "source", "created_at", "updated_at")
 _MESSAGE_KEYS = data.MESSAGE_COLUMNS
-_JSON_AT = tuple(i for i, k in enumerate(_THREAD_KEYS + _MESSAGE_KEYS)
-                 if k in data.JSON_COLUMNS)
+_JSON_AT = tuple(i for i, k in enumerate(_THREAD_KEYS + _MESSAGE_KEYS) if k in data.JSON_COLUMNS)
 
 
 def _threads_from_rows(rows: Any) -> list[dict[str, Any]]:
@@ -353,10 +387,14 @@ def _like_escape(text: str) -> str:
 
 _SQ_PLACEHOLDERS = ", ".join("?" * len(data.MESSAGE_COLUMNS))
 SQ_INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(data.MESSAGE_COLUMNS)}) VALUES ({_SQ_PLACEHOLDERS})"
-SQ_INSERT_THREAD = (f"INSERT INTO threads ({', '.join(data.THREAD_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(data.THREAD_COLUMNS))})")
-SQ_APPEND_THREAD = ("UPDATE threads SET updated_at = ?, last_sequence = last_sequence + 1 "
-                    "WHERE id = ? RETURNING last_sequence")
+SQ_INSERT_THREAD = (
+    f"INSERT INTO threads ({', '.join(data.THREAD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(data.THREAD_COLUMNS))})"
+)
+SQ_APPEND_THREAD = (
+    "UPDATE threads SET updated_at = ?, last_sequence = last_sequence + 1 "
+    "WHERE id = ? RETURNING last_sequence"
+)
 
 
 SQ_SEARCH_WORDS = """
@@ -384,7 +422,8 @@ class SqliteFloor:
 
         self.conn = await aiosqlite.connect(self.path, isolation_level=None)
         await self.conn.executescript(
-            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"
+        )
 
     async def close(self) -> None:
         await self.conn.close()
@@ -406,8 +445,9 @@ class SqliteFloor:
         async with self.lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = await self.conn.execute_fetchall(SQ_APPEND_THREAD,
-                                                        (data.sqlite_time(updated_at), thread_id))
+                rows = await self.conn.execute_fetchall(
+                    SQ_APPEND_THREAD, (data.sqlite_time(updated_at), thread_id)
+                )
                 values = data.sqlite_message_values({**message, "sequence": next(iter(rows))[0]})
                 await self.conn.execute(SQ_INSERT_MESSAGE, values)
                 await self.conn.execute("COMMIT")
@@ -451,29 +491,47 @@ class SqliteFloor:
         async with self.lock:
             rows = await self.conn.execute_fetchall(SQ_USAGE, since)
         threads, messages, hour, day, week, models = next(iter(rows))
-        return {"threads": threads, "messages": messages, "last_hour": hour, "last_day": day,
-                "last_week": week, "models": _decode(models)}
+        return {
+            "threads": threads,
+            "messages": messages,
+            "last_hour": hour,
+            "last_day": day,
+            "last_week": week,
+            "models": _decode(models),
+        }
 
-    async def seed(self, threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
-                   aliases: Sequence[tuple[str, str]] = (), *, settle: bool = True) -> None:
+    async def seed(
+        self,
+        threads: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]],
+        aliases: Sequence[tuple[str, str]] = (),
+        *,
+        settle: bool = True,
+    ) -> None:
         async with self.lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             await self.conn.executemany(SQ_INSERT_THREAD, [data.sqlite_thread_values(t) for t, _ in threads])
             await self.conn.executemany(
-                SQ_INSERT_MESSAGE, [data.sqlite_message_values(m) for _, ms in threads for m in ms])
+                SQ_INSERT_MESSAGE, [data.sqlite_message_values(m) for _, ms in threads for m in ms]
+            )
             if aliases:
                 now = data.sqlite_time(datetime.now(UTC))
                 await self.conn.executemany(
                     "INSERT INTO thread_aliases (alias, thread_id, created_at) VALUES (?, ?, ?)",
-                    [(a, t, now) for a, t in aliases])
+                    [(a, t, now) for a, t in aliases],
+                )
             # threadstore's full-text index, as its indexer leaves it (the triggers queued them)
             await self.conn.executemany(
                 "INSERT INTO message_words (message_id, words, text) VALUES (?, ?, ?)",
-                [(i, fulltext.fts5_text(w), matching.fold(text))
-                 for i, _, text, w in _message_words(threads)])
+                [
+                    (i, fulltext.fts5_text(w), matching.fold(text))
+                    for i, _, text, w in _message_words(threads)
+                ],
+            )
             await self.conn.execute("DELETE FROM message_words_pending")
-            await self.conn.executemany("INSERT INTO thread_titles (thread_id, text) VALUES (?, ?)",
-                                        [(t["id"], matching.fold(t["title"])) for t, _ in threads])
+            await self.conn.executemany(
+                "INSERT INTO thread_titles (thread_id, text) VALUES (?, ?)",
+                [(t["id"], matching.fold(t["title"])) for t, _ in threads],
+            )
             await self.conn.execute("DELETE FROM thread_titles_pending")
             await self.conn.execute("COMMIT")
         if settle:
@@ -481,8 +539,10 @@ class SqliteFloor:
 
     async def delete_threads(self, ids: Sequence[str]) -> None:
         async with self.lock:
-            await self.conn.execute("DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?))",
-                                    (_encode(list(ids)).decode(),))
+            await self.conn.execute(
+                "DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?))",
+                (_encode(list(ids)).decode(),),
+            )
         await self.settle()
 
     async def settle(self) -> None:

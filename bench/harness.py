@@ -40,9 +40,16 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        return {"workload": self.workload, "backend": self.backend, "side": self.side,
-                "unit": self.unit, "median": round(self.median, 4), "p95": round(self.p95, 4),
-                "samples": self.samples, **self.extra}
+        return {
+            "workload": self.workload,
+            "backend": self.backend,
+            "side": self.side,
+            "unit": self.unit,
+            "median": round(self.median, 4),
+            "p95": round(self.p95, 4),
+            "samples": self.samples,
+            **self.extra,
+        }
 
 
 def _settle_heap() -> None:
@@ -98,8 +105,9 @@ async def latency(workload: str, backend: str, sides: dict[str, Prep], settings:
         done = round_no + 1 - settings.warmup
         if done >= settings.min_rounds and max(spent.values()) > settings.budget:
             break
-    return [Result(workload, backend, n, "ms", statistics.median(s), p95(s), len(s))
-            for n, s in samples.items()]
+    return [
+        Result(workload, backend, n, "ms", statistics.median(s), p95(s), len(s)) for n, s in samples.items()
+    ]
 
 
 async def throughput(workload: str, backend: str, sides: dict[str, Burst], rounds: int) -> list[Result]:
@@ -114,9 +122,18 @@ async def throughput(workload: str, backend: str, sides: dict[str, Burst], round
             rate = await sides[name]()
             if round_no:
                 rates[name].append(rate)
-    return [Result(workload, backend, n, "ops/s", statistics.median(r),
-                   sorted(r)[max(0, round(0.05 * (len(r) - 1)))], len(r))
-            for n, r in rates.items()]
+    return [
+        Result(
+            workload,
+            backend,
+            n,
+            "ops/s",
+            statistics.median(r),
+            sorted(r)[max(0, round(0.05 * (len(r) - 1)))],
+            len(r),
+        )
+        for n, r in rates.items()
+    ]
 
 
 def ratio(result: Result, floor: Result) -> float:

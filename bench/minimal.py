@@ -88,9 +88,10 @@ SELECT t.id, t.title, t.attributes, t.platforms, t.created_at, t.updated_at,
   FROM {threads} AS t LEFT JOIN messages AS m ON m.thread_id = t.id"""
 
 PG_GET = _PG_JOINED.format(threads="threads") + " WHERE t.id = $1 ORDER BY m.sequence"
-PG_LIST = _PG_JOINED.format(
-    threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT $1)"
-) + " ORDER BY t.updated_at DESC, t.id, m.sequence"
+PG_LIST = (
+    _PG_JOINED.format(threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT $1)")
+    + " ORDER BY t.updated_at DESC, t.id, m.sequence"
+)
 
 # Bounded reads (issue 15) as one writes them by hand: the last messages of a thread from the
 # (thread_id, sequence) index; a sidebar page after a (updated_at, id) position, each thread with
@@ -117,14 +118,32 @@ SQ_PAGE = _PAGE.format(p1="?1", p2="?2", p3="?3")
 
 
 def _message(r: Any) -> dict[str, Any]:
-    return {"id": r[0], "thread_id": r[1], "sequence": r[2], "turn": r[3], "role": r[4],
-            "content": r[5], "metrics": r[6], "timestamp": r[7]}
+    return {
+        "id": r[0],
+        "thread_id": r[1],
+        "sequence": r[2],
+        "turn": r[3],
+        "role": r[4],
+        "content": r[5],
+        "metrics": r[6],
+        "timestamp": r[7],
+    }
 
 
 def _summaries(rows: Any) -> list[dict[str, Any]]:
-    return [{"id": r[0], "title": r[1], "attributes": r[2], "platforms": r[3], "created_at": r[4],
-             "updated_at": r[5], "message_count": r[6],
-             "last_message": None if r[7] is None else _message(r[7:])} for r in rows]
+    return [
+        {
+            "id": r[0],
+            "title": r[1],
+            "attributes": r[2],
+            "platforms": r[3],
+            "created_at": r[4],
+            "updated_at": r[5],
+            "message_count": r[6],
+            "last_message": None if r[7] is None else _message(r[7:]),
+        }
+        for r in rows
+    ]
 
 
 def _threads_from_rows(rows: Any) -> list[dict[str, Any]]:
@@ -133,20 +152,40 @@ def _threads_from_rows(rows: Any) -> list[dict[str, Any]]:
     current: dict[str, Any] = {}
     for r in rows:
         if not threads or current["id"] != r[0]:
-            current = {"id": r[0], "title": r[1], "attributes": r[2], "platforms": r[3],
-                       "created_at": r[4], "updated_at": r[5], "messages": []}
+            current = {
+                "id": r[0],
+                "title": r[1],
+                "attributes": r[2],
+                "platforms": r[3],
+                "created_at": r[4],
+                "updated_at": r[5],
+                "messages": [],
+            }
             threads.append(current)
         if r[6] is not None:
-            current["messages"].append({"id": r[6], "thread_id": r[7], "sequence": r[8], "turn": r[9],
-                                        "role": r[10], "content": r[11], "metrics": r[12],
-                                        "timestamp": r[13]})
+            current["messages"].append(
+                {
+                    "id": r[6],
+                    "thread_id": r[7],
+                    "sequence": r[8],
+                    "turn": r[9],
+                    "role": r[10],
+                    "content": r[11],
+                    "metrics": r[12],
+                    "timestamp": r[13],
+                }
+            )
     return threads
 
 
 async def _pg_init(conn: Any) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
-                              encoder=lambda value: b"\x01" + _encode(value),
-                              decoder=lambda value: _decode(value[1:]))
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
+        encoder=lambda value: b"\x01" + _encode(value),
+        decoder=lambda value: _decode(value[1:]),
+    )
 
 
 async def _no_reset(conn: Any) -> None:
@@ -165,21 +204,33 @@ class MinimalPgFloor:
     async def open(self) -> None:
         import asyncpg
 
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=5, max_size=15,
-                                              init=_pg_init, reset=_no_reset)
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=5, max_size=15, init=_pg_init, reset=_no_reset
+        )
         await self.pool.execute(PG_SCHEMA)
 
     async def close(self) -> None:
         await self.pool.close()
 
     async def save_new(self, thread: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-        await self.pool.execute(PG_SAVE_NEW, *[thread[c] for c in THREAD_COLUMNS],
-                                *[[m[c] for m in messages] for c in MESSAGE_COLUMNS])
+        await self.pool.execute(
+            PG_SAVE_NEW,
+            *[thread[c] for c in THREAD_COLUMNS],
+            *[[m[c] for m in messages] for c in MESSAGE_COLUMNS],
+        )
 
     async def append(self, thread_id: str, message: dict[str, Any], updated_at: datetime) -> None:
-        await self.pool.execute(PG_APPEND, thread_id, updated_at, message["id"], message["turn"],
-                                message["role"], message["content"], message["metrics"],
-                                message["timestamp"])
+        await self.pool.execute(
+            PG_APPEND,
+            thread_id,
+            updated_at,
+            message["id"],
+            message["turn"],
+            message["role"],
+            message["content"],
+            message["metrics"],
+            message["timestamp"],
+        )
 
     async def get(self, thread_id: str) -> dict[str, Any] | None:
         return next(iter(_threads_from_rows(await self.pool.fetch(PG_GET, thread_id))), None)
@@ -197,19 +248,24 @@ class MinimalPgFloor:
 
     async def position(self, offset: int) -> tuple[datetime, str]:
         """The (updated_at, id) of the thread at ``offset`` in the sidebar order (not timed)."""
-        row = await self.pool.fetchrow("SELECT updated_at, id FROM threads "
-                                       "ORDER BY updated_at DESC, id DESC OFFSET $1 LIMIT 1", offset)
+        row = await self.pool.fetchrow(
+            "SELECT updated_at, id FROM threads ORDER BY updated_at DESC, id DESC OFFSET $1 LIMIT 1", offset
+        )
         return row[0], row[1]
 
     async def seed(self, threads: Rows, *, settle: bool = True) -> None:
         """Bulk load with COPY (not timed)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
-                "threads", columns=THREAD_COLUMNS,
-                records=[[t[c] for c in THREAD_COLUMNS] for t, _ in threads])
+                "threads",
+                columns=THREAD_COLUMNS,
+                records=[[t[c] for c in THREAD_COLUMNS] for t, _ in threads],
+            )
             await conn.copy_records_to_table(
-                "messages", columns=MESSAGE_COLUMNS,
-                records=[[m[c] for c in MESSAGE_COLUMNS] for _, ms in threads for m in ms])
+                "messages",
+                columns=MESSAGE_COLUMNS,
+                records=[[m[c] for c in MESSAGE_COLUMNS] for _, ms in threads for m in ms],
+            )
         if settle:
             await self.settle()
 
@@ -251,10 +307,13 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_thread_sequence ON messages (thread_id, sequence);
 """
 
-SQ_INSERT_THREAD = ("INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)")
-SQ_INSERT_MESSAGE = ("INSERT INTO messages (id, thread_id, sequence, turn, role, content, metrics, "
-                     "timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQ_INSERT_THREAD = (
+    "INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+SQ_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, thread_id, sequence, turn, role, content, metrics, "
+    "timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 SQ_TOUCH = "UPDATE threads SET updated_at = ? WHERE id = ?"
 SQ_APPEND = """
 INSERT INTO messages (id, thread_id, sequence, turn, role, content, metrics, timestamp)
@@ -262,19 +321,34 @@ SELECT ?1, ?2, coalesce((SELECT max(sequence) FROM messages WHERE thread_id = ?2
        ?3, ?4, ?5, ?6, ?7"""
 
 SQ_GET = _PG_JOINED.format(threads="threads") + " WHERE t.id = ? ORDER BY m.sequence"
-SQ_LIST = _PG_JOINED.format(
-    threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT ?)"
-) + " ORDER BY t.updated_at DESC, t.id, m.sequence"
+SQ_LIST = (
+    _PG_JOINED.format(threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT ?)")
+    + " ORDER BY t.updated_at DESC, t.id, m.sequence"
+)
 
 
 def _sq_thread(t: dict[str, Any]) -> tuple[Any, ...]:
-    return (t["id"], t["title"], _encode(t["attributes"]).decode(), _encode(t["platforms"]).decode(),
-            data.sqlite_time(t["created_at"]), data.sqlite_time(t["updated_at"]))
+    return (
+        t["id"],
+        t["title"],
+        _encode(t["attributes"]).decode(),
+        _encode(t["platforms"]).decode(),
+        data.sqlite_time(t["created_at"]),
+        data.sqlite_time(t["updated_at"]),
+    )
 
 
 def _sq_message(m: dict[str, Any]) -> tuple[Any, ...]:
-    return (m["id"], m["thread_id"], m["sequence"], m["turn"], m["role"], m["content"],
-            _encode(m["metrics"]).decode(), data.sqlite_time(m["timestamp"]))
+    return (
+        m["id"],
+        m["thread_id"],
+        m["sequence"],
+        m["turn"],
+        m["role"],
+        m["content"],
+        _encode(m["metrics"]).decode(),
+        data.sqlite_time(m["timestamp"]),
+    )
 
 
 def _sq_threads_from_rows(rows: Any) -> list[dict[str, Any]]:
@@ -319,8 +393,15 @@ class MinimalSqliteFloor:
                 raise
 
     async def append(self, thread_id: str, message: dict[str, Any], updated_at: datetime) -> None:
-        values = (message["id"], thread_id, message["turn"], message["role"], message["content"],
-                  _encode(message["metrics"]).decode(), data.sqlite_time(message["timestamp"]))
+        values = (
+            message["id"],
+            thread_id,
+            message["turn"],
+            message["role"],
+            message["content"],
+            _encode(message["metrics"]).decode(),
+            data.sqlite_time(message["timestamp"]),
+        )
         async with self.lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -367,7 +448,8 @@ class MinimalSqliteFloor:
         async with self.lock:
             [(when, thread_id)] = await self.conn.execute_fetchall(
                 "SELECT updated_at, id FROM threads ORDER BY updated_at DESC, id DESC LIMIT 1 OFFSET ?",
-                (offset,))
+                (offset,),
+            )
         return datetime.fromisoformat(when), thread_id
 
     async def seed(self, threads: Rows, *, settle: bool = True) -> None:
@@ -381,8 +463,10 @@ class MinimalSqliteFloor:
 
     async def delete_threads(self, ids: Sequence[str]) -> None:
         async with self.lock:
-            await self.conn.execute("DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?))",
-                                    (_encode(list(ids)).decode(),))
+            await self.conn.execute(
+                "DELETE FROM threads WHERE id IN (SELECT value FROM json_each(?))",
+                (_encode(list(ids)).decode(),),
+            )
         await self.settle()
 
     async def settle(self) -> None:

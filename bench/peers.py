@@ -56,6 +56,7 @@ class Narrator:
         async def prep(i: int) -> Op:
             thread = self.thread(10)
             return lambda: self.store.save(thread)
+
         return prep
 
     async def append(self, size: int) -> Prep | None:
@@ -74,6 +75,7 @@ class Narrator:
             thread.add_message(self.message(entry[0], entry[1]))
             entry[1] += 1
             return lambda: self.store.save(thread)
+
         return prep
 
     async def get(self, size: int) -> Prep | None:
@@ -88,6 +90,7 @@ class Narrator:
         async def prep(i: int) -> Op:
             thread_id = ids[i % len(ids)]
             return lambda: self.store.get(thread_id)
+
         return prep
 
     async def list(self) -> Prep:
@@ -95,6 +98,7 @@ class Narrator:
         # or more): the page it reads is 20 threads with their messages all the same.
         async def prep(i: int) -> Op:
             return lambda: self.store.list(limit=20)
+
         return prep
 
 
@@ -133,6 +137,7 @@ class LangchainHistory:
             history, number = self.history(), data.fresh_number()
             messages = [self.message(number, n) for n in range(1, 11)]
             return lambda: history.aadd_messages(messages)
+
         return prep
 
     async def append(self, size: int) -> Prep | None:
@@ -148,6 +153,7 @@ class LangchainHistory:
             history = histories[i % len(histories)]
             message = self.message(data.fresh_number(), 1)
             return lambda: history.aadd_messages([message])
+
         return prep
 
     # An add needs no loaded session: it is threadstore's append() as much as its save().
@@ -164,6 +170,7 @@ class LangchainHistory:
 
         async def prep(i: int) -> Op:
             return histories[i % len(histories)].aget_messages
+
         return prep
 
 

@@ -47,8 +47,10 @@ def met(workload: str, value: float) -> bool:
 def load(document: dict[str, Any]) -> list[Result]:
     """A results file's rows as Results (extra keys such as ``paired`` kept)."""
     fields = ("workload", "backend", "side", "unit", "median", "p95", "samples")
-    return [Result(*(row[f] for f in fields), extra={k: v for k, v in row.items() if k not in fields})
-            for row in document["results"]]
+    return [
+        Result(*(row[f] for f in fields), extra={k: v for k, v in row.items() if k not in fields})
+        for row in document["results"]
+    ]
 
 
 def group(results: list[Result]) -> Grouped:
@@ -81,11 +83,17 @@ def ratios(results: list[Result]) -> dict[str, dict[str, dict[str, dict[str, flo
             entry: dict[str, dict[str, float]] = {}
             for side, r in sides.items():
                 if side in MAIN:
-                    against = {ref: round(ratio(r, sides[ref]), 3) for ref in REFERENCES
-                               if ref in sides and ref != side}
+                    against = {
+                        ref: round(ratio(r, sides[ref]), 3)
+                        for ref in REFERENCES
+                        if ref in sides and ref != side
+                    }
                 else:
-                    against = {ref: round(value, 3) for ref in ("minimal", "threadstore")
-                               if (value := peer_ratio(r, ref, sides)) is not None}
+                    against = {
+                        ref: round(value, 3)
+                        for ref in ("minimal", "threadstore")
+                        if (value := peer_ratio(r, ref, sides)) is not None
+                    }
                 if against:
                     entry[side] = against
             if entry:
@@ -107,14 +115,20 @@ def row_cells(workload: str, sides: dict[str, Result], peers: list[str]) -> dict
     """One workload's cells, shared by the printed table and the Markdown one."""
     ts, ref = sides.get("threadstore"), reference(sides)
     op, bound = target(workload)
-    cells = {"workload": workload, "threadstore": _fmt(ts), "minimal": _fmt(sides.get("minimal")),
-             "floor": _fmt(sides.get("floor")),
-             "vs minimal": _x(ratio(ts, sides["minimal"])) if ts and "minimal" in sides else "-",
-             "target": f"{op} {bound:.1f}x" + ("" if ref in (None, "minimal") else " (same-schema)"),
-             "met": "-", "vs same-schema": _x(ratio(ts, sides["floor"])) if ts and "floor" in sides else "-",
-             "p95 ts": f"{ts.p95:.3f}" if ts and ts.unit == "ms" else "-",
-             "p95 minimal": f"{sides['minimal'].p95:.3f}" if "minimal" in sides and ts and ts.unit == "ms"
-             else "-"}
+    cells = {
+        "workload": workload,
+        "threadstore": _fmt(ts),
+        "minimal": _fmt(sides.get("minimal")),
+        "floor": _fmt(sides.get("floor")),
+        "vs minimal": _x(ratio(ts, sides["minimal"])) if ts and "minimal" in sides else "-",
+        "target": f"{op} {bound:.1f}x" + ("" if ref in (None, "minimal") else " (same-schema)"),
+        "met": "-",
+        "vs same-schema": _x(ratio(ts, sides["floor"])) if ts and "floor" in sides else "-",
+        "p95 ts": f"{ts.p95:.3f}" if ts and ts.unit == "ms" else "-",
+        "p95 minimal": f"{sides['minimal'].p95:.3f}"
+        if "minimal" in sides and ts and ts.unit == "ms"
+        else "-",
+    }
     if ts and ref:
         cells["met"] = "yes" if met(workload, ratio(ts, sides[ref])) else "MISSED"
     for peer in peers:
@@ -127,9 +141,19 @@ def row_cells(workload: str, sides: dict[str, Result], peers: list[str]) -> dict
 
 
 def header(peers: list[str]) -> list[str]:
-    return ["workload", "threadstore", "minimal", "floor", "vs minimal", "target", "met",
-            "vs same-schema", "p95 ts", "p95 minimal",
-            *[c for p in peers for c in (p, f"{p} vs minimal", f"threadstore vs {p}")]]
+    return [
+        "workload",
+        "threadstore",
+        "minimal",
+        "floor",
+        "vs minimal",
+        "target",
+        "met",
+        "vs same-schema",
+        "p95 ts",
+        "p95 minimal",
+        *[c for p in peers for c in (p, f"{p} vs minimal", f"threadstore vs {p}")],
+    ]
 
 
 _TITLES = {"minimal": "minimal floor", "floor": "same-schema", "met": "met?"}
@@ -148,20 +172,36 @@ def table(results: list[Result], imports: dict[str, Any], facts: dict[str, Any],
     for backend, rows in group(results).items():
         present = [p for p in peers if any(p in sides for sides in rows.values())]
         columns = header(present)
-        rendered = [[_TITLES.get(c, c.replace("threadstore vs ", "ts / ").replace(" vs minimal", " / min"))
-                     for c in columns]]
-        rendered += [[row_cells(w, sides, present)[c] for c in columns]
-                     for w, sides in rows.items() if "threadstore" in sides]
+        rendered = [
+            [
+                _TITLES.get(c, c.replace("threadstore vs ", "ts / ").replace(" vs minimal", " / min"))
+                for c in columns
+            ]
+        ]
+        rendered += [
+            [row_cells(w, sides, present)[c] for c in columns]
+            for w, sides in rows.items()
+            if "threadstore" in sides
+        ]
         widths = [max(len(r[i]) for r in rendered) for i in range(len(columns))]
-        lines += ["", f"{BACKEND_NAMES.get(backend, backend)} — median ms (ops/s); vs = threadstore's "
-                  "median over the other's (ops/s: over the other's ops/s); targets vs the minimal floor"]
+        lines += [
+            "",
+            f"{BACKEND_NAMES.get(backend, backend)} — median ms (ops/s); vs = threadstore's "
+            "median over the other's (ops/s: over the other's ops/s); targets vs the minimal floor",
+        ]
         for r in rendered:
-            lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                                   for i, (cell, w) in enumerate(zip(r, widths, strict=True))))
+            lines.append(
+                "  ".join(
+                    cell.ljust(w) if i == 0 else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
         lines += [f"  {line}" for line in append_growth(rows)]
-        lines += [f"  growth {name}, {low:,} -> {high:,} threads: "
-                  + ", ".join(f"{SIDE_NAMES.get(s, s)} {v:.2f}x" for s, v in values.items())
-                  for name, low, high, values in store_growth(rows)]
+        lines += [
+            f"  growth {name}, {low:,} -> {high:,} threads: "
+            + ", ".join(f"{SIDE_NAMES.get(s, s)} {v:.2f}x" for s, v in values.items())
+            for name, low, high, values in store_growth(rows)
+        ]
     return "\n".join(lines)
 
 
@@ -177,9 +217,11 @@ def append_growth(rows: dict[str, dict[str, Result]]) -> list[str]:
             ts = large["threadstore"].median / small["threadstore"].median
             floor = large[ref].median / small[ref].median
             verdict = "met" if ts <= 1.2 else "MISSED"
-            lines.append(f"append to 10,000 vs to 10 via {how}: threadstore {ts:.2f}x (target <= 1.20x, "
-                         f"{verdict}); the {SIDE_NAMES[ref]}'s {floor:.2f}x; threadstore's over the "
-                         f"floor's {ts / floor:.2f}x")
+            lines.append(
+                f"append to 10,000 vs to 10 via {how}: threadstore {ts:.2f}x (target <= 1.20x, "
+                f"{verdict}); the {SIDE_NAMES[ref]}'s {floor:.2f}x; threadstore's over the "
+                f"floor's {ts / floor:.2f}x"
+            )
     return lines
 
 
@@ -195,17 +237,27 @@ def store_growth(rows: dict[str, dict[str, Result]]) -> list[tuple[str, int, int
         if len(by_size) < 2:
             continue
         low, high = min(by_size), max(by_size)
-        values = {side: by_size[high][side].median / by_size[low][side].median
-                  for side in MAIN if side in by_size[low] and side in by_size[high]}
+        values = {
+            side: by_size[high][side].median / by_size[low][side].median
+            for side in MAIN
+            if side in by_size[low] and side in by_size[high]
+        }
         out.append((name, low, high, values))
     return out
 
 
 # -- Markdown ---------------------------------------------------------------------------------------
 
-_MD_TITLES = {"threadstore": "threadstore ms", "minimal": "minimal floor ms", "floor": "same-schema floor ms",
-              "vs minimal": "threadstore / minimal", "vs same-schema": "threadstore / same-schema",
-              "met": "met?", "p95 ts": "p95 threadstore", "p95 minimal": "p95 minimal"}
+_MD_TITLES = {
+    "threadstore": "threadstore ms",
+    "minimal": "minimal floor ms",
+    "floor": "same-schema floor ms",
+    "vs minimal": "threadstore / minimal",
+    "vs same-schema": "threadstore / same-schema",
+    "met": "met?",
+    "p95 ts": "p95 threadstore",
+    "p95 minimal": "p95 minimal",
+}
 
 
 def _md_table(head: list[str], body: list[list[str]]) -> str:
@@ -222,18 +274,24 @@ def markdown(document: dict[str, Any]) -> str:
     for backend, rows in group(results).items():
         present = [p for p in peers if any(p in sides for sides in rows.values())]
         columns = [c for c in header(present) if not c.startswith("p95")]
-        body = [[row_cells(w, sides, present)[c] for c in columns]
-                for w, sides in rows.items() if "threadstore" in sides]
-        head = [_MD_TITLES.get(c) or (f"{c} ms" if c in present else c.replace(" vs ", " / "))
-                for c in columns]
+        body = [
+            [row_cells(w, sides, present)[c] for c in columns]
+            for w, sides in rows.items()
+            if "threadstore" in sides
+        ]
+        head = [
+            _MD_TITLES.get(c) or (f"{c} ms" if c in present else c.replace(" vs ", " / ")) for c in columns
+        ]
         parts.append(f"### {BACKEND_NAMES.get(backend, backend)}\n\n{_md_table(head, body)}")
         growth = append_growth(rows)
         if growth:
             parts.append("\n".join(f"- {line}" for line in growth))
     store = markdown_growth(document)
     if store:
-        parts.append("### Store growth\n\nCost on the largest store over the cost on the smallest "
-                     "(1.00x: flat; target <= 1.5x).\n\n" + store)
+        parts.append(
+            "### Store growth\n\nCost on the largest store over the cost on the smallest "
+            "(1.00x: flat; target <= 1.5x).\n\n" + store
+        )
     return "\n\n".join(parts)
 
 

@@ -64,18 +64,28 @@ class Plan:
 # One operation per side per round: the sides alternate operation by operation, so a burst of
 # load on this shared machine hits them alike.
 FULL = Plan(quick=False, settings=Settings(warmup=1, rounds=300, min_rounds=5, batch=1, budget=2.5))
-QUICK = Plan(quick=True, settings=Settings(warmup=1, rounds=20, min_rounds=3, batch=1, budget=0.2),
-             store_sizes=(1_000,), page_sizes=(20_000,), concurrency_rounds=1, ops_per_task=2, import_runs=3)
+QUICK = Plan(
+    quick=True,
+    settings=Settings(warmup=1, rounds=20, min_rounds=3, batch=1, budget=0.2),
+    store_sizes=(1_000,),
+    page_sizes=(20_000,),
+    concurrency_rounds=1,
+    ops_per_task=2,
+    import_runs=3,
+)
 
 
 def import_time(runs: int) -> dict[str, Any]:
     """``import threadstore`` in fresh interpreters (median and fastest wall time), whether it
     loaded a driver, and ``import msgspec`` alone (its one import-time dependency) for scale;
     the two alternate, so load on the machine hits both alike."""
+
     def once(module: str) -> tuple[float, bool]:
-        code = ("import sys, time; t = time.perf_counter(); import " + module + "; "
-                "t = time.perf_counter() - t; "
-                "print(t * 1000, any(m in sys.modules for m in ('asyncpg', 'aiosqlite', 'sqlite3')))")
+        code = (
+            "import sys, time; t = time.perf_counter(); import " + module + "; "
+            "t = time.perf_counter() - t; "
+            "print(t * 1000, any(m in sys.modules for m in ('asyncpg', 'aiosqlite', 'sqlite3')))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         elapsed, loaded = out.stdout.split()
         return float(elapsed), loaded == "True"
@@ -86,9 +96,13 @@ def import_time(runs: int) -> dict[str, Any]:
         times.append(elapsed)
         drivers = drivers or loaded
         baseline.append(once("msgspec")[0])
-    return {"median_ms": round(statistics.median(times), 2), "min_ms": round(min(times), 2),
-            "runs_ms": [round(t, 2) for t in times], "drivers_imported": drivers,
-            "msgspec_median_ms": round(statistics.median(baseline), 2)}
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "min_ms": round(min(times), 2),
+        "runs_ms": [round(t, 2) for t in times],
+        "drivers_imported": drivers,
+        "msgspec_median_ms": round(statistics.median(baseline), 2),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -124,15 +138,23 @@ async def pg_version(url: str) -> str:
     return version
 
 
-async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Plan, only: set[str],
-                      peers: list[Any]) -> list[Result]:
+async def run_backend(
+    backend: str, url: str, floor: Any, minimal: Any, plan: Plan, only: set[str], peers: list[Any]
+) -> list[Result]:
     store = await ThreadStore.create(url)
     await floor.open()
     await minimal.open()
     for peer in peers:
         await peer.open()
-    env = Env(backend=backend, store=store, floor=floor, minimal=minimal, settings=plan.settings,
-              peers=peers, full=not plan.quick)
+    env = Env(
+        backend=backend,
+        store=store,
+        floor=floor,
+        minimal=minimal,
+        settings=plan.settings,
+        peers=peers,
+        full=not plan.quick,
+    )
     results: list[Result] = []
     steps: list[tuple[str, Callable[[], Awaitable[list[Result]]]]] = [
         ("save", lambda: workloads.save_new(env)),
@@ -140,11 +162,14 @@ async def run_backend(backend: str, url: str, floor: Any, minimal: Any, plan: Pl
         *[("get", lambda s=s: workloads.get(env, s)) for s in plan.get_sizes],
         ("concurrent", lambda: workloads.concurrent(env, plan.concurrency_rounds, plan.ops_per_task)),
     ]
+
     async def grow(size: int) -> None:
         started = time.perf_counter()
         await workloads.grow_store(env, size)
-        print(f"  {time.perf_counter() - started:5.1f}s {backend:8} seeded the store to {size:,} threads",
-              flush=True)
+        print(
+            f"  {time.perf_counter() - started:5.1f}s {backend:8} seeded the store to {size:,} threads",
+            flush=True,
+        )
 
     try:
         # Every workload runs on a store that already holds threads and has statistics, as a
@@ -182,18 +207,31 @@ def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     packages = {}
-    for name in ("threadstore", "asyncpg", "aiosqlite", "msgspec", "langchain-postgres", "psycopg",
-                 "slide-narrator"):
+    for name in (
+        "threadstore",
+        "asyncpg",
+        "aiosqlite",
+        "msgspec",
+        "langchain-postgres",
+        "psycopg",
+        "slide-narrator",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "cpu": cpu, "load_average": list(os.getloadavg()),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "postgresql": versions.get("postgres"), "sqlite": sqlite3.sqlite_version,
-        "packages": packages, "commit": commit or None,
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "load_average": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgresql": versions.get("postgres"),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": packages,
+        "commit": commit or None,
     }
 
 
@@ -204,8 +242,11 @@ async def amain(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else set(STEPS)
     backends = args.backends.split(",")
     started = time.perf_counter()
-    print(f"threadstore bench ({'quick' if plan.quick else 'full'}): interleaved rounds, "
-          "medians in ms (ops/s for the concurrent workload)", flush=True)
+    print(
+        f"threadstore bench ({'quick' if plan.quick else 'full'}): interleaved rounds, "
+        "medians in ms (ops/s for the concurrent workload)",
+        flush=True,
+    )
     imports = import_time(plan.import_runs)
     print(f"  import threadstore: {imports['median_ms']:.1f} ms (median of {plan.import_runs})", flush=True)
 
@@ -225,17 +266,27 @@ async def amain(args: argparse.Namespace) -> int:
             async with contextlib.AsyncExitStack() as stack:
                 url = await stack.enter_async_context(pg_database(server))
                 minimal_url = await stack.enter_async_context(pg_database(server))
-                peers = peer_sides.postgres(await stack.enter_async_context(pg_database(server))) \
-                    if args.peers else []
-                results += await run_backend("postgres", url, PgFloor(url), MinimalPgFloor(minimal_url),
-                                             plan, only, peers)
+                peers = (
+                    peer_sides.postgres(await stack.enter_async_context(pg_database(server)))
+                    if args.peers
+                    else []
+                )
+                results += await run_backend(
+                    "postgres", url, PgFloor(url), MinimalPgFloor(minimal_url), plan, only, peers
+                )
     if "sqlite" in backends:
         with tempfile.TemporaryDirectory(prefix="threadstore-bench-") as tmp:
             path = os.path.join(tmp, "bench.db")
             peers = peer_sides.sqlite(tmp) if args.peers else []
-            results += await run_backend("sqlite", f"sqlite+aiosqlite:///{path}", SqliteFloor(path),
-                                         MinimalSqliteFloor(os.path.join(tmp, "minimal.db")),
-                                         plan, only, peers)
+            results += await run_backend(
+                "sqlite",
+                f"sqlite+aiosqlite:///{path}",
+                SqliteFloor(path),
+                MinimalSqliteFloor(os.path.join(tmp, "minimal.db")),
+                plan,
+                only,
+                peers,
+            )
     facts = machine_facts(versions)
     elapsed = time.perf_counter() - started
     print()
@@ -243,9 +294,15 @@ async def amain(args: argparse.Namespace) -> int:
     name = "quick.json" if plan.quick else "latest.json"  # peers run interleaved: one file
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": report.FORMAT, "mode": "quick" if plan.quick else "full", "machine": facts,
-                "elapsed_s": round(elapsed, 1), "import_threadstore": imports,
-                "results": [r.row() for r in results], "ratios": report.ratios(results)}
+    document = {
+        "format": report.FORMAT,
+        "mode": "quick" if plan.quick else "full",
+        "machine": facts,
+        "elapsed_s": round(elapsed, 1),
+        "import_threadstore": imports,
+        "results": [r.row() for r in results],
+        "ratios": report.ratios(results),
+    }
     out.write_text(json.dumps(document, indent=1) + "\n")
     print(f"\nresults: {out} ({elapsed:.0f} s)")
     return 0
@@ -255,20 +312,38 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the bench's database is still dropped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1",
-                        help="a smoke run of about a minute (also QUICK=1)")
-    parser.add_argument("--peers", action="store_true", default=os.environ.get("PEERS") == "1",
-                        help="also measure slide-narrator and langchain-postgres (also PEERS=1)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("QUICK") == "1",
+        help="a smoke run of about a minute (also QUICK=1)",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        default=os.environ.get("PEERS") == "1",
+        help="also measure slide-narrator and langchain-postgres (also PEERS=1)",
+    )
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")
     parser.add_argument("--out", help="where to write the JSON results")
-    parser.add_argument("--store-sizes", help="comma-separated thread counts of the seeded store, in "
-                        "increasing order (4 messages each; default 1000,10000,100000)")
-    parser.add_argument("--markdown", metavar="RESULTS", help="print a results file's full tables in "
-                        "Markdown (as in bench/README.md), and run nothing")
-    parser.add_argument("--write-docs", metavar="RESULTS", help="regenerate bench/README.md and the "
-                        "table between docs/performance.md's bench markers from a results file, "
-                        "and run nothing")
+    parser.add_argument(
+        "--store-sizes",
+        help="comma-separated thread counts of the seeded store, in "
+        "increasing order (4 messages each; default 1000,10000,100000)",
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="RESULTS",
+        help="print a results file's full tables in Markdown (as in bench/README.md), and run nothing",
+    )
+    parser.add_argument(
+        "--write-docs",
+        metavar="RESULTS",
+        help="regenerate bench/README.md and the "
+        "table between docs/performance.md's bench markers from a results file, "
+        "and run nothing",
+    )
     args = parser.parse_args(argv)
     if args.markdown:
         print(report.markdown(json.loads(Path(args.markdown).read_text())))

@@ -43,8 +43,9 @@ class Env:
         uses up the main sides' time budget nor is compared across calls. A peer's result keeps
         the medians of its call's threadstore and minimal floor (``paired``) for its ratios."""
         present = {name: prep for name, prep in sides.items() if prep is not None}
-        results = await latency(workload, self.backend,
-                                {n: present.pop(n) for n in MAIN if n in present}, self.settings)
+        results = await latency(
+            workload, self.backend, {n: present.pop(n) for n in MAIN if n in present}, self.settings
+        )
         _progress(results)
         companions = {n: p for n in ("threadstore", "minimal") if (p := sides.get(n)) is not None}
         for name, prep in present.items():
@@ -76,8 +77,11 @@ _START = time.perf_counter()
 def _progress(results: list[Result]) -> None:
     first = results[0]
     parts = ", ".join(f"{r.side} {r.median:.3f}" for r in results)
-    print(f"  {time.perf_counter() - _START:5.0f}s {first.backend:8} {first.workload:36} {parts} "
-          f"{first.unit} (n={first.samples})", flush=True)
+    print(
+        f"  {time.perf_counter() - _START:5.0f}s {first.backend:8} {first.workload:36} {parts} "
+        f"{first.unit} (n={first.samples})",
+        flush=True,
+    )
 
 
 def fixture_rows(count: int, size: int, base: datetime = data.EPOCH) -> Rows:
@@ -85,12 +89,17 @@ def fixture_rows(count: int, size: int, base: datetime = data.EPOCH) -> Rows:
     rows: Rows = []
     for _ in range(count):
         thread_id, number = data.new_id(), data.fresh_number()
-        rows.append((data.thread_row(thread_id, number, size, base),
-                     [data.message_row(thread_id, number, n) for n in range(1, size + 1)]))
+        rows.append(
+            (
+                data.thread_row(thread_id, number, size, base),
+                [data.message_row(thread_id, number, n) for n in range(1, size + 1)],
+            )
+        )
     return rows
 
 
 # -- writes -------------------------------------------------------------------------------------
+
 
 async def save_new(env: Env) -> list[Result]:
     """Save a new thread of 10 messages."""
@@ -105,19 +114,22 @@ async def save_new(env: Env) -> list[Result]:
 
     def raw(floor: Any, ids: list[str]) -> Prep:
         """A floor's save: plain rows of a new thread, its id kept in ``ids`` for deleting."""
+
         async def prep(i: int) -> Op:
             thread_id, number = data.new_id(), data.fresh_number()
             thread = data.thread_row(thread_id, number, 10)
             messages = [data.message_row(thread_id, number, n) for n in range(1, 11)]
             ids.append(thread_id)
             return lambda: floor.save_new(thread, messages)
+
         return prep
 
     floor, minimal = raw(env.floor, created), raw(env.minimal, minimal_created)
 
-    results = await env.measure("save new thread (10 msgs)",
-                                {"threadstore": threadstore, "minimal": minimal, "floor": floor,
-                                 **await env.peer_preps("save_new")})
+    results = await env.measure(
+        "save new thread (10 msgs)",
+        {"threadstore": threadstore, "minimal": minimal, "floor": floor, **await env.peer_preps("save_new")},
+    )
     await env.delete(created, minimal_created)
     return results
 
@@ -155,29 +167,40 @@ async def append(env: Env, size: int) -> list[Result]:
 
     def raw(floor: Any, rows: Rows) -> Prep:
         """A floor's append: one message row to one of its own ``rows``' threads."""
+
         async def prep(i: int) -> Op:
             thread_id = rows[i % count][0]["id"]
             message = data.message_row(thread_id, *message_no(thread_id))
             now = datetime.now(UTC)
             return lambda: floor.append(thread_id, message, now)
+
         return prep
 
     floor, minimal = raw(env.floor, floor_rows), raw(env.minimal, minimal_rows)
 
     # Peers that add a message without loading the thread (langchain-postgres) run in both
     # rows; those that save a loaded thread (slide-narrator) only in the save() row.
-    results = await env.measure(f"append 1 msg to {size:,}: save()",
-                                {"threadstore": via_save, "minimal": minimal, "floor": floor,
-                                 **await env.peer_preps("append", size)})
-    results += await env.measure(f"append 1 msg to {size:,}: append()",
-                                 {"threadstore": via_append, "minimal": minimal, "floor": floor,
-                                  **await env.peer_preps("append_direct", size)})
-    await env.delete([row["id"] for row, _ in floor_rows + save_rows + append_rows],
-                     [row["id"] for row, _ in minimal_rows])
+    results = await env.measure(
+        f"append 1 msg to {size:,}: save()",
+        {"threadstore": via_save, "minimal": minimal, "floor": floor, **await env.peer_preps("append", size)},
+    )
+    results += await env.measure(
+        f"append 1 msg to {size:,}: append()",
+        {
+            "threadstore": via_append,
+            "minimal": minimal,
+            "floor": floor,
+            **await env.peer_preps("append_direct", size),
+        },
+    )
+    await env.delete(
+        [row["id"] for row, _ in floor_rows + save_rows + append_rows], [row["id"] for row, _ in minimal_rows]
+    )
     return results
 
 
 # -- reads --------------------------------------------------------------------------------------
+
 
 async def get(env: Env, size: int) -> list[Result]:
     """Read a thread of ``size`` messages (both sides read the same threads)."""
@@ -204,8 +227,10 @@ async def get(env: Env, size: int) -> list[Result]:
         return lambda: env.minimal.get(thread_id)
 
     peers = await env.peer_preps("get", size)
-    results = await env.measure(f"get thread of {size:,} msgs",
-                                {"threadstore": threadstore, "minimal": minimal, "floor": floor, **peers})
+    results = await env.measure(
+        f"get thread of {size:,} msgs",
+        {"threadstore": threadstore, "minimal": minimal, "floor": floor, **peers},
+    )
     await env.delete(ids, ids)
     return results
 
@@ -242,29 +267,39 @@ async def concurrent(env: Env, rounds: int, ops_per_task: int) -> list[Result]:
                     assert thread is not None
                     thread.add_message(message)
                     await env.store.save(thread)
+
             return go
+
         return await run([task(row["id"]) for row, _ in store_rows])
 
     def raw(side: Any, rows: Rows) -> Burst:
         async def burst() -> float:
             def task(thread_id: str) -> Callable[[], Awaitable[None]]:
-                messages = [data.message_row(thread_id, *next_message(thread_id))
-                            for _ in range(ops_per_task)]
+                messages = [
+                    data.message_row(thread_id, *next_message(thread_id)) for _ in range(ops_per_task)
+                ]
 
                 async def go() -> None:
                     for message in messages:
                         await side.get(thread_id)
                         await side.append(thread_id, message, datetime.now(UTC))
+
                 return go
+
             return await run([task(row["id"]) for row, _ in rows])
+
         return burst
 
-    sides: dict[str, Burst] = {"threadstore": threadstore, "minimal": raw(env.minimal, minimal_rows),
-                               "floor": raw(env.floor, floor_rows)}
+    sides: dict[str, Burst] = {
+        "threadstore": threadstore,
+        "minimal": raw(env.minimal, minimal_rows),
+        "floor": raw(env.floor, floor_rows),
+    }
     results = await throughput(f"{TASKS} tasks get+append", env.backend, sides, rounds)
     _progress(results)
-    await env.delete([row["id"] for row, _ in floor_rows + store_rows],
-                     [row["id"] for row, _ in minimal_rows])
+    await env.delete(
+        [row["id"] for row, _ in floor_rows + store_rows], [row["id"] for row, _ in minimal_rows]
+    )
     return results
 
 
@@ -281,8 +316,12 @@ async def grow_store(env: Env, size: int) -> None:
         aliases = []
         for i in range(start, min(size, start + chunk)):
             thread_id = f"store-{i:07d}"
-            rows.append((data.thread_row(thread_id, i, GROWTH_MESSAGES, data.FUTURE),
-                         [data.message_row(thread_id, i, n) for n in range(1, GROWTH_MESSAGES + 1)]))
+            rows.append(
+                (
+                    data.thread_row(thread_id, i, GROWTH_MESSAGES, data.FUTURE),
+                    [data.message_row(thread_id, i, n) for n in range(1, GROWTH_MESSAGES + 1)],
+                )
+            )
             aliases.append((f"order-{i}", thread_id))
         await env.floor.seed(rows, aliases, settle=False)
         await env.minimal.seed(rows, settle=False)
@@ -309,9 +348,10 @@ async def store_reads(env: Env) -> list[Result]:
         return lambda: env.minimal.list(20)
 
     peers = await env.peer_preps("list")
-    results += await env.measure("list 20 threads" + suffix,
-                                 {"threadstore": ts_list, "minimal": minimal_list, "floor": floor_list,
-                                  **peers})
+    results += await env.measure(
+        "list 20 threads" + suffix,
+        {"threadstore": ts_list, "minimal": minimal_list, "floor": floor_list, **peers},
+    )
     for workload in SEARCHES:
         if hasattr(env.store, workload.method):
             results += await workload.run(env, suffix)
@@ -354,24 +394,43 @@ def _spread(i: int, size: int) -> int:
 # Each asks for something a constant number of threads match at every store size (thread k's
 # own title, message, attribute, alias), so a flat cost means an index found it.
 SEARCHES = [
-    Search("search_by_title", "search_by_title (1 match)",
-           lambda i, size: (f"question {_spread(i, size)} from",),
-           lambda env, args: env.floor.search_by_title(*args)),
-    Search("search_by_content", "search_by_content (1 match)",
-           lambda i, size: (f"#{_spread(i, size)}-1 has",),
-           lambda env, args: env.floor.search_by_content(*args)),
-    Search("find_by_attributes", "find_by_attributes (1 match)",
-           lambda i, size: ({"customer_id": f"cust_{_spread(i, size)}"},),
-           lambda env, args: env.floor.find_by_attributes(*args)),
-    Search("get_by_alias", "get_by_alias",
-           lambda i, size: (f"order-{_spread(i, size)}",),
-           lambda env, args: env.floor.get_by_alias(*args)),
+    Search(
+        "search_by_title",
+        "search_by_title (1 match)",
+        lambda i, size: (f"question {_spread(i, size)} from",),
+        lambda env, args: env.floor.search_by_title(*args),
+    ),
+    Search(
+        "search_by_content",
+        "search_by_content (1 match)",
+        lambda i, size: (f"#{_spread(i, size)}-1 has",),
+        lambda env, args: env.floor.search_by_content(*args),
+    ),
+    Search(
+        "find_by_attributes",
+        "find_by_attributes (1 match)",
+        lambda i, size: ({"customer_id": f"cust_{_spread(i, size)}"},),
+        lambda env, args: env.floor.find_by_attributes(*args),
+    ),
+    Search(
+        "get_by_alias",
+        "get_by_alias",
+        lambda i, size: (f"order-{_spread(i, size)}",),
+        lambda env, args: env.floor.get_by_alias(*args),
+    ),
     # Two threads' numbers: each is a word of its thread's 4 messages and of no other message.
-    Search("search", "search, full text (8 matches)",
-           lambda i, size: (f"{64 + _spread(i, size - 64)} OR {64 + _spread(i + 1, size - 64)}",),
-           lambda env, args: env.floor.search_words(args[0].split(" OR "))),
-    Search("get_usage_stats", "get_usage_stats", lambda i, size: (),
-           lambda env, args: env.floor.get_usage_stats()),
+    Search(
+        "search",
+        "search, full text (8 matches)",
+        lambda i, size: (f"{64 + _spread(i, size - 64)} OR {64 + _spread(i + 1, size - 64)}",),
+        lambda env, args: env.floor.search_words(args[0].split(" OR ")),
+    ),
+    Search(
+        "get_usage_stats",
+        "get_usage_stats",
+        lambda i, size: (),
+        lambda env, args: env.floor.get_usage_stats(),
+    ),
 ]
 
 
@@ -391,20 +450,25 @@ async def message_pages(env: Env) -> list[Result]:
     for size, thread_id in ids.items():  # every side reads the same thing
         page = await env.store.get_messages(thread_id, limit=PAGE)
         mini = await env.minimal.last_messages(thread_id, PAGE)
-        assert [m.sequence for m in page] == [m["sequence"] for m in mini] == list(
-            range(size - PAGE + 1, size + 1))
+        assert (
+            [m.sequence for m in page]
+            == [m["sequence"] for m in mini]
+            == list(range(size - PAGE + 1, size + 1))
+        )
         assert [m.content for m in page] == [m["content"] for m in mini]
 
     results = []
     for size, thread_id in ids.items():
+
         async def threadstore(i: int, thread_id: str = thread_id) -> Op:
             return lambda: env.store.get_messages(thread_id, limit=PAGE)
 
         async def minimal(i: int, thread_id: str = thread_id) -> Op:
             return lambda: env.minimal.last_messages(thread_id, PAGE)
 
-        results += await env.measure(f"last {PAGE} of {size:,} msgs",
-                                     {"threadstore": threadstore, "minimal": minimal})
+        results += await env.measure(
+            f"last {PAGE} of {size:,} msgs", {"threadstore": threadstore, "minimal": minimal}
+        )
     long = ids[sizes[-1]]
 
     async def get_last(i: int) -> Op:
@@ -414,8 +478,9 @@ async def message_pages(env: Env) -> list[Result]:
         return lambda: env.store.get_messages(long, limit=PAGE)
 
     # get_messages runs as the "floor" side: the issue compares get(last=50) with it.
-    results += await env.measure(f"get(last={PAGE}) of {sizes[-1]:,} msgs",
-                                 {"threadstore": get_last, "floor": get_messages})
+    results += await env.measure(
+        f"get(last={PAGE}) of {sizes[-1]:,} msgs", {"threadstore": get_last, "floor": get_messages}
+    )
     await env.delete([row["id"] for row, _ in every], [row["id"] for row, _ in every])
     return results
 
@@ -435,12 +500,14 @@ async def thread_pages(env: Env) -> list[Result]:
 
     results = []
     for label, ts_cursor, after in (("page 1", None, None), ("page 40", cursor, floor_after)):
+
         async def threadstore(i: int, ts_cursor: str | None = ts_cursor) -> Op:
             return lambda: env.store.list_threads(limit=PAGE, cursor=ts_cursor)
 
         async def minimal(i: int, after: tuple[datetime, str] | None = after) -> Op:
             return lambda: env.minimal.page(after, PAGE)
 
-        results += await env.measure(f"list_threads({PAGE}) {label} @{size:,}",
-                                     {"threadstore": threadstore, "minimal": minimal})
+        results += await env.measure(
+            f"list_threads({PAGE}) {label} @{size:,}", {"threadstore": threadstore, "minimal": minimal}
+        )
     return results

@@ -61,8 +61,9 @@ def pg_server() -> Iterator[str]:
         yield server
         return
     if not _docker_answers():
-        reason = ("no PostgreSQL for tests: set THREADSTORE_TEST_PG_URL, or run a Docker engine "
-                  "for testcontainers")
+        reason = (
+            "no PostgreSQL for tests: set THREADSTORE_TEST_PG_URL, or run a Docker engine for testcontainers"
+        )
         if os.environ.get("THREADSTORE_REQUIRE_PG") == "1":
             pytest.fail(f"{reason} (THREADSTORE_REQUIRE_PG=1 makes this a failure)")
         pytest.skip(reason)
@@ -227,10 +228,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark every PostgreSQL-backed test ``pg`` (``make test-pg`` selects them); run the "sync"
     param of ``store_url`` only for the contract tests that take the ``store`` fixture (the
     reliability tests cancel calls, which a blocking call in another thread cannot honour)."""
-    sync_only_url = [item for item in items if getattr(item, "callspec", None) is not None
-                     and item.callspec.params.get("store_url") == "sync"
-                     and ("store" not in item.fixturenames or _looks_inside(item)
-                          or "contract" not in item.path.parts)]
+    sync_only_url = [
+        item
+        for item in items
+        if getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("store_url") == "sync"
+        and ("store" not in item.fixturenames or _looks_inside(item) or "contract" not in item.path.parts)
+    ]
     if sync_only_url:
         config.hook.pytest_deselected(items=sync_only_url)
         deselected = set(sync_only_url)

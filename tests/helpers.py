@@ -46,23 +46,45 @@ def rich_thread(key: str, messages: int = 3) -> Thread:
 
     from threadstore import Attachment
 
-    thread = Thread(id=f"thread-{key}", title=f"Conversation {key} ✓",
-                    attributes={"customer": key, "n": 1.5}, platforms={"slack": {"channel": "C1", "ts": key}},
-                    source={"name": "slack", "id": key},
-                    created_at=datetime(2023, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
+    thread = Thread(
+        id=f"thread-{key}",
+        title=f"Conversation {key} ✓",
+        attributes={"customer": key, "n": 1.5},
+        platforms={"slack": {"channel": "C1", "ts": key}},
+        source={"name": "slack", "id": key},
+        created_at=datetime(2023, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    )
     for j in range(messages):
         kind = j % 4
         if kind == 0:
-            message = user(f"question {j} of {key}", source={"type": "user", "id": "u1"},
-                           attributes={"lang": "en"}, platforms={"slack": {"ts": f"{j}.1"}},
-                           attachments=[Attachment(filename="a.txt", mime_type="text/plain", status="stored",
-                                                   file_id="f-1", storage_path="8f/43/8f434346")])
+            message = user(
+                f"question {j} of {key}",
+                source={"type": "user", "id": "u1"},
+                attributes={"lang": "en"},
+                platforms={"slack": {"ts": f"{j}.1"}},
+                attachments=[
+                    Attachment(
+                        filename="a.txt",
+                        mime_type="text/plain",
+                        status="stored",
+                        file_id="f-1",
+                        storage_path="8f/43/8f434346",
+                    )
+                ],
+            )
         elif kind == 1:
-            message = assistant(None, reasoning_content="thinking", turn=j,
-                                tool_calls=[{"id": f"call-{j}", "type": "function",
-                                             "function": {"name": "lookup", "arguments": "{}"}}],
-                                metrics={"model": "gpt-4o", "usage": {
-                                    "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+            message = assistant(
+                None,
+                reasoning_content="thinking",
+                turn=j,
+                tool_calls=[
+                    {"id": f"call-{j}", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+                ],
+                metrics={
+                    "model": "gpt-4o",
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                },
+            )
         elif kind == 2:
             message = Message(role="tool", content="42", tool_call_id=f"call-{j - 1}", name="lookup")
         else:

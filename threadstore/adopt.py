@@ -30,15 +30,15 @@ from threadstore.queries import Migration
 # What each kind of problem the adopt.problems queries find means for the adopted data.
 PROBLEMS = {
     "nul": "holds a NUL character: it reads back as it is, but PostgreSQL cannot store one, so "
-           "saving the thread again is refused until it is removed",
+    "saving the thread again is refused until it is removed",
     "float": "holds a float PostgreSQL's jsonb would change (1e16 and above, or -0.0): it reads "
-             "back as it is, but saving the thread again is refused until it changes",
+    "back as it is, but saving the thread again is refused until it changes",
     "not_json": "holds NaN or Infinity, which JSON has no value for: each reads back as null",
     "no_title": "was NULL: it reads back as 'Untitled Thread'",
     "time": "was missing or not in narrator's format: converted (a missing time reads as the "
-            "thread's other time, else 1970-01-01T00:00:00Z)",
+    "thread's other time, else 1970-01-01T00:00:00Z)",
     "orphan": "names a thread that no longer exists (narrator could not read the message "
-              "either): not adopted",
+    "either): not adopted",
 }
 
 
@@ -91,15 +91,25 @@ async def _convert(db: _Database, shown: str, dry_run: bool) -> AdoptionReport:
     if await db.value("schema.ledger_exists"):
         return AdoptionReport(database=shown, dry_run=dry_run, already_adopted=True)
     if not await db.value("schema.narrator_database"):
-        raise ThreadStoreError(f"{shown} holds neither slide-narrator's tables (threads, messages) "
-                               "nor a threadstore schema: there is nothing to adopt")
+        raise ThreadStoreError(
+            f"{shown} holds neither slide-narrator's tables (threads, messages) "
+            "nor a threadstore schema: there is nothing to adopt"
+        )
     if not dry_run:
         await db.lock()
     threads, messages, renumbered = await db.row("adopt.counts")
-    problems = [AdoptionProblem(thread_id=t, message_id=m, field=f, kind=k)
-                for t, m, f, k in await db.rows("adopt.problems")]
-    report = AdoptionReport(database=shown, dry_run=dry_run, threads=threads, messages=messages,
-                            renumbered=renumbered, problems=problems)
+    problems = [
+        AdoptionProblem(thread_id=t, message_id=m, field=f, kind=k)
+        for t, m, f, k in await db.rows("adopt.problems")
+    ]
+    report = AdoptionReport(
+        database=shown,
+        dry_run=dry_run,
+        threads=threads,
+        messages=messages,
+        renumbered=renumbered,
+        problems=problems,
+    )
     if dry_run:
         return report
     backup = await db.backup()
@@ -144,8 +154,9 @@ class _Database:
             except ThreadStoreError:
                 raise
             except Exception as exc:
-                raise ThreadStoreError(f"adoption failed at {self.queries[name].origin} ({name}), "
-                                       f"nothing was changed: {exc}") from exc
+                raise ThreadStoreError(
+                    f"adoption failed at {self.queries[name].origin} ({name}), nothing was changed: {exc}"
+                ) from exc
 
     async def lock(self) -> None:
         """Keep narrator's writers out until the transaction ends."""
@@ -191,10 +202,15 @@ class _SQLiteDatabase(_Database):
             try:
                 await self.conn.execute(statement)
             except sqlite3.Error as exc:
-                raise ThreadStoreError(f"adoption failed in migration {migration.origin}, nothing "
-                                       f"was changed: {exc}") from exc
-        await self.run("schema.record", version=migration.version, name=migration.name,
-                       applied_at=datetime.now(UTC).isoformat(timespec="microseconds"))
+                raise ThreadStoreError(
+                    f"adoption failed in migration {migration.origin}, nothing was changed: {exc}"
+                ) from exc
+        await self.run(
+            "schema.record",
+            version=migration.version,
+            name=migration.name,
+            applied_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        )
 
 
 class _PostgresDatabase(_Database):
@@ -220,10 +236,12 @@ class _PostgresDatabase(_Database):
         try:
             await self.conn.execute(migration.script)
         except asyncpg.PostgresError as exc:
-            raise ThreadStoreError(f"adoption failed in migration {migration.origin}, nothing was "
-                                   f"changed: {exc}") from exc
-        await self.run("schema.record", version=migration.version, name=migration.name,
-                       applied_at=datetime.now(UTC))
+            raise ThreadStoreError(
+                f"adoption failed in migration {migration.origin}, nothing was changed: {exc}"
+            ) from exc
+        await self.run(
+            "schema.record", version=migration.version, name=migration.name, applied_at=datetime.now(UTC)
+        )
 
 
 @contextlib.asynccontextmanager
@@ -266,14 +284,16 @@ async def _postgres(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Dat
     try:
         conn = await asyncpg.connect(config.dsn, timeout=config.settings.connect_timeout)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise ThreadStoreError(f"cannot connect to PostgreSQL at {config.masked_url}: "
-                               f"{config.scrub(str(exc))}") from None
+        raise ThreadStoreError(
+            f"cannot connect to PostgreSQL at {config.masked_url}: {config.scrub(str(exc))}"
+        ) from None
     try:
         isolation = "repeatable_read" if dry_run else "read_committed"
         async with conn.transaction(isolation=isolation, readonly=dry_run):
             yield _PostgresDatabase(conn)
     except asyncpg.PostgresError as exc:
-        raise ThreadStoreError(f"adopting {config.masked_url} failed, nothing was changed: "
-                               f"{config.scrub(str(exc))}") from exc
+        raise ThreadStoreError(
+            f"adopting {config.masked_url} failed, nothing was changed: {config.scrub(str(exc))}"
+        ) from exc
     finally:
         await conn.close()

@@ -37,8 +37,10 @@ from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines
 from threadstore.version import version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_NO_DATABASE = ("no database given: pass a URL, or set THREADSTORE_DATABASE_URL (or THREADSTORE_DB_TYPE "
-                "with its DB_* settings; TYLER_ and NARRATOR_ prefixes work too)")
+_NO_DATABASE = (
+    "no database given: pass a URL, or set THREADSTORE_DATABASE_URL (or THREADSTORE_DB_TYPE "
+    "with its DB_* settings; TYLER_ and NARRATOR_ prefixes work too)"
+)
 
 
 class UsageError(Exception):
@@ -71,15 +73,19 @@ def _note(text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _store(url: str | None, *, migrate: bool = False, create: bool = False,
-                 read_only: bool = False) -> AsyncIterator[ThreadStore]:
+async def _store(
+    url: str | None, *, migrate: bool = False, create: bool = False, read_only: bool = False
+) -> AsyncIterator[ThreadStore]:
     """A connected store for ``url`` (None: the environment). The in-memory store is refused,
     since it would vanish when the command ends; so is a missing SQLite file unless ``create``.
     A ``read_only`` store leaves the database as it was (a SQLite file byte-for-byte)."""
     store = ThreadStore(url, migrate=migrate, read_only=read_only)
     if store.backend == "memory":
-        raise UsageError(_NO_DATABASE if url is None else f"{url!r} is an in-memory store, gone when "
-                         "the command ends; give a SQLite or PostgreSQL URL")
+        raise UsageError(
+            _NO_DATABASE
+            if url is None
+            else f"{url!r} is an in-memory store, gone when the command ends; give a SQLite or PostgreSQL URL"
+        )
     path = configure(url).path
     if not create and path not in (None, ":memory:") and not Path(path).exists():
         raise CommandError(f"there is no SQLite database at {path} (`threadstore init` creates one)")
@@ -92,18 +98,29 @@ async def _require_current(store: ThreadStore) -> None:
     if status.version == 0:
         raise CommandError(f"{store.database_url} holds no threadstore schema (run `threadstore init`)")
     if status.pending:
-        raise CommandError(f"{store.database_url} needs migrations {', '.join(status.pending)} first "
-                           "(run `threadstore migrate`)")
+        raise CommandError(
+            f"{store.database_url} needs migrations {', '.join(status.pending)} first "
+            "(run `threadstore migrate`)"
+        )
 
 
 def _url_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", nargs="?", metavar="URL",
-                        help="database URL (default: from the environment, as ThreadStore.create())")
+    parser.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="database URL (default: from the environment, as ThreadStore.create())",
+    )
 
 
 def _page_size(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page-size", type=_positive_int, default=PAGE_SIZE, metavar="N",
-                        help=f"threads per read and per write (default {PAGE_SIZE})")
+    parser.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=PAGE_SIZE,
+        metavar="N",
+        help=f"threads per read and per write (default {PAGE_SIZE})",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -114,10 +131,14 @@ def _positive_int(text: str) -> int:
 
 # -- init, migrate, status -----------------------------------------------------------------------
 
+
 def _add_init(commands: Subparsers) -> None:
-    parser = commands.add_parser("init", help="create the schema, or bring it up to date",
-                                 description="Create the threadstore schema in the database (a "
-                                 "SQLite file is created too), or apply the migrations it lacks.")
+    parser = commands.add_parser(
+        "init",
+        help="create the schema, or bring it up to date",
+        description="Create the threadstore schema in the database (a "
+        "SQLite file is created too), or apply the migrations it lacks.",
+    )
     _url_argument(parser)
     parser.set_defaults(run=_init)
 
@@ -133,9 +154,11 @@ async def _init(args: argparse.Namespace) -> int:
 
 
 def _add_migrate(commands: Subparsers) -> None:
-    parser = commands.add_parser("migrate", help="list and apply pending migrations",
-                                 description="List the schema migrations the database lacks and "
-                                 "apply them, in order, under a lock.")
+    parser = commands.add_parser(
+        "migrate",
+        help="list and apply pending migrations",
+        description="List the schema migrations the database lacks and apply them, in order, under a lock.",
+    )
     _url_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="only list them; change nothing")
     parser.set_defaults(run=_migrate)
@@ -159,10 +182,13 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 def _add_status(commands: Subparsers) -> None:
-    parser = commands.add_parser("status", help="backend, schema version, counts; exit 1 if unreachable",
-                                 description="Show the backend, the schema version, pending "
-                                 "migrations and thread/message counts. Exit code 0 when the "
-                                 "database answers, 1 when it does not.")
+    parser = commands.add_parser(
+        "status",
+        help="backend, schema version, counts; exit 1 if unreachable",
+        description="Show the backend, the schema version, pending "
+        "migrations and thread/message counts. Exit code 0 when the "
+        "database answers, 1 when it does not.",
+    )
     _url_argument(parser)
     parser.set_defaults(run=_status)
 
@@ -178,8 +204,12 @@ async def _status(args: argparse.Namespace) -> int:
         schema = f"version {status.version}, pending {', '.join(status.pending)} (run `threadstore migrate`)"
     else:
         schema = f"version {status.version} (up to date)"
-    lines = [("backend", store.backend), ("database", str(store.database_url)),
-             ("ping", f"{round_trip * 1000:.1f} ms"), ("schema", schema)]
+    lines = [
+        ("backend", store.backend),
+        ("database", str(store.database_url)),
+        ("ping", f"{round_trip * 1000:.1f} ms"),
+        ("schema", schema),
+    ]
     if stats is not None:
         lines += [("threads", f"{stats['total_threads']:,}"), ("messages", f"{stats['total_messages']:,}")]
     for key, value in lines:
@@ -205,30 +235,40 @@ def _last_line(text: str) -> str:
 
 def _require_docker() -> None:
     if shutil.which("docker") is None:
-        raise CommandError("Docker is not installed (no `docker` command on PATH); install Docker, "
-                           "or point threadstore at an existing PostgreSQL")
+        raise CommandError(
+            "Docker is not installed (no `docker` command on PATH); install Docker, "
+            "or point threadstore at an existing PostgreSQL"
+        )
     info = _docker("info", "--format", "{{.ServerVersion}}", timeout=30)
     if info.returncode != 0:
-        raise CommandError(f"no Docker engine answers ({_last_line(info.stderr)}); start Docker "
-                           "and run this again")
+        raise CommandError(
+            f"no Docker engine answers ({_last_line(info.stderr)}); start Docker and run this again"
+        )
 
 
 def _add_docker_setup(commands: Subparsers) -> None:
     parser = commands.add_parser(
-        "docker-setup", help="start a local PostgreSQL 16 in Docker and print its URL",
+        "docker-setup",
+        help="start a local PostgreSQL 16 in Docker and print its URL",
         description=f"Start (or reuse) a PostgreSQL container named {_CONTAINER} with its data in the "
-                    f"volume {_VOLUME}, wait until it accepts connections, apply the migrations, "
-                    "and print the URL to use.")
+        f"volume {_VOLUME}, wait until it accepts connections, apply the migrations, "
+        "and print the URL to use.",
+    )
     parser.add_argument("--name", default=_CONTAINER, help=f"container name (default {_CONTAINER})")
     parser.add_argument("--volume", default=_VOLUME, help=f"data volume (default {_VOLUME})")
     parser.add_argument("--image", default=_IMAGE, help=f"image (default {_IMAGE})")
     parser.add_argument("--port", type=_positive_int, default=5432, help="host port (default 5432)")
     parser.add_argument("--user", default="threadstore", help="database user (default threadstore)")
-    parser.add_argument("--password", default="threadstore_dev",
-                        help="database password (default threadstore_dev)")
+    parser.add_argument(
+        "--password", default="threadstore_dev", help="database password (default threadstore_dev)"
+    )
     parser.add_argument("--db", default="threadstore", help="database name (default threadstore)")
-    parser.add_argument("--timeout", type=_positive_int, default=60,
-                        help="seconds to wait for PostgreSQL to accept connections (default 60)")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_int,
+        default=60,
+        help="seconds to wait for PostgreSQL to accept connections (default 60)",
+    )
     parser.set_defaults(run=_docker_setup)
 
 
@@ -237,11 +277,24 @@ async def _docker_setup(args: argparse.Namespace) -> int:
     running = _docker("inspect", "--format", "{{.State.Running}}", args.name)
     if running.returncode != 0:
         _note(f"starting container {args.name} ({args.image}, data in volume {args.volume})")
-        started = _docker("run", "--detach", "--name", args.name,
-                          "--env", f"POSTGRES_USER={args.user}",
-                          "--env", f"POSTGRES_PASSWORD={args.password}",
-                          "--env", f"POSTGRES_DB={args.db}", "--publish", f"{args.port}:5432",
-                          "--volume", f"{args.volume}:/var/lib/postgresql/data", args.image, timeout=600)
+        started = _docker(
+            "run",
+            "--detach",
+            "--name",
+            args.name,
+            "--env",
+            f"POSTGRES_USER={args.user}",
+            "--env",
+            f"POSTGRES_PASSWORD={args.password}",
+            "--env",
+            f"POSTGRES_DB={args.db}",
+            "--publish",
+            f"{args.port}:5432",
+            "--volume",
+            f"{args.volume}:/var/lib/postgresql/data",
+            args.image,
+            timeout=600,
+        )
     elif running.stdout.strip() != "true":
         _note(f"starting the stopped container {args.name}")
         started = _docker("start", args.name)
@@ -250,8 +303,10 @@ async def _docker_setup(args: argparse.Namespace) -> int:
         started = running
     if started.returncode != 0:
         raise CommandError(f"docker could not start {args.name}: {_last_line(started.stderr)}")
-    url = (f"postgresql+asyncpg://{quote(args.user, safe='')}:{quote(args.password, safe='')}"
-           f"@localhost:{args.port}/{quote(args.db, safe='')}")
+    url = (
+        f"postgresql+asyncpg://{quote(args.user, safe='')}:{quote(args.password, safe='')}"
+        f"@localhost:{args.port}/{quote(args.db, safe='')}"
+    )
     deadline = time.monotonic() + args.timeout
     while True:
         try:
@@ -259,8 +314,9 @@ async def _docker_setup(args: argparse.Namespace) -> int:
             break
         except StoreUnavailableError as exc:
             if time.monotonic() > deadline:
-                raise CommandError(f"PostgreSQL in {args.name} did not accept connections within "
-                                   f"{args.timeout} s: {exc}") from None
+                raise CommandError(
+                    f"PostgreSQL in {args.name} did not accept connections within {args.timeout} s: {exc}"
+                ) from None
             await asyncio.sleep(1)
     version = (await store.schema_status()).version
     await store.close()
@@ -270,13 +326,17 @@ async def _docker_setup(args: argparse.Namespace) -> int:
 
 
 def _add_docker_stop(commands: Subparsers) -> None:
-    parser = commands.add_parser("docker-stop", help="stop the docker-setup container",
-                                 description=f"Stop the {_CONTAINER} container; its data stays in "
-                                 f"the {_VOLUME} volume unless --remove-volumes.")
+    parser = commands.add_parser(
+        "docker-stop",
+        help="stop the docker-setup container",
+        description=f"Stop the {_CONTAINER} container; its data stays in "
+        f"the {_VOLUME} volume unless --remove-volumes.",
+    )
     parser.add_argument("--name", default=_CONTAINER, help=f"container name (default {_CONTAINER})")
     parser.add_argument("--volume", default=_VOLUME, help=f"data volume (default {_VOLUME})")
-    parser.add_argument("--remove-volumes", action="store_true",
-                        help="also remove the container and delete its data volume")
+    parser.add_argument(
+        "--remove-volumes", action="store_true", help="also remove the container and delete its data volume"
+    )
     parser.set_defaults(run=_docker_stop)
 
 
@@ -294,26 +354,39 @@ async def _docker_stop(args: argparse.Namespace) -> int:
         done = _docker(*step)
         if done.returncode != 0:
             raise CommandError(f"`docker {' '.join(step)}` failed: {_last_line(done.stderr)}")
-    _out(f"stopped {args.name}" + (f"; removed it and the volume {args.volume}" if args.remove_volumes else
-                                   f"; its data stays in the volume {args.volume}"))
+    _out(
+        f"stopped {args.name}"
+        + (
+            f"; removed it and the volume {args.volume}"
+            if args.remove_volumes
+            else f"; its data stays in the volume {args.volume}"
+        )
+    )
     return EXIT_OK
 
 
 # -- export, import, copy ------------------------------------------------------------------------
 
+
 def _add_export(commands: Subparsers) -> None:
-    parser = commands.add_parser("export", help="write every thread as JSON Lines",
-                                 description="Write every thread, with its messages and aliases, "
-                                 "as JSON Lines: one thread per line, read in pages.")
+    parser = commands.add_parser(
+        "export",
+        help="write every thread as JSON Lines",
+        description="Write every thread, with its messages and aliases, "
+        "as JSON Lines: one thread per line, read in pages.",
+    )
     _url_and_file(parser, "output file (default -, standard output)")
     _page_size(parser)
     parser.set_defaults(run=_export)
 
 
 def _url_and_file(parser: argparse.ArgumentParser, file_help: str) -> None:
-    parser.add_argument("url", nargs="?", metavar="URL",
-                        help="database URL (default: from the environment); a first argument "
-                             "without :// is taken as FILE")
+    parser.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="database URL (default: from the environment); a first argument without :// is taken as FILE",
+    )
     parser.add_argument("file", nargs="?", metavar="FILE", help=file_help)
 
 
@@ -347,11 +420,14 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 def _add_import(commands: Subparsers) -> None:
-    parser = commands.add_parser("import", help="read threads from JSON Lines (idempotent)",
-                                 description="Store the threads of a JSON Lines export exactly as "
-                                 "they are (ids, times, sequences, aliases), skipping those already "
-                                 "stored: importing the same file again changes nothing, and an "
-                                 "interrupted import finishes when run again.")
+    parser = commands.add_parser(
+        "import",
+        help="read threads from JSON Lines (idempotent)",
+        description="Store the threads of a JSON Lines export exactly as "
+        "they are (ids, times, sequences, aliases), skipping those already "
+        "stored: importing the same file again changes nothing, and an "
+        "interrupted import finishes when run again.",
+    )
     _url_and_file(parser, "input file (default -, standard input)")
     _page_size(parser)
     parser.set_defaults(run=_import)
@@ -372,12 +448,15 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def _add_copy(commands: Subparsers) -> None:
-    parser = commands.add_parser("copy", help="copy every thread to another database (resumable)",
-                                 description="Copy every thread with its messages and aliases from "
-                                 "one database to another (SQLite to PostgreSQL and back), keeping "
-                                 "ids, times and sequences. Threads already in the target are "
-                                 "skipped, so an interrupted copy finishes when run again. Progress "
-                                 "shows on standard error when it is a terminal.")
+    parser = commands.add_parser(
+        "copy",
+        help="copy every thread to another database (resumable)",
+        description="Copy every thread with its messages and aliases from "
+        "one database to another (SQLite to PostgreSQL and back), keeping "
+        "ids, times and sequences. Threads already in the target are "
+        "skipped, so an interrupted copy finishes when run again. Progress "
+        "shows on standard error when it is a terminal.",
+    )
     parser.add_argument("source", metavar="FROM_URL", help="database to read")
     parser.add_argument("target", metavar="TO_URL", help="database to write (migrated if needed)")
     _page_size(parser)
@@ -408,8 +487,10 @@ async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) ->
     finally:
         progress.close()
     elapsed = time.monotonic() - started
-    _out(f"copied {copied:,} threads ({present:,} already there) in {elapsed:.1f} s, "
-         f"{copied / max(elapsed, 1e-9):,.0f} threads/s")
+    _out(
+        f"copied {copied:,} threads ({present:,} already there) in {elapsed:.1f} s, "
+        f"{copied / max(elapsed, 1e-9):,.0f} threads/s"
+    )
 
 
 # -- retention -----------------------------------------------------------------------------------
@@ -421,8 +502,9 @@ def _age(text: str) -> timedelta:
     """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a timedelta."""
     number, unit = text[:-1], text[-1:]
     if unit not in _UNITS or not number.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number and a unit (s, m, h, d, w), "
-                                         f"like 90d, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number and a unit (s, m, h, d, w), like 90d, got {text!r}"
+        )
     return timedelta(**{_UNITS[unit]: int(number)})
 
 
@@ -447,21 +529,40 @@ def _attribute(text: str) -> tuple[str, Any]:
 
 
 def _add_prune(commands: Subparsers) -> None:
-    parser = commands.add_parser("prune", help="delete threads not updated for a while",
-                                 description="Delete the threads not updated for --older-than "
-                                 "(and whose attributes equal every --attribute given), with their "
-                                 "messages and aliases, in batches that concurrent writers wait "
-                                 "for at most one of; a thread updated meanwhile is kept. Progress "
-                                 "shows on standard error when it is a terminal.")
+    parser = commands.add_parser(
+        "prune",
+        help="delete threads not updated for a while",
+        description="Delete the threads not updated for --older-than "
+        "(and whose attributes equal every --attribute given), with their "
+        "messages and aliases, in batches that concurrent writers wait "
+        "for at most one of; a thread updated meanwhile is kept. Progress "
+        "shows on standard error when it is a terminal.",
+    )
     _url_argument(parser)
-    parser.add_argument("--older-than", type=_age, required=True, metavar="AGE",
-                        help="how long a thread must have gone without an update: 90d, 12h, 2w, ...")
-    parser.add_argument("--attribute", type=_attribute, action="append", default=[],
-                        metavar="KEY=VALUE", help="only threads whose attribute KEY equals VALUE "
-                        "(JSON when it parses as JSON, else text); may be repeated")
+    parser.add_argument(
+        "--older-than",
+        type=_age,
+        required=True,
+        metavar="AGE",
+        help="how long a thread must have gone without an update: 90d, 12h, 2w, ...",
+    )
+    parser.add_argument(
+        "--attribute",
+        type=_attribute,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only threads whose attribute KEY equals VALUE "
+        "(JSON when it parses as JSON, else text); may be repeated",
+    )
     parser.add_argument("--dry-run", action="store_true", help="only count them; delete nothing")
-    parser.add_argument("--batch-size", type=_positive_int, default=500, metavar="N",
-                        help="threads per transaction (default 500)")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="threads per transaction (default 500)",
+    )
     parser.set_defaults(run=_prune)
 
 
@@ -471,15 +572,15 @@ async def _prune(args: argparse.Namespace) -> int:
         await _require_current(store)
         if args.dry_run:
             count = await store.delete_threads(args.older_than, attributes, dry_run=True)
-            _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would "
-                 "be deleted")
+            _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would be deleted")
             return EXIT_OK
         progress = Progress(0, label="deleted")
         if progress.enabled:  # the count is one more query: only for the bar
             progress.total = await store.delete_threads(args.older_than, attributes, dry_run=True)
         try:
-            count = await store.delete_threads(args.older_than, attributes,
-                                               batch_size=args.batch_size, progress=progress.update)
+            count = await store.delete_threads(
+                args.older_than, attributes, batch_size=args.batch_size, progress=progress.update
+            )
         finally:
             progress.close()
     _out(f"deleted {count:,} threads not updated for {_shown_age(args.older_than)}")
@@ -488,16 +589,21 @@ async def _prune(args: argparse.Namespace) -> int:
 
 # -- adopt ---------------------------------------------------------------------------------------
 
+
 def _add_adopt(commands: Subparsers) -> None:
-    parser = commands.add_parser("adopt", help="convert a slide-narrator database in place",
-                                 description="Convert a database slide-narrator wrote (SQLite or "
-                                 "PostgreSQL) in place to the threadstore schema, keeping every "
-                                 "thread, message and time, in one transaction (SQLite: after a "
-                                 "backup copy, FILE.narrator-backup). Stop narrator's writers first. "
-                                 "Running it again on an adopted database changes nothing.")
+    parser = commands.add_parser(
+        "adopt",
+        help="convert a slide-narrator database in place",
+        description="Convert a database slide-narrator wrote (SQLite or "
+        "PostgreSQL) in place to the threadstore schema, keeping every "
+        "thread, message and time, in one transaction (SQLite: after a "
+        "backup copy, FILE.narrator-backup). Stop narrator's writers first. "
+        "Running it again on an adopted database changes nothing.",
+    )
     _url_argument(parser)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="only count and check what would be converted; change nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="only count and check what would be converted; change nothing"
+    )
     parser.set_defaults(run=_adopt)
 
 
@@ -510,8 +616,10 @@ async def _adopt(args: argparse.Namespace) -> int:
         return EXIT_OK
     for problem in report.problems:
         _out(f"problem: {problem}")
-    counts = (f"{report.threads:,} threads, {report.messages:,} messages "
-              f"({report.renumbered:,} renumbered), {len(report.problems):,} problem(s)")
+    counts = (
+        f"{report.threads:,} threads, {report.messages:,} messages "
+        f"({report.renumbered:,} renumbered), {len(report.problems):,} problem(s)"
+    )
     if report.dry_run:
         _out(f"dry run: {report.database} would be adopted: {counts}; nothing changed")
         return EXIT_OK
@@ -523,20 +631,32 @@ async def _adopt(args: argparse.Namespace) -> int:
 
 # -- files ---------------------------------------------------------------------------------------
 
+
 def _add_files(commands: Subparsers) -> None:
-    parser = commands.add_parser("files", help="attachment files kept by a FileStore",
-                                 description="Manage the files a FileStore keeps for attachments.")
+    parser = commands.add_parser(
+        "files",
+        help="attachment files kept by a FileStore",
+        description="Manage the files a FileStore keeps for attachments.",
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    gc = actions.add_parser("gc", help="delete files no stored message references",
-                            description="Delete the files under BASE_PATH that no message stored "
-                            "in the database references (left by failed saves, or by messages "
-                            "deleted since), and temporary files of interrupted writes. Prints "
-                            "each file freed and the total.")
+    gc = actions.add_parser(
+        "gc",
+        help="delete files no stored message references",
+        description="Delete the files under BASE_PATH that no message stored "
+        "in the database references (left by failed saves, or by messages "
+        "deleted since), and temporary files of interrupted writes. Prints "
+        "each file freed and the total.",
+    )
     gc.add_argument("url", metavar="URL", help="database URL ('-' for the environment settings)")
     gc.add_argument("base_path", metavar="BASE_PATH", help="the FileStore's directory")
-    gc.add_argument("--min-age", type=float, default=GC_MIN_AGE.total_seconds(), metavar="SECONDS",
-                    help="leave files younger than this alone (default %(default).0f: an "
-                         "attachment stored ahead of its thread's save is not yet referenced)")
+    gc.add_argument(
+        "--min-age",
+        type=float,
+        default=GC_MIN_AGE.total_seconds(),
+        metavar="SECONDS",
+        help="leave files younger than this alone (default %(default).0f: an "
+        "attachment stored ahead of its thread's save is not yet referenced)",
+    )
     gc.set_defaults(run=_files_gc)
 
 
@@ -556,8 +676,17 @@ async def _files_gc(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    _add_init, _add_migrate, _add_status, _add_docker_setup, _add_docker_stop,
-    _add_export, _add_import, _add_copy, _add_files, _add_prune, _add_adopt,
+    _add_init,
+    _add_migrate,
+    _add_status,
+    _add_docker_setup,
+    _add_docker_stop,
+    _add_export,
+    _add_import,
+    _add_copy,
+    _add_files,
+    _add_prune,
+    _add_adopt,
 )
 
 

@@ -175,8 +175,9 @@ def _url_from_environment(environ: Mapping[str, str]) -> DatabaseConfig:
     return parse_url(f"postgresql+asyncpg://{login}@{host}:{int(port)}/{quote(name, safe='')}")
 
 
-def configure(url: str | None = None, environ: Mapping[str, str] | None = None,
-              **overrides: Any) -> DatabaseConfig:
+def configure(
+    url: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> DatabaseConfig:
     """The database and settings a store uses: ``url``, else the environment (see the module
     docstring); settings from the environment, overridden by keyword arguments not None."""
     environ = os.environ if environ is None else environ
@@ -186,7 +187,9 @@ def configure(url: str | None = None, environ: Mapping[str, str] | None = None,
 
 # The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
 FILE_STORAGE_PATH_VARIABLES = (
-    "THREADSTORE_FILE_STORAGE_PATH", "NARRATOR_FILE_STORAGE_PATH", "TYLER_FILE_STORAGE_PATH",
+    "THREADSTORE_FILE_STORAGE_PATH",
+    "NARRATOR_FILE_STORAGE_PATH",
+    "TYLER_FILE_STORAGE_PATH",
 )
 DEFAULT_FILE_STORAGE_PATH = "~/.threadstore/files"
 
@@ -240,8 +243,9 @@ def mask_url(url: str | None) -> str | None:
         host = parts.netloc.rpartition("@")[2]
         parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
     if _query_password(parts.query) is not None:
-        query = [(k, "***" if k == "password" else v)
-                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        query = [
+            (k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
         parts = parts._replace(query=urlencode(query, safe="*"))
     return urlunsplit(parts)
 
@@ -288,6 +292,7 @@ def parse_url(url: str | None) -> DatabaseConfig:
 def file_storage_path() -> Path:
     """Where a FileStore keeps its files when no base path is given: the first of
     FILE_STORAGE_PATH_VARIABLES that is set, else ``~/.threadstore/files``; made absolute."""
-    value = next((v for v in map(os.environ.get, FILE_STORAGE_PATH_VARIABLES) if v),
-                 DEFAULT_FILE_STORAGE_PATH)
+    value = next(
+        (v for v in map(os.environ.get, FILE_STORAGE_PATH_VARIABLES) if v), DEFAULT_FILE_STORAGE_PATH
+    )
     return Path(value).expanduser().absolute()

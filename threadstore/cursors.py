@@ -41,7 +41,8 @@ def _filter(attributes: dict[str, Any] | None) -> str:
 def encode(updated_at: datetime, thread_id: str, attributes: dict[str, Any] | None) -> str:
     """The cursor of the position just after the thread (``updated_at``, ``thread_id``)."""
     body = bytes([_VERSION]) + msgspec.json.encode(
-        [updated_at.isoformat(timespec="microseconds"), thread_id, _filter(attributes)])
+        [updated_at.isoformat(timespec="microseconds"), thread_id, _filter(attributes)]
+    )
     return base64.urlsafe_b64encode(body + _tag(body)).rstrip(b"=").decode()
 
 
@@ -67,6 +68,8 @@ def decode(cursor: object, attributes: dict[str, Any] | None) -> tuple[datetime,
     if updated_at.tzinfo is None or not thread_id:
         raise ValueError(_BAD)
     if walk != _filter(attributes):
-        raise ValueError("cursor belongs to a list_threads walk with other attributes; "
-                         "pass the same attributes as for its first page")
+        raise ValueError(
+            "cursor belongs to a list_threads walk with other attributes; "
+            "pass the same attributes as for its first page"
+        )
     return updated_at, thread_id

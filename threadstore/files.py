@@ -76,8 +76,10 @@ def _check_storage_path(storage_path: object) -> str:
     if not storage_path or "\x00" in storage_path:
         raise ValueError(f"storage_path {storage_path[:200]!r} is empty or holds a NUL character")
     if PurePosixPath(storage_path).is_absolute() or PureWindowsPath(storage_path).anchor:
-        raise ValueError(f"storage_path {storage_path[:200]!r} is absolute; it must be relative "
-                         "to the FileStore's base path")
+        raise ValueError(
+            f"storage_path {storage_path[:200]!r} is absolute; it must be relative "
+            "to the FileStore's base path"
+        )
     return storage_path
 
 
@@ -85,8 +87,10 @@ def _check_file_id(file_id: object) -> str:
     if not isinstance(file_id, str):
         raise TypeError(f"file_id must be a string, got {type(file_id).__name__}")
     if not _SHA256.fullmatch(file_id):
-        raise ValueError(f"file_id {file_id[:200]!r} is not a file id of this FileStore (a SHA-256 "
-                         "in hex); pass the storage_path")
+        raise ValueError(
+            f"file_id {file_id[:200]!r} is not a file id of this FileStore (a SHA-256 "
+            "in hex); pass the storage_path"
+        )
     return file_id
 
 
@@ -208,8 +212,9 @@ class _Locks:
             held[stripe] = fd
         return busy
 
-    async def acquire(self, stripes: Iterable[str], held: dict[str, int], *, exclusive: bool,
-                      wait: float) -> None:
+    async def acquire(
+        self, stripes: Iterable[str], held: dict[str, int], *, exclusive: bool, wait: float
+    ) -> None:
         """Lock each stripe not yet in ``held`` (stripe -> fd), retrying for up to ``wait``
         seconds; stripes still busy then are left out. Polls rather than blocks in flock(), so
         waiting never ties up a worker thread."""
@@ -262,9 +267,14 @@ class FileStore:
 
     storage_backend = "local"
 
-    def __init__(self, base_path: str | os.PathLike[str] | None = None, *,
-                 max_file_size: int | None = DEFAULT_MAX_FILE_SIZE, max_storage_size: int | None = None,
-                 allowed_mime_types: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        base_path: str | os.PathLike[str] | None = None,
+        *,
+        max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
+        max_storage_size: int | None = None,
+        allowed_mime_types: Iterable[str] | None = None,
+    ) -> None:
         if base_path is None:
             root = file_storage_path()
         elif isinstance(base_path, (str, os.PathLike)) and "\x00" not in os.fspath(base_path):
@@ -276,19 +286,29 @@ class FileStore:
         self._max_storage_size = _check_limit(max_storage_size, "max_storage_size")
         if isinstance(allowed_mime_types, str):
             raise TypeError("allowed_mime_types must be a collection of MIME types, not one string")
-        self._allowed = None if allowed_mime_types is None else frozenset(
-            map(normalize_mime_pattern, allowed_mime_types))
+        self._allowed = (
+            None if allowed_mime_types is None else frozenset(map(normalize_mime_pattern, allowed_mime_types))
+        )
         self._locks = _Locks(root)
         self._used: int | None = None  # bytes stored, measured on first need with max_storage_size
         self._measuring = asyncio.Lock()
 
     @classmethod
-    async def create(cls, base_path: str | os.PathLike[str] | None = None, *,
-                     max_file_size: int | None = DEFAULT_MAX_FILE_SIZE, max_storage_size: int | None = None,
-                     allowed_mime_types: Iterable[str] | None = None) -> FileStore:
+    async def create(
+        cls,
+        base_path: str | os.PathLike[str] | None = None,
+        *,
+        max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
+        max_storage_size: int | None = None,
+        allowed_mime_types: Iterable[str] | None = None,
+    ) -> FileStore:
         """A FileStore whose directory exists and can be written (FileStoreError otherwise)."""
-        store = cls(base_path, max_file_size=max_file_size, max_storage_size=max_storage_size,
-                    allowed_mime_types=allowed_mime_types)
+        store = cls(
+            base_path,
+            max_file_size=max_file_size,
+            max_storage_size=max_storage_size,
+            allowed_mime_types=allowed_mime_types,
+        )
         try:
             await asyncio.to_thread(store._prepare)
         except OSError as exc:
@@ -338,8 +358,9 @@ class FileStore:
         finally:
             self._locks.release(held)
 
-    async def batch_save(self, files: Iterable[tuple[bytes, str] | tuple[bytes, str, str | None]]
-                         ) -> list[dict[str, Any]]:
+    async def batch_save(
+        self, files: Iterable[tuple[bytes, str] | tuple[bytes, str, str | None]]
+    ) -> list[dict[str, Any]]:
         """Store several files: ``(content, filename)`` or ``(content, filename, mime_type)``
         tuples; returns their metadata in order. Sizes, types and arguments of all are checked
         before any is written; a StorageFullError part-way leaves the earlier ones stored
@@ -358,8 +379,9 @@ class FileStore:
             raise TypeError("batch_save() takes (content, filename) or (content, filename, mime_type) tuples")
         return (item[0], item[1], item[2] if len(item) == 3 else None)
 
-    async def _put(self, content: bytes, filename: str, mime_type: str | None,
-                   held: dict[str, int], created: list[Path]) -> dict[str, Any]:
+    async def _put(
+        self, content: bytes, filename: str, mime_type: str | None, held: dict[str, int], created: list[Path]
+    ) -> dict[str, Any]:
         """save() with the stripe locks left in ``held`` and the files created put in ``created``
         (ThreadStore.save keeps both until its database write has ended)."""
         return await self._write(await self._inspect(content, filename, mime_type), held, created)
@@ -374,13 +396,16 @@ class FileStore:
         declared = None if mime_type is None else normalize_mime_type(mime_type)
         limit = self._max_file_size
         if limit is not None and len(content) > limit:
-            raise FileTooLargeError(f"file {filename[:200]!r} is {len(content)} bytes, over this "
-                                    f"FileStore's max_file_size of {limit} bytes")
+            raise FileTooLargeError(
+                f"file {filename[:200]!r} is {len(content)} bytes, over this "
+                f"FileStore's max_file_size of {limit} bytes"
+            )
         sha, mime = await asyncio.to_thread(_hash_and_detect, content, filename, declared)
         if self._allowed is not None and not is_allowed(mime, self._allowed):
             raise UnsupportedFileTypeError(
                 f"file {filename[:200]!r} is {mime}, which is not in this FileStore's "
-                f"allowed_mime_types ({', '.join(sorted(self._allowed))})")
+                f"allowed_mime_types ({', '.join(sorted(self._allowed))})"
+            )
         return _Incoming(content, filename, mime, sha)
 
     async def _write(self, incoming: _Incoming, held: dict[str, int], created: list[Path]) -> dict[str, Any]:
@@ -400,9 +425,14 @@ class FileStore:
             if len(created) == before:  # failed, or the file was there already
                 self._give_back(reserved)
         return {
-            "id": sha, "filename": incoming.filename, "mime_type": incoming.mime,
-            "storage_path": _relative(sha), "storage_backend": self.storage_backend, "size": size,
-            "sha256": sha, "created_at": datetime.fromtimestamp(mtime, UTC),
+            "id": sha,
+            "filename": incoming.filename,
+            "mime_type": incoming.mime,
+            "storage_path": _relative(sha),
+            "storage_backend": self.storage_backend,
+            "size": size,
+            "sha256": sha,
+            "created_at": datetime.fromtimestamp(mtime, UTC),
         }
 
     async def _measure(self) -> int:
@@ -424,7 +454,8 @@ class FileStore:
                 return 0
             raise StorageFullError(
                 f"storing {filename[:200]!r} ({size} bytes) would take this FileStore to "
-                f"{used + size} bytes, over its max_storage_size of {limit} bytes")
+                f"{used + size} bytes, over its max_storage_size of {limit} bytes"
+            )
         self._used = used + size
         return size
 
@@ -446,8 +477,9 @@ class FileStore:
         root = self._root.resolve()
         path = (root / relative).resolve()
         if path == root or not path.is_relative_to(root):
-            raise ValueError(f"storage_path {relative[:200]!r} resolves outside the FileStore's "
-                             f"base path {self._root}")
+            raise ValueError(
+                f"storage_path {relative[:200]!r} resolves outside the FileStore's base path {self._root}"
+            )
         return path
 
     def _missing(self, file_id: str | None, storage_path: str | None) -> FileNotFoundError:
@@ -459,8 +491,10 @@ class FileStore:
         try:
             return path.read_bytes()
         except OSError as exc:
-            if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) \
-                    or exc.errno == errno.ENAMETOOLONG:
+            if (
+                isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError))
+                or exc.errno == errno.ENAMETOOLONG
+            ):
                 raise self._missing(file_id, storage_path) from None
             raise FileStoreError(f"cannot read {storage_path or file_id!r}: {exc}") from exc
 
@@ -528,8 +562,14 @@ class FileStore:
                             continue
                         with contextlib.suppress(FileNotFoundError):
                             stat = item.stat(follow_symlinks=False)
-                            entries.append(_Entry(f"{top.name}/{middle.name}/{name}",
-                                                  name if ours else None, stat.st_size, stat.st_mtime))
+                            entries.append(
+                                _Entry(
+                                    f"{top.name}/{middle.name}/{name}",
+                                    name if ours else None,
+                                    stat.st_size,
+                                    stat.st_mtime,
+                                )
+                            )
         return entries
 
     async def list_files(self) -> list[str]:
@@ -547,8 +587,9 @@ class FileStore:
         relative = _check_storage_path(storage_path)
         normal = os.path.normpath(relative)
         if normal == "." or normal == ".." or normal.startswith(("../", "..\\")):
-            raise ValueError(f"storage_path {storage_path[:200]!r} points outside the FileStore's "
-                             f"base path {self._root}")
+            raise ValueError(
+                f"storage_path {storage_path[:200]!r} points outside the FileStore's base path {self._root}"
+            )
         return (self._root / normal).as_uri()
 
     async def check_health(self) -> dict[str, Any]:
@@ -557,9 +598,15 @@ class FileStore:
         ``max_storage_size``, ``usage_percent`` (None without a limit), ``max_file_size`` and
         ``available_space`` (free bytes on the disk)."""
         report: dict[str, Any] = {
-            "status": "healthy", "error": None, "base_path": str(self._root), "file_count": 0,
-            "storage_size": 0, "max_storage_size": self._max_storage_size, "usage_percent": None,
-            "max_file_size": self._max_file_size, "available_space": None,
+            "status": "healthy",
+            "error": None,
+            "base_path": str(self._root),
+            "file_count": 0,
+            "storage_size": 0,
+            "max_storage_size": self._max_storage_size,
+            "usage_percent": None,
+            "max_file_size": self._max_file_size,
+            "available_space": None,
         }
         try:
             await asyncio.to_thread(self._prepare)
@@ -577,8 +624,12 @@ class FileStore:
         return report
 
     async def _remove_unreferenced(
-        self, entries: Sequence[_Entry], referenced: Callable[[list[str]], Awaitable[set[str]]], *,
-        wait: float, older_than: float | None = None,
+        self,
+        entries: Sequence[_Entry],
+        referenced: Callable[[list[str]], Awaitable[set[str]]],
+        *,
+        wait: float,
+        older_than: float | None = None,
     ) -> list[_Entry]:
         """Remove those stored files no stored message references, under the exclusive lock of
         their stripes (a stripe still busy after ``wait`` seconds is left alone) and, with
@@ -617,9 +668,11 @@ class FileStore:
 
 
 @contextlib.asynccontextmanager
-async def storing(attachments: Sequence[Attachment], file_store: FileStore,
-                  referenced: Callable[[list[str]], Awaitable[set[str]]]
-                  ) -> AsyncIterator[dict[int, Attachment]]:
+async def storing(
+    attachments: Sequence[Attachment],
+    file_store: FileStore,
+    referenced: Callable[[list[str]], Awaitable[set[str]]],
+) -> AsyncIterator[dict[int, Attachment]]:
     """Store the bytes of ``attachments`` for one database write, which runs inside the block.
 
     Yields ``id(original) -> stored copy`` (the copy carries what the database keeps: file_id,
@@ -646,15 +699,17 @@ async def storing(attachments: Sequence[Attachment], file_store: FileStore,
         file_store._locks.release(held)
 
 
-async def _discard(file_store: FileStore, created: list[Path],
-                   referenced: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+async def _discard(
+    file_store: FileStore, created: list[Path], referenced: Callable[[list[str]], Awaitable[set[str]]]
+) -> None:
     entries = [_Entry(_relative(path.name), path.name, 0, 0.0) for path in created]
     with contextlib.suppress(Exception):  # e.g. the database is down: then collect_garbage's job
         await file_store._remove_unreferenced(entries, referenced, wait=_CLEANUP_WAIT)
 
 
-async def collect_garbage(store: ThreadStore, file_store: FileStore, *,
-                          min_age: timedelta | float = GC_MIN_AGE) -> list[dict[str, Any]]:
+async def collect_garbage(
+    store: ThreadStore, file_store: FileStore, *, min_age: timedelta | float = GC_MIN_AGE
+) -> list[dict[str, Any]]:
     """Delete the files in ``file_store`` that no message stored in ``store`` references, and
     temporary files left by interrupted writes; returns one dict per file removed:
     ``file_id`` (None for a temporary file), ``storage_path`` and ``size`` (bytes freed).
@@ -676,6 +731,7 @@ async def collect_garbage(store: ThreadStore, file_store: FileStore, *,
         orphans = [e for e in stored if e.relative not in references and e.sha not in references]
         if orphans:
             removed = await file_store._remove_unreferenced(
-                orphans, store.attachment_references, wait=0, older_than=cutoff)
+                orphans, store.attachment_references, wait=0, older_than=cutoff
+            )
     removed += await asyncio.to_thread(file_store._remove, [e for e in entries if not e.sha], cutoff)
     return [{"file_id": e.sha, "storage_path": e.relative, "size": e.size} for e in removed]

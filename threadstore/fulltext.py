@@ -30,8 +30,10 @@ MAX_POSITION = 16_383  # PostgreSQL's largest tsvector position
 MAX_WORD_BYTES = 1_000_000  # PostgreSQL's tsvector holds at most 1 MiB of lexeme text
 SNIPPET_LENGTH = 200
 
-_IDEOGRAPHS = ("\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-               "\U00020000-\U0002fa1f\U00030000-\U0003134f")
+_IDEOGRAPHS = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0002fa1f\U00030000-\U0003134f"
+)
 _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
@@ -144,11 +146,15 @@ def parse(query: object) -> Query:
             groups.append([phrase])
         joining = False
     if not groups:
-        raise ValueError("the search query has no word that must occur: give at least one word or "
-                         f"phrase (got {query[:100]!r})")
+        raise ValueError(
+            "the search query has no word that must occur: give at least one word or "
+            f"phrase (got {query[:100]!r})"
+        )
+
     # A phrase with a word longer than MAX_WORD_LENGTH occurs nowhere (such words are not indexed).
     def indexable(phrase: Phrase) -> bool:
         return all(len(word) <= MAX_WORD_LENGTH for word in phrase)
+
     kept = [tuple(dict.fromkeys(p for p in g if indexable(p))) for g in groups]
     excluded = [p for p in excluded if indexable(p)]
     if not all(kept):
@@ -166,13 +172,15 @@ def occurrences(phrase: Phrase, indexed: Sequence[tuple[str, int]]) -> int:
         return sum(1 for w, _ in indexed if w == word)
     at = {(w, p) for w, p in indexed}
     first = phrase[0]
-    return sum(1 for w, p in indexed if w == first
-               and all((phrase[k], p + k) in at for k in range(1, len(phrase))))
+    return sum(
+        1 for w, p in indexed if w == first and all((phrase[k], p + k) in at for k in range(1, len(phrase)))
+    )
 
 
 def matches(query: Query, indexed: Sequence[tuple[str, int]]) -> bool:
-    return (all(any(occurrences(p, indexed) for p in group) for group in query.groups)
-            and not any(occurrences(p, indexed) for p in query.excluded))
+    return all(any(occurrences(p, indexed) for p in group) for group in query.groups) and not any(
+        occurrences(p, indexed) for p in query.excluded
+    )
 
 
 def length(indexed: Sequence[tuple[str, int]]) -> int:
@@ -180,8 +188,9 @@ def length(indexed: Sequence[tuple[str, int]]) -> int:
     return indexed[-1][1] if indexed else 0
 
 
-def ranker(query: Query, corpus: Iterable[Sequence[tuple[str, int]]]
-           ) -> Callable[[Sequence[tuple[str, int]]], float]:
+def ranker(
+    query: Query, corpus: Iterable[Sequence[tuple[str, int]]]
+) -> Callable[[Sequence[tuple[str, int]]], float]:
     """Scores as SQLite's FTS5 gives them (the negative of its ``bm25()``, k1=1.2, b=0.75) over
     ``corpus``, the indexed words of every stored message."""
     documents = [d for d in corpus if d]
@@ -200,6 +209,7 @@ def ranker(query: Query, corpus: Iterable[Sequence[tuple[str, int]]]
             freq = occurrences(phrase, indexed)
             total_score += idf * (freq * 2.2) / (freq + norm)
         return total_score
+
     return score
 
 

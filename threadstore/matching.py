@@ -27,8 +27,10 @@ _CHAR_ESCAPES = {"n": "\n", "t": "\t"}
 _MAX_BOUND = 255  # PostgreSQL's limit for {m,n}
 # RE2's own \d \s \w are ASCII-only; these are Python's Unicode classes (its str.isalnum,
 # isdecimal, isspace), which tests/unit/test_matching.py checks over every code point.
-_SPACE = ("\\t\\n\\x{b}\\f\\r\\x{1c}-\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
-          "\\x{202f}\\x{205f}\\x{3000}")
+_SPACE = (
+    "\\t\\n\\x{b}\\f\\r\\x{1c}-\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
+    "\\x{202f}\\x{205f}\\x{3000}"
+)
 _CLASSES = {"d": "\\p{Nd}", "s": _SPACE, "w": "\\pL\\pN_"}
 _BOUND = re.compile(r"\{(\d+)(,(\d*))?\}")
 
@@ -139,8 +141,10 @@ def _checked(pattern: TextPattern) -> TextPattern:
         compiled(pattern.re2)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(f"the search pattern {pattern.text[:100]!r} is too large to run ({reason}); "
-                         "repeat a smaller part, or fewer times") from None
+        raise ValueError(
+            f"the search pattern {pattern.text[:100]!r} is too large to run ({reason}); "
+            "repeat a smaller part, or fewer times"
+        ) from None
     return pattern
 
 
@@ -155,8 +159,10 @@ def check_text(text: str, what: str) -> None:
     """Refuse text some backend cannot store or search as it is: a NUL character (PostgreSQL
     cannot hold one) or a lone surrogate (not encodable as UTF-8)."""
     if "\x00" in text:
-        raise ValueError(f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store "
-                         "(refused on every backend alike)")
+        raise ValueError(
+            f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store "
+            "(refused on every backend alike)"
+        )
     if not text.isascii():
         try:
             text.encode()
@@ -210,7 +216,7 @@ class _Parser:
         while self.pos < len(text) and text[self.pos] not in "|)":
             start = self.pos
             atom, can_repeat = self.atom()
-            char = _literal_char(text[start:self.pos])
+            char = _literal_char(text[start : self.pos])
             repeats = self.quantifier()
             if repeats is not None:
                 if not can_repeat:
@@ -310,8 +316,9 @@ class _Parser:
                 raise self.fail(f"the bound {match[0]} has its maximum below its minimum")
             self.pos = match.end()
             # Rewritten: RE2 misreads leading zeros ("x{01}" matches nothing).
-            spelled = (f"{{{low}}}" if match[2] is None
-                       else f"{{{low},}}" if high is None else f"{{{low},{high}}}")
+            spelled = (
+                f"{{{low}}}" if match[2] is None else f"{{{low},}}" if high is None else f"{{{low},{high}}}"
+            )
         else:
             return None
         if self.pos < len(text) and text[self.pos] == "?":  # non-greedy: same matches
@@ -338,9 +345,9 @@ class _Parser:
                 out.append("]")
                 return "".join(out)
             first = False
-            if char == "[" and text[self.pos + 1:self.pos + 2] in (":", "=", "."):
+            if char == "[" and text[self.pos + 1 : self.pos + 2] in (":", "=", "."):
                 raise self.fail("POSIX classes like [[:alpha:]] are not supported; use \\w, \\d, \\s")
-            if char == "-" and previous is not None and text[self.pos + 1:self.pos + 2] not in ("]", ""):
+            if char == "-" and previous is not None and text[self.pos + 1 : self.pos + 2] not in ("]", ""):
                 self.pos += 1
                 spelled, end = self.bracket_char()
                 if end is None:
@@ -362,7 +369,7 @@ class _Parser:
             return _re2_char(char), char
         if self.pos < len(self.text) and self.text[self.pos].lower() in _CLASSES:
             return self.escape(in_bracket=True), None
-        escaped = self.text[self.pos:self.pos + 1]
+        escaped = self.text[self.pos : self.pos + 1]
         spelled = self.escape(in_bracket=True)
         return spelled, _CHAR_ESCAPES.get(escaped, escaped)
 
@@ -390,8 +397,11 @@ def content_text(content: object) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [part["text"] for part in content if isinstance(part, dict)
-                 and part.get("type") == "text" and isinstance(part.get("text"), str)]
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        ]
         return "\n".join(texts) if texts else None
     return None
 
@@ -429,8 +439,9 @@ def platform_values(platforms: dict[str, Any], name: str) -> list[Any]:
 def platform_index(platforms: dict[str, Any]) -> dict[str, list[Any]]:
     """{platform: its scalar values} for every platform whose entry is an object: PostgreSQL
     stores it beside the thread so that "has this reference" is a containment test on an index."""
-    return {name: platform_values(platforms, name) for name, entry in platforms.items()
-            if isinstance(entry, dict)}
+    return {
+        name: platform_values(platforms, name) for name, entry in platforms.items() if isinstance(entry, dict)
+    }
 
 
 def token_count(value: object) -> int:
@@ -446,9 +457,12 @@ def message_tokens(metrics: dict[str, Any]) -> tuple[str | None, int, int, int]:
     if not isinstance(usage, dict):
         usage = {}
     model = metrics.get("model")
-    return (model if isinstance(model, str) and model else None,
-            token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")),
-            token_count(usage.get("total_tokens")))
+    return (
+        model if isinstance(model, str) and model else None,
+        token_count(usage.get("prompt_tokens")),
+        token_count(usage.get("completion_tokens")),
+        token_count(usage.get("total_tokens")),
+    )
 
 
 def has_reference(platforms: dict[str, Any], name: str, reference: Any) -> bool:
@@ -461,8 +475,7 @@ def platform_match(platforms: dict[str, Any], source: object, name: str, wanted:
     holds them."""
     if contains_all(platforms.get(name), wanted):
         return True
-    return (isinstance(source, dict) and json_equal(source.get("name"), name)
-            and contains_all(source, wanted))
+    return isinstance(source, dict) and json_equal(source.get("name"), name) and contains_all(source, wanted)
 
 
 def value_equals(document: object, keys: list[str], value: Any) -> bool:

@@ -39,21 +39,55 @@ _OOXML = {  # an Office Open XML package is a ZIP with [Content_Types].xml and o
 _ODF = "application/vnd.oasis.opendocument."
 # Types the bytes would show if they were right: declared for bytes without their magic number,
 # they are contradicted and ignored.
-_SNIFFABLE = frozenset({
-    *(mime for _, mime in _MAGIC), "image/webp", _ZIP, *_OOXML.values(), "application/epub+zip",
-    f"{_ODF}text", f"{_ODF}spreadsheet", f"{_ODF}presentation",
-})
-_TEXTUAL = frozenset({
-    "application/json", "application/xml", "application/javascript", "application/x-javascript",
-    "application/yaml", "application/x-yaml", "application/toml", "application/sql",
-    "application/x-sh", "application/x-python", "application/ld+json",
-})
-_DOCUMENTS = frozenset({
-    "application/pdf", "application/msword", "application/rtf", "application/vnd.ms-excel",
-    "application/vnd.ms-powerpoint", "application/epub+zip", *_OOXML.values(),
-})
-_ARCHIVES = frozenset({_ZIP, "application/gzip", "application/x-tar", "application/x-7z-compressed",
-                       "application/x-bzip2", "application/x-xz", "application/vnd.rar"})
+_SNIFFABLE = frozenset(
+    {
+        *(mime for _, mime in _MAGIC),
+        "image/webp",
+        _ZIP,
+        *_OOXML.values(),
+        "application/epub+zip",
+        f"{_ODF}text",
+        f"{_ODF}spreadsheet",
+        f"{_ODF}presentation",
+    }
+)
+_TEXTUAL = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/javascript",
+        "application/x-javascript",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "application/sql",
+        "application/x-sh",
+        "application/x-python",
+        "application/ld+json",
+    }
+)
+_DOCUMENTS = frozenset(
+    {
+        "application/pdf",
+        "application/msword",
+        "application/rtf",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/epub+zip",
+        *_OOXML.values(),
+    }
+)
+_ARCHIVES = frozenset(
+    {
+        _ZIP,
+        "application/gzip",
+        "application/x-tar",
+        "application/x-7z-compressed",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/vnd.rar",
+    }
+)
 _SNIFF_BYTES = 8192
 # Bytes plain text holds: printable ASCII and everything >= 0x80 (checked as UTF-8 separately),
 # plus \a \b \t \n \v \f \r and ESC. Any other control byte (NUL above all) means binary.
@@ -66,10 +100,18 @@ def _filename_types() -> mimetypes.MimeTypes:
     # the common types it lacks on Python 3.11.
     types = mimetypes.MimeTypes()
     for mime, extension in (
-        ("text/markdown", ".md"), ("text/markdown", ".markdown"), ("application/yaml", ".yaml"),
-        ("application/yaml", ".yml"), ("application/toml", ".toml"), ("image/webp", ".webp"),
-        ("application/epub+zip", ".epub"), (f"{_ODF}text", ".odt"), (f"{_ODF}spreadsheet", ".ods"),
-        (f"{_ODF}presentation", ".odp"), (_OOXML["word/"], ".docx"), (_OOXML["xl/"], ".xlsx"),
+        ("text/markdown", ".md"),
+        ("text/markdown", ".markdown"),
+        ("application/yaml", ".yaml"),
+        ("application/yaml", ".yml"),
+        ("application/toml", ".toml"),
+        ("image/webp", ".webp"),
+        ("application/epub+zip", ".epub"),
+        (f"{_ODF}text", ".odt"),
+        (f"{_ODF}spreadsheet", ".ods"),
+        (f"{_ODF}presentation", ".odp"),
+        (_OOXML["word/"], ".docx"),
+        (_OOXML["xl/"], ".xlsx"),
         (_OOXML["ppt/"], ".pptx"),
     ):
         types.add_type(mime, extension)
@@ -193,8 +235,11 @@ def detect_mime_type(content: bytes, filename: str | None = None, declared: str 
         return sniffed
     if sniffed == _TEXT:
         for hint in hints:
-            if is_textual(hint) and hint != "text/plain" \
-                    and (hint != "application/json" or _is_json(content)):
+            if (
+                is_textual(hint)
+                and hint != "text/plain"
+                and (hint != "application/json" or _is_json(content))
+            ):
                 return hint
         return "application/json" if _is_json(content) else "text/plain"
     if not content:  # no bytes, no evidence against any type
@@ -222,7 +267,7 @@ def extract_text(content: bytes, mime: str) -> tuple[str | None, bool]:
     characters too, at most TEXT_LIMIT characters); ``(None, False)`` for other types."""
     if not is_textual(mime):
         return None, False
-    head = content[:TEXT_LIMIT * 4]  # a character is at most 4 bytes of UTF-8
+    head = content[: TEXT_LIMIT * 4]  # a character is at most 4 bytes of UTF-8
     text = head.decode("utf-8-sig", "replace").replace("\x00", "\ufffd")
     truncated = len(head) < len(content) or len(text) > TEXT_LIMIT
     return text[:TEXT_LIMIT], truncated

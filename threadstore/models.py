@@ -49,12 +49,14 @@ _trust = _Trust()
 
 def decoding_stored(decode: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
     """``decode`` for documents a backend gives back, without validating them again."""
+
     def run(data: bytes) -> _T:
         _trust.on = True
         try:
             return decode(data)
         finally:
             _trust.on = False
+
     return run
 
 
@@ -107,16 +109,19 @@ def _decode_content(value: object) -> tuple[bytes, str | None]:
     if text[:5].lower() == "data:":
         header, comma, text = text[5:].partition(",")
         if not comma or not header.lower().endswith(";base64"):
-            raise ValueError("Attachment.content is a data: URL that is not base64 "
-                             "(expected data:<type>;base64,<data>)")
+            raise ValueError(
+                "Attachment.content is a data: URL that is not base64 (expected data:<type>;base64,<data>)"
+            )
         declared = header[:-7].partition(";")[0] or None
     text = "".join(text.split())
     altchars = b"-_" if ("-" in text or "_" in text) else None
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars, validate=True), declared
     except (binascii.Error, ValueError):
-        raise ValueError("Attachment.content is text that is neither base64 nor a base64 data: URL; "
-                         "pass the bytes (for text, text.encode())") from None
+        raise ValueError(
+            "Attachment.content is text that is neither base64 nor a base64 data: URL; "
+            "pass the bytes (for text, text.encode())"
+        ) from None
 
 
 class Attachment(msgspec.Struct, kw_only=True):
@@ -144,8 +149,9 @@ class Attachment(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         _require(self.filename, str, "Attachment.filename")
         if self.status not in ATTACHMENT_STATUSES:
-            raise ValueError(f"Attachment.status must be one of {', '.join(ATTACHMENT_STATUSES)}; "
-                             f"got {self.status!r}")
+            raise ValueError(
+                f"Attachment.status must be one of {', '.join(ATTACHMENT_STATUSES)}; got {self.status!r}"
+            )
         _require(self.attributes, dict, "Attachment.attributes")
         _require(self.mime_type, (str, type(None)), "Attachment.mime_type")
         content = self.content
@@ -162,8 +168,11 @@ class Attachment(msgspec.Struct, kw_only=True):
             return content if type(content) is bytes else _decode_content(content)[0]
         if file_store is not None and (self.storage_path or self.file_id):
             return await file_store.get(self.file_id, self.storage_path)
-        where = "pass the FileStore it is stored in" if self.storage_path or self.file_id \
+        where = (
+            "pass the FileStore it is stored in"
+            if self.storage_path or self.file_id
             else "it was never given any"
+        )
         raise ValueError(f"Attachment {self.filename[:200]!r} holds no content in memory; {where}")
 
     async def process_and_store(self, file_store: FileStore, *, force: bool = False) -> None:
@@ -182,8 +191,9 @@ class Attachment(msgspec.Struct, kw_only=True):
             self.status = "failed"
             raise
 
-    async def _stored_copy(self, file_store: FileStore, held: dict[str, int], created: list[Path]
-                           ) -> Attachment:
+    async def _stored_copy(
+        self, file_store: FileStore, held: dict[str, int], created: list[Path]
+    ) -> Attachment:
         """A copy of this pending attachment as the database keeps it once its bytes are stored
         (for ThreadStore.save; see files.storing)."""
         content = await self.get_content_bytes()
@@ -570,8 +580,11 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
         # Stored messages replaced by another object with the same id count as edited.
         objects_before = {id(m) for m in before}
-        edited = [m for m in messages if m.id in stored and m.role != "system"
-                  and (id(m) not in objects_before or m.id in tracker)]
+        edited = [
+            m
+            for m in messages
+            if m.id in stored and m.role != "system" and (id(m) not in objects_before or m.id in tracker)
+        ]
         return Changes(new, edited, sorted(stored - current), current, set(), list(messages), tracker)
 
     def _begin_save(self, changes: Changes) -> None:

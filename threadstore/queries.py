@@ -66,8 +66,9 @@ class Query:
                 pass
         missing = ", ".join(p for p in self.params if p not in values) or "none"
         unexpected = ", ".join(sorted(set(values) - set(self.params))) or "none"
-        raise TypeError(f"query {self.name!r}: missing parameters: {missing}; "
-                        f"unexpected parameters: {unexpected}")
+        raise TypeError(
+            f"query {self.name!r}: missing parameters: {missing}; unexpected parameters: {unexpected}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +140,13 @@ def load_from(root: Path, dialect: str) -> Registry:
     migrations.sort(key=lambda mig: (mig.version, mig.origin))
     for i, mig in enumerate(migrations):
         if i and mig.version == migrations[i - 1].version:
-            raise QueryFileError(f"{mig.origin}: duplicate migration version {mig.version}, "
-                                 f"also {migrations[i - 1].origin}")
+            raise QueryFileError(
+                f"{mig.origin}: duplicate migration version {mig.version}, also {migrations[i - 1].origin}"
+            )
         if mig.version != i + 1:
-            raise QueryFileError(f"{mig.origin}: expected migration version {i + 1:04d}; "
-                                 "versions start at 0001 without gaps")
+            raise QueryFileError(
+                f"{mig.origin}: expected migration version {i + 1:04d}; versions start at 0001 without gaps"
+            )
     return Registry(dialect, types.MappingProxyType(queries), tuple(migrations))
 
 
@@ -157,16 +160,18 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
     mask = _mask(preamble, origin, 1)
     if mask.strip():
         pos = len(mask) - len(mask.lstrip())
-        raise QueryFileError(f"{origin}:{_line(preamble, pos, 1)}: "
-                             "only comments may come before the first '-- name:' header")
+        raise QueryFileError(
+            f"{origin}:{_line(preamble, pos, 1)}: only comments may come before the first '-- name:' header"
+        )
     queries: list[Query] = []
     seen: dict[str, int] = {}
     for (at, header), end in zip(headers, bounds[1:], strict=True):
         where = f"{origin}:{at + 1}"
         name, kind = _parse_header(header, where)
         if name in seen:
-            raise QueryFileError(f"{where}: duplicate query name {name!r}, "
-                                 f"first defined at {origin}:{seen[name]}")
+            raise QueryFileError(
+                f"{where}: duplicate query name {name!r}, first defined at {origin}:{seen[name]}"
+            )
         seen[name] = at + 1
         doc_end = at + 1
         while doc_end < end and lines[doc_end].startswith("--"):
@@ -181,8 +186,9 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
         if kind is Kind.SCRIPT:
             a, b = 0, len(body)  # kept whole, final ';' included
         elif len(spans) > 1:
-            raise QueryFileError(f"{where}: query {name!r} holds {len(spans)} statements; "
-                                 "only a :script may hold several")
+            raise QueryFileError(
+                f"{where}: query {name!r} holds {len(spans)} statements; only a :script may hold several"
+            )
         else:
             a, b = spans[0]
         sql, params = _compile(body[a:b], mask[a:b], dialect)
@@ -211,8 +217,7 @@ def _parse_header(header: str, where: str) -> tuple[str, Kind]:
         raise QueryFileError(f"{where}: bad query name {parts[0]!r}; use snake_case")
     kinds = {f":{k.value}": k for k in Kind}
     if parts[1] not in kinds:
-        raise QueryFileError(f"{where}: unknown kind {parts[1]!r}; expected one of "
-                             + ", ".join(kinds))
+        raise QueryFileError(f"{where}: unknown kind {parts[1]!r}; expected one of " + ", ".join(kinds))
     return parts[0], kinds[parts[1]]
 
 

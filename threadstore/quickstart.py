@@ -20,8 +20,9 @@ async def main(url: str | None = None) -> None:
         platforms={"slack": {"channel": "C123456", "thread_ts": "1234567890.123"}},
     )
     thread.add_message(Message(role="system", content="You are a helpful support agent."))
-    thread.add_message(Message(role="user", content="My order hasn't arrived yet",
-                               source={"type": "user", "id": "cust_789"}))
+    thread.add_message(
+        Message(role="user", content="My order hasn't arrived yet", source={"type": "user", "id": "cust_789"})
+    )
     thread.add_message(Message(role="assistant", content="I'll check on that order right away."))
     await store.save(thread)  # the system message stays on `thread` but is not stored
 
@@ -34,6 +35,8 @@ async def main(url: str | None = None) -> None:
     loaded.add_message(Message(role="user", content="Thanks!"))
     await store.save(loaded)  # writes only the new message
     await store.close()
+
+
 # --- end of README quickstart ---
 
 

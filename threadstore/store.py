@@ -92,8 +92,10 @@ _MAX_SEQUENCE = 2**31 - 1  # the sequence columns are 32-bit
 # An escaped NUL in encoded JSON: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL = "a NUL character (\\x00), which PostgreSQL cannot store (refused on every backend alike)"
-_NOT_JSON = ("holds a value JSON would not give back unchanged "
-             "(a tuple, set, bytes, datetime, non-string key or NaN, for example)")
+_NOT_JSON = (
+    "holds a value JSON would not give back unchanged "
+    "(a tuple, set, bytes, datetime, non-string key or NaN, for example)"
+)
 
 
 MAX_DEPTH = 100  # how deep dicts and lists may nest in a field, as in MongoDB's documents
@@ -109,8 +111,9 @@ def _too_deep(value: Any) -> bool:
     start = _children(value) if isinstance(value, msgspec.Struct) else [value]
     level = [item for item in start if isinstance(item, _CONTAINERS)]
     for _ in range(MAX_DEPTH):
-        level = [item for container in level for item in _children(container)
-                 if isinstance(item, _CONTAINERS)]
+        level = [
+            item for container in level for item in _children(container) if isinstance(item, _CONTAINERS)
+        ]
         if not level:
             return False
     return True
@@ -170,9 +173,21 @@ def _message_round_trips(message: Message) -> bool:
         for user in users:
             if type(user) is not str:
                 return False
-    return type(message.id) is str and type(message.role) is str and _round_trips(
-        [content, calls, message.attributes, message.source, message.platforms, message.metrics,
-         message.reactions])
+    return (
+        type(message.id) is str
+        and type(message.role) is str
+        and _round_trips(
+            [
+                content,
+                calls,
+                message.attributes,
+                message.source,
+                message.platforms,
+                message.metrics,
+                message.reactions,
+            ]
+        )
+    )
 
 
 def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> bytes:
@@ -189,8 +204,9 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
     # than MAX_DEPTH is walked.
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(value):
         if isinstance(value, Message):  # name the field
-            what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
-                        if _too_deep(getattr(value, f)))
+            what = next(
+                f"Message.{f} of {what}" for f in value.__struct_fields__ if _too_deep(getattr(value, f))
+            )
         raise ValueError(f"{what} {_TOO_DEEP}")
     plain = _message_round_trips(value) if isinstance(value, Message) else _round_trips(value)
     if not plain:
@@ -207,8 +223,11 @@ def _check_round_trip(value: Any, raw: bytes, what: str, decode: Callable[[bytes
         raise ValueError(f"{what} is invalid: {exc}") from None
     if back != value:
         if isinstance(value, Message):  # name the field
-            what = next(f"Message.{f} of {what}" for f in value.__struct_fields__
-                        if getattr(back, f) != getattr(value, f))
+            what = next(
+                f"Message.{f} of {what}"
+                for f in value.__struct_fields__
+                if getattr(back, f) != getattr(value, f)
+            )
         raise ValueError(f"{what} {_NOT_JSON}")
 
 
@@ -224,8 +243,9 @@ def _message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
     _check_id(message.id, "Message.id")
     doc = message
     if message.attachments:
-        attachments = [msgspec.structs.replace(stored.get(id(a), a), content=None)
-                       for a in message.attachments]
+        attachments = [
+            msgspec.structs.replace(stored.get(id(a), a), content=None) for a in message.attachments
+        ]
         doc = msgspec.structs.replace(message, attachments=attachments)
     return _checked_json(doc, f"message {message.id!r}", _decode_message)
 
@@ -250,8 +270,10 @@ def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachmen
                 raise TypeError(f"an {what} is a {type(attachment).__name__}, not an Attachment")
             name = attachment.filename
             if not isinstance(name, str) or not name or "\x00" in name:
-                raise ValueError(f"an {what} has the filename {name!r}: it must be a non-empty string "
-                                 "without NUL characters")
+                raise ValueError(
+                    f"an {what} has the filename {name!r}: it must be a non-empty string "
+                    "without NUL characters"
+                )
             if attachment.status == "stored":
                 if not (attachment.storage_path or attachment.file_id):
                     raise ValueError(f"{what} {name!r} has status 'stored' but no file_id or storage_path")
@@ -274,7 +296,8 @@ def _record_stored(pending: builtins.list[Attachment], stored: Mapping[int, Atta
 def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
     return ValueError(
         f"{len(pending)} attachment(s) (the first: {pending[0].filename[:200]!r}) must be stored "
-        "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))")
+        "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))"
+    )
 
 
 MAX_ID_LENGTH = 512  # characters: at most 2,048 bytes in UTF-8, inside PostgreSQL's btree row limit (2,704)
@@ -373,8 +396,9 @@ def _running_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-async def _close_when_loop_ends(store: weakref.ref[ThreadStore], backend: Backend
-                                ) -> AsyncGenerator[None, None]:
+async def _close_when_loop_ends(
+    store: weakref.ref[ThreadStore], backend: Backend
+) -> AsyncGenerator[None, None]:
     """Started when a store connects, so that its event loop finalises it when the loop shuts
     down (``asyncio.run`` does, also after an exception), or when the store is garbage-collected:
     then it closes the connections a program did not close, so the program exits, quietly.
@@ -387,9 +411,12 @@ async def _close_when_loop_ends(store: weakref.ref[ThreadStore], backend: Backen
             if owner is not None:  # a later event loop connects afresh
                 owner._backend = owner._loop = owner._watcher = None
             when = "was garbage-collected" if owner is None else "outlived its event loop"
-            warnings.warn(f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
-                          "closed for it; call close() or use `async with`", ResourceWarning,
-                          stacklevel=1)
+            warnings.warn(
+                f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
+                "closed for it; call close() or use `async with`",
+                ResourceWarning,
+                stacklevel=1,
+            )
             import asyncio
 
             with contextlib.suppress(Exception):
@@ -421,17 +448,33 @@ class ThreadStore:
     as it was (no switch to WAL; the connection refuses writes with ``query_only``).
     """
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True,
-                 pool_size: int | None = None, max_overflow: int | None = None,
-                 pool_timeout: float | None = None, pool_recycle: float | None = None,
-                 command_timeout: float | None = None, statement_cache_size: int | None = None,
-                 echo: bool | None = None, connect_timeout: float | None = None,
-                 liveness_interval: float | None = None, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        migrate: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: float | None = None,
+        command_timeout: float | None = None,
+        statement_cache_size: int | None = None,
+        echo: bool | None = None,
+        connect_timeout: float | None = None,
+        liveness_interval: float | None = None,
+        read_only: bool = False,
+    ) -> None:
         config = configure(
-            url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle, command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size, echo=echo,
-            connect_timeout=connect_timeout, liveness_interval=liveness_interval,
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            echo=echo,
+            connect_timeout=connect_timeout,
+            liveness_interval=liveness_interval,
         )
         self._config: DatabaseConfig = dataclasses.replace(config, read_only=bool(read_only))
         # A private in-memory database gets its schema all the same: it is empty, and stays so.
@@ -445,18 +488,37 @@ class ThreadStore:
         self._last_alias_time: datetime | None = None
 
     @classmethod
-    async def create(cls, url: str | None = None, *, migrate: bool = True,
-                     pool_size: int | None = None, max_overflow: int | None = None,
-                     pool_timeout: float | None = None, pool_recycle: float | None = None,
-                     command_timeout: float | None = None, statement_cache_size: int | None = None,
-                     echo: bool | None = None, connect_timeout: float | None = None,
-                     liveness_interval: float | None = None, read_only: bool = False) -> ThreadStore:
+    async def create(
+        cls,
+        url: str | None = None,
+        *,
+        migrate: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: float | None = None,
+        command_timeout: float | None = None,
+        statement_cache_size: int | None = None,
+        echo: bool | None = None,
+        connect_timeout: float | None = None,
+        liveness_interval: float | None = None,
+        read_only: bool = False,
+    ) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
-        store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
-                    pool_timeout=pool_timeout, pool_recycle=pool_recycle,
-                    command_timeout=command_timeout, statement_cache_size=statement_cache_size,
-                    echo=echo, connect_timeout=connect_timeout,
-                    liveness_interval=liveness_interval, read_only=read_only)
+        store = cls(
+            url,
+            migrate=migrate,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            echo=echo,
+            connect_timeout=connect_timeout,
+            liveness_interval=liveness_interval,
+            read_only=read_only,
+        )
         await store._ready()
         return store
 
@@ -615,28 +677,38 @@ class ThreadStore:
         await self._ready()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _plan(self, thread: Thread, changes: Changes | None = None,
-              stored: Mapping[int, Attachment] | None = None, *, synced: bool = False) -> SavePlan:
+    def _plan(
+        self,
+        thread: Thread,
+        changes: Changes | None = None,
+        stored: Mapping[int, Attachment] | None = None,
+        *,
+        synced: bool = False,
+    ) -> SavePlan:
         thread._validate()
         _check_id(thread.id, "Thread.id")
         matching.check_text(thread.title, "Thread.title")
         return SavePlan(
-            thread_id=thread.id, title=thread.title,
+            thread_id=thread.id,
+            title=thread.title,
             attributes=_json(thread.attributes, "Thread.attributes"),
             platforms=_json(thread.platforms, "Thread.platforms"),
             source=None if thread.source is None else _json(thread.source, "Thread.source"),
             platform_values=_encode(matching.platform_index(thread.platforms)),
-            created_at=thread.created_at, updated_at=thread.updated_at,
+            created_at=thread.created_at,
+            updated_at=thread.updated_at,
             new=_message_docs(changes.new, stored or {}) if changes else b"[]",
             new_count=len(changes.new) if changes else 0,
             edited=_message_docs(changes.edited, stored or {}) if changes else b"[]",
-            removed=changes.removed if changes else [], synced=synced,
+            removed=changes.removed if changes else [],
+            synced=synced,
         )
 
     async def save(self, thread: Thread, file_store: FileStore | None = None) -> Thread:
@@ -666,8 +738,9 @@ class ThreadStore:
         _record_stored(pending, stored)
         return thread
 
-    async def _save(self, thread: Thread, backend: Backend, changes: Changes,
-                    stored: Mapping[int, Attachment]) -> Thread:
+    async def _save(
+        self, thread: Thread, backend: Backend, changes: Changes, stored: Mapping[int, Attachment]
+    ) -> Thread:
         plan = self._plan(thread, changes, stored, synced=thread.__dict__.get("_origin") is backend)
         thread._begin_save(changes)
         try:
@@ -685,8 +758,7 @@ class ThreadStore:
         thread._mark_synced(backend, changes)
         return thread
 
-    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None
-                     ) -> Thread:
+    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
         """Add messages after the stored ones of a thread without loading it.
 
         Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
@@ -725,10 +797,12 @@ class ThreadStore:
         return thread
 
     @staticmethod
-    async def _append(backend: Backend, thread_id: str, batch: builtins.list[Message],
-                      stored: Mapping[int, Attachment]) -> tuple[bytes, dict[str, int]]:
-        plan = AppendPlan(thread_id=thread_id, messages=_message_docs(batch, stored), count=len(batch),
-                          updated_at=utcnow())
+    async def _append(
+        backend: Backend, thread_id: str, batch: builtins.list[Message], stored: Mapping[int, Attachment]
+    ) -> tuple[bytes, dict[str, int]]:
+        plan = AppendPlan(
+            thread_id=thread_id, messages=_message_docs(batch, stored), count=len(batch), updated_at=utcnow()
+        )
         result = await backend.append(plan)
         if result is None:
             raise NotFoundError(f"no thread {thread_id!r} to append to")
@@ -751,9 +825,15 @@ class ThreadStore:
         _check_id(thread_id)
         return await (await self._writer("delete")).delete(thread_id)
 
-    async def delete_threads(self, older_than: timedelta, attributes: dict[str, Any] | None = None,
-                             dry_run: bool = False, *, batch_size: int = 500,
-                             progress: Callable[[int], None] | None = None) -> int:
+    async def delete_threads(
+        self,
+        older_than: timedelta,
+        attributes: dict[str, Any] | None = None,
+        dry_run: bool = False,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete the threads not updated for ``older_than`` (and whose attributes hold every
         key of ``attributes`` with an equal value, when given), with their messages and
         aliases; returns how many. ``dry_run`` only counts them.
@@ -816,8 +896,9 @@ class ThreadStore:
         backend = await self._ready()
         return self._thread(backend, await backend.get_messages(thread_id, last, _PAST_LAST, None))
 
-    async def get_messages(self, thread_id: str, limit: int = 50, before: int | None = None,
-                           after: int | None = None) -> builtins.list[Message]:
+    async def get_messages(
+        self, thread_id: str, limit: int = 50, before: int | None = None, after: int | None = None
+    ) -> builtins.list[Message]:
         """A page of a thread's stored messages, in ascending sequence order, found by sequence.
 
         With ``after``, the first ``limit`` messages whose sequence is above it (and below
@@ -831,14 +912,14 @@ class ThreadStore:
             if value is not None:
                 _check_page(value, what, 0, _PAST_LAST)
         backend = await self._ready()
-        doc = await backend.get_messages(thread_id, limit, _PAST_LAST if before is None else before,
-                                         after)
+        doc = await backend.get_messages(thread_id, limit, _PAST_LAST if before is None else before, after)
         if doc is None:
             raise NotFoundError(f"no thread {thread_id!r}")
         return _decode_thread(doc).messages
 
-    async def list_threads(self, limit: int = 50, cursor: str | None = None,
-                           attributes: dict[str, Any] | None = None) -> ThreadPage:
+    async def list_threads(
+        self, limit: int = 50, cursor: str | None = None, attributes: dict[str, Any] | None = None
+    ) -> ThreadPage:
         """Thread summaries (no messages read), newest ``updated_at`` first, id breaking ties.
 
         Pass ``page.next_cursor`` back as ``cursor`` for the next page (None on the last). A walk
@@ -856,8 +937,9 @@ class ThreadStore:
         if len(summaries) <= limit:
             return ThreadPage(threads=summaries)
         last = summaries[limit - 1]
-        return ThreadPage(threads=summaries[:limit],
-                          next_cursor=cursors.encode(last.updated_at, last.id, attributes))
+        return ThreadPage(
+            threads=summaries[:limit], next_cursor=cursors.encode(last.updated_at, last.id, attributes)
+        )
 
     async def list(self, limit: int = 100, offset: int = 0) -> builtins.list[Thread]:
         """Threads with their messages, newest ``updated_at`` first (id breaks ties)."""
@@ -912,13 +994,15 @@ class ThreadStore:
         backend = await self._ready()
         return self._threads(backend, await backend.find_threads(search, limit, offset))
 
-    async def search_by_title(self, text: str, limit: int | None = 100, *,
-                              offset: int = 0) -> builtins.list[Thread]:
+    async def search_by_title(
+        self, text: str, limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose title contains ``text``, ignoring case; every character is literal."""
         return await self._find(ByTitle(pattern=matching.literal(text)), limit, offset)
 
-    async def search_by_content(self, pattern: str, limit: int | None = 100, *, offset: int = 0,
-                                literal: bool = False) -> builtins.list[Thread]:
+    async def search_by_content(
+        self, pattern: str, limit: int | None = 100, *, offset: int = 0, literal: bool = False
+    ) -> builtins.list[Thread]:
         """Threads with a stored message whose content matches ``pattern``, ignoring case.
 
         ``pattern`` is a regular expression in the dialect every backend runs alike (see
@@ -929,8 +1013,14 @@ class ThreadStore:
         checked = matching.literal(pattern, "pattern") if literal else matching.regex(pattern)
         return await self._find(ByContent(pattern=checked), limit, offset)
 
-    async def search_by_platform(self, platform_name: str, reference: str | int | float | bool,
-                                 limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    async def search_by_platform(
+        self,
+        platform_name: str,
+        reference: str | int | float | bool,
+        limit: int | None = 100,
+        *,
+        offset: int = 0,
+    ) -> builtins.list[Thread]:
         """Threads whose ``platforms[platform_name]`` has ``reference`` as one of its values."""
         _check_id(platform_name, "platform_name")
         if not isinstance(reference, str | int | float):
@@ -938,28 +1028,32 @@ class ThreadStore:
         search = ByPlatformReference(platform=platform_name, reference=_json(reference, "reference"))
         return await self._find(search, limit, offset)
 
-    async def find_by_attributes(self, attributes: dict[str, Any], limit: int | None = 100, *,
-                                 offset: int = 0) -> builtins.list[Thread]:
+    async def find_by_attributes(
+        self, attributes: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose attributes hold every given key with an equal JSON value (1 equals 1.0;
         objects and lists compare whole). An empty dict matches every thread."""
         search = ByAttributes(wanted=_check_object(attributes, "attributes"))
         return await self._find(search, limit, offset)
 
-    async def find_by_platform(self, platform_name: str, properties: dict[str, Any],
-                               limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    async def find_by_platform(
+        self, platform_name: str, properties: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose ``platforms[platform_name]`` holds every given property with an equal
         value, or whose ``source`` is named ``platform_name`` and holds them."""
         _check_id(platform_name, "platform_name")
         search = ByPlatform(name=platform_name, wanted=_check_object(properties, "properties"))
         return await self._find(search, limit, offset)
 
-    async def find_by_source(self, source_name: str, properties: dict[str, Any],
-                             limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    async def find_by_source(
+        self, source_name: str, properties: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """The same as find_by_platform (the older name)."""
         return await self.find_by_platform(source_name, properties, limit, offset=offset)
 
-    async def search(self, query: str, limit: int = 20, offset: int = 0, *,
-                     attributes: dict[str, Any] | None = None) -> builtins.list[SearchHit]:
+    async def search(
+        self, query: str, limit: int = 20, offset: int = 0, *, attributes: dict[str, Any] | None = None
+    ) -> builtins.list[SearchHit]:
         """Messages matching ``query``, best first (ties: the newer message first).
 
         The syntax is a web search engine's: words (all must occur), ``"quoted phrases"``,
@@ -977,13 +1071,21 @@ class ThreadStore:
         if parsed.impossible:
             return []
         rows = await backend.search(parsed, wanted, limit, offset)
-        return [SearchHit(thread_id=r.thread_id, message_id=r.message_id, sequence=r.sequence,
-                          role=r.role, score=r.score, snippet=fulltext.snippet(r.text, parsed))
-                for r in rows]
+        return [
+            SearchHit(
+                thread_id=r.thread_id,
+                message_id=r.message_id,
+                sequence=r.sequence,
+                role=r.role,
+                score=r.score,
+                snippet=fulltext.snippet(r.text, parsed),
+            )
+            for r in rows
+        ]
 
-    async def find_messages_by_attribute(self, path: str | Sequence[str], value: Any,
-                                         limit: int | None = 100, *,
-                                         offset: int = 0) -> builtins.list[Message]:
+    async def find_messages_by_attribute(
+        self, path: str | Sequence[str], value: Any, limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Message]:
         """Stored messages whose value at ``path`` equals ``value`` (as JSON), ordered by thread
         id, then sequence; each carries its ``thread_id``.
 
@@ -1054,15 +1156,19 @@ class ThreadStore:
         """
         backend = await self._ready()
         now = utcnow()
-        counts = _decode_usage(await backend.usage(
-            now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7)))
+        counts = _decode_usage(
+            await backend.usage(now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7))
+        )
         total = 0
         by_model: dict[str, dict[str, int]] = {}
         for model, prompt, completion, total_tokens in counts.models:
             total += total_tokens or 0
             if model is not None:
-                by_model[model] = {"prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
-                                   "total_tokens": total_tokens or 0}
+                by_model[model] = {
+                    "prompt_tokens": prompt or 0,
+                    "completion_tokens": completion or 0,
+                    "total_tokens": total_tokens or 0,
+                }
         return {
             "total_threads": counts.threads,
             "total_messages": counts.messages,
@@ -1075,8 +1181,9 @@ class ThreadStore:
 
     # -- export, import ---------------------------------------------------------------------
 
-    async def export_threads(self, *, page_size: int = 200, after: str | None = None
-                             ) -> AsyncGenerator[builtins.list[ThreadRecord], None]:
+    async def export_threads(
+        self, *, page_size: int = 200, after: str | None = None
+    ) -> AsyncGenerator[builtins.list[ThreadRecord], None]:
         """Every stored thread with its messages and aliases (ThreadRecords), in pages of up to
         ``page_size``, in id order after the id ``after`` (None: from the first). One read per
         page, so memory stays flat however large the store."""
@@ -1097,8 +1204,9 @@ class ThreadStore:
                 return
             after = page[-1][0].id
 
-    async def import_threads(self, threads: Iterable[Thread],
-                             file_store: FileStore | None = None) -> builtins.list[str]:
+    async def import_threads(
+        self, threads: Iterable[Thread], file_store: FileStore | None = None
+    ) -> builtins.list[str]:
         """Store threads exactly as given -- ids, times, message sequences, and the aliases of
         a ThreadRecord with their times -- skipping each id already stored, so importing the
         same threads again changes nothing. Atomic: a bad value raises ValueError/TypeError and
@@ -1131,8 +1239,9 @@ class ThreadStore:
         _record_stored(pending, stored)
         return result
 
-    async def _put(self, backend: Backend, threads: builtins.list[Thread],
-                   stored: Mapping[int, Attachment]) -> builtins.list[str]:
+    async def _put(
+        self, backend: Backend, threads: builtins.list[Thread], stored: Mapping[int, Attachment]
+    ) -> builtins.list[str]:
         if not threads:
             return []
         copies = [self._copy(thread, stored) for thread in threads]
@@ -1145,8 +1254,10 @@ class ThreadStore:
         given = [m.sequence for m in messages if m.sequence is not None]
         for sequence in given:
             if type(sequence) is not int or not 1 <= sequence <= _MAX_SEQUENCE:
-                raise ValueError(f"Thread {thread.id!r}: a message sequence must be an int from 1 "
-                                 f"to {_MAX_SEQUENCE}, got {sequence!r}")
+                raise ValueError(
+                    f"Thread {thread.id!r}: a message sequence must be an int from 1 "
+                    f"to {_MAX_SEQUENCE}, got {sequence!r}"
+                )
         if len(set(given)) != len(given):
             raise ValueError(f"Thread {thread.id!r} holds two messages with the same sequence")
         last = max(given, default=0)
@@ -1162,6 +1273,7 @@ class ThreadStore:
             if _check_alias(record.alias) in aliases:
                 raise ValueError(f"Thread {thread.id!r} lists the alias {record.alias!r} twice")
             aliases[record.alias] = as_utc(record.created_at, "AliasRecord.created_at")
-        plan = msgspec.structs.replace(self._plan(thread), new=_message_docs(messages, stored),
-                                       new_count=len(messages))
+        plan = msgspec.structs.replace(
+            self._plan(thread), new=_message_docs(messages, stored), new_count=len(messages)
+        )
         return ThreadCopy(plan=plan, last_sequence=last, aliases=builtins.list(aliases.items()))

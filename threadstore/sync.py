@@ -45,8 +45,9 @@ class _Loop:
         self.loop = asyncio.new_event_loop()
         self.stopped = False
         started = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(started,), name="threadstore-sync",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(started,), name="threadstore-sync", daemon=True
+        )
         self.thread.start()
         started.wait()
 
@@ -64,8 +65,10 @@ class _Loop:
             raise StoreClosedError("this ThreadStore is closed")
         if threading.current_thread() is self.thread:
             coroutine.close()
-            raise RuntimeError("a threadstore.sync.ThreadStore cannot be called from its own event "
-                               "loop's thread (it would wait for itself)")
+            raise RuntimeError(
+                "a threadstore.sync.ThreadStore cannot be called from its own event "
+                "loop's thread (it would wait for itself)"
+            )
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
@@ -111,33 +114,71 @@ class ThreadStore:
     pages. ``engine`` and ``async_session`` are the async store's only (the driver objects are
     async): use ``store.async_store`` from async code if you need them."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True,
-                 pool_size: int | None = None, max_overflow: int | None = None,
-                 pool_timeout: float | None = None, pool_recycle: float | None = None,
-                 command_timeout: float | None = None, statement_cache_size: int | None = None,
-                 echo: bool | None = None, connect_timeout: float | None = None,
-                 liveness_interval: float | None = None, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        migrate: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: float | None = None,
+        command_timeout: float | None = None,
+        statement_cache_size: int | None = None,
+        echo: bool | None = None,
+        connect_timeout: float | None = None,
+        liveness_interval: float | None = None,
+        read_only: bool = False,
+    ) -> None:
         self._store = AsyncThreadStore(
-            url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
-            pool_timeout=pool_timeout, pool_recycle=pool_recycle, command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size, echo=echo, connect_timeout=connect_timeout,
-            liveness_interval=liveness_interval, read_only=read_only)
+            url,
+            migrate=migrate,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            echo=echo,
+            connect_timeout=connect_timeout,
+            liveness_interval=liveness_interval,
+            read_only=read_only,
+        )
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
 
     @classmethod
-    def create(cls, url: str | None = None, *, migrate: bool = True,
-               pool_size: int | None = None, max_overflow: int | None = None,
-               pool_timeout: float | None = None, pool_recycle: float | None = None,
-               command_timeout: float | None = None, statement_cache_size: int | None = None,
-               echo: bool | None = None, connect_timeout: float | None = None,
-               liveness_interval: float | None = None, read_only: bool = False) -> ThreadStore:
+    def create(
+        cls,
+        url: str | None = None,
+        *,
+        migrate: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: float | None = None,
+        command_timeout: float | None = None,
+        statement_cache_size: int | None = None,
+        echo: bool | None = None,
+        connect_timeout: float | None = None,
+        liveness_interval: float | None = None,
+        read_only: bool = False,
+    ) -> ThreadStore:
         """A connected store (migrated unless ``migrate=False``), as ``ThreadStore.create``."""
-        store = cls(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow,
-                    pool_timeout=pool_timeout, pool_recycle=pool_recycle,
-                    command_timeout=command_timeout, statement_cache_size=statement_cache_size,
-                    echo=echo, connect_timeout=connect_timeout,
-                    liveness_interval=liveness_interval, read_only=read_only)
+        store = cls(
+            url,
+            migrate=migrate,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            echo=echo,
+            connect_timeout=connect_timeout,
+            liveness_interval=liveness_interval,
+            read_only=read_only,
+        )
         try:
             store.ping()
         except BaseException:
@@ -186,8 +227,9 @@ class ThreadStore:
         self.ping()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def ping(self) -> float:
@@ -208,8 +250,7 @@ class ThreadStore:
         """Store the thread atomically, writing only what changed (``ThreadStore.save``)."""
         return self._run(self._store.save(thread, file_store))
 
-    def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None
-               ) -> Thread:
+    def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
         """Add messages after the stored ones of a thread without loading it."""
         return self._run(self._store.append(thread_id, *messages, file_store=file_store))
 
@@ -225,19 +266,29 @@ class ThreadStore:
         """Delete those threads; returns how many existed."""
         return self._run(self._store.delete_many(thread_ids))
 
-    def delete_threads(self, older_than: timedelta, attributes: dict[str, Any] | None = None,
-                       dry_run: bool = False, *, batch_size: int = 500,
-                       progress: Callable[[int], None] | None = None) -> int:
+    def delete_threads(
+        self,
+        older_than: timedelta,
+        attributes: dict[str, Any] | None = None,
+        dry_run: bool = False,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete the threads not updated for ``older_than``, in batches; how many."""
-        return self._run(self._store.delete_threads(older_than, attributes, dry_run,
-                                                    batch_size=batch_size, progress=progress))
+        return self._run(
+            self._store.delete_threads(
+                older_than, attributes, dry_run, batch_size=batch_size, progress=progress
+            )
+        )
 
     def prune_messages(self, thread_id: str, keep_last: int = 200) -> int:
         """Delete all but the ``keep_last`` most recent messages of a thread; how many."""
         return self._run(self._store.prune_messages(thread_id, keep_last))
 
-    def import_threads(self, threads: Iterable[Thread], file_store: FileStore | None = None
-                       ) -> builtins.list[str]:
+    def import_threads(
+        self, threads: Iterable[Thread], file_store: FileStore | None = None
+    ) -> builtins.list[str]:
         """Store threads exactly as given, skipping ids already stored; the ids stored."""
         return self._run(self._store.import_threads(threads, file_store))
 
@@ -247,13 +298,15 @@ class ThreadStore:
         """The thread with its messages (only its ``last`` most recent ones, if given), or None."""
         return self._run(self._store.get(thread_id, last=last))
 
-    def get_messages(self, thread_id: str, limit: int = 50, before: int | None = None,
-                     after: int | None = None) -> builtins.list[Message]:
+    def get_messages(
+        self, thread_id: str, limit: int = 50, before: int | None = None, after: int | None = None
+    ) -> builtins.list[Message]:
         """A page of a thread's stored messages by sequence, in ascending order."""
         return self._run(self._store.get_messages(thread_id, limit, before, after))
 
-    def list_threads(self, limit: int = 50, cursor: str | None = None,
-                     attributes: dict[str, Any] | None = None) -> ThreadPage:
+    def list_threads(
+        self, limit: int = 50, cursor: str | None = None, attributes: dict[str, Any] | None = None
+    ) -> ThreadPage:
         """Thread summaries, newest ``updated_at`` first, a page at a time."""
         return self._run(self._store.list_threads(limit, cursor, attributes))
 
@@ -269,8 +322,9 @@ class ThreadStore:
         """The attachment ``file_id``/``storage_path`` values stored messages reference."""
         return self._run(self._store.attachment_references(refs))
 
-    def export_threads(self, *, page_size: int = 200, after: str | None = None
-                       ) -> Iterator[builtins.list[ThreadRecord]]:
+    def export_threads(
+        self, *, page_size: int = 200, after: str | None = None
+    ) -> Iterator[builtins.list[ThreadRecord]]:
         """Every stored thread with its messages and aliases, in pages, in id order."""
         pages = self._store.export_threads(page_size=page_size, after=after)
         try:
@@ -282,45 +336,56 @@ class ThreadStore:
 
     # -- searches and lookups ---------------------------------------------------------------
 
-    def search_by_title(self, text: str, limit: int | None = 100, *, offset: int = 0
-                        ) -> builtins.list[Thread]:
+    def search_by_title(
+        self, text: str, limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose title holds ``text``, any case."""
         return self._run(self._store.search_by_title(text, limit, offset=offset))
 
-    def search_by_content(self, pattern: str, limit: int | None = 100, *, offset: int = 0,
-                          literal: bool = False) -> builtins.list[Thread]:
+    def search_by_content(
+        self, pattern: str, limit: int | None = 100, *, offset: int = 0, literal: bool = False
+    ) -> builtins.list[Thread]:
         """Threads with a message matching ``pattern`` (a regular expression unless ``literal``)."""
         return self._run(self._store.search_by_content(pattern, limit, offset=offset, literal=literal))
 
-    def search_by_platform(self, platform_name: str, reference: str | int | float | bool,
-                           limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    def search_by_platform(
+        self,
+        platform_name: str,
+        reference: str | int | float | bool,
+        limit: int | None = 100,
+        *,
+        offset: int = 0,
+    ) -> builtins.list[Thread]:
         """Threads whose ``platforms[platform_name]`` has the value ``reference``."""
-        return self._run(self._store.search_by_platform(platform_name, reference, limit,
-                                                        offset=offset))
+        return self._run(self._store.search_by_platform(platform_name, reference, limit, offset=offset))
 
-    def find_by_attributes(self, attributes: dict[str, Any], limit: int | None = 100, *,
-                           offset: int = 0) -> builtins.list[Thread]:
+    def find_by_attributes(
+        self, attributes: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose attributes hold every given key with an equal value."""
         return self._run(self._store.find_by_attributes(attributes, limit, offset=offset))
 
-    def find_by_platform(self, platform_name: str, properties: dict[str, Any],
-                         limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    def find_by_platform(
+        self, platform_name: str, properties: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """Threads whose platform (or source) holds every property with an equal value."""
         return self._run(self._store.find_by_platform(platform_name, properties, limit, offset=offset))
 
-    def find_by_source(self, source_name: str, properties: dict[str, Any],
-                       limit: int | None = 100, *, offset: int = 0) -> builtins.list[Thread]:
+    def find_by_source(
+        self, source_name: str, properties: dict[str, Any], limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Thread]:
         """``find_by_platform`` under its older name."""
         return self._run(self._store.find_by_source(source_name, properties, limit, offset=offset))
 
-    def search(self, query: str, limit: int = 20, offset: int = 0, *,
-               attributes: dict[str, Any] | None = None) -> builtins.list[SearchHit]:
+    def search(
+        self, query: str, limit: int = 20, offset: int = 0, *, attributes: dict[str, Any] | None = None
+    ) -> builtins.list[SearchHit]:
         """Ranked full-text search of message content."""
         return self._run(self._store.search(query, limit, offset, attributes=attributes))
 
-    def find_messages_by_attribute(self, path: str | Sequence[str], value: Any,
-                                   limit: int | None = 100, *, offset: int = 0
-                                   ) -> builtins.list[Message]:
+    def find_messages_by_attribute(
+        self, path: str | Sequence[str], value: Any, limit: int | None = 100, *, offset: int = 0
+    ) -> builtins.list[Message]:
         """Messages whose attribute (or platform) at ``path`` equals ``value``."""
         return self._run(self._store.find_messages_by_attribute(path, value, limit, offset=offset))
 

@@ -32,8 +32,10 @@ from threadstore.store import ThreadStore
 TEST_URL_VARIABLE = "THREADSTORE_TEST_URL"
 DATABASE_PREFIX = "threadstore_fixture_"  # the PostgreSQL databases the fixture creates
 # CREATE/DROP DATABASE take no bind parameters: only the names generated below may get there.
-_ADMIN_STATEMENT = re.compile(r'(CREATE|DROP) DATABASE (IF EXISTS )?"threadstore_fixture_[0-9a-f]{16}"'
-                              r'( WITH \(FORCE\))?')
+_ADMIN_STATEMENT = re.compile(
+    r'(CREATE|DROP) DATABASE (IF EXISTS )?"threadstore_fixture_[0-9a-f]{16}"'
+    r"( WITH \(FORCE\))?"
+)
 
 
 async def _admin(server_dsn: str, statement: str) -> None:

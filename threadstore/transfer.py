@@ -93,8 +93,10 @@ class Progress:
     def line(self, now: float | None = None) -> str:
         elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        return (f"{self._label} {self.done:,} / {self.total:,} threads{percent}, "
-                f"{self.done / elapsed:,.0f} threads/s")
+        return (
+            f"{self._label} {self.done:,} / {self.total:,} threads{percent}, "
+            f"{self.done / elapsed:,.0f} threads/s"
+        )
 
     def close(self) -> None:
         if self.enabled:
@@ -102,8 +104,14 @@ class Progress:
             self._stream.flush()
 
 
-async def copy_threads(source: ThreadStore, target: ThreadStore, *, page_size: int = PAGE_SIZE,
-                       writers: int = 2, progress: Progress | None = None) -> tuple[int, int]:
+async def copy_threads(
+    source: ThreadStore,
+    target: ThreadStore,
+    *,
+    page_size: int = PAGE_SIZE,
+    writers: int = 2,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
     """Copy every thread of ``source`` that ``target`` lacks, ids, times, sequences and aliases
     kept; returns (copied, already there). Each page is written atomically, so after an
     interruption running it again picks up where it stopped.

@@ -71,10 +71,13 @@ async def snapshot(url: str) -> Any:
 
     conn = await asyncpg.connect(url)
     try:
-        relations = await conn.fetch("SELECT relname, relkind FROM pg_class "
-                                     "WHERE relnamespace = 'public'::regnamespace ORDER BY 1")
-        rows = [await conn.fetchval("SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM threads AS t"),
-                await conn.fetchval("SELECT string_agg(m::text, E'\\n' ORDER BY m::text) FROM messages AS m")]
+        relations = await conn.fetch(
+            "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1"
+        )
+        rows = [
+            await conn.fetchval("SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM threads AS t"),
+            await conn.fetchval("SELECT string_agg(m::text, E'\\n' ORDER BY m::text) FROM messages AS m"),
+        ]
         return [tuple(r) for r in relations], rows
     finally:
         await conn.close()
@@ -93,8 +96,9 @@ def _dump(path: Path) -> list[str]:
 
 def _ordered(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """narrator's messages in the order adoption numbers them: sequence, timestamp, id."""
-    return sorted(messages, key=lambda m: (m["sequence"], datetime.fromisoformat(m["timestamp"]),
-                                           m["id"].encode()))
+    return sorted(
+        messages, key=lambda m: (m["sequence"], datetime.fromisoformat(m["timestamp"]), m["id"].encode())
+    )
 
 
 def _without_nan(value: Any) -> Any:
@@ -121,19 +125,37 @@ async def assert_reads_as_narrator(store: ThreadStore, expected: dict[str, Any])
         assert got.created_at == datetime.fromisoformat(want["created_at"])
         assert got.updated_at == datetime.fromisoformat(want["updated_at"])
         assert [m.id for m in got.messages] == [m["id"] for m in _ordered(want["messages"])]
-        for number, (message, wanted) in enumerate(zip(got.messages, _ordered(want["messages"]),
-                                                       strict=True), start=1):
+        for number, (message, wanted) in enumerate(
+            zip(got.messages, _ordered(want["messages"]), strict=True), start=1
+        ):
             assert message.sequence == number
             assert message.thread_id == thread_id
             assert message.timestamp == datetime.fromisoformat(wanted["timestamp"])
-            for field in ("role", "turn", "content", "reasoning_content", "name", "tool_call_id",
-                          "tool_calls", "attributes", "source", "platforms", "reactions"):
+            for field in (
+                "role",
+                "turn",
+                "content",
+                "reasoning_content",
+                "name",
+                "tool_call_id",
+                "tool_calls",
+                "attributes",
+                "source",
+                "platforms",
+                "reactions",
+            ):
                 assert getattr(message, field) == wanted[field], (thread_id, message.id, field)
             assert message.metrics == _without_nan(wanted["metrics"])
             assert len(message.attachments) == len(wanted["attachments"])
             for attachment, attached in zip(message.attachments, wanted["attachments"], strict=True):
-                for field in ("filename", "mime_type", "file_id", "storage_path", "storage_backend",
-                              "status"):
+                for field in (
+                    "filename",
+                    "mime_type",
+                    "file_id",
+                    "storage_path",
+                    "storage_backend",
+                    "status",
+                ):
                     assert getattr(attachment, field) == attached[field]
                 assert attachment.attributes == (attached["attributes"] or {})
                 data = await attachment.get_content_bytes(files)
@@ -155,15 +177,17 @@ async def test_a_narrator_database_is_refused_unchanged(narrator_url: str) -> No
     assert await snapshot(narrator_url) == before
 
 
-async def test_adopted_threads_read_back_as_narrator_read_them(narrator_url: str, dialect: str,
-                                                               expected: dict[str, Any]) -> None:
+async def test_adopted_threads_read_back_as_narrator_read_them(
+    narrator_url: str, dialect: str, expected: dict[str, Any]
+) -> None:
     report = await threadstore.adopt(narrator_url)
     assert isinstance(report, AdoptionReport) and not report.dry_run and not report.already_adopted
     assert report.threads == len(expected)
     assert report.messages == sum(len(t["messages"]) for t in expected.values())
     assert report.renumbered == 2  # the concurrent saves' repeated sequence 2: 1,2,2,3 -> 1,2,3,4
-    repeated = [m["sequence"] for t in expected.values() if t["id"].startswith("t-concurrent")
-                for m in t["messages"]]
+    repeated = [
+        m["sequence"] for t in expected.values() if t["id"].startswith("t-concurrent") for m in t["messages"]
+    ]
     assert sorted(repeated) == [1, 2, 2, 3]
     if dialect == "sqlite":
         assert report.backup == f"{narrator_url.partition(':///')[2]}.narrator-backup"
@@ -183,9 +207,11 @@ async def test_the_report_lists_what_threadstore_would_refuse(narrator_url: str,
     if dialect == "postgres":  # PostgreSQL refused NUL and NaN to narrator, and jsonb took the floats
         assert found == untitled
         return
-    assert found == untitled | {("t-odd-values", "attributes", "float"),
-                                ("t-odd-values", "content", "nul"),
-                                ("t-odd-values", "metrics", "not_json")}
+    assert found == untitled | {
+        ("t-odd-values", "attributes", "float"),
+        ("t-odd-values", "content", "nul"),
+        ("t-odd-values", "metrics", "not_json"),
+    }
     assert all(p.message_id for p in report.problems if p.field in ("content", "metrics"))
     assert all(PROBLEMS[p.kind] in str(p) for p in report.problems)
     await threadstore.adopt(narrator_url)
@@ -250,8 +276,9 @@ async def _block_a_later_migration(url: str) -> None:
     await pg.close()
 
 
-async def test_a_failure_part_way_leaves_narrators_database_as_it_was(narrator_url: str,
-                                                                      expected: dict[str, Any]) -> None:
+async def test_a_failure_part_way_leaves_narrators_database_as_it_was(
+    narrator_url: str, expected: dict[str, Any]
+) -> None:
     await _block_a_later_migration(narrator_url)
     before = await snapshot(narrator_url)
     with pytest.raises(ThreadStoreError, match="nothing was changed") as raised:
@@ -263,25 +290,31 @@ async def test_a_failure_part_way_leaves_narrators_database_as_it_was(narrator_u
 
 
 # More narrator rows, so that an adoption lasts long enough to be killed part-way (test data only).
-_BULK_SQLITE = ["""
+_BULK_SQLITE = [
+    """
 INSERT INTO threads
 WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
 SELECT 'bulk-' || i, 'Bulk ' || i, '{}', '{}', '2026-01-02 00:00:00.000000', '2026-01-02 00:00:00.000000'
-  FROM n""", """
+  FROM n""",
+    """
 INSERT INTO messages
 WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000),
                m (j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM m WHERE j < 20)
 SELECT 'bulk-' || i || '-' || j, 'bulk-' || i, j, j, 'user', 'bulk message ' || j, NULL, NULL, NULL,
        'null', '{}', '2026-01-02 00:00:00.000000', 'null', '{}', 'null', '{"model": null}', '{}'
-  FROM n, m"""]
-_BULK_POSTGRES = ["""
+  FROM n, m""",
+]
+_BULK_POSTGRES = [
+    """
 INSERT INTO threads
 SELECT 'bulk-' || i, 'Bulk ' || i, '{}', '{}', '2026-01-02 00:00+00', '2026-01-02 00:00+00'
-  FROM generate_series(1, 3000) AS i""", """
+  FROM generate_series(1, 3000) AS i""",
+    """
 INSERT INTO messages
 SELECT 'bulk-' || i || '-' || j, 'bulk-' || i, j, j, 'user', 'bulk message ' || j, NULL, NULL, NULL,
        'null', '{}', '2026-01-02 00:00+00', 'null', '{}', 'null', '{"model": null}', '{}'
-  FROM generate_series(1, 3000) AS i, generate_series(1, 20) AS j"""]
+  FROM generate_series(1, 3000) AS i, generate_series(1, 20) AS j""",
+]
 _ADOPT = "import asyncio, sys, threadstore; asyncio.run(threadstore.adopt(sys.argv[1]))"
 
 
@@ -297,8 +330,10 @@ async def _adoption_under_way(url: str, process: subprocess.Popen[str]) -> None:
         else:
             conn = await asyncpg.connect(url)
             try:
-                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
-                                       "AND granted AND pid <> pg_backend_pid()"):
+                if await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
+                    "AND granted AND pid <> pg_backend_pid()"
+                ):
                     break
             finally:
                 await conn.close()
@@ -325,8 +360,12 @@ async def test_an_adoption_killed_part_way_leaves_narrators_database_as_it_was(n
             await pg.execute(statement)
         await pg.close()
         before = await snapshot(narrator_url)
-    process = subprocess.Popen([sys.executable, "-c", _ADOPT, narrator_url], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ADOPT, narrator_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         await _adoption_under_way(narrator_url, process)
         assert process.poll() is None, "the adoption ended before it could be killed"
@@ -345,8 +384,9 @@ async def test_an_adoption_killed_part_way_leaves_narrators_database_as_it_was(n
 _LATE_THREAD = ("t-late", "Written while adopting", "{}", "{}")
 
 
-async def test_adoption_waits_for_a_narrator_writer_and_keeps_its_rows(narrator_url: str,
-                                                                        expected: dict[str, Any]) -> None:
+async def test_adoption_waits_for_a_narrator_writer_and_keeps_its_rows(
+    narrator_url: str, expected: dict[str, Any]
+) -> None:
     """A narrator save under way when the adoption starts: the adoption waits for its commit (the
     write lock on SQLite, the table lock on PostgreSQL) and adopts what it wrote."""
     if narrator_url.startswith("sqlite"):
@@ -354,15 +394,20 @@ async def test_adoption_waits_for_a_narrator_writer_and_keeps_its_rows(narrator_
 
         writer = await aiosqlite.connect(narrator_url.partition(":///")[2], isolation_level=None)
         await writer.execute("BEGIN IMMEDIATE")
-        await writer.execute("INSERT INTO threads VALUES (?, ?, ?, ?, '2026-01-06 08:00:00.000000', "
-                             "'2026-01-06 08:00:00.000000')", _LATE_THREAD)
+        await writer.execute(
+            "INSERT INTO threads VALUES (?, ?, ?, ?, '2026-01-06 08:00:00.000000', "
+            "'2026-01-06 08:00:00.000000')",
+            _LATE_THREAD,
+        )
     else:
         import asyncpg
 
         writer = await asyncpg.connect(narrator_url)
         await writer.execute("BEGIN")
-        await writer.execute("INSERT INTO threads VALUES ($1, $2, $3, $4, '2026-01-06 08:00+00', "
-                             "'2026-01-06 08:00+00')", *_LATE_THREAD)
+        await writer.execute(
+            "INSERT INTO threads VALUES ($1, $2, $3, $4, '2026-01-06 08:00+00', '2026-01-06 08:00+00')",
+            *_LATE_THREAD,
+        )
     adoption = asyncio.create_task(threadstore.adopt(narrator_url))
     await asyncio.sleep(1.0)
     assert not adoption.done()
@@ -395,8 +440,9 @@ async def test_adopted_data_works_like_any_other(narrator_url: str, expected: di
 
         hits = await store.search("shipping", limit=50)
         assert {h.thread_id for h in hits} == {"t-long", "t-support"}
-        assert [t.id for t in await store.find_by_attributes({"customer": {"tier": "gold", "id": 42}})] \
-            == ["t-support"]
+        assert [t.id for t in await store.find_by_attributes({"customer": {"tier": "gold", "id": 42}})] == [
+            "t-support"
+        ]
         assert [t.id for t in await store.find_by_platform("slack", {"channel": "C123456"})] == ["t-support"]
         assert [t.id for t in await store.search_by_title("Legacy")] == ["t-legacy"]
         found = await store.find_messages_by_attribute("platforms.slack.ts", "1700000000.000100")
@@ -422,8 +468,9 @@ async def test_adopted_data_works_like_any_other(narrator_url: str, expected: di
         by_model: dict[str, int] = {}
         for m in messages:
             if m["metrics"].get("model"):
-                by_model[m["metrics"]["model"]] = (by_model.get(m["metrics"]["model"], 0)
-                                                   + m["metrics"]["usage"]["total_tokens"])
+                by_model[m["metrics"]["model"]] = (
+                    by_model.get(m["metrics"]["model"], 0) + m["metrics"]["usage"]["total_tokens"]
+                )
         assert {k: v["total_tokens"] for k, v in stats["total_tokens"]["by_model"].items()} == by_model
         assert stats["total_tokens"]["total"] == sum(by_model.values())
 
@@ -432,17 +479,29 @@ async def test_adopted_data_works_like_any_other(narrator_url: str, expected: di
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("THREADSTORE_", "NARRATOR_", "TYLER_"))}
-    return subprocess.run([sys.executable, "-m", "threadstore", *args], capture_output=True,
-                          text=True, env=environment, timeout=120)
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("THREADSTORE_", "NARRATOR_", "TYLER_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "threadstore", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
 
 
-def test_the_cli_refuses_then_adopts(narrator_url: str, dialect: str, expected: dict[str, Any],
-                                    tmp_path: Path) -> None:
-    for command in (["status", narrator_url], ["migrate", narrator_url], ["init", narrator_url],
-                    ["export", narrator_url], ["copy", narrator_url, f"sqlite:///{tmp_path}/copy.db"],
-                    ["files", "gc", narrator_url, str(FILES)]):
+def test_the_cli_refuses_then_adopts(
+    narrator_url: str, dialect: str, expected: dict[str, Any], tmp_path: Path
+) -> None:
+    for command in (
+        ["status", narrator_url],
+        ["migrate", narrator_url],
+        ["init", narrator_url],
+        ["export", narrator_url],
+        ["copy", narrator_url, f"sqlite:///{tmp_path}/copy.db"],
+        ["files", "gc", narrator_url, str(FILES)],
+    ):
         refused = _cli(*command)
         assert refused.returncode == 1, refused.stderr
         assert "slide-narrator database" in refused.stderr

@@ -42,7 +42,8 @@ async def _work(store: ThreadStore) -> None:
 
 
 async def test_echo_logs_each_statement_name_and_duration_without_values(
-        sql_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="threadstore")
     async with await ThreadStore.create(sql_url, echo=True) as store:
         await _work(store)
@@ -53,15 +54,22 @@ async def test_echo_logs_each_statement_name_and_duration_without_values(
     names = {line.rsplit(" ", 2)[0] for line in lines}
     assert {"threads.get", "threads.list", "threads.delete", "schema.versions"} <= names
     assert "migrations.0001_init" in names
-    assert names & {"postgres.save", "postgres.save_new", "postgres.save_appended", "sqlite.save_thread",
-                     "sqlite.save_new_thread", "sqlite.save_appended_thread"}
+    assert names & {
+        "postgres.save",
+        "postgres.save_new",
+        "postgres.save_appended",
+        "sqlite.save_thread",
+        "sqlite.save_new_thread",
+        "sqlite.save_appended_thread",
+    }
     everything = "\n".join(r.getMessage() for r in caplog.records)
     for value in (*VALUES, SECRET):
         assert value not in everything
 
 
 async def test_without_echo_nothing_above_debug_is_logged_by_operations(
-        sql_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    sql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with await ThreadStore.create(sql_url) as store:
         caplog.set_level(logging.DEBUG, logger="threadstore")
         await _work(store)
@@ -79,10 +87,20 @@ def test_db_echo_prints_to_stderr_when_the_application_configured_no_logging(tmp
         f"        await store.save(Thread(title={VALUES[0]!r}))\n"
         "asyncio.run(main())\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "TYLER_DB_TYPE": "sqlite", "TYLER_DB_PATH": f"{tmp_path}/e.db",
-           "TYLER_DB_ECHO": "true"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            timeout=60, cwd=Path(__file__).resolve().parents[2])
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TYLER_DB_TYPE": "sqlite",
+        "TYLER_DB_PATH": f"{tmp_path}/e.db",
+        "TYLER_DB_ECHO": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert re.search(r"threadstore\.sql sqlite\.save_thread \d+\.\d\d ms", result.stderr), result.stderr
@@ -130,7 +148,8 @@ class Switch:
 
 
 async def test_a_server_going_away_logs_one_warning_and_coming_back_one_info(
-        fresh_pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    fresh_pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     switch = Switch(fresh_pg_url)
     await switch.up()
     caplog.set_level(logging.DEBUG)
@@ -155,8 +174,10 @@ async def test_a_server_going_away_logs_one_warning_and_coming_back_one_info(
     assert not [r for r in records if not r.name.startswith("threadstore")]  # asyncpg's are quiet
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith(f"PostgreSQL at {address} is unreachable (connection refused at "
-                                  f"{address}: the PostgreSQL server may not be running")
+    assert warnings[0].startswith(
+        f"PostgreSQL at {address} is unreachable (connection refused at "
+        f"{address}: the PostgreSQL server may not be running"
+    )
     back = [r.getMessage() for r in records if "reachable again" in r.getMessage()]
     assert back == [f"PostgreSQL at {address} is reachable again"]
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
@@ -167,6 +188,8 @@ async def test_connect_call_failed_names_the_host_and_port_and_a_likely_cause() 
     with pytest.raises(StoreUnavailableError) as raised:
         await ThreadStore.create(f"postgresql://u:{SECRET}@127.0.0.1:1/db", connect_timeout=5)
     message = str(raised.value)
-    assert message == ("cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/db: connection "
-                       "refused at 127.0.0.1:1: the PostgreSQL server may not be running, or not be "
-                       "listening on that host and port")
+    assert message == (
+        "cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/db: connection "
+        "refused at 127.0.0.1:1: the PostgreSQL server may not be running, or not be "
+        "listening on that host and port"
+    )

@@ -51,8 +51,12 @@ async def _applied_versions(store: ThreadStore) -> list[int]:
 async def test_processes_creating_at_once_both_succeed_and_migrate_once(empty_url: str) -> None:
     start = time.time() + 1.5  # time for both interpreters to start
     processes = [
-        subprocess.Popen([sys.executable, "-c", _CREATE_AT, empty_url, str(start)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATE_AT, empty_url, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     for process in processes:
@@ -157,8 +161,11 @@ async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(
         for migration in registry.migrations:
             if migration.version <= 2:
                 await conn.execute(migration.script)
-                await conn.execute("INSERT INTO threadstore_migrations VALUES ($1, $2, now())",
-                                   migration.version, migration.name)
+                await conn.execute(
+                    "INSERT INTO threadstore_migrations VALUES ($1, $2, now())",
+                    migration.version,
+                    migration.name,
+                )
         await conn.execute(_FILLED_AT_2)
     finally:
         await conn.close()
@@ -170,12 +177,17 @@ async def test_a_postgres_store_filled_at_version_2_migrates_keeping_everything(
         thread = await store.get("t1")
         assert thread is not None
         assert (thread.title, thread.attributes, thread.source) == (
-            "Refund for order 77", {"customer": "c7", "tier": 2}, {"name": "web", "user": "u7"})
+            "Refund for order 77",
+            {"customer": "c7", "tier": 2},
+            {"name": "web", "user": "u7"},
+        )
         assert thread.platforms == {"slack": {"channel": "C77", "ts": "1.5"}}
         assert thread.created_at.isoformat() == "2024-01-02T03:04:05.123456+00:00"
         assert thread.updated_at.isoformat() == "2024-02-03T04:05:06.654321+00:00"
         assert [(m.id, m.sequence, m.content) for m in thread.messages] == [
-            ("m1", 1, "where is my refund?"), ("m2", 2, [{"type": "text", "text": "it is on its way"}])]
+            ("m1", 1, "where is my refund?"),
+            ("m2", 2, [{"type": "text", "text": "it is on its way"}]),
+        ]
         assert [t.id for t in await store.list()] == ["t1", "t2"]
 
         def ids(threads: list[Thread]) -> list[str]:
@@ -225,8 +237,10 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
     for migration in registry.migrations:
         if migration.version <= 3:
             conn.executescript(migration.script)
-            conn.execute("INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
-                         (migration.version, migration.name))
+            conn.execute(
+                "INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                (migration.version, migration.name),
+            )
     conn.executescript(_SQLITE_FILLED_AT_3)
     conn.commit()
     conn.close()
@@ -237,7 +251,8 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
         rows = await store.engine.execute_fetchall(
             "SELECT (SELECT count(*) FROM message_words_pending),"
             " (SELECT count(*) FROM thread_titles_pending),"
-            " (SELECT count(*) FROM message_words), (SELECT count(*) FROM thread_titles)")
+            " (SELECT count(*) FROM message_words), (SELECT count(*) FROM thread_titles)"
+        )
         assert list(rows) == [(0, 0, 2, 1)]
         assert [t.id for t in await store.search_by_title("refund")] == ["t1"]
         assert [t.id for t in await store.search_by_content("on its way")] == ["t1"]

@@ -84,12 +84,16 @@ async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_th
                 await asyncio.sleep(0.01)
                 waiting = await conn.fetchval(
                     "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")
+                    "AND wait_event_type = 'Lock'"
+                )
                 if waiting:
                     break
             assert waiting is not None and waiting.startswith("-- postgres.save\n")
-            with pytest.raises(CommandTimeoutError, match=r"postgres\.save ran longer than the command "
-                                                          r"timeout of 0\.5 s \(DB_COMMAND_TIMEOUT\)"):
+            with pytest.raises(
+                CommandTimeoutError,
+                match=r"postgres\.save ran longer than the command "
+                r"timeout of 0\.5 s \(DB_COMMAND_TIMEOUT\)",
+            ):
                 await save
         assert (await store.save(thread)).title == "after"
         stored = await store.get("locked")
@@ -98,11 +102,13 @@ async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_th
 
 @pytest.mark.parametrize(("cache", "plan_mode"), [(0, "auto"), (100, "auto")])
 async def test_statement_cache_size_zero_prepares_nothing_and_sends_no_plan_cache_mode(
-        pg_url: str, cache: int, plan_mode: str) -> None:
+    pg_url: str, cache: int, plan_mode: str
+) -> None:
     """PgBouncer in transaction mode needs no named prepared statements and refuses unknown
     startup parameters such as plan_cache_mode."""
-    async with await ThreadStore.create(pg_url, pool_size=1, max_overflow=0,
-                                        statement_cache_size=cache) as store:
+    async with await ThreadStore.create(
+        pg_url, pool_size=1, max_overflow=0, statement_cache_size=cache
+    ) as store:
         await store.save(Thread(id="cached"))
         await store.get("cached")
         assert store.async_session is not None

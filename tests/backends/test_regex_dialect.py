@@ -11,12 +11,59 @@ from threadstore import matching
 
 pytestmark = pytest.mark.pg
 
-ATOMS = ["a", "b", "A", ".", "[ab]", "[^a]", "[a-c]", "\\d", "\\w", "\\s", "\\W", "\\.", "é", "É",
-         "\\n", "[\\d.]", "[]a]", "-", " ", "_", "%", "1", "\\$", "[^\\s]"]
+ATOMS = [
+    "a",
+    "b",
+    "A",
+    ".",
+    "[ab]",
+    "[^a]",
+    "[a-c]",
+    "\\d",
+    "\\w",
+    "\\s",
+    "\\W",
+    "\\.",
+    "é",
+    "É",
+    "\\n",
+    "[\\d.]",
+    "[]a]",
+    "-",
+    " ",
+    "_",
+    "%",
+    "1",
+    "\\$",
+    "[^\\s]",
+]
 QUANTIFIERS = ["", "", "*", "+", "?", "{2}", "{1,}", "{0,2}", "*?", "+?"]
-TEXTS = ["", "a", "ab", "aab\nb", "AB", "é", "É", "a.b", "12", "a b", "_%", "ba", "abc-1", "\n", "aaa",
-         "x y\nz", "a]b", "$5", "b\n", "ÜBER über", "日本語 ab", "x\ty", "ÀÉ àé 1_2",
-         "\u2003a\u3000b"]  # both in \s everywhere (PostgreSQL's \s lacks U+00A0, Python's has it)
+TEXTS = [
+    "",
+    "a",
+    "ab",
+    "aab\nb",
+    "AB",
+    "é",
+    "É",
+    "a.b",
+    "12",
+    "a b",
+    "_%",
+    "ba",
+    "abc-1",
+    "\n",
+    "aaa",
+    "x y\nz",
+    "a]b",
+    "$5",
+    "b\n",
+    "ÜBER über",
+    "日本語 ab",
+    "x\ty",
+    "ÀÉ àé 1_2",
+    "\u2003a\u3000b",
+]  # both in \s everywhere (PostgreSQL's \s lacks U+00A0, Python's has it)
 
 
 def generated_pattern(rng: random.Random, depth: int = 0) -> str:

@@ -53,43 +53,78 @@ SELECT 'alias-' || i, 't' || i, now() FROM generate_series(1, {THREADS}) AS i;
 CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "threads.get": ({"thread_id": "t77"}, {"threads_pkey", "messages_thread_sequence_key"}),
     "threads.list": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
-    "search.by_title": ({"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
-                        {"thread_search_title_trgm_idx"}),
-    "search.by_content": ({"pattern": matching.regex("says 9f.*0a").posix, "limit": 100, "offset": 0},
-                          {"message_text_trgm_idx"}),
-    "search.by_platform_reference": ({"platform": "slack", "reference": '"C4242"', "limit": 100,
-                                      "offset": 0}, {"thread_search_platform_values_idx"}),
-    "search.by_attributes": ({"wanted": '{"customer": "c42", "n": 0}', "limit": 100, "offset": 0},
-                             {"thread_search_attributes_idx"}),
-    "search.by_platform": ({"name": "slack", "wanted": '{"channel": "C4242"}', "limit": 100, "offset": 0},
-                           {"thread_search_platforms_idx", "thread_search_source_idx"}),
-    "search.messages_by_attributes": ({"keys": "{k}", "value": "4243", "limit": 100, "offset": 0},
-                                      {"messages_attributes_idx"}),
-    "search.messages_by_platforms": ({"keys": "{slack,ts}", "value": '"424.2"', "limit": 100, "offset": 0},
-                                     {"messages_platforms_idx"}),
-    "search.fulltext": ({"query": "'of' & '4242'", "limit": 20, "offset": 0},
-                        {"message_text_words_idx", "messages_pkey"}),
-    "search.fulltext_in_threads": ({"query": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
-                                     {"message_text_words_idx", "thread_search_pkey"}),
+    "search.by_title": (
+        {"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
+        {"thread_search_title_trgm_idx"},
+    ),
+    "search.by_content": (
+        {"pattern": matching.regex("says 9f.*0a").posix, "limit": 100, "offset": 0},
+        {"message_text_trgm_idx"},
+    ),
+    "search.by_platform_reference": (
+        {"platform": "slack", "reference": '"C4242"', "limit": 100, "offset": 0},
+        {"thread_search_platform_values_idx"},
+    ),
+    "search.by_attributes": (
+        {"wanted": '{"customer": "c42", "n": 0}', "limit": 100, "offset": 0},
+        {"thread_search_attributes_idx"},
+    ),
+    "search.by_platform": (
+        {"name": "slack", "wanted": '{"channel": "C4242"}', "limit": 100, "offset": 0},
+        {"thread_search_platforms_idx", "thread_search_source_idx"},
+    ),
+    "search.messages_by_attributes": (
+        {"keys": "{k}", "value": "4243", "limit": 100, "offset": 0},
+        {"messages_attributes_idx"},
+    ),
+    "search.messages_by_platforms": (
+        {"keys": "{slack,ts}", "value": '"424.2"', "limit": 100, "offset": 0},
+        {"messages_platforms_idx"},
+    ),
+    "search.fulltext": (
+        {"query": "'of' & '4242'", "limit": 20, "offset": 0},
+        {"message_text_words_idx", "messages_pkey"},
+    ),
+    "search.fulltext_in_threads": (
+        {"query": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
+        {"message_text_words_idx", "thread_search_pkey"},
+    ),
     "search.by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),
     "aliases.get_thread": ({"alias": "alias-77"}, {"thread_aliases_pkey", "threads_pkey"}),
     "aliases.of_thread": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
-    "stats.usage": ({"hour_ago": "2000-01-01T00:00:00+00:00", "day_ago": "2000-01-01T00:00:00+00:00",
-                     "week_ago": "2000-01-01T00:00:00+00:00"}, {"threads_updated_at_idx"}),
+    "stats.usage": (
+        {
+            "hour_ago": "2000-01-01T00:00:00+00:00",
+            "day_ago": "2000-01-01T00:00:00+00:00",
+            "week_ago": "2000-01-01T00:00:00+00:00",
+        },
+        {"threads_updated_at_idx"},
+    ),
     # Bounded reads and retention (sql/postgres/bounded.sql).
-    "bounded.messages_before": ({"thread_id": "t77", "before": 2**31, "limit": 50},
-                                {"threads_pkey", "messages_thread_sequence_key"}),
-    "bounded.messages_after": ({"thread_id": "t77", "after": 1, "before": 2**31, "limit": 50},
-                               {"threads_pkey", "messages_thread_sequence_key"}),
-    "bounded.summaries": ({"after_time": "infinity", "after_id": "", "limit": 51},
-                          {"threads_updated_at_idx", "messages_thread_sequence_key"}),
-    "bounded.summaries_by_attributes": ({"after_time": "infinity", "after_id": "",
-                                         "wanted": '{"customer": "c42", "n": 0}', "limit": 51},
-                                        {"thread_search_attributes_idx", "messages_thread_sequence_key"}),
-    "bounded.count_old": ({"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None},
-                          {"threads_updated_at_idx"}),
-    "bounded.delete_old": ({"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None, "batch": 500},
-                           {"threads_updated_at_idx"}),
+    "bounded.messages_before": (
+        {"thread_id": "t77", "before": 2**31, "limit": 50},
+        {"threads_pkey", "messages_thread_sequence_key"},
+    ),
+    "bounded.messages_after": (
+        {"thread_id": "t77", "after": 1, "before": 2**31, "limit": 50},
+        {"threads_pkey", "messages_thread_sequence_key"},
+    ),
+    "bounded.summaries": (
+        {"after_time": "infinity", "after_id": "", "limit": 51},
+        {"threads_updated_at_idx", "messages_thread_sequence_key"},
+    ),
+    "bounded.summaries_by_attributes": (
+        {"after_time": "infinity", "after_id": "", "wanted": '{"customer": "c42", "n": 0}', "limit": 51},
+        {"thread_search_attributes_idx", "messages_thread_sequence_key"},
+    ),
+    "bounded.count_old": (
+        {"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None},
+        {"threads_updated_at_idx"},
+    ),
+    "bounded.delete_old": (
+        {"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None, "batch": 500},
+        {"threads_updated_at_idx"},
+    ),
     "bounded.thread_row": ({"thread_id": "t77"}, {"threads_pkey"}),
     "bounded.prune": ({"thread_id": "t77", "keep_last": 200}, {"messages_thread_sequence_key"}),
 }
@@ -124,8 +159,10 @@ def filled_url(pg_server: str) -> Iterator[str]:
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(FILL)
-            await conn.execute("VACUUM ANALYZE threads, thread_search, messages, message_text, "
-                               "message_text_pending, thread_aliases")
+            await conn.execute(
+                "VACUUM ANALYZE threads, thread_search, messages, message_text, "
+                "message_text_pending, thread_aliases"
+            )
         finally:
             await conn.close()
 
@@ -150,8 +187,10 @@ async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
     nodes = list(_nodes(explained["Plan"]))
     used = {n["Index Name"] for n in nodes if "Index Name" in n}
     scanned = {n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"}
-    print(f"\n{name}: {explained['Execution Time']:.2f} ms, indexes {sorted(used)}, "
-          f"sequential scans {sorted(scanned) or 'none'}")
+    print(
+        f"\n{name}: {explained['Execution Time']:.2f} ms, indexes {sorted(used)}, "
+        f"sequential scans {sorted(scanned) or 'none'}"
+    )
 
     assert indexes <= used, f"{name} does not use {sorted(indexes - used)}"
     if name not in WHOLE_TABLE:
@@ -166,7 +205,8 @@ async def test_a_later_page_of_summaries_starts_at_its_position_in_the_index(fil
     conn = await asyncpg.connect(filled_url, server_settings={"plan_cache_mode": "force_generic_plan"})
     try:
         after_time, after_id = await conn.fetchrow(
-            "SELECT updated_at::text, id FROM threads ORDER BY updated_at DESC, id DESC OFFSET 1949 LIMIT 1")
+            "SELECT updated_at::text, id FROM threads ORDER BY updated_at DESC, id DESC OFFSET 1949 LIMIT 1"
+        )
         await conn.execute(f"PREPARE q AS {query.sql}")
         args = {"after_time": after_time, "after_id": after_id, "limit": 51}
         values = ", ".join(_literal(args[p]) for p in query.params)

@@ -23,8 +23,12 @@ async def test_fulltext_search_reads_the_fts5_index(tmp_path: Path) -> None:
         cases = [("search.fulltext", {}), ("search.fulltext_in_threads", {"wanted": '{"team": "a"}'})]
         for name, extra in cases:
             query = load("sqlite")[name]
-            values = {"query": fulltext.fts5_query(fulltext.parse("refunds 7")), "limit": 20, "offset": 0,
-                      **extra}
+            values = {
+                "query": fulltext.fts5_query(fulltext.parse("refunds 7")),
+                "limit": 20,
+                "offset": 0,
+                **extra,
+            }
             rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))
             plan = " / ".join(row[3] for row in rows)
             assert "SCAN message_fts VIRTUAL TABLE INDEX" in plan, plan
@@ -74,26 +78,45 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
 
 # query -> (parameters, what its plan must show); none of them may scan a whole table.
 BOUNDED = {
-    "bounded.messages_before": ({"thread_id": "t", "before": 2**31, "limit": 50},
-                                ["SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
-                                 "USING INDEX sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)"]),
-    "bounded.messages_after": ({"thread_id": "t", "after": 3, "before": 2**31, "limit": 50},
-                               ["SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
-                                "sqlite_autoindex_messages_2 (thread_id=? AND sequence>? AND sequence<?)"]),
-    "bounded.summaries": ({"after_time": "~", "after_id": "", "limit": 51},
-                          ["SEARCH t USING INDEX threads_updated_at_idx ((updated_at,id)<(?,?))",
-                           "SEARCH c USING COVERING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
-                           "SEARCH messages USING INDEX sqlite_autoindex_messages_2 (thread_id=?)"]),
-    "bounded.summaries_by_attributes": ({"after_time": "~", "after_id": "", "limit": 51, "wanted": "{}"},
-                                        ["threads_updated_at_idx ((updated_at,id)<(?,?))",
-                                         "sqlite_autoindex_messages_2 (thread_id=?)"]),
-    "bounded.count_old": ({"cutoff": "2020", "wanted": None},
-                          ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"]),
-    "bounded.delete_old": ({"cutoff": "2020", "wanted": None, "batch": 5},
-                           ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"]),
+    "bounded.messages_before": (
+        {"thread_id": "t", "before": 2**31, "limit": 50},
+        [
+            "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
+            "USING INDEX sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)",
+        ],
+    ),
+    "bounded.messages_after": (
+        {"thread_id": "t", "after": 3, "before": 2**31, "limit": 50},
+        [
+            "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
+            "sqlite_autoindex_messages_2 (thread_id=? AND sequence>? AND sequence<?)",
+        ],
+    ),
+    "bounded.summaries": (
+        {"after_time": "~", "after_id": "", "limit": 51},
+        [
+            "SEARCH t USING INDEX threads_updated_at_idx ((updated_at,id)<(?,?))",
+            "SEARCH c USING COVERING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
+            "SEARCH messages USING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
+        ],
+    ),
+    "bounded.summaries_by_attributes": (
+        {"after_time": "~", "after_id": "", "limit": 51, "wanted": "{}"},
+        ["threads_updated_at_idx ((updated_at,id)<(?,?))", "sqlite_autoindex_messages_2 (thread_id=?)"],
+    ),
+    "bounded.count_old": (
+        {"cutoff": "2020", "wanted": None},
+        ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
+    ),
+    "bounded.delete_old": (
+        {"cutoff": "2020", "wanted": None, "batch": 5},
+        ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
+    ),
     "bounded.thread_row": ({"thread_id": "t"}, ["sqlite_autoindex_threads_1 (id=?)"]),
-    "bounded.prune": ({"thread_id": "t", "keep_last": 5},
-                      ["sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)"]),
+    "bounded.prune": (
+        {"thread_id": "t", "keep_last": 5},
+        ["sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)"],
+    ),
 }
 
 

@@ -32,8 +32,13 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     """``threadstore ARGS`` in a fresh interpreter, without any THREADSTORE_/TYLER_/NARRATOR_
     variable of the test run's environment."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
-    return subprocess.run([sys.executable, "-m", "threadstore", *args], capture_output=True, text=True,
-                          env={**clean, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "threadstore", *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=300,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
@@ -67,8 +72,10 @@ def test_status_migrate_and_init_on_a_new_database(db_url: str) -> None:
 
     dry = run("migrate", db_url, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == [*(f"pending: {n}" for n in names),
-                                       f"dry run: {len(names)} migration(s) not applied"]
+    assert dry.stdout.splitlines() == [
+        *(f"pending: {n}" for n in names),
+        f"dry run: {len(names)} migration(s) not applied",
+    ]
 
     init = run("init", db_url)
     assert init.returncode == 0, init.stderr
@@ -153,8 +160,12 @@ async def _source_of(count: int, path: Path) -> str:
     async with await ThreadStore.create(url) as store:
         records = []
         for i in range(count):
-            thread = ThreadRecord(id=f"t-{i:05d}", title=f"thread {i}", attributes={"i": i},
-                                  aliases=[AliasRecord(f"alias-{i}", Thread().created_at)])
+            thread = ThreadRecord(
+                id=f"t-{i:05d}",
+                title=f"thread {i}",
+                attributes={"i": i},
+                aliases=[AliasRecord(f"alias-{i}", Thread().created_at)],
+            )
             for j in range(3):
                 role = "user" if j % 2 == 0 else "assistant"
                 thread.add_message(Message(role=role, content=f"{i}/{j}"))
@@ -163,8 +174,9 @@ async def _source_of(count: int, path: Path) -> str:
     return url
 
 
-async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(tmp_path: Path,
-                                                                               fresh_pg_url: str) -> None:
+async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(
+    tmp_path: Path, fresh_pg_url: str
+) -> None:
     """The copy is held on a row lock at thread 600 (an uncommitted insert of that id), so it is
     interrupted there for sure; run again, it copies the rest."""
     import asyncpg
@@ -178,17 +190,28 @@ async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(t
     held = holder.transaction()
     try:
         await held.start()
-        await holder.execute("INSERT INTO threads (id, title, created_at, updated_at) "
-                             "VALUES ($1, 'held', now(), now())", originals[600].id)
+        await holder.execute(
+            "INSERT INTO threads (id, title, created_at, updated_at) VALUES ($1, 'held', now(), now())",
+            originals[600].id,
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
         copy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "threadstore", "copy", source, fresh_pg_url, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "threadstore",
+            "copy",
+            source,
+            fresh_pg_url,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         waiting = 0
         for _ in range(1200):  # until the copy waits on the held row
             waiting = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")
+                "AND wait_event_type = 'Lock'"
+            )
             if waiting or copy.returncode is not None:
                 break
             await asyncio.sleep(0.05)
@@ -200,8 +223,10 @@ async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(t
         await holder.close()
         await watcher.close()
     assert copy.returncode == 130, err
-    assert err.decode() == ("threadstore copy: error: interrupted; run the same command again to "
-                            "finish (what is stored is kept)\n")
+    assert err.decode() == (
+        "threadstore copy: error: interrupted; run the same command again to "
+        "finish (what is stored is kept)\n"
+    )
     partial = await everything(fresh_pg_url)
     # Usually the pages before the held thread are in; on a loaded machine the signal can land
     # while they are still in flight, and they are rolled back with the rest.
@@ -255,6 +280,7 @@ def test_docker_setup_starts_postgres_and_docker_stop_removes_it() -> None:
 
 # --- read-only commands leave a SQLite file byte-for-byte as it was ------------------------------
 
+
 def _sqlite_at(path: Path, state: str) -> str:
     """A SQLite database in ``state``: "empty" (a 0-byte file), "version 3" (migrations 1-3 and
     a thread, rollback journal), "current" (every migration, rollback journal) or "current wal"
@@ -263,6 +289,7 @@ def _sqlite_at(path: Path, state: str) -> str:
 
     url = f"sqlite+aiosqlite:///{path}"
     if state == "current wal":
+
         async def fill() -> None:
             async with await ThreadStore.create(url) as store:
                 thread = Thread(id="t", title="kept")
@@ -279,11 +306,15 @@ def _sqlite_at(path: Path, state: str) -> str:
         for migration in registry.migrations:
             if state == "current" or migration.version <= 3:
                 conn.executescript(migration.script)
-                conn.execute("INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
-                             (migration.version, migration.name))
-        conn.execute("INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at) "
-                     "VALUES ('t', 'kept', '{}', '{}', '2024-01-01T00:00:00.000000+00:00', "
-                     "'2024-01-01T00:00:00.000000+00:00')")
+                conn.execute(
+                    "INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                    (migration.version, migration.name),
+                )
+        conn.execute(
+            "INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at) "
+            "VALUES ('t', 'kept', '{}', '{}', '2024-01-01T00:00:00.000000+00:00', "
+            "'2024-01-01T00:00:00.000000+00:00')"
+        )
         conn.commit()
     conn.close()
     return url
@@ -305,8 +336,9 @@ READ_ONLY_COMMANDS = {  # name -> (arguments, whether it succeeds on a current d
 
 @pytest.mark.parametrize("state", ["empty", "version 3", "current", "current wal"])
 @pytest.mark.parametrize("command", list(READ_ONLY_COMMANDS))
-def test_a_read_only_command_leaves_the_sqlite_file_byte_for_byte(tmp_path: Path, command: str,
-                                                                 state: str) -> None:
+def test_a_read_only_command_leaves_the_sqlite_file_byte_for_byte(
+    tmp_path: Path, command: str, state: str
+) -> None:
     database, out = tmp_path / "db", tmp_path / "out"
     database.mkdir()
     out.mkdir()
@@ -351,6 +383,7 @@ def test_copy_from_a_source_needing_migrations_leaves_both_as_they_were(tmp_path
 
 # --- in-process: arguments, exit codes, progress -------------------------------------------------
 
+
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "threadstore"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
@@ -388,30 +421,35 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         (["copy", "--page-size", "0", "sqlite:///a", "sqlite:///b"], "expected a whole number of at least 1"),
     ],
 )
-def test_usage_errors_are_one_line_with_exit_code_2(argv: list[str], message: str, clean_environ: Any,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_are_one_line_with_exit_code_2(
+    argv: list[str], message: str, clean_environ: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert "pw@" not in err
 
 
-def test_a_missing_docker_command_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_docker_command_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert cli.main(["docker-setup"]) == 1
     assert "error: Docker is not installed (no `docker` command on PATH)" in capsys.readouterr().err
 
 
-def test_an_interrupted_copy_exits_130_saying_how_to_resume(monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_interrupted_copy_exits_130_saying_how_to_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     async def interrupted(args: Any) -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_copy", interrupted)
     assert cli.main(["copy", "sqlite:///a.db", "sqlite:///b.db"]) == 130
-    assert capsys.readouterr().err == ("threadstore copy: error: interrupted; run the same command again "
-                                       "to finish (what is stored is kept)\n")
+    assert capsys.readouterr().err == (
+        "threadstore copy: error: interrupted; run the same command again "
+        "to finish (what is stored is kept)\n"
+    )
 
 
 class _Terminal(io.StringIO):
@@ -472,8 +510,12 @@ async def _threads_of_ages(url: str) -> None:
 
     old = datetime.now(UTC) - timedelta(days=100)
     async with await ThreadStore.create(url) as store:
-        for thread_id, team, updated_at in [("a1", "a", old), ("a2", "a", old), ("b1", "b", old),
-                                            ("new", "a", None)]:
+        for thread_id, team, updated_at in [
+            ("a1", "a", old),
+            ("a2", "a", old),
+            ("b1", "b", old),
+            ("new", "a", None),
+        ]:
             thread = Thread(id=thread_id, attributes={"team": team, "n": 1})
             thread.add_message(user(f"in {thread_id}"))
             if updated_at is not None:
@@ -499,8 +541,18 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
     assert none.returncode == 0, none.stderr
     assert none.stdout.startswith("deleted 0 threads")
 
-    team = run("prune", db_url, "--older-than", "90d", "--attribute", "team=a", "--attribute", "n=1",
-               "--batch-size", "1")
+    team = run(
+        "prune",
+        db_url,
+        "--older-than",
+        "90d",
+        "--attribute",
+        "team=a",
+        "--attribute",
+        "n=1",
+        "--batch-size",
+        "1",
+    )
     assert team.returncode == 0, team.stderr
     assert team.stdout == "deleted 2 threads not updated for 90d\n"
     assert team.stderr == ""  # no progress off a terminal
@@ -512,8 +564,9 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
     assert asyncio.run(_thread_ids(db_url)) == ["new"]
 
 
-def test_prune_shows_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_shows_progress_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/prune.db"
     asyncio.run(_threads_of_ages(url))
     terminal = _Terminal()
@@ -526,15 +579,19 @@ def test_prune_shows_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.
     assert "deleted 3 / 3 threads (100%)" in terminal.getvalue()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["prune", "sqlite:///a.db"], "the following arguments are required: --older-than"),
-    (["prune", "sqlite:///a.db", "--older-than", "90"], "expected a whole number and a unit"),
-    (["prune", "sqlite:///a.db", "--older-than=-3d"], "expected a whole number and a unit"),
-    (["prune", "sqlite:///a.db", "--older-than", "3y"], "expected a whole number and a unit"),
-    (["prune", "sqlite:///a.db", "--older-than", "1d", "--attribute", "team"], "expected key=value"),
-])
-def test_prune_usage_errors(argv: list[str], message: str, clean_environ: Any,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["prune", "sqlite:///a.db"], "the following arguments are required: --older-than"),
+        (["prune", "sqlite:///a.db", "--older-than", "90"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than=-3d"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "3y"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "1d", "--attribute", "team"], "expected key=value"),
+    ],
+)
+def test_prune_usage_errors(
+    argv: list[str], message: str, clean_environ: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err

@@ -101,8 +101,20 @@ async def test_aliases_are_case_sensitive_text_of_any_kind(store: ThreadStore) -
     await saved(store, "lower")
     await store.save_thread_alias("upper", "Order-1")
     await store.save_thread_alias("lower", "order-1")
-    odd = ["заказ-1", "🎉", "it's", 'say "x"', "'; DROP TABLE thread_aliases; --", "%", "_", "\\",
-           " spaced ", "a" * 256, "e\u0301", "é"]
+    odd = [
+        "заказ-1",
+        "🎉",
+        "it's",
+        'say "x"',
+        "'; DROP TABLE thread_aliases; --",
+        "%",
+        "_",
+        "\\",
+        " spaced ",
+        "a" * 256,
+        "e\u0301",
+        "é",
+    ]
     for alias in odd:
         await store.save_thread_alias("lower", alias)
 
@@ -115,12 +127,21 @@ async def test_aliases_are_case_sensitive_text_of_any_kind(store: ThreadStore) -
     assert await store.get_by_alias("%%") is None and await store.get_by_alias("e") is None
 
 
-@pytest.mark.parametrize(("alias", "error"), [
-    (None, TypeError), (1, TypeError), (b"bytes", TypeError), ("", ValueError),
-    ("a" * 257, ValueError), ("nul\x00", ValueError), ("\ud800", ValueError),
-])
-async def test_bad_aliases_are_refused_everywhere(store: ThreadStore, alias: Any,
-                                                   error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("alias", "error"),
+    [
+        (None, TypeError),
+        (1, TypeError),
+        (b"bytes", TypeError),
+        ("", ValueError),
+        ("a" * 257, ValueError),
+        ("nul\x00", ValueError),
+        ("\ud800", ValueError),
+    ],
+)
+async def test_bad_aliases_are_refused_everywhere(
+    store: ThreadStore, alias: Any, error: type[Exception]
+) -> None:
     await saved(store, "t")
     with pytest.raises(error):
         await store.save_thread_alias("t", alias)
@@ -132,7 +153,8 @@ async def test_bad_aliases_are_refused_everywhere(store: ThreadStore, alias: Any
 
 
 async def test_aliases_survive_reopening(
-        shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]]) -> None:
+    shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]]
+) -> None:
     first = await open_store(shared_url)
     await first.delete_many([t.id for t in await first.list_recent()])
     await saved(first, "t", "persisted")
@@ -151,14 +173,17 @@ async def test_aliases_survive_reopening(
 
 
 async def test_an_alias_saved_while_its_thread_is_deleted_never_outlives_it(
-        shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]]) -> None:
+    shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]]
+) -> None:
     aliasing, deleting = await open_store(shared_url), await open_store(shared_url)
     await aliasing.delete_many([t.id for t in await aliasing.list_recent()])
     for i in range(15):
         await saved(aliasing, f"t{i}")
         outcome, deleted = await asyncio.gather(
-            aliasing.save_thread_alias(f"t{i}", f"alias-{i}"), deleting.delete(f"t{i}"),
-            return_exceptions=True)
+            aliasing.save_thread_alias(f"t{i}", f"alias-{i}"),
+            deleting.delete(f"t{i}"),
+            return_exceptions=True,
+        )
         assert deleted is True
         assert outcome is None or isinstance(outcome, NotFoundError), outcome
         assert await aliasing.get_by_alias(f"alias-{i}") is None

@@ -36,8 +36,11 @@ async def files(tmp_path: Path) -> FileStore:
 
 def file_paths(fs: FileStore) -> list[str]:
     """Every file under the base path except the lock files, relative."""
-    return sorted(p.relative_to(fs.base_path).as_posix() for p in fs.base_path.rglob("*")
-                  if p.is_file() and ".locks" not in p.parts)
+    return sorted(
+        p.relative_to(fs.base_path).as_posix()
+        for p in fs.base_path.rglob("*")
+        if p.is_file() and ".locks" not in p.parts
+    )
 
 
 def path_of(content: bytes) -> str:
@@ -55,8 +58,9 @@ def with_files(*attachments: tuple[bytes, str], text: str = "see attached", **fi
 
 
 async def test_attach_save_get_gives_the_bytes_back(store: ThreadStore, files: FileStore) -> None:
-    thread = with_files((PDF, "report.pdf"), (b"# Notes\nhello", "notes.md"), (PNG, "p.png"),
-                        (b'{"a": 1}', "data.json"))
+    thread = with_files(
+        (PDF, "report.pdf"), (b"# Notes\nhello", "notes.md"), (PNG, "p.png"), (b'{"a": 1}', "data.json")
+    )
 
     await store.save(thread, file_store=files)
 
@@ -72,8 +76,9 @@ async def test_attach_save_get_gives_the_bytes_back(store: ThreadStore, files: F
     # The caller's attachments carry what was stored, and keep their bytes.
     for mine, theirs in zip(sent, got, strict=True):
         assert mine.content is not None
-        assert mine == Attachment(**{**{f: getattr(theirs, f) for f in theirs.__struct_fields__},
-                                     "content": mine.content})
+        assert mine == Attachment(
+            **{**{f: getattr(theirs, f) for f in theirs.__struct_fields__}, "content": mine.content}
+        )
 
 
 async def test_the_same_file_attached_twice_is_stored_once(store: ThreadStore, files: FileStore) -> None:
@@ -90,8 +95,9 @@ async def test_the_same_file_attached_twice_is_stored_once(store: ThreadStore, f
             assert await attachment.get_content_bytes(files) == PDF
 
 
-async def test_pending_attachments_without_a_file_store_store_nothing(store: ThreadStore,
-                                                                      files: FileStore) -> None:
+async def test_pending_attachments_without_a_file_store_store_nothing(
+    store: ThreadStore, files: FileStore
+) -> None:
     thread = with_files((PDF, "a.pdf"))
 
     with pytest.raises(ValueError, match=r"1 attachment\(s\) \(the first: 'a.pdf'\).*pass file_store="):
@@ -104,8 +110,9 @@ async def test_pending_attachments_without_a_file_store_store_nothing(store: Thr
     assert file_paths(files) == [path_of(PDF)]
 
 
-async def test_a_thread_without_pending_attachments_needs_no_file_store(store: ThreadStore,
-                                                                        files: FileStore) -> None:
+async def test_a_thread_without_pending_attachments_needs_no_file_store(
+    store: ThreadStore, files: FileStore
+) -> None:
     thread = with_files((PDF, "a.pdf"))
     await store.save(thread, file_store=files)
     loaded = await stored(store, thread.id)
@@ -150,13 +157,15 @@ async def test_append_stores_attachments_too(store: ThreadStore, files: FileStor
 
 
 @pytest.mark.parametrize("limits", [{"max_file_size": 100}, {"allowed_mime_types": {"image/png"}}])
-async def test_a_file_over_a_limit_stores_nothing(store: ThreadStore, tmp_path: Path,
-                                                  limits: dict[str, Any]) -> None:
+async def test_a_file_over_a_limit_stores_nothing(
+    store: ThreadStore, tmp_path: Path, limits: dict[str, Any]
+) -> None:
     fs = await FileStore.create(tmp_path / "limited", **limits)
     thread = with_files((PNG, "ok.png"), (PDF + bytes(100), "refused.pdf"))
 
-    with pytest.raises((FileTooLargeError, UnsupportedFileTypeError),
-                       match=r"max_file_size|allowed_mime_types"):
+    with pytest.raises(
+        (FileTooLargeError, UnsupportedFileTypeError), match=r"max_file_size|allowed_mime_types"
+    ):
         await store.save(thread, file_store=fs)
 
     assert await store.get(thread.id) is None
@@ -165,8 +174,9 @@ async def test_a_file_over_a_limit_stores_nothing(store: ThreadStore, tmp_path: 
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-async def test_a_hostile_filename_never_becomes_a_path(store: ThreadStore, files: FileStore, tmp_path: Path,
-                                                      name: str) -> None:
+async def test_a_hostile_filename_never_becomes_a_path(
+    store: ThreadStore, files: FileStore, tmp_path: Path, name: str
+) -> None:
     thread = with_files((b"payload", name))
 
     await store.save(thread, file_store=files)
@@ -174,8 +184,14 @@ async def test_a_hostile_filename_never_becomes_a_path(store: ThreadStore, files
     attachment = (await stored(store, thread.id)).messages[0].attachments[0]
     assert attachment.filename == name and attachment.storage_path == path_of(b"payload")
     assert await attachment.get_content_bytes(files) == b"payload"
-    outside = [p for p in tmp_path.rglob("*") if p.is_file() and files.base_path not in p.parents
-               and p.name != "threads.db" and not p.name.startswith("threads.db-")]
+    outside = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file()
+        and files.base_path not in p.parents
+        and p.name != "threads.db"
+        and not p.name.startswith("threads.db-")
+    ]
     assert outside == []
 
 
@@ -204,8 +220,9 @@ async def test_inconsistent_attachments_are_refused(store: ThreadStore, files: F
         assert await store.get(thread.id) is None
 
 
-async def test_a_failed_database_write_removes_the_files_it_wrote(store: ThreadStore,
-                                                                  files: FileStore) -> None:
+async def test_a_failed_database_write_removes_the_files_it_wrote(
+    store: ThreadStore, files: FileStore
+) -> None:
     owner = Thread()
     owner.add_message(user("taken", id="message-1"))
     owner.messages[0].add_attachment(PDF, filename="kept.pdf")
@@ -254,8 +271,9 @@ async def test_a_failed_save_keeps_a_file_another_save_referenced_meanwhile(
     assert await attachment.get_content_bytes(files) == PNG
 
 
-async def test_a_cancelled_save_removes_the_files_it_wrote(store: ThreadStore, files: FileStore,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cancelled_save_removes_the_files_it_wrote(
+    store: ThreadStore, files: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend: Any = store._backend
     started = asyncio.Event()
 
@@ -321,32 +339,41 @@ async def test_collect_garbage_removes_only_orphans(store: ThreadStore, files: F
     assert await collect_garbage(store, files) == []  # everything is younger than min_age
     freed = await collect_garbage(store, files, min_age=0)
 
-    assert sorted(freed, key=lambda f: f["storage_path"]) == sorted([
-        {"file_id": hashlib.sha256(PNG).hexdigest(), "storage_path": path_of(PNG), "size": len(PNG)},
-        {"file_id": hashlib.sha256(b"never referenced").hexdigest(),
-         "storage_path": path_of(b"never referenced"), "size": 16},
-        {"file_id": None, "storage_path": leftover.relative_to(files.base_path).as_posix(), "size": 4},
-    ], key=lambda f: str(f["storage_path"]))
+    assert sorted(freed, key=lambda f: f["storage_path"]) == sorted(
+        [
+            {"file_id": hashlib.sha256(PNG).hexdigest(), "storage_path": path_of(PNG), "size": len(PNG)},
+            {
+                "file_id": hashlib.sha256(b"never referenced").hexdigest(),
+                "storage_path": path_of(b"never referenced"),
+                "size": 16,
+            },
+            {"file_id": None, "storage_path": leftover.relative_to(files.base_path).as_posix(), "size": 4},
+        ],
+        key=lambda f: str(f["storage_path"]),
+    )
     assert file_paths(files) == sorted([path_of(PDF), "not-ours.txt"])
     assert await collect_garbage(store, files, min_age=0) == []
     attachment = (await stored(store, kept.id)).messages[0].attachments[0]
     assert await attachment.get_content_bytes(files) == PDF
 
 
-async def test_collect_garbage_keeps_files_referenced_by_file_id_only(store: ThreadStore,
-                                                                      files: FileStore) -> None:
+async def test_collect_garbage_keeps_files_referenced_by_file_id_only(
+    store: ThreadStore, files: FileStore
+) -> None:
     meta = await files.save(PDF, "a.pdf")
     thread = Thread()
-    thread.add_message(user("x", attachments=[Attachment(filename="a.pdf", file_id=meta["id"],
-                                                         status="stored")]))
+    thread.add_message(
+        user("x", attachments=[Attachment(filename="a.pdf", file_id=meta["id"], status="stored")])
+    )
     await store.save(thread)
 
     assert await collect_garbage(store, files, min_age=0) == []
     assert await (await stored(store, thread.id)).messages[0].attachments[0].get_content_bytes(files) == PDF
 
 
-async def test_collect_garbage_skips_a_file_being_saved(store: ThreadStore, files: FileStore,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_collect_garbage_skips_a_file_being_saved(
+    store: ThreadStore, files: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend: Any = store._backend
     real_save = backend.save
     in_write = asyncio.Event()
@@ -380,8 +407,9 @@ async def test_a_message_with_attachments_reads_back_as_saved(store: ThreadStore
     assert isinstance(message, Message)
 
 
-async def test_the_reference_example_runs(store: ThreadStore, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_reference_example_runs(
+    store: ThreadStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # threadstore-api.md, "save", as written there (store given; pdf_bytes made up).
     monkeypatch.setenv("THREADSTORE_FILE_STORAGE_PATH", str(tmp_path / "env-files"))
     pdf_bytes = PDF

@@ -17,8 +17,9 @@ T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-async def saved(store: ThreadStore, thread_id: str, count: int, *, updated_at: datetime | None = None,
-                **fields: Any) -> Thread:
+async def saved(
+    store: ThreadStore, thread_id: str, count: int, *, updated_at: datetime | None = None, **fields: Any
+) -> Thread:
     """A stored thread of ``count`` user messages "m1".."m<count>"."""
     thread = conversation(*[f"m{n}" for n in range(1, count + 1)], id=thread_id, **fields)
     if updated_at is not None:
@@ -75,8 +76,7 @@ async def test_get_last_of_a_wrong_type_is_a_type_error(store: ThreadStore) -> N
 # --- saving a partial thread -------------------------------------------------------------------
 
 
-async def test_a_partial_thread_saved_with_a_new_message_keeps_the_unloaded_ones(
-        store: ThreadStore) -> None:
+async def test_a_partial_thread_saved_with_a_new_message_keeps_the_unloaded_ones(store: ThreadStore) -> None:
     await saved(store, "t", 10)
     partial = await stored_last(store, "t", 2)
 
@@ -102,8 +102,7 @@ async def test_a_partial_thread_saved_with_an_edit_keeps_the_unloaded_ones(store
     assert contents(whole) == [*[f"m{n}" for n in range(1, 9)], "edited m9", "m10"]
 
 
-async def test_a_partial_thread_saved_with_a_removal_deletes_only_that_message(
-        store: ThreadStore) -> None:
+async def test_a_partial_thread_saved_with_a_removal_deletes_only_that_message(store: ThreadStore) -> None:
     await saved(store, "t", 10)
     partial = await stored_last(store, "t", 3)
 
@@ -117,7 +116,8 @@ async def test_a_partial_thread_saved_with_a_removal_deletes_only_that_message(
 
 
 async def test_a_partial_thread_cleared_and_saved_deletes_only_the_loaded_messages(
-        store: ThreadStore) -> None:
+    store: ThreadStore,
+) -> None:
     await saved(store, "t", 5)
     partial = await stored_last(store, "t", 2)
 
@@ -138,8 +138,7 @@ async def test_a_thread_loaded_without_messages_saved_with_one_appends_it(store:
     assert sequences(header) == [4]
 
 
-async def test_a_partial_thread_saved_after_another_writer_appended_keeps_both(
-        store: ThreadStore) -> None:
+async def test_a_partial_thread_saved_after_another_writer_appended_keeps_both(store: ThreadStore) -> None:
     await saved(store, "t", 6)
     partial = await stored_last(store, "t", 2)
     other = await stored_last(store, "t", 1)
@@ -152,8 +151,16 @@ async def test_a_partial_thread_saved_after_another_writer_appended_keeps_both(
     await store.save(partial)
 
     whole = await stored(store, "t")
-    assert contents(whole) == ["m1", "m2", "m3", "m4", "m6", "from the other writer", "appended",
-                               "from the partial thread"]
+    assert contents(whole) == [
+        "m1",
+        "m2",
+        "m3",
+        "m4",
+        "m6",
+        "from the other writer",
+        "appended",
+        "from the partial thread",
+    ]
     assert sequences(whole) == list(range(1, 9))
 
 
@@ -163,13 +170,16 @@ async def test_partial_threads_saved_concurrently_with_appends_lose_nothing(stor
     for n, partial in enumerate(partials):
         partial.add_message(user(f"partial {n}"))
 
-    await asyncio.gather(*[store.save(p) for p in partials],
-                         *[store.append("t", user(f"append {n}")) for n in range(3)])
+    await asyncio.gather(
+        *[store.save(p) for p in partials], *[store.append("t", user(f"append {n}")) for n in range(3)]
+    )
 
     whole = await stored(store, "t")
     assert contents(whole)[:20] == [f"m{n}" for n in range(1, 21)]
-    assert sorted(contents(whole)[20:]) == [*[f"append {n}" for n in range(3)],
-                                            *[f"partial {n}" for n in range(3)]]
+    assert sorted(contents(whole)[20:]) == [
+        *[f"append {n}" for n in range(3)],
+        *[f"partial {n}" for n in range(3)],
+    ]
     assert sequences(whole) == list(range(1, 27))
 
 
@@ -220,7 +230,8 @@ async def test_walking_back_and_forward_visits_every_message_once(store: ThreadS
 
 
 async def test_walking_back_while_messages_are_appended_visits_every_older_message_once(
-        store: ThreadStore) -> None:
+    store: ThreadStore,
+) -> None:
     await saved(store, "t", 9)
     seen: list[Message] = []
     page = await store.get_messages("t", limit=2)
@@ -246,10 +257,13 @@ async def test_get_messages_of_a_missing_thread_is_not_found(store: ThreadStore)
         await store.get_messages("missing", after=3)
 
 
-@pytest.mark.parametrize("arguments", [{"limit": 0}, {"limit": 10_001}, {"limit": -1},
-                                       {"before": -1}, {"after": -5}, {"after": 2**31 + 1}])
-async def test_get_messages_with_a_bad_bound_is_a_value_error(store: ThreadStore,
-                                                              arguments: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "arguments",
+    [{"limit": 0}, {"limit": 10_001}, {"limit": -1}, {"before": -1}, {"after": -5}, {"after": 2**31 + 1}],
+)
+async def test_get_messages_with_a_bad_bound_is_a_value_error(
+    store: ThreadStore, arguments: dict[str, int]
+) -> None:
     await saved(store, "t", 2)
     with pytest.raises(ValueError, match=next(iter(arguments))):
         await store.get_messages("t", **arguments)
@@ -270,8 +284,16 @@ async def test_get_messages_takes_ten_thousand(store: ThreadStore) -> None:
 
 
 async def test_list_threads_summarises_newest_first_with_id_breaking_ties(store: ThreadStore) -> None:
-    await saved(store, "old", 2, updated_at=T0, title="Old", attributes={"k": 1},
-                platforms={"slack": {"channel": "C1"}}, source={"name": "slack"})
+    await saved(
+        store,
+        "old",
+        2,
+        updated_at=T0,
+        title="Old",
+        attributes={"k": 1},
+        platforms={"slack": {"channel": "C1"}},
+        source={"name": "slack"},
+    )
     await saved(store, "b", 1, updated_at=T0 + timedelta(hours=1))
     await saved(store, "a", 3, updated_at=T0 + timedelta(hours=1))
     await store.save(Thread(id="empty", updated_at=T0 - timedelta(days=1)))
@@ -283,11 +305,19 @@ async def test_list_threads_summarises_newest_first_with_id_breaking_ties(store:
     old = page.threads[2]
     assert isinstance(old, ThreadSummary)
     assert (old.title, old.attributes, old.platforms, old.source) == (
-        "Old", {"k": 1}, {"slack": {"channel": "C1"}}, {"name": "slack"})
+        "Old",
+        {"k": 1},
+        {"slack": {"channel": "C1"}},
+        {"name": "slack"},
+    )
     assert old.updated_at == T0
     assert old.created_at.tzinfo is not None
     assert [(s.message_count, s.last_message and s.last_message.content) for s in page.threads] == [
-        (1, "m1"), (3, "m3"), (2, "m2"), (0, None)]
+        (1, "m1"),
+        (3, "m3"),
+        (2, "m2"),
+        (0, None),
+    ]
     last = page.threads[1].last_message
     assert last is not None and (last.sequence, last.thread_id, last.role) == (3, "a", "user")
 
@@ -342,7 +372,8 @@ async def test_a_cursor_walk_returns_every_thread_once_in_order(store: ThreadSto
 
 
 async def test_a_cursor_walk_while_other_tasks_update_threads_returns_no_thread_twice(
-        store: ThreadStore) -> None:
+    store: ThreadStore,
+) -> None:
     for n in range(30):
         await saved(store, f"t{n:02}", 1, updated_at=T0 + timedelta(seconds=n))
     walked: list[str] = []
@@ -352,10 +383,17 @@ async def test_a_cursor_walk_while_other_tasks_update_threads_returns_no_thread_
         # Each page is read while other tasks append to a thread it has returned (which moves
         # ahead of the walk) and to one it has not (which may then be passed over: it was updated).
         seen = walked[-1] if walked else "t29"
-        ahead = next((f"t{n:02}" for n in range(29, -1, -1) if f"t{n:02}" not in walked
-                      and f"t{n:02}" not in touched and n % 3 == 0), None)
+        ahead = next(
+            (
+                f"t{n:02}"
+                for n in range(29, -1, -1)
+                if f"t{n:02}" not in walked and f"t{n:02}" not in touched and n % 3 == 0
+            ),
+            None,
+        )
         updates = [store.append(seen, user("update"))] + (
-            [store.append(ahead, user("update"))] if ahead else [])
+            [store.append(ahead, user("update"))] if ahead else []
+        )
         touched.update([seen] + ([ahead] if ahead else []))
         page, *_ = await asyncio.gather(store.list_threads(limit=4, cursor=cursor), *updates)
         walked += [s.id for s in page.threads]
@@ -371,8 +409,9 @@ async def test_list_threads_filters_on_attributes(store: ThreadStore) -> None:
     await saved(store, "one", 1, updated_at=T0, attributes={"team": "a", "n": 1, "tags": ["x"]})
     await saved(store, "float", 1, updated_at=T0 + timedelta(seconds=1), attributes={"team": "a", "n": 1.0})
     await saved(store, "other", 1, updated_at=T0 + timedelta(seconds=2), attributes={"team": "b", "n": 1})
-    await saved(store, "bigger", 1, updated_at=T0 + timedelta(seconds=3),
-                attributes={"team": "a", "tags": ["x", "y"]})
+    await saved(
+        store, "bigger", 1, updated_at=T0 + timedelta(seconds=3), attributes={"team": "a", "tags": ["x", "y"]}
+    )
     await saved(store, "none", 1, updated_at=T0 + timedelta(seconds=4))
 
     async def ids(attributes: dict[str, Any], limit: int = 50) -> list[str]:
@@ -417,9 +456,21 @@ def _forgeries(cursor: str) -> list[object]:
     def text(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    return ["", "x", "not a cursor", cursor[:-1], cursor[:-3], cursor + "A", cursor[1:],
-            text(bytes(flipped)), text(other_version), text(raw[:-8]), "é" * 20, cursor * 200,
-            text(b'\x01["2024-01-01T00:00:00+00:00","t",""]' + b"\x00" * 8)]
+    return [
+        "",
+        "x",
+        "not a cursor",
+        cursor[:-1],
+        cursor[:-3],
+        cursor + "A",
+        cursor[1:],
+        text(bytes(flipped)),
+        text(other_version),
+        text(raw[:-8]),
+        "é" * 20,
+        cursor * 200,
+        text(b'\x01["2024-01-01T00:00:00+00:00","t",""]' + b"\x00" * 8),
+    ]
 
 
 async def test_forged_or_corrupted_cursors_are_value_errors(store: ThreadStore) -> None:
@@ -436,8 +487,7 @@ async def test_forged_or_corrupted_cursors_are_value_errors(store: ThreadStore) 
 
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001])
-async def test_list_threads_limit_outside_its_range_is_a_value_error(store: ThreadStore,
-                                                                     limit: int) -> None:
+async def test_list_threads_limit_outside_its_range_is_a_value_error(store: ThreadStore, limit: int) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.list_threads(limit=limit)
 
@@ -452,8 +502,7 @@ async def test_list_threads_with_bad_attributes_is_refused(store: ThreadStore) -
 # --- delete_threads ----------------------------------------------------------------------------
 
 
-async def test_delete_threads_deletes_old_threads_with_their_messages_and_aliases(
-        store: ThreadStore) -> None:
+async def test_delete_threads_deletes_old_threads_with_their_messages_and_aliases(store: ThreadStore) -> None:
     old = await saved(store, "old", 3, updated_at=LONG_AGO)
     await store.save_thread_alias("old", "old-alias")
     await saved(store, "recent", 2)
@@ -515,8 +564,7 @@ async def test_delete_threads_keeps_threads_appended_to_while_it_runs(store: Thr
             appended[f"old{n:02}"] = message.id
             await asyncio.sleep(0)
 
-    deleted, _ = await asyncio.gather(store.delete_threads(timedelta(days=1), batch_size=1),
-                                      appender())
+    deleted, _ = await asyncio.gather(store.delete_threads(timedelta(days=1), batch_size=1), appender())
 
     left = {s.id: s for s in (await store.list_threads(limit=100)).threads}
     assert appended and deleted  # the two interleaved
@@ -528,13 +576,18 @@ async def test_delete_threads_keeps_threads_appended_to_while_it_runs(store: Thr
         assert found is not None and found.id == thread_id
 
 
-@pytest.mark.parametrize("arguments, error", [
-    ({"older_than": 90}, TypeError), ({"older_than": timedelta(days=-1)}, ValueError),
-    ({"older_than": timedelta(days=1), "attributes": "x"}, TypeError),
-    ({"older_than": timedelta(days=1), "batch_size": 0}, ValueError),
-])
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        ({"older_than": 90}, TypeError),
+        ({"older_than": timedelta(days=-1)}, ValueError),
+        ({"older_than": timedelta(days=1), "attributes": "x"}, TypeError),
+        ({"older_than": timedelta(days=1), "batch_size": 0}, ValueError),
+    ],
+)
 async def test_delete_threads_with_bad_arguments_changes_nothing(
-        store: ThreadStore, arguments: dict[str, Any], error: type[Exception]) -> None:
+    store: ThreadStore, arguments: dict[str, Any], error: type[Exception]
+) -> None:
     await saved(store, "old", 1, updated_at=LONG_AGO)
     with pytest.raises(error):
         await store.delete_threads(**arguments)
@@ -582,8 +635,9 @@ async def test_prune_messages_keeps_what_is_appended_meanwhile(store: ThreadStor
             await store.append("t", user(f"late {n}"))
             await asyncio.sleep(0)
 
-    results = await asyncio.gather(store.prune_messages("t", keep_last=5), appender(),
-                                   store.prune_messages("t", keep_last=5))
+    results = await asyncio.gather(
+        store.prune_messages("t", keep_last=5), appender(), store.prune_messages("t", keep_last=5)
+    )
 
     thread = await stored(store, "t")
     assert [f"late {n}" for n in range(5)] == [c for c in contents(thread) if c.startswith("late")]

@@ -84,7 +84,8 @@ async def test_ten_loaded_copies_saving_concurrently_all_land(store: ThreadStore
     assert len(loaded.messages) == 21
     assert sequences(loaded) == list(range(1, 22))
     assert sorted(contents(loaded)[1:]) == sorted(
-        [f"writer {n}" for n in range(10)] + [f"writer {n}, again" for n in range(10)])
+        [f"writer {n}" for n in range(10)] + [f"writer {n}, again" for n in range(10)]
+    )
     for number in range(10):  # each writer's two messages stay in its order, one after the other
         position = contents(loaded).index(f"writer {number}")
         assert contents(loaded)[position + 1] == f"writer {number}, again"
@@ -125,7 +126,8 @@ async def test_two_stores_on_one_database_saving_concurrently_keep_both(
     loaded = await stored(b, thread.id)
     assert contents(loaded)[:2] == ["one", "two"]
     assert sorted(contents(loaded)[2:]) == sorted(
-        [f"via a {n}" for n in range(3)] + [f"via b {n}" for n in range(3)])
+        [f"via a {n}" for n in range(3)] + [f"via b {n}" for n in range(3)]
+    )
     assert sequences(loaded) == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
@@ -136,8 +138,7 @@ async def test_two_stores_on_one_database_appending_concurrently_all_land(
     thread = conversation("start")
     await a.save(thread)
 
-    await asyncio.gather(*[
-        (a if n % 2 else b).append(thread.id, user(f"append {n}")) for n in range(20)])
+    await asyncio.gather(*[(a if n % 2 else b).append(thread.id, user(f"append {n}")) for n in range(20)])
 
     loaded = await stored(a, thread.id)
     assert sequences(loaded) == list(range(1, 22))
@@ -247,12 +248,18 @@ async def test_overlapping_concurrent_saves_of_new_messages_into_one_thread_all_
         await store.get_or_create(thread_id)
         ids = [f"{thread_id}-m{k}" for k in range(4)]
 
-        def writer(*picked: int) -> Thread:
-            return Thread(id=thread_id, messages=[  # noqa: B023 - called at once
-                Message(id=ids[k], role="user", content=f"m{k}") for k in picked])  # noqa: B023
+        def writer(*picked: int, thread_id: str = thread_id, ids: list[str] = ids) -> Thread:
+            return Thread(
+                id=thread_id, messages=[Message(id=ids[k], role="user", content=f"m{k}") for k in picked]
+            )
 
-        await asyncio.gather(store.save(writer(0)), store.save(writer(1)), store.save(writer(2)),
-                             store.save(writer(0, 1, 2)), store.save(writer(2, 1, 0, 3)))
+        await asyncio.gather(
+            store.save(writer(0)),
+            store.save(writer(1)),
+            store.save(writer(2)),
+            store.save(writer(0, 1, 2)),
+            store.save(writer(2, 1, 0, 3)),
+        )
 
         loaded = await stored(store, thread_id)
         assert sorted(m.id for m in loaded.messages) == ids
@@ -339,7 +346,8 @@ async def test_concurrent_appends_and_saves_of_one_thread_all_land(store: Thread
     loaded = await stored(store, "t")
     assert sequences(loaded) == list(range(1, 12))
     assert sorted(contents(loaded)) == sorted(
-        ["start"] + [f"saved {n}" for n in range(5)] + [f"appended {n}" for n in range(5)])
+        ["start"] + [f"saved {n}" for n in range(5)] + [f"appended {n}" for n in range(5)]
+    )
 
 
 async def test_concurrent_reads_during_writes_see_whole_threads(store: ThreadStore) -> None:
@@ -453,7 +461,8 @@ async def test_a_cancelled_save_with_removals_is_all_or_nothing(store: ThreadSto
         after = await stored(store, thread.id)
         if after != before:
             assert contents(after) == [f"old {n}" for n in range(1, MANY, 2)] + [
-                f"new {n}" for n in range(50)]
+                f"new {n}" for n in range(50)
+            ]
             assert sequences(after) == list(range(1, MANY // 2 + 51))
 
 

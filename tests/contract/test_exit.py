@@ -27,7 +27,7 @@ from threadstore.config import parse_url
 EXIT_TIMEOUT = 10.0  # seconds; a hang fails the test, not the run
 
 # threadstore-guide.txt, "Example: Multi-User Chat Application", verbatim but for the import.
-MULTI_USER = '''
+MULTI_USER = """
 DATABASE_URL = os.getenv("DATABASE_URL", "sqlite+aiosqlite:///chat.db")
 store = await ThreadStore.create(DATABASE_URL)
 thread = Thread(
@@ -51,10 +51,10 @@ order_thread = await store.get_by_alias("order-12345")
 high_priority = await store.search_by_content("priority.*high", limit=10)
 stats = await store.get_usage_stats()
 print(f"Active support threads: {stats['total_threads']}")
-'''
+"""
 
 # threadstore-guide.txt, "Migration Between Backends": the target URL is the backend's.
-MIGRATION = '''
+MIGRATION = """
 sqlite_store = await ThreadStore.create("sqlite+aiosqlite:///old.db")
 await sqlite_store.save(Thread(title="Order #12345 Support"))  # something to migrate
 threads = await sqlite_store.list(limit=1000)
@@ -62,11 +62,11 @@ pg_store = await ThreadStore.create(os.environ["DATABASE_URL"])
 for thread in threads:
     await pg_store.save(thread)
 print(f"Migrated {len(threads)} threads")
-'''
+"""
 
 # threadstore-api.md, "Environment Variable Configuration" (TYLER_DB_* set by the test) and
 # the save/get/list examples.
-TYLER_CONFIGURATION = '''
+TYLER_CONFIGURATION = """
 store = await ThreadStore.create()  # Will use configured database type
 thread = Thread(title="Order #12345 Support")
 thread.add_message(Message(role="user", content="Hello"))
@@ -75,11 +75,11 @@ thread = await store.get(saved_thread.id)
 if thread:
     print(f"Found {len(thread.messages)} messages")
 threads = await store.list(limit=50, offset=0)
-'''
+"""
 
 # threadstore-guide.txt, "Creating a ThreadStore" then "Error handling": the PostgreSQL URL
 # cannot connect, and the example falls back to the in-memory store.
-CREATING = '''
+CREATING = """
 store = await ThreadStore.create()
 store = await ThreadStore.create("sqlite+aiosqlite:///threads.db")
 try:
@@ -87,16 +87,22 @@ try:
 except RuntimeError as e:
     print(f"Failed to connect: {e}")
     store = await ThreadStore.create()
-'''
+"""
 
-EXAMPLES = {"multi_user": MULTI_USER, "migration": MIGRATION, "tyler_configuration": TYLER_CONFIGURATION,
-            "creating": CREATING}
+EXAMPLES = {
+    "multi_user": MULTI_USER,
+    "migration": MIGRATION,
+    "tyler_configuration": TYLER_CONFIGURATION,
+    "creating": CREATING,
+}
 
 
 def _program(body: str, *, escape: bool) -> str:
     ending = '\n    raise KeyError("escaped")' if escape else ""
-    return ("import asyncio\nimport os\n\nfrom threadstore import Message, Thread, ThreadStore\n\n\n"
-            f"async def main():\n{textwrap.indent(body.strip(), '    ')}{ending}\n\n\nasyncio.run(main())\n")
+    return (
+        "import asyncio\nimport os\n\nfrom threadstore import Message, Thread, ThreadStore\n\n\n"
+        f"async def main():\n{textwrap.indent(body.strip(), '    ')}{ending}\n\n\nasyncio.run(main())\n"
+    )
 
 
 def _environment(url: str | None) -> dict[str, str]:
@@ -110,9 +116,13 @@ def _environment(url: str | None) -> dict[str, str]:
         env.update(TYLER_DB_TYPE="sqlite", TYLER_DB_PATH=config.path or ":memory:")
     else:
         parts = urlsplit(url)
-        env.update(TYLER_DB_TYPE="postgresql", TYLER_DB_HOST=parts.hostname or "",
-                   TYLER_DB_PORT=str(parts.port or 5432), TYLER_DB_NAME=parts.path.lstrip("/"),
-                   TYLER_DB_USER=parts.username or "")
+        env.update(
+            TYLER_DB_TYPE="postgresql",
+            TYLER_DB_HOST=parts.hostname or "",
+            TYLER_DB_PORT=str(parts.port or 5432),
+            TYLER_DB_NAME=parts.path.lstrip("/"),
+            TYLER_DB_USER=parts.username or "",
+        )
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return env
 
@@ -121,8 +131,14 @@ def _run(source: str, tmp_path: Path, url: str | None, *options: str) -> subproc
     script = tmp_path / "example.py"
     script.write_text(source)
     try:
-        return subprocess.run([sys.executable, *options, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=EXIT_TIMEOUT, env=_environment(url))
+        return subprocess.run(
+            [sys.executable, *options, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=EXIT_TIMEOUT,
+            env=_environment(url),
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the program did not exit within {EXIT_TIMEOUT:g} s; it printed {exc.stdout!r}")
 
@@ -140,7 +156,8 @@ async def _stored_titles(url: str | None) -> list[str]:
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 async def test_an_example_that_never_closes_its_store_exits_quietly(
-        store: ThreadStore, store_url: str | None, tmp_path: Path, example: str) -> None:
+    store: ThreadStore, store_url: str | None, tmp_path: Path, example: str
+) -> None:
     url = _url_for_subprocess(store_url, tmp_path)
     done = _run(_program(EXAMPLES[example], escape=False), tmp_path, url)
     assert (done.returncode, done.stderr) == (0, "")
@@ -153,7 +170,8 @@ async def test_an_example_that_never_closes_its_store_exits_quietly(
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 async def test_an_exception_escaping_asyncio_run_still_exits_quietly(
-        store: ThreadStore, store_url: str | None, tmp_path: Path, example: str) -> None:
+    store: ThreadStore, store_url: str | None, tmp_path: Path, example: str
+) -> None:
     done = _run(_program(EXAMPLES[example], escape=True), tmp_path, _url_for_subprocess(store_url, tmp_path))
     assert done.returncode == 1
     # the escaping exception's own traceback, and nothing else
@@ -162,10 +180,12 @@ async def test_an_exception_escaping_asyncio_run_still_exits_quietly(
 
 
 async def test_an_unclosed_store_warns_only_when_warnings_are_on(
-        store: ThreadStore, store_url: str | None, tmp_path: Path) -> None:
+    store: ThreadStore, store_url: str | None, tmp_path: Path
+) -> None:
     url = _url_for_subprocess(store_url, tmp_path)
-    source = _program("store = await ThreadStore.create(os.environ['DATABASE_URL'])\nawait store.list()",
-                      escape=False)
+    source = _program(
+        "store = await ThreadStore.create(os.environ['DATABASE_URL'])\nawait store.list()", escape=False
+    )
     quiet = _run(source, tmp_path, url)
     assert (quiet.returncode, quiet.stderr) == (0, "")
     loud = _run(source, tmp_path, url, "-W", "always::ResourceWarning")

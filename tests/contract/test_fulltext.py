@@ -17,8 +17,9 @@ from threadstore import Message, SearchHit, Thread, ThreadStore
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-async def saved(store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None,
-                role: str = "user") -> Thread:
+async def saved(
+    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: str = "user"
+) -> Thread:
     thread = Thread(title="t", attributes=attributes or {})
     for i, content in enumerate(contents):
         thread.add_message(Message(role=role, content=content, timestamp=T0 + timedelta(seconds=i)))
@@ -40,10 +41,19 @@ async def found(store: ThreadStore, query: str, **kwargs: Any) -> list[str]:
 
 
 async def test_words_phrases_or_and_exclusion(store: ThreadStore) -> None:
-    await saved(store, "the refund was delayed", "refund sent", "delayed delivery",
-                "was the refund delayed", "invoice paid", "invoice unpaid")
-    assert sorted(await found(store, "refund delayed")) == ["the refund was delayed",
-                                                            "was the refund delayed"]
+    await saved(
+        store,
+        "the refund was delayed",
+        "refund sent",
+        "delayed delivery",
+        "was the refund delayed",
+        "invoice paid",
+        "invoice unpaid",
+    )
+    assert sorted(await found(store, "refund delayed")) == [
+        "the refund was delayed",
+        "was the refund delayed",
+    ]
     assert await found(store, '"refund delayed"') == ["was the refund delayed"]
     assert sorted(await found(store, "refund -delayed")) == ["refund sent"]
     assert sorted(await found(store, 'refund -"refund delayed"')) == ["refund sent", "the refund was delayed"]
@@ -57,8 +67,17 @@ async def test_words_phrases_or_and_exclusion(store: ThreadStore) -> None:
 
 
 async def test_case_unicode_and_scripts(store: ThreadStore) -> None:
-    await saved(store, "Über alles", "ÜBER ALLES", "école", "東京都に行きます", "Привет мир", "naïve café",
-                "ΣΊΣΥΦΟΣ", "data_set e-mail 3.14")
+    await saved(
+        store,
+        "Über alles",
+        "ÜBER ALLES",
+        "école",
+        "東京都に行きます",
+        "Привет мир",
+        "naïve café",
+        "ΣΊΣΥΦΟΣ",
+        "data_set e-mail 3.14",
+    )
     assert len(await found(store, "über")) == 2
     assert await found(store, "ÉCOLE") == ["école"]
     assert await found(store, "京都") == ["東京都に行きます"]  # each ideograph is a word
@@ -78,9 +97,13 @@ async def test_content_parts_tool_calls_and_system_messages(store: ThreadStore) 
     thread.add_message(Message(role="system", content="secret refund policy"))
     image = {"type": "image_url", "image_url": {"url": "refund.png"}}
     thread.add_message(Message(role="user", content=[{"type": "text", "text": "refund please"}, image]))
-    thread.add_message(Message(role="assistant", content=None,
-                               tool_calls=[{"id": "c1", "type": "function",
-                                            "function": {"name": "refund", "arguments": "{}"}}]))
+    thread.add_message(
+        Message(
+            role="assistant",
+            content=None,
+            tool_calls=[{"id": "c1", "type": "function", "function": {"name": "refund", "arguments": "{}"}}],
+        )
+    )
     await store.save(thread)
     hits = await store.search("refund")
     assert [(h.role, h.sequence) for h in hits] == [("user", 1)]
@@ -89,18 +112,24 @@ async def test_content_parts_tool_calls_and_system_messages(store: ThreadStore) 
 
 async def test_ranking_more_occurrences_first_then_newer(store: ThreadStore) -> None:
     # Same length (8 words); more occurrences rank higher.
-    await saved(store, "refund one two three four five six seven",
-                "refund refund refund three four five six seven",
-                "refund refund two three four five six seven",
-                "nothing to see here at all today friend")
-    assert await found(store, "refund") == ["refund refund refund three four five six seven",
-                                            "refund refund two three four five six seven",
-                                            "refund one two three four five six seven"]
+    await saved(
+        store,
+        "refund one two three four five six seven",
+        "refund refund refund three four five six seven",
+        "refund refund two three four five six seven",
+        "nothing to see here at all today friend",
+    )
+    assert await found(store, "refund") == [
+        "refund refund refund three four five six seven",
+        "refund refund two three four five six seven",
+        "refund one two three four five six seven",
+    ]
     # Equal messages tie: the newer one first.
     older = await saved(store, "same words about invoices")
     newer = Thread(title="t")
-    newer.add_message(Message(role="user", content="same words about invoices",
-                              timestamp=T0 + timedelta(days=1)))
+    newer.add_message(
+        Message(role="user", content="same words about invoices", timestamp=T0 + timedelta(days=1))
+    )
     await store.save(newer)
     hits = await store.search("invoices")
     assert [h.thread_id for h in hits] == [newer.id, older.id]
@@ -135,7 +164,18 @@ async def test_snippets(store: ThreadStore) -> None:
     assert "\n" not in hit.snippet
 
 
-@pytest.mark.parametrize("query", ["", "   ", "!!!", "-refund", '""', "-\"a b\"", "OR", ])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "   ",
+        "!!!",
+        "-refund",
+        '""',
+        '-"a b"',
+        "OR",
+    ],
+)
 async def test_queries_without_a_required_word(store: ThreadStore, query: str) -> None:
     await saved(store, "refund")
     if query == "OR":  # the word "or"
@@ -145,12 +185,33 @@ async def test_queries_without_a_required_word(store: ThreadStore, query: str) -
         await store.search(query)
 
 
-@pytest.mark.parametrize("query", [
-    "'; DROP TABLE messages; --", "refund' | 'x", "a & b | !c <-> d", "NEAR(a b)", "a*", "^a", "col:refund",
-    "\\", "\\'", '"unterminated', "(((", ")))", "a AND b", "NOT refund", "refund:*", "x" * 300, "é" * 5000,
-    "\x7f\u200b\ufeff refund", "OR OR OR refund", "refund -", "x" * 300 + " OR refund",
-    "refund -" + "y" * 300,
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "'; DROP TABLE messages; --",
+        "refund' | 'x",
+        "a & b | !c <-> d",
+        "NEAR(a b)",
+        "a*",
+        "^a",
+        "col:refund",
+        "\\",
+        "\\'",
+        '"unterminated',
+        "(((",
+        ")))",
+        "a AND b",
+        "NOT refund",
+        "refund:*",
+        "x" * 300,
+        "é" * 5000,
+        "\x7f\u200b\ufeff refund",
+        "OR OR OR refund",
+        "refund -",
+        "x" * 300 + " OR refund",
+        "refund -" + "y" * 300,
+    ],
+)
 async def test_hostile_queries_are_words(store: ThreadStore, query: str) -> None:
     await saved(store, "refund drop table messages and near a b col", "a AND b not")
     if not any(c.isalnum() for c in query):
@@ -229,9 +290,44 @@ async def test_large_message_limits(store: ThreadStore) -> None:
     assert len(await store.search("n16000")) == 2
 
 
-VOCABULARY = ["refund", "Refund", "REFUND", "delayed", "order", "über", "Über", "東", "京", "東京",
-              "e-mail", "it's", "a_b", "3.14", "x" * 257, "naïve", "İstanbul", "ß", "ǅ", "🎉", "—", "or",
-              "OR", "not", "-", '"', "'", "\\", ":", "*", "(", ")", "ﬁ", "Ⅻ", "٣", "x\u0301"]
+VOCABULARY = [
+    "refund",
+    "Refund",
+    "REFUND",
+    "delayed",
+    "order",
+    "über",
+    "Über",
+    "東",
+    "京",
+    "東京",
+    "e-mail",
+    "it's",
+    "a_b",
+    "3.14",
+    "x" * 257,
+    "naïve",
+    "İstanbul",
+    "ß",
+    "ǅ",
+    "🎉",
+    "—",
+    "or",
+    "OR",
+    "not",
+    "-",
+    '"',
+    "'",
+    "\\",
+    ":",
+    "*",
+    "(",
+    ")",
+    "ﬁ",
+    "Ⅻ",
+    "٣",
+    "x\u0301",
+]
 
 
 def generated_texts(rng: random.Random, count: int) -> list[str]:
@@ -258,8 +354,11 @@ def generated_queries(rng: random.Random, count: int) -> list[str]:
 
 @pytest.mark.pg
 async def test_every_backend_finds_what_memory_finds(
-        request: pytest.FixtureRequest, tmp_path: Any, pg_url: str,
-        open_store: Callable[[str | None], Awaitable[ThreadStore]]) -> None:
+    request: pytest.FixtureRequest,
+    tmp_path: Any,
+    pg_url: str,
+    open_store: Callable[[str | None], Awaitable[ThreadStore]],
+) -> None:
     """Generated text and queries: the same messages on every backend; SQLite's FTS5 scores equal
     the memory backend's, so the order agrees there exactly; PostgreSQL ranks by ts_rank_cd, so
     there the order agrees only where the memory scores differ clearly and ts_rank_cd's do too."""
@@ -271,9 +370,15 @@ async def test_every_backend_finds_what_memory_finds(
         await store.delete_many([t.id for t in await store.list_recent()])
         for i in range(0, len(texts), 10):
             thread = Thread(id=f"p{i:04d}", title="p", attributes={"even": i % 20 == 0})
-            for j, text in enumerate(texts[i:i + 10]):
-                thread.add_message(Message(id=f"m{i + j:04d}", role="user", content=text,
-                                           timestamp=T0 + timedelta(minutes=(i + j) % 37)))
+            for j, text in enumerate(texts[i : i + 10]):
+                thread.add_message(
+                    Message(
+                        id=f"m{i + j:04d}",
+                        role="user",
+                        content=text,
+                        timestamp=T0 + timedelta(minutes=(i + j) % 37),
+                    )
+                )
             await store.save(thread)
         stores[kind] = store
     reference = stores.pop("memory")

@@ -21,7 +21,7 @@ MESSAGE_MB = 20
 SLACK_MB = 4
 TIMEOUT = 120.0  # seconds; a hang fails the test, not the run
 
-PROGRAM = '''
+PROGRAM = """
 import asyncio, gc, resource, sys
 from threadstore import Message, Thread, ThreadStore
 
@@ -57,14 +57,15 @@ async def main(url, operation, size_mb):
         await store.close()
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
-'''
+"""
 
 
 @pytest.mark.parametrize("operation", ["save", "append", "import"])
 # Not SQLite :memory:, whose pages are where it stores the message.
 @pytest.mark.parametrize("backend", ["memory", "sqlite_file", "postgres"])
 def test_writing_a_20_mb_message_raises_peak_memory_by_at_most_3x_its_size(
-        backend: str, request: pytest.FixtureRequest, tmp_path: Path, operation: str) -> None:
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, operation: str
+) -> None:
     url = {"memory": "memory://", "sqlite_file": f"sqlite+aiosqlite:///{tmp_path}/large.db"}.get(backend)
     url = url or request.getfixturevalue("pg_url")
     script = tmp_path / "large.py"
@@ -74,7 +75,12 @@ def test_writing_a_20_mb_message_raises_peak_memory_by_at_most_3x_its_size(
     try:
         done = subprocess.run(
             [sys.executable, str(script), url, operation, str(MESSAGE_MB)],
-            cwd=root, capture_output=True, text=True, timeout=TIMEOUT, env={**env, "PYTHONPATH": root})
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env={**env, "PYTHONPATH": root},
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"writing a {MESSAGE_MB} MB message took over {TIMEOUT:g} s")
     assert done.returncode == 0, done.stderr

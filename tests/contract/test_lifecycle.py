@@ -63,8 +63,7 @@ def text_of(exc: BaseException) -> str:
 
 def test_error_hierarchy() -> None:
     assert issubclass(ThreadStoreError, RuntimeError)
-    for error in (ConfigurationError, StoreUnavailableError, StoreClosedError, ConflictError,
-                  NotFoundError):
+    for error in (ConfigurationError, StoreUnavailableError, StoreClosedError, ConflictError, NotFoundError):
         assert issubclass(error, ThreadStoreError)
     assert issubclass(ConfigurationError, ValueError)
 
@@ -290,11 +289,15 @@ async def test_create_on_an_unreachable_server_raises_without_the_password() -> 
     assert "***" in str(raised.value)
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql://postgres@127.0.0.1:1/db?password={PASSWORD}",
-    f"postgresql://postgres@127.0.0.1:1/db?sslmode=disable&password={PASSWORD}",
-    f"postgresql://postgres:{PASSWORD}%40x@127.0.0.1:1/db",
-], ids=["query", "query_second", "percent_encoded"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres@127.0.0.1:1/db?password={PASSWORD}",
+        f"postgresql://postgres@127.0.0.1:1/db?sslmode=disable&password={PASSWORD}",
+        f"postgresql://postgres:{PASSWORD}%40x@127.0.0.1:1/db",
+    ],
+    ids=["query", "query_second", "percent_encoded"],
+)
 async def test_a_password_in_any_url_position_is_masked(url: str) -> None:
     store = ThreadStore(url)
     assert PASSWORD not in str(store.database_url) and PASSWORD not in repr(store)
@@ -386,8 +389,7 @@ async def test_two_stores_created_at_once_on_one_database_both_work(
 async def _create_at_once(url: str, count: int) -> list[ThreadStore]:
     """``count`` stores created concurrently on one URL; fails (after closing those that opened)
     unless all were created."""
-    results = await asyncio.gather(*[ThreadStore.create(url) for _ in range(count)],
-                                   return_exceptions=True)
+    results = await asyncio.gather(*[ThreadStore.create(url) for _ in range(count)], return_exceptions=True)
     opened = [r for r in results if isinstance(r, ThreadStore)]
     failed = [r for r in results if not isinstance(r, ThreadStore)]
     if failed:

@@ -38,8 +38,9 @@ WRITES: dict[str, Callable[[ThreadStore, Thread], Awaitable[Any]]] = {
 
 
 @pytest.mark.parametrize("write", list(WRITES))
-async def test_a_write_on_a_read_only_store_raises_and_changes_nothing(store_url: str | None,
-                                                                      write: str) -> None:
+async def test_a_write_on_a_read_only_store_raises_and_changes_nothing(
+    store_url: str | None, write: str
+) -> None:
     thread = await filled(store_url)
     async with await ThreadStore.create(store_url, read_only=True, **TEST_POOL) as store:
         assert store.read_only

@@ -69,8 +69,9 @@ async def test_get_or_create_stores_an_empty_thread_with_that_id(store: ThreadSt
 
 
 async def test_get_or_create_returns_an_existing_thread_untouched(store: ThreadStore) -> None:
-    existing = Thread(id="existing", title="Kept", attributes={"k": "v"},
-                      created_at=datetime(2020, 1, 1, tzinfo=UTC))
+    existing = Thread(
+        id="existing", title="Kept", attributes={"k": "v"}, created_at=datetime(2020, 1, 1, tzinfo=UTC)
+    )
     existing.add_message(user("hello"))
     existing.updated_at = datetime(2020, 1, 2, tzinfo=UTC)
     await store.save(existing)
@@ -157,9 +158,7 @@ async def test_list_of_an_empty_store_is_empty(store: ThreadStore) -> None:
 
 
 async def test_list_defaults_to_100_and_list_recent_to_all(store: ThreadStore) -> None:
-    await asyncio.gather(*[
-        save_at(store, f"t{n:03d}", T0 + timedelta(seconds=n)) for n in range(101)
-    ])
+    await asyncio.gather(*[save_at(store, f"t{n:03d}", T0 + timedelta(seconds=n)) for n in range(101)])
 
     listed = await store.list()
     assert len(listed) == 100
@@ -286,14 +285,25 @@ async def test_append_numbers_on_after_the_stored_messages(store: ThreadStore) -
 
 
 async def test_append_returns_the_stored_header(store: ThreadStore) -> None:
-    thread = Thread(id="t", title="Header", attributes={"k": [1]}, platforms={"slack": {"c": "C1"}},
-                    source={"name": "slack"}, created_at=datetime(2020, 1, 1, tzinfo=UTC))
+    thread = Thread(
+        id="t",
+        title="Header",
+        attributes={"k": [1]},
+        platforms={"slack": {"c": "C1"}},
+        source={"name": "slack"},
+        created_at=datetime(2020, 1, 1, tzinfo=UTC),
+    )
     await store.save(thread)
 
     header = await store.append("t", user("hi"))
 
     assert (header.title, header.attributes, header.platforms, header.source, header.created_at) == (
-        "Header", {"k": [1]}, {"slack": {"c": "C1"}}, {"name": "slack"}, datetime(2020, 1, 1, tzinfo=UTC))
+        "Header",
+        {"k": [1]},
+        {"slack": {"c": "C1"}},
+        {"name": "slack"},
+        datetime(2020, 1, 1, tzinfo=UTC),
+    )
     loaded = await stored(store, "t")
     assert header.updated_at == loaded.updated_at
 

@@ -43,51 +43,81 @@ def rich_thread() -> Thread:
         title="Ünïcødé 🧵 title — “quoted”",
         attributes={
             "customer": {"tier": "gold", "tags": ["a", "b"], "score": 0.25, "visits": 12},
-            "emoji": "😀", "中文": "测试", "empty": {}, "none": None, "flag": False,
-            "big": 2**62, "negative": -7, "escaped": 'quote " backslash \\ newline \n tab \t',
+            "emoji": "😀",
+            "中文": "测试",
+            "empty": {},
+            "none": None,
+            "flag": False,
+            "big": 2**62,
+            "negative": -7,
+            "escaped": 'quote " backslash \\ newline \n tab \t',
         },
         platforms={"slack": {"channel": "C123", "thread_ts": "1700000000.000100"}},
         source={"name": "slack", "team": "T1"},
         created_at=datetime(2020, 2, 29, 13, 14, 15, 123456, tzinfo=UTC),
     )
-    thread.add_message(Message(
-        role="user",
-        content=[
-            {"type": "text", "text": "What is in this image?"},
-            {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}},
-        ],
-        name="alice",
-        source={"name": "slack", "user": "U1"},
-        platforms={"slack": {"ts": "1700000000.000200"}},
-        attributes={"nested": [1, 2.5, None, True, "x", {"deep": {"deeper": "é"}}]},
-        timestamp=datetime(2020, 2, 29, 13, 14, 16, 1, tzinfo=UTC),
-        turn=1,
-    ))
-    thread.add_message(Message(
-        role="assistant",
-        content=None,
-        reasoning_content="Thinking about it…",
-        tool_calls=[{"id": "call_1", "type": "function",
-                     "function": {"name": "lookup", "arguments": '{"q": 1}'}}],
-        metrics={"model": "gpt-4o", "usage": {"prompt_tokens": 10, "completion_tokens": 5,
-                                              "total_tokens": 15},
-                 "timing": {"started_at": "2020-02-29T13:14:16Z", "ended_at": None, "latency": 12.5}},
-        timestamp=datetime(2020, 2, 29, 13, 14, 17, 999999, tzinfo=UTC),
-        turn=1,
-    ))
-    thread.add_message(Message(
-        role="tool", tool_call_id="call_1", name="lookup", content='{"result": 42}',
-        timestamp=datetime(2020, 2, 29, 13, 14, 18, 500000, tzinfo=UTC),
-    ))
-    thread.add_message(Message(
-        role="assistant", content="The answer is 42.", id="explicit-message-id",
-        reactions={"👍": ["U1", "U2"], "🎉": ["U3"]},
-        attachments=[Attachment(filename="notes.txt", mime_type="text/plain", file_id="f" * 64,
-                                storage_path=f"ff/ff/{'f' * 64}", storage_backend="local",
-                                status="stored", processed_content="Ünïcødé notes",
-                                attributes={"type": "text", "size": 13})],
-        timestamp=datetime(2020, 2, 29, 13, 14, 19, 10, tzinfo=UTC),
-    ))
+    thread.add_message(
+        Message(
+            role="user",
+            content=[
+                {"type": "text", "text": "What is in this image?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}},
+            ],
+            name="alice",
+            source={"name": "slack", "user": "U1"},
+            platforms={"slack": {"ts": "1700000000.000200"}},
+            attributes={"nested": [1, 2.5, None, True, "x", {"deep": {"deeper": "é"}}]},
+            timestamp=datetime(2020, 2, 29, 13, 14, 16, 1, tzinfo=UTC),
+            turn=1,
+        )
+    )
+    thread.add_message(
+        Message(
+            role="assistant",
+            content=None,
+            reasoning_content="Thinking about it…",
+            tool_calls=[
+                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}
+            ],
+            metrics={
+                "model": "gpt-4o",
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                "timing": {"started_at": "2020-02-29T13:14:16Z", "ended_at": None, "latency": 12.5},
+            },
+            timestamp=datetime(2020, 2, 29, 13, 14, 17, 999999, tzinfo=UTC),
+            turn=1,
+        )
+    )
+    thread.add_message(
+        Message(
+            role="tool",
+            tool_call_id="call_1",
+            name="lookup",
+            content='{"result": 42}',
+            timestamp=datetime(2020, 2, 29, 13, 14, 18, 500000, tzinfo=UTC),
+        )
+    )
+    thread.add_message(
+        Message(
+            role="assistant",
+            content="The answer is 42.",
+            id="explicit-message-id",
+            reactions={"👍": ["U1", "U2"], "🎉": ["U3"]},
+            attachments=[
+                Attachment(
+                    filename="notes.txt",
+                    mime_type="text/plain",
+                    file_id="f" * 64,
+                    storage_path=f"ff/ff/{'f' * 64}",
+                    storage_backend="local",
+                    status="stored",
+                    processed_content="Ünïcødé notes",
+                    attributes={"type": "text", "size": 13},
+                )
+            ],
+            timestamp=datetime(2020, 2, 29, 13, 14, 19, 10, tzinfo=UTC),
+        )
+    )
     thread.updated_at = datetime(2021, 3, 1, 1, 2, 3, 654321, tzinfo=UTC)
     return thread
 
@@ -170,7 +200,10 @@ async def test_header_changes_are_saved(store: ThreadStore) -> None:
 
     again = await stored(store, loaded.id)
     assert (again.title, again.attributes, again.platforms, again.source, again.updated_at) == (
-        "Renamed", {"k": "v"}, {"teams": {"chat": "19:abc"}}, {"name": "teams"},
+        "Renamed",
+        {"k": "v"},
+        {"teams": {"chat": "19:abc"}},
+        {"name": "teams"},
         datetime(2030, 1, 1, tzinfo=UTC),
     )
     assert contents(again) == ["hi"]
@@ -204,7 +237,9 @@ async def test_system_messages_are_not_written_but_stay_on_the_callers_thread(st
     assert sequences(thread) == [0, 1, 2]
     loaded = await stored(store, thread.id)
     assert [(m.role, m.content, m.sequence) for m in loaded.messages] == [
-        ("user", "question", 1), ("assistant", "answer", 2)]
+        ("user", "question", 1),
+        ("assistant", "answer", 2),
+    ]
     assert loaded.get_system_message() is None
 
 
@@ -217,7 +252,10 @@ async def test_a_system_prompt_added_to_a_loaded_thread_is_not_written(store: Th
 
     again = await stored(store, loaded.id)
     assert [(m.role, m.content, m.sequence) for m in again.messages] == [
-        ("user", "one", 1), ("user", "two", 2), ("assistant", "three", 3)]
+        ("user", "one", 1),
+        ("user", "two", 2),
+        ("assistant", "three", 3),
+    ]
     assert loaded.messages[0].role == "system"
 
 
@@ -276,8 +314,13 @@ async def test_saving_a_fresh_copy_of_a_stored_thread_does_not_duplicate_message
 ) -> None:
     thread = conversation("one", "two")
     await store.save(thread)
-    copy = Thread(id=thread.id, title=thread.title, messages=list(thread.messages),
-                  created_at=thread.created_at, updated_at=thread.updated_at)
+    copy = Thread(
+        id=thread.id,
+        title=thread.title,
+        messages=list(thread.messages),
+        created_at=thread.created_at,
+        updated_at=thread.updated_at,
+    )
     copy.add_message(user("three"))
     await store.save(copy)
 
@@ -296,7 +339,11 @@ async def test_a_copy_holding_stored_messages_gets_their_stored_sequences(store:
     await store.save(copy)
 
     assert [(m.content, m.sequence) for m in copy.messages] == [
-        ("three", 3), ("one", 1), ("two", 2), ("four", 4)]
+        ("three", 3),
+        ("one", 1),
+        ("two", 2),
+        ("four", 4),
+    ]
     again = await stored(store, thread.id)
     assert contents(again) == ["one", "two", "three", "four"]
     assert sequences(again) == [1, 2, 3, 4]
@@ -318,8 +365,11 @@ def _set_attributes(thread: Thread, message: Message) -> None:
 
 
 def _set_metrics(thread: Thread, message: Message) -> None:
-    message.metrics = {"model": "m1", "usage": {"prompt_tokens": 3, "completion_tokens": 4,
-                                                "total_tokens": 7}, "timing": {"latency": 1.5}}
+    message.metrics = {
+        "model": "m1",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        "timing": {"latency": 1.5},
+    }
 
 
 def _add_reaction(thread: Thread, message: Message) -> None:
@@ -465,7 +515,7 @@ async def test_removing_first_middle_or_last_message_renumbers_gap_free(
     await store.save(loaded)
 
     again = await stored(store, loaded.id)
-    assert contents(again) == texts[:position] + texts[position + 1:]
+    assert contents(again) == texts[:position] + texts[position + 1 :]
     assert sequences(again) == [1, 2, 3, 4]
     assert sequences(loaded) == [1, 2, 3, 4]
 
@@ -802,8 +852,7 @@ async def test_a_thread_header_assigned_an_invalid_value_is_rejected_at_save(
 
 @pytest.mark.parametrize(
     "invalidate",
-    [lambda t: setattr(t, "id", ""), lambda t: setattr(t, "id", 42),
-     lambda t: setattr(t, "title", None)],
+    [lambda t: setattr(t, "id", ""), lambda t: setattr(t, "id", 42), lambda t: setattr(t, "title", None)],
     ids=["empty_id", "int_id", "title_none"],
 )
 async def test_a_thread_assigned_an_invalid_id_or_title_is_rejected(
@@ -817,8 +866,9 @@ async def test_a_thread_assigned_an_invalid_id_or_title_is_rejected(
     assert await store.list() == []
 
 
-@pytest.mark.parametrize("intruder", ["hello", {"role": "user", "content": "hi"}, None],
-                         ids=["str", "dict", "none"])
+@pytest.mark.parametrize(
+    "intruder", ["hello", {"role": "user", "content": "hi"}, None], ids=["str", "dict", "none"]
+)
 async def test_something_not_a_message_in_the_messages_is_a_type_error(
     store: ThreadStore, intruder: Any
 ) -> None:
@@ -840,9 +890,16 @@ async def test_save_takes_only_a_thread(store: ThreadStore, not_a_thread: Any) -
 
 async def test_json_edge_values_that_do_round_trip(store: ThreadStore) -> None:
     attributes = {
-        "huge_int": 2**70, "min_int64": -(2**63), "tiny": 5e-324, "third": 1 / 3, "one_float": 1.0,
-        "empty_key": {"": ""}, "line_separators": "\u2028\u2029", "control": "\x01\x1f\x7f",
-        "astral": "𝄞🧵", "deep": {"a": {"b": {"c": {"d": [[[]]]}}}},
+        "huge_int": 2**70,
+        "min_int64": -(2**63),
+        "tiny": 5e-324,
+        "third": 1 / 3,
+        "one_float": 1.0,
+        "empty_key": {"": ""},
+        "line_separators": "\u2028\u2029",
+        "control": "\x01\x1f\x7f",
+        "astral": "𝄞🧵",
+        "deep": {"a": {"b": {"c": {"d": [[[]]]}}}},
     }
     thread = conversation("hi", attributes=attributes)
     await store.save(thread)
@@ -884,13 +941,22 @@ EDGE_CASES = [
     pytest.param(lambda: _edge_message(turn=-3), id="negative_turn"),
     pytest.param(lambda: _edge_message(timestamp=datetime.min.replace(tzinfo=UTC)), id="timestamp_min"),
     pytest.param(lambda: _edge_message(timestamp=datetime.max.replace(tzinfo=UTC)), id="timestamp_max"),
-    pytest.param(lambda: Thread(id="edge", created_at=datetime.min.replace(tzinfo=UTC),
-                                updated_at=EDGE_TIME), id="created_at_min"),
-    pytest.param(lambda: Thread(id="edge", created_at=EDGE_TIME,
-                                updated_at=datetime.max.replace(tzinfo=UTC)), id="updated_at_max"),
-    pytest.param(lambda: Thread(id="edge", created_at=datetime(1899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-                                updated_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
-                 id="far_past_and_future"),
+    pytest.param(
+        lambda: Thread(id="edge", created_at=datetime.min.replace(tzinfo=UTC), updated_at=EDGE_TIME),
+        id="created_at_min",
+    ),
+    pytest.param(
+        lambda: Thread(id="edge", created_at=EDGE_TIME, updated_at=datetime.max.replace(tzinfo=UTC)),
+        id="updated_at_max",
+    ),
+    pytest.param(
+        lambda: Thread(
+            id="edge",
+            created_at=datetime(1899, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            updated_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        ),
+        id="far_past_and_future",
+    ),
 ]
 
 
@@ -933,7 +999,8 @@ async def test_an_edge_value_is_treated_alike_on_every_backend(
         if expected == "refused":
             assert await store.get("edge") is None
         assert {t.id for t in await store.list()} == {healthy.id} | (
-            {"edge"} if expected != "refused" else set())
+            {"edge"} if expected != "refused" else set()
+        )
     finally:
         await store.delete("edge")  # a bad stored thread would break later list() calls
 

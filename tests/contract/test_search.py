@@ -15,8 +15,9 @@ from threadstore import Message, Thread, ThreadStore
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-async def put(store: ThreadStore, thread_id: str, *messages: Message | str, minutes: int = 0,
-              **fields: Any) -> Thread:
+async def put(
+    store: ThreadStore, thread_id: str, *messages: Message | str, minutes: int = 0, **fields: Any
+) -> Thread:
     """Save a thread with that id, fields and messages, updated ``minutes`` after T0."""
     thread = Thread(id=thread_id, **fields)
     for message in messages:
@@ -42,17 +43,36 @@ async def test_search_by_title_is_a_case_insensitive_substring_match(store: Thre
     assert ids(await store.search_by_title("nothing like it")) == []
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("%", ["percent"]), ("_", ["underscore"]), ("\\", ["backslash"]), (".*", ["regex"]),
-    ("(", ["regex"]), ("[a]", ["brackets"]), ("it's", ["quote"]), ('"hi"', ["dquote"]),
-    ("'; DROP TABLE threads; --", ["injection"]), ("^$|+?{}", ["specials"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("%", ["percent"]),
+        ("_", ["underscore"]),
+        ("\\", ["backslash"]),
+        (".*", ["regex"]),
+        ("(", ["regex"]),
+        ("[a]", ["brackets"]),
+        ("it's", ["quote"]),
+        ('"hi"', ["dquote"]),
+        ("'; DROP TABLE threads; --", ["injection"]),
+        ("^$|+?{}", ["specials"]),
+    ],
+)
 async def test_search_by_title_treats_every_character_literally(
-        store: ThreadStore, text: str, expected: list[str]) -> None:
-    titles = {"percent": "100% sure", "underscore": "a_b", "backslash": "back\\slash",
-              "regex": "dot.*star (x", "brackets": "list [a] item", "quote": "it's here",
-              "dquote": 'say "hi"', "injection": "x'; DROP TABLE threads; --", "plain": "abc ab",
-              "specials": "odd ^$|+?{} chars"}
+    store: ThreadStore, text: str, expected: list[str]
+) -> None:
+    titles = {
+        "percent": "100% sure",
+        "underscore": "a_b",
+        "backslash": "back\\slash",
+        "regex": "dot.*star (x",
+        "brackets": "list [a] item",
+        "quote": "it's here",
+        "dquote": 'say "hi"',
+        "injection": "x'; DROP TABLE threads; --",
+        "plain": "abc ab",
+        "specials": "odd ^$|+?{} chars",
+    }
     for minute, (thread_id, title) in enumerate(titles.items()):
         await put(store, thread_id, title=title, minutes=minute)
 
@@ -95,12 +115,20 @@ async def test_search_results_are_whole_threads_that_save_like_loaded_ones(store
     assert [m.content for m in (await stored(store, "t")).messages] == ["one", "two", "three"]
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    (None, TypeError), (b"bytes", TypeError), (3, TypeError), ("nul\x00", ValueError),
-    ("lone \ud800 surrogate", ValueError), ("x" * 10_001, ValueError),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (None, TypeError),
+        (b"bytes", TypeError),
+        (3, TypeError),
+        ("nul\x00", ValueError),
+        ("lone \ud800 surrogate", ValueError),
+        ("x" * 10_001, ValueError),
+    ],
+)
 async def test_search_by_title_rejects_what_is_not_searchable_text(
-        store: ThreadStore, text: Any, error: type[Exception]) -> None:
+    store: ThreadStore, text: Any, error: type[Exception]
+) -> None:
     await put(store, "t", title="x" * 20)
     with pytest.raises(error):
         await store.search_by_title(text)
@@ -108,12 +136,20 @@ async def test_search_by_title_rejects_what_is_not_searchable_text(
     assert ids(await store.search_by_title("xx")) == ["t"]
 
 
-@pytest.mark.parametrize(("limit", "offset", "error"), [
-    (-1, 0, ValueError), ("10", 0, TypeError), (10, -1, ValueError), (1.5, 0, TypeError),
-    (10, None, TypeError), (True, 0, TypeError),
-])
-async def test_searches_reject_bad_limits(store: ThreadStore, limit: Any, offset: Any,
-                                          error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("limit", "offset", "error"),
+    [
+        (-1, 0, ValueError),
+        ("10", 0, TypeError),
+        (10, -1, ValueError),
+        (1.5, 0, TypeError),
+        (10, None, TypeError),
+        (True, 0, TypeError),
+    ],
+)
+async def test_searches_reject_bad_limits(
+    store: ThreadStore, limit: Any, offset: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.search_by_title("x", limit, offset=offset)
     with pytest.raises(error):
@@ -145,9 +181,11 @@ async def test_search_by_content_returns_each_thread_once_newest_first(store: Th
 
 
 async def test_search_by_content_reads_the_text_parts_of_a_list(store: ThreadStore) -> None:
-    parts = [{"type": "text", "text": "first part"},
-             {"type": "image_url", "image_url": {"url": "https://example.com/refund.png"}},
-             {"type": "text", "text": "second part"}]
+    parts = [
+        {"type": "text", "text": "first part"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/refund.png"}},
+        {"type": "text", "text": "second part"},
+    ]
     await put(store, "parts", user(parts), minutes=1)  # type: ignore[arg-type]
     await put(store, "plain", "third part", minutes=2)
 
@@ -160,8 +198,13 @@ async def test_search_by_content_reads_the_text_parts_of_a_list(store: ThreadSto
 
 
 async def test_search_by_content_skips_messages_without_text(store: ThreadStore) -> None:
-    await put(store, "empty", assistant(None), user([{"type": "image_url", "image_url": {"url": "x"}}]),  # type: ignore[arg-type]
-              minutes=1)
+    await put(
+        store,
+        "empty",
+        assistant(None),
+        user([{"type": "image_url", "image_url": {"url": "x"}}]),  # type: ignore[arg-type]
+        minutes=1,
+    )
     await put(store, "text", "", minutes=2)
 
     assert ids(await store.search_by_content("")) == ["text"]  # an empty text still is text
@@ -190,9 +233,15 @@ async def test_substring_searches_answer_alike_before_and_after_indexing(store: 
     long_text = "x" * 150_000 + " the needle"  # longer than SQLite's trigram index takes
     await put(store, "kelvin", "300 KELVIN is warm", title="Kelvin scale", minutes=1)
     await put(store, "longs", "Status report für Café", "???", title="STATUS", minutes=2)
-    await put(store, "plain", "Refund DELAYED again", long_text,
-              user([{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]),
-              title="refunds", minutes=3)
+    await put(
+        store,
+        "plain",
+        "Refund DELAYED again",
+        long_text,
+        user([{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]),
+        title="refunds",
+        minutes=3,
+    )
     await put(store, "quote", 'she said "refund" twice', title='the "kelvin" quote', minutes=4)
 
     async def check() -> None:
@@ -240,46 +289,50 @@ async def test_substring_searches_answer_alike_before_and_after_indexing(store: 
     assert ids(await store.search_by_title("kelvin")) == ["quote"]
 
 
-@pytest.mark.parametrize(("pattern", "text", "found"), [
-    ("a.b", "a\nb", True),  # . matches a newline
-    ("end$", "the end", True),
-    ("end$", "the end\n", False),  # $ is the end of the text only
-    ("^the", "the end", True),
-    ("^end", "the end", False),
-    (r"\d{3}-\d{4}", "call 555-1234 now", True),
-    (r"\d{3}-\d{4}", "call 55-1234 now", False),
-    (r"[^a-z ]", "only letters here", False),
-    (r"[^a-z ]", "ONLY LETTERS", False),  # the class ignores case too
-    (r"[^a-z ]", "letters and 1 digit", True),
-    (r"\w+@\w+\.com", "mail bob@example.com", True),
-    (r"\s", "nospace", False),
-    (r"(?:ab)+c", "xxababcxx", True),
-    ("colou?r", "COLOR", True),
-    (r"x{2,3}", "axxb", True),
-    (r"x{3,}", "axxb", False),
-    (r"\$\.\*\(\[\\", "cost $.*([\\ odd", True),
-    ("[]x]", "a]b", True),
-    ("[a-]", "-", True),
-    (r"[\d.]+", "v1.2", True),
-    ("tab\\there", "tab\there", True),
-    ("a.*?b", "a to b", True),
-    ("100%", "it is 100% true", True),
-    ("a_b", "a_b", True),
-    ("a_b", "axb", False),
-    ("it's", "IT'S", True),
-    ("🎉", "party 🎉", True),
-    ("ÉCOLE", "l'école", True),
-    ("", "anything", True),
-    ("(a+)+b", "xaaab", True),  # nested repeats: fine for an engine that does not backtrack
-    ("(a|b)*c$", "abba", False),
-    ("(.*a){3}", "banana", True),
-    ("(.*a){4}", "banana", False),
-    ("\\w+", "日本", True),  # \w and \s are Unicode classes
-    ("a\\sb", "a\u2003b", True),
-    ("x{01}", "x", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "text", "found"),
+    [
+        ("a.b", "a\nb", True),  # . matches a newline
+        ("end$", "the end", True),
+        ("end$", "the end\n", False),  # $ is the end of the text only
+        ("^the", "the end", True),
+        ("^end", "the end", False),
+        (r"\d{3}-\d{4}", "call 555-1234 now", True),
+        (r"\d{3}-\d{4}", "call 55-1234 now", False),
+        (r"[^a-z ]", "only letters here", False),
+        (r"[^a-z ]", "ONLY LETTERS", False),  # the class ignores case too
+        (r"[^a-z ]", "letters and 1 digit", True),
+        (r"\w+@\w+\.com", "mail bob@example.com", True),
+        (r"\s", "nospace", False),
+        (r"(?:ab)+c", "xxababcxx", True),
+        ("colou?r", "COLOR", True),
+        (r"x{2,3}", "axxb", True),
+        (r"x{3,}", "axxb", False),
+        (r"\$\.\*\(\[\\", "cost $.*([\\ odd", True),
+        ("[]x]", "a]b", True),
+        ("[a-]", "-", True),
+        (r"[\d.]+", "v1.2", True),
+        ("tab\\there", "tab\there", True),
+        ("a.*?b", "a to b", True),
+        ("100%", "it is 100% true", True),
+        ("a_b", "a_b", True),
+        ("a_b", "axb", False),
+        ("it's", "IT'S", True),
+        ("🎉", "party 🎉", True),
+        ("ÉCOLE", "l'école", True),
+        ("", "anything", True),
+        ("(a+)+b", "xaaab", True),  # nested repeats: fine for an engine that does not backtrack
+        ("(a|b)*c$", "abba", False),
+        ("(.*a){3}", "banana", True),
+        ("(.*a){4}", "banana", False),
+        ("\\w+", "日本", True),  # \w and \s are Unicode classes
+        ("a\\sb", "a\u2003b", True),
+        ("x{01}", "x", True),
+    ],
+)
 async def test_the_regex_dialect_means_the_same_on_every_backend(
-        store: ThreadStore, pattern: str, text: str, found: bool) -> None:
+    store: ThreadStore, pattern: str, text: str, found: bool
+) -> None:
     await put(store, "t", text)
     assert ids(await store.search_by_content(pattern)) == (["t"] if found else [])
 
@@ -295,14 +348,49 @@ async def test_literal_search_matches_plain_text(store: ThreadStore) -> None:
     assert ids(await store.search_by_content("(unclosed", literal=True)) == []
 
 
-@pytest.mark.parametrize("pattern", [
-    "(unclosed", "[a-", "*x", "+x", "?x", "x**", "x+*", "a{2,1}", "a{256}", "a{1", "{1}", "x)",
-    "(?=x)", "(?!x)", "(?<=x)", "(?P<name>x)", "(?i)x", "\\1", "(a)\\1", "\\b", "\\B", "\\A", "\\Z",
-    "\\x41", "\\u0041", "\\p{L}", "\\", "[[:alpha:]]", "[\\D]", "[z-a]", "^*", "nul\x00", "x" * 10_001,
-    "(a{1,255}){4}", "(\\w{1,255}){2}",  # too large for RE2: refused on every backend alike
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(unclosed",
+        "[a-",
+        "*x",
+        "+x",
+        "?x",
+        "x**",
+        "x+*",
+        "a{2,1}",
+        "a{256}",
+        "a{1",
+        "{1}",
+        "x)",
+        "(?=x)",
+        "(?!x)",
+        "(?<=x)",
+        "(?P<name>x)",
+        "(?i)x",
+        "\\1",
+        "(a)\\1",
+        "\\b",
+        "\\B",
+        "\\A",
+        "\\Z",
+        "\\x41",
+        "\\u0041",
+        "\\p{L}",
+        "\\",
+        "[[:alpha:]]",
+        "[\\D]",
+        "[z-a]",
+        "^*",
+        "nul\x00",
+        "x" * 10_001,
+        "(a{1,255}){4}",
+        "(\\w{1,255}){2}",  # too large for RE2: refused on every backend alike
+    ],
+)
 async def test_invalid_patterns_raise_value_error_and_the_store_keeps_working(
-        store: ThreadStore, pattern: str) -> None:
+    store: ThreadStore, pattern: str
+) -> None:
     await put(store, "t", "some text")
     with pytest.raises(ValueError, match="pattern"):
         await store.search_by_content(pattern)
@@ -333,10 +421,12 @@ async def test_long_patterns_work(store: ThreadStore) -> None:
 async def test_search_by_platform_finds_a_reference_among_the_platform_values(store: ThreadStore) -> None:
     await put(store, "slack", platforms={"slack": {"channel": "C123456", "thread_ts": "1.5"}}, minutes=1)
     await put(store, "discord", platforms={"discord": {"channel": "C123456"}}, minutes=2)
-    await put(store, "both", platforms={"slack": {"channel": "C9"}, "discord": {"thread": "C123456"}},
-              minutes=3)
-    await put(store, "nested", platforms={"slack": {"meta": {"channel": "C123456"}, "ids": ["C123456"]}},
-              minutes=4)
+    await put(
+        store, "both", platforms={"slack": {"channel": "C9"}, "discord": {"thread": "C123456"}}, minutes=3
+    )
+    await put(
+        store, "nested", platforms={"slack": {"meta": {"channel": "C123456"}, "ids": ["C123456"]}}, minutes=4
+    )
 
     assert ids(await store.search_by_platform("slack", "C123456")) == ["slack"]
     assert ids(await store.search_by_platform("slack", "1.5")) == ["slack"]
@@ -356,13 +446,21 @@ async def test_search_by_platform_compares_numbers_as_json(store: ThreadStore) -
     assert ids(await store.search_by_platform("discord", 1)) == []  # true is not 1
 
 
-@pytest.mark.parametrize(("name", "reference", "error"), [
-    ("slack", None, TypeError), ("slack", ["C1"], TypeError), ("slack", {"a": 1}, TypeError),
-    (None, "C1", TypeError), ("", "C1", ValueError), ("slack", float("nan"), ValueError),
-    ("slack", "nul\x00", ValueError),
-])
-async def test_search_by_platform_rejects_bad_arguments(store: ThreadStore, name: Any, reference: Any,
-                                                        error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("name", "reference", "error"),
+    [
+        ("slack", None, TypeError),
+        ("slack", ["C1"], TypeError),
+        ("slack", {"a": 1}, TypeError),
+        (None, "C1", TypeError),
+        ("", "C1", ValueError),
+        ("slack", float("nan"), ValueError),
+        ("slack", "nul\x00", ValueError),
+    ],
+)
+async def test_search_by_platform_rejects_bad_arguments(
+    store: ThreadStore, name: Any, reference: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.search_by_platform(name, reference)
 
@@ -380,32 +478,70 @@ async def test_find_by_attributes_needs_every_key_equal(store: ThreadStore) -> N
     assert ids(await store.find_by_attributes({"customer_id": 123})) == []  # "123" is not 123
 
 
-@pytest.mark.parametrize(("wanted", "found"), [
-    ({"n": 1}, True), ({"n": 1.0}, True), ({"n": 2}, False), ({"f": 1.5}, True),
-    ({"yes": True}, True), ({"yes": 1}, False), ({"zero": False}, True), ({"zero": 0}, False),
-    ({"nothing": None}, True), ({"missing": None}, False), ({"s": "text"}, True),
-    ({"obj": {"b": [1, 2], "a": "x"}}, True),  # key order does not matter
-    ({"obj": {"a": "x"}}, False),  # a part of an object is not equal to it
-    ({"obj": {"a": "x", "b": [1, 2], "c": 3}}, False),
-    ({"obj": {"a": "x", "b": [1.0, 2]}}, True),
-    ({"list": [1, "two", {"three": 3}]}, True),
-    ({"list": [1, "two"]}, False),  # nor is a part of a list
-    ({"list": ["two", 1, {"three": 3}]}, False),  # lists keep their order
-    ({"list": "two"}, False),
-    ({"empty": {}}, True), ({"empty": []}, False), ({"none_list": []}, True),
-])
-async def test_find_by_attributes_compares_values_as_json(store: ThreadStore, wanted: dict[str, Any],
-                                                          found: bool) -> None:
-    await put(store, "t", attributes={
-        "n": 1, "f": 1.5, "yes": True, "zero": False, "nothing": None, "s": "text",
-        "obj": {"a": "x", "b": [1, 2]}, "list": [1, "two", {"three": 3}], "empty": {}, "none_list": [],
-    })
+@pytest.mark.parametrize(
+    ("wanted", "found"),
+    [
+        ({"n": 1}, True),
+        ({"n": 1.0}, True),
+        ({"n": 2}, False),
+        ({"f": 1.5}, True),
+        ({"yes": True}, True),
+        ({"yes": 1}, False),
+        ({"zero": False}, True),
+        ({"zero": 0}, False),
+        ({"nothing": None}, True),
+        ({"missing": None}, False),
+        ({"s": "text"}, True),
+        ({"obj": {"b": [1, 2], "a": "x"}}, True),  # key order does not matter
+        ({"obj": {"a": "x"}}, False),  # a part of an object is not equal to it
+        ({"obj": {"a": "x", "b": [1, 2], "c": 3}}, False),
+        ({"obj": {"a": "x", "b": [1.0, 2]}}, True),
+        ({"list": [1, "two", {"three": 3}]}, True),
+        ({"list": [1, "two"]}, False),  # nor is a part of a list
+        ({"list": ["two", 1, {"three": 3}]}, False),  # lists keep their order
+        ({"list": "two"}, False),
+        ({"empty": {}}, True),
+        ({"empty": []}, False),
+        ({"none_list": []}, True),
+    ],
+)
+async def test_find_by_attributes_compares_values_as_json(
+    store: ThreadStore, wanted: dict[str, Any], found: bool
+) -> None:
+    await put(
+        store,
+        "t",
+        attributes={
+            "n": 1,
+            "f": 1.5,
+            "yes": True,
+            "zero": False,
+            "nothing": None,
+            "s": "text",
+            "obj": {"a": "x", "b": [1, 2]},
+            "list": [1, "two", {"three": 3}],
+            "empty": {},
+            "none_list": [],
+        },
+    )
     assert ids(await store.find_by_attributes(wanted)) == (["t"] if found else [])
 
 
 async def test_find_by_attributes_takes_any_key(store: ThreadStore) -> None:
-    keys = ["ключ", "🎉", 'qu"ote', "it's", "a.b", "x[0]", "$.path", "'; DROP TABLE threads; --",
-            "back\\slash", "%_", "", " "]
+    keys = [
+        "ключ",
+        "🎉",
+        'qu"ote',
+        "it's",
+        "a.b",
+        "x[0]",
+        "$.path",
+        "'; DROP TABLE threads; --",
+        "back\\slash",
+        "%_",
+        "",
+        " ",
+    ]
     for i, key in enumerate(keys):
         await put(store, f"t{i}", attributes={key: i, "other": "x"}, minutes=i)
 
@@ -422,13 +558,22 @@ async def test_find_by_attributes_with_an_empty_dict_matches_every_thread(store:
     assert ids(await store.find_by_attributes({}, 1, offset=1)) == ["a"]
 
 
-@pytest.mark.parametrize(("wanted", "error"), [
-    (None, TypeError), ([("k", 1)], TypeError), ("k", TypeError), ({"k": {1, 2}}, ValueError),
-    ({"k": float("nan")}, ValueError), ({1: "x"}, ValueError), ({"k": b"bytes"}, ValueError),
-    ({"k": "nul\x00"}, ValueError),
-])
-async def test_find_by_attributes_rejects_what_json_cannot_hold(store: ThreadStore, wanted: Any,
-                                                                error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("wanted", "error"),
+    [
+        (None, TypeError),
+        ([("k", 1)], TypeError),
+        ("k", TypeError),
+        ({"k": {1, 2}}, ValueError),
+        ({"k": float("nan")}, ValueError),
+        ({1: "x"}, ValueError),
+        ({"k": b"bytes"}, ValueError),
+        ({"k": "nul\x00"}, ValueError),
+    ],
+)
+async def test_find_by_attributes_rejects_what_json_cannot_hold(
+    store: ThreadStore, wanted: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.find_by_attributes(wanted)
 
@@ -437,8 +582,9 @@ async def test_find_by_attributes_rejects_what_json_cannot_hold(store: ThreadSto
 
 
 async def test_find_by_platform_needs_every_property_equal(store: ThreadStore) -> None:
-    await put(store, "slack", platforms={"slack": {"channel": "C123", "thread_ts": "1234567890.123"}},
-              minutes=1)
+    await put(
+        store, "slack", platforms={"slack": {"channel": "C123", "thread_ts": "1234567890.123"}}, minutes=1
+    )
     await put(store, "other-ts", platforms={"slack": {"channel": "C123", "thread_ts": "9"}}, minutes=2)
     await put(store, "discord", platforms={"discord": {"channel": "C123"}}, minutes=3)
 
@@ -460,16 +606,24 @@ async def test_find_by_source_also_matches_a_named_source(store: ThreadStore) ->
     assert ids(await store.find_by_source("web", {})) == ["other-name"]
     assert ids(await store.find_by_source("slack", {"name": "web"})) == []
     assert ids(await store.find_by_platform(name := "slack", {"channel": "C9"})) == ids(
-        await store.find_by_source(name, {"channel": "C9"}))
+        await store.find_by_source(name, {"channel": "C9"})
+    )
 
 
-@pytest.mark.parametrize(("name", "properties", "error"), [
-    (None, {}, TypeError), ("", {}, ValueError), ("slack", None, TypeError),
-    ("slack", {"k": {1}}, ValueError), ("slack", {"k": object()}, TypeError),
-    ("slack", {"k": float("inf")}, ValueError),
-])
-async def test_find_by_platform_rejects_bad_arguments(store: ThreadStore, name: Any, properties: Any,
-                                                      error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("name", "properties", "error"),
+    [
+        (None, {}, TypeError),
+        ("", {}, ValueError),
+        ("slack", None, TypeError),
+        ("slack", {"k": {1}}, ValueError),
+        ("slack", {"k": object()}, TypeError),
+        ("slack", {"k": float("inf")}, ValueError),
+    ],
+)
+async def test_find_by_platform_rejects_bad_arguments(
+    store: ThreadStore, name: Any, properties: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.find_by_platform(name, properties)
 
@@ -481,42 +635,64 @@ async def test_find_messages_by_attribute_follows_a_dotted_path(store: ThreadSto
     first = user("in slack", platforms={"slack": {"ts": "111.1", "channel": "C1"}})
     second = user("also", platforms={"slack": {"ts": "111.1"}})
     await put(store, "b", first, "plain", second)
-    await put(store, "a", user("a", platforms={"slack": {"ts": "111.1"}}),
-              user("other ts", platforms={"slack": {"ts": "222.2"}}))
+    await put(
+        store,
+        "a",
+        user("a", platforms={"slack": {"ts": "111.1"}}),
+        user("other ts", platforms={"slack": {"ts": "222.2"}}),
+    )
 
     found = await store.find_messages_by_attribute("platforms.slack.ts", "111.1")
     assert [(m.thread_id, m.sequence, m.content) for m in found] == [
-        ("a", 1, "a"), ("b", 1, "in slack"), ("b", 3, "also")]
+        ("a", 1, "a"),
+        ("b", 1, "in slack"),
+        ("b", 3, "also"),
+    ]
     assert found[1].id == first.id and found[1].platforms == first.platforms
     assert await store.find_messages_by_attribute("platforms.slack.ts", "333") == []
     assert len(await store.find_messages_by_attribute("platforms.slack.ts", "111.1", 2)) == 2
-    assert [m.content for m in await store.find_messages_by_attribute(
-        "platforms.slack.ts", "111.1", 2, offset=2)] == ["also"]
+    assert [
+        m.content for m in await store.find_messages_by_attribute("platforms.slack.ts", "111.1", 2, offset=2)
+    ] == ["also"]
 
 
 async def test_find_messages_by_attribute_reads_attributes_by_key_or_path(store: ThreadStore) -> None:
-    await put(store, "t", user("one", attributes={"customer": "c1", "meta": {"score": 1}}),
-              user("two", attributes={"customer": "c2", "meta": {"score": 1.0}, "a.b": True}),
-              user("three", attributes={"platforms": {"slack": {"ts": "1"}}}))
+    await put(
+        store,
+        "t",
+        user("one", attributes={"customer": "c1", "meta": {"score": 1}}),
+        user("two", attributes={"customer": "c2", "meta": {"score": 1.0}, "a.b": True}),
+        user("three", attributes={"platforms": {"slack": {"ts": "1"}}}),
+    )
 
     assert [m.content for m in await store.find_messages_by_attribute("customer", "c1")] == ["one"]
     assert [m.content for m in await store.find_messages_by_attribute("attributes.customer", "c2")] == ["two"]
     assert [m.content for m in await store.find_messages_by_attribute("meta.score", 1)] == ["one", "two"]
     assert [m.content for m in await store.find_messages_by_attribute(["a.b"], True)] == ["two"]
-    assert [m.content for m in await store.find_messages_by_attribute(
-        "attributes.platforms.slack.ts", "1")] == ["three"]
+    assert [
+        m.content for m in await store.find_messages_by_attribute("attributes.platforms.slack.ts", "1")
+    ] == ["three"]
     assert await store.find_messages_by_attribute("meta", {"score": 2}) == []
-    assert [m.content for m in await store.find_messages_by_attribute("meta", {"score": 1})] == [
-        "one", "two"]
+    assert [m.content for m in await store.find_messages_by_attribute("meta", {"score": 1})] == ["one", "two"]
     assert await store.find_messages_by_attribute("customer", None) == []  # missing is not null
 
 
-@pytest.mark.parametrize(("path", "error"), [
-    ("", ValueError), ("a..b", ValueError), ("a.", ValueError), (3, TypeError), (None, TypeError),
-    ([], ValueError), (["a", 1], TypeError), ("nul\x00", ValueError),
-])
-async def test_find_messages_by_attribute_rejects_bad_paths(store: ThreadStore, path: Any,
-                                                            error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("", ValueError),
+        ("a..b", ValueError),
+        ("a.", ValueError),
+        (3, TypeError),
+        (None, TypeError),
+        ([], ValueError),
+        (["a", 1], TypeError),
+        ("nul\x00", ValueError),
+    ],
+)
+async def test_find_messages_by_attribute_rejects_bad_paths(
+    store: ThreadStore, path: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.find_messages_by_attribute(path, "x")
 
@@ -542,7 +718,8 @@ async def test_get_thread_by_message_id_finds_the_holding_thread(store: ThreadSt
 
 
 @pytest.mark.parametrize(("message_id", "error"), [(None, TypeError), ("", ValueError), (1, TypeError)])
-async def test_get_thread_by_message_id_rejects_bad_ids(store: ThreadStore, message_id: Any,
-                                                        error: type[Exception]) -> None:
+async def test_get_thread_by_message_id_rejects_bad_ids(
+    store: ThreadStore, message_id: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         await store.get_thread_by_message_id(message_id)

@@ -11,15 +11,24 @@ from threadstore.models import utcnow
 
 
 def metered(model: str | None, prompt: Any, completion: Any, total: Any) -> Message:
-    return assistant("reply", metrics={"model": model, "usage": {
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}})
+    return assistant(
+        "reply",
+        metrics={
+            "model": model,
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total},
+        },
+    )
 
 
 async def test_an_empty_store_has_zero_stats(store: ThreadStore) -> None:
     assert await store.get_usage_stats() == {
-        "total_threads": 0, "total_messages": 0, "avg_messages_per_thread": 0.0,
+        "total_threads": 0,
+        "total_messages": 0,
+        "avg_messages_per_thread": 0.0,
         "total_tokens": {"total": 0, "by_model": {}},
-        "threads_last_hour": 0, "threads_last_24h": 0, "threads_last_7d": 0,
+        "threads_last_hour": 0,
+        "threads_last_24h": 0,
+        "threads_last_7d": 0,
     }
 
 
@@ -64,15 +73,21 @@ async def test_token_counts_that_are_not_numbers_count_zero(store: ThreadStore) 
 
     stats = await store.get_usage_stats()
     assert stats["total_tokens"] == {
-        "total": 4, "by_model": {"m": {"prompt_tokens": 2, "completion_tokens": -1, "total_tokens": 4}}}
+        "total": 4,
+        "by_model": {"m": {"prompt_tokens": 2, "completion_tokens": -1, "total_tokens": 4}},
+    }
     assert stats["total_messages"] == 5
 
 
 async def test_recent_activity_counts_threads_by_updated_at(store: ThreadStore) -> None:
     now = utcnow()
-    for thread_id, age in [("minutes", timedelta(minutes=30)), ("hours", timedelta(hours=5)),
-                           ("days", timedelta(days=3)), ("weeks", timedelta(days=30)),
-                           ("future", timedelta(minutes=-5))]:
+    for thread_id, age in [
+        ("minutes", timedelta(minutes=30)),
+        ("hours", timedelta(hours=5)),
+        ("days", timedelta(days=3)),
+        ("weeks", timedelta(days=30)),
+        ("future", timedelta(minutes=-5)),
+    ]:
         thread = Thread(id=thread_id)
         thread.updated_at = now - age
         await store.save(thread)
@@ -100,29 +115,24 @@ async def test_the_multi_user_support_example_runs(store: ThreadStore) -> None:
     # Create a support thread
     thread = Thread(
         title="Order #12345 Support",
-        attributes={
-            "customer_id": "cust_789",
-            "order_id": "12345",
-            "priority": "high"
-        },
-        platforms={
-            "slack": {
-                "channel": "C123456",
-                "thread_ts": "1234567890.123"
-            }
-        }
+        attributes={"customer_id": "cust_789", "order_id": "12345", "priority": "high"},
+        platforms={"slack": {"channel": "C123456", "thread_ts": "1234567890.123"}},
     )
     # Add conversation
-    thread.add_message(Message(
-        role="user",
-        content="My order hasn't arrived yet",
-        source={"type": "user", "id": "cust_789", "name": "John Doe"}
-    ))
-    thread.add_message(Message(
-        role="assistant",
-        content="I'll check on that order for you right away.",
-        source={"type": "agent", "id": "support_bot", "name": "Support Bot"}
-    ))
+    thread.add_message(
+        Message(
+            role="user",
+            content="My order hasn't arrived yet",
+            source={"type": "user", "id": "cust_789", "name": "John Doe"},
+        )
+    )
+    thread.add_message(
+        Message(
+            role="assistant",
+            content="I'll check on that order for you right away.",
+            source={"type": "agent", "id": "support_bot", "name": "Support Bot"},
+        )
+    )
     # Save thread
     await store.save(thread)
     # Create alias for easy lookup

@@ -30,8 +30,14 @@ async def filled(store: ThreadStore, count: int = 5) -> list[Thread]:
 
 
 def record(thread_id: str, *messages: Message, aliases: tuple[str, ...] = (), **fields: Any) -> ThreadRecord:
-    return ThreadRecord(id=thread_id, messages=list(messages), created_at=T0, updated_at=T0,
-                        aliases=[AliasRecord(alias, T0) for alias in aliases], **fields)
+    return ThreadRecord(
+        id=thread_id,
+        messages=list(messages),
+        created_at=T0,
+        updated_at=T0,
+        aliases=[AliasRecord(alias, T0) for alias in aliases],
+        **fields,
+    )
 
 
 async def test_export_then_import_gives_back_every_field(store: ThreadStore) -> None:
@@ -46,8 +52,11 @@ async def test_export_then_import_gives_back_every_field(store: ThreadStore) -> 
     for thread in threads:
         back = await stored(store, thread.id)
         assert back == thread  # every field, messages and their sequences and times included
-        assert await store.get_thread_aliases(thread.id) == aliases[thread.id] == [
-            f"alias-{thread.id[-1]}-b", f"alias-{thread.id[-1]}-a"]
+        assert (
+            await store.get_thread_aliases(thread.id)
+            == aliases[thread.id]
+            == [f"alias-{thread.id[-1]}-b", f"alias-{thread.id[-1]}-a"]
+        )
     assert await everything(store) == exported  # alias times too
 
 
@@ -89,13 +98,17 @@ async def test_a_thread_listed_twice_is_imported_once(store: ThreadStore) -> Non
         pytest.param("alias", id="an alias naming another thread"),
     ],
 )
-async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(store: ThreadStore,
-                                                                           clash: str) -> None:
+async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(
+    store: ThreadStore, clash: str
+) -> None:
     owner = await store.save(conversation("mine", id="owner"))
     await store.save_thread_alias("owner", "taken")
     taken = owner.messages[0]
-    clashing = (record("b", Message(role="user", content="x", id=taken.id)) if clash == "message"
-                else record("b", user("x"), aliases=("taken",)))
+    clashing = (
+        record("b", Message(role="user", content="x", id=taken.id))
+        if clash == "message"
+        else record("b", user("x"), aliases=("taken",))
+    )
     with pytest.raises(ConflictError):
         await store.import_threads([record("a", user("fine"), aliases=("free",)), clashing])
     assert await store.get("a") is None and await store.get("b") is None
@@ -117,15 +130,17 @@ async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(stor
         (lambda: {"id": "x"}, TypeError, "takes Threads, got dict"),
     ],
 )
-async def test_bad_input_is_refused_and_stores_nothing(store: ThreadStore, bad: Any, error: type,
-                                                       match: str) -> None:
+async def test_bad_input_is_refused_and_stores_nothing(
+    store: ThreadStore, bad: Any, error: type, match: str
+) -> None:
     with pytest.raises(error, match=match):
         await store.import_threads([record("fine", user("ok")), bad()])
     assert await store.get("fine") is None and await store.get("x") is None
 
 
-async def test_pending_attachments_are_stored_in_the_file_store_first(store: ThreadStore,
-                                                                     tmp_path: Any) -> None:
+async def test_pending_attachments_are_stored_in_the_file_store_first(
+    store: ThreadStore, tmp_path: Any
+) -> None:
     message = user("see attached", attachments=[Attachment(filename="notes.md", content=b"# hi")])
     with pytest.raises(ValueError, match="pass file_store=FileStore"):
         await store.import_threads([record("files", message)])
@@ -156,8 +171,9 @@ async def test_copy_to_the_in_memory_reference_is_equal(store: ThreadStore) -> N
         assert await copy_threads(store, reference, page_size=2) == (0, 5)
 
 
-async def test_an_interrupted_copy_resumes_where_it_stopped(store: ThreadStore,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_interrupted_copy_resumes_where_it_stopped(
+    store: ThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await store.import_threads([record(f"t{i:02d}", user(f"m{i}"), aliases=(f"a{i}",)) for i in range(10)])
     async with await ThreadStore.create() as target:
         real = target.import_threads

@@ -29,9 +29,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stress" if STRESS el
 
 
 @pytest.fixture(params=["sqlite_file", "postgres"])
-def new_database(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], Awaitable[str]]]:
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Awaitable[str]]]:
     """``await new_database()``: the URL of a new, empty database several processes can open
     (a SQLite file, a PostgreSQL database); the PostgreSQL ones are dropped after the test."""
     created: list[str] = []
@@ -59,8 +57,11 @@ def store_urls(
 ) -> dict[str, str | None]:
     """The URL of each backend: PostgreSQL only when a server is found."""
     path = tmp_path_factory.mktemp("stores") / "threads.db"
-    urls: dict[str, str | None] = {"memory": None, "sqlite_file": f"sqlite+aiosqlite:///{path}",
-                                   "sqlite_memory": "sqlite+aiosqlite:///:memory:"}
+    urls: dict[str, str | None] = {
+        "memory": None,
+        "sqlite_file": f"sqlite+aiosqlite:///{path}",
+        "sqlite_memory": "sqlite+aiosqlite:///:memory:",
+    }
     with contextlib.suppress(pytest.skip.Exception):
         urls["postgres"] = request.getfixturevalue("pg_url")
     return urls

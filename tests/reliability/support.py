@@ -26,14 +26,20 @@ def scaled(count: int) -> int:
     return count * 10 if STRESS else count
 
 
-def run_workers(job: str, arguments: list[dict[str, Any]], timeout: float,
-                preexec_fn: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+def run_workers(
+    job: str, arguments: list[dict[str, Any]], timeout: float, preexec_fn: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
     """Start one ``tests.reliability.workers`` process per argument set, let them all go at the
     same instant, and return what each reported."""
     processes = [
-        subprocess.Popen([sys.executable, "-m", "tests.reliability.workers", job, json.dumps(args)],
-                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         preexec_fn=preexec_fn)
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.workers", job, json.dumps(args)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,
+        )
         for args in arguments
     ]
     try:
@@ -82,7 +88,8 @@ async def assert_connections_idle(store: ThreadStore) -> None:
     if store.backend == "postgres":
         pool = backend._pool
         assert pool.get_idle_size() == pool.get_size(), (
-            f"{pool.get_size() - pool.get_idle_size()} pooled connection(s) still checked out")
+            f"{pool.get_size() - pool.get_idle_size()} pooled connection(s) still checked out"
+        )
     elif store.backend == "sqlite":
         assert not backend._lock.locked(), "an operation still holds the SQLite connection"
         assert not backend._conn.in_transaction, "a SQLite transaction was left open"
@@ -94,13 +101,13 @@ async def stored_message_count(store: ThreadStore, thread_id: str) -> int:
     backend: Any = store._backend
     if store.backend == "postgres":
         async with backend._pool.acquire() as conn:
-            count: int = await conn.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1",
-                                             thread_id)
+            count: int = await conn.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1", thread_id)
         return count
     if store.backend == "sqlite":
         async with backend._lock:
             rows = await backend._conn.execute_fetchall(
-                "SELECT count(*) FROM messages WHERE thread_id = ?", (thread_id,))
+                "SELECT count(*) FROM messages WHERE thread_id = ?", (thread_id,)
+            )
         return int(next(iter(rows))[0])
     return sum(owner == thread_id for owner in backend._owner.values())
 
@@ -114,7 +121,8 @@ async def applied_versions(store: ThreadStore) -> list[int]:
     else:
         async with backend._lock:
             rows = await backend._conn.execute_fetchall(
-                "SELECT version FROM threadstore_migrations ORDER BY version")
+                "SELECT version FROM threadstore_migrations ORDER BY version"
+            )
     return [row[0] for row in rows]
 
 
@@ -124,4 +132,5 @@ def create_accepts(*names: str) -> bool:
 
     parameters = inspect.signature(ThreadStore.create).parameters
     return all(name in parameters for name in names) or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

@@ -170,7 +170,8 @@ def _built(field: str, value: Any) -> Thread | str:
 
 @pytest.mark.parametrize("field", FIELDS)
 async def test_hostile_values_get_the_same_answer_on_every_backend(
-    stores: dict[str, ThreadStore], field: str,
+    stores: dict[str, ThreadStore],
+    field: str,
 ) -> None:
     wrong = []
     tried = 0
@@ -219,8 +220,10 @@ OPERATIONS: dict[str, tuple[str, Operation]] = {
     "find_by_attributes_key": ("find_by_attributes", lambda s, v: s.find_by_attributes({v: "v"})),
     "find_by_attributes_value": ("find_by_attributes", lambda s, v: s.find_by_attributes({"k": v})),
     "find_by_platform": ("find_by_platform", lambda s, v: s.find_by_platform(v, {"channel": v})),
-    "find_messages_by_attribute": ("find_messages_by_attribute",
-                                   lambda s, v: s.find_messages_by_attribute(v, v)),
+    "find_messages_by_attribute": (
+        "find_messages_by_attribute",
+        lambda s, v: s.find_messages_by_attribute(v, v),
+    ),
     "get_thread_by_message_id": ("get_thread_by_message_id", lambda s, v: s.get_thread_by_message_id(v)),
     "save_thread_alias": ("save_thread_alias", lambda s, v: s.save_thread_alias("witness", v)),
     "get_by_alias": ("get_by_alias", lambda s, v: s.get_by_alias(v)),
@@ -257,7 +260,8 @@ async def _undo(store: ThreadStore, operation: str, value: Any) -> None:
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_hostile_arguments_get_the_same_answer_on_every_backend(
-    stores: dict[str, ThreadStore], operation: str,
+    stores: dict[str, ThreadStore],
+    operation: str,
 ) -> None:
     method, call = OPERATIONS[operation]
     if not hasattr(ThreadStore, method):
@@ -268,8 +272,13 @@ async def test_hostile_arguments_get_the_same_answer_on_every_backend(
         if name in ONE_MB and not STRESS and operation.startswith(("search", "find")):
             continue  # `make stress` searches for 1 MB patterns too
         tried += 1
-        answers = dict(zip(stores, await asyncio.gather(
-            *[_answer(store, call, value) for store in stores.values()]), strict=True))
+        answers = dict(
+            zip(
+                stores,
+                await asyncio.gather(*[_answer(store, call, value) for store in stores.values()]),
+                strict=True,
+            )
+        )
         if len(set(answers.values())) > 1 or any(a.startswith("failed") for a in answers.values()):
             wrong.append(f"{name}: {answers}")
         if next(iter(answers.values())).startswith("returned"):

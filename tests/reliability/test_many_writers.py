@@ -38,11 +38,22 @@ async def test_processes_appending_and_saving_to_one_thread_lose_and_duplicate_n
     async with await ThreadStore.create(url) as store:
         await store.save(Thread(id="busy"))
 
-    results = await asyncio.to_thread(run_workers, "append", [
-        {"url": url, "thread_id": "busy", "worker": worker, "tasks": TASKS,
-         "per_task": per_task, "load_every": load_every}
-        for worker in range(PROCESSES)
-    ], 900)
+    results = await asyncio.to_thread(
+        run_workers,
+        "append",
+        [
+            {
+                "url": url,
+                "thread_id": "busy",
+                "worker": worker,
+                "tasks": TASKS,
+                "per_task": per_task,
+                "load_every": load_every,
+            }
+            for worker in range(PROCESSES)
+        ],
+        900,
+    )
 
     # SQLite's "database is locked" among them too: writers must wait for the lock, not fail.
     errors = [error for result in results for error in result["errors"]]
@@ -62,8 +73,10 @@ async def test_processes_appending_and_saving_to_one_thread_lose_and_duplicate_n
         for task in range(TASKS):
             mine = [c for c in kept if c.startswith(f"w{worker}-t{task}-")]
             assert mine == sorted(mine)
-    print(f"\n{url.partition(':')[0]}: {expected} messages written and kept by {PROCESSES} "
-          f"processes x {TASKS} tasks in {max(r['seconds'] for r in results):.1f} s")
+    print(
+        f"\n{url.partition(':')[0]}: {expected} messages written and kept by {PROCESSES} "
+        f"processes x {TASKS} tasks in {max(r['seconds'] for r in results):.1f} s"
+    )
 
 
 async def test_a_sqlite_writer_waits_out_another_processes_lock_instead_of_failing(
@@ -89,7 +102,9 @@ async def test_a_sqlite_writer_waits_out_another_processes_lock_instead_of_faili
 
 
 async def test_deletes_racing_appends_leave_no_orphan_and_refuse_late_appends_clearly(
-    store: ThreadStore, store_url: str | None, open_store: OpenStore,
+    store: ThreadStore,
+    store_url: str | None,
+    open_store: OpenStore,
 ) -> None:
     # A second store where the database allows one: a SQLite store runs one operation at a time.
     shared = store.backend == "postgres" or (store.backend == "sqlite" and ":memory:" not in str(store_url))
@@ -129,8 +144,10 @@ async def test_deletes_racing_appends_leave_no_orphan_and_refuse_late_appends_cl
         await store.save(again)
         assert len((await stored(store, again.id)).messages) == 20
     assert landed + refused == 4 * rounds
-    print(f"\n{store.backend}: {rounds} deletes raced {4 * rounds} appends: {landed} landed "
-          f"before the delete, {refused} refused with NotFoundError")
+    print(
+        f"\n{store.backend}: {rounds} deletes raced {4 * rounds} appends: {landed} landed "
+        f"before the delete, {refused} refused with NotFoundError"
+    )
 
 
 async def test_processes_creating_one_empty_database_at_once_all_migrate_it_once(

@@ -41,7 +41,8 @@ async def admin(fresh_pg_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_recovers(
-    fresh_pg_url: str, admin: asyncpg.Connection,
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
 ) -> None:
     rng = random.Random()
     operations = scaled(200)  # 6 writers, each half saves of 20-message threads, half appends of 5
@@ -92,7 +93,8 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
 
         shared = [str(m.content) for m in (await stored(store, "shared")).messages]
         assert [m.sequence for m in (await stored(store, "shared")).messages] == list(
-            range(1, len(shared) + 1))
+            range(1, len(shared) + 1)
+        )
         failed = 0
         for label, error in results.items():
             if int(label[2:]) % 2:
@@ -110,12 +112,15 @@ async def test_connections_killed_mid_save_leave_whole_threads_and_the_store_rec
                 assert isinstance(error, StoreUnavailableError), f"unclear error: {error!r}"
                 assert "unavailable" in str(error)
     assert kills > 0
-    print(f"\npostgres: {kills} sessions killed during {operations} writes: "
-          f"{operations - failed} stored, {failed} failed clearly, none partial")
+    print(
+        f"\npostgres: {kills} sessions killed during {operations} writes: "
+        f"{operations - failed} stored, {failed} failed clearly, none partial"
+    )
 
 
 async def test_after_its_sessions_are_killed_the_store_fails_at_most_one_operation(
-    fresh_pg_url: str, admin: asyncpg.Connection,
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
 ) -> None:
     async with await ThreadStore.create(fresh_pg_url) as store:
         await store.save(conversation("kept", id="kept"))
@@ -184,14 +189,36 @@ def throwaway_server(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
 
-    pg(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-       "--no-sync", "--no-instructions")
+    pg(
+        str(binaries / "initdb"),
+        "-D",
+        str(data),
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "--no-instructions",
+    )
     options = f"-F -p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=20"
 
     def control(action: str) -> None:
         if action == "start":
-            pg(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options,
-               "-w", "-t", "60", "start")
+            pg(
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            )
         else:
             pg(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
 
@@ -200,8 +227,11 @@ def throwaway_server(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     try:
         yield control
     finally:
-        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "-w", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -216,8 +246,13 @@ async def test_a_server_restart_fails_operations_clearly_then_the_same_store_car
         await asyncio.to_thread(throwaway_server, "stop")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        for operation in (store.get("kept"), store.save(conversation("while down")),
-                          store.append("kept", user("while down")), store.list(), store.delete("kept")):
+        for operation in (
+            store.get("kept"),
+            store.save(conversation("while down")),
+            store.append("kept", user("while down")),
+            store.list(),
+            store.delete("kept"),
+        ):
             with pytest.raises(StoreUnavailableError, match="unavailable"):
                 await operation
         assert loop.time() - started < 30, "operations on a stopped server took too long to fail"
@@ -227,7 +262,9 @@ async def test_a_server_restart_fails_operations_clearly_then_the_same_store_car
         await store.append("kept", user("after the restart"))
         await asyncio.gather(*[store.get("kept") for _ in range(5)])
         assert [m.content for m in (await stored(store, "kept")).messages] == [
-            "before the restart", "after the restart"]
+            "before the restart",
+            "after the restart",
+        ]
         await assert_connections_idle(store)
 
 
@@ -237,7 +274,8 @@ LOCK_THREAD_ROW = "SELECT 1 FROM threads WHERE id = $1 FOR UPDATE"
 
 
 async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_land(
-    fresh_pg_url: str, admin: asyncpg.Connection,
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
 ) -> None:
     async with await ThreadStore.create(fresh_pg_url) as store:
         await store.save(conversation("start", id="hot"))
@@ -245,8 +283,7 @@ async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_l
         waiting = 3 * pool.get_max_size()
         async with admin.transaction():
             await admin.execute(LOCK_THREAD_ROW, "hot")  # every append to "hot" now blocks
-            appends = [asyncio.create_task(store.append("hot", user(f"queued {n}")))
-                       for n in range(waiting)]
+            appends = [asyncio.create_task(store.append("hot", user(f"queued {n}"))) for n in range(waiting)]
             for _ in range(200):  # until every pooled connection is held by a blocked append
                 if pool.get_size() == pool.get_max_size() and pool.get_idle_size() == 0:
                     break
@@ -261,18 +298,21 @@ async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_l
         thread = await stored(store, "hot")
         assert [m.sequence for m in thread.messages] == list(range(1, waiting + 2))
         assert sorted(str(m.content) for m in thread.messages[1:]) == sorted(
-            f"queued {n}" for n in range(waiting))
+            f"queued {n}" for n in range(waiting)
+        )
         await assert_connections_idle(store)
         assert pool.get_size() <= pool.get_max_size()
 
 
-ISSUE_5 = ("needs the pool settings of create() (pool_size, max_overflow, pool_timeout, "
-           "command_timeout: issue 5)")
+ISSUE_5 = (
+    "needs the pool settings of create() (pool_size, max_overflow, pool_timeout, command_timeout: issue 5)"
+)
 
 
 @pytest.mark.skipif(not create_accepts("pool_size", "max_overflow", "pool_timeout"), reason=ISSUE_5)
 async def test_an_exhausted_pool_raises_a_clear_timeout_error_after_the_pool_timeout(
-    fresh_pg_url: str, admin: asyncpg.Connection,
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
 ) -> None:
     create: Any = ThreadStore.create
     async with await create(fresh_pg_url, pool_size=2, max_overflow=0, pool_timeout=0.3) as store:
@@ -293,7 +333,8 @@ async def test_an_exhausted_pool_raises_a_clear_timeout_error_after_the_pool_tim
 
 @pytest.mark.skipif(not create_accepts("command_timeout"), reason=ISSUE_5)
 async def test_a_statement_over_the_command_timeout_fails_clearly_and_the_store_carries_on(
-    fresh_pg_url: str, admin: asyncpg.Connection,
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
 ) -> None:
     create: Any = ThreadStore.create
     async with await create(fresh_pg_url, command_timeout=0.5) as store:

@@ -35,8 +35,9 @@ FAST = {"liveness_interval": 1.0, "connect_timeout": 1.0, "pool_size": 2}
 class _Link:
     """One proxied connection: its two sockets and the gate its bytes wait at."""
 
-    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter,
-                 gate: asyncio.Event) -> None:
+    def __init__(
+        self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter, gate: asyncio.Event
+    ) -> None:
         self.client, self.upstream, self.gate = client, upstream, gate
 
 
@@ -81,8 +82,7 @@ class Proxy:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                    link: _Link) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await source.read(65536):
                 while not link.gate.is_set():  # the gate may be swapped while waiting
@@ -145,7 +145,8 @@ def within(seconds: float) -> Iterator[Any]:
 
 
 async def test_with_default_bounds_a_black_holed_server_is_reported_within_30_s(
-    proxy: Proxy, fresh_pg_url: str,
+    proxy: Proxy,
+    fresh_pg_url: str,
 ) -> None:
     """The default: liveness_interval 10 s, so a statement without an answer is found out in
     about 20 s (the check itself waits one interval for the server)."""
@@ -156,8 +157,9 @@ async def test_with_default_bounds_a_black_holed_server_is_reported_within_30_s(
             await background_done(store)
             proxy.blackhole()
             with within(30) as elapsed:
-                results = await asyncio.gather(store.get("kept"), store.save(conversation("lost")),
-                                               return_exceptions=True)
+                results = await asyncio.gather(
+                    store.get("kept"), store.save(conversation("lost")), return_exceptions=True
+                )
             for result in results:
                 assert isinstance(result, StoreUnavailableError), result
             assert "no answer for 10 s" in str(results[0]), results[0]
@@ -179,14 +181,27 @@ async def test_black_holed_operations_fail_within_the_shortened_bounds_then_the_
         await background_done(store)
         proxy.blackhole()
         # In flight: found out by the liveness check (an interval, then one for the check).
-        with within(5), pytest.raises(StoreUnavailableError, match=r"no answer for 1 s, and a new "
-                           r"connection to 127\.0\.0\.1:\d+ got none either within 1 s"):
+        with (
+            within(5),
+            pytest.raises(
+                StoreUnavailableError,
+                match=r"no answer for 1 s, and a new "
+                r"connection to 127\.0\.0\.1:\d+ got none either within 1 s",
+            ),
+        ):
             await store.get("kept")
         # The next ones: the pool replaced its connections, and connecting now times out.
         for operation in (store.get("kept"), store.save(conversation("lost")), store.list()):
-            with within(5), pytest.raises(StoreUnavailableError, match=(
-                    rf"cannot connect to PostgreSQL at 127\.0\.0\.1:{proxy.port} within 1 s "
-                    r"\(DB_CONNECT_TIMEOUT\)|no answer for 1 s")):
+            with (
+                within(5),
+                pytest.raises(
+                    StoreUnavailableError,
+                    match=(
+                        rf"cannot connect to PostgreSQL at 127\.0\.0\.1:{proxy.port} within 1 s "
+                        r"\(DB_CONNECT_TIMEOUT\)|no answer for 1 s"
+                    ),
+                ),
+            ):
                 await operation
         proxy.forward()
         with within(5):
@@ -198,7 +213,8 @@ async def test_black_holed_operations_fail_within_the_shortened_bounds_then_the_
 
 
 async def test_a_callers_timeout_takes_effect_within_seconds_while_black_holed(
-    proxy: Proxy, caplog: pytest.LogCaptureFixture,
+    proxy: Proxy,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Default settings. The cancelled read returns after its own 2 s plus at most 1 s waiting
     for the server; the cancelled write, whose outcome cannot be known, says so after 3 s."""
@@ -227,7 +243,8 @@ async def test_a_callers_timeout_takes_effect_within_seconds_while_black_holed(
 
 
 async def test_reads_after_a_reset_succeed_without_an_error(
-    proxy: Proxy, caplog: pytest.LogCaptureFixture,
+    proxy: Proxy,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="threadstore")
     async with asyncio.timeout(60), await ThreadStore.create(proxy.url, **FAST) as store:
@@ -238,9 +255,14 @@ async def test_reads_after_a_reset_succeed_without_an_error(
             await background_done(store)
             proxy.reset()  # no await in between: the store learns of it by using a connection
             results = await asyncio.gather(
-                store.get("kept"), store.list_recent(), store.search_by_content("kept"),
-                store.get_usage_stats(), store.get_by_alias("kept-alias"),
-                store.get_thread_aliases("kept"), store.schema_status())
+                store.get("kept"),
+                store.list_recent(),
+                store.search_by_content("kept"),
+                store.get_usage_stats(),
+                store.get_by_alias("kept-alias"),
+                store.get_thread_aliases("kept"),
+                store.schema_status(),
+            )
             assert results[0] is not None and results[0].id == "kept"
             assert [t.id for t in results[1]] == ["kept"]
             assert results[4] is not None and results[5] == ["kept-alias"]
@@ -274,16 +296,29 @@ async def test_a_write_cut_by_a_reset_is_wholly_there_or_wholly_absent(proxy: Pr
 async def test_a_connect_timeout_says_where_and_how_long(proxy: Proxy) -> None:
     proxy.blackhole()
     async with asyncio.timeout(30):
-        with within(5), pytest.raises(StoreUnavailableError, match=(
-                rf"^cannot connect to PostgreSQL at 127\.0\.0\.1:{proxy.port} within 1 s "
-                r"\(DB_CONNECT_TIMEOUT\)$")):
+        with (
+            within(5),
+            pytest.raises(
+                StoreUnavailableError,
+                match=(
+                    rf"^cannot connect to PostgreSQL at 127\.0\.0\.1:{proxy.port} within 1 s "
+                    r"\(DB_CONNECT_TIMEOUT\)$"
+                ),
+            ),
+        ):
             await ThreadStore.create(proxy.url, connect_timeout=1)
         # A refused connection gives its reason too (never "...: " with nothing after it).
         closed = urlsplit(proxy.url)._replace(netloc=f"postgres@127.0.0.1:{proxy.port}")
         proxy.forward()
         await proxy.close()
-        with within(5), pytest.raises(StoreUnavailableError, match=r"cannot connect to PostgreSQL"
-                                      r" at .*: \S"):
+        with (
+            within(5),
+            pytest.raises(
+                StoreUnavailableError,
+                match=r"cannot connect to PostgreSQL"
+                r" at .*: \S",
+            ),
+        ):
             await ThreadStore.create(urlunsplit(closed), connect_timeout=1)
 
 
@@ -292,14 +327,19 @@ async def test_command_timeout_n_fails_after_about_n_seconds_while_black_holed(
 ) -> None:
     """asyncpg times the statement out after N s, then its cancel request travels the dead path
     too: the read waits at most 1 s more for it (it used to wait N more: 2N in all)."""
-    async with asyncio.timeout(60), await ThreadStore.create(
-            proxy.url, command_timeout=3, pool_size=1) as store:
+    async with (
+        asyncio.timeout(60),
+        await ThreadStore.create(proxy.url, command_timeout=3, pool_size=1) as store,
+    ):
         await store.save(conversation("kept", id="kept"))
         await background_done(store)
         proxy.blackhole()
         started = time.monotonic()
-        with pytest.raises(CommandTimeoutError, match=r"threads\.get ran longer than the command "
-                                                      r"timeout of 3 s"):
+        with pytest.raises(
+            CommandTimeoutError,
+            match=r"threads\.get ran longer than the command "
+            r"timeout of 3 s",
+        ):
             await store.get("kept")
         elapsed = time.monotonic() - started
         assert 2.8 < elapsed < 5.5, f"command_timeout=3 failed after {elapsed:.1f} s"
@@ -322,9 +362,16 @@ async def test_when_only_old_connections_are_dropped_reads_go_on_and_writes_say_
         await asyncio.gather(*[store.get("kept") for _ in range(2)])
         await background_done(store)
         proxy.blackhole(existing_only=True)
-        with within(6), pytest.raises(StoreUnavailableError, match=(
-                r"while the server is idle on this session: the request or its answer was lost; "
-                r"DB_LIVENESS_INTERVAL; the write may or may not have been applied")):
+        with (
+            within(6),
+            pytest.raises(
+                StoreUnavailableError,
+                match=(
+                    r"while the server is idle on this session: the request or its answer was lost; "
+                    r"DB_LIVENESS_INTERVAL; the write may or may not have been applied"
+                ),
+            ),
+        ):
             await store.append("kept", user("maybe"))
         proxy.forward()
         await store.append("kept", user("after"))
@@ -333,11 +380,14 @@ async def test_when_only_old_connections_are_dropped_reads_go_on_and_writes_say_
 
 
 async def test_a_statement_longer_than_the_liveness_interval_is_not_cut(
-    proxy: Proxy, fresh_pg_url: str,
+    proxy: Proxy,
+    fresh_pg_url: str,
 ) -> None:
     """A write waiting 3 s for a row lock, with checks every 0.5 s: each finds it running."""
-    async with asyncio.timeout(60), await ThreadStore.create(
-            proxy.url, liveness_interval=0.5, pool_size=1) as store:
+    async with (
+        asyncio.timeout(60),
+        await ThreadStore.create(proxy.url, liveness_interval=0.5, pool_size=1) as store,
+    ):
         await store.save(conversation("start", id="hot"))
         admin = await asyncpg.connect(fresh_pg_url)
         try:

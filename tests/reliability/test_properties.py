@@ -36,9 +36,13 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
     """The fields of a message (but its id), its timestamp fixed so copies are equal."""
     role = draw(st.sampled_from(["user", "assistant", "tool", "system"]))
     fields: dict[str, Any] = {
-        "role": role, "timestamp": draw(times),
-        "content": draw(text | st.none() | st.lists(st.fixed_dictionaries(
-            {"type": st.just("text"), "text": text}), max_size=3)),
+        "role": role,
+        "timestamp": draw(times),
+        "content": draw(
+            text
+            | st.none()
+            | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=3)
+        ),
         "attributes": draw(objects),
     }
     if role == "tool":
@@ -56,10 +60,12 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
 def threads(draw: st.DrawFn) -> dict[str, Any]:
     """The fields of a thread (but its id) with its messages."""
     return {
-        "title": draw(text), "attributes": draw(objects),
+        "title": draw(text),
+        "attributes": draw(objects),
         "platforms": draw(st.dictionaries(keys, objects, max_size=3)),
         "source": draw(st.none() | st.fixed_dictionaries({"name": text})),
-        "created_at": draw(times), "updated_at": draw(times),
+        "created_at": draw(times),
+        "updated_at": draw(times),
         "messages": draw(st.lists(messages(), max_size=6)),
     }
 
@@ -76,8 +82,12 @@ def new_messages(fields: list[dict[str, Any]], prefix: str) -> list[Message]:
 
 def stored_part(thread: Thread) -> Thread:
     """What a backend keeps of a thread: everything but its system messages."""
-    return Thread(**{**{f: getattr(thread, f) for f in thread.__struct_fields__},
-                     "messages": [m for m in thread.messages if m.role != "system"]})
+    return Thread(
+        **{
+            **{f: getattr(thread, f) for f in thread.__struct_fields__},
+            "messages": [m for m in thread.messages if m.role != "system"],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +97,8 @@ def witness() -> Thread:
 
 @given(fields=threads())
 async def test_a_saved_thread_reads_back_equal_on_every_backend(
-    stores: dict[str, ThreadStore], fields: dict[str, Any],
+    stores: dict[str, ThreadStore],
+    fields: dict[str, Any],
 ) -> None:
     answers = {}
     thread_id = uuid.uuid4().hex
@@ -113,15 +124,19 @@ async def test_a_saved_thread_reads_back_equal_on_every_backend(
 
 # --- the same operations on every backend ------------------------------------------------------
 
-operations = st.lists(st.one_of(
-    st.tuples(st.just("save"), st.integers(0, 3), threads()),
-    st.tuples(st.just("append"), st.integers(0, 3), st.lists(messages(), min_size=1, max_size=3)),
-    st.tuples(st.just("add_and_save"), st.integers(0, 3), st.lists(messages(), max_size=3)),
-    st.tuples(st.just("edit"), st.integers(0, 3), st.integers(0, 10), text),
-    st.tuples(st.just("remove"), st.integers(0, 3), st.integers(0, 10)),
-    st.tuples(st.just("delete"), st.integers(0, 3)),
-    st.tuples(st.just("get_or_create"), st.integers(0, 3)),
-), min_size=1, max_size=8)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("save"), st.integers(0, 3), threads()),
+        st.tuples(st.just("append"), st.integers(0, 3), st.lists(messages(), min_size=1, max_size=3)),
+        st.tuples(st.just("add_and_save"), st.integers(0, 3), st.lists(messages(), max_size=3)),
+        st.tuples(st.just("edit"), st.integers(0, 3), st.integers(0, 10), text),
+        st.tuples(st.just("remove"), st.integers(0, 3), st.integers(0, 10)),
+        st.tuples(st.just("delete"), st.integers(0, 3)),
+        st.tuples(st.just("get_or_create"), st.integers(0, 3)),
+    ),
+    min_size=1,
+    max_size=8,
+)
 
 
 async def apply(store: ThreadStore, ids: list[str], step: int, operation: tuple[Any, ...]) -> str:
@@ -166,7 +181,8 @@ def comparable(thread: Thread | None) -> dict[str, Any] | None:
 
 @given(steps=operations)
 async def test_every_backend_answers_a_sequence_of_operations_as_memory_does(
-    stores: dict[str, ThreadStore], steps: list[tuple[Any, ...]],
+    stores: dict[str, ThreadStore],
+    steps: list[tuple[Any, ...]],
 ) -> None:
     ids = [f"parity-{uuid.uuid4().hex[:8]}-{n}" for n in range(4)]
     reference = stores["memory"]

@@ -34,9 +34,10 @@ def batches_of(thread: Thread | None) -> Batches:
     position = 0
     while position < len(thread.messages):
         label, _, size = str(thread.messages[position].content).split("/")
-        part = [str(m.content) for m in thread.messages[position:position + int(size)]]
+        part = [str(m.content) for m in thread.messages[position : position + int(size)]]
         assert part == [f"{label}/{i}/{size}" for i in range(int(size))], (
-            f"thread {thread.id!r} holds part of batch {label}: {part}")
+            f"thread {thread.id!r} holds part of batch {label}: {part}"
+        )
         found.append(label)
         position += int(size)
     return found
@@ -52,8 +53,7 @@ class Operation:
     done: Batches
 
 
-def plan(store: ThreadStore, rng: random.Random, number: int, thread_id: str,
-         before: Batches) -> Operation:
+def plan(store: ThreadStore, rng: random.Random, number: int, thread_id: str, before: Batches) -> Operation:
     label = f"b{number}"
     new = batch(label, rng.randint(1, 20))
     if before is None:
@@ -124,7 +124,8 @@ async def assert_nothing_left_open(store: ThreadStore, store_url: str | None) ->
         async with backend._pool.acquire() as conn:
             stuck = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'")
+                "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+            )
         assert stuck == 0, f"{stuck} connection(s) left idle in a transaction"
     elif store_url is not None and ":memory:" not in store_url:
         other = sqlite3.connect(store_url.partition(":///")[2], timeout=0, isolation_level=None)
@@ -136,7 +137,8 @@ async def assert_nothing_left_open(store: ThreadStore, store_url: str | None) ->
 
 
 async def test_random_cancellations_leave_whole_threads_and_no_open_connection(
-    store: ThreadStore, store_url: str | None,
+    store: ThreadStore,
+    store_url: str | None,
 ) -> None:
     seed = int(os.environ.get("THREADSTORE_SEED", random.randrange(2**32)))
     rng = random.Random(seed)
@@ -161,7 +163,8 @@ async def test_random_cancellations_leave_whole_threads_and_no_open_connection(
             allowed = [operation.done] if completed else [operation.done, before]
             assert now in allowed, (
                 f"seed {seed}: thread {operation.thread_id} went from {before} to {now}; "
-                f"{'finished' if completed else 'cancelled'}, it may only be one of {allowed}")
+                f"{'finished' if completed else 'cancelled'}, it may only be one of {allowed}"
+            )
             model[operation.thread_id] = now
             finished += completed
             cancelled += not completed
@@ -171,5 +174,4 @@ async def test_random_cancellations_leave_whole_threads_and_no_open_connection(
     await assert_nothing_left_open(store, store_url)
     await store.save(Thread(id="afterwards", messages=batch("last", 3)))
     assert batches_of(await store.get("afterwards")) == ["last"]
-    print(f"\n{store.backend}: {number} operations, {cancelled} cancelled, {finished} finished "
-          f"(seed {seed})")
+    print(f"\n{store.backend}: {number} operations, {cancelled} cancelled, {finished} finished (seed {seed})")

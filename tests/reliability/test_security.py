@@ -30,10 +30,23 @@ from threadstore.config import parse_url
 # --- no SQL built at run time --------------------------------------------------------------------
 
 # The methods of asyncpg and aiosqlite (and sqlite3) that take SQL text first.
-DRIVER_METHODS = {"execute", "executemany", "executescript", "execute_fetchall", "fetch", "fetchrow",
-                  "fetchval", "fetchmany", "prepare", "cursor", "copy_from_query"}
-SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|"
-                       r"ROLLBACK|VALUES|WHERE|FROM|JOIN|SET|INTO)\b")
+DRIVER_METHODS = {
+    "execute",
+    "executemany",
+    "executescript",
+    "execute_fetchall",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "fetchmany",
+    "prepare",
+    "cursor",
+    "copy_from_query",
+}
+SQL_WORDS = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|"
+    r"ROLLBACK|VALUES|WHERE|FROM|JOIN|SET|INTO)\b"
+)
 
 
 def _is_registry_text(node: ast.expr, loop_names: set[str]) -> bool:
@@ -49,31 +62,50 @@ def _builds_text(node: ast.AST) -> bool:
     if isinstance(node, ast.JoinedStr):
         return True
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
-        return any((isinstance(side, ast.Constant) and isinstance(side.value, str)) or _builds_text(side)
-                   for side in (node.left, node.right))
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("format", "join") and isinstance(node.func.value, ast.Constant))
+        return any(
+            (isinstance(side, ast.Constant) and isinstance(side.value, str)) or _builds_text(side)
+            for side in (node.left, node.right)
+        )
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("format", "join")
+        and isinstance(node.func.value, ast.Constant)
+    )
 
 
 def _literal_text(node: ast.AST) -> str:
-    return " ".join(n.value for n in ast.walk(node)
-                    if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return " ".join(
+        n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    )
 
 
 def run_time_sql(source: str, filename: str) -> list[str]:
     """Where ``source`` hands a driver SQL that is not a fixed text from sql/, or builds text
     (f-string, %, +, .format, .join) that reads like SQL; "file:line: what" each."""
     tree = ast.parse(source, filename)
-    loop_names = {target.id for loop in ast.walk(tree) if isinstance(loop, ast.For | ast.AsyncFor)
-                  and isinstance(loop.iter, ast.Attribute) and loop.iter.attr == "statements"
-                  for target in ast.walk(loop.target) if isinstance(target, ast.Name)}
+    loop_names = {
+        target.id
+        for loop in ast.walk(tree)
+        if isinstance(loop, ast.For | ast.AsyncFor)
+        and isinstance(loop.iter, ast.Attribute)
+        and loop.iter.attr == "statements"
+        for target in ast.walk(loop.target)
+        if isinstance(target, ast.Name)
+    }
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in DRIVER_METHODS and node.args
-                and not _is_registry_text(node.args[0], loop_names)):
-            found.append(f"{filename}:{node.lineno}: {node.func.attr}() is given "
-                         f"{ast.unparse(node.args[0])!r}, not SQL from sql/")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in DRIVER_METHODS
+            and node.args
+            and not _is_registry_text(node.args[0], loop_names)
+        ):
+            found.append(
+                f"{filename}:{node.lineno}: {node.func.attr}() is given "
+                f"{ast.unparse(node.args[0])!r}, not SQL from sql/"
+            )
         if _builds_text(node) and SQL_WORDS.search(_literal_text(node)):
             found.append(f"{filename}:{node.lineno}: SQL built at run time: {ast.unparse(node)[:80]}")
     return found
@@ -81,9 +113,14 @@ def run_time_sql(source: str, filename: str) -> list[str]:
 
 # The pytest plugin creates and drops a PostgreSQL database per test: CREATE DATABASE takes no bind
 # parameters, and the name is one the plugin generates (threadstore_fixture_ + hex), checked there.
-ALLOWED = [("threadstore/testing.py", text) for text in
-           ("SQL built at run time: f'CREATE DATABASE ", "SQL built at run time: f'DROP DATABASE ",
-            "execute() is given 'statement'")]
+ALLOWED = [
+    ("threadstore/testing.py", text)
+    for text in (
+        "SQL built at run time: f'CREATE DATABASE ",
+        "SQL built at run time: f'DROP DATABASE ",
+        "execute() is given 'statement'",
+    )
+]
 
 
 def test_no_sql_is_built_at_run_time_in_threadstore() -> None:
@@ -97,7 +134,7 @@ def test_no_sql_is_built_at_run_time_in_threadstore() -> None:
     assert calls >= 4
 
 
-BAD_MODULE = '''
+BAD_MODULE = """
 async def f(conn, table, name, rows, registry):
     await conn.execute(f"DELETE FROM {table}")
     await conn.fetch("SELECT * FROM threads WHERE id = '%s'" % name)
@@ -110,7 +147,7 @@ async def f(conn, table, name, rows, registry):
     await conn.execute(registry["threads.get"].sql)
     for statement in registry.migrations[0].statements:
         await conn.execute(statement)
-'''
+"""
 
 
 def test_the_scan_finds_every_way_of_building_sql() -> None:
@@ -154,7 +191,9 @@ URLS = {
 @pytest.mark.parametrize("password", [PASSWORD, SPECIAL_PASSWORD], ids=["plain", "special"])
 @pytest.mark.parametrize("form", URLS)
 async def test_no_password_in_errors_reprs_or_logs_of_a_failing_store(
-    form: str, password: str, caplog: pytest.LogCaptureFixture,
+    form: str,
+    password: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = URLS[form](password)
     seen: list[str] = []
@@ -190,7 +229,8 @@ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 
 @pytest.mark.pg
 async def test_no_password_in_the_errors_of_a_connected_store_losing_its_connections(
-    fresh_pg_url: str, caplog: pytest.LogCaptureFixture,
+    fresh_pg_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = _with_password(fresh_pg_url, SPECIAL_PASSWORD)  # the test server trusts local connections
     caplog.set_level(logging.DEBUG)
@@ -218,8 +258,13 @@ async def test_no_password_in_the_errors_of_a_connected_store_losing_its_connect
 
 def test_no_password_in_the_output_of_the_command_line() -> None:
     url = _with_password(UNREACHABLE, SPECIAL_PASSWORD, port=1)
-    done = subprocess.run([sys.executable, "-m", "threadstore.quickstart", url], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "threadstore.quickstart", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "StoreUnavailableError" in done.stderr
     for secret in _secrets(SPECIAL_PASSWORD):
@@ -244,8 +289,10 @@ def pgbouncer(pg_server: str) -> Iterator[str]:
     if not Path(binary).exists():
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
     if not create_accepts("statement_cache_size"):
-        pytest.skip("needs create(statement_cache_size=...) / THREADSTORE_DB_STATEMENT_CACHE_SIZE "
-                    "(issue 5): PgBouncer's transaction pooling cannot keep prepared statements")
+        pytest.skip(
+            "needs create(statement_cache_size=...) / THREADSTORE_DB_STATEMENT_CACHE_SIZE "
+            "(issue 5): PgBouncer's transaction pooling cannot keep prepared statements"
+        )
     server = urlsplit(pg_server)
     directory = Path(tempfile.mkdtemp(prefix="threadstore-pgbouncer-"))
     port = _free_port()
@@ -294,9 +341,16 @@ def test_the_contract_suite_passes_through_pgbouncer_in_transaction_pooling_mode
     target = "tests/contract" if STRESS else "tests/contract/test_concurrency.py"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-m", "pg", "-p", "no:cacheprovider", target],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800,
-        env={**os.environ, "THREADSTORE_TEST_PG_URL": pgbouncer, "THREADSTORE_REQUIRE_PG": "1",
-             "THREADSTORE_DB_STATEMENT_CACHE_SIZE": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={
+            **os.environ,
+            "THREADSTORE_TEST_PG_URL": pgbouncer,
+            "THREADSTORE_REQUIRE_PG": "1",
+            "THREADSTORE_DB_STATEMENT_CACHE_SIZE": "0",
+        },
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1]

@@ -145,8 +145,12 @@ async def test_a_full_disk_fails_the_save_clearly_and_keeps_what_was_stored(tmp_
     limit = path.stat().st_size + 256 * 1024  # room for the -wal and -shm files, not for 2 MB
 
     [result] = await asyncio.to_thread(
-        run_workers, "full_disk", [{"url": f"sqlite+aiosqlite:///{path}", "thread_id": "kept"}],
-        60, lambda: _file_size_limit(limit))
+        run_workers,
+        "full_disk",
+        [{"url": f"sqlite+aiosqlite:///{path}", "thread_id": "kept"}],
+        60,
+        lambda: _file_size_limit(limit),
+    )
 
     [error, *others] = result["errors"]
     assert others == [], f"reads failed after the failed save: {others}"

@@ -30,20 +30,28 @@ SUMMARY = re.compile(r"(?:imported|copied) ([\d,]+) threads \(([\d,]+) already t
 def _records() -> list[ThreadRecord]:
     records = []
     for i in range(THREADS):
-        record = ThreadRecord(id=f"t-{i:05d}", title=f"thread {i}", attributes={"i": i},
-                              aliases=[AliasRecord(f"alias-{i}", Thread().created_at)])
+        record = ThreadRecord(
+            id=f"t-{i:05d}",
+            title=f"thread {i}",
+            attributes={"i": i},
+            aliases=[AliasRecord(f"alias-{i}", Thread().created_at)],
+        )
         for j in range(MESSAGES):
-            record.add_message(Message(role="user" if j % 2 == 0 else "assistant",
-                                       content=f"{i}/{j}"))
+            record.add_message(Message(role="user" if j % 2 == 0 else "assistant", content=f"{i}/{j}"))
         records.append(record)
     return records
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
-    return subprocess.Popen([sys.executable, "-m", "threadstore", *args, "--page-size", str(PAGE)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "threadstore", *args, "--page-size", str(PAGE)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(processes: list[subprocess.Popen[str]], timeout: float) -> list[tuple[int, str, str]]:
@@ -60,9 +68,11 @@ def _finish(processes: list[subprocess.Popen[str]], timeout: float) -> list[tupl
 async def _counts(url: str) -> tuple[int, int, int]:
     conn = await asyncpg.connect(url)
     try:
-        row = await conn.fetchrow("SELECT (SELECT count(*) FROM threads), "
-                                  "(SELECT count(*) FROM messages), "
-                                  "(SELECT count(*) FROM thread_aliases)")
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM threads), "
+            "(SELECT count(*) FROM messages), "
+            "(SELECT count(*) FROM thread_aliases)"
+        )
         await conn.execute("TRUNCATE threads CASCADE")  # the next run starts empty
     finally:
         await conn.close()
@@ -70,7 +80,8 @@ async def _counts(url: str) -> tuple[int, int, int]:
 
 
 async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_deadlock(
-    tmp_path: Path, fresh_pg_url: str,
+    tmp_path: Path,
+    fresh_pg_url: str,
 ) -> None:
     """Odd runs: two imports, one of the file in id order, one of it with each page backwards.
     Even runs: a copy from SQLite (id order, two pages in flight) against the backwards import.
@@ -85,20 +96,22 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
             await export_lines(store, out)
     lines = forwards.read_bytes().splitlines(keepends=True)
     # Each page backwards, the pages in order: the two writers take the same threads at once.
-    backwards.write_bytes(b"".join(line for start in range(0, THREADS, PAGE)
-                                   for line in reversed(lines[start:start + PAGE])))
+    backwards.write_bytes(
+        b"".join(line for start in range(0, THREADS, PAGE) for line in reversed(lines[start : start + PAGE]))
+    )
     originals = await everything(source)
     assert [r.id for r in originals] == [r.id for r in records]
 
     failed = []
     for run in range(RUNS):
-        first = (["copy", source, fresh_pg_url] if run % 2 else
-                 ["import", fresh_pg_url, str(forwards)])
+        first = ["copy", source, fresh_pg_url] if run % 2 else ["import", fresh_pg_url, str(forwards)]
         processes = [_start(*first), _start("import", fresh_pg_url, str(backwards))]
         results = await asyncio.to_thread(_finish, processes, 120)
-        failed += [f"run {run + 1}, {command}: exit {code}: {err.strip()}"
-                   for command, (code, _, err) in zip((first[0], "import"), results, strict=True)
-                   if (code, err) != (0, "")]
+        failed += [
+            f"run {run + 1}, {command}: exit {code}: {err.strip()}"
+            for command, (code, _, err) in zip((first[0], "import"), results, strict=True)
+            if (code, err) != (0, "")
+        ]
         if failed and failed[-1].startswith(f"run {run + 1},"):
             await _counts(fresh_pg_url)  # emptied for the next run
             continue
@@ -118,15 +131,17 @@ async def _until_waiting(watcher: asyncpg.Connection, task: asyncio.Task[object]
     """Until the store's session waits on a row lock (or ``task`` ended without waiting)."""
     for _ in range(600):
         if task.done() or await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = 'threadstore' AND wait_event_type = 'Lock'"):
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'threadstore' AND wait_event_type = 'Lock'"
+        ):
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the store's statement never waited on the held row")
 
 
 async def test_a_write_the_server_aborts_as_a_deadlock_is_retried_and_succeeds(
-    fresh_pg_url: str, caplog: pytest.LogCaptureFixture,
+    fresh_pg_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A real deadlock with a writer that locks against id order: it holds "b" (an uncommitted
     insert), the import of ["a", "b"] takes "a" and waits for "b", then it asks for "a". The
@@ -150,18 +165,25 @@ async def test_a_write_the_server_aborts_as_a_deadlock_is_retried_and_succeeds(
             await watcher.close()
         assert [t.id for t in await store.list_recent()] == ["b", "a"]
     retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
-    assert retries == ["importing 2 threads ('a', 'b') collided with another writer "
-                       "(deadlock detected); trying again"]
+    assert retries == [
+        "importing 2 threads ('a', 'b') collided with another writer (deadlock detected); trying again"
+    ]
 
 
 @pytest.mark.parametrize("operation", ["import", "delete_many", "save", "append"])
 async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_attempts(
-    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch, operation: str,
+    fresh_pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    operation: str,
 ) -> None:
     """The server's deadlock error injected into every attempt of one statement: three attempts,
     then a ConflictError naming the operation and its threads; nothing written."""
-    statement = {"import": "postgres.put", "delete_many": "threads.delete_many",
-                 "save": "postgres.save_appended", "append": "postgres.append"}[operation]
+    statement = {
+        "import": "postgres.put",
+        "delete_many": "threads.delete_many",
+        "save": "postgres.save_appended",
+        "append": "postgres.append",
+    }[operation]
     async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
         thread = await store.save(Thread(id="kept", title="before"))
         run = PostgresBackend._run
@@ -189,14 +211,20 @@ async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_
                     await store.append("kept", Message(role="user", content="more"))
         monkeypatch.undo()
         assert attempts == [statement] * 3
-        what = {"import": "importing 5 threads ('n1', 'n2', 'n3' and 2 more)",
-                "delete_many": "deleting 2 threads ('kept', 'zz')",
-                "save": "saving thread 'kept'", "append": "appending to thread 'kept'"}[operation]
-        assert str(raised.value) == (f"{what} collided with another writer 3 times in a row "
-                                     "(PostgreSQL: deadlock detected); nothing of it was written")
+        what = {
+            "import": "importing 5 threads ('n1', 'n2', 'n3' and 2 more)",
+            "delete_many": "deleting 2 threads ('kept', 'zz')",
+            "save": "saving thread 'kept'",
+            "append": "appending to thread 'kept'",
+        }[operation]
+        assert str(raised.value) == (
+            f"{what} collided with another writer 3 times in a row "
+            "(PostgreSQL: deadlock detected); nothing of it was written"
+        )
         assert isinstance(raised.value.__cause__, asyncpg.DeadlockDetectedError)
         assert [(t.id, t.title, len(t.messages)) for t in await store.list_recent()] == [
-            ("kept", "before", 0)]
+            ("kept", "before", 0)
+        ]
 
 
 async def test_moving_an_alias_while_both_threads_are_deleted_does_not_deadlock(fresh_pg_url: str) -> None:
@@ -211,8 +239,9 @@ async def test_moving_an_alias_while_both_threads_are_deleted_does_not_deadlock(
                 await deleter.execute("SELECT id FROM threads WHERE id = 't' FOR UPDATE")
                 moving = asyncio.ensure_future(store.save_thread_alias("t", "a"))
                 await _until_waiting(watcher, moving)
-                await asyncio.wait_for(deleter.execute(
-                    "DELETE FROM threads WHERE id = any($1::text[])", ["t", "u"]), 30)
+                await asyncio.wait_for(
+                    deleter.execute("DELETE FROM threads WHERE id = any($1::text[])", ["t", "u"]), 30
+                )
             with pytest.raises(NotFoundError):
                 await asyncio.wait_for(moving, 30)
         finally:

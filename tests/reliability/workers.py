@@ -26,8 +26,9 @@ def _error(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
-async def append_job(url: str, thread_id: str, worker: int, tasks: int, per_task: int,
-                     load_every: int) -> dict[str, Any]:
+async def append_job(
+    url: str, thread_id: str, worker: int, tasks: int, per_task: int, load_every: int
+) -> dict[str, Any]:
     """``tasks`` tasks each add ``per_task`` messages to one thread: every ``load_every``-th
     through save() of a freshly loaded copy, the others through append()."""
     store = await ThreadStore.create(url)

@@ -56,8 +56,9 @@ async def test_get_content_bytes_from_memory_or_from_the_file_store(fs: FileStor
     assert await attachment.get_content_bytes() == b"assigned later"
 
     meta = await fs.save(b"stored", "s.txt")
-    loaded = Attachment(filename="s.txt", file_id=meta["id"], storage_path=meta["storage_path"],
-                        status="stored")
+    loaded = Attachment(
+        filename="s.txt", file_id=meta["id"], storage_path=meta["storage_path"], status="stored"
+    )
     assert await loaded.get_content_bytes(fs) == b"stored"
     with pytest.raises(ValueError, match="pass the FileStore"):
         await loaded.get_content_bytes()

@@ -9,8 +9,14 @@ import pytest
 from threadstore import ConfigurationError, ThreadStore
 from threadstore.config import PREFIXES, Settings, configure
 
-PG = {"DB_TYPE": "postgresql", "DB_HOST": "db.internal", "DB_PORT": "6543", "DB_NAME": "tyler",
-      "DB_USER": "tyler_user", "DB_PASSWORD": "secret"}
+PG = {
+    "DB_TYPE": "postgresql",
+    "DB_HOST": "db.internal",
+    "DB_PORT": "6543",
+    "DB_NAME": "tyler",
+    "DB_USER": "tyler_user",
+    "DB_PASSWORD": "secret",
+}
 
 
 def env(prefix: str, **values: str) -> dict[str, str]:
@@ -41,7 +47,12 @@ def test_each_prefix_configures_postgres(prefix: str) -> None:
     assert config.masked_url == "postgresql+asyncpg://tyler_user:***@db.internal:6543/tyler"
     parts = urlsplit(config.dsn)
     assert (parts.hostname, parts.port, parts.path, parts.username, parts.password) == (
-        "db.internal", 6543, "/tyler", "tyler_user", "secret")
+        "db.internal",
+        6543,
+        "/tyler",
+        "tyler_user",
+        "secret",
+    )
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -79,8 +90,10 @@ def test_prefixes_are_tried_in_order_threadstore_tyler_narrator() -> None:
 
 def test_connection_settings_never_mix_prefixes() -> None:
     """Another application's password is not sent to this one's host."""
-    environ = {**env("THREADSTORE_", DB_TYPE="postgresql", DB_HOST="mine", DB_NAME="d"),
-               **env("TYLER_", **PG)}
+    environ = {
+        **env("THREADSTORE_", DB_TYPE="postgresql", DB_HOST="mine", DB_NAME="d"),
+        **env("TYLER_", **PG),
+    }
     with pytest.raises(ConfigurationError, match="THREADSTORE_DB_USER") as raised:
         configure(None, environ)
     assert "TYLER" not in str(raised.value)
@@ -131,12 +144,28 @@ def test_an_ipv6_host_and_a_socket_directory_make_valid_urls() -> None:
 
 # --- tuning settings ---------------------------------------------------------------------------
 
-ALL = {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": "2.5", "DB_POOL_RECYCLE": "300",
-       "DB_COMMAND_TIMEOUT": "10", "DB_STATEMENT_CACHE_SIZE": "0", "DB_ECHO": "true",
-       "DB_CONNECT_TIMEOUT": "4", "DB_LIVENESS_INTERVAL": "2.5"}
-EXPECTED = Settings(pool_size=3, max_overflow=0, pool_timeout=2.5, pool_recycle=300.0,
-                    command_timeout=10.0, statement_cache_size=0, echo=True, connect_timeout=4.0,
-                    liveness_interval=2.5)
+ALL = {
+    "DB_POOL_SIZE": "3",
+    "DB_MAX_OVERFLOW": "0",
+    "DB_POOL_TIMEOUT": "2.5",
+    "DB_POOL_RECYCLE": "300",
+    "DB_COMMAND_TIMEOUT": "10",
+    "DB_STATEMENT_CACHE_SIZE": "0",
+    "DB_ECHO": "true",
+    "DB_CONNECT_TIMEOUT": "4",
+    "DB_LIVENESS_INTERVAL": "2.5",
+}
+EXPECTED = Settings(
+    pool_size=3,
+    max_overflow=0,
+    pool_timeout=2.5,
+    pool_recycle=300.0,
+    command_timeout=10.0,
+    statement_cache_size=0,
+    echo=True,
+    connect_timeout=4.0,
+    liveness_interval=2.5,
+)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -147,8 +176,12 @@ def test_each_prefix_sets_every_setting(prefix: str) -> None:
 
 
 def test_settings_are_read_one_by_one_from_the_first_prefix_that_sets_them() -> None:
-    environ = {"NARRATOR_DB_POOL_SIZE": "7", "NARRATOR_DB_ECHO": "yes", "TYLER_DB_POOL_SIZE": "8",
-               "THREADSTORE_DB_POOL_TIMEOUT": "1"}
+    environ = {
+        "NARRATOR_DB_POOL_SIZE": "7",
+        "NARRATOR_DB_ECHO": "yes",
+        "TYLER_DB_POOL_SIZE": "8",
+        "THREADSTORE_DB_POOL_TIMEOUT": "1",
+    }
     settings = configure(None, environ).settings
     assert (settings.pool_size, settings.echo, settings.pool_timeout) == (8, True, 1.0)
 
@@ -190,9 +223,18 @@ def test_an_invalid_value_is_an_error_naming_the_variable(variable: str, text: s
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("pool_size", "5"), ("pool_size", True), ("pool_size", 0), ("max_overflow", -1), ("pool_timeout", 0),
-     ("command_timeout", float("nan")), ("statement_cache_size", 1.0), ("echo", 1),
-     ("connect_timeout", -1), ("liveness_interval", "10")],
+    [
+        ("pool_size", "5"),
+        ("pool_size", True),
+        ("pool_size", 0),
+        ("max_overflow", -1),
+        ("pool_timeout", 0),
+        ("command_timeout", float("nan")),
+        ("statement_cache_size", 1.0),
+        ("echo", 1),
+        ("connect_timeout", -1),
+        ("liveness_interval", "10"),
+    ],
 )
 def test_an_invalid_keyword_is_an_error_naming_it(name: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"^{name} must be .*, got {value!r}$"):
@@ -206,14 +248,16 @@ def test_the_default_bounds_hold_until_turned_off_with_0_or_none() -> None:
         environ = {"THREADSTORE_DB_CONNECT_TIMEOUT": text, "TYLER_DB_LIVENESS_INTERVAL": text}
         settings = configure(None, environ).settings
         assert (settings.connect_timeout, settings.liveness_interval) == (None, None)
-    settings = configure(None, {"THREADSTORE_DB_LIVENESS_INTERVAL": "3"}, liveness_interval=0,
-                         connect_timeout=None).settings  # None: not given, as for every keyword
+    settings = configure(
+        None, {"THREADSTORE_DB_LIVENESS_INTERVAL": "3"}, liveness_interval=0, connect_timeout=None
+    ).settings  # None: not given, as for every keyword
     assert (settings.connect_timeout, settings.liveness_interval) == (10.0, None)
 
 
 def test_blank_variables_count_as_unset() -> None:
-    assert configure(None, {"THREADSTORE_DATABASE_URL": " ", "TYLER_DB_TYPE": "", "TYLER_DB_POOL_SIZE": ""}) \
-        == configure(None, {})
+    assert configure(
+        None, {"THREADSTORE_DATABASE_URL": " ", "TYLER_DB_TYPE": "", "TYLER_DB_POOL_SIZE": ""}
+    ) == configure(None, {})
 
 
 def test_a_store_reads_the_process_environment(clean_environ: pytest.MonkeyPatch, tmp_path: object) -> None:

@@ -29,8 +29,19 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(40))
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
 HOSTILE_NAMES = [
-    "../../etc/passwd", "/abs", "/etc/passwd", "a\x00b", "x" * 5000, "🧵📎 résumé.pdf", "..", ".",
-    "", "C:\\Windows\\system32\\evil.dll", "a/../../b.txt", "~/x.txt", "\\\\server\\share\\f",
+    "../../etc/passwd",
+    "/abs",
+    "/etc/passwd",
+    "a\x00b",
+    "x" * 5000,
+    "🧵📎 résumé.pdf",
+    "..",
+    ".",
+    "",
+    "C:\\Windows\\system32\\evil.dll",
+    "a/../../b.txt",
+    "~/x.txt",
+    "\\\\server\\share\\f",
 ]
 
 
@@ -161,42 +172,46 @@ ODT = zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text", "conten
 SNEAKY_ZIP = zip_bytes({"mimetype": b"text/html", "index.html": b"<script>"})
 
 
-@pytest.mark.parametrize(("content", "filename", "declared", "expected"), [
-    (PDF, "x.bin", None, "application/pdf"),
-    (PNG, "photo.jpg", "image/jpeg", "image/png"),  # the declared type is corrected
-    (JPEG, "x", None, "image/jpeg"),
-    (b"GIF89a" + bytes(20), "x", None, "image/gif"),
-    (b"GIF87a" + bytes(20), "x", None, "image/gif"),
-    (b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(20), "x.png", None, "image/webp"),
-    (zip_bytes({"a.txt": b"a"}), "x.docx", None, "application/zip"),
-    (DOCX, "x.zip", None, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-    (XLSX, "x", None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-    (PPTX, "x", None, "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
-    (ODT, "x", None, "application/vnd.oasis.opendocument.text"),
-    (SNEAKY_ZIP, "x.html", "text/html", "application/zip"),
-    (b"PK\x03\x04 damaged", "x", None, "application/zip"),
-    (b"# Title\n\nSome *markdown*.", "notes.md", None, "text/markdown"),
-    (b"a,b\n1,2\n", "data.csv", None, "text/csv"),
-    (b"a,b\n1,2\n", "data", "text/csv", "text/csv"),
-    (b'{"a": [1, 2]}', "x.bin", None, "application/json"),
-    (b'\xef\xbb\xbf [1, 2]', None, None, "application/json"),
-    (b'{"a": 1}', "x.txt", None, "application/json"),
-    (b"just words", "x.json", "application/json", "text/plain"),  # not JSON: corrected
-    (b"just words", "x.pdf", None, "text/plain"),
-    (b"just words", "x", "image/png", "text/plain"),
-    (b"<html><body>hi</body></html>", "page.html", None, "text/html"),
-    ("a" + "é" * 5000, "x", None, "text/plain"),  # the sniffed prefix ends inside a character
-    (b"\x00\x01\x02\x03", "song.mp3", None, "audio/mpeg"),
-    (b"\x00\x01\x02\x03", "x", "video/mp4", "video/mp4"),
-    (b"\x00\x01\x02\x03", "x", "text/plain", "application/octet-stream"),
-    (b"\x00\x01\x02\x03", "x.png", None, "application/octet-stream"),
-    (b"\x00\x01\x02\x03", None, None, "application/octet-stream"),
-    (b"caf\xe9 latin-1", "x", None, "application/octet-stream"),
-    (b"", "x.txt", None, "text/plain"),
-    (b"", None, None, "application/octet-stream"),
-])
-def test_mime_type_detection(content: bytes | str, filename: str | None, declared: str | None,
-                             expected: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "filename", "declared", "expected"),
+    [
+        (PDF, "x.bin", None, "application/pdf"),
+        (PNG, "photo.jpg", "image/jpeg", "image/png"),  # the declared type is corrected
+        (JPEG, "x", None, "image/jpeg"),
+        (b"GIF89a" + bytes(20), "x", None, "image/gif"),
+        (b"GIF87a" + bytes(20), "x", None, "image/gif"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(20), "x.png", None, "image/webp"),
+        (zip_bytes({"a.txt": b"a"}), "x.docx", None, "application/zip"),
+        (DOCX, "x.zip", None, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (XLSX, "x", None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (PPTX, "x", None, "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+        (ODT, "x", None, "application/vnd.oasis.opendocument.text"),
+        (SNEAKY_ZIP, "x.html", "text/html", "application/zip"),
+        (b"PK\x03\x04 damaged", "x", None, "application/zip"),
+        (b"# Title\n\nSome *markdown*.", "notes.md", None, "text/markdown"),
+        (b"a,b\n1,2\n", "data.csv", None, "text/csv"),
+        (b"a,b\n1,2\n", "data", "text/csv", "text/csv"),
+        (b'{"a": [1, 2]}', "x.bin", None, "application/json"),
+        (b"\xef\xbb\xbf [1, 2]", None, None, "application/json"),
+        (b'{"a": 1}', "x.txt", None, "application/json"),
+        (b"just words", "x.json", "application/json", "text/plain"),  # not JSON: corrected
+        (b"just words", "x.pdf", None, "text/plain"),
+        (b"just words", "x", "image/png", "text/plain"),
+        (b"<html><body>hi</body></html>", "page.html", None, "text/html"),
+        ("a" + "é" * 5000, "x", None, "text/plain"),  # the sniffed prefix ends inside a character
+        (b"\x00\x01\x02\x03", "song.mp3", None, "audio/mpeg"),
+        (b"\x00\x01\x02\x03", "x", "video/mp4", "video/mp4"),
+        (b"\x00\x01\x02\x03", "x", "text/plain", "application/octet-stream"),
+        (b"\x00\x01\x02\x03", "x.png", None, "application/octet-stream"),
+        (b"\x00\x01\x02\x03", None, None, "application/octet-stream"),
+        (b"caf\xe9 latin-1", "x", None, "application/octet-stream"),
+        (b"", "x.txt", None, "text/plain"),
+        (b"", None, None, "application/octet-stream"),
+    ],
+)
+def test_mime_type_detection(
+    content: bytes | str, filename: str | None, declared: str | None, expected: str
+) -> None:
     data = content.encode() if isinstance(content, str) else content
     assert detect_mime_type(data, filename, declared) == expected
 
@@ -221,12 +236,21 @@ def test_text_extraction_is_capped_and_refuses_no_character() -> None:
     assert text == "x" * TEXT_LIMIT and truncated
 
 
-@pytest.mark.parametrize(("mime", "kind"), [
-    ("text/plain", "text"), ("text/markdown", "text"), ("application/json", "json"),
-    ("image/png", "image"), ("audio/mpeg", "audio"), ("video/mp4", "video"),
-    ("application/pdf", "document"), ("application/vnd.oasis.opendocument.text", "document"),
-    ("application/zip", "archive"), ("application/octet-stream", "binary"),
-])
+@pytest.mark.parametrize(
+    ("mime", "kind"),
+    [
+        ("text/plain", "text"),
+        ("text/markdown", "text"),
+        ("application/json", "json"),
+        ("image/png", "image"),
+        ("audio/mpeg", "audio"),
+        ("video/mp4", "video"),
+        ("application/pdf", "document"),
+        ("application/vnd.oasis.opendocument.text", "document"),
+        ("application/zip", "archive"),
+        ("application/octet-stream", "binary"),
+    ],
+)
 def test_kind_of(mime: str, kind: str) -> None:
     assert kind_of(mime) == kind
 
@@ -237,8 +261,9 @@ def test_kind_of(mime: str, kind: str) -> None:
 async def test_max_file_size_is_enforced_and_named(tmp_path: Path) -> None:
     fs = await FileStore.create(tmp_path / "files", max_file_size=10)
     await fs.save(b"x" * 10, "exactly.txt")
-    with pytest.raises(FileTooLargeError, match=r"11 bytes, over this FileStore's max_file_size of 10") \
-            as info:
+    with pytest.raises(
+        FileTooLargeError, match=r"11 bytes, over this FileStore's max_file_size of 10"
+    ) as info:
         await fs.save(b"x" * 11, "big.txt")
     assert isinstance(info.value, ValueError) and isinstance(info.value, ThreadStoreError)
     assert len(stored_files(fs)) == 1
@@ -253,8 +278,11 @@ async def test_allowed_mime_types_are_enforced_and_named(tmp_path: Path) -> None
     fs = await FileStore.create(tmp_path / "files", allowed_mime_types={"image/*", "Application/PDF"})
     await fs.save(PNG, "p.png")
     await fs.save(PDF, "r.pdf")
-    with pytest.raises(UnsupportedFileTypeError, match=r"text/plain, which is not in this FileStore's "
-                                                       r"allowed_mime_types \(application/pdf, image/\*\)"):
+    with pytest.raises(
+        UnsupportedFileTypeError,
+        match=r"text/plain, which is not in this FileStore's "
+        r"allowed_mime_types \(application/pdf, image/\*\)",
+    ):
         await fs.save(b"plain text", "disguised.png", "image/png")  # detection, not the claim, decides
     assert len(stored_files(fs)) == 2
 
@@ -274,19 +302,26 @@ async def test_max_storage_size_counts_files_already_there_and_concurrent_saves(
     await (await FileStore.create(tmp_path / "files")).save(b"x" * 40, "old.bin")
     fs = await FileStore.create(tmp_path / "files", max_storage_size=100)
 
-    results = await asyncio.gather(*(fs.save(bytes([i]) * 25, f"{i}.bin") for i in range(5)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(fs.save(bytes([i]) * 25, f"{i}.bin") for i in range(5)), return_exceptions=True
+    )
 
     assert sum(isinstance(r, dict) for r in results) == 2
     assert all(isinstance(r, (dict, StorageFullError)) for r in results)
     assert await fs.get_storage_size() == 90
 
 
-@pytest.mark.parametrize(("arguments", "error"), [
-    ({"max_file_size": -1}, ValueError), ({"max_storage_size": True}, TypeError),
-    ({"max_file_size": 1.5}, TypeError), ({"allowed_mime_types": "image/png"}, TypeError),
-    ({"allowed_mime_types": ["images"]}, ValueError), ({"allowed_mime_types": [3]}, TypeError),
-])
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"max_file_size": -1}, ValueError),
+        ({"max_storage_size": True}, TypeError),
+        ({"max_file_size": 1.5}, TypeError),
+        ({"allowed_mime_types": "image/png"}, TypeError),
+        ({"allowed_mime_types": ["images"]}, ValueError),
+        ({"allowed_mime_types": [3]}, TypeError),
+    ],
+)
 def test_bad_limits_are_refused(tmp_path: Path, arguments: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
         FileStore(tmp_path, **arguments)  # type: ignore[arg-type]
@@ -304,8 +339,10 @@ async def test_a_hostile_filename_is_metadata_only(tmp_path: Path, name: str) ->
     assert meta["filename"] == name
     sha = hashlib.sha256(b"payload").hexdigest()
     assert meta["storage_path"] == f"{sha[:2]}/{sha[2:4]}/{sha}"
-    assert [p.relative_to(tmp_path).as_posix() for p in all_files(tmp_path)] == \
-        [f"files/.locks/{sha[:2]}", f"files/{meta['storage_path']}"]
+    assert [p.relative_to(tmp_path).as_posix() for p in all_files(tmp_path)] == [
+        f"files/.locks/{sha[:2]}",
+        f"files/{meta['storage_path']}",
+    ]
     assert await fs.get(meta["id"]) == b"payload"
 
 
@@ -314,8 +351,19 @@ async def test_get_and_delete_refuse_paths_outside_the_base_path(tmp_path: Path,
     secret.write_bytes(b"secret")
     (fs.base_path / "aa").mkdir()
     (fs.base_path / "aa" / "link").symlink_to(secret)
-    for path in ["../secret.txt", "aa/../../secret.txt", str(secret), "/etc/passwd", "aa/link", ".", "aa/..",
-                 "C:\\secret.txt", "\\\\server\\share\\secret.txt", "a\x00b", ""]:
+    for path in [
+        "../secret.txt",
+        "aa/../../secret.txt",
+        str(secret),
+        "/etc/passwd",
+        "aa/link",
+        ".",
+        "aa/..",
+        "C:\\secret.txt",
+        "\\\\server\\share\\secret.txt",
+        "a\x00b",
+        "",
+    ]:
         with pytest.raises(ValueError):
             await fs.get(storage_path=path)
         with pytest.raises(ValueError):
@@ -343,8 +391,9 @@ async def test_a_long_path_is_file_not_found(fs: FileStore) -> None:
 # --- crash safety ----------------------------------------------------------------------------
 
 
-async def test_a_failed_write_leaves_no_file_under_the_final_name(fs: FileStore,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_write_leaves_no_file_under_the_final_name(
+    fs: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
@@ -372,8 +421,7 @@ asyncio.run(FileStore(sys.argv[1]).save(b"x" * 1_000_000, "big.bin"))
 
 def test_a_crash_during_a_write_leaves_no_file_under_the_final_name(tmp_path: Path) -> None:
     base = tmp_path / "files"
-    result = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(base)], capture_output=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(base)], capture_output=True, timeout=60)
     assert result.returncode == 3, result.stderr
 
     sha = hashlib.sha256(b"x" * 1_000_000).hexdigest()
@@ -389,12 +437,15 @@ def test_a_crash_during_a_write_leaves_no_file_under_the_final_name(tmp_path: Pa
 # --- configuration and health --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("variables", "expected"), [
-    ({"THREADSTORE_FILE_STORAGE_PATH": "ts", "NARRATOR_FILE_STORAGE_PATH": "n"}, "ts"),
-    ({"NARRATOR_FILE_STORAGE_PATH": "n", "TYLER_FILE_STORAGE_PATH": "t"}, "n"),
-    ({"THREADSTORE_FILE_STORAGE_PATH": "", "TYLER_FILE_STORAGE_PATH": "t"}, "t"),
-    ({}, "home/.threadstore/files"),
-])
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"THREADSTORE_FILE_STORAGE_PATH": "ts", "NARRATOR_FILE_STORAGE_PATH": "n"}, "ts"),
+        ({"NARRATOR_FILE_STORAGE_PATH": "n", "TYLER_FILE_STORAGE_PATH": "t"}, "n"),
+        ({"THREADSTORE_FILE_STORAGE_PATH": "", "TYLER_FILE_STORAGE_PATH": "t"}, "t"),
+        ({}, "home/.threadstore/files"),
+    ],
+)
 async def test_the_base_path_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
 ) -> None:

@@ -15,10 +15,15 @@ T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def usage(model: str | None, prompt: int, completion: int) -> dict[str, Any]:
-    return {"model": model,
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
-            "timing": {"started_at": None, "ended_at": None, "latency": 0}}
+    return {
+        "model": model,
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+        "timing": {"started_at": None, "ended_at": None, "latency": 0},
+    }
 
 
 # --- Thread defaults and validation ------------------------------------------------------------
@@ -49,8 +54,9 @@ def test_each_thread_gets_its_own_id_and_containers() -> None:
 
 
 def test_thread_takes_platform_references_and_a_named_source() -> None:
-    thread = Thread(platforms={"slack": {"channel": "C1", "ts": "1.2"}},
-                    source={"name": "slack", "team": "T1"})
+    thread = Thread(
+        platforms={"slack": {"channel": "C1", "ts": "1.2"}}, source={"name": "slack", "team": "T1"}
+    )
 
     assert thread.platforms == {"slack": {"channel": "C1", "ts": "1.2"}}
     assert thread.source == {"name": "slack", "team": "T1"}
@@ -70,9 +76,18 @@ def test_thread_takes_platform_references_and_a_named_source() -> None:
         {"id": ""},
         {"id": 7},
     ],
-    ids=["source_without_name", "source_name_not_str", "source_not_dict", "platform_not_dict",
-         "platforms_not_dict", "attributes_not_dict", "messages_not_list", "title_none",
-         "id_empty", "id_int"],
+    ids=[
+        "source_without_name",
+        "source_name_not_str",
+        "source_not_dict",
+        "platform_not_dict",
+        "platforms_not_dict",
+        "attributes_not_dict",
+        "messages_not_list",
+        "title_none",
+        "id_empty",
+        "id_int",
+    ],
 )
 def test_thread_rejects_bad_fields(fields: dict[str, Any]) -> None:
     with pytest.raises((ValueError, TypeError)):
@@ -157,8 +172,10 @@ def test_a_tool_message_needs_a_tool_call_id() -> None:
 
 
 def test_content_may_be_text_parts_or_none() -> None:
-    parts = [{"type": "text", "text": "look"},
-             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    parts = [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+    ]
 
     assert user("text").content == "text"
     assert Message(role="user", content=parts).content == parts
@@ -179,8 +196,13 @@ def test_non_dict_message_attributes_are_a_value_error(attributes: Any) -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("metrics", ["m"]), ("reactions", ["👍"]), ("platforms", "slack"), ("source", "slack"),
-     ("tool_calls", {"id": "call_1"})],
+    [
+        ("metrics", ["m"]),
+        ("reactions", ["👍"]),
+        ("platforms", "slack"),
+        ("source", "slack"),
+        ("tool_calls", {"id": "call_1"}),
+    ],
 )
 def test_other_mistyped_message_fields_are_value_errors_naming_them(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=field):
@@ -188,19 +210,31 @@ def test_other_mistyped_message_fields_are_value_errors_naming_them(field: str, 
 
 
 def test_the_same_inputs_give_the_same_id() -> None:
-    kwargs: dict[str, Any] = {"role": "user", "content": "hi", "timestamp": T0,
-                              "source": {"name": "slack", "user": "U1"}}
+    kwargs: dict[str, Any] = {
+        "role": "user",
+        "content": "hi",
+        "timestamp": T0,
+        "source": {"name": "slack", "user": "U1"},
+    }
 
     assert Message(**kwargs).id == Message(**kwargs).id
     parts = [{"type": "text", "text": "hi"}]
-    assert Message(role="user", content=parts, timestamp=T0).id == Message(
-        role="user", content=[{"type": "text", "text": "hi"}], timestamp=T0).id
+    assert (
+        Message(role="user", content=parts, timestamp=T0).id
+        == Message(role="user", content=[{"type": "text", "text": "hi"}], timestamp=T0).id
+    )
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"role": "assistant"}, {"content": "hello"}, {"timestamp": T0 + timedelta(microseconds=1)},
-     {"source": {"name": "teams"}}, {"source": None}, {"content": None}],
+    [
+        {"role": "assistant"},
+        {"content": "hello"},
+        {"timestamp": T0 + timedelta(microseconds=1)},
+        {"source": {"name": "teams"}},
+        {"source": None},
+        {"content": None},
+    ],
     ids=["role", "content", "timestamp", "source", "no_source", "no_content"],
 )
 def test_a_different_input_gives_a_different_id(change: dict[str, Any]) -> None:
@@ -212,15 +246,25 @@ def test_a_different_input_gives_a_different_id(change: dict[str, Any]) -> None:
 def test_fields_outside_the_id_inputs_do_not_change_the_id() -> None:
     base = Message(role="user", content="hi", timestamp=T0)
 
-    assert Message(role="user", content="hi", timestamp=T0, attributes={"k": 1}, name="alice",
-                   metrics=usage("m", 1, 2)).id == base.id
+    assert (
+        Message(
+            role="user",
+            content="hi",
+            timestamp=T0,
+            attributes={"k": 1},
+            name="alice",
+            metrics=usage("m", 1, 2),
+        ).id
+        == base.id
+    )
 
 
 def test_one_instant_in_any_time_zone_gives_the_same_id() -> None:
     naive = Message(role="user", content="hi", timestamp=datetime(2024, 1, 1, 12, 0))
     aware = Message(role="user", content="hi", timestamp=T0)
-    shifted = Message(role="user", content="hi",
-                      timestamp=datetime(2024, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))))
+    shifted = Message(
+        role="user", content="hi", timestamp=datetime(2024, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    )
 
     assert naive.id == aware.id == shifted.id
     assert naive.timestamp == T0 and naive.timestamp.tzinfo is UTC
@@ -263,7 +307,11 @@ def test_a_system_message_gets_sequence_zero_and_goes_first() -> None:
 
     assert thread.messages[0] is system
     assert [(m.role, m.sequence) for m in thread.messages] == [
-        ("system", 0), ("user", 1), ("assistant", 2), ("user", 3)]
+        ("system", 0),
+        ("user", 1),
+        ("assistant", 2),
+        ("user", 3),
+    ]
 
 
 def test_add_message_moves_updated_at_to_now() -> None:
@@ -309,8 +357,12 @@ def test_get_last_message_by_role_and_get_system_message() -> None:
 
 def test_get_message_counts() -> None:
     thread = Thread()
-    for message in (user("1"), user("2"), assistant("a"),
-                    Message(role="tool", content="r", tool_call_id="c1")):
+    for message in (
+        user("1"),
+        user("2"),
+        assistant("a"),
+        Message(role="tool", content="r", tool_call_id="c1"),
+    ):
         thread.add_message(message)
     thread.ensure_system_prompt("sys")
 
@@ -325,7 +377,9 @@ def test_ensure_system_prompt_adds_one_system_message_first_once() -> None:
     thread.ensure_system_prompt("Another prompt.")
 
     assert [(m.role, m.content, m.sequence) for m in thread.messages] == [
-        ("system", "You are helpful.", 0), ("user", "hi", 1)]
+        ("system", "You are helpful.", 0),
+        ("user", "hi", 1),
+    ]
 
 
 def test_ensure_system_prompt_on_an_empty_thread() -> None:
@@ -371,8 +425,10 @@ def test_clear_messages() -> None:
 
 def test_get_messages_for_chat_completion() -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
-    parts = [{"type": "text", "text": "and this?"},
-             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    parts = [
+        {"type": "text", "text": "and this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+    ]
     thread = Thread()
     thread.add_message(user("question", name="alice", attributes={"internal": True}))
     thread.add_message(assistant(None, tool_calls=[call], metrics=usage("gpt-4o", 1, 2)))
@@ -419,8 +475,9 @@ def test_get_total_tokens_tolerates_missing_usage() -> None:
     thread = Thread()
     thread.add_message(assistant("a", metrics={}))
     thread.add_message(assistant("b", metrics={"model": "m", "usage": None}))
-    thread.add_message(assistant("c", metrics={"model": "m", "usage": {"prompt_tokens": None,
-                                                                        "total_tokens": 4}}))
+    thread.add_message(
+        assistant("c", metrics={"model": "m", "usage": {"prompt_tokens": None, "total_tokens": 4}})
+    )
 
     assert thread.get_total_tokens() == {
         "overall": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 4},
@@ -430,7 +487,9 @@ def test_get_total_tokens_tolerates_missing_usage() -> None:
 
 def test_get_total_tokens_of_an_empty_thread() -> None:
     assert Thread().get_total_tokens() == {
-        "overall": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "by_model": {}}
+        "overall": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "by_model": {},
+    }
 
 
 def test_get_model_usage() -> None:
@@ -439,7 +498,11 @@ def test_get_model_usage() -> None:
     thread.add_message(assistant("b", metrics=usage("mini", 1, 1)))
 
     assert thread.get_model_usage("gpt-4o") == {
-        "calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        "calls": 1,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+    }
     assert thread.get_model_usage("unused") == {}
     assert thread.get_model_usage() == {
         "gpt-4o": {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},

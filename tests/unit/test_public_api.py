@@ -70,10 +70,13 @@ def test_code_imports_in_the_documents_resolve() -> None:
 
 
 def test_import_threadstore_stays_cheap() -> None:
-    code = ("import sys, threadstore\n"
-            "print(sorted(m for m in ('asyncio', 'importlib.metadata') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=ROOT)
+    code = (
+        "import sys, threadstore\n"
+        "print(sorted(m for m in ('asyncio', 'importlib.metadata') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"  # FileStore, collect_garbage and __version__ load on use
 

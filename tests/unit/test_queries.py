@@ -287,8 +287,10 @@ def test_load_from_reads_queries_and_migrations_in_order(tmp_path: Path) -> None
     assert (first.name, first.origin) == ("init", "sql/sqlite/migrations/0001_init.sql")
     assert first.script == "-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int);\n"
     assert first.statements == ("-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int)",)
-    assert second.statements == ("-- migrations.0002_two\nCREATE TABLE b (x int)",
-                                 "-- migrations.0002_two\nCREATE INDEX bx ON b (x)")
+    assert second.statements == (
+        "-- migrations.0002_two\nCREATE TABLE b (x int)",
+        "-- migrations.0002_two\nCREATE INDEX bx ON b (x)",
+    )
 
 
 def test_load_from_allows_a_dialect_without_migrations(tmp_path: Path) -> None:
@@ -361,11 +363,21 @@ def test_sql_root_is_the_source_tree_sql_folder_without_packaged_data() -> None:
 
 # Queries returning rows that a backend builds JSON documents from, in one dialect or both (each
 # where that measured faster), so their kinds may differ.
-BUILT_BY_BACKEND = {"threads.get", "threads.list", "bounded.messages_before",
-                    "bounded.messages_after", "bounded.summaries", "bounded.summaries_by_attributes",
-                    "search.by_title", "search.by_content", "search.by_platform_reference",
-                    "search.by_attributes", "search.by_platform", "search.by_message_id",
-                    "aliases.get_thread"}
+BUILT_BY_BACKEND = {
+    "threads.get",
+    "threads.list",
+    "bounded.messages_before",
+    "bounded.messages_after",
+    "bounded.summaries",
+    "bounded.summaries_by_attributes",
+    "search.by_title",
+    "search.by_content",
+    "search.by_platform_reference",
+    "search.by_attributes",
+    "search.by_platform",
+    "search.by_message_id",
+    "aliases.get_thread",
+}
 
 
 def test_dialects_define_the_same_queries() -> None:

@@ -57,8 +57,9 @@ def test_every_message_update_rewrites_every_field_but_the_kept_ones(dialect: st
 def test_every_document_view_has_a_key_per_field(dialect: str) -> None:
     seen = 0
     for name, sql in _statements(dialect):
-        for view, body in re.findall(r"CREATE (?:OR REPLACE )?VIEW (message_docs|thread_docs) AS(.*)",
-                                     sql, re.S):
+        for view, body in re.findall(
+            r"CREATE (?:OR REPLACE )?VIEW (message_docs|thread_docs) AS(.*)", sql, re.S
+        ):
             seen += 1
             if view == "message_docs" and "row_to_json(m)" in body:
                 continue  # the whole row: its keys are the columns, which the inserts name
@@ -74,10 +75,37 @@ def test_sqlite_rows_and_documents_hold_every_field() -> None:
     selected = re.search(r"SELECT 1, (sequence, .*?)\s+FROM messages", read, re.S)
     assert selected is not None
     assert _names(selected[1]) == MESSAGE_FIELDS - {"thread_id"}  # the thread row gives it
-    thread = (1, None, "t1", "title", "{}", "{}", None, "2024-01-01T00:00:00.000000+00:00",
-              "2024-01-01T00:00:00.000000+00:00", *[None] * 8)
-    message = (1, 1, "m1", None, "user", '"hi"', None, None, None, None, "{}",
-               "2024-01-01T00:00:00.000000+00:00", None, "{}", "[]", "{}", "{}")
+    thread = (
+        1,
+        None,
+        "t1",
+        "title",
+        "{}",
+        "{}",
+        None,
+        "2024-01-01T00:00:00.000000+00:00",
+        "2024-01-01T00:00:00.000000+00:00",
+        *[None] * 8,
+    )
+    message = (
+        1,
+        1,
+        "m1",
+        None,
+        "user",
+        '"hi"',
+        None,
+        None,
+        None,
+        None,
+        "{}",
+        "2024-01-01T00:00:00.000000+00:00",
+        None,
+        "{}",
+        "[]",
+        "{}",
+        "{}",
+    )
     doc = msgspec.json.decode(sqlite._documents([thread, message]))
     assert set(doc) == THREAD_FIELDS | {"messages"}
     assert set(doc["messages"][0]) == MESSAGE_FIELDS

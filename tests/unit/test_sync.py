@@ -25,8 +25,11 @@ ASYNC_ONLY = {"engine", "async_session"}  # driver objects: async by nature
 
 
 def _public(cls: type) -> dict[str, object]:
-    return {name: value for name, value in inspect.getmembers(cls)
-            if not name.startswith("_") and name not in ASYNC_ONLY}
+    return {
+        name: value
+        for name, value in inspect.getmembers(cls)
+        if not name.startswith("_") and name not in ASYNC_ONLY
+    }
 
 
 def test_every_method_and_argument_of_the_async_store_is_there() -> None:
@@ -40,8 +43,9 @@ def test_every_method_and_argument_of_the_async_store_is_there() -> None:
         got = inspect.signature(sync[name])  # type: ignore[arg-type]
         assert list(got.parameters.values()) == list(expected.parameters.values()), name
         if not inspect.isasyncgenfunction(method):
-            assert got.return_annotation.replace("ThreadStore", "") == \
-                expected.return_annotation.replace("ThreadStore", ""), name
+            assert got.return_annotation.replace("ThreadStore", "") == expected.return_annotation.replace(
+                "ThreadStore", ""
+            ), name
 
 
 def test_blocking_calls_without_an_event_loop(tmp_path: Path) -> None:
@@ -101,8 +105,9 @@ def test_a_store_garbage_collected_unclosed_ends_its_thread() -> None:
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite_file", "postgres"])
-def test_a_script_that_never_closes_its_store_exits_at_once(kind: str, tmp_path: Path,
-                                                            request: pytest.FixtureRequest) -> None:
+def test_a_script_that_never_closes_its_store_exits_at_once(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     url = {"memory": None, "sqlite_file": f"sqlite+aiosqlite:///{tmp_path}/exit.db"}.get(kind)
     if kind == "postgres":
         url = request.getfixturevalue("fresh_pg_url")
@@ -117,8 +122,9 @@ def test_a_script_that_never_closes_its_store_exits_at_once(kind: str, tmp_path:
         print(len(store.list()))
     """)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=30, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
     elapsed = time.monotonic() - started
     assert (result.returncode, result.stdout, result.stderr) == (0, "1\n", "")
     assert elapsed < 10

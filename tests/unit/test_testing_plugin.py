@@ -19,7 +19,7 @@ from threadstore.testing import DATABASE_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 
-USER_TESTS = textwrap.dedent('''
+USER_TESTS = textwrap.dedent("""
     import asyncio
 
     import pytest
@@ -44,7 +44,7 @@ USER_TESTS = textwrap.dedent('''
         assert (await thread_store.get_usage_stats())["total_threads"] == 0
         await thread_store.save(Thread(id="open"))
         assert (await thread_store.get("open")) is not None
-''')
+""")
 
 
 def _entry_point_installed() -> bool:
@@ -59,9 +59,26 @@ def run_user_tests(tmp_path: Path, url: str | None) -> subprocess.CompletedProce
     # Once threadstore is installed from this tree its entry point loads the plugin; before that
     # (an editable install made before the entry point existed) it is named here.
     plugin = [] if _entry_point_installed() else ["-p", "threadstore.testing"]
-    return subprocess.run([sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-s",
-                           "-q", "-W", "error::pytest.PytestUnraisableExceptionWarning", "test_user.py"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *plugin,
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            "-q",
+            "-W",
+            "error::pytest.PytestUnraisableExceptionWarning",
+            "test_user.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_the_plugin_is_registered_under_pytest11() -> None:
@@ -90,15 +107,17 @@ async def _fixture_databases(server: str) -> set[str]:
 
     conn = await asyncpg.connect(server)
     try:
-        rows = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                                DATABASE_PREFIX)
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", DATABASE_PREFIX
+        )
     finally:
         await conn.close()
     return {row["datname"] for row in rows}
 
 
 def test_thread_store_on_postgres_is_a_database_of_its_own_dropped_after(
-        tmp_path: Path, pg_server: str) -> None:
+    tmp_path: Path, pg_server: str
+) -> None:
     before = asyncio.run(_fixture_databases(pg_server))
     result = run_user_tests(tmp_path, pg_server)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -175,21 +175,20 @@ class Backend(Protocol):
     async def list(self, limit: int | None, offset: int) -> bytes:
         """A JSON array of thread documents, newest updated_at first, id breaking ties."""
 
-    async def get_messages(self, thread_id: str, limit: int, before: int,
-                           after: int | None) -> bytes | None:
+    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         """The thread document holding only some of its messages, in sequence order, or None
         when the thread does not exist: with ``after``, the first ``limit`` whose sequence is
         above ``after`` and below ``before``; else the last ``limit`` below ``before``."""
 
-    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
-                           wanted: bytes | None) -> bytes:
+    async def list_threads(
+        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
+    ) -> bytes:
         """A JSON array of up to ``limit`` ThreadSummary documents, newest updated_at first (id
         breaking ties), after the (updated_at, id) position ``after`` when given; only threads
         whose attributes hold every key of ``wanted`` (a JSON object) with an equal value, when
         given."""
 
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
-                             dry_run: bool) -> int:
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
         """Delete up to ``batch`` threads (with their messages and aliases) updated before
         ``cutoff`` and matching ``wanted`` as list_threads does, each re-checked as it is
         deleted; the number deleted. ``dry_run``: how many match in all, deleting nothing."""
@@ -222,8 +221,9 @@ class Backend(Protocol):
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         """A JSON array of the matching message documents, by thread id, then sequence."""
 
-    async def search(self, query: Query, wanted: bytes | None, limit: int,
-                     offset: int) -> builtins.list[SearchRow]:
+    async def search(
+        self, query: Query, wanted: bytes | None, limit: int, offset: int
+    ) -> builtins.list[SearchRow]:
         """The stored messages matching ``query`` (threadstore.fulltext), best score first, then
         newest timestamp, then highest id; only in threads whose attributes hold every key of
         ``wanted`` (a JSON object) with an equal value, when given."""

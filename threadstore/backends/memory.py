@@ -56,9 +56,13 @@ class _Row:
 
     def header(self, thread_id: str) -> dict[str, Any]:
         return {
-            "id": thread_id, "title": self.title, "attributes": self.attributes,
-            "platforms": self.platforms, "source": self.source,
-            "created_at": self.created_at, "updated_at": self.updated_at,
+            "id": thread_id,
+            "title": self.title,
+            "attributes": self.attributes,
+            "platforms": self.platforms,
+            "source": self.source,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
         }
 
 
@@ -110,8 +114,7 @@ class MemoryBackend:
     async def list(self, limit: int | None, offset: int) -> bytes:
         return self._page(self._threads.items(), limit, offset)
 
-    async def get_messages(self, thread_id: str, limit: int, before: int,
-                           after: int | None) -> bytes | None:
+    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         row = self._threads.get(thread_id)
         if row is None:
             return None
@@ -120,32 +123,39 @@ class MemoryBackend:
             chosen = [m for m in ordered if after < (m.sequence or 0) < before][:limit]
         else:
             below = [m for m in ordered if (m.sequence or 0) < before]
-            chosen = below[len(below) - limit:] if limit else []
+            chosen = below[len(below) - limit :] if limit else []
         return _encode({**row.header(thread_id), "messages": chosen})
 
-    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
-                           wanted: bytes | None) -> bytes:
+    async def list_threads(
+        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
+    ) -> bytes:
         attributes = None if wanted is None else _decode(wanted)
-        rows = [(row.updated_at, thread_id, row) for thread_id, row in self._threads.items()
-                if (after is None or (row.updated_at, thread_id) < after)
-                and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))]
+        rows = [
+            (row.updated_at, thread_id, row)
+            for thread_id, row in self._threads.items()
+            if (after is None or (row.updated_at, thread_id) < after)
+            and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))
+        ]
         rows.sort(key=lambda item: item[:2], reverse=True)
         summaries = []
         for _, thread_id, row in rows[:limit]:
             last = max(row.messages.values(), key=lambda m: m.sequence or 0, default=None)
-            summaries.append({**row.header(thread_id), "message_count": len(row.messages),
-                              "last_message": last})
+            summaries.append(
+                {**row.header(thread_id), "message_count": len(row.messages), "last_message": last}
+            )
         return _encode(summaries)
 
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
-                             dry_run: bool) -> int:
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
         # Other tasks run between batches, as they do on the SQL backends; the batch itself is
         # chosen and deleted without an await, so atomically.
         await asyncio.sleep(0)
         attributes = None if wanted is None else _decode(wanted)
-        doomed = sorted((row.updated_at, thread_id) for thread_id, row in self._threads.items()
-                        if row.updated_at < cutoff and (attributes is None or matching.contains_all(
-                            _decode(row.attributes), attributes)))
+        doomed = sorted(
+            (row.updated_at, thread_id)
+            for thread_id, row in self._threads.items()
+            if row.updated_at < cutoff
+            and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))
+        )
         if dry_run:
             return len(doomed)
         return await self.delete_many([thread_id for _, thread_id in doomed[:batch]])
@@ -155,7 +165,7 @@ class MemoryBackend:
         if row is None:
             return None
         ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
-        doomed = ordered[:max(len(ordered) - keep_last, 0)]
+        doomed = ordered[: max(len(ordered) - keep_last, 0)]
         for message in doomed:
             del row.messages[message.id]
             del self._owner[message.id]
@@ -165,15 +175,17 @@ class MemoryBackend:
 
     def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
         order = sorted(rows, key=lambda item: (item[1].updated_at, item[0]), reverse=True)
-        page = order[offset:] if limit is None else order[offset:offset + limit]
+        page = order[offset:] if limit is None else order[offset : offset + limit]
         return _encode([self._doc(thread_id, row) for thread_id, row in page])
 
     def _new_row(self, plan: SavePlan) -> _Row:
         return _Row(
-            title=plan.title, attributes=msgspec.Raw(plan.attributes),
+            title=plan.title,
+            attributes=msgspec.Raw(plan.attributes),
             platforms=msgspec.Raw(plan.platforms),
             source=None if plan.source is None else msgspec.Raw(plan.source),
-            created_at=plan.created_at, updated_at=plan.updated_at,
+            created_at=plan.created_at,
+            updated_at=plan.updated_at,
         )
 
     def _check_owner(self, thread_id: str, messages: builtins.list[Message]) -> None:
@@ -261,11 +273,15 @@ class MemoryBackend:
         return sum([await self.delete(thread_id) for thread_id in dict.fromkeys(thread_ids)])
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
-        found = {value for row in self._threads.values() for message in row.messages.values()
-                 for a in message.attachments for value in (a.storage_path, a.file_id)
-                 if value is not None}
+        found = {
+            value
+            for row in self._threads.values()
+            for message in row.messages.values()
+            for a in message.attachments
+            for value in (a.storage_path, a.file_id)
+            if value is not None
+        }
         return found if refs is None else found.intersection(refs)
-
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
@@ -287,6 +303,7 @@ class MemoryBackend:
                 def any_message(row: _Row) -> bool:
                     texts = (matching.content_text(m.content) for m in row.messages.values())
                     return any(text is not None and found(text) for text in texts)
+
                 return any_message
             case ByPlatformReference(platform=platform, reference=reference):
                 value = _decode(reference)
@@ -297,17 +314,25 @@ class MemoryBackend:
             case ByPlatform(name=name, wanted=wanted):
                 properties = _decode(wanted)
                 return lambda row: matching.platform_match(
-                    _decode(row.platforms), None if row.source is None else _decode(row.source),
-                    name, properties)
+                    _decode(row.platforms),
+                    None if row.source is None else _decode(row.source),
+                    name,
+                    properties,
+                )
         raise TypeError(f"unknown search {search!r}")
 
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         value = _decode(search.value)
         found = sorted(
-            (m for row in self._threads.values() for m in row.messages.values()
-             if matching.value_equals(getattr(m, search.column), search.keys, value)),
-            key=lambda m: (m.thread_id or "", m.sequence or 0))
-        return _encode(found[offset:] if limit is None else found[offset:offset + limit])
+            (
+                m
+                for row in self._threads.values()
+                for m in row.messages.values()
+                if matching.value_equals(getattr(m, search.column), search.keys, value)
+            ),
+            key=lambda m: (m.thread_id or "", m.sequence or 0),
+        )
+        return _encode(found[offset:] if limit is None else found[offset : offset + limit])
 
     def _indexed(self, message: Message) -> tuple[str | None, builtins.list[tuple[str, int]]]:
         cached = self._words.get(message.id)
@@ -316,20 +341,28 @@ class MemoryBackend:
             cached = self._words[message.id] = (message, text, [] if text is None else fulltext.words(text))
         return cached[1], cached[2]
 
-    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
-                     offset: int) -> builtins.list[SearchRow]:
+    async def search(
+        self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
+    ) -> builtins.list[SearchRow]:
         for gone in self._words.keys() - self._owner.keys():
             del self._words[gone]
-        indexed = [(row, m, *self._indexed(m))
-                   for row in self._threads.values() for m in row.messages.values()]
+        indexed = [
+            (row, m, *self._indexed(m)) for row in self._threads.values() for m in row.messages.values()
+        ]
         score = fulltext.ranker(query, (words for *_, words in indexed))
         attributes = None if wanted is None else _decode(wanted)
-        found = [(score(words), m.timestamp, m.id, m, text) for row, m, text, words in indexed
-                 if words and fulltext.matches(query, words)
-                 and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))]
+        found = [
+            (score(words), m.timestamp, m.id, m, text)
+            for row, m, text, words in indexed
+            if words
+            and fulltext.matches(query, words)
+            and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))
+        ]
         found.sort(key=lambda hit: hit[:3], reverse=True)
-        return [SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "")
-                for s, _, _, m, text in found[offset:offset + limit]]
+        return [
+            SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "")
+            for s, _, _, m, text in found[offset : offset + limit]
+        ]
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         thread_id = self._owner.get(message_id)
@@ -372,13 +405,16 @@ class MemoryBackend:
                 model, prompt, completion, total = matching.message_tokens(message.metrics)
                 p, c, t = models.get(model, (0, 0, 0))
                 models[model] = (p + prompt, c + completion, t + total)
-        return _encode(UsageCounts(
-            threads=len(self._threads), messages=len(self._owner),
-            last_hour=sum(row.updated_at >= hour_ago for row in rows),
-            last_day=sum(row.updated_at >= day_ago for row in rows),
-            last_week=sum(row.updated_at >= week_ago for row in rows),
-            models=[(model, *sums) for model, sums in models.items()],
-        ))
+        return _encode(
+            UsageCounts(
+                threads=len(self._threads),
+                messages=len(self._owner),
+                last_hour=sum(row.updated_at >= hour_ago for row in rows),
+                last_day=sum(row.updated_at >= day_ago for row in rows),
+                last_week=sum(row.updated_at >= week_ago for row in rows),
+                models=[(model, *sums) for model, sums in models.items()],
+            )
+        )
 
     # -- export, import, copy ---------------------------------------------------------------
 
@@ -386,19 +422,23 @@ class MemoryBackend:
         ids = sorted(self._threads)
         start = 0 if after is None else bisect.bisect_right(ids, after)
         page = []
-        for thread_id in ids[start:start + limit]:
+        for thread_id in ids[start : start + limit]:
             row = self._threads[thread_id]
             aliases = sorted(row.aliases.items(), key=lambda item: (item[1], item[0]))
-            page.append((self._doc(thread_id, row),
-                         [{"alias": alias, "created_at": at} for alias, at in aliases]))
+            page.append(
+                (self._doc(thread_id, row), [{"alias": alias, "created_at": at} for alias, at in aliases])
+            )
         return _encode(page)
 
     async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
         return [thread_id for thread_id in thread_ids if thread_id in self._threads]
 
     async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
-        fresh = [(copy, _decode_messages(copy.plan.new)) for copy in copies
-                 if copy.plan.thread_id not in self._threads]
+        fresh = [
+            (copy, _decode_messages(copy.plan.new))
+            for copy in copies
+            if copy.plan.thread_id not in self._threads
+        ]
         owners: dict[str, str] = {}
         aliases: set[str] = set()
         for copy, messages in fresh:  # check everything before changing anything

@@ -76,9 +76,15 @@ _JSONB_VERSION = b"\x01"  # binary jsonb is a version byte followed by the JSON 
 # Losing the server or the socket, as opposed to the server rejecting a statement: also a
 # session the server ended (pg_terminate_backend, shutdown) and asyncpg's InternalClientError,
 # raised when a session that just died is used again. (TimeoutError is an OSError.)
-_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-                      asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                      asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 _LOCKED_ATTEMPTS = 3
@@ -185,11 +191,13 @@ def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
-                              encoder=_encode_jsonb, decoder=_decode_jsonb)
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary", encoder=_encode_jsonb, decoder=_decode_jsonb
+    )
     # json results are the documents the store decodes itself: hand over the bytes untouched.
-    await conn.set_type_codec("json", schema="pg_catalog", format="binary",
-                              encoder=_encode, decoder=_raw_json)
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", format="binary", encoder=_encode, decoder=_raw_json
+    )
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -212,8 +220,7 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
 
-async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection,
-                  bound: float) -> bool:
+async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection, bound: float) -> bool:
     """Release a connection whose statement was cancelled, through further cancellations; True
     when the server ended the statement within ``bound`` seconds (or nothing of it can have
     been written), False when it did not (or the cancel request failed) and the connection was
@@ -292,11 +299,14 @@ _CONNECT_CALL = re.compile(r"Connect call failed \('([^']*)', (\d+)")
 def _reason(exc: BaseException) -> str:
     """What went wrong, in words; a refused connection names the addresses tried."""
     text = str(exc) or type(exc).__name__
-    tried = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-             for host, port in _CONNECT_CALL.findall(text)]
+    tried = [
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in _CONNECT_CALL.findall(text)
+    ]
     if tried:
-        return (f"connection refused at {', '.join(dict.fromkeys(tried))}: the PostgreSQL server may "
-                "not be running, or not be listening on that host and port")
+        return (
+            f"connection refused at {', '.join(dict.fromkeys(tried))}: the PostgreSQL server may "
+            "not be running, or not be listening on that host and port"
+        )
     if isinstance(exc, socket.gaierror):
         return f"the host name does not resolve ({exc.strerror})"
     return text
@@ -337,8 +347,10 @@ async def _retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callabl
                 raise
             reason = str(exc.__cause__).partition("\n")[0]
             if tries == _COLLISION_ATTEMPTS:
-                raise ConflictError(f"{what()} collided with another writer {tries} times in a row "
-                                    f"(PostgreSQL: {reason}); nothing of it was written") from exc.__cause__
+                raise ConflictError(
+                    f"{what()} collided with another writer {tries} times in a row "
+                    f"(PostgreSQL: {reason}); nothing of it was written"
+                ) from exc.__cause__
             _log.info("%s collided with another writer (%s); trying again", what(), reason)
             await asyncio.sleep(_COLLISION_PAUSE * 2 ** (tries - 1) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
@@ -375,12 +387,16 @@ class PostgresBackend:
             enable_echo()
         try:
             self._pool = await asyncpg.create_pool(
-                self._config.dsn, min_size=settings.pool_size,
+                self._config.dsn,
+                min_size=settings.pool_size,
                 max_size=settings.pool_size + settings.max_overflow,
                 command_timeout=settings.command_timeout,
                 statement_cache_size=settings.statement_cache_size,
-                connect=self._connect, reset=_no_reset, timeout=None,
-                server_settings=_server_settings(settings), connection_class=_Connection,
+                connect=self._connect,
+                reset=_no_reset,
+                timeout=None,
+                server_settings=_server_settings(settings),
+                connection_class=_Connection,
             )
         except (asyncpg.PostgresError, ValueError, *_CONNECTION_ERRORS) as exc:
             message = self._config.scrub(_reason(exc))
@@ -388,8 +404,12 @@ class PostgresBackend:
                 f"cannot connect to PostgreSQL at {self._config.masked_url}: {message}"
             ) from None
         self._reachable = True
-        _log.debug("PostgreSQL pool open at %s: %d kept, up to %d", self._config.masked_url,
-                   settings.pool_size, settings.pool_size + settings.max_overflow)
+        _log.debug(
+            "PostgreSQL pool open at %s: %d kept, up to %d",
+            self._config.masked_url,
+            settings.pool_size,
+            settings.pool_size + settings.max_overflow,
+        )
 
     @property
     def engine(self) -> asyncpg.Pool | None:
@@ -413,8 +433,8 @@ class PostgresBackend:
                 self._unreachable(exc)
                 raise
             error = StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {self._address} within {bound:g} s "
-                "(DB_CONNECT_TIMEOUT)")
+                f"cannot connect to PostgreSQL at {self._address} within {bound:g} s (DB_CONNECT_TIMEOUT)"
+            )
             self._unreachable(error)
             raise error from None
         except _CONNECTION_ERRORS as exc:
@@ -428,9 +448,12 @@ class PostgresBackend:
     def _unreachable(self, exc: BaseException) -> None:
         if self._reachable:
             self._reachable = False
-            _log.warning("PostgreSQL at %s is unreachable (%s); operations raise "
-                         "StoreUnavailableError until it is back", self._address,
-                         self._config.scrub(_reason(exc)))
+            _log.warning(
+                "PostgreSQL at %s is unreachable (%s); operations raise "
+                "StoreUnavailableError until it is back",
+                self._address,
+                self._config.scrub(_reason(exc)),
+            )
 
     async def close(self) -> None:
         indexer, self._indexer = self._indexer, None
@@ -460,8 +483,9 @@ class PostgresBackend:
                 pool.terminate()
 
     @contextlib.asynccontextmanager
-    async def _acquire(self, *, read: bool = False,
-                       watched: bool = True) -> AsyncIterator[asyncpg.Connection]:
+    async def _acquire(
+        self, *, read: bool = False, watched: bool = True
+    ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for the block: waits at most ``pool_timeout`` for a free one,
         and never hands out one older than ``pool_recycle``. Losing the server outside a
         statement (connecting, ending a transaction) is a StoreUnavailableError too.
@@ -501,18 +525,22 @@ class PostgresBackend:
                 if watch.reason is not None:
                     outcome = "" if read else "; the write may or may not have been applied"
                     raise StoreUnavailableError(f"{error} ({watch.reason}{outcome})") from (
-                        watch.cause or exc)
+                        watch.cause or exc
+                    )
             elif isinstance(exc, asyncio.CancelledError) and raw.rolled_back:
                 await self._release(pool, conn)  # dropped before COMMIT by _transaction
             elif isinstance(exc, asyncio.CancelledError | CommandTimeoutError):
                 settled = await _settle(pool, conn, raw, _SETTLE_READ if read else _SETTLE_WRITE)
                 if not settled and not read:
-                    unknown = (f"the server did not confirm within {_SETTLE_WRITE:g} s that it "
-                               "ended the statement: the write may or may not have been applied")
+                    unknown = (
+                        f"the server did not confirm within {_SETTLE_WRITE:g} s that it "
+                        "ended the statement: the write may or may not have been applied"
+                    )
                     if isinstance(exc, CommandTimeoutError):
                         raise CommandTimeoutError(f"{exc}; {unknown}") from exc
-                    raise StoreUnavailableError(f"a write to PostgreSQL at {self._config.masked_url}"
-                                                f" was cancelled, and {unknown}") from exc
+                    raise StoreUnavailableError(
+                        f"a write to PostgreSQL at {self._config.masked_url} was cancelled, and {unknown}"
+                    ) from exc
             else:
                 await self._release(pool, conn)
             if error is not exc:
@@ -555,15 +583,17 @@ class PostgresBackend:
         try:
             async with asyncio.timeout(interval) as deadline:
                 probe = await asyncpg.connect(
-                    self._config.dsn, timeout=None, statement_cache_size=0,
-                    server_settings={"application_name": "threadstore-check"})
+                    self._config.dsn,
+                    timeout=None,
+                    statement_cache_size=0,
+                    server_settings={"application_name": "threadstore-check"},
+                )
                 probe_pid = probe.get_server_pid()
                 try:
                     looks = [await self._run(probe, "postgres.session_state", pid=pid)]
                     if looks[0]["present"] and looks[0]["state"] not in _UNKNOWN_OR_BUSY:
                         # A second look gets its own interval, after the pause.
-                        deadline.reschedule(asyncio.get_running_loop().time() + _IDLE_CONFIRM
-                                            + interval)
+                        deadline.reschedule(asyncio.get_running_loop().time() + _IDLE_CONFIRM + interval)
                         await asyncio.sleep(_IDLE_CONFIRM)
                         looks.append(await self._run(probe, "postgres.session_state", pid=pid))
                 finally:
@@ -574,8 +604,11 @@ class PostgresBackend:
                 _log.debug("liveness check of PostgreSQL session %d failed: %s", pid, exc)
             else:
                 expired = isinstance(exc, TimeoutError) and deadline.expired()
-                got = (f"got none either within {interval:g} s" if expired
-                       else f"failed: {self._config.scrub(_reason(exc))}")
+                got = (
+                    f"got none either within {interval:g} s"
+                    if expired
+                    else f"failed: {self._config.scrub(_reason(exc))}"
+                )
                 reason = f"no answer for {interval:g} s, and a new connection to {self._address} {got}"
                 watch.cause = TimeoutError(reason) if expired else exc
         else:
@@ -584,10 +617,15 @@ class PostgresBackend:
                 pass  # pids are the pooler's: the server answers, which is all we can know
             elif not looks[-1]["present"]:
                 reason = "the server has ended this session"
-            elif len(looks) == 2 and looks[1]["state"] not in _UNKNOWN_OR_BUSY and (
-                    looks[1]["state_change"] == looks[0]["state_change"]):
-                reason = (f"no answer for {interval:g} s, while the server is "
-                          f"{looks[1]['state']} on this session: the request or its answer was lost")
+            elif (
+                len(looks) == 2
+                and looks[1]["state"] not in _UNKNOWN_OR_BUSY
+                and (looks[1]["state_change"] == looks[0]["state_change"])
+            ):
+                reason = (
+                    f"no answer for {interval:g} s, while the server is "
+                    f"{looks[1]['state']} on this session: the request or its answer was lost"
+                )
         if not watch.running:
             return
         if reason is None:
@@ -684,9 +722,11 @@ class PostgresBackend:
                 log_statement(name, started, time.perf_counter())
 
     def _timed_out(self, name: str) -> CommandTimeoutError:
-        return CommandTimeoutError(f"{name} ran longer than the command timeout of "
-                                   f"{self._settings.command_timeout:g} s (DB_COMMAND_TIMEOUT) "
-                                   "and was cancelled")
+        return CommandTimeoutError(
+            f"{name} ran longer than the command timeout of "
+            f"{self._settings.command_timeout:g} s (DB_COMMAND_TIMEOUT) "
+            "and was cancelled"
+        )
 
     async def migrate(self) -> list[int]:
         registry = self._queries
@@ -706,15 +746,22 @@ class PostgresBackend:
                 except asyncpg.PostgresError as exc:
                     raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
                 if self._echo:
-                    log_statement(f"migrations.{migration.version:04d}_{migration.name}", started,
-                                  time.perf_counter())
-                await self._run(conn, "schema.record", version=migration.version,
-                                name=migration.name, applied_at=datetime.now(UTC))
+                    log_statement(
+                        f"migrations.{migration.version:04d}_{migration.name}", started, time.perf_counter()
+                    )
+                await self._run(
+                    conn,
+                    "schema.record",
+                    version=migration.version,
+                    name=migration.name,
+                    applied_at=datetime.now(UTC),
+                )
         if pending:
-            _log.info("applied migrations %s to %s", ", ".join(m.origin for m in pending),
-                      self._config.masked_url)
+            _log.info(
+                "applied migrations %s to %s", ", ".join(m.origin for m in pending), self._config.masked_url
+            )
         if await self._read("search.queued"):  # a migration, an adoption or a process that ended
-            self._index_soon()                 # left messages queued: index them now, not at a search
+            self._index_soon()  # left messages queued: index them now, not at a search
         return [m.version for m in pending]
 
     async def schema_status(self) -> SchemaStatus:
@@ -731,40 +778,43 @@ class PostgresBackend:
     async def list(self, limit: int | None, offset: int) -> bytes:
         return _documents(await self._read("threads.list", limit=limit, offset=offset))
 
-    async def get_messages(self, thread_id: str, limit: int, before: int,
-                           after: int | None) -> bytes | None:
+    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         if after is None:
-            row = await self._read("bounded.messages_before", thread_id=thread_id, before=before,
-                                   limit=limit)
+            row = await self._read("bounded.messages_before", thread_id=thread_id, before=before, limit=limit)
         else:
-            row = await self._read("bounded.messages_after", thread_id=thread_id, after=after,
-                                   before=before, limit=limit)
+            row = await self._read(
+                "bounded.messages_after", thread_id=thread_id, after=after, before=before, limit=limit
+            )
         return _document(row)
 
-    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
-                           wanted: bytes | None) -> bytes:
+    async def list_threads(
+        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
+    ) -> bytes:
         # No position yet: every stored time is before 'infinity' (times travel as text, so
         # datetime.max is stored as itself, not as infinity).
-        params = {"after_time": "infinity" if after is None else after[0].isoformat(),
-                  "after_id": "" if after is None else after[1], "limit": limit}
+        params = {
+            "after_time": "infinity" if after is None else after[0].isoformat(),
+            "after_id": "" if after is None else after[1],
+            "limit": limit,
+        }
         doc: bytes
         if wanted is None:
             doc = await self._read("bounded.summaries", **params)
         else:
-            doc = await self._read("bounded.summaries_by_attributes", wanted=msgspec.Raw(wanted),
-                                   **params)
+            doc = await self._read("bounded.summaries_by_attributes", wanted=msgspec.Raw(wanted), **params)
         return doc
 
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
-                             dry_run: bool) -> int:
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
         params = {"cutoff": cutoff.isoformat(), "wanted": None if wanted is None else msgspec.Raw(wanted)}
         count: int
         if dry_run:
             count = await self._read("bounded.count_old", **params)
             return count
         async with self._acquire() as conn:
-            count = await _retried(lambda: self._run(conn, "bounded.delete_old", batch=batch, **params),
-                                   lambda: "deleting old threads")
+            count = await _retried(
+                lambda: self._run(conn, "bounded.delete_old", batch=batch, **params),
+                lambda: "deleting old threads",
+            )
         return count
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
@@ -772,8 +822,7 @@ class PostgresBackend:
             async with _transaction(conn):
                 if not await self._run(conn, "bounded.thread_row", thread_id=thread_id):
                     return None
-                count: int = await self._run(conn, "bounded.prune", thread_id=thread_id,
-                                             keep_last=keep_last)
+                count: int = await self._run(conn, "bounded.prune", thread_id=thread_id, keep_last=keep_last)
                 if count:
                     await self._run(conn, "postgres.renumber", thread_id=thread_id)
                 return count
@@ -784,12 +833,15 @@ class PostgresBackend:
     @staticmethod
     def _thread_params(plan: SavePlan) -> dict[str, Any]:
         return {
-            "thread_id": plan.thread_id, "title": plan.title,
-            "attributes": msgspec.Raw(plan.attributes), "platforms": msgspec.Raw(plan.platforms),
+            "thread_id": plan.thread_id,
+            "title": plan.title,
+            "attributes": msgspec.Raw(plan.attributes),
+            "platforms": msgspec.Raw(plan.platforms),
             "source": None if plan.source is None else msgspec.Raw(plan.source),
             "platform_values": msgspec.Raw(plan.platform_values),
             # As text: asyncpg would turn datetime.min/max into -infinity/infinity.
-            "created_at": plan.created_at.isoformat(), "updated_at": plan.updated_at.isoformat(),
+            "created_at": plan.created_at.isoformat(),
+            "updated_at": plan.updated_at.isoformat(),
         }
 
     def _index_soon(self) -> None:
@@ -827,17 +879,25 @@ class PostgresBackend:
         while taken == _INDEX_BATCH:
             async with _transaction(conn):
                 await self._run(conn, "postgres.lock_indexer")
-                row = await self._run(conn, "postgres.take_queued", batch=_INDEX_BATCH,
-                                      max_chars=fulltext.MAX_TEXT)
+                row = await self._run(
+                    conn, "postgres.take_queued", batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT
+                )
                 taken = row[0]
                 messages: builtins.list[tuple[str, str | None]] = _decode(row[1])
                 if messages:
-                    await self._run(conn, "postgres.store_text", ids=[m[0] for m in messages],
-                                    words=[None if text is None else fulltext.tsvector(fulltext.words(text))
-                                           for _, text in messages])
+                    await self._run(
+                        conn,
+                        "postgres.store_text",
+                        ids=[m[0] for m in messages],
+                        words=[
+                            None if text is None else fulltext.tsvector(fulltext.words(text))
+                            for _, text in messages
+                        ],
+                    )
 
-    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
-                     offset: int) -> builtins.list[SearchRow]:
+    async def search(
+        self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
+    ) -> builtins.list[SearchRow]:
         name = "search.fulltext"
         params = {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
         if wanted is not None:
@@ -859,8 +919,12 @@ class PostgresBackend:
         return sequences
 
     async def _save(self, plan: SavePlan) -> dict[str, int]:
-        params = {**self._thread_params(plan), "new": msgspec.Raw(plan.new),
-                  "edited": msgspec.Raw(plan.edited), "removed": plan.removed}
+        params = {
+            **self._thread_params(plan),
+            "new": msgspec.Raw(plan.new),
+            "edited": msgspec.Raw(plan.edited),
+            "removed": plan.removed,
+        }
 
         def what() -> str:
             return f"saving thread {plan.thread_id!r}"
@@ -889,6 +953,7 @@ class PostgresBackend:
                 except ConflictError as exc:
                     if _collided(exc):
                         raise  # else maybe a concurrent save inserted one of these messages: below
+
             # Under the thread's lock, each statement's snapshot includes every save of this
             # thread that finished before it, so a message another writer just inserted is seen
             # as held and updated, not inserted twice. A writer that skipped the lock can still
@@ -914,10 +979,17 @@ class PostgresBackend:
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         async with self._acquire() as conn:
-            row = await _retried(lambda: self._run(
-                conn, "postgres.append", thread_id=plan.thread_id, count=plan.count,
-                updated_at=plan.updated_at, messages=msgspec.Raw(plan.messages),
-            ), lambda: f"appending to thread {plan.thread_id!r}")
+            row = await _retried(
+                lambda: self._run(
+                    conn,
+                    "postgres.append",
+                    thread_id=plan.thread_id,
+                    count=plan.count,
+                    updated_at=plan.updated_at,
+                    messages=msgspec.Raw(plan.messages),
+                ),
+                lambda: f"appending to thread {plan.thread_id!r}",
+            )
         if row is None:
             return None
         self._index_soon()
@@ -938,8 +1010,10 @@ class PostgresBackend:
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         ids = list(thread_ids)
         async with self._acquire() as conn:
-            count: int = await _retried(lambda: self._run(conn, "threads.delete_many", ids=ids),
-                                        lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})")
+            count: int = await _retried(
+                lambda: self._run(conn, "threads.delete_many", ids=ids),
+                lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})",
+            )
         return count
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
@@ -948,7 +1022,6 @@ class PostgresBackend:
         else:
             rows = await self._read("files.references_among", refs=list(refs))
         return {row[0] for row in rows}
-
 
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
@@ -959,8 +1032,12 @@ class PostgresBackend:
 
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         doc: bytes = await self._read(
-            f"search.messages_by_{search.column}", keys=search.keys,
-            value=msgspec.Raw(search.value), limit=limit, offset=offset)
+            f"search.messages_by_{search.column}",
+            keys=search.keys,
+            value=msgspec.Raw(search.value),
+            limit=limit,
+            offset=offset,
+        )
         return doc
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
@@ -969,8 +1046,9 @@ class PostgresBackend:
     async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._acquire() as conn:
             try:
-                saved = await self._run(conn, "aliases.save", alias=alias, thread_id=thread_id,
-                                        created_at=created_at.isoformat())
+                saved = await self._run(
+                    conn, "aliases.save", alias=alias, thread_id=thread_id, created_at=created_at.isoformat()
+                )
             except ThreadStoreError as exc:
                 if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
                     return False  # the thread was deleted in between
@@ -990,8 +1068,12 @@ class PostgresBackend:
         return [row[0] for row in rows]
 
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
-        doc: bytes = await self._read("stats.usage", hour_ago=hour_ago.isoformat(),
-                                      day_ago=day_ago.isoformat(), week_ago=week_ago.isoformat())
+        doc: bytes = await self._read(
+            "stats.usage",
+            hour_ago=hour_ago.isoformat(),
+            day_ago=day_ago.isoformat(),
+            week_ago=week_ago.isoformat(),
+        )
         return doc
 
     # -- export, import, copy ---------------------------------------------------------------
@@ -1005,16 +1087,23 @@ class PostgresBackend:
         return [row[0] for row in rows]
 
     async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
-        threads = [{
-            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
-            "last_sequence": copy.last_sequence, "messages": msgspec.Raw(copy.plan.new),
-            "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
-        } for copy in copies]
+        threads = [
+            {
+                **self._thread_params(copy.plan),
+                "id": copy.plan.thread_id,
+                "last_sequence": copy.last_sequence,
+                "messages": msgspec.Raw(copy.plan.new),
+                "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
+            }
+            for copy in copies
+        ]
         ids = [copy.plan.thread_id for copy in copies]
         async with self._acquire() as conn:
             try:
-                rows = await _retried(lambda: self._run(conn, "postgres.put", threads=threads),
-                                      lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})")
+                rows = await _retried(
+                    lambda: self._run(conn, "postgres.put", threads=threads),
+                    lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
+                )
             except ConflictError as exc:
                 if _collided(exc):
                     raise

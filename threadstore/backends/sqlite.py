@@ -109,9 +109,25 @@ _decode_param = functools.lru_cache(maxsize=64)(msgspec.json.decode)
 _encode = msgspec.json.encode
 
 # The messages table's columns, in the order of the rows _message_row builds.
-MESSAGE_COLUMNS = ("id", "thread_id", "sequence", "turn", "role", "content", "reasoning_content",
-                   "name", "tool_call_id", "tool_calls", "attributes", "timestamp", "source",
-                   "platforms", "attachments", "metrics", "reactions")
+MESSAGE_COLUMNS = (
+    "id",
+    "thread_id",
+    "sequence",
+    "turn",
+    "role",
+    "content",
+    "reasoning_content",
+    "name",
+    "tool_call_id",
+    "tool_calls",
+    "attributes",
+    "timestamp",
+    "source",
+    "platforms",
+    "attachments",
+    "metrics",
+    "reactions",
+)
 _MESSAGE_WRITES = ("sqlite.insert_message", "sqlite.update_message")  # run with executemany
 
 
@@ -143,21 +159,40 @@ _decode_docs = msgspec.json.Decoder(list[_MessageDoc]).decode
 
 def _message_row(doc: _MessageDoc, thread_id: str, sequence: int | None) -> tuple[Any, ...]:
     """The values of a message row, in MESSAGE_COLUMNS order."""
-    return (doc.id, thread_id, sequence, doc.turn, doc.role, doc.content, doc.reasoning_content,
-            doc.name, doc.tool_call_id, doc.tool_calls, doc.attributes, doc.timestamp, doc.source,
-            doc.platforms, doc.attachments, doc.metrics, doc.reactions)
+    return (
+        doc.id,
+        thread_id,
+        sequence,
+        doc.turn,
+        doc.role,
+        doc.content,
+        doc.reasoning_content,
+        doc.name,
+        doc.tool_call_id,
+        doc.tool_calls,
+        doc.attributes,
+        doc.timestamp,
+        doc.source,
+        doc.platforms,
+        doc.attachments,
+        doc.metrics,
+        doc.reactions,
+    )
 
 
 def _quote(text: str | None) -> str:
     return "null" if text is None else _encode(text).decode()
 
 
-def _header(id: str, title: str, attributes: str, platforms: str, source: str | None,
-            created_at: str, updated_at: str) -> str:
+def _header(
+    id: str, title: str, attributes: str, platforms: str, source: str | None, created_at: str, updated_at: str
+) -> str:
     """The start of a thread document, up to its messages array, from the thread's columns."""
-    return (f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
-            f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
-            f'"updated_at":"{updated_at}","messages":[')
+    return (
+        f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
+        f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
+        f'"updated_at":"{updated_at}","messages":['
+    )
 
 
 def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
@@ -171,8 +206,25 @@ def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
             out.append(("]}," if out else "") + _header(*row[2:9]))
             thread_id, comma = _quote(row[2]), ""
             continue
-        (_, sequence, id, turn, role, content, reasoning_content, name, tool_call_id, tool_calls,
-         attributes, timestamp, source, platforms, attachments, metrics, reactions) = row
+        (
+            _,
+            sequence,
+            id,
+            turn,
+            role,
+            content,
+            reasoning_content,
+            name,
+            tool_call_id,
+            tool_calls,
+            attributes,
+            timestamp,
+            source,
+            platforms,
+            attachments,
+            metrics,
+            reactions,
+        ) = row
         out.append(
             f'{comma}{{"id":{_quote(id)},"thread_id":{thread_id},"sequence":{sequence},'
             f'"turn":{"null" if turn is None else turn},"role":{_quote(role)},'
@@ -180,7 +232,8 @@ def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
             f'"name":{_quote(name)},"tool_call_id":{_quote(tool_call_id)},'
             f'"tool_calls":{tool_calls or "null"},"attributes":{attributes},'
             f'"timestamp":"{timestamp}","source":{source or "null"},"platforms":{platforms},'
-            f'"attachments":{attachments},"metrics":{metrics},"reactions":{reactions}}}')
+            f'"attachments":{attachments},"metrics":{metrics},"reactions":{reactions}}}'
+        )
         comma = ","
     if out:
         out.append("]}")
@@ -190,12 +243,18 @@ def _documents(rows: Iterable[tuple[Any, ...]]) -> str:
 def _summaries(rows: Iterable[tuple[Any, ...]]) -> str:
     """A JSON array of ThreadSummary documents from bounded.summaries rows: a thread's columns,
     its message count and its last message's document (or NULL)."""
-    return "[" + ",".join([
-        f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
-        f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
-        f'"updated_at":"{updated_at}","message_count":{count},"last_message":{last or "null"}}}'
-        for id, title, attributes, platforms, source, created_at, updated_at, count, last in rows
-    ]) + "]"
+    return (
+        "["
+        + ",".join(
+            [
+                f'{{"id":{_quote(id)},"title":{_quote(title)},"attributes":{attributes},'
+                f'"platforms":{platforms},"source":{source or "null"},"created_at":"{created_at}",'
+                f'"updated_at":"{updated_at}","message_count":{count},"last_message":{last or "null"}}}'
+                for id, title, attributes, platforms, source, created_at, updated_at, count, last in rows
+            ]
+        )
+        + "]"
+    )
 
 
 def _optional(document: str | None) -> Any:
@@ -221,17 +280,22 @@ def _trigram_query(literals: Sequence[str]) -> str:
 # The functions search.sql calls, registered on each connection: threadstore.matching's code,
 # so SQLite answers exactly as the memory backend does.
 _FUNCTIONS: dict[str, Any] = {
-    "regexp": lambda pattern, text: (None if pattern is None or text is None
-                                     else matching.matcher(pattern)(text)),
+    "regexp": lambda pattern, text: (
+        None if pattern is None or text is None else matching.matcher(pattern)(text)
+    ),
     "threadstore_content_text": lambda content: matching.content_text(_optional(content)),
     "threadstore_has_reference": lambda platforms, name, reference: matching.has_reference(
-        _decode(platforms), name, _decode_param(reference)),
+        _decode(platforms), name, _decode_param(reference)
+    ),
     "threadstore_has_all": lambda document, wanted: matching.contains_all(
-        _decode(document), _decode_param(wanted)),
+        _decode(document), _decode_param(wanted)
+    ),
     "threadstore_platform_match": lambda platforms, source, name, wanted: matching.platform_match(
-        _decode(platforms), _optional(source), name, _decode_param(wanted)),
+        _decode(platforms), _optional(source), name, _decode_param(wanted)
+    ),
     "threadstore_value_equals": lambda document, keys, value: matching.value_equals(
-        _decode(document), _decode_param(keys), _decode_param(value)),
+        _decode(document), _decode_param(keys), _decode_param(value)
+    ),
 }
 
 
@@ -241,16 +305,19 @@ class SQLiteBackend:
     name = "sqlite"
     loop_bound = True
 
-    def __init__(self, path: str, *, echo: bool = False, url: str | None = None,
-                 read_only: bool = False) -> None:
+    def __init__(
+        self, path: str, *, echo: bool = False, url: str | None = None, read_only: bool = False
+    ) -> None:
         self._path = path
         self._url = url or f"sqlite:///{path}"  # as given, for messages naming a command
         self._echo = echo
         self._read_only = read_only and path != ":memory:"  # a private one gets its schema
         self._queries = queries.load("sqlite")
         # Each executemany statement binds its parameters by name from MESSAGE_COLUMNS rows.
-        self._binders = {name: itemgetter(*[MESSAGE_COLUMNS.index(p) for p in self._queries[name].params])
-                         for name in _MESSAGE_WRITES}
+        self._binders = {
+            name: itemgetter(*[MESSAGE_COLUMNS.index(p) for p in self._queries[name].params])
+            for name in _MESSAGE_WRITES
+        }
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._indexer: asyncio.Task[None] | None = None  # fills message_words; see _index_soon
@@ -433,10 +500,13 @@ class SQLiteBackend:
                     except sqlite3.Error as exc:
                         raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
                 if self._echo:
-                    log_statement(f"migrations.{migration.version:04d}_{migration.name}", started,
-                                  time.perf_counter())
+                    log_statement(
+                        f"migrations.{migration.version:04d}_{migration.name}", started, time.perf_counter()
+                    )
                 await self._run(
-                    "schema.record", version=migration.version, name=migration.name,
+                    "schema.record",
+                    version=migration.version,
+                    name=migration.name,
                     applied_at=_text_time(datetime.now(UTC)),
                 )
         if pending:
@@ -464,32 +534,35 @@ class SQLiteBackend:
             rows = await self._run("threads.list", limit=limit, offset=offset)
         return f"[{_documents(rows)}]".encode()
 
-    async def get_messages(self, thread_id: str, limit: int, before: int,
-                           after: int | None) -> bytes | None:
+    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         async with self._lock:
             if after is None:
-                rows = await self._run("bounded.messages_before", thread_id=thread_id,
-                                       before=before, limit=limit)
+                rows = await self._run(
+                    "bounded.messages_before", thread_id=thread_id, before=before, limit=limit
+                )
             else:
-                rows = await self._run("bounded.messages_after", thread_id=thread_id,
-                                       after=after, before=before, limit=limit)
+                rows = await self._run(
+                    "bounded.messages_after", thread_id=thread_id, after=after, before=before, limit=limit
+                )
         return _documents(rows).encode() if rows else None
 
-    async def list_threads(self, limit: int, after: tuple[datetime, str] | None,
-                           wanted: bytes | None) -> bytes:
+    async def list_threads(
+        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
+    ) -> bytes:
         # No position yet: "~" sorts after every ISO time, so every thread comes after it.
-        params = {"after_time": "~" if after is None else _text_time(after[0]),
-                  "after_id": "" if after is None else after[1], "limit": limit}
+        params = {
+            "after_time": "~" if after is None else _text_time(after[0]),
+            "after_id": "" if after is None else after[1],
+            "limit": limit,
+        }
         async with self._lock:
             if wanted is None:
                 rows = await self._run("bounded.summaries", **params)
             else:
-                rows = await self._run("bounded.summaries_by_attributes", wanted=wanted.decode(),
-                                       **params)
+                rows = await self._run("bounded.summaries_by_attributes", wanted=wanted.decode(), **params)
         return _summaries(rows).encode()
 
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int,
-                             dry_run: bool) -> int:
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
         params = {"cutoff": _text_time(cutoff), "wanted": None if wanted is None else wanted.decode()}
         count: int
         async with self._lock:
@@ -513,10 +586,13 @@ class SQLiteBackend:
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
         return {
-            "thread_id": plan.thread_id, "title": plan.title,
-            "attributes": plan.attributes.decode(), "platforms": plan.platforms.decode(),
+            "thread_id": plan.thread_id,
+            "title": plan.title,
+            "attributes": plan.attributes.decode(),
+            "platforms": plan.platforms.decode(),
             "source": None if plan.source is None else plan.source.decode(),
-            "created_at": _text_time(plan.created_at), "updated_at": _text_time(plan.updated_at),
+            "created_at": _text_time(plan.created_at),
+            "updated_at": _text_time(plan.updated_at),
         }
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
@@ -546,8 +622,10 @@ class SQLiteBackend:
                 else:
                     await self._run("sqlite.save_new_thread", **params)
                     base = 0
-                await self._run_many("sqlite.insert_message", [
-                    _message_row(doc, thread_id, base + i) for i, doc in enumerate(docs, 1)])
+                await self._run_many(
+                    "sqlite.insert_message",
+                    [_message_row(doc, thread_id, base + i) for i, doc in enumerate(docs, 1)],
+                )
         except (_NotLight, ConflictError):
             return None
         return {doc.id: base + i for i, doc in enumerate(docs, 1)}
@@ -560,8 +638,9 @@ class SQLiteBackend:
             sequences = {}
             if new:
                 held, last = {}, 0
-                state = await self._run("sqlite.save_state", thread_id=thread_id,
-                                        ids=_json_list([doc.id for doc in new]))
+                state = await self._run(
+                    "sqlite.save_state", thread_id=thread_id, ids=_json_list([doc.id for doc in new])
+                )
                 for message_id, mine, sequence in state:
                     if message_id is None:
                         last = sequence
@@ -585,8 +664,7 @@ class SQLiteBackend:
             if updates:
                 await self._run_many("sqlite.update_message", updates)
             if plan.removed:
-                await self._run("sqlite.delete_messages", thread_id=thread_id,
-                                ids=_json_list(plan.removed))
+                await self._run("sqlite.delete_messages", thread_id=thread_id, ids=_json_list(plan.removed))
                 await self._run("sqlite.renumber_negative", thread_id=thread_id)
                 renumbered = await self._run("sqlite.renumber_positive", thread_id=thread_id)
                 sequences.update({row[0]: row[1] for row in renumbered})
@@ -598,14 +676,18 @@ class SQLiteBackend:
         docs = _decode_docs(plan.messages)
         async with self._lock, self._transaction():
             row = await self._run(
-                "sqlite.append_thread", thread_id=thread_id, count=plan.count,
+                "sqlite.append_thread",
+                thread_id=thread_id,
+                count=plan.count,
                 updated_at=_text_time(plan.updated_at),
             )
             if row is None:
                 return None
             first = row[0]
-            await self._run_many("sqlite.insert_message", [
-                _message_row(doc, thread_id, first + i) for i, doc in enumerate(docs)])
+            await self._run_many(
+                "sqlite.insert_message",
+                [_message_row(doc, thread_id, first + i) for i, doc in enumerate(docs)],
+            )
         self._index_soon()
         return (_header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
 
@@ -632,7 +714,6 @@ class SQLiteBackend:
                 rows = await self._run("files.references_among", refs=_json_list(refs))
         return {row[0] for row in rows}
 
-
     # -- searches, lookups, aliases, statistics ---------------------------------------------
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
@@ -648,8 +729,12 @@ class SQLiteBackend:
     async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
         async with self._lock:
             doc: str = await self._run(
-                f"search.messages_by_{search.column}", keys=_json_list(search.keys),
-                value=search.value.decode(), limit=limit, offset=offset)
+                f"search.messages_by_{search.column}",
+                keys=_json_list(search.keys),
+                value=search.value.decode(),
+                limit=limit,
+                offset=offset,
+            )
         return doc.encode()
 
     def _index_soon(self) -> None:
@@ -698,20 +783,27 @@ class SQLiteBackend:
                 latest = {message_id: content for _, message_id, content in rows}
                 indexed = [(i, _indexed_text(content)) for i, content in latest.items()]
                 await self._run("sqlite.clear_words", ids=_encode(list(latest)).decode())
-                await self._run("sqlite.insert_words", rows=_encode(
-                    [[i, *texts] for i, texts in indexed if texts is not None]).decode())
+                await self._run(
+                    "sqlite.insert_words",
+                    rows=_encode([[i, *texts] for i, texts in indexed if texts is not None]).decode(),
+                )
                 await self._run("sqlite.dequeue_words", last=rows[-1][0])
             titles = await self._run("sqlite.queued_titles", batch=_INDEX_BATCH)
             if titles:
                 latest_titles = {thread_id: title for _, thread_id, title in titles}
                 await self._run("sqlite.clear_titles", ids=_encode(list(latest_titles)).decode())
-                await self._run("sqlite.insert_titles", rows=_encode(
-                    [[i, matching.fold(t)] for i, t in latest_titles.items() if t is not None]).decode())
+                await self._run(
+                    "sqlite.insert_titles",
+                    rows=_encode(
+                        [[i, matching.fold(t)] for i, t in latest_titles.items() if t is not None]
+                    ).decode(),
+                )
                 await self._run("sqlite.dequeue_titles", last=titles[-1][0])
         return max(len(rows), len(titles))
 
-    async def search(self, query: fulltext.Query, wanted: bytes | None, limit: int,
-                     offset: int) -> builtins.list[SearchRow]:
+    async def search(
+        self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
+    ) -> builtins.list[SearchRow]:
         name = "search.fulltext"
         params = {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
         if wanted is not None:
@@ -725,9 +817,12 @@ class SQLiteBackend:
                 while await self._index_batch() == _INDEX_BATCH:
                     pass
                 rows = await self._run(name, **params)
-        return [SearchRow(thread_id, message_id, sequence, role, score,
-                          matching.content_text(_optional(content)) or "")
-                for _, thread_id, message_id, sequence, role, score, content in rows]
+        return [
+            SearchRow(
+                thread_id, message_id, sequence, role, score, matching.content_text(_optional(content)) or ""
+            )
+            for _, thread_id, message_id, sequence, role, score, content in rows
+        ]
 
     async def thread_of_message(self, message_id: str) -> bytes | None:
         async with self._lock:
@@ -736,8 +831,9 @@ class SQLiteBackend:
 
     async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._lock:
-            saved = await self._run("aliases.save", alias=alias, thread_id=thread_id,
-                                    created_at=_text_time(created_at))
+            saved = await self._run(
+                "aliases.save", alias=alias, thread_id=thread_id, created_at=_text_time(created_at)
+            )
         return saved is not None
 
     async def thread_by_alias(self, alias: str) -> bytes | None:
@@ -757,8 +853,12 @@ class SQLiteBackend:
 
     async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         async with self._lock:
-            doc: str = await self._run("stats.usage", hour_ago=_text_time(hour_ago),
-                                       day_ago=_text_time(day_ago), week_ago=_text_time(week_ago))
+            doc: str = await self._run(
+                "stats.usage",
+                hour_ago=_text_time(hour_ago),
+                day_ago=_text_time(day_ago),
+                week_ago=_text_time(week_ago),
+            )
         return doc.encode()
 
     # -- export, import, copy ---------------------------------------------------------------
@@ -774,24 +874,37 @@ class SQLiteBackend:
         return [row[0] for row in rows]
 
     async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
-        threads = msgspec.json.encode([{
-            **self._thread_params(copy.plan), "id": copy.plan.thread_id,
-            "attributes": msgspec.Raw(copy.plan.attributes), "platforms": msgspec.Raw(copy.plan.platforms),
-            "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
-            "last_sequence": copy.last_sequence,
-        } for copy in copies]).decode()
+        threads = msgspec.json.encode(
+            [
+                {
+                    **self._thread_params(copy.plan),
+                    "id": copy.plan.thread_id,
+                    "attributes": msgspec.Raw(copy.plan.attributes),
+                    "platforms": msgspec.Raw(copy.plan.platforms),
+                    "source": None if copy.plan.source is None else msgspec.Raw(copy.plan.source),
+                    "last_sequence": copy.last_sequence,
+                }
+                for copy in copies
+            ]
+        ).decode()
         messages = {copy.plan.thread_id: _decode_docs(copy.plan.new) for copy in copies}
-        aliases = msgspec.json.encode([
-            {"alias": alias, "thread_id": copy.plan.thread_id, "created_at": _text_time(at)}
-            for copy in copies for alias, at in copy.aliases
-        ]).decode()
+        aliases = msgspec.json.encode(
+            [
+                {"alias": alias, "thread_id": copy.plan.thread_id, "created_at": _text_time(at)}
+                for copy in copies
+                for alias, at in copy.aliases
+            ]
+        ).decode()
         async with self._lock, self._transaction():
             rows = await self._run("sqlite.put_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:
                 # The documents carry the sequences the copies keep.
-                rows = [_message_row(doc, thread_id, doc.sequence)
-                        for thread_id in stored for doc in messages[thread_id]]
+                rows = [
+                    _message_row(doc, thread_id, doc.sequence)
+                    for thread_id in stored
+                    for doc in messages[thread_id]
+                ]
                 if rows:
                     await self._run_many("sqlite.insert_message", rows)
                 await self._run("sqlite.put_aliases", aliases=aliases, ids=_json_list(stored))
@@ -815,5 +928,9 @@ def _json_list(values: Sequence[str]) -> str:
 
 def create(config: DatabaseConfig) -> SQLiteBackend:
     """A SQLite backend for the path in ``config``."""
-    return SQLiteBackend(config.path or ":memory:", echo=config.settings.echo, url=config.masked_url,
-                         read_only=config.read_only)
+    return SQLiteBackend(
+        config.path or ":memory:",
+        echo=config.settings.echo,
+        url=config.masked_url,
+        read_only=config.read_only,
+    )

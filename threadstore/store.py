@@ -84,6 +84,7 @@ _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decod
 _decode_thread = decoding_stored(msgspec.json.Decoder(Thread).decode)
 _decode_threads = decoding_stored(msgspec.json.Decoder(list[Thread]).decode)
 _decode_messages = decoding_stored(msgspec.json.Decoder(list[Message]).decode)
+_decode_stored_message = decoding_stored(msgspec.json.Decoder(Message).decode)
 _decode_summaries = decoding_stored(msgspec.json.Decoder(list[ThreadSummary]).decode)
 _decode_usage = msgspec.json.Decoder(UsageCounts).decode
 _decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
@@ -758,12 +759,16 @@ class ThreadStore:
         thread._mark_synced(backend, changes)
         return thread
 
-    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
+    async def append(
+        self, thread_id: str, *messages: Message, file_store: FileStore | None = None, create: bool = False
+    ) -> Thread:
         """Add messages after the stored ones of a thread without loading it.
 
         Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
         the appended ones, with their stored sequences; saving it later leaves the others be.
-        Raises NotFoundError when the thread does not exist. Pending attachments are stored in
+        Raises NotFoundError when the thread does not exist, unless ``create``: then an absent
+        thread is stored (as ``Thread(id=thread_id)``) in the same transaction, so two first
+        appends at once both succeed and make one thread. Pending attachments are stored in
         ``file_store`` first, as by save().
         """
         _check_id(thread_id)
@@ -784,10 +789,10 @@ class ThreadStore:
         backend = await self._writer("append")
         if pending and file_store is not None:
             async with _storing(pending, file_store, backend.attachment_references) as stored:
-                header, sequences = await self._append(backend, thread_id, batch, stored)
+                header, sequences = await self._append(backend, thread_id, batch, stored, create)
             _record_stored(pending, stored)
         else:
-            header, sequences = await self._append(backend, thread_id, batch, {})
+            header, sequences = await self._append(backend, thread_id, batch, {}, create)
         thread = _decode_thread(header)
         for message in batch:
             _set_field(message, "sequence", sequences[message.id])
@@ -796,17 +801,36 @@ class ThreadStore:
         thread._mark_synced(backend)
         return thread
 
-    @staticmethod
     async def _append(
-        backend: Backend, thread_id: str, batch: builtins.list[Message], stored: Mapping[int, Attachment]
+        self,
+        backend: Backend,
+        thread_id: str,
+        batch: builtins.list[Message],
+        stored: Mapping[int, Attachment],
+        create: bool,
     ) -> tuple[bytes, dict[str, int]]:
+        now = utcnow()
         plan = AppendPlan(
-            thread_id=thread_id, messages=_message_docs(batch, stored), count=len(batch), updated_at=utcnow()
+            thread_id=thread_id,
+            messages=_message_docs(batch, stored),
+            count=len(batch),
+            updated_at=now,
+            create=self._plan(Thread(id=thread_id, created_at=now, updated_at=now)) if create else None,
         )
         result = await backend.append(plan)
         if result is None:
             raise NotFoundError(f"no thread {thread_id!r} to append to")
         return result
+
+    async def pop_message(self, thread_id: str) -> Message | None:
+        """Remove the thread's newest stored message (the highest sequence) and return it,
+        atomically: two pops at once never return the same message. None when the thread does
+        not exist or holds no stored message. Moves the thread's ``updated_at`` forward;
+        messages appended next number on from the highest sequence left."""
+        _check_id(thread_id)
+        backend = await self._writer("pop_message")
+        doc = await backend.pop_message(thread_id, utcnow())
+        return None if doc is None else _decode_stored_message(doc)
 
     async def get_or_create(self, thread_id: str) -> Thread:
         """The stored thread, or a new empty one with that id, stored now."""

@@ -674,13 +674,14 @@ class SQLiteBackend:
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         thread_id = plan.thread_id
         docs = _decode_docs(plan.messages)
+        params: dict[str, Any] = {"thread_id": thread_id, "count": plan.count}
+        if plan.create is None:
+            name, params["updated_at"] = "sqlite.append_thread", _text_time(plan.updated_at)
+        else:
+            name = "sqlite.append_creating_thread"
+            params.update(self._thread_params(plan.create), updated_at=_text_time(plan.updated_at))
         async with self._lock, self._transaction():
-            row = await self._run(
-                "sqlite.append_thread",
-                thread_id=thread_id,
-                count=plan.count,
-                updated_at=_text_time(plan.updated_at),
-            )
+            row = await self._run(name, **params)
             if row is None:
                 return None
             first = row[0]
@@ -690,6 +691,16 @@ class SQLiteBackend:
             )
         self._index_soon()
         return (_header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
+
+    async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
+        async with self._lock, self._transaction():
+            doc: str | None = await self._run("sqlite.pop_message", thread_id=thread_id)
+            if doc is None:
+                return None
+            await self._run(
+                "sqlite.pop_message_thread", thread_id=thread_id, updated_at=_text_time(updated_at)
+            )
+        return doc.encode()
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._lock, self._transaction():

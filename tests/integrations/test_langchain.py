@@ -10,10 +10,13 @@ import pytest
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     ChatMessage,
+    FunctionMessage,
     HumanMessage,
     SystemMessage,
+    SystemMessageChunk,
     ToolMessage,
 )
 
@@ -47,6 +50,9 @@ def rich() -> list[BaseMessage]:
             additional_kwargs={"refusal": None},
         ),
         ChatMessage(content="eine Rolle", role="critic"),
+        FunctionMessage(content="42", name="answer"),
+        SystemMessageChunk(content="ein Stück"),
+        AIMessageChunk(content="noch ein Stück"),
     ]
 
 
@@ -99,7 +105,10 @@ async def test_every_message_type_round_trips_and_is_a_real_message(store: Threa
     thread = await store.get("s")
     assert thread is not None
     roles = [m.role for m in thread.messages]
-    assert roles == ["developer", "user", "assistant", "tool", "developer", "assistant", "user"]
+    assert roles == [
+        *["developer", "user", "assistant", "tool", "developer", "assistant"],
+        *["user", "tool", "developer", "assistant"],
+    ]
     call = thread.messages[2]
     assert call.tool_calls == [
         {

@@ -23,7 +23,14 @@ from threadstore.models import Message
 from threadstore.store import ThreadStore
 
 FRAMEWORK = "langchain"
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "developer": "developer"}
+# LangChain message types (chunks too: "AIMessageChunk") by prefix -> the role stored.
+_ROLES = (
+    ("human", "user"),
+    ("ai", "assistant"),
+    ("system", "system"),
+    ("tool", "tool"),
+    ("function", "tool"),
+)
 
 
 def to_message(message: BaseMessage) -> Message:
@@ -31,11 +38,19 @@ def to_message(message: BaseMessage) -> Message:
     if not isinstance(message, BaseMessage):
         raise TypeError(f"a chat history holds BaseMessages, got {type(message).__name__}")
     item = message_to_dict(message)
-    kind = item["type"].removesuffix("Chunk").lower()
-    role = _ROLES.get(kind, "assistant" if kind.startswith("ai") else "user")
-    if kind == "chat" and getattr(message, "role", None) in ("user", "assistant", "system", "developer"):
+    kind = item["type"].lower()
+    role = next((role for prefix, role in _ROLES if kind.startswith(prefix)), "user")
+    if kind.startswith("chat") and getattr(message, "role", None) in (
+        "user",
+        "assistant",
+        "system",
+        "developer",
+    ):
         role = str(getattr(message, "role"))  # noqa: B009 - ChatMessage only
-    tool_call_id = getattr(message, "tool_call_id", None)
+    # A FunctionMessage answers the function it names.
+    tool_call_id = getattr(message, "tool_call_id", None) or (
+        message.name if kind.startswith("function") else None
+    )
     if role == "tool" and not tool_call_id:
         role = "user"
     calls = [

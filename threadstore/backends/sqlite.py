@@ -459,8 +459,9 @@ class SQLiteBackend:
 
     async def _in_one_call(self, name: str, write: Callable[[sqlite3.Connection], _T]) -> _T:
         """``write`` inside BEGIN IMMEDIATE ... COMMIT, all in one call to the connection's
-        thread (the caller holds the lock): each call costs 60-100 us of handing over, so an
-        append of 3 messages took 0.86 ms in four calls and takes 0.50 ms in one. Rolled back on
+        thread (the caller holds the lock): each call costs 60-100 us of handing over (BEGIN, an
+        insert, an executemany of 3 rows and COMMIT: 0.86 ms in four calls, 0.50 ms in one,
+        measured side by side on aiosqlite). Rolled back on
         any failure. A cancellation waits for the call to end (it cannot be stopped on the
         thread) and is raised then, so the write has happened wholly or not at all."""
         conn = self._connection()

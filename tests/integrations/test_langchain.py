@@ -142,3 +142,43 @@ async def test_sync_methods_on_an_async_store_say_what_to_use(store: ThreadStore
         history.add_messages(THREE)
     with pytest.raises(TypeError, match="threadstore"):
         ThreadStoreChatMessageHistory("s", "not a store")  # type: ignore[arg-type]
+
+
+# RunnableWithMessageHistory is deprecated in langchain-core 1.x (for LangGraph's persistence),
+# and still how a chat history serves a chain.
+@pytest.mark.filterwarnings("ignore::langchain_core._api.deprecation.LangChainDeprecationWarning")
+async def test_runnable_with_message_history_keeps_the_conversation(store: ThreadStore) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Antworte kurz."), MessagesPlaceholder("history"), ("human", "{question}")]
+    )
+    model = FakeListChatModel(responses=["Grüezi!", "Tschüss!"])
+    seen: list[int] = []
+
+    def count(value: object) -> object:
+        seen.append(len(value.to_messages()))  # type: ignore[attr-defined]
+        return value
+
+    chat = RunnableWithMessageHistory(
+        prompt | count | model,
+        lambda session_id: ThreadStoreChatMessageHistory(session_id, store),
+        input_messages_key="question",
+        history_messages_key="history",
+    )
+    config = {"configurable": {"session_id": "s1"}}
+
+    first = await chat.ainvoke({"question": "Hallo"}, config=config)  # type: ignore[arg-type]
+    second = await chat.ainvoke({"question": "Auf Wiedersehen"}, config=config)  # type: ignore[arg-type]
+
+    assert (first.content, second.content) == ("Grüezi!", "Tschüss!")
+    assert seen == [2, 4]  # the second call saw the first exchange from the store
+    history = await ThreadStoreChatMessageHistory("s1", store).aget_messages()
+    assert [(type(m).__name__, m.content) for m in history] == [
+        ("HumanMessage", "Hallo"),
+        ("AIMessage", "Grüezi!"),
+        ("HumanMessage", "Auf Wiedersehen"),
+        ("AIMessage", "Tschüss!"),
+    ]

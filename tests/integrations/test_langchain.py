@@ -149,7 +149,9 @@ async def test_sync_methods_on_an_async_store_say_what_to_use(store: ThreadStore
 @pytest.mark.filterwarnings("ignore::langchain_core._api.deprecation.LangChainDeprecationWarning")
 async def test_runnable_with_message_history_keeps_the_conversation(store: ThreadStore) -> None:
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_core.prompt_values import PromptValue
     from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables import RunnableConfig
     from langchain_core.runnables.history import RunnableWithMessageHistory
 
     prompt = ChatPromptTemplate.from_messages(
@@ -158,8 +160,8 @@ async def test_runnable_with_message_history_keeps_the_conversation(store: Threa
     model = FakeListChatModel(responses=["Grüezi!", "Tschüss!"])
     seen: list[int] = []
 
-    def count(value: object) -> object:
-        seen.append(len(value.to_messages()))  # type: ignore[attr-defined]
+    def count(value: PromptValue) -> PromptValue:
+        seen.append(len(value.to_messages()))
         return value
 
     chat = RunnableWithMessageHistory(
@@ -168,10 +170,10 @@ async def test_runnable_with_message_history_keeps_the_conversation(store: Threa
         input_messages_key="question",
         history_messages_key="history",
     )
-    config = {"configurable": {"session_id": "s1"}}
+    config: RunnableConfig = {"configurable": {"session_id": "s1"}}
 
-    first = await chat.ainvoke({"question": "Hallo"}, config=config)  # type: ignore[arg-type]
-    second = await chat.ainvoke({"question": "Auf Wiedersehen"}, config=config)  # type: ignore[arg-type]
+    first = await chat.ainvoke({"question": "Hallo"}, config=config)
+    second = await chat.ainvoke({"question": "Auf Wiedersehen"}, config=config)
 
     assert (first.content, second.content) == ("Grüezi!", "Tschüss!")
     assert seen == [2, 4]  # the second call saw the first exchange from the store

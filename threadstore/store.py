@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from threadstore import cursors, fulltext, matching
+from threadstore import cursors, fulltext, matching, tracking
 from threadstore.backends import (
     AppendPlan,
     Backend,
@@ -46,18 +46,16 @@ from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import NotFoundError, ReadOnlyError, StoreClosedError, ThreadStoreError
 from threadstore.models import (
     Attachment,
-    Changes,
     Message,
     SearchHit,
     Thread,
     ThreadPage,
     ThreadSummary,
-    _set_field,
-    _unique_ids,
     as_utc,
     decoding_stored,
     utcnow,
 )
+from threadstore.tracking import Changes, set_quietly
 from threadstore.transfer import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
@@ -727,7 +725,7 @@ class ThreadStore:
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         _check_file_store(file_store)
         backend = await self._writer("save")
-        changes = thread._changes(backend)
+        changes = tracking.changes(thread, backend)
         pending = _pending_attachments([*changes.new, *changes.edited])
         if not pending:
             return await self._save(thread, backend, changes, {})
@@ -741,21 +739,14 @@ class ThreadStore:
     async def _save(
         self, thread: Thread, backend: Backend, changes: Changes, stored: Mapping[int, Attachment]
     ) -> Thread:
-        plan = self._plan(thread, changes, stored, synced=thread.__dict__.get("_origin") is backend)
-        thread._begin_save(changes)
+        plan = self._plan(thread, changes, stored, synced=changes.synced)
+        tracking.begin(changes)
         try:
             sequences = await backend.save(plan)
         except BaseException:
-            thread._abort_save(changes)
+            tracking.abort(changes)
             raise
-        for message in changes.new:
-            _set_field(message, "thread_id", thread.id)
-        if sequences:
-            for message in thread.messages if changes.removed else changes.new:
-                sequence = sequences.get(message.id)
-                if sequence is not None:
-                    _set_field(message, "sequence", sequence)
-        thread._mark_synced(backend, changes)
+        tracking.mark_saved(thread, backend, changes, sequences)
         return thread
 
     async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
@@ -790,11 +781,10 @@ class ThreadStore:
             header, sequences = await self._append(backend, thread_id, batch, {})
         thread = _decode_thread(header)
         for message in batch:
-            _set_field(message, "sequence", sequences[message.id])
-            _set_field(message, "thread_id", thread_id)
+            set_quietly(message, "sequence", sequences[message.id])
+            set_quietly(message, "thread_id", thread_id)
         thread.messages = batch
-        thread._mark_synced(backend)
-        return thread
+        return tracking.mark_loaded(thread, backend)
 
     @staticmethod
     async def _append(
@@ -973,16 +963,14 @@ class ThreadStore:
     def _threads(backend: Backend, docs: bytes) -> builtins.list[Thread]:
         threads = _decode_threads(docs)
         for thread in threads:
-            thread._mark_synced(backend)
+            tracking.mark_loaded(thread, backend)
         return threads
 
     @staticmethod
     def _thread(backend: Backend, doc: bytes | None) -> Thread | None:
         if doc is None:
             return None
-        thread = _decode_thread(doc)
-        thread._mark_synced(backend)
-        return thread
+        return tracking.mark_loaded(_decode_thread(doc), backend)
 
     # -- searches and lookups ---------------------------------------------------------------
     # Each returns whole threads with their messages, newest updated_at first (id breaks ties),
@@ -1228,7 +1216,7 @@ class ThreadStore:
         present = set(await backend.stored(builtins.list(batch)))
         todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
         for thread in todo:
-            _unique_ids(thread.id, thread.messages)  # Messages only, each once
+            tracking.unique_ids(thread.id, thread.messages)  # Messages only, each once
         pending = _pending_attachments(m for thread in todo for m in thread.messages if m.role != "system")
         if not pending:
             return await self._put(backend, todo, {})
@@ -1264,8 +1252,8 @@ class ThreadStore:
         for message in messages:
             if message.sequence is None:
                 last += 1
-                _set_field(message, "sequence", last)
-            _set_field(message, "thread_id", thread.id)
+                set_quietly(message, "sequence", last)
+            set_quietly(message, "thread_id", thread.id)
         aliases: dict[str, datetime] = {}
         for record in thread.aliases if isinstance(thread, ThreadRecord) else []:
             if not isinstance(record, AliasRecord):

@@ -247,9 +247,9 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
 
     def __post_init__(self) -> None:
         if not _trust.on:
-            self._validate()
+            self.validate()
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check the fields and normalise the timestamp; run again at save, since fields may
         have been assigned since construction."""
         if self.role not in ROLES:
@@ -387,9 +387,9 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
 
     def __post_init__(self) -> None:
         if not _trust.on:
-            self._validate()
+            self.validate()
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check the fields and normalise the times to UTC; run again at save, since fields
         may have been assigned since construction."""
         _require(self.id, str, "Thread.id")
@@ -534,6 +534,19 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         """A message's reactions (emoji -> user ids); empty when the message is absent."""
         message = self.get_message(message_id)
         return {} if message is None else {k: list(v) for k, v in message.reactions.items()}
+
+
+class AliasRecord(msgspec.Struct, frozen=True):
+    """An alias of an exported thread and when it was saved."""
+
+    alias: str
+    created_at: datetime
+
+
+class ThreadRecord(Thread, kw_only=True):
+    """A thread with its messages and its aliases: one line of an export."""
+
+    aliases: list[AliasRecord] = msgspec.field(default_factory=list)
 
 
 async def _describe(content: bytes, mime: str) -> tuple[str, str | None, bool]:

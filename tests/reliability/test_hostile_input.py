@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.support import STRESS
 from threadstore import Message, Thread, ThreadStore, ThreadStoreError
-from threadstore.store import MAX_DEPTH
+from threadstore.documents import MAX_DEPTH
 
 
 def _nested(levels: int, make: Callable[[Any], Any]) -> Any:

@@ -17,7 +17,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -189,23 +188,18 @@ class Attachment(msgspec.Struct, kw_only=True):
         try:
             content = await self.get_content_bytes(file_store)
             stored = await file_store.save(content, self.filename, self.mime_type)
-            self._record(stored, await _describe(content, stored["mime_type"]))
+            # Imported here, as in threadstore/__init__.py: threadstore.mime (zipfile, mimetypes)
+            # would take `import threadstore` from ~70 to ~130 ms (make bench).
+            from threadstore import mime
+
+            self.mark_stored(stored, await mime.describe(content, stored["mime_type"]))
         except Exception:
             self.status = "failed"
             raise
 
-    async def _stored_copy(
-        self, file_store: FileStore, held: dict[str, int], created: list[Path]
-    ) -> Attachment:
-        """A copy of this pending attachment as the database keeps it once its bytes are stored
-        (for ThreadStore.save; see files.storing)."""
-        content = await self.get_content_bytes()
-        stored = await file_store._put(content, self.filename, self.mime_type, held, created)
-        copy = msgspec.structs.replace(self, content=None)
-        copy._record(stored, await _describe(content, stored["mime_type"]))
-        return copy
-
-    def _record(self, stored: dict[str, Any], description: tuple[str, str | None, bool]) -> None:
+    def mark_stored(self, stored: dict[str, Any], description: tuple[str, str | None, bool]) -> None:
+        """Record where the bytes went: ``stored`` is FileStore.save()'s metadata, ``description``
+        threadstore.mime.describe()'s (kind, processed_content, truncated)."""
         kind, text, truncated = description
         self.file_id = stored["id"]
         self.storage_path = stored["storage_path"]
@@ -547,17 +541,3 @@ class ThreadRecord(Thread, kw_only=True):
     """A thread with its messages and its aliases: one line of an export."""
 
     aliases: list[AliasRecord] = msgspec.field(default_factory=list)
-
-
-async def _describe(content: bytes, mime: str) -> tuple[str, str | None, bool]:
-    """(kind, processed_content, truncated) for stored bytes of type ``mime``."""
-    # Imported here, as in threadstore/__init__.py and store.py: asyncio and threadstore.mime
-    # (zipfile, mimetypes) would take `import threadstore` from ~70 to ~130 ms (make bench).
-    import asyncio
-
-    from threadstore.mime import extract_text, is_textual, kind_of
-
-    if not is_textual(mime):
-        return kind_of(mime), None, False
-    text, truncated = await asyncio.to_thread(extract_text, content, mime)
-    return kind_of(mime), text, truncated

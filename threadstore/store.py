@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from threadstore import checks, cursors, documents, fulltext, matching, tracking
+from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracking
 from threadstore.backends import (
     Backend,
     ByAttributes,
@@ -49,55 +49,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from threadstore.files import FileStore
-
-
-def _pending_attachments(messages: Iterable[Message]) -> builtins.list[Attachment]:
-    """The attachments of ``messages`` whose bytes must go to a FileStore before the messages are
-    written (status other than "stored"), after checking every attachment's metadata."""
-    pending = []
-    for message in messages:
-        if not isinstance(message.attachments, list):
-            continue  # message._validate() names the field
-        for attachment in message.attachments:
-            what = f"attachment of message {message.id!r}"
-            if not isinstance(attachment, Attachment):
-                raise TypeError(f"an {what} is a {type(attachment).__name__}, not an Attachment")
-            name = attachment.filename
-            if not isinstance(name, str) or not name or "\x00" in name:
-                raise ValueError(
-                    f"an {what} has the filename {name!r}: it must be a non-empty string "
-                    "without NUL characters"
-                )
-            if attachment.status == "stored":
-                if not (attachment.storage_path or attachment.file_id):
-                    raise ValueError(f"{what} {name!r} has status 'stored' but no file_id or storage_path")
-                continue
-            if attachment.content is None:
-                raise ValueError(f"{what} {name!r} is {attachment.status!r} but holds no content to store")
-            pending.append(attachment)
-    return pending
-
-
-def _record_stored(pending: builtins.list[Attachment], stored: Mapping[int, Attachment]) -> None:
-    """Give the caller's attachments what was stored (they keep their content)."""
-    for attachment in pending:
-        copy = stored[id(attachment)]
-        for field in Attachment.__struct_fields__:
-            if field != "content":
-                setattr(attachment, field, getattr(copy, field))
-
-
-def _no_file_store(pending: builtins.list[Attachment]) -> ValueError:
-    return ValueError(
-        f"{len(pending)} attachment(s) (the first: {pending[0].filename[:200]!r}) must be stored "
-        "before the messages are saved: pass file_store=FileStore (await FileStore.create(...))"
-    )
-
-
-def _storing(pending: Any, file_store: FileStore, references: Any) -> Any:
-    from threadstore.files import storing
-
-    return storing(pending, file_store, references)
 
 
 _CLOSE_TIMEOUT = 5.0  # seconds the end of an event loop waits for an unclosed store to close
@@ -414,14 +365,9 @@ class ThreadStore:
         checks.check_file_store(file_store)
         backend = await self._writer("save")
         changes = tracking.changes(thread, backend)
-        pending = _pending_attachments([*changes.new, *changes.edited])
-        if not pending:
-            return await self._save(thread, backend, changes, {})
-        if file_store is None:
-            raise _no_file_store(pending)
-        async with _storing(pending, file_store, backend.attachment_references) as stored:
+        pending = attachments.pending_of([*changes.new, *changes.edited])
+        async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
             await self._save(thread, backend, changes, stored)
-        _record_stored(pending, stored)
         return thread
 
     async def _save(
@@ -457,16 +403,12 @@ class ThreadStore:
                 raise ValueError("system messages are never stored; append() takes the others")
         if len({m.id for m in batch}) != len(batch):
             raise ValueError("append() got the same message twice")
-        pending = _pending_attachments(batch)
+        pending = attachments.pending_of(batch)
         if pending and file_store is None:
-            raise _no_file_store(pending)
+            raise attachments.no_file_store(pending)
         backend = await self._writer("append")
-        if pending and file_store is not None:
-            async with _storing(pending, file_store, backend.attachment_references) as stored:
-                header, sequences = await self._append(backend, thread_id, batch, stored)
-            _record_stored(pending, stored)
-        else:
-            header, sequences = await self._append(backend, thread_id, batch, {})
+        async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
+            header, sequences = await self._append(backend, thread_id, batch, stored)
         thread = documents.decode_thread(header)
         for message in batch:
             set_quietly(message, "sequence", sequences[message.id])
@@ -906,15 +848,9 @@ class ThreadStore:
         todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
         for thread in todo:
             tracking.unique_ids(thread.id, thread.messages)  # Messages only, each once
-        pending = _pending_attachments(m for thread in todo for m in thread.messages if m.role != "system")
-        if not pending:
-            return await self._put(backend, todo, {})
-        if file_store is None:
-            raise _no_file_store(pending)
-        async with _storing(pending, file_store, backend.attachment_references) as stored:
-            result = await self._put(backend, todo, stored)
-        _record_stored(pending, stored)
-        return result
+        pending = attachments.pending_of(m for thread in todo for m in thread.messages if m.role != "system")
+        async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
+            return await self._put(backend, todo, stored)
 
     async def _put(
         self, backend: Backend, threads: builtins.list[Thread], stored: Mapping[int, Attachment]

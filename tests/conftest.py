@@ -221,7 +221,7 @@ def _looks_inside(item: pytest.Item) -> bool:
     sync facade, live on another event loop): such tests run on the async store only."""
     function = getattr(item, "function", None)
     source = inspect.getsource(function) if function is not None else ""
-    return any(inside in source for inside in ("._backend", ".engine", ".async_session"))
+    return any(inside in source for inside in ("backend_of(", ".engine", ".async_session"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

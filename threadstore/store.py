@@ -7,13 +7,9 @@ driver calls.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import dataclasses
-import sys
 import time
-import warnings
-import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -30,10 +26,10 @@ from threadstore.backends import (
     MessageSearch,
     SchemaStatus,
     ThreadSearch,
-    open_backend,
 )
 from threadstore.config import DatabaseConfig, configure
-from threadstore.errors import NotFoundError, ReadOnlyError, StoreClosedError, ThreadStoreError
+from threadstore.errors import NotFoundError
+from threadstore.lifecycle import Connector
 from threadstore.models import (
     Attachment,
     Message,
@@ -46,54 +42,7 @@ from threadstore.models import (
 from threadstore.tracking import Changes, set_quietly
 
 if TYPE_CHECKING:
-    import asyncio
-
     from threadstore.files import FileStore
-
-
-_CLOSE_TIMEOUT = 5.0  # seconds the end of an event loop waits for an unclosed store to close
-
-
-def _running_loop() -> asyncio.AbstractEventLoop:
-    """The running event loop (asyncio is imported by then; the store does not import it)."""
-    loop: asyncio.AbstractEventLoop = sys.modules["asyncio"].get_running_loop()
-    return loop
-
-
-async def _close_when_loop_ends(
-    store: weakref.ref[ThreadStore], backend: Backend
-) -> AsyncGenerator[None, None]:
-    """Started when a store connects, so that its event loop finalises it when the loop shuts
-    down (``asyncio.run`` does, also after an exception), or when the store is garbage-collected:
-    then it closes the connections a program did not close, so the program exits, quietly.
-    The store itself closes it first when closed, or when it moves to another loop."""
-    try:
-        yield
-    finally:
-        owner = store()
-        if owner is None or owner._backend is backend:
-            if owner is not None:  # a later event loop connects afresh
-                owner._backend = owner._loop = owner._watcher = None
-            when = "was garbage-collected" if owner is None else "outlived its event loop"
-            warnings.warn(
-                f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
-                "closed for it; call close() or use `async with`",
-                ResourceWarning,
-                stacklevel=1,
-            )
-            import asyncio
-
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(backend.close(), _CLOSE_TIMEOUT)
-            backend.abandon()  # a no-op after a close that finished in time
-
-
-def _stop_watching(watcher: AsyncGenerator[None, None] | None) -> None:
-    """Finalise a watcher whose store has let go of its backend: its ``finally`` then returns
-    without awaiting, so this runs it to the end at once, from any loop or none."""
-    if watcher is not None:
-        with contextlib.suppress(StopIteration, RuntimeError):
-            watcher.aclose().send(None)
 
 
 class ThreadStore:
@@ -143,12 +92,7 @@ class ThreadStore:
         self._config: DatabaseConfig = dataclasses.replace(config, read_only=bool(read_only))
         # A private in-memory database gets its schema all the same: it is empty, and stays so.
         private = config.backend == "memory" or config.path == ":memory:"
-        self._migrate_on_open = migrate and (private or not read_only)
-        self._backend: Backend | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one the backend belongs to
-        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-        self._watcher: AsyncGenerator[None, None] | None = None
-        self._closed = False
+        self._connector = Connector(self._config, migrate=migrate and (private or not read_only))
         self._last_alias_time: datetime | None = None
 
     @classmethod
@@ -183,7 +127,7 @@ class ThreadStore:
             liveness_interval=liveness_interval,
             read_only=read_only,
         )
-        await store._ready()
+        await store._connector.ready()
         return store
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -202,7 +146,8 @@ class ThreadStore:
     def engine(self) -> Any:
         """The driver object underneath: an asyncpg ``Pool`` (PostgreSQL) or an aiosqlite
         ``Connection`` (SQLite); None in memory or before the store connects. Not SQLAlchemy."""
-        return None if self._backend is None else self._backend.engine
+        backend = self._connector.backend
+        return None if backend is None else backend.engine
 
     @property
     def async_session(self) -> Callable[[], AbstractAsyncContextManager[Any]] | None:
@@ -212,101 +157,32 @@ class ThreadStore:
         the block ends and rolls back on an exception. None for the in-memory store.
         On SQLite the block holds the store's only connection: no store call may run inside it.
         """
-        return None if self._config.backend == "memory" else self._session
-
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[Any]:
-        backend = await self._ready()
-        async with backend.session() as conn:
-            yield conn
+        return None if self._config.backend == "memory" else self._connector.session
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._backend else "not connected"
-        return f"<ThreadStore {self.backend} {self.database_url or ''} ({state})>".replace("  ", " ")
+        return self._connector.describe()
 
     @property
     def read_only(self) -> bool:
         """Whether the store was opened with ``read_only=True``."""
         return self._config.read_only
 
-    async def _writer(self, operation: str) -> Backend:
-        """The backend, for an operation that writes; ReadOnlyError on a read-only store."""
-        if self._config.read_only:
-            raise ReadOnlyError(f"{operation}() writes, and {self!r} was opened with read_only=True")
-        return await self._ready()
-
-    async def _ready(self) -> Backend:
-        backend = self._backend
-        if backend is not None and self._loop is _running_loop():
-            return backend
-        return await self._connect()
-
-    async def _connect(self) -> Backend:
-        """Connect, once however many first operations start together; and again in a later
-        event loop when the one the connections belong to has ended."""
-        import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
-
-        loop = asyncio.get_running_loop()
-        if self._backend is not None and self._loop is not loop:
-            self._leave_loop(self._backend, loop)
-            if self._backend is not None:
-                return self._backend
-        if self._closed:
-            raise StoreClosedError("this ThreadStore is closed")
-        if self._opening is None or self._opening[0] is not loop:
-            self._opening = (loop, asyncio.Lock())
-        async with self._opening[1]:  # ten first operations at once still connect once
-            if self._backend is None:
-                if self._closed:
-                    raise StoreClosedError("this ThreadStore is closed")
-                backend = open_backend(self._config)
-                await backend.open()
-                try:
-                    if self._migrate_on_open:
-                        await backend.migrate()
-                    if self._closed:  # close() was called while this was connecting
-                        raise StoreClosedError("this ThreadStore is closed")
-                    if backend.loop_bound:
-                        watcher = _close_when_loop_ends(weakref.ref(self), backend)
-                        await anext(watcher)  # now the loop knows it: it finalises it at its end
-                        self._watcher = watcher
-                except BaseException:
-                    await backend.close()
-                    raise
-                self._backend, self._loop = backend, loop
-            return self._backend
-
-    def _leave_loop(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
-        """The store is used in ``loop``, not the event loop its connections belong to."""
-        old, self._loop = self._loop, loop
-        if not backend.loop_bound:  # the in-memory store: nothing belongs to a loop
-            return
-        if old is not None and old.is_running():
-            self._loop = old
-            raise ThreadStoreError(
-                f"{self!r} is in use by an event loop running in another thread; a ThreadStore "
-                "serves one event loop at a time: create one store per thread"
-            )
-        # That loop was closed without finalising its async generators (asyncio.run would have):
-        # its connections cannot be closed from here, so they are dropped and new ones opened.
-        self._let_go()
-        backend.abandon()
-
-    def _let_go(self) -> Backend | None:
-        """Forget the backend (returned, for the caller to close) and finalise its watcher."""
-        backend, self._backend = self._backend, None
-        watcher, self._watcher = self._watcher, None
-        _stop_watching(watcher)
-        return backend
-
     async def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""
-        return await (await self._writer("migrate")).migrate()
+        return await (await self._connector.writer("migrate")).migrate()
 
     async def schema_status(self) -> SchemaStatus:
         """The schema version applied and the migrations pending (``"0002_name"``); changes
         nothing. Raises SchemaVersionError when the database is newer than this code."""
-        return await (await self._ready()).schema_status()
+        return await (await self._connector.ready()).schema_status()
+
+    async def ping(self) -> float:
+        """Seconds one round trip to the database takes (connecting first if needed); raises
+        StoreUnavailableError when it does not answer. 0-ish for the in-memory store."""
+        backend = await self._connector.ready()
+        started = time.perf_counter()
+        await backend.ping()
+        return time.perf_counter() - started
 
     async def close(self) -> None:
         """Release the connection(s). Further use raises StoreClosedError. Idempotent.
@@ -315,30 +191,10 @@ class ThreadStore:
         event loop that opened them ends (``asyncio.run`` returning or raising), with a
         ResourceWarning (shown only when warnings are enabled), as asyncio does for its own.
         """
-        self._closed = True
-        backend = self._let_go()
-        old = self._loop
-        if backend is None:
-            return
-        if old is None or old is _running_loop() or not backend.loop_bound:
-            await backend.close()
-        elif old.is_running():  # another thread's loop: close it there
-            import asyncio
-
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(backend.close(), old))
-        else:
-            backend.abandon()  # opened in an event loop that has ended: nothing to wait for
-
-    async def ping(self) -> float:
-        """Seconds one round trip to the database takes (connecting first if needed); raises
-        StoreUnavailableError when it does not answer. 0-ish for the in-memory store."""
-        backend = await self._ready()
-        started = time.perf_counter()
-        await backend.ping()
-        return time.perf_counter() - started
+        await self._connector.close()
 
     async def __aenter__(self) -> ThreadStore:
-        await self._ready()
+        await self._connector.ready()
         return self
 
     async def __aexit__(
@@ -363,7 +219,7 @@ class ThreadStore:
         if not isinstance(thread, Thread):
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         checks.check_file_store(file_store)
-        backend = await self._writer("save")
+        backend = await self._connector.writer("save")
         changes = tracking.changes(thread, backend)
         pending = attachments.pending_of([*changes.new, *changes.edited])
         async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
@@ -406,7 +262,7 @@ class ThreadStore:
         pending = attachments.pending_of(batch)
         if pending and file_store is None:
             raise attachments.no_file_store(pending)
-        backend = await self._writer("append")
+        backend = await self._connector.writer("append")
         async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
             header, sequences = await self._append(backend, thread_id, batch, stored)
         thread = documents.decode_thread(header)
@@ -430,7 +286,7 @@ class ThreadStore:
         thread = await self.get(thread_id)
         if thread is not None:
             return thread
-        backend = await self._writer("get_or_create")
+        backend = await self._connector.writer("get_or_create")
         await backend.create_if_absent(documents.save_plan(Thread(id=thread_id)))
         thread = await self.get(thread_id)
         if thread is None:  # deleted again in between
@@ -440,7 +296,7 @@ class ThreadStore:
     async def delete(self, thread_id: str) -> bool:
         """Delete a thread with its messages and aliases; False if it did not exist."""
         checks.check_id(thread_id)
-        return await (await self._writer("delete")).delete(thread_id)
+        return await (await self._connector.writer("delete")).delete(thread_id)
 
     async def delete_threads(
         self,
@@ -465,7 +321,7 @@ class ThreadStore:
             raise ValueError(f"older_than must not be negative, got {older_than}")
         checks.check_page(batch_size, "batch_size", 1)
         wanted = None if attributes is None else documents.wanted(attributes, "attributes")
-        backend = await (self._ready() if dry_run else self._writer("delete_threads"))
+        backend = await (self._connector.ready() if dry_run else self._connector.writer("delete_threads"))
         cutoff = utcnow() - older_than
         if dry_run:
             return await backend.delete_threads(cutoff, wanted, batch_size, True)
@@ -482,7 +338,7 @@ class ThreadStore:
         appended meanwhile are kept. NotFoundError for a missing thread."""
         checks.check_id(thread_id)
         checks.check_count(keep_last, "keep_last")
-        backend = await self._writer("prune_messages")
+        backend = await self._connector.writer("prune_messages")
         deleted = await backend.prune_messages(thread_id, keep_last)
         if deleted is None:
             raise NotFoundError(f"no thread {thread_id!r}")
@@ -495,7 +351,9 @@ class ThreadStore:
         ids = [checks.check_id(i) for i in thread_ids]
         if not ids:
             return 0
-        return await (await self._writer("delete_many")).delete_many(builtins.list(dict.fromkeys(ids)))
+        return await (await self._connector.writer("delete_many")).delete_many(
+            builtins.list(dict.fromkeys(ids))
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -507,10 +365,10 @@ class ThreadStore:
         """
         checks.check_id(thread_id)
         if last is None:
-            backend = await self._ready()
+            backend = await self._connector.ready()
             return self._thread(backend, await backend.get(thread_id))
         checks.check_page(last, "last", 0)
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return self._thread(backend, await backend.get_messages(thread_id, last, checks.PAST_LAST, None))
 
     async def get_messages(
@@ -528,7 +386,7 @@ class ThreadStore:
         for value, what in ((before, "before"), (after, "after")):
             if value is not None:
                 checks.check_page(value, what, 0, checks.PAST_LAST)
-        backend = await self._ready()
+        backend = await self._connector.ready()
         doc = await backend.get_messages(
             thread_id, limit, checks.PAST_LAST if before is None else before, after
         )
@@ -551,7 +409,7 @@ class ThreadStore:
         checks.check_page(limit, "limit", 1)
         wanted = None if attributes is None else documents.wanted(attributes, "attributes")
         after = None if cursor is None else cursors.decode(cursor, attributes)
-        backend = await self._ready()
+        backend = await self._connector.ready()
         summaries = documents.decode_summaries(await backend.list_threads(limit + 1, after, wanted))
         if len(summaries) <= limit:
             return ThreadPage(threads=summaries)
@@ -578,14 +436,14 @@ class ThreadStore:
         if isinstance(refs, str):
             raise TypeError("attachment_references() takes a list of references, not one string")
         if refs is None:
-            return await (await self._ready()).attachment_references(None)
+            return await (await self._connector.ready()).attachment_references(None)
         wanted = builtins.list(dict.fromkeys(checks.check_id(r, "reference") for r in refs))
         if not wanted:
             return set()
-        return await (await self._ready()).attachment_references(wanted)
+        return await (await self._connector.ready()).attachment_references(wanted)
 
     async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return self._threads(backend, await backend.list(limit, offset))
 
     @staticmethod
@@ -608,7 +466,7 @@ class ThreadStore:
     async def _find(self, search: ThreadSearch, limit: int | None, offset: int) -> builtins.list[Thread]:
         checks.check_count(limit, "limit", allow_none=True)
         checks.check_count(offset, "offset")
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return self._threads(backend, await backend.find_threads(search, limit, offset))
 
     async def search_by_title(
@@ -686,7 +544,7 @@ class ThreadStore:
         checks.check_count(limit, "limit")
         checks.check_count(offset, "offset")
         wanted = None if attributes is None else documents.wanted(attributes, "attributes")
-        backend = await self._ready()
+        backend = await self._connector.ready()
         if parsed.impossible:
             return []
         rows = await backend.search(parsed, wanted, limit, offset)
@@ -716,13 +574,13 @@ class ThreadStore:
         checks.check_count(limit, "limit", allow_none=True)
         checks.check_count(offset, "offset")
         search = MessageSearch(column=column, keys=keys, value=documents.field_json(value, "value"))  # type: ignore[arg-type]
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return documents.decode_messages(await backend.find_messages(search, limit, offset))
 
     async def get_thread_by_message_id(self, message_id: str) -> Thread | None:
         """The thread holding that stored message, or None."""
         checks.check_id(message_id, "message_id")
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return self._thread(backend, await backend.thread_of_message(message_id))
 
     # -- aliases ----------------------------------------------------------------------------
@@ -734,7 +592,7 @@ class ThreadStore:
         Raises NotFoundError when the thread does not exist."""
         checks.check_id(thread_id)
         checks.check_alias(alias)
-        backend = await self._writer("save_thread_alias")
+        backend = await self._connector.writer("save_thread_alias")
         if not await backend.save_alias(alias, thread_id, self._alias_time()):
             raise NotFoundError(f"no thread {thread_id!r} to alias")
 
@@ -750,18 +608,18 @@ class ThreadStore:
     async def get_by_alias(self, alias: str) -> Thread | None:
         """The thread ``alias`` names, or None."""
         checks.check_alias(alias)
-        backend = await self._ready()
+        backend = await self._connector.ready()
         return self._thread(backend, await backend.thread_by_alias(alias))
 
     async def delete_thread_alias(self, alias: str) -> bool:
         """Forget an alias (the thread stays); False if it was unknown."""
         checks.check_alias(alias)
-        return await (await self._writer("delete_thread_alias")).delete_alias(alias)
+        return await (await self._connector.writer("delete_thread_alias")).delete_alias(alias)
 
     async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         """The thread's aliases, in the order they were saved; empty for an unknown thread."""
         checks.check_id(thread_id)
-        return await (await self._ready()).aliases(thread_id)
+        return await (await self._connector.ready()).aliases(thread_id)
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -773,7 +631,7 @@ class ThreadStore:
         "completion_tokens", "total_tokens"}}}`` from Message.metrics (non-numbers count 0), and
         ``threads_last_hour`` / ``_24h`` / ``_7d`` by updated_at.
         """
-        backend = await self._ready()
+        backend = await self._connector.ready()
         now = utcnow()
         counts = documents.decode_usage(
             await backend.usage(now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7))
@@ -811,7 +669,7 @@ class ThreadStore:
             raise ValueError("page_size must be at least 1")
         if after is not None:
             checks.check_id(after, "after")
-        backend = await self._ready()
+        backend = await self._connector.ready()
         while True:
             page = documents.decode_page(await backend.export_page(after, page_size))
             if not page:
@@ -843,7 +701,7 @@ class ThreadStore:
         checks.check_file_store(file_store)
         if not batch:
             return []
-        backend = await self._writer("import_threads")
+        backend = await self._connector.writer("import_threads")
         present = set(await backend.stored(builtins.list(batch)))
         todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
         for thread in todo:

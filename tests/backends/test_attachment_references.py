@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from threadstore import Attachment, Message, Thread, ThreadStore
+from threadstore.testing import backend_of
 
 ODD_VALUES = [
     (
@@ -33,7 +34,7 @@ async def test_odd_stored_attachments_are_read_without_error(
             )
         )
         await store.save(thread)
-        backend = store._backend
+        backend = backend_of(store)
         assert backend is not None
         # Test set-up only: fixed statement text, values bound.
         if backend.name == "postgres":

@@ -10,6 +10,7 @@ from typing import Any
 from tests.helpers import user
 from threadstore import Message, Thread, ThreadStore, fulltext
 from threadstore.queries import load
+from threadstore.testing import backend_of
 
 
 async def test_fulltext_search_reads_the_fts5_index(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
         for store in (sqlite, memory):
             await store.save(Thread(id="k", title="\u212aELVIN", messages=[user("300 \u212aelvin")]))
             await store.save(Thread(id="s", title="Statu\u017f", messages=[user("\u017ftatus")]))
-        backend: Any = sqlite._backend
+        backend: Any = backend_of(sqlite)
         for indexed in (False, True):
             if indexed:
                 await asyncio.wait([backend._indexer], timeout=10)

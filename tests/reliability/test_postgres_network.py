@@ -26,6 +26,7 @@ from tests.helpers import conversation, stored, user
 from tests.reliability.support import assert_connections_idle, background_done, scaled
 from threadstore import StoreUnavailableError, Thread, ThreadStore
 from threadstore.errors import CommandTimeoutError
+from threadstore.testing import backend_of
 
 pytestmark = pytest.mark.pg
 
@@ -404,7 +405,7 @@ async def test_a_statement_longer_than_the_liveness_interval_is_not_cut(
 
 async def test_ping_answers_and_fails_within_the_bounds_when_black_holed(proxy: Proxy) -> None:
     async with asyncio.timeout(30), await ThreadStore.create(proxy.url, **FAST) as store:
-        backend: Any = store._backend
+        backend: Any = backend_of(store)
         await backend.ping()
         await background_done(store)
         proxy.blackhole()

@@ -41,11 +41,11 @@ async def _applied_versions(store: ThreadStore) -> list[int]:
     backend = backend_of(store)
     assert backend is not None
     if backend.name == "postgres":
-        async with backend._acquire() as conn:  # type: ignore[attr-defined]
-            rows = await backend._run(conn, "schema.versions")  # type: ignore[attr-defined]
+        async with backend._pool.acquire() as conn:  # type: ignore[attr-defined]
+            rows = await backend._pool.run(conn, "schema.versions")  # type: ignore[attr-defined]
     else:
-        async with backend._lock:  # type: ignore[attr-defined]
-            rows = await backend._run("schema.versions")  # type: ignore[attr-defined]
+        async with backend._db.lock:  # type: ignore[attr-defined]
+            rows = await backend._db.run("schema.versions")  # type: ignore[attr-defined]
     return [row[0] for row in rows]
 
 
@@ -81,12 +81,12 @@ async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(em
             from datetime import UTC, datetime
 
             record["applied_at"] = datetime.now(UTC)
-            async with backend._acquire() as conn:  # type: ignore[attr-defined]
-                await backend._run(conn, "schema.record", **record)  # type: ignore[attr-defined]
+            async with backend._pool.acquire() as conn:  # type: ignore[attr-defined]
+                await backend._pool.run(conn, "schema.record", **record)  # type: ignore[attr-defined]
         else:
             record["applied_at"] = "2030-01-01T00:00:00.000000+00:00"
-            async with backend._lock:  # type: ignore[attr-defined]
-                await backend._run("schema.record", **record)  # type: ignore[attr-defined]
+            async with backend._db.lock:  # type: ignore[attr-defined]
+                await backend._db.run("schema.record", **record)  # type: ignore[attr-defined]
     with pytest.raises(SchemaVersionError) as raised:
         await ThreadStore.create(empty_url)
     known = max(m.version for m in load("postgres" if "postgres" in empty_url else "sqlite").migrations)
@@ -120,7 +120,7 @@ def unprivileged_url(pg_server: str) -> Iterator[str]:
 async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged_url: str) -> None:
     async with await ThreadStore.create(unprivileged_url) as store:
         backend = backend_of(store)
-        async with backend._acquire() as conn:  # type: ignore[union-attr]
+        async with backend._pool.acquire() as conn:  # type: ignore[union-attr]
             indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
             extensions = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
         assert "pg_trgm" not in extensions

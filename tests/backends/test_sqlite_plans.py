@@ -68,7 +68,7 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
         backend: Any = backend_of(sqlite)
         for indexed in (False, True):
             if indexed:
-                await asyncio.wait([backend._indexer], timeout=10)
+                await asyncio.wait([backend._indexer.task], timeout=10)
             for pattern in ["kelvin", "KELVIN", "\u212aelvin", "status", "STATUS", "\u017ftatu"]:
                 for search in ("search_by_title", "search_by_content"):
                     expected = [t.id for t in await getattr(memory, search)(pattern)]

@@ -122,7 +122,7 @@ async def assert_nothing_left_open(store: ThreadStore, store_url: str | None) ->
     await assert_connections_idle(store)
     backend: Any = backend_of(store)
     if store.backend == "postgres":  # and the server agrees: no session of this store is mid-transaction
-        async with backend._pool.acquire() as conn:
+        async with backend.engine.acquire() as conn:
             stuck = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"

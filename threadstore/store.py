@@ -444,7 +444,7 @@ class ThreadStore:
 
     async def _list(self, limit: int | None, offset: int) -> builtins.list[Thread]:
         backend = await self._connector.ready()
-        return self._threads(backend, await backend.list(limit, offset))
+        return self._threads(backend, await backend.list_recent(limit, offset))
 
     @staticmethod
     def _threads(backend: Backend, docs: bytes) -> builtins.list[Thread]:
@@ -575,13 +575,13 @@ class ThreadStore:
         checks.check_count(offset, "offset")
         search = MessageSearch(column=column, keys=keys, value=documents.field_json(value, "value"))  # type: ignore[arg-type]
         backend = await self._connector.ready()
-        return documents.decode_messages(await backend.find_messages(search, limit, offset))
+        return documents.decode_messages(await backend.find_messages_by_attribute(search, limit, offset))
 
     async def get_thread_by_message_id(self, message_id: str) -> Thread | None:
         """The thread holding that stored message, or None."""
         checks.check_id(message_id, "message_id")
         backend = await self._connector.ready()
-        return self._thread(backend, await backend.thread_of_message(message_id))
+        return self._thread(backend, await backend.get_thread_by_message_id(message_id))
 
     # -- aliases ----------------------------------------------------------------------------
     # An alias is another, caller-chosen name of one thread: case-sensitive, any text of 1 to
@@ -593,7 +593,7 @@ class ThreadStore:
         checks.check_id(thread_id)
         checks.check_alias(alias)
         backend = await self._connector.writer("save_thread_alias")
-        if not await backend.save_alias(alias, thread_id, self._alias_time()):
+        if not await backend.save_thread_alias(alias, thread_id, self._alias_time()):
             raise NotFoundError(f"no thread {thread_id!r} to alias")
 
     def _alias_time(self) -> datetime:
@@ -609,17 +609,17 @@ class ThreadStore:
         """The thread ``alias`` names, or None."""
         checks.check_alias(alias)
         backend = await self._connector.ready()
-        return self._thread(backend, await backend.thread_by_alias(alias))
+        return self._thread(backend, await backend.get_by_alias(alias))
 
     async def delete_thread_alias(self, alias: str) -> bool:
         """Forget an alias (the thread stays); False if it was unknown."""
         checks.check_alias(alias)
-        return await (await self._connector.writer("delete_thread_alias")).delete_alias(alias)
+        return await (await self._connector.writer("delete_thread_alias")).delete_thread_alias(alias)
 
     async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         """The thread's aliases, in the order they were saved; empty for an unknown thread."""
         checks.check_id(thread_id)
-        return await (await self._connector.ready()).aliases(thread_id)
+        return await (await self._connector.ready()).get_thread_aliases(thread_id)
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -634,7 +634,9 @@ class ThreadStore:
         backend = await self._connector.ready()
         now = utcnow()
         counts = documents.decode_usage(
-            await backend.usage(now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7))
+            await backend.get_usage_stats(
+                now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7)
+            )
         )
         total = 0
         by_model: dict[str, dict[str, int]] = {}
@@ -671,7 +673,7 @@ class ThreadStore:
             checks.check_id(after, "after")
         backend = await self._connector.ready()
         while True:
-            page = documents.decode_page(await backend.export_page(after, page_size))
+            page = documents.decode_page(await backend.export_threads(after, page_size))
             if not page:
                 return
             for record, aliases in page:
@@ -702,7 +704,7 @@ class ThreadStore:
         if not batch:
             return []
         backend = await self._connector.writer("import_threads")
-        present = set(await backend.stored(builtins.list(batch)))
+        present = set(await backend.existing_ids(builtins.list(batch)))
         todo = [thread for thread_id, thread in batch.items() if thread_id not in present]
         for thread in todo:
             tracking.unique_ids(thread.id, thread.messages)  # Messages only, each once
@@ -716,5 +718,5 @@ class ThreadStore:
         if not threads:
             return []
         copies = [documents.import_copy(thread, stored) for thread in threads]
-        done = set(await backend.put(copies))
+        done = set(await backend.import_threads(copies))
         return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in done]

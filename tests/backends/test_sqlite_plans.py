@@ -79,21 +79,21 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
 
 # query -> (parameters, what its plan must show); none of them may scan a whole table.
 BOUNDED = {
-    "bounded.messages_before": (
+    "bounded.get_messages_before": (
         {"thread_id": "t", "before": 2**31, "limit": 50},
         [
             "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
             "USING INDEX sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)",
         ],
     ),
-    "bounded.messages_after": (
+    "bounded.get_messages_after": (
         {"thread_id": "t", "after": 3, "before": 2**31, "limit": 50},
         [
             "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
             "sqlite_autoindex_messages_2 (thread_id=? AND sequence>? AND sequence<?)",
         ],
     ),
-    "bounded.summaries": (
+    "bounded.list_threads": (
         {"after_time": "~", "after_id": "", "limit": 51},
         [
             "SEARCH t USING INDEX threads_updated_at_idx ((updated_at,id)<(?,?))",
@@ -101,15 +101,15 @@ BOUNDED = {
             "SEARCH messages USING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
         ],
     ),
-    "bounded.summaries_by_attributes": (
+    "bounded.list_threads_by_attributes": (
         {"after_time": "~", "after_id": "", "limit": 51, "wanted": "{}"},
         ["threads_updated_at_idx ((updated_at,id)<(?,?))", "sqlite_autoindex_messages_2 (thread_id=?)"],
     ),
-    "bounded.count_old": (
+    "bounded.count_threads_to_delete": (
         {"cutoff": "2020", "wanted": None},
         ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
     ),
-    "bounded.delete_old": (
+    "bounded.delete_threads": (
         {"cutoff": "2020", "wanted": None, "batch": 5},
         ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
     ),
@@ -139,5 +139,5 @@ async def test_bounded_reads_and_retention_search_their_indexes(tmp_path: Path) 
             assert "SCAN threads" not in plan and "SCAN messages" not in plan, f"{name}: {plan}"
             for alias in ("m", "c", "t"):
                 assert f" SCAN {alias} " not in f" {plan} ", f"{name}: {plan}"
-            if name.startswith("bounded.summaries"):  # in index order: nothing sorted
+            if name.startswith("bounded.list_threads"):  # in index order: nothing sorted
                 assert "TEMP B-TREE" not in plan, f"{name}: {plan}"

@@ -179,7 +179,7 @@ async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_
     """The server's deadlock error injected into every attempt of one statement: three attempts,
     then a ConflictError naming the operation and its threads; nothing written."""
     statement = {
-        "import": "postgres.put",
+        "import": "postgres.import_threads",
         "delete_many": "threads.delete_many",
         "save": "postgres.save_appended",
         "append": "postgres.append",

@@ -62,41 +62,47 @@ class SchemaStatus(NamedTuple):
 
 
 class ThreadSearch(msgspec.Struct, frozen=True, kw_only=True):
-    """A filter on threads. SQL backends run ``search.<query>`` with the fields as parameters
-    (JSON fields as JSON, a TextPattern spelled for their engine); memory evaluates it itself."""
+    """A filter on threads. SQL backends run the query ``query`` names with the fields as
+    parameters (JSON fields as JSON, a TextPattern spelled for their engine); memory evaluates it
+    itself."""
 
     query: ClassVar[str]
 
 
 class ByTitle(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_title"
+    query = "search.by_title"
     pattern: TextPattern
 
 
 class ByContent(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_content"
+    query = "search.by_content"
     pattern: TextPattern
 
 
 class ByPlatformReference(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_platform_reference"
+    query = "search.by_platform_reference"
     platform: str
     reference: bytes  # a JSON scalar
 
 
 class ByAttributes(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_attributes"
+    query = "search.by_attributes"
     wanted: bytes  # a JSON object
 
 
 class ByPlatform(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_platform"
+    query = "search.by_platform"
     name: str
     wanted: bytes  # a JSON object
 
 
 class MessageSearch(msgspec.Struct, frozen=True, kw_only=True):
     """Messages whose ``column`` holds ``value`` at the key path ``keys``."""
+
+    QUERIES: ClassVar[dict[str, str]] = {
+        "attributes": "search.messages_by_attributes",
+        "platforms": "search.messages_by_platforms",
+    }
 
     column: Literal["attributes", "platforms"]
     keys: list[str]
@@ -126,8 +132,8 @@ class SearchRow(NamedTuple):
     text: str  # matching.content_text of the message, for the snippet
 
 
-class Backend(Protocol):
-    """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
+class Lifecycle(Protocol):
+    """Opening and closing a backend, and the driver objects underneath."""
 
     name: str
     # Whether the backend holds what belongs to one event loop (connections, locks): the store
@@ -144,15 +150,21 @@ class Backend(Protocol):
         """Drop the connections of an event loop that ended without ``close()``: synchronous,
         never waits, never raises; the backend is not used again."""
 
-    async def ping(self) -> None:
-        """One round trip to the database; StoreUnavailableError when it does not answer."""
-
     @property
     def engine(self) -> Any:
         """The driver object: an asyncpg Pool or an aiosqlite Connection; None in memory."""
 
     def session(self) -> AbstractAsyncContextManager[Any]:
         """A driver connection inside a transaction, held until the block ends."""
+
+
+class Operations(Protocol):
+    """One method per operation, each named as the ThreadStore method it serves (or, where it
+    serves another, as tests/unit/test_backend_names.py lists). Every method is atomic;
+    sequences are handed out by the backend."""
+
+    async def ping(self) -> None:
+        """One round trip to the database; StoreUnavailableError when it does not answer."""
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations under a cross-process lock; return the versions applied."""
@@ -163,7 +175,7 @@ class Backend(Protocol):
     async def get(self, thread_id: str) -> bytes | None:
         """The thread document, or None."""
 
-    async def list(self, limit: int | None, offset: int) -> bytes:
+    async def list_recent(self, limit: int | None, offset: int) -> bytes:
         """A JSON array of thread documents, newest updated_at first, id breaking ties."""
 
     async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
@@ -209,7 +221,9 @@ class Backend(Protocol):
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         """A JSON array of the matching thread documents, newest updated_at first."""
 
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+    async def find_messages_by_attribute(
+        self, search: MessageSearch, limit: int | None, offset: int
+    ) -> bytes:
         """A JSON array of the matching message documents, by thread id, then sequence."""
 
     async def search(
@@ -219,36 +233,40 @@ class Backend(Protocol):
         newest timestamp, then highest id; only in threads whose attributes hold every key of
         ``wanted`` (a JSON object) with an equal value, when given."""
 
-    async def thread_of_message(self, message_id: str) -> bytes | None:
+    async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
         """The document of the thread holding that message, or None."""
 
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+    async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         """Point the alias at the thread (moving it from another); False if no such thread."""
 
-    async def thread_by_alias(self, alias: str) -> bytes | None:
+    async def get_by_alias(self, alias: str) -> bytes | None:
         """The document of the thread the alias names, or None."""
 
-    async def delete_alias(self, alias: str) -> bool:
+    async def delete_thread_alias(self, alias: str) -> bool:
         """Forget an alias; False if it was unknown."""
 
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         """A thread's aliases, oldest first (alias breaks ties)."""
 
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+    async def get_usage_stats(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         """UsageCounts as JSON."""
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
         """The storage_path and file_id values the stored messages' attachments hold (only those
         among ``refs`` when given)."""
 
-    async def export_page(self, after: str | None, limit: int) -> bytes:
+    async def export_threads(self, after: str | None, limit: int) -> bytes:
         """Up to ``limit`` threads with ids above ``after`` (None: from the first), in id order,
         as a JSON array of ``[thread document, [{"alias", "created_at"}, ...]]`` pairs."""
 
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+    async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
         """Which of these thread ids are stored."""
 
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+    async def import_threads(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
         """Store each thread exactly as given unless its id is taken; return the ids stored.
         Atomic: a message id or alias stored for another thread is a ConflictError, and then
         nothing is stored."""
+
+
+class Backend(Lifecycle, Operations, Protocol):
+    """Storage for threads: what every backend implements."""

@@ -54,7 +54,7 @@ _INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelli
 
 def _joined(row: asyncpg.Record) -> bytes:
     """A thread's document from a row of its JSON object without messages and its messages' JSON
-    array (NULL without any), as threads.get and threads.list give them."""
+    array (NULL without any), as threads.get and threads.list_recent give them."""
     thread, messages = row
     return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
 
@@ -179,17 +179,17 @@ class PostgresBackend:
     async def get(self, thread_id: str) -> bytes | None:
         return _document(await self._pool.read("threads.get", thread_id=thread_id))
 
-    async def list(self, limit: int | None, offset: int) -> bytes:
-        return _documents(await self._pool.read("threads.list", limit=limit, offset=offset))
+    async def list_recent(self, limit: int | None, offset: int) -> bytes:
+        return _documents(await self._pool.read("threads.list_recent", limit=limit, offset=offset))
 
     async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         if after is None:
             row = await self._pool.read(
-                "bounded.messages_before", thread_id=thread_id, before=before, limit=limit
+                "bounded.get_messages_before", thread_id=thread_id, before=before, limit=limit
             )
         else:
             row = await self._pool.read(
-                "bounded.messages_after", thread_id=thread_id, after=after, before=before, limit=limit
+                "bounded.get_messages_after", thread_id=thread_id, after=after, before=before, limit=limit
             )
         return _document(row)
 
@@ -205,10 +205,10 @@ class PostgresBackend:
         }
         doc: bytes
         if wanted is None:
-            doc = await self._pool.read("bounded.summaries", **params)
+            doc = await self._pool.read("bounded.list_threads", **params)
         else:
             doc = await self._pool.read(
-                "bounded.summaries_by_attributes", wanted=msgspec.Raw(wanted), **params
+                "bounded.list_threads_by_attributes", wanted=msgspec.Raw(wanted), **params
             )
         return doc
 
@@ -216,11 +216,11 @@ class PostgresBackend:
         params = {"cutoff": cutoff.isoformat(), "wanted": None if wanted is None else msgspec.Raw(wanted)}
         count: int
         if dry_run:
-            count = await self._pool.read("bounded.count_old", **params)
+            count = await self._pool.read("bounded.count_threads_to_delete", **params)
             return count
         async with self._pool.acquire() as conn:
             count = await retried(
-                lambda: self._pool.run(conn, "bounded.delete_old", batch=batch, **params),
+                lambda: self._pool.run(conn, "bounded.delete_threads", batch=batch, **params),
                 lambda: "deleting old threads",
             )
         return count
@@ -415,12 +415,14 @@ class PostgresBackend:
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
-        rows = await self._pool.read(f"search.{search.query}", limit=limit, offset=offset, **params)
+        rows = await self._pool.read(search.query, limit=limit, offset=offset, **params)
         return _documents(rows)
 
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+    async def find_messages_by_attribute(
+        self, search: MessageSearch, limit: int | None, offset: int
+    ) -> bytes:
         doc: bytes = await self._pool.read(
-            f"search.messages_by_{search.column}",
+            MessageSearch.QUERIES[search.column],
             keys=search.keys,
             value=msgspec.Raw(search.value),
             limit=limit,
@@ -428,14 +430,18 @@ class PostgresBackend:
         )
         return doc
 
-    async def thread_of_message(self, message_id: str) -> bytes | None:
-        return _document(await self._pool.read("search.by_message_id", message_id=message_id))
+    async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
+        return _document(await self._pool.read("search.get_thread_by_message_id", message_id=message_id))
 
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+    async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._pool.acquire() as conn:
             try:
                 saved = await self._pool.run(
-                    conn, "aliases.save", alias=alias, thread_id=thread_id, created_at=created_at.isoformat()
+                    conn,
+                    "aliases.save_thread_alias",
+                    alias=alias,
+                    thread_id=thread_id,
+                    created_at=created_at.isoformat(),
                 )
             except ThreadStoreError as exc:
                 if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
@@ -443,21 +449,21 @@ class PostgresBackend:
                 raise
         return saved is not None
 
-    async def thread_by_alias(self, alias: str) -> bytes | None:
-        return _document(await self._pool.read("aliases.get_thread", alias=alias))
+    async def get_by_alias(self, alias: str) -> bytes | None:
+        return _document(await self._pool.read("aliases.get_by_alias", alias=alias))
 
-    async def delete_alias(self, alias: str) -> bool:
+    async def delete_thread_alias(self, alias: str) -> bool:
         async with self._pool.acquire() as conn:
-            count: int = await self._pool.run(conn, "aliases.delete", alias=alias)
+            count: int = await self._pool.run(conn, "aliases.delete_thread_alias", alias=alias)
         return count > 0
 
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
-        rows = await self._pool.read("aliases.of_thread", thread_id=thread_id)
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
+        rows = await self._pool.read("aliases.get_thread_aliases", thread_id=thread_id)
         return [row[0] for row in rows]
 
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+    async def get_usage_stats(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         doc: bytes = await self._pool.read(
-            "stats.usage",
+            "stats.get_usage_stats",
             hour_ago=hour_ago.isoformat(),
             day_ago=day_ago.isoformat(),
             week_ago=week_ago.isoformat(),
@@ -466,15 +472,15 @@ class PostgresBackend:
 
     # -- export, import, copy ---------------------------------------------------------------
 
-    async def export_page(self, after: str | None, limit: int) -> bytes:
-        rows = await self._pool.read("transfer.page", after=after, limit=limit)
+    async def export_threads(self, after: str | None, limit: int) -> bytes:
+        rows = await self._pool.read("transfer.export_threads", after=after, limit=limit)
         return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
 
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
-        rows = await self._pool.read("transfer.stored", ids=list(thread_ids))
+    async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        rows = await self._pool.read("transfer.existing_ids", ids=list(thread_ids))
         return [row[0] for row in rows]
 
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+    async def import_threads(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
         threads = [
             {
                 **self._thread_params(copy.plan),
@@ -489,7 +495,7 @@ class PostgresBackend:
         async with self._pool.acquire() as conn:
             try:
                 rows = await retried(
-                    lambda: self._pool.run(conn, "postgres.put", threads=threads),
+                    lambda: self._pool.run(conn, "postgres.import_threads", threads=threads),
                     lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
                 )
             except ConflictError as exc:

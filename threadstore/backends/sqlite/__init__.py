@@ -66,6 +66,10 @@ _INDEX_RETRY = 5.0  # seconds: the longest wait between tries while another conn
 _INDEX_AT_CLOSE = 5.0
 
 
+# The title and content searches through the trigram index, for patterns with literal text.
+_INDEXED = {"search.by_title": "sqlite.by_title_indexed", "search.by_content": "sqlite.by_content_indexed"}
+
+
 class _NotLight(Exception):
     """The light save does not apply (SQLiteBackend._save_light): roll back, take the general one."""
 
@@ -171,20 +175,20 @@ class SQLiteBackend:
             rows = await self._db.run("threads.get", thread_id=thread_id)
         return thread_documents(rows).encode() if rows else None
 
-    async def list(self, limit: int | None, offset: int) -> bytes:
+    async def list_recent(self, limit: int | None, offset: int) -> bytes:
         async with self._db.lock:
-            rows = await self._db.run("threads.list", limit=limit, offset=offset)
+            rows = await self._db.run("threads.list_recent", limit=limit, offset=offset)
         return f"[{thread_documents(rows)}]".encode()
 
     async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         async with self._db.lock:
             if after is None:
                 rows = await self._db.run(
-                    "bounded.messages_before", thread_id=thread_id, before=before, limit=limit
+                    "bounded.get_messages_before", thread_id=thread_id, before=before, limit=limit
                 )
             else:
                 rows = await self._db.run(
-                    "bounded.messages_after", thread_id=thread_id, after=after, before=before, limit=limit
+                    "bounded.get_messages_after", thread_id=thread_id, after=after, before=before, limit=limit
                 )
         return thread_documents(rows).encode() if rows else None
 
@@ -199,9 +203,11 @@ class SQLiteBackend:
         }
         async with self._db.lock:
             if wanted is None:
-                rows = await self._db.run("bounded.summaries", **params)
+                rows = await self._db.run("bounded.list_threads", **params)
             else:
-                rows = await self._db.run("bounded.summaries_by_attributes", wanted=wanted.decode(), **params)
+                rows = await self._db.run(
+                    "bounded.list_threads_by_attributes", wanted=wanted.decode(), **params
+                )
         return summaries(rows).encode()
 
     async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
@@ -209,10 +215,10 @@ class SQLiteBackend:
         count: int
         async with self._db.lock:
             if dry_run:
-                count = await self._db.run("bounded.count_old", **params)
+                count = await self._db.run("bounded.count_threads_to_delete", **params)
             else:
                 async with self._db.transaction():
-                    count = await self._db.run("bounded.delete_old", batch=batch, **params)
+                    count = await self._db.run("bounded.delete_threads", batch=batch, **params)
         return count
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
@@ -312,7 +318,7 @@ class SQLiteBackend:
                 await self._db.run("sqlite.renumber_negative", thread_id=thread_id)
                 renumbered = await self._db.run("sqlite.renumber_positive", thread_id=thread_id)
                 sequences.update({row[0]: row[1] for row in renumbered})
-            await self._db.run("sqlite.save_thread", **self._thread_params(plan))
+            await self._db.run("sqlite.save_thread_row", **self._thread_params(plan))
         return sequences
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
@@ -320,7 +326,7 @@ class SQLiteBackend:
         docs = decode_docs(plan.messages)
         async with self._db.lock, self._db.transaction():
             row = await self._db.run(
-                "sqlite.append_thread",
+                "sqlite.append_thread_row",
                 thread_id=thread_id,
                 count=plan.count,
                 updated_at=text_time(plan.updated_at),
@@ -362,18 +368,20 @@ class SQLiteBackend:
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
-        name = f"search.{search.query}"
+        name = search.query
         literals = search.pattern.literals if isinstance(search, ByTitle | ByContent) else ()
         if literals:
-            name, params["trigrams"] = f"sqlite.{search.query}_indexed", trigram_query(literals)
+            name, params["trigrams"] = _INDEXED[name], trigram_query(literals)
         async with self._db.lock:
             doc: str = await self._db.run(name, limit=limit, offset=offset, **params)
         return doc.encode()
 
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+    async def find_messages_by_attribute(
+        self, search: MessageSearch, limit: int | None, offset: int
+    ) -> bytes:
         async with self._db.lock:
             doc: str = await self._db.run(
-                f"search.messages_by_{search.column}",
+                MessageSearch.QUERIES[search.column],
                 keys=_json_list(search.keys),
                 value=search.value.decode(),
                 limit=limit,
@@ -439,37 +447,40 @@ class SQLiteBackend:
             for _, thread_id, message_id, sequence, role, score, content in rows
         ]
 
-    async def thread_of_message(self, message_id: str) -> bytes | None:
+    async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
         async with self._db.lock:
-            doc = await self._db.run("search.by_message_id", message_id=message_id)
+            doc = await self._db.run("search.get_thread_by_message_id", message_id=message_id)
         return None if doc is None else doc.encode()
 
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+    async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         async with self._db.lock:
             saved = await self._db.run(
-                "aliases.save", alias=alias, thread_id=thread_id, created_at=text_time(created_at)
+                "aliases.save_thread_alias",
+                alias=alias,
+                thread_id=thread_id,
+                created_at=text_time(created_at),
             )
         return saved is not None
 
-    async def thread_by_alias(self, alias: str) -> bytes | None:
+    async def get_by_alias(self, alias: str) -> bytes | None:
         async with self._db.lock:
-            doc = await self._db.run("aliases.get_thread", alias=alias)
+            doc = await self._db.run("aliases.get_by_alias", alias=alias)
         return None if doc is None else doc.encode()
 
-    async def delete_alias(self, alias: str) -> bool:
+    async def delete_thread_alias(self, alias: str) -> bool:
         async with self._db.lock:
-            count: int = await self._db.run("aliases.delete", alias=alias)
+            count: int = await self._db.run("aliases.delete_thread_alias", alias=alias)
         return count > 0
 
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         async with self._db.lock:
-            rows = await self._db.run("aliases.of_thread", thread_id=thread_id)
+            rows = await self._db.run("aliases.get_thread_aliases", thread_id=thread_id)
         return [row[0] for row in rows]
 
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+    async def get_usage_stats(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         async with self._db.lock:
             doc: str = await self._db.run(
-                "stats.usage",
+                "stats.get_usage_stats",
                 hour_ago=text_time(hour_ago),
                 day_ago=text_time(day_ago),
                 week_ago=text_time(week_ago),
@@ -478,17 +489,17 @@ class SQLiteBackend:
 
     # -- export, import, copy ---------------------------------------------------------------
 
-    async def export_page(self, after: str | None, limit: int) -> bytes:
+    async def export_threads(self, after: str | None, limit: int) -> bytes:
         async with self._db.lock:
-            rows = await self._db.run("transfer.page", after=after, limit=limit)
+            rows = await self._db.run("transfer.export_threads", after=after, limit=limit)
         return ("[" + ",".join([f"[{doc},{aliases}]" for doc, aliases in rows]) + "]").encode()
 
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+    async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
         async with self._db.lock:
-            rows = await self._db.run("transfer.stored", ids=_json_list(thread_ids))
+            rows = await self._db.run("transfer.existing_ids", ids=_json_list(thread_ids))
         return [row[0] for row in rows]
 
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+    async def import_threads(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
         threads = msgspec.json.encode(
             [
                 {
@@ -511,7 +522,7 @@ class SQLiteBackend:
             ]
         ).decode()
         async with self._db.lock, self._db.transaction():
-            rows = await self._db.run("sqlite.put_threads", threads=threads)
+            rows = await self._db.run("sqlite.import_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:
                 # The documents carry the sequences the copies keep.
@@ -522,7 +533,7 @@ class SQLiteBackend:
                 ]
                 if rows:
                     await self._db.run_many("sqlite.insert_message", rows)
-                await self._db.run("sqlite.put_aliases", aliases=aliases, ids=_json_list(stored))
+                await self._db.run("sqlite.import_aliases", aliases=aliases, ids=_json_list(stored))
         if stored:
             self._indexer.soon()
         return stored

@@ -118,7 +118,7 @@ def header(
 
 
 def thread_documents(rows: Iterable[tuple[Any, ...]]) -> str:
-    """Thread documents, joined by commas, from rows as threads.get and threads.list give
+    """Thread documents, joined by commas, from rows as threads.get and threads.list_recent give
     them: a thread's row (its sequence NULL), then its messages' rows. The columns hold JSON
     threadstore wrote, joined as text; strings are quoted; times are ISO text."""
     out: list[str] = []
@@ -163,7 +163,7 @@ def thread_documents(rows: Iterable[tuple[Any, ...]]) -> str:
 
 
 def summaries(rows: Iterable[tuple[Any, ...]]) -> str:
-    """A JSON array of ThreadSummary documents from bounded.summaries rows: a thread's columns,
+    """A JSON array of ThreadSummary documents from bounded.list_threads rows: a thread's columns,
     its message count and its last message's document (or NULL)."""
     return (
         "["

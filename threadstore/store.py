@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracking
 from threadstore.backends import (
@@ -27,7 +27,7 @@ from threadstore.backends import (
     SchemaStatus,
     ThreadSearch,
 )
-from threadstore.config import DatabaseConfig, configure
+from threadstore.config import DatabaseConfig, SettingsKwargs, check_keywords, configure
 from threadstore.errors import NotFoundError
 from threadstore.lifecycle import Connector
 from threadstore.models import (
@@ -66,29 +66,11 @@ class ThreadStore:
         url: str | None = None,
         *,
         migrate: bool = True,
-        pool_size: int | None = None,
-        max_overflow: int | None = None,
-        pool_timeout: float | None = None,
-        pool_recycle: float | None = None,
-        command_timeout: float | None = None,
-        statement_cache_size: int | None = None,
-        echo: bool | None = None,
-        connect_timeout: float | None = None,
-        liveness_interval: float | None = None,
         read_only: bool = False,
+        **settings: Unpack[SettingsKwargs],
     ) -> None:
-        config = configure(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size,
-            echo=echo,
-            connect_timeout=connect_timeout,
-            liveness_interval=liveness_interval,
-        )
+        check_keywords(settings, "ThreadStore.__init__")
+        config = configure(url, **settings)
         self._config: DatabaseConfig = dataclasses.replace(config, read_only=bool(read_only))
         # A private in-memory database gets its schema all the same: it is empty, and stays so.
         private = config.backend == "memory" or config.path == ":memory:"
@@ -101,32 +83,12 @@ class ThreadStore:
         url: str | None = None,
         *,
         migrate: bool = True,
-        pool_size: int | None = None,
-        max_overflow: int | None = None,
-        pool_timeout: float | None = None,
-        pool_recycle: float | None = None,
-        command_timeout: float | None = None,
-        statement_cache_size: int | None = None,
-        echo: bool | None = None,
-        connect_timeout: float | None = None,
-        liveness_interval: float | None = None,
         read_only: bool = False,
+        **settings: Unpack[SettingsKwargs],
     ) -> ThreadStore:
         """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
-        store = cls(
-            url,
-            migrate=migrate,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size,
-            echo=echo,
-            connect_timeout=connect_timeout,
-            liveness_interval=liveness_interval,
-            read_only=read_only,
-        )
+        check_keywords(settings, "ThreadStore.create")
+        store = cls(url, migrate=migrate, read_only=read_only, **settings)
         await store._connector.ready()
         return store
 

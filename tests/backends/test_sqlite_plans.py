@@ -132,7 +132,7 @@ async def test_bounded_reads_and_retention_search_their_indexes(tmp_path: Path) 
         conn = store.engine
         for name, (values, expected) in BOUNDED.items():
             query = load("sqlite")[name]
-            rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))
+            rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))  # type: ignore[arg-type]
             plan = " / ".join(row[3] for row in rows)
             for step in expected:
                 assert step in plan, f"{name}: {plan}"

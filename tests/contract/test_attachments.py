@@ -350,7 +350,7 @@ async def test_collect_garbage_removes_only_orphans(store: ThreadStore, files: F
             },
             {"file_id": None, "storage_path": leftover.relative_to(files.base_path).as_posix(), "size": 4},
         ],
-        key=lambda f: str(f["storage_path"]),
+        key=lambda f: str(f["storage_path"]),  # type: ignore[index]
     )
     assert file_paths(files) == sorted([path_of(PDF), "not-ours.txt"])
     assert await collect_garbage(store, files, min_age=0) == []

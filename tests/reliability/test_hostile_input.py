@@ -255,7 +255,7 @@ async def _undo(store: ThreadStore, operation: str, value: Any) -> None:
     if operation == "get_or_create":
         await store.delete(value)
     elif operation == "save_thread_alias":
-        await store.delete_thread_alias(value)  # type: ignore[attr-defined]
+        await store.delete_thread_alias(value)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

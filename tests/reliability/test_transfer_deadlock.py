@@ -116,8 +116,8 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
             await _counts(fresh_pg_url)  # emptied for the next run
             continue
         stored = []
-        for _, out, _ in results:
-            match = SUMMARY.search(out)
+        for _, out, _ in results:  # type: ignore[assignment]
+            match = SUMMARY.search(out)  # type: ignore[call-overload]
             assert match is not None, out
             stored.append(int(match.group(1).replace(",", "")))
         assert sum(stored) == THREADS, f"run {run + 1}: each thread stored once, got {stored}"

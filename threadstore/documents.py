@@ -16,12 +16,13 @@ from typing import Any
 
 import msgspec
 
-from threadstore import checks, matching
-from threadstore.backends import AppendPlan, SavePlan, ThreadCopy, UsageCounts
+from threadstore import checks, fulltext, matching
+from threadstore.backends import AppendPlan, SavePlan, SearchRow, ThreadCopy, UsageCounts
 from threadstore.models import (
     AliasRecord,
     Attachment,
     Message,
+    SearchHit,
     Thread,
     ThreadRecord,
     ThreadSummary,
@@ -291,3 +292,42 @@ def import_copy(thread: Thread, stored: Mapping[int, Attachment]) -> ThreadCopy:
         save_plan(thread), new=message_docs(messages, stored), new_count=len(messages)
     )
     return ThreadCopy(plan=plan, last_sequence=last, aliases=list(aliases.items()))
+
+
+def usage_stats(doc: bytes) -> dict[str, Any]:
+    """get_usage_stats()'s answer from the backend's counts (a UsageCounts document)."""
+    counts = decode_usage(doc)
+    total = 0
+    by_model: dict[str, dict[str, int]] = {}
+    for model, prompt, completion, total_tokens in counts.models:
+        total += total_tokens or 0
+        if model is not None:
+            by_model[model] = {
+                "prompt_tokens": prompt or 0,
+                "completion_tokens": completion or 0,
+                "total_tokens": total_tokens or 0,
+            }
+    return {
+        "total_threads": counts.threads,
+        "total_messages": counts.messages,
+        "avg_messages_per_thread": counts.messages / counts.threads if counts.threads else 0.0,
+        "total_tokens": {"total": total, "by_model": dict(sorted(by_model.items()))},
+        "threads_last_hour": counts.last_hour,
+        "threads_last_24h": counts.last_day,
+        "threads_last_7d": counts.last_week,
+    }
+
+
+def search_hits(rows: list[SearchRow], query: fulltext.Query) -> list[SearchHit]:
+    """search()'s answer from the backend's rows, each with its snippet."""
+    return [
+        SearchHit(
+            thread_id=r.thread_id,
+            message_id=r.message_id,
+            sequence=r.sequence,
+            role=r.role,
+            score=r.score,
+            snippet=fulltext.snippet(r.text, query),
+        )
+        for r in rows
+    ]

@@ -509,18 +509,7 @@ class ThreadStore:
         backend = await self._connector.ready()
         if parsed.impossible:
             return []
-        rows = await backend.search(parsed, wanted, limit, offset)
-        return [
-            SearchHit(
-                thread_id=r.thread_id,
-                message_id=r.message_id,
-                sequence=r.sequence,
-                role=r.role,
-                score=r.score,
-                snippet=fulltext.snippet(r.text, parsed),
-            )
-            for r in rows
-        ]
+        return documents.search_hits(await backend.search(parsed, wanted, limit, offset), parsed)
 
     async def find_messages_by_attribute(
         self, path: str | Sequence[str], value: Any, limit: int | None = 100, *, offset: int = 0
@@ -595,30 +584,11 @@ class ThreadStore:
         """
         backend = await self._connector.ready()
         now = utcnow()
-        counts = documents.decode_usage(
+        return documents.usage_stats(
             await backend.get_usage_stats(
                 now - timedelta(hours=1), now - timedelta(days=1), now - timedelta(days=7)
             )
         )
-        total = 0
-        by_model: dict[str, dict[str, int]] = {}
-        for model, prompt, completion, total_tokens in counts.models:
-            total += total_tokens or 0
-            if model is not None:
-                by_model[model] = {
-                    "prompt_tokens": prompt or 0,
-                    "completion_tokens": completion or 0,
-                    "total_tokens": total_tokens or 0,
-                }
-        return {
-            "total_threads": counts.threads,
-            "total_messages": counts.messages,
-            "avg_messages_per_thread": counts.messages / counts.threads if counts.threads else 0.0,
-            "total_tokens": {"total": total, "by_model": dict(sorted(by_model.items()))},
-            "threads_last_hour": counts.last_hour,
-            "threads_last_24h": counts.last_day,
-            "threads_last_7d": counts.last_week,
-        }
 
     # -- export, import ---------------------------------------------------------------------
 

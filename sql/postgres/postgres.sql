@@ -295,7 +295,7 @@ SELECT EXISTS (SELECT FROM locked) AS present,
        (SELECT version FROM seen) IS NOT DISTINCT FROM (SELECT version FROM locked) AS current,
        (SELECT row_to_json(r) FROM removed AS r) AS message;
 
--- name: put :many
+-- name: import_threads :many
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
 -- attributes, platforms, source, platform_values, created_at, updated_at, last_sequence,

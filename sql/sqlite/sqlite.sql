@@ -42,7 +42,7 @@ COMMIT;
 -- name: rollback :exec
 ROLLBACK;
 
--- name: save_thread :exec
+-- name: save_thread_row :exec
 -- Runs after the save's message statements: last_sequence is the highest sequence stored.
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
 VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at,
@@ -129,7 +129,7 @@ UPDATE threads
    SET last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
  WHERE id = :thread_id;
 
--- name: append_thread :one
+-- name: append_thread_row :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
 -- first sequence reserved, then the thread's columns as threads.get has them.
 UPDATE threads
@@ -138,10 +138,10 @@ UPDATE threads
 RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, created_at,
           updated_at;
 
--- name: append_creating_thread :one
--- append_thread for append(create=True): stores the thread row when absent (then its messages
--- number from 1), else reserves :count sequences as append_thread does; one upsert, so two
--- first appends make one thread. Returns what append_thread returns.
+-- name: append_creating_thread_row :one
+-- append_thread_row for append(create=True): stores the thread row when absent (then its
+-- messages number from 1), else reserves :count sequences as append_thread_row does; one upsert,
+-- so two first appends make one thread. Returns what append_thread_row returns.
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
 VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at, :count)
 ON CONFLICT (id) DO UPDATE
@@ -152,7 +152,7 @@ RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, 
 -- name: pop_message :value
 -- Deletes the thread's highest-sequenced message and returns its document (the keys of
 -- message_docs); no row when there is none. Runs inside BEGIN IMMEDIATE, before
--- pop_message_thread: SQLite has no data-modifying CTEs to do both in one statement.
+-- pop_message_thread_row: SQLite has no data-modifying CTEs to do both in one statement.
 DELETE FROM messages
  WHERE id = (SELECT id FROM messages WHERE thread_id = :thread_id ORDER BY sequence DESC LIMIT 1)
 RETURNING json_object(
@@ -163,7 +163,7 @@ RETURNING json_object(
     'platforms', json(platforms), 'attachments', json(attachments),
     'metrics', json(metrics), 'reactions', json(reactions));
 
--- name: pop_message_thread :exec
+-- name: pop_message_thread_row :exec
 -- After pop_message: the thread was updated now, and new messages number on from its highest
 -- sequence left.
 UPDATE threads
@@ -171,7 +171,7 @@ UPDATE threads
        last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
  WHERE id = :thread_id;
 
--- name: put_threads :many
+-- name: import_threads :many
 -- Import and copy, step 1: stores the thread rows of :threads exactly as given unless their id
 -- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,
 -- platforms, source, created_at, updated_at, last_sequence}. Step 2 inserts the messages of
@@ -186,7 +186,7 @@ SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.v
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
--- name: put_aliases :exec
+-- name: import_aliases :exec
 -- Step 3: the :aliases ({alias, thread_id, created_at}) of the threads :ids. An alias naming
 -- another thread fails on the primary key.
 INSERT INTO thread_aliases (alias, thread_id, created_at)

@@ -4,7 +4,14 @@ every backend: a run with a tool, saved, loaded and continued, equals the runs' 
 from __future__ import annotations
 
 from pydantic_ai import Agent
-from pydantic_ai.messages import ModelRequest, ModelResponse, SystemPromptPart, TextPart, UserPromptPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    SystemPromptPart,
+    TextPart,
+    UserPromptPart,
+)
 from pydantic_ai.models.test import TestModel
 
 from threadstore import Message, ThreadStore
@@ -60,7 +67,7 @@ async def test_each_model_message_is_a_real_message_with_its_usage(store: Thread
 
 
 async def test_a_system_prompt_alone_is_a_developer_message_and_round_trips(store: ThreadStore) -> None:
-    history = [
+    history: list[ModelMessage] = [
         ModelRequest(parts=[SystemPromptPart(content="Sei höflich.")]),
         ModelRequest(parts=[UserPromptPart(content="Hallo")]),
         ModelResponse(parts=[TextPart(content="Grüezi!")], model_name="m"),

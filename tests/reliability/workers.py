@@ -137,7 +137,7 @@ JOBS = {
 
 def main() -> None:
     job, arguments = sys.argv[1], json.loads(sys.argv[2])
-    result = asyncio.run(JOBS[job](**arguments))
+    result = asyncio.run(JOBS[job](**arguments))  # type: ignore[operator]
     print(json.dumps(result), flush=True)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from threadstore.checks import MAX_PAGE
 from threadstore.errors import NotFoundError
 from threadstore.integrations import items
 from threadstore.models import Message
-from threadstore.store import MAX_PAGE
 
 if TYPE_CHECKING:
     from threadstore.store import ThreadStore

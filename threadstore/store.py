@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from threadstore import cursors, fulltext, matching
+from threadstore import cursors, forks, fulltext, matching
 from threadstore.backends import (
     AppendPlan,
     Backend,
@@ -485,6 +485,8 @@ class ThreadStore:
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._watcher: AsyncGenerator[None, None] | None = None
         self._closed = False
+        self._generation = forks.generation  # see _forget_parent
+        self._unusable: str | None = None  # why this store cannot connect (after a fork)
         self._last_alias_time: datetime | None = None
 
     @classmethod
@@ -573,9 +575,28 @@ class ThreadStore:
 
     async def _ready(self) -> Backend:
         backend = self._backend
-        if backend is not None and self._loop is _running_loop():
+        if backend is not None and self._loop is _running_loop() and self._generation == forks.generation:
             return backend
         return await self._connect()
+
+    def _forget_parent(self) -> None:
+        """In a process forked since this store connected, leave the parent's connections alone
+        (they and their threads serve the parent) and connect afresh; the in-memory store keeps
+        its copy of the data. A private SQLite database cannot follow: it lives in the parent."""
+        if self._generation == forks.generation:
+            return
+        self._generation = forks.generation
+        backend = self._backend
+        if backend is None or not backend.loop_bound:
+            return
+        forks.leave_behind(backend, self._watcher, self._loop)
+        self._backend = self._loop = self._watcher = None
+        self._opening = None
+        if self._config.path == ":memory:":
+            self._unusable = (
+                "this ThreadStore's private SQLite database (:memory:) was opened before the process "
+                "forked and stays in the parent process: open the store in the child, or use a file"
+            )
 
     async def _connect(self) -> Backend:
         """Connect, once however many first operations start together; and again in a later
@@ -583,6 +604,9 @@ class ThreadStore:
         import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
 
         loop = asyncio.get_running_loop()
+        self._forget_parent()
+        if self._unusable is not None:
+            raise ThreadStoreError(self._unusable)
         if self._backend is not None and self._loop is not loop:
             self._leave_loop(self._backend, loop)
             if self._backend is not None:
@@ -652,6 +676,7 @@ class ThreadStore:
         ResourceWarning (shown only when warnings are enabled), as asyncio does for its own.
         """
         self._closed = True
+        self._forget_parent()
         backend = self._let_go()
         old = self._loop
         if backend is None:

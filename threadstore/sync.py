@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Itera
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from threadstore import forks
 from threadstore.errors import StoreClosedError
 from threadstore.store import ThreadStore as AsyncThreadStore
 
@@ -146,6 +147,23 @@ class ThreadStore:
         )
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
+        self._generation = forks.generation
+
+    def _runner(self) -> _Loop:
+        """The store's loop; in a process forked since it started, a new one (the parent's has
+        no thread in the child: calls would wait for ever), on which the async store connects
+        afresh."""
+        if self._generation != forks.generation:
+            with forks.lock:
+                if self._generation != forks.generation:
+                    old = self._loop
+                    self._finalizer.detach()
+                    forks.leave_behind(old)
+                    if not old.stopped:
+                        self._loop = _Loop()
+                        self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
+                    self._generation = forks.generation
+        return self._loop
 
     @classmethod
     def create(
@@ -187,7 +205,7 @@ class ThreadStore:
         return store
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        return self._loop.run(coroutine)
+        return self._runner().run(coroutine)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -199,7 +217,7 @@ class ThreadStore:
     @property
     def event_loop(self) -> asyncio.AbstractEventLoop:
         """The private event loop the async store runs on (in this store's own thread)."""
-        return self._loop.loop
+        return self._runner().loop
 
     @property
     def backend(self) -> str:
@@ -221,6 +239,7 @@ class ThreadStore:
 
     def close(self) -> None:
         """Release the connection(s) and end the store's thread. Idempotent."""
+        self._runner()
         self._finalizer()
 
     def __enter__(self) -> ThreadStore:
@@ -331,7 +350,7 @@ class ThreadStore:
             while (page := self._run(_next(pages))) is not None:
                 yield page
         finally:
-            if not self._loop.stopped:
+            if not self._runner().stopped:
                 self._run(_aclose(pages))
 
     # -- searches and lookups ---------------------------------------------------------------

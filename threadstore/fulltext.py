@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from typing import NamedTuple
 
 MAX_QUERY_LENGTH = 10_000
+# Words a query may hold, in all its terms (as a web search engine: Google takes 32). It bounds
+# what any query costs: matching reads one index entry per word, and ranking weighs only the
+# terms that must or may occur.
+MAX_QUERY_WORDS = 32
 MAX_TEXT = 1_000_000  # characters of a message's text that are indexed
 MAX_WORD_LENGTH = 256
 MAX_OCCURRENCES = 256  # PostgreSQL keeps 256 positions per lexeme
@@ -38,12 +43,14 @@ _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
 
-def _unlimited_words(text: str) -> list[str] | None:
-    """The words of ``text`` in order when no limit can apply to them (most texts: at most
-    MAX_OCCURRENCES words, none too long), else None."""
-    found = [word.lower() for word in _WORD.findall(text[:MAX_TEXT])]
-    if len(found) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in found):
-        return found
+def _unlimited_words(text: str, found: list[str] | None = None) -> list[str] | None:
+    """The words of ``text`` (or its regex ``found`` words) in order when no limit can apply to
+    them (most texts: at most MAX_OCCURRENCES words, none too long), else None."""
+    if found is None:
+        found = _WORD.findall(text[:MAX_TEXT])
+    words = [word.lower() for word in found]
+    if len(words) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in words):
+        return words
     return None
 
 
@@ -55,18 +62,15 @@ def words(text: str) -> list[tuple[str, int]]:
     return _limited_words(text)
 
 
-def _limited_words(text: str) -> list[tuple[str, int]]:
+def _limited_words(text: str, found: list[str] | None = None) -> list[tuple[str, int]]:
     """words(text) for a text some limit applies to: a walk that keeps count."""
-    text = text[:MAX_TEXT]
+    if found is None:
+        found = _WORD.findall(text[:MAX_TEXT])
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
     size = 0
-    position = 0
-    for match in _WORD.finditer(text):
-        position += 1
-        if position > MAX_POSITION:
-            break
-        word = match.group().lower()
+    for position, match in enumerate(found[:MAX_POSITION], 1):
+        word = match.lower()
         if len(word) > MAX_WORD_LENGTH:
             continue
         seen = counts.get(word, 0)
@@ -145,6 +149,12 @@ def parse(query: object) -> Query:
         else:
             groups.append([phrase])
         joining = False
+    count = sum(len(term[1]) if term else 1 for term in terms)
+    if count > MAX_QUERY_WORDS:
+        raise ValueError(
+            f"the search query holds {count} words; at most {MAX_QUERY_WORDS} (excluded ones and "
+            f"OR included), as a web search engine takes (got {query[:100]!r})"
+        )
     if not groups:
         raise ValueError(
             "the search query has no word that must occur: give at least one word or "
@@ -165,52 +175,72 @@ def parse(query: object) -> Query:
 # -- the memory backend's matching and ranking ---------------------------------------------------
 
 
-def occurrences(phrase: Phrase, indexed: Sequence[tuple[str, int]]) -> int:
-    """How many times ``phrase`` occurs in ``indexed`` (words with positions)."""
+class Document(NamedTuple):
+    """A message's indexed words as the memory backend keeps them: two objects for the
+    collector to walk, however long the message."""
+
+    words: tuple[str, ...]  # the word at each position (1 at index 0); "" for a skipped one
+    counts: dict[str, int]  # word -> how many times it is indexed
+
+    @property
+    def length(self) -> int:
+        """In words, as FTS5 counts them (skipped words hold their place)."""
+        return len(self.words)
+
+
+def document(text: str) -> Document:
+    """The indexed words of ``text`` (as ``words(text)``) as a Document."""
+    matched = _WORD.findall(text[:MAX_TEXT])
+    found = _unlimited_words(text, matched)
+    if found is None:
+        indexed = _limited_words(text, matched)
+        slots = [""] * (indexed[-1][1] if indexed else 0)
+        for word, position in indexed:
+            slots[position - 1] = word
+        found = [word for word, _ in indexed]
+        return Document(tuple(slots), Counter(found))
+    return Document(tuple(found), Counter(found))
+
+
+def occurrences(phrase: Phrase, doc: Document) -> int:
+    """How many times ``phrase`` occurs in ``doc``."""
+    counts = doc.counts
     if len(phrase) == 1:
-        word = phrase[0]
-        return sum(1 for w, _ in indexed if w == word)
-    at = {(w, p) for w, p in indexed}
-    first = phrase[0]
-    return sum(
-        1 for w, p in indexed if w == first and all((phrase[k], p + k) in at for k in range(1, len(phrase)))
-    )
+        return counts.get(phrase[0], 0)
+    if not all(word in counts for word in phrase):
+        return 0
+    words, size, first = doc.words, len(phrase), phrase[0]
+    return sum(1 for i, word in enumerate(words) if word == first and words[i : i + size] == phrase)
 
 
-def matches(query: Query, indexed: Sequence[tuple[str, int]]) -> bool:
-    return all(any(occurrences(p, indexed) for p in group) for group in query.groups) and not any(
-        occurrences(p, indexed) for p in query.excluded
-    )
+def frequencies(query: Query, doc: Document) -> list[int]:
+    """The occurrences in ``doc`` of each of ``query.phrases()``, in that order."""
+    return [occurrences(p, doc) for p in query.phrases()]
 
 
-def length(indexed: Sequence[tuple[str, int]]) -> int:
-    """A message's length in words, as FTS5 counts it (skipped words hold their place)."""
-    return indexed[-1][1] if indexed else 0
+def matches(query: Query, doc: Document, freqs: Sequence[int]) -> bool:
+    """Whether ``doc``, whose ``frequencies`` are ``freqs``, matches ``query``."""
+    at = 0
+    for group in query.groups:
+        if not any(freqs[at : at + len(group)]):
+            return False
+        at += len(group)
+    return not any(occurrences(p, doc) for p in query.excluded)
 
 
-def ranker(
-    query: Query, corpus: Iterable[Sequence[tuple[str, int]]]
-) -> Callable[[Sequence[tuple[str, int]]], float]:
-    """Scores as SQLite's FTS5 gives them (the negative of its ``bm25()``, k1=1.2, b=0.75) over
-    ``corpus``, the indexed words of every stored message."""
-    documents = [d for d in corpus if d]
-    total = len(documents)
-    average = sum(map(length, documents)) / total if total else 1.0
+def bm25_weights(having: Sequence[int], total: int) -> list[float]:
+    """FTS5's IDF of each phrase, from how many of ``total`` messages hold it."""
     weights = []
-    for phrase in query.phrases():
-        having = sum(1 for d in documents if occurrences(phrase, d))
-        idf = math.log((total - having + 0.5) / (having + 0.5))
-        weights.append((phrase, idf if idf > 0 else 1e-6))
+    for count in having:
+        idf = math.log((total - count + 0.5) / (count + 0.5))
+        weights.append(idf if idf > 0 else 1e-6)
+    return weights
 
-    def score(indexed: Sequence[tuple[str, int]]) -> float:
-        norm = 1.2 * (0.25 + 0.75 * length(indexed) / average)
-        total_score = 0.0
-        for phrase, idf in weights:
-            freq = occurrences(phrase, indexed)
-            total_score += idf * (freq * 2.2) / (freq + norm)
-        return total_score
 
-    return score
+def bm25(freqs: Sequence[int], length: int, weights: Sequence[float], average: float) -> float:
+    """The score SQLite's FTS5 gives (the negative of its ``bm25()``, k1=1.2, b=0.75)."""
+    norm = 1.2 * (0.25 + 0.75 * length / average)
+    return sum(idf * (freq * 2.2) / (freq + norm) for freq, idf in zip(freqs, weights, strict=True))
 
 
 # -- what the SQL backends index and ask ---------------------------------------------------------
@@ -234,10 +264,12 @@ def _tsquery_phrase(phrase: Phrase) -> str:
     return "(" + " <-> ".join(map(_lexeme, phrase)) + ")"
 
 
-def tsquery(query: Query) -> str:
-    """PostgreSQL tsquery text of ``query``."""
+def tsquery(query: Query, *, ranking: bool = False) -> str:
+    """PostgreSQL tsquery text of ``query``; ``ranking``: of its phrases that must or may occur
+    only, what ranks a match (excluded ones occur in no match: ranking by them only costs)."""
     parts = ["(" + " | ".join(map(_tsquery_phrase, group)) + ")" for group in query.groups]
-    parts += ["!" + _tsquery_phrase(p) for p in query.excluded]
+    if not ranking:
+        parts += ["!" + _tsquery_phrase(p) for p in query.excluded]
     return " & ".join(parts)
 
 
@@ -272,8 +304,8 @@ def _fts5_phrase(phrase: Phrase) -> str:
 def fts5_query(query: Query) -> str:
     """SQLite FTS5 MATCH text of ``query``."""
     expression = " AND ".join("(" + " OR ".join(map(_fts5_phrase, group)) + ")" for group in query.groups)
-    for phrase in query.excluded:
-        expression = f"({expression}) NOT {_fts5_phrase(phrase)}"
+    if query.excluded:  # one flat NOT: nested ones overflow FTS5's parser stack near 100
+        expression = f"({expression}) NOT ({' OR '.join(map(_fts5_phrase, query.excluded))})"
     return expression
 
 

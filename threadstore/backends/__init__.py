@@ -11,10 +11,11 @@ import importlib
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -261,6 +262,24 @@ class Backend(Protocol):
         """Store each thread exactly as given unless its id is taken; return the ids stored.
         Atomic: a message id or alias stored for another thread is a ConflictError, and then
         nothing is stored."""
+
+
+_T = TypeVar("_T")
+SLICE = 0.005  # seconds of work on the event loop before other tasks get a turn
+
+
+async def sliced(items: Iterable[_T]) -> AsyncIterator[_T]:
+    """``items``, letting the event loop run other tasks every SLICE seconds meanwhile: for
+    Python work over many messages (searching them in memory, cutting them into words)."""
+    import asyncio  # here: importing it is half of `import threadstore`
+
+    clock = time.perf_counter
+    resume = clock() + SLICE
+    for item in items:
+        if clock() > resume:
+            await asyncio.sleep(0)
+            resume = clock() + SLICE
+        yield item
 
 
 def open_backend(config: DatabaseConfig) -> Backend:

@@ -40,6 +40,7 @@ from threadstore.backends import (
     narrator_refusal,
     pending_migrations,
     schema_status,
+    sliced,
 )
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
@@ -781,7 +782,7 @@ class SQLiteBackend:
             rows = await self._run("sqlite.queued_words", batch=_INDEX_BATCH)
             if rows:
                 latest = {message_id: content for _, message_id, content in rows}
-                indexed = [(i, _indexed_text(content)) for i, content in latest.items()]
+                indexed = [(i, _indexed_text(content)) async for i, content in sliced(latest.items())]
                 await self._run("sqlite.clear_words", ids=_encode(list(latest)).decode())
                 await self._run(
                     "sqlite.insert_words",

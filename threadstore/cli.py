@@ -501,7 +501,10 @@ def _age(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"expected a whole number and a unit (s, m, h, d, w), like 90d, got {text!r}"
         )
-    return timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        return timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than a timedelta holds") from None
 
 
 def _shown_age(age: timedelta) -> str:

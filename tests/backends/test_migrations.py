@@ -263,3 +263,57 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
         thread.messages[0].content = "changed"
         await store.save(thread)
         assert await store.search("refund") == []
+
+
+async def _execute(url: str, statements: list[str]) -> None:
+    if url.startswith("sqlite"):
+        import aiosqlite
+
+        async with aiosqlite.connect(url.split(":///", 1)[1]) as conn:
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.commit()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_another_applications_threads_and_messages_tables_are_not_called_narrators(
+    empty_url: str,
+) -> None:
+    """Unrelated tables named threads and messages were called a slide-narrator database."""
+    await _execute(
+        empty_url,
+        [
+            "CREATE TABLE threads (id text PRIMARY KEY, subject text)",
+            "CREATE TABLE messages (id text PRIMARY KEY, body text)",
+            "INSERT INTO threads VALUES ('x', 'theirs')",
+        ],
+    )
+    with pytest.raises(SchemaVersionError, match="neither threadstore's nor slide-narrator's") as raised:
+        await ThreadStore.create(empty_url)
+    assert "adopt" not in str(raised.value)
+    with pytest.raises(SchemaVersionError, match="neither"):  # the same when only migrating
+        async with ThreadStore(empty_url) as store:
+            await store.ping()
+    await _execute(empty_url, ["INSERT INTO threads VALUES ('y', 'still theirs')"])  # untouched
+
+
+@pytest.mark.pg
+async def test_a_read_only_server_opens_a_migrated_database(fresh_pg_url: str) -> None:
+    """default_transaction_read_only = on (as on a hot standby) made create() fail on a fully
+    migrated database: the ledger's CREATE TABLE IF NOT EXISTS is a write."""
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        await store.save(Thread(id="t", title="kept"))
+    database = fresh_pg_url.rsplit("/", 1)[1]
+    await _execute(fresh_pg_url, [f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'])
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        assert (await store.get("t") or Thread()).title == "kept"
+        assert not (await store.schema_status()).pending
+        assert await store.search_by_title("kept") != []

@@ -42,6 +42,7 @@ from threadstore.backends import (
     enable_echo,
     log_statement,
     narrator_refusal,
+    other_tables_refusal,
     pending_migrations,
     schema_status,
     sliced,
@@ -54,7 +55,7 @@ from threadstore.errors import (
     StoreUnavailableError,
     ThreadStoreError,
 )
-from threadstore.queries import Kind
+from threadstore.queries import Kind, Migration
 
 _log = logging.getLogger(__name__)
 
@@ -217,6 +218,11 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
         # Checked patterns still reach limits of PostgreSQL's engine ("too complex").
         return ValueError(f"PostgreSQL refused the search pattern: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError) and "timeout" in str(exc):
+        # The server's statement_timeout or lock_timeout (a role's, a database's or the URL's).
+        return CommandTimeoutError(f"PostgreSQL cancelled {text} (the server's own timeout)")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):  # the database was dropped
         return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
@@ -737,14 +743,27 @@ class PostgresBackend:
         )
 
     async def migrate(self) -> list[int]:
-        registry = self._queries
+        # Up to date: nothing is written, so a read-only server (a hot standby, a database with
+        # default_transaction_read_only = on) opens as well.
+        pending = await self._apply_migrations() if (await self.schema_status()).pending else []
+        if pending:
+            _log.info(
+                "applied migrations %s to %s", ", ".join(m.origin for m in pending), self._config.masked_url
+            )
+        if await self._read("search.queued"):  # a migration, an adoption or a process that ended
+            self._index_soon()  # left messages queued: index them now, not at a search
+        return [m.version for m in pending]
+
+    async def _apply_migrations(self) -> list[Migration]:
         async with self._acquire() as conn, _transaction(conn):
             await self._run(conn, "postgres.migration_lock")
             if await self._run(conn, "schema.narrator_database"):
                 raise narrator_refusal(self._config.masked_url or "")
+            if await self._run(conn, "schema.other_tables"):
+                raise other_tables_refusal(self._config.masked_url or "")
             await self._run(conn, "schema.create_ledger")
             applied = [row[0] for row in await self._run(conn, "schema.versions")]
-            pending = pending_migrations(registry.migrations, applied)
+            pending = pending_migrations(self._queries.migrations, applied)
             for migration in pending:
                 started = time.perf_counter()
                 try:
@@ -764,13 +783,7 @@ class PostgresBackend:
                     name=migration.name,
                     applied_at=datetime.now(UTC),
                 )
-        if pending:
-            _log.info(
-                "applied migrations %s to %s", ", ".join(m.origin for m in pending), self._config.masked_url
-            )
-        if await self._read("search.queued"):  # a migration, an adoption or a process that ended
-            self._index_soon()  # left messages queued: index them now, not at a search
-        return [m.version for m in pending]
+        return pending
 
     async def schema_status(self) -> SchemaStatus:
         applied = []

@@ -38,6 +38,7 @@ from threadstore.backends import (
     enable_echo,
     log_statement,
     narrator_refusal,
+    other_tables_refusal,
     pending_migrations,
     schema_status,
     sliced,
@@ -490,6 +491,8 @@ class SQLiteBackend:
     async def migrate(self) -> list[int]:
         registry = self._queries
         async with self._lock, self._transaction():
+            if await self._run("schema.other_tables"):
+                raise other_tables_refusal(self._url)
             await self._run("schema.create_ledger")
             applied = [row[0] for row in await self._run("schema.versions")]
             pending = pending_migrations(registry.migrations, applied)

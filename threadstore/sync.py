@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
-import contextlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Sequence
@@ -34,7 +33,8 @@ if TYPE_CHECKING:
     from threadstore.transfer import ThreadRecord
 
 _T = TypeVar("_T")
-_CLOSE_TIMEOUT = 10.0  # seconds a close at exit or garbage collection may take
+_CLOSE_TIMEOUT = 10.0  # seconds a close() or a close at garbage collection may take
+_EXIT_TIMEOUT = 2.0  # seconds a close at exit may take (SQLite's worker, a daemon, may be busy)
 
 
 class _Loop:
@@ -45,6 +45,7 @@ class _Loop:
 
         self.loop = asyncio.new_event_loop()
         self.stopped = False
+        self.exiting = False  # set by _close at interpreter exit
         started = threading.Event()
         self.thread = threading.Thread(
             target=self._run, args=(started,), name="threadstore-sync", daemon=True
@@ -78,6 +79,10 @@ class _Loop:
         future = self.submit(coroutine)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self.exiting:  # cancelled by _close at exit: this (daemon) thread ends with it
+                threading.Event().wait()
+            raise
         except BaseException:
             future.cancel()  # Ctrl-C while waiting: the operation is cancelled on the loop too
             raise
@@ -92,13 +97,32 @@ class _Loop:
 
 
 def _close(runner: _Loop, store: AsyncThreadStore) -> None:
-    """Close ``store`` on its loop, then end the loop; for close(), garbage collection and exit."""
+    """Close ``store`` on its loop, then end the loop; for close(), garbage collection and exit.
+    At exit, calls still running (in daemon threads: a save waiting for a row lock held
+    elsewhere) are cancelled first: no one is left to take their results, and closing would
+    wait for them (a program blocked that way took 10.6 s to exit)."""
+    runner.exiting = not threading.main_thread().is_alive()  # the interpreter is shutting down
     try:
         if runner.thread.is_alive():
-            with contextlib.suppress(Exception):  # at exit there is no one left to tell
-                runner.submit(store.close()).result(_CLOSE_TIMEOUT)
-    finally:
-        runner.stop()
+            closing = _cancel_others_and_close(store) if runner.exiting else store.close()
+            runner.submit(closing).result(_EXIT_TIMEOUT if runner.exiting else _CLOSE_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        if runner.exiting:
+            return  # still busy (SQLite waiting out a lock): its daemon thread ends with the process
+    except Exception:
+        pass
+    runner.stop()
+
+
+async def _cancel_others_and_close(store: AsyncThreadStore) -> None:
+    import asyncio
+
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=_EXIT_TIMEOUT / 2)
+    await store.close()
 
 
 async def _next(pages: AsyncGenerator[_T, None]) -> _T | None:

@@ -7,8 +7,9 @@ nothing left to decide), the memory backend the lists themselves. Queries are pa
 handed to each engine in its syntax, so every backend finds the same messages.
 
 Words: the maximal runs of letters and digits of any script (``str.isalnum``; the underscore and
-marks separate words), lowercased; each Han, kana or CJK-compatibility character is a word of its
-own, as those scripts do not separate words by spaces. No stemming, no stop words. Limits, the
+marks separate words) of the text in NFC, lowercased (the dotted capital I as i); each Han, kana,
+CJK-compatibility, Thai or Lao character is a word of its own, as those scripts do not separate
+words by spaces. No stemming, no stop words. Limits, the
 same on every backend (PostgreSQL's tsvector sets them): only a message's first 1,000,000
 characters are read, a word of more than 256 characters is skipped, a word counts at most 256
 times, only the first 16,383 word positions are indexed, and indexing stops once the distinct
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -35,11 +37,30 @@ MAX_POSITION = 16_383  # PostgreSQL's largest tsvector position
 MAX_WORD_BYTES = 1_000_000  # PostgreSQL's tsvector holds at most 1 MiB of lexeme text
 SNIPPET_LENGTH = 200
 
-_IDEOGRAPHS = (
-    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_IDEOGRAPHS = (  # and Thai and Lao, written without spaces between words too
+    "\u0e00-\u0eff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
     "\U00020000-\U0002fa1f\U00030000-\U0003134f"
 )
 _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
+
+
+def _normal(text: str) -> str:
+    """``text`` in NFC: a word typed composed (é) and stored decomposed (e + ◌́) is one word."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def _fold(word: str) -> str:
+    """A word lowercased; the dotted capital I (İ) lowercases to i + ◌̇: as i, so that
+    ``istanbul`` finds ``İstanbul``."""
+    word = word.lower()
+    return word.replace("i\u0307", "i") if "\u0307" in word else word
+
+
+def _found(text: str) -> list[str]:
+    """The regex's words of the indexed part of ``text``, not folded yet."""
+    return _WORD.findall(_normal(text[:MAX_TEXT]))
+
+
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
 
@@ -47,8 +68,8 @@ def _unlimited_words(text: str, found: list[str] | None = None) -> list[str] | N
     """The words of ``text`` (or its regex ``found`` words) in order when no limit can apply to
     them (most texts: at most MAX_OCCURRENCES words, none too long), else None."""
     if found is None:
-        found = _WORD.findall(text[:MAX_TEXT])
-    words = [word.lower() for word in found]
+        found = _found(text)
+    words = [_fold(word) for word in found]
     if len(words) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in words):
         return words
     return None
@@ -65,12 +86,12 @@ def words(text: str) -> list[tuple[str, int]]:
 def _limited_words(text: str, found: list[str] | None = None) -> list[tuple[str, int]]:
     """words(text) for a text some limit applies to: a walk that keeps count."""
     if found is None:
-        found = _WORD.findall(text[:MAX_TEXT])
+        found = _found(text)
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
     size = 0
     for position, match in enumerate(found[:MAX_POSITION], 1):
-        word = match.lower()
+        word = _fold(match)
         if len(word) > MAX_WORD_LENGTH:
             continue
         seen = counts.get(word, 0)
@@ -86,7 +107,7 @@ def _limited_words(text: str, found: list[str] | None = None) -> list[tuple[str,
 
 
 def _query_words(text: str) -> list[str]:
-    return [match.group().lower() for match in _WORD.finditer(text)]
+    return [_fold(word) for word in _WORD.findall(_normal(text))]
 
 
 Phrase = tuple[str, ...]  # words that must occur next to each other, in order
@@ -137,7 +158,12 @@ def parse(query: object) -> Query:
             # OR joins the positive terms on either side; anywhere else it is the word "or".
             after = terms[i + 1] if i + 1 < len(terms) else None
             before = terms[i - 1] if i else None
-            if before is not None and after is not None and not before[0] and not after[0] and groups:
+            if before is not None and after is not None and (before[0] or after[0]):
+                raise ValueError(
+                    "OR joins two terms that must or may occur, not an excluded one: "
+                    f"{query[:100]!r} (write 'a -b' to exclude b, 'a OR c' for either)"
+                )
+            if before is not None and after is not None and groups:
                 joining = True
                 continue
             term = (False, ("or",))
@@ -190,7 +216,7 @@ class Document(NamedTuple):
 
 def document(text: str) -> Document:
     """The indexed words of ``text`` (as ``words(text)``) as a Document."""
-    matched = _WORD.findall(text[:MAX_TEXT])
+    matched = _found(text)
     found = _unlimited_words(text, matched)
     if found is None:
         indexed = _limited_words(text, matched)
@@ -319,7 +345,8 @@ def snippet(text: str, query: Query) -> str:
     phrases, every such word marked ``[word]``, cut at spaces (``…`` where cut); plain text,
     whitespace runs as one space."""
     wanted = {word for phrase in query.phrases() for word in phrase}
-    spans = (m.span() for m in _WORD.finditer(text) if m.group().lower() in wanted)
+    text = _normal(text)
+    spans = (m.span() for m in _WORD.finditer(text) if _fold(m.group()) in wanted)
     first = next(spans, None)
     start = 0
     if first is not None and first[0] > SNIPPET_LENGTH // 4:  # from the start of a word

@@ -317,3 +317,37 @@ async def test_a_read_only_server_opens_a_migrated_database(fresh_pg_url: str) -
         assert (await store.get("t") or Thread()).title == "kept"
         assert not (await store.schema_status()).pending
         assert await store.search_by_title("kept") != []
+
+
+async def test_a_sqlite_store_indexed_at_version_4_gets_its_words_cut_anew(tmp_path: Path) -> None:
+    """Migration 5 queues every message again, so words indexed by the older cutting (Thai runs
+    as one word, NFD, İ) are cut anew: here a message whose words the queue no longer holds."""
+    import sqlite3
+
+    registry = load("sqlite")
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    conn.execute(registry["schema.create_ledger"].sql)
+    for migration in registry.migrations:
+        if migration.version <= 4:
+            conn.executescript(migration.script)
+            conn.execute(
+                "INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                (migration.version, migration.name),
+            )
+    conn.executescript(
+        """
+        INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+        VALUES ('t1', 'Thai', '{}', '{}', NULL, '2024-01-02T03:04:05Z', '2024-01-02T03:04:05Z', 1);
+        INSERT INTO messages (id, thread_id, sequence, role, content, timestamp)
+        VALUES ('m1', 't1', 1, 'user', '"สวัสดีครับ to İstanbul"', '2024-01-02T03:04:06Z');
+        DELETE FROM message_words_pending;  -- as if indexed by the older cutting
+        """
+    )
+    conn.commit()
+    conn.close()
+
+    async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
+        assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        assert [h.message_id for h in await store.search("ครับ")] == ["m1"]
+        assert [h.message_id for h in await store.search("istanbul")] == ["m1"]

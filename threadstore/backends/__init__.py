@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, 
 
 import msgspec
 
-from threadstore.errors import SchemaVersionError
+from threadstore.errors import ConflictError, SchemaVersionError
 from threadstore.fulltext import Query
 from threadstore.matching import TextPattern
 
@@ -347,3 +347,12 @@ def other_tables_refusal(url: str) -> SchemaVersionError:
         f"{url} holds tables named threads or messages that are neither threadstore's nor "
         "slide-narrator's; nothing was changed. Use another database (or PostgreSQL schema)"
     )
+
+
+# A message id or an alias stored for another thread: one wording on every backend.
+def message_stored(message_id: str) -> ConflictError:
+    return ConflictError(f"message {message_id!r} is already stored")
+
+
+def alias_taken(alias: str) -> ConflictError:
+    return ConflictError(f"alias {alias!r} already names another thread")

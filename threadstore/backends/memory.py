@@ -32,10 +32,12 @@ from threadstore.backends import (
     ThreadCopy,
     ThreadSearch,
     UsageCounts,
+    alias_taken,
+    message_stored,
     sliced,
 )
 from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError, ThreadStoreError
+from threadstore.errors import ThreadStoreError
 from threadstore.models import Message
 
 _encode = msgspec.json.Encoder().encode
@@ -193,7 +195,7 @@ class MemoryBackend:
         for message in messages:
             owner = self._owner.get(message.id, thread_id)
             if owner != thread_id:
-                raise ConflictError(f"message {message.id!r} is already stored in another thread")
+                raise message_stored(message.id)
 
     async def save(self, plan: SavePlan) -> dict[str, int]:
         new: builtins.list[Message] = _decode_messages(plan.new)
@@ -251,7 +253,7 @@ class MemoryBackend:
         messages = _decode_messages(plan.messages)
         for message in messages:
             if message.id in self._owner:
-                raise ConflictError(f"message {message.id!r} is already stored")
+                raise message_stored(message.id)
         sequences = self._insert(plan.thread_id, row, messages)
         row.updated_at = plan.updated_at
         return _encode({**row.header(plan.thread_id), "messages": []}), sequences
@@ -462,11 +464,11 @@ class MemoryBackend:
         for copy, messages in fresh:  # check everything before changing anything
             for message in messages:
                 if message.id in self._owner or message.id in owners:
-                    raise ConflictError(f"message {message.id!r} is already stored in another thread")
+                    raise message_stored(message.id)
                 owners[message.id] = copy.plan.thread_id
             for alias, _ in copy.aliases:
                 if alias in self._aliases or alias in aliases:
-                    raise ConflictError(f"alias {alias!r} already names another thread")
+                    raise alias_taken(alias)
                 aliases.add(alias)
         for copy, messages in fresh:
             thread_id = copy.plan.thread_id

@@ -39,8 +39,10 @@ from threadstore.backends import (
     SearchRow,
     ThreadCopy,
     ThreadSearch,
+    alias_taken,
     enable_echo,
     log_statement,
+    message_stored,
     narrator_refusal,
     other_tables_refusal,
     pending_migrations,
@@ -213,7 +215,12 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     text = config.scrub(f"{name}: {_reason(exc) if isinstance(exc, OSError) else exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return ConflictError(f"{text} (an id is already stored elsewhere)")
+        key = re.fullmatch(r"Key \((?:id|alias)\)=\((.*)\) already exists\.", exc.detail or "")
+        if key and exc.table_name == "messages":
+            return message_stored(key[1])
+        if key and exc.table_name == "thread_aliases":
+            return alias_taken(key[1])
+        return ConflictError(f"{text} (an id is already stored elsewhere): {exc.detail}")
     if isinstance(exc, asyncpg.InvalidRegularExpressionError):
         # Checked patterns still reach limits of PostgreSQL's engine ("too complex").
         return ValueError(f"PostgreSQL refused the search pattern: {exc}")
@@ -1124,16 +1131,10 @@ class PostgresBackend:
         ]
         ids = [copy.plan.thread_id for copy in copies]
         async with self._acquire() as conn:
-            try:
-                rows = await _retried(
-                    lambda: self._run(conn, "postgres.put", threads=threads),
-                    lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
-                )
-            except ConflictError as exc:
-                if _collided(exc):
-                    raise
-                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
-                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
+            rows = await _retried(
+                lambda: self._run(conn, "postgres.put", threads=threads),
+                lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
+            )
         if rows:
             self._index_soon()
         return [row[0] for row in rows]

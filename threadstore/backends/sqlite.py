@@ -36,8 +36,10 @@ from threadstore.backends import (
     SearchRow,
     ThreadCopy,
     ThreadSearch,
+    alias_taken,
     enable_echo,
     log_statement,
+    message_stored,
     narrator_refusal,
     other_tables_refusal,
     pending_migrations,
@@ -658,9 +660,7 @@ class SQLiteBackend:
                     if message_id is None:
                         last = sequence
                     elif not mine:
-                        raise ConflictError(
-                            f"a message of thread {thread_id!r} is already stored in another thread"
-                        )
+                        raise message_stored(message_id)
                     else:
                         held[message_id] = sequence
                 inserts = []
@@ -687,7 +687,7 @@ class SQLiteBackend:
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         thread_id = plan.thread_id
         docs = _decode_docs(plan.messages)
-        async with self._lock, self._transaction():
+        async with self._named_conflict([doc.id for doc in docs]), self._lock, self._transaction():
             row = await self._run(
                 "sqlite.append_thread",
                 thread_id=thread_id,
@@ -703,6 +703,25 @@ class SQLiteBackend:
             )
         self._index_soon()
         return (_header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
+
+    @contextlib.asynccontextmanager
+    async def _named_conflict(
+        self, message_ids: Sequence[str], aliases: Sequence[str] = ()
+    ) -> AsyncIterator[None]:
+        """A write's unique-key failure named as every backend names it (message_stored,
+        alias_taken): the id already stored, looked up once the write has rolled back."""
+        try:
+            yield
+        except ConflictError as exc:
+            async with self._lock:
+                held = await self._run("sqlite.save_state", thread_id="", ids=_json_list(message_ids))
+                taken = [row[0] for row in held if row[0] is not None]
+                if taken:
+                    raise message_stored(taken[0]) from exc
+                for alias in aliases:
+                    if await self._run("aliases.get_thread", alias=alias) is not None:
+                        raise alias_taken(alias) from exc
+            raise
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._lock, self._transaction():
@@ -914,7 +933,9 @@ class SQLiteBackend:
                 for alias, at in copy.aliases
             ]
         ).decode()
-        async with self._lock, self._transaction():
+        message_ids = [doc.id for docs in messages.values() for doc in docs]
+        aliases_given = [alias for copy in copies for alias, _ in copy.aliases]
+        async with self._named_conflict(message_ids, aliases_given), self._lock, self._transaction():
             rows = await self._run("sqlite.put_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:

@@ -1,8 +1,10 @@
 """The in-memory backend: the reference semantics every SQL backend must match.
 
 It keeps decoded copies of what it was given and hands out freshly encoded documents, so a
-caller mutating a returned Thread never changes the store. Each operation runs without an
-await, so it is atomic on the event loop; it checks everything before it changes anything.
+caller mutating a returned Thread never changes the store. Each write runs without an await,
+so it is atomic on the event loop; it checks everything before it changes anything. Searches
+go over the threads or messages stored when they start, letting other tasks run every few
+milliseconds (backends.sliced), as a SQL backend's read runs beside writes.
 """
 
 from __future__ import annotations

@@ -310,13 +310,24 @@ async def test_a_read_only_server_opens_a_migrated_database(fresh_pg_url: str) -
     """default_transaction_read_only = on (as on a hot standby) made create() fail on a fully
     migrated database: the ledger's CREATE TABLE IF NOT EXISTS is a write."""
     async with await ThreadStore.create(fresh_pg_url) as store:
-        await store.save(Thread(id="t", title="kept"))
+        thread = Thread(id="t", title="kept")
+        thread.add_message(Message(role="user", content="indexed zebra"))
+        await store.save(thread)
+        assert [h.thread_id for h in await store.search("zebra")] == ["t"]
     database = fresh_pg_url.rsplit("/", 1)[1]
-    await _execute(fresh_pg_url, [f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'])
+    await _execute(
+        fresh_pg_url,
+        [  # a message queued for the indexer, as a standby's primary leaves them
+            "INSERT INTO message_text_pending (message_id) SELECT id FROM messages",
+            f'ALTER DATABASE "{database}" SET default_transaction_read_only = on',
+        ],
+    )
     async with await ThreadStore.create(fresh_pg_url) as store:
         assert (await store.get("t") or Thread()).title == "kept"
         assert not (await store.schema_status()).pending
         assert await store.search_by_title("kept") != []
+        # search cannot index the queue there: it answers from the index, as a read-only store
+        assert [h.thread_id for h in await store.search("zebra")] == ["t"]
 
 
 async def test_a_sqlite_store_indexed_at_version_4_gets_its_words_cut_anew(tmp_path: Path) -> None:

@@ -326,6 +326,12 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+def _read_only_server(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused by a read-only server (a hot standby, a database with
+    default_transaction_read_only = on)."""
+    return isinstance(exc.__cause__, asyncpg.ReadOnlySQLTransactionError)
+
+
 def _session_lost(exc: BaseException) -> bool:
     """Whether ``exc`` leaves the session gone or in an unknown state (a timeout does not)."""
     cause: BaseException | None = exc
@@ -898,6 +904,9 @@ class PostgresBackend:
                     await self._index_all(conn)
                 again = self._index_again
         except Exception as exc:  # the queue stays as it was: searches still read it, the next write retries
+            if _read_only_server(exc):  # a hot standby: its primary's indexer does the work
+                _log.debug("not indexing message text: the server is read-only (%s)", exc)
+                return
             _log.warning("indexing message text in the background failed: %s", exc)
 
     async def _index_all(self, conn: asyncpg.Connection) -> None:
@@ -940,7 +949,12 @@ class PostgresBackend:
         # after writes), so every message whose save returned is found.
         # A read-only store does not: it finds them once their writer's indexer has run.
         if not self._config.read_only and (rows[0][0] if rows else await self._read("search.queued")):
-            await self._once_more(self._index_all, "indexing the queued messages")  # a read's retry
+            try:
+                await self._once_more(self._index_all, "indexing the queued messages")  # a read's retry
+            except ThreadStoreError as exc:
+                if not _read_only_server(exc):
+                    raise
+                return [SearchRow(*row[1:]) for row in rows]  # a standby: as a read-only store
             rows = await self._read(name, **params)
         return [SearchRow(*row[1:]) for row in rows]
 

@@ -118,12 +118,12 @@ async def test_statement_cache_size_zero_prepares_nothing_and_sends_no_plan_cach
         assert (prepared == 0) is (cache == 0)
 
 
-async def test_the_servers_statement_timeout_is_a_command_timeout_error(pg_url: str) -> None:
+async def test_the_servers_statement_timeout_is_a_command_timeout_error(fresh_pg_url: str) -> None:
     """A server statement_timeout (a role's, a database's, the URL's options) arrived as a plain
     ThreadStoreError."""
-    async with await ThreadStore.create(pg_url, pool_size=1) as owner:
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as owner:
         await owner.save(Thread(id="timed", title="before"))
-        url = f"{pg_url}?options=-c%20statement_timeout%3D200"
+        url = f"{fresh_pg_url}?options=-c%20statement_timeout%3D200"
         async with await ThreadStore.create(url, pool_size=1) as store:
             thread = await store.get("timed")
             assert thread is not None and owner.async_session is not None

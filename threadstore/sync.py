@@ -46,6 +46,7 @@ class _Loop:
         self.loop = asyncio.new_event_loop()
         self.stopped = False
         self.exiting = False  # set by _close at interpreter exit
+        self.calls: set[concurrent.futures.Future[Any]] = set()  # submitted, not done yet
         started = threading.Event()
         self.thread = threading.Thread(
             target=self._run, args=(started,), name="threadstore-sync", daemon=True
@@ -73,7 +74,10 @@ class _Loop:
             )
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        self.calls.add(future)
+        future.add_done_callback(self.calls.discard)
+        return future
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         future = self.submit(coroutine)
@@ -99,30 +103,22 @@ class _Loop:
 def _close(runner: _Loop, store: AsyncThreadStore) -> None:
     """Close ``store`` on its loop, then end the loop; for close(), garbage collection and exit.
     At exit, calls still running (in daemon threads: a save waiting for a row lock held
-    elsewhere) are cancelled first: no one is left to take their results, and closing would
-    wait for them (a program blocked that way took 10.6 s to exit)."""
+    elsewhere) are cancelled first, and the close is bounded by _EXIT_TIMEOUT: no one is left to
+    take their results, and closing would wait for them (a program blocked that way took 10.6 s
+    to exit). Without such calls the close lets the background indexer finish, as close() does."""
     runner.exiting = not threading.main_thread().is_alive()  # the interpreter is shutting down
+    busy = runner.exiting and bool(runner.calls)
+    for call in list(runner.calls) if busy else []:
+        call.cancel()
     try:
         if runner.thread.is_alive():
-            closing = _cancel_others_and_close(store) if runner.exiting else store.close()
-            runner.submit(closing).result(_EXIT_TIMEOUT if runner.exiting else _CLOSE_TIMEOUT)
+            runner.submit(store.close()).result(_EXIT_TIMEOUT if busy else _CLOSE_TIMEOUT)
     except concurrent.futures.TimeoutError:
-        if runner.exiting:
+        if busy:
             return  # still busy (SQLite waiting out a lock): its daemon thread ends with the process
     except Exception:
         pass
     runner.stop()
-
-
-async def _cancel_others_and_close(store: AsyncThreadStore) -> None:
-    import asyncio
-
-    others = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in others:
-        task.cancel()
-    if others:
-        await asyncio.wait(others, timeout=_EXIT_TIMEOUT / 2)
-    await store.close()
 
 
 async def _next(pages: AsyncGenerator[_T, None]) -> _T | None:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from threadstore.backends import Backend
 from threadstore.config import parse_url
 from threadstore.store import ThreadStore
 
@@ -90,3 +91,9 @@ def thread_store(thread_store_url: str | None) -> Iterator[ThreadStore]:
     THREADSTORE_TEST_URL. It connects (and creates its schema) on first use, and its connections
     close when the event loop the test ran in ends (or the test closes it)."""
     yield ThreadStore(thread_store_url or "memory://")
+
+
+def backend_of(store: ThreadStore) -> Backend | None:
+    """The backend object a store runs on in its event loop (None before it connects), for
+    tests that look beneath the API: the one place that reads the store's private state."""
+    return store._connector.backend

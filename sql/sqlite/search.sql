@@ -125,7 +125,7 @@ SELECT coalesce(
            LIMIT 1),
          '[]');
 
--- name: by_message_id :value
+-- name: get_thread_by_message_id :value
 -- The thread holding a message (messages primary key); None when no thread holds it.
 SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from threadstore import ConfigurationError, ThreadStore
-from threadstore.config import PREFIXES, Settings, configure, parse_url
+from threadstore.config import PREFIXES, Settings, SettingsKwargs, configure, parse_url
 
 PG = {
     "DB_TYPE": "postgresql",
@@ -283,3 +285,19 @@ def test_sqlite_url_query_parameters_are_refused_not_dropped(url: str) -> None:
 def test_a_sqlite_path_is_percent_decoded() -> None:
     assert parse_url("sqlite:///a%3Fb.db").path == "a?b.db"
     assert parse_url("sqlite:////tmp/my%20db.sqlite").path == "/tmp/my db.sqlite"
+
+
+def test_settings_kwargs_match_settings() -> None:
+    """The keyword arguments of ThreadStore(...) and create(...) are exactly the Settings."""
+    assert SettingsKwargs.__annotations__.keys() == {f.name for f in dataclasses.fields(Settings)}
+
+
+@pytest.mark.parametrize("make", ["init", "create"])
+def test_an_unknown_setting_is_a_type_error_naming_it(make: str) -> None:
+    with pytest.raises(
+        TypeError, match=r"ThreadStore\.(__init__|create)\(\) got an unexpected keyword argument 'pool'"
+    ):
+        if make == "init":
+            ThreadStore(pool=3)  # type: ignore[call-arg]
+        else:
+            asyncio.run(ThreadStore.create(pool=3))  # type: ignore[call-arg]

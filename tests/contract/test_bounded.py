@@ -60,6 +60,32 @@ async def stored_last(store: ThreadStore, thread_id: str, last: int) -> Thread:
     return thread
 
 
+async def test_wrong_window_every_window_size_against_every_thread_length(store: ThreadStore) -> None:
+    """Issue 30 item 1: memory returned 6 of 14 messages for last=20 (a negative slice whenever
+    the thread held between limit/2 and limit messages). Every window against every length, for
+    get(last=) and get_messages(limit=, before=, after=)."""
+    lengths, windows = range(0, 10), range(0, 12)
+    for length in lengths:
+        await saved(store, f"len-{length}", length)
+    for length in lengths:
+        thread_id = f"len-{length}"
+        every = [f"m{n}" for n in range(1, length + 1)]
+        for window in windows:
+            got = await stored_last(store, thread_id, window)
+            assert contents(got) == (every[max(length - window, 0) :] if window else []), (length, window)
+            if window == 0:
+                continue
+            page = await store.get_messages(thread_id, limit=window)
+            assert texts(page) == every[max(length - window, 0) :], (length, window)
+            for before in range(1, length + 2):
+                below = every[: before - 1]
+                page = await store.get_messages(thread_id, limit=window, before=before)
+                assert texts(page) == below[max(len(below) - window, 0) :], (length, window, before)
+            for after in range(0, length + 1):
+                page = await store.get_messages(thread_id, limit=window, after=after)
+                assert texts(page) == every[after : after + window], (length, window, after)
+
+
 @pytest.mark.parametrize("last", [-1, 10_001])
 async def test_get_last_outside_its_range_is_a_value_error(store: ThreadStore, last: int) -> None:
     with pytest.raises(ValueError, match="last"):

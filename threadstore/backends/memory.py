@@ -123,7 +123,7 @@ class MemoryBackend:
             chosen = [m for m in ordered if after < (m.sequence or 0) < before][:limit]
         else:
             below = [m for m in ordered if (m.sequence or 0) < before]
-            chosen = below[len(below) - limit :] if limit else []
+            chosen = below[max(len(below) - limit, 0) :] if limit else []
         return _encode({**row.header(thread_id), "messages": chosen})
 
     async def list_threads(

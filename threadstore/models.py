@@ -549,6 +549,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         state = self.__dict__
         messages = self.messages
         if state.get("_origin") is not origin:
+            messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
             everything = [m for m in messages if m.role != "system"]
             ids = _unique_ids(self.id, messages)
             return Changes(everything, [], [], ids, set(), list(messages), {})
@@ -575,6 +576,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
             # The old objects stay in the snapshot even where an equal copy replaced one, so
             # once that copy is edited the prefix differs and the slow path saves it.
             return Changes(new, edited, [], known, added_ids, before, tracker, (base, added))
+        messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
         current = _unique_ids(self.id, messages)
         new_ids = current - known
         new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []

@@ -486,6 +486,8 @@ class ThreadStore:
         self._watcher: AsyncGenerator[None, None] | None = None
         self._closed = False
         self._last_alias_time: datetime | None = None
+        # id(thread) -> [lock, saves waiting or running]: one save of a Thread object at a time
+        self._saving: dict[int, builtins.list[Any]] = {}
 
     @classmethod
     async def create(
@@ -717,7 +719,8 @@ class ThreadStore:
         New messages are inserted after the stored ones (a concurrent writer's included),
         messages changed by field assignment or ``thread.mark_edited`` are updated, and only
         messages this Thread removed are deleted. System messages are not stored. Returns the
-        same Thread, its messages carrying their stored sequences.
+        same Thread, its messages carrying their stored sequences. Saves of one Thread object
+        run one after the other: what is added or edited meanwhile goes to the next save.
 
         The bytes of pending attachments of the messages written are stored in ``file_store``
         first (required then: ValueError without it, before anything is stored); if the save
@@ -727,6 +730,30 @@ class ThreadStore:
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         _check_file_store(file_store)
         backend = await self._writer("save")
+        async with self._one_save_at_a_time(thread):
+            return await self._save_changes(thread, backend, file_store)
+
+    @contextlib.asynccontextmanager
+    async def _one_save_at_a_time(self, thread: Thread) -> AsyncIterator[None]:
+        """Saves of one Thread object run one after the other: each takes its changes once the
+        one before has recorded what it stored, so messages added or edited while a save runs go
+        to the next one, none is written twice and the bookkeeping never goes back in time."""
+        import asyncio
+
+        key = id(thread)  # the entry lives only while the thread is being saved
+        entry = self._saving.get(key)
+        if entry is None:
+            entry = self._saving[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._saving[key]
+
+    async def _save_changes(self, thread: Thread, backend: Backend, file_store: FileStore | None) -> Thread:
         changes = thread._changes(backend)
         pending = _pending_attachments([*changes.new, *changes.edited])
         if not pending:

@@ -722,6 +722,10 @@ class ThreadStore:
         same Thread, its messages carrying their stored sequences. Saves of one Thread object
         run one after the other: what is added or edited meanwhile goes to the next save.
 
+        A Thread loaded from (or saved to) this store is saved into the stored thread: when
+        that was deleted meanwhile, NotFoundError, and nothing is written (``copy.copy(thread)``
+        is saved whole, as a new thread).
+
         The bytes of pending attachments of the messages written are stored in ``file_store``
         first (required then: ValueError without it, before anything is stored); if the save
         fails, the files it created are removed again unless something references them.
@@ -772,6 +776,12 @@ class ThreadStore:
         thread._begin_save(changes)
         try:
             sequences = await backend.save(plan)
+            if sequences is None:
+                raise NotFoundError(
+                    f"thread {thread.id!r} was deleted after this Thread was loaded from (or saved "
+                    "to) this store; nothing was written. To store it again with the messages it "
+                    "holds, save a copy: store.save(copy.copy(thread))"
+                )
         except BaseException:
             thread._abort_save(changes)
             raise

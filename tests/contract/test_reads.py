@@ -227,19 +227,7 @@ async def test_deleting_a_thread_frees_its_message_ids(store: ThreadStore) -> No
     assert sequences(await stored(store, "new")) == [1]
 
 
-async def test_an_object_saved_after_its_thread_was_deleted_writes_only_what_it_changed(
-    store: ThreadStore,
-) -> None:
-    # The object's old messages count as stored (a save writes only what changed, and messages
-    # deleted by someone else are not resurrected), so only the header and the new message land.
-    thread = await save_at(store, "t", T0, "a", "b")
-    await store.delete("t")
-    thread.add_message(user("c"))
-    await store.save(thread)
-
-    loaded = await stored(store, "t")
-    assert contents(loaded) == ["c"]
-    assert sequences(loaded) == [1]
+# A stale object saved after its thread was deleted: test_save.py, test_stale_save_after_a_delete_*.
 
 
 async def test_a_fresh_copy_saved_after_a_delete_is_stored_whole(store: ThreadStore) -> None:

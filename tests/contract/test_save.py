@@ -1142,3 +1142,73 @@ async def test_changing_objects_without_saving_does_not_change_the_store(store: 
     assert await stored(store, thread.id) == snapshot
     assert snapshot.title == "Untitled Thread" and snapshot.attributes == {"k": ["v"]}
     assert snapshot.messages[0].attributes == {"a": {"b": 1}}
+
+
+# --- a stale save after a delete (issue 30 item 6) ----------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["append", "edit", "remove", "title", "nothing"])
+async def test_stale_save_after_a_delete_raises_not_found_and_writes_nothing(
+    store: ThreadStore, change: str
+) -> None:
+    """A Thread loaded, then deleted by another writer, then saved: it came back hollow (only
+    the messages added since the load; an edit-only save made an empty thread) while save()
+    returned normally. Now NotFoundError, nothing written, and the edit is kept for later."""
+    from threadstore import NotFoundError
+
+    await store.save(conversation("one", "two", "three", id="gone"))
+    thread = await stored(store, "gone")
+    assert await store.delete("gone")
+    if change == "append":
+        thread.add_message(user("four"))
+    elif change == "edit":
+        thread.messages[0].content = "one, edited"
+    elif change == "remove":
+        thread.remove_message(thread.messages[1].id)
+    elif change == "title":
+        thread.title = "renamed"
+
+    with pytest.raises(NotFoundError, match="deleted"):
+        await store.save(thread)
+    with pytest.raises(NotFoundError, match="deleted"):  # and again: nothing changed meanwhile
+        await store.save(thread)
+
+    assert await store.get("gone") is None
+    assert await store.list() == []
+
+
+async def test_stale_save_after_a_delete_of_a_partial_or_saved_thread_raises_not_found(
+    store: ThreadStore,
+) -> None:
+    from threadstore import NotFoundError
+
+    thread = conversation("one", "two", "three", id="saved")
+    await store.save(thread)  # saved here, never loaded
+    await store.save(conversation("a", "b", "c", id="partial"))
+    partial = await store.get("partial", last=1)
+    assert partial is not None
+    for gone in (thread, partial):
+        assert await store.delete(gone.id)
+        gone.add_message(user("more"))
+        with pytest.raises(NotFoundError):
+            await store.save(gone)
+        assert await store.get(gone.id) is None
+
+
+async def test_stale_save_after_a_delete_a_copy_stores_the_thread_whole_again(store: ThreadStore) -> None:
+    import copy
+
+    from threadstore import NotFoundError
+
+    await store.save(conversation("one", "two", id="again"))
+    thread = await stored(store, "again")
+    await store.delete("again")
+    thread.messages[0].content = "one, edited"
+    thread.add_message(user("three"))
+    with pytest.raises(NotFoundError):
+        await store.save(thread)
+
+    await store.save(copy.copy(thread))
+
+    assert contents(await stored(store, "again")) == ["one, edited", "two", "three"]
+    assert sequences(await stored(store, "again")) == [1, 2, 3]

@@ -198,9 +198,10 @@ class Backend(Protocol):
         renumber the kept ones 1..n as a save that removes messages does; how many were deleted,
         or None when the thread does not exist."""
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
         """Write the plan; return the stored sequence of every new message (inserted, or
-        already held by the thread) and of every message renumbered."""
+        already held by the thread) and of every message renumbered. A ``synced`` plan is
+        written into the stored thread only: None, writing nothing, when it is gone."""
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         """Insert after the stored messages: (thread header document, id -> sequence), or None

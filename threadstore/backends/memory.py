@@ -194,10 +194,12 @@ class MemoryBackend:
             if owner != thread_id:
                 raise ConflictError(f"message {message.id!r} is already stored in another thread")
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
+        row = self._threads.get(plan.thread_id)
+        if row is None and plan.synced:
+            return None  # deleted since the Thread was loaded or saved: not recreated
         new: builtins.list[Message] = _decode_messages(plan.new)
         edited: builtins.list[Message] = _decode_messages(plan.edited)
-        row = self._threads.get(plan.thread_id)
         held = {} if row is None else row.messages
         fresh = [m for m in new if m.id not in held]
         self._check_owner(plan.thread_id, fresh)

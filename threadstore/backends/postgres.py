@@ -912,18 +912,21 @@ class PostgresBackend:
             rows = await self._read(name, **params)
         return [SearchRow(*row[1:]) for row in rows]
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
-        sequences = await self._save(plan)
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
+        rows = await self._save(plan)
+        if rows is None or any(row[0] is None for row in rows):
+            return None  # a synced plan whose thread is gone: nothing was written
         if plan.new_count or plan.edited != b"[]":
             self._index_soon()
-        return sequences
+        return {row[0]: row[1] for row in rows}
 
-    async def _save(self, plan: SavePlan) -> dict[str, int]:
+    async def _save(self, plan: SavePlan) -> builtins.list[Any] | None:
         params = {
             **self._thread_params(plan),
             "new": msgspec.Raw(plan.new),
             "edited": msgspec.Raw(plan.edited),
             "removed": plan.removed,
+            "synced": plan.synced,
         }
 
         def what() -> str:
@@ -932,24 +935,25 @@ class PostgresBackend:
         async with self._acquire() as conn:
             # The two common saves get a light statement: messages appended to a thread loaded
             # from here, and a thread this store has not seen. Anything unexpected (the thread or
-            # a message is stored already, or the thread is gone) falls to the general save.
+            # a message is stored already) falls to the general save; a thread gone is None.
             if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
                 light = {**params, "count": plan.new_count}
-                del light["edited"], light["removed"]
+                del light["edited"], light["removed"], light["synced"]
                 if plan.synced:
                     del light["created_at"]
                 name = "postgres.save_appended" if plan.synced else "postgres.save_new"
                 try:
-                    rows = await _retried(lambda: self._run(conn, name, **light), what)
+                    rows: builtins.list[Any] = await _retried(lambda: self._run(conn, name, **light), what)
                     if rows or not plan.synced:
-                        return {row[0]: row[1] for row in rows}
+                        return rows
+                    return None  # the thread is gone
                 except ConflictError as exc:
                     if _collided(exc):
                         raise
             if not plan.removed:
                 try:
                     rows = await _retried(lambda: self._run(conn, "postgres.save", **params), what)
-                    return {row[0]: row[1] for row in rows}
+                    return rows
                 except ConflictError as exc:
                     if _collided(exc):
                         raise  # else maybe a concurrent save inserted one of these messages: below
@@ -963,15 +967,14 @@ class PostgresBackend:
                 async with _transaction(conn):
                     await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
                     rows: builtins.list[Any] = await self._run(conn, "postgres.save", **params)
-                    if plan.removed:
+                    if plan.removed and all(row[0] is not None for row in rows):
                         rows += await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
                 return rows
 
             attempts_left = _LOCKED_ATTEMPTS
             while True:
                 try:
-                    rows = await _retried(locked, what)
-                    return {row[0]: row[1] for row in rows}
+                    return await _retried(locked, what)
                 except ConflictError as exc:
                     attempts_left -= 1
                     if not attempts_left or _collided(exc):

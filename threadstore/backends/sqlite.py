@@ -595,7 +595,7 @@ class SQLiteBackend:
             "updated_at": _text_time(plan.updated_at),
         }
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
         # The two common saves, messages appended to a thread loaded from here and a thread this
         # store has not seen, take four calls to the connection's thread (BEGIN, the thread row,
         # the messages, COMMIT) as a hand-written writer does, instead of five: each costs
@@ -606,7 +606,8 @@ class SQLiteBackend:
             sequences = await self._save_light(plan)
         if sequences is None:
             sequences = await self._save(plan)
-        self._index_soon()  # new or edited messages, or a title, may be queued
+        if sequences is not None:
+            self._index_soon()  # new or edited messages, or a title, may be queued
         return sequences
 
     async def _save_light(self, plan: SavePlan) -> dict[str, int] | None:
@@ -630,11 +631,13 @@ class SQLiteBackend:
             return None
         return {doc.id: base + i for i, doc in enumerate(docs, 1)}
 
-    async def _save(self, plan: SavePlan) -> dict[str, int]:
+    async def _save(self, plan: SavePlan) -> dict[str, int] | None:
         thread_id = plan.thread_id
         new = _decode_docs(plan.new) if plan.new_count else []
         updates = [_message_row(doc, thread_id, None) for doc in _decode_docs(plan.edited)]
         async with self._lock, self._transaction():
+            if plan.synced and not await self._run("bounded.thread_row", thread_id=thread_id):
+                return None  # deleted since the Thread was loaded or saved: not recreated
             sequences = {}
             if new:
                 held, last = {}, 0

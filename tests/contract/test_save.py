@@ -332,8 +332,9 @@ async def test_saving_a_fresh_copy_of_a_stored_thread_does_not_duplicate_message
 async def test_a_copy_holding_stored_messages_gets_their_stored_sequences(store: ThreadStore) -> None:
     thread = conversation("one", "two", "three")
     await store.save(thread)
-    copies = [Message(role="user", content=m.content, timestamp=m.timestamp) for m in thread.messages]
-    assert [c.id for c in copies] == [m.id for m in thread.messages]
+    copies = [
+        Message(role="user", content=m.content, timestamp=m.timestamp, id=m.id) for m in thread.messages
+    ]
     copy = Thread(id=thread.id, messages=[copies[2], copies[0], copies[1]])
     copy.add_message(user("four"))
     await store.save(copy)
@@ -1212,3 +1213,39 @@ async def test_stale_save_after_a_delete_a_copy_stores_the_thread_whole_again(st
 
     assert contents(await stored(store, "again")) == ["one, edited", "two", "three"]
     assert sequences(await stored(store, "again")) == [1, 2, 3]
+
+
+# --- equal messages in two threads (issue 30 item 4) ---------------------------------------------
+
+
+async def test_colliding_message_ids_equal_messages_in_two_threads_are_two_messages(
+    store: ThreadStore,
+) -> None:
+    """Message ids were derived from role, content, timestamp and source, so the same content at
+    the same time in a second thread raised ConflictError (imports with second-resolution
+    timestamps hit it). New messages' ids never collide; a given id is kept as it is."""
+    when = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+    def ok() -> Message:
+        return Message(role="user", content="ok", timestamp=when, source={"name": "import"})
+
+    first, second = Thread(id="first"), Thread(id="second")
+    first.add_message(ok())
+    first.add_message(ok())  # twice in one thread too: two messages
+    second.add_message(ok())
+    await store.save(first)
+    await store.save(second)
+    await store.append("second", ok())
+    assert await store.import_threads([Thread(id="third", messages=[ok(), ok()])]) == ["third"]
+
+    for thread_id, count in (("first", 2), ("second", 2), ("third", 2)):
+        loaded = await stored(store, thread_id)
+        assert contents(loaded) == ["ok"] * count
+        assert len({m.id for m in loaded.messages}) == count
+    given = "b" * 64  # a stored id of the old derived form is read and kept as it is
+    await store.save(
+        Thread(id="fourth", messages=[Message(role="user", content="ok", id=given, timestamp=when)])
+    )
+    assert [m.id for m in (await stored(store, "fourth")).messages] == [given]
+    with pytest.raises(ConflictError):  # an id given twice is still one message, in one thread
+        await store.save(Thread(id="fifth", messages=[Message(role="user", content="ok", id=given)]))

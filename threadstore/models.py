@@ -289,7 +289,6 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
             if edited is not None:
                 edited[self.id] = self
 
-
     def add_attachment(self, data: bytes | Attachment, filename: str | None = None) -> Attachment:
         """Attach a file: bytes (or base64 text) with their ``filename``, or an Attachment
         (``filename``, if given, renames it). Stored by the next ``store.save(thread,
@@ -326,8 +325,6 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
             del reactions[emoji]
         self.reactions = reactions
         return True
-
-
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):

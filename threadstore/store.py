@@ -787,11 +787,10 @@ class ThreadStore:
             raise
         for message in changes.new:
             _set_field(message, "thread_id", thread.id)
-        if sequences:
-            for message in thread.messages if changes.removed else changes.new:
-                sequence = sequences.get(message.id)
-                if sequence is not None:
-                    _set_field(message, "sequence", sequence)
+        for message in changes.new:
+            sequence = sequences.get(message.id)
+            if sequence is not None:
+                _set_field(message, "sequence", sequence)
         thread._mark_synced(backend, changes)
         return thread
 
@@ -898,7 +897,7 @@ class ThreadStore:
 
     async def prune_messages(self, thread_id: str, keep_last: int = 200) -> int:
         """Delete all but the ``keep_last`` most recent stored messages of a thread; returns how
-        many were deleted. The kept ones are renumbered 1..n, as after any removal; messages
+        many were deleted. The kept ones keep their sequences, as after any removal; messages
         appended meanwhile are kept. NotFoundError for a missing thread."""
         _check_id(thread_id)
         _check_count(keep_last, "keep_last")

@@ -188,24 +188,6 @@ WITH thread AS (
 )
 SELECT id, sequence FROM inserted;
 
--- name: renumber :many
--- After a delete: renumber the thread's messages 1..n in their order and reset the counter.
--- Runs in the save's transaction, after it, so it sees the deletes. Returns what moved.
-WITH ordered AS (
-    SELECT id, row_number() OVER (ORDER BY sequence) AS sequence
-      FROM messages
-     WHERE thread_id = :thread_id
-), moved AS (
-    UPDATE messages AS m
-       SET sequence = o.sequence
-      FROM ordered AS o
-     WHERE m.id = o.id AND m.sequence <> o.sequence
-    RETURNING m.id, m.sequence
-), counter AS (
-    UPDATE threads SET last_sequence = (SELECT count(*) FROM ordered) WHERE id = :thread_id
-)
-SELECT id, sequence FROM moved;
-
 -- name: append :one
 -- Inserts :messages after the stored ones of an existing thread without reading it; no row
 -- when the thread does not exist. Returns the thread's header document and a JSON object

@@ -1,6 +1,6 @@
 """save(): what a save writes, on every backend alike (the memory backend is the reference).
 
-Round trips, system messages, writing only what changed, edits, removals with renumbering,
+Round trips, system messages, writing only what changed, edits, removals (nothing renumbered),
 copies between stores, conflicts, values JSON cannot carry, and atomicity of a failing save.
 Two writers, many concurrent saves and cancellation live in test_concurrency.py.
 """
@@ -494,20 +494,20 @@ async def test_a_message_edited_to_an_invalid_value_is_rejected_and_nothing_chan
 # --- removals ----------------------------------------------------------------------------------
 
 
-async def test_removing_a_message_deletes_it_and_renumbers_the_rest(store: ThreadStore) -> None:
+async def test_removing_a_message_deletes_it_and_leaves_the_rest_as_they_were(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "one", "two", "three", "four")
     assert loaded.remove_message(loaded.messages[1].id) is True
     await store.save(loaded)
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["one", "three", "four"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(again) == [1, 3, 4]  # never renumbered: a sequence held as a cursor holds
+    assert sequences(loaded) == [1, 3, 4]
     assert again.messages == loaded.messages
 
 
 @pytest.mark.parametrize("position", [0, 2, 4])
-async def test_removing_first_middle_or_last_message_renumbers_gap_free(
+async def test_removing_first_middle_or_last_message_keeps_the_others_sequences(
     store: ThreadStore, position: int
 ) -> None:
     texts = ["a", "b", "c", "d", "e"]
@@ -517,8 +517,12 @@ async def test_removing_first_middle_or_last_message_renumbers_gap_free(
 
     again = await stored(store, loaded.id)
     assert contents(again) == texts[:position] + texts[position + 1 :]
-    assert sequences(again) == [1, 2, 3, 4]
-    assert sequences(loaded) == [1, 2, 3, 4]
+    kept = [n for n in range(1, 6) if n != position + 1]
+    assert sequences(again) == kept
+    assert sequences(loaded) == kept
+    loaded.add_message(user("f"))  # numbered after the highest ever handed out
+    await store.save(loaded)
+    assert sequences(await stored(store, loaded.id)) == [*kept, 6]
 
 
 async def test_removing_several_messages_and_appending_in_one_save(store: ThreadStore) -> None:
@@ -530,14 +534,14 @@ async def test_removing_several_messages_and_appending_in_one_save(store: Thread
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["b", "d", "e"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(again) == [2, 4, 5]
+    assert sequences(loaded) == [2, 4, 5]
 
     loaded.add_message(user("f"))
     await store.save(loaded)
     again = await stored(store, loaded.id)
     assert contents(again) == ["b", "d", "e", "f"]
-    assert sequences(again) == [1, 2, 3, 4]
+    assert sequences(again) == [2, 4, 5, 6]
 
 
 async def test_removing_from_the_object_just_saved(store: ThreadStore) -> None:
@@ -548,11 +552,11 @@ async def test_removing_from_the_object_just_saved(store: ThreadStore) -> None:
 
     again = await stored(store, thread.id)
     assert contents(again) == ["b", "c"]
-    assert sequences(again) == [1, 2]
-    assert sequences(thread) == [1, 2]
+    assert sequences(again) == [2, 3]
+    assert sequences(thread) == [2, 3]
 
 
-async def test_clear_messages_deletes_them_all_and_numbering_restarts(store: ThreadStore) -> None:
+async def test_clear_messages_deletes_them_all_and_numbering_goes_on(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "a", "b", "c")
     loaded.clear_messages()
     await store.save(loaded)
@@ -562,8 +566,8 @@ async def test_clear_messages_deletes_them_all_and_numbering_restarts(store: Thr
     await store.save(loaded)
     again = await stored(store, loaded.id)
     assert contents(again) == ["fresh start"]
-    assert sequences(again) == [1]
-    assert sequences(loaded) == [1]
+    assert sequences(again) == [4]
+    assert sequences(loaded) == [4]
 
 
 async def test_clear_and_append_in_one_save(store: ThreadStore) -> None:
@@ -574,8 +578,8 @@ async def test_clear_and_append_in_one_save(store: ThreadStore) -> None:
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["only"]
-    assert sequences(again) == [1]
-    assert sequences(loaded) == [1]
+    assert sequences(again) == [4]
+    assert sequences(loaded) == [4]
 
 
 async def test_removing_keeps_the_system_message_on_the_callers_thread(store: ThreadStore) -> None:
@@ -585,10 +589,10 @@ async def test_removing_keeps_the_system_message_on_the_callers_thread(store: Th
     thread.remove_message(thread.messages[1].id)  # "a"
     await store.save(thread)
 
-    assert [(m.role, m.sequence) for m in thread.messages] == [("system", 0), ("user", 1), ("user", 2)]
+    assert [(m.role, m.sequence) for m in thread.messages] == [("system", 0), ("user", 2), ("user", 3)]
     again = await stored(store, thread.id)
     assert contents(again) == ["b", "c"]
-    assert sequences(again) == [1, 2]
+    assert sequences(again) == [2, 3]
 
 
 async def test_a_message_removed_and_saved_can_then_be_saved_in_another_thread(
@@ -703,8 +707,8 @@ async def test_after_a_conflict_the_thread_can_be_fixed_and_saved(store: ThreadS
 
     again = await stored(store, second.id)
     assert contents(again) == ["a, edited", "c", "d"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(second) == [1, 2, 3]
+    assert sequences(again) == [1, 3, 4]
+    assert sequences(second) == [1, 3, 4]
     assert contents(await stored(store, first.id)) == ["shared"]
 
 

@@ -169,8 +169,6 @@ class MemoryBackend:
         for message in doomed:
             del row.messages[message.id]
             del self._owner[message.id]
-        if doomed:
-            self._renumber(row)
         return len(doomed)
 
     def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
@@ -217,11 +215,9 @@ class MemoryBackend:
                 held[message.id] = message
                 sequences[message.id] = stored.sequence or 0
         sequences.update(self._insert(plan.thread_id, row, fresh))
-        if plan.removed:
-            for message_id in plan.removed:
-                if row.messages.pop(message_id, None) is not None:
-                    del self._owner[message_id]
-            sequences.update(self._renumber(row))
+        for message_id in plan.removed:
+            if row.messages.pop(message_id, None) is not None:
+                del self._owner[message_id]
         return sequences
 
     def _insert(self, thread_id: str, row: _Row, messages: builtins.list[Message]) -> dict[str, int]:
@@ -234,16 +230,6 @@ class MemoryBackend:
             self._owner[message.id] = thread_id
             sequences[message.id] = row.last_sequence
         return sequences
-
-    @staticmethod
-    def _renumber(row: _Row) -> dict[str, int]:
-        moved = {}
-        ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
-        for position, message in enumerate(ordered, 1):
-            if message.sequence != position:
-                message.sequence = moved[message.id] = position
-        row.last_sequence = len(ordered)
-        return moved
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         row = self._threads.get(plan.thread_id)

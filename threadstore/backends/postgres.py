@@ -3,7 +3,7 @@
 No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
 binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
 call and are decoded by the store in a single typed pass. A save or an append is one statement,
-so one round trip, unless the save deletes messages (then a transaction renumbers them).
+so one round trip.
 
 No wait without end: connecting has ``connect_timeout``, checkout ``pool_timeout``, and an
 operation that has waited ``liveness_interval`` for the server is checked on a connection of its
@@ -823,8 +823,6 @@ class PostgresBackend:
                 if not await self._run(conn, "bounded.thread_row", thread_id=thread_id):
                     return None
                 count: int = await self._run(conn, "bounded.prune", thread_id=thread_id, keep_last=keep_last)
-                if count:
-                    await self._run(conn, "postgres.renumber", thread_id=thread_id)
                 return count
 
         async with self._acquire() as conn:
@@ -950,13 +948,12 @@ class PostgresBackend:
                 except ConflictError as exc:
                     if _collided(exc):
                         raise
-            if not plan.removed:
-                try:
-                    rows = await _retried(lambda: self._run(conn, "postgres.save", **params), what)
-                    return rows
-                except ConflictError as exc:
-                    if _collided(exc):
-                        raise  # else maybe a concurrent save inserted one of these messages: below
+            try:
+                rows = await _retried(lambda: self._run(conn, "postgres.save", **params), what)
+                return rows
+            except ConflictError as exc:
+                if _collided(exc):
+                    raise  # else maybe a concurrent save inserted one of these messages: below
 
             # Under the thread's lock, each statement's snapshot includes every save of this
             # thread that finished before it, so a message another writer just inserted is seen
@@ -967,8 +964,6 @@ class PostgresBackend:
                 async with _transaction(conn):
                     await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
                     rows: builtins.list[Any] = await self._run(conn, "postgres.save", **params)
-                    if plan.removed and all(row[0] is not None for row in rows):
-                        rows += await self._run(conn, "postgres.renumber", thread_id=plan.thread_id)
                 return rows
 
             attempts_left = _LOCKED_ATTEMPTS

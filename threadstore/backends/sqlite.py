@@ -578,10 +578,6 @@ class SQLiteBackend:
             if not await self._run("bounded.thread_row", thread_id=thread_id):
                 return None
             count: int = await self._run("bounded.prune", thread_id=thread_id, keep_last=keep_last)
-            if count:
-                await self._run("sqlite.renumber_negative", thread_id=thread_id)
-                await self._run("sqlite.renumber_positive", thread_id=thread_id)
-                await self._run("sqlite.reset_last_sequence", thread_id=thread_id)
         return count
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
@@ -668,9 +664,6 @@ class SQLiteBackend:
                 await self._run_many("sqlite.update_message", updates)
             if plan.removed:
                 await self._run("sqlite.delete_messages", thread_id=thread_id, ids=_json_list(plan.removed))
-                await self._run("sqlite.renumber_negative", thread_id=thread_id)
-                renumbered = await self._run("sqlite.renumber_positive", thread_id=thread_id)
-                sequences.update({row[0]: row[1] for row in renumbered})
             await self._run("sqlite.save_thread", **self._thread_params(plan))
         return sequences
 

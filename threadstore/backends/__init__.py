@@ -11,7 +11,7 @@ import importlib
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 import msgspec
 
 from threadstore.errors import SchemaVersionError
-from threadstore.fulltext import Query
-from threadstore.matching import TextPattern
+from threadstore.fulltext import Query, matches, ranker, words
+from threadstore.matching import TextPattern, contains_all
 
 if TYPE_CHECKING:
     from threadstore.config import DatabaseConfig
@@ -133,6 +133,31 @@ class SearchRow(NamedTuple):
     role: str
     score: float
     text: str  # matching.content_text of the message, for the snippet
+
+
+def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]) -> list[SearchRow]:
+    """What a search finds among messages written but not indexed yet (the SQL backends' queue:
+    a read-only store cannot index it, nor can a store while another process writes), matched
+    on their current text as the memory backend matches, best first (ranked among themselves
+    as memory ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence,
+    role, timestamp, content text or None, the thread's attributes as JSON text)."""
+    attributes = None if wanted is None else msgspec.json.decode(wanted)
+    candidates = []
+    for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
+        if text is None:
+            continue
+        if attributes is not None and not contains_all(msgspec.json.decode(thread_attributes), attributes):
+            continue
+        when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
+        candidates.append((words(text), when, SearchRow(thread_id, message_id, sequence, role, 0.0, text)))
+    score = ranker(query, (indexed for indexed, _, _ in candidates))
+    found = [
+        (score(indexed), when, row.message_id, row)
+        for indexed, when, row in candidates
+        if indexed and matches(query, indexed)
+    ]
+    found.sort(key=lambda hit: hit[:3], reverse=True)
+    return [row._replace(score=points) for points, _, _, row in found]
 
 
 class Backend(Protocol):

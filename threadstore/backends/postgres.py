@@ -44,6 +44,7 @@ from threadstore.backends import (
     narrator_refusal,
     pending_migrations,
     schema_status,
+    unindexed_hits,
 )
 from threadstore.config import DatabaseConfig, Settings
 from threadstore.errors import (
@@ -901,14 +902,22 @@ class PostgresBackend:
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
         rows = await self._read(name, **params)
+        unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
-        # after writes), so every message whose save returned is found.
-        # A read-only store does not: it finds them once their writer's indexer has run.
-        if not self._config.read_only and (rows[0][0] if rows else await self._read("search.queued")):
-            async with self._acquire() as conn:
-                await self._index_all(conn)
-            rows = await self._read(name, **params)
-        return [SearchRow(*row[1:]) for row in rows]
+        # after writes), so every message whose save returned is found. What stays queued (a
+        # read-only store cannot index; other processes write meanwhile) is matched on its
+        # current text and listed first: an edit never leaves old words found or shown.
+        if rows[0][0] if rows else await self._read("search.queued"):
+            if not self._config.read_only:
+                async with self._acquire() as conn:
+                    await self._index_all(conn)
+            found = unindexed_hits(query, wanted, await self._read("search.unindexed"))
+            unindexed = found[offset : offset + limit]
+            rows = []
+            if len(unindexed) < limit:
+                params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
+                rows = await self._read(name, **params)
+        return unindexed + [SearchRow(*row[1:]) for row in rows]
 
     async def save(self, plan: SavePlan) -> dict[str, int] | None:
         rows = await self._save(plan)

@@ -40,6 +40,7 @@ from threadstore.backends import (
     narrator_refusal,
     pending_migrations,
     schema_status,
+    unindexed_hits,
 )
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
@@ -804,16 +805,24 @@ class SQLiteBackend:
         params = {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
+        unindexed: builtins.list[SearchRow] = []
         async with self._lock:
             rows = await self._run(name, **params)
             # Messages queued are indexed first (usually none: the background indexer runs
-            # right after writes), so every message whose save returned is found.
-            # A read-only store cannot: it finds them once their writer's indexer has run.
-            if not self._read_only and (rows[0][0] if rows else await self._run("search.queued")):
-                while await self._index_batch() == _INDEX_BATCH:
-                    pass
-                rows = await self._run(name, **params)
-        return [
+            # right after writes), so every message whose save returned is found. What stays
+            # queued (a read-only store cannot index; another process may write meanwhile) is
+            # matched on its current text and listed first: an edit never leaves old words found.
+            if rows[0][0] if rows else await self._run("search.queued"):
+                if not self._read_only:
+                    while await self._index_batch() == _INDEX_BATCH:
+                        pass
+                found = unindexed_hits(query, wanted, await self._run("search.unindexed"))
+                unindexed = found[offset : offset + limit]
+                rows = []
+                if len(unindexed) < limit:
+                    params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
+                    rows = await self._run(name, **params)
+        return unindexed + [
             SearchRow(
                 thread_id, message_id, sequence, role, score, matching.content_text(_optional(content)) or ""
             )

@@ -864,7 +864,13 @@ class SQLiteBackend:
                 day_ago=_text_time(day_ago),
                 week_ago=_text_time(week_ago),
             )
-        return doc.encode()
+        usage = _decode(doc)
+        # Each count as stats.usage splits it (exact past 2^63): high and low 32-bit sums and
+        # the values wider than 64 bits, truncated as matching.token_count does.
+        usage["models"] = [
+            [row[0], *[_exact_sum(*row[i : i + 3]) for i in (1, 4, 7)]] for row in usage["models"]
+        ]
+        return _encode(usage)
 
     # -- export, import, copy ---------------------------------------------------------------
 
@@ -916,6 +922,12 @@ class SQLiteBackend:
         if stored:
             self._index_soon()
         return stored
+
+
+def _exact_sum(high: int | None, low: int | None, wide: builtins.list[int | float]) -> int | None:
+    if high is None and not wide:
+        return None  # nothing counted
+    return ((high or 0) << 32) + (low or 0) + sum(matching.token_count(value) for value in wide)
 
 
 def _param(value: Any) -> Any:

@@ -411,12 +411,13 @@ async def _close_when_loop_ends(
             if owner is not None:  # a later event loop connects afresh
                 owner._backend = owner._loop = owner._watcher = None
             when = "was garbage-collected" if owner is None else "outlived its event loop"
-            warnings.warn(
-                f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
-                "closed for it; call close() or use `async with`",
-                ResourceWarning,
-                stacklevel=1,
-            )
+            if owner is None or owner._warn_unclosed:
+                warnings.warn(
+                    f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
+                    "closed for it; call close() or use `async with`",
+                    ResourceWarning,
+                    stacklevel=1,
+                )
             import asyncio
 
             with contextlib.suppress(Exception):
@@ -447,6 +448,8 @@ class ThreadStore:
     raises ReadOnlyError before it reaches the database, and a SQLite file stays byte-for-byte
     as it was (no switch to WAL; the connection refuses writes with ``query_only``).
     """
+
+    _warn_unclosed = True  # False for a store its owner closes (threadstore.testing's fixture)
 
     def __init__(
         self,

@@ -8,11 +8,11 @@ from threadstore import Message, Thread, ThreadStore
 from threadstore.transfer import ThreadRecord
 
 
-def user(text: str, **fields: Any) -> Message:
+def user(text: str | list[dict[str, Any]], **fields: Any) -> Message:
     return Message(role="user", content=text, **fields)
 
 
-def assistant(text: str | None, **fields: Any) -> Message:
+def assistant(text: str | list[dict[str, Any]] | None, **fields: Any) -> Message:
     return Message(role="assistant", content=text, **fields)
 
 

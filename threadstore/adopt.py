@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from threadstore import queries
+from threadstore.backends import migrations
 from threadstore.config import DatabaseConfig, configure
 from threadstore.errors import ConfigurationError, ThreadStoreError
 from threadstore.queries import Migration
@@ -115,11 +116,10 @@ async def _convert(db: _Database, shown: str, dry_run: bool) -> AdoptionReport:
     backup = await db.backup()
     first, *later = queries.load(db.dialect).migrations
     await db.run_all(db.renames)
-    await db.migrate(first)  # the copies write version 1's tables
+    await migrations.apply(db, [first])  # the copies write version 1's tables
     await db.run_all(db.copies)
     await db.run_all(("adopt.drop_messages", "adopt.drop_threads"))
-    for migration in later:
-        await db.migrate(migration)
+    await migrations.apply(db, later)
     return msgspec.structs.replace(report, backup=backup)
 
 
@@ -164,7 +164,11 @@ class _Database:
     async def backup(self) -> str | None:
         return None
 
-    async def migrate(self, migration: Migration) -> None:
+    async def run_script(self, migration: Migration) -> None:
+        """Run a migration's script (migrations.apply), after creating the ledger."""
+        raise NotImplementedError
+
+    async def record(self, migration: Migration) -> None:
         raise NotImplementedError
 
 
@@ -194,7 +198,7 @@ class _SQLiteDatabase(_Database):
             await source.backup(copy)
         return target
 
-    async def migrate(self, migration: Migration) -> None:
+    async def run_script(self, migration: Migration) -> None:
         import sqlite3
 
         await self.run("schema.create_ledger")
@@ -205,6 +209,8 @@ class _SQLiteDatabase(_Database):
                 raise ThreadStoreError(
                     f"adoption failed in migration {migration.origin}, nothing was changed: {exc}"
                 ) from exc
+
+    async def record(self, migration: Migration) -> None:
         await self.run(
             "schema.record",
             version=migration.version,
@@ -229,7 +235,7 @@ class _PostgresDatabase(_Database):
         await self.run("postgres.migration_lock")  # one adoption or migration at a time
         await self.run("postgres.adopt_lock")
 
-    async def migrate(self, migration: Migration) -> None:
+    async def run_script(self, migration: Migration) -> None:
         import asyncpg
 
         await self.run("schema.create_ledger")
@@ -239,6 +245,8 @@ class _PostgresDatabase(_Database):
             raise ThreadStoreError(
                 f"adoption failed in migration {migration.origin}, nothing was changed: {exc}"
             ) from exc
+
+    async def record(self, migration: Migration) -> None:
         await self.run(
             "schema.record", version=migration.version, name=migration.name, applied_at=datetime.now(UTC)
         )

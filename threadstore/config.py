@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from threadstore.errors import ConfigurationError
@@ -56,6 +56,28 @@ class Settings:
     liveness_interval: float | None = 10.0
     statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
     echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
+
+
+class SettingsKwargs(TypedDict, total=False):
+    """The settings as keyword arguments of ``ThreadStore(...)`` and ``create(...)`` (each a
+    Settings field; None leaves the environment's value or the default)."""
+
+    pool_size: int | None
+    max_overflow: int | None
+    pool_timeout: float | None
+    pool_recycle: float | None
+    command_timeout: float | None
+    statement_cache_size: int | None
+    echo: bool | None
+    connect_timeout: float | None
+    liveness_interval: float | None
+
+
+def check_keywords(settings: Mapping[str, object], where: str) -> None:
+    """TypeError for a keyword that is not a setting, worded as Python words it for a signature."""
+    for name in settings:
+        if name not in SettingsKwargs.__annotations__:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
 
 
 # field -> (kind, lower bound, whether the bound itself is allowed). A "bound" is a number of

@@ -9,7 +9,7 @@ half file under that name. All file IO and hashing runs in worker threads, off t
 
 Files and database references are kept consistent by advisory locks (flock) on 256 lock files
 in ``<base>/.locks``, one per first byte of the SHA-256: writing a file takes a shared lock,
-which ``ThreadStore.save`` holds until its database write has ended; removing a file nothing
+which ``ThreadStore.save`` holds (a Lease) until its database write has ended; removing a file nothing
 references (after a failed save, or in ``collect_garbage``) takes the exclusive lock and asks
 the database again first. So a file another writer is about to reference, in this process or
 another on the same machine, is never removed. (No flock on Windows: there the locks are only
@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from threadstore.config import file_storage_path
 from threadstore.errors import (
@@ -46,10 +46,6 @@ from threadstore.mime import detect_mime_type, is_allowed, normalize_mime_patter
 
 if sys.platform != "win32":
     import fcntl
-
-if TYPE_CHECKING:
-    from threadstore.models import Attachment
-    from threadstore.store import ThreadStore
 
 DEFAULT_MAX_FILE_SIZE = 50 * 1024 * 1024  # 50 MiB
 GC_MIN_AGE = timedelta(hours=1)  # collect_garbage leaves files younger than this alone
@@ -354,7 +350,7 @@ class FileStore:
         """
         held: dict[str, int] = {}
         try:
-            return await self._put(content, filename, mime_type, held, [])
+            return await self._write(await self._inspect(content, filename, mime_type), held, [])
         finally:
             self._locks.release(held)
 
@@ -379,12 +375,35 @@ class FileStore:
             raise TypeError("batch_save() takes (content, filename) or (content, filename, mime_type) tuples")
         return (item[0], item[1], item[2] if len(item) == 3 else None)
 
-    async def _put(
-        self, content: bytes, filename: str, mime_type: str | None, held: dict[str, int], created: list[Path]
+    async def write(
+        self, content: bytes, filename: str, mime_type: str | None, lease: Lease
     ) -> dict[str, Any]:
-        """save() with the stripe locks left in ``held`` and the files created put in ``created``
-        (ThreadStore.save keeps both until its database write has ended)."""
-        return await self._write(await self._inspect(content, filename, mime_type), held, created)
+        """save() for a database write that will reference the file: its stripe lock stays
+        held, and a file it created is remembered, until ``lease`` ends (see lease())."""
+        return await self._write(
+            await self._inspect(content, filename, mime_type), lease._held, lease._created
+        )
+
+    @contextlib.asynccontextmanager
+    async def lease(self, referenced: Callable[[list[str]], Awaitable[set[str]]]) -> AsyncIterator[Lease]:
+        """A Lease for the files one database write references; the write runs inside the block.
+
+        The files written under it stay locked (shared) until the block ends. If anything fails,
+        files this write created are removed again unless some stored message references them
+        (``referenced`` asks the database); if that cannot be asked, they are left for
+        ``collect_garbage``.
+        """
+        lease = Lease(self)
+        try:
+            yield lease
+        except BaseException:
+            lease.release()
+            if lease._created:
+                # Shielded: a cancelled save still cleans up (or leaves the rest to collect_garbage).
+                await asyncio.shield(lease.discard(referenced))
+            raise
+        finally:
+            lease.release()
 
     async def _inspect(self, content: object, filename: object, mime_type: object) -> _Incoming:
         if isinstance(content, (bytearray, memoryview)):
@@ -667,48 +686,34 @@ class FileStore:
 # --- what ThreadStore uses ---------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def storing(
-    attachments: Sequence[Attachment],
-    file_store: FileStore,
-    referenced: Callable[[list[str]], Awaitable[set[str]]],
-) -> AsyncIterator[dict[int, Attachment]]:
-    """Store the bytes of ``attachments`` for one database write, which runs inside the block.
+class Lease:
+    """The stripe locks (shared) and the files created of writes made for one database write
+    (FileStore.write), held until that write has ended (FileStore.lease)."""
 
-    Yields ``id(original) -> stored copy`` (the copy carries what the database keeps: file_id,
-    storage_path, type, processed_content, status "stored"; no content). The files stay locked
-    (shared) until the block ends. If anything fails, files this write created are removed again
-    unless some stored message references them (``referenced`` asks the database); if that
-    cannot be asked, they are left for ``collect_garbage``.
-    """
-    held: dict[str, int] = {}
-    created: list[Path] = []
-    stored: dict[int, Attachment] = {}
-    try:
-        for attachment in attachments:
-            if id(attachment) not in stored:
-                stored[id(attachment)] = await attachment._stored_copy(file_store, held, created)
-        yield stored
-    except BaseException:
-        file_store._locks.release(held)
-        if created:
-            # Shielded: a cancelled save still cleans up (or leaves the rest to collect_garbage).
-            await asyncio.shield(_discard(file_store, created, referenced))
-        raise
-    finally:
-        file_store._locks.release(held)
+    def __init__(self, file_store: FileStore) -> None:
+        self._file_store = file_store
+        self._held: dict[str, int] = {}
+        self._created: list[Path] = []
+
+    def release(self) -> None:
+        """Unlock the stripes; idempotent."""
+        self._file_store._locks.release(self._held)
+
+    async def discard(self, referenced: Callable[[list[str]], Awaitable[set[str]]]) -> None:
+        """Remove the files created under this lease that no stored message references."""
+        entries = [_Entry(_relative(path.name), path.name, 0, 0.0) for path in self._created]
+        with contextlib.suppress(Exception):  # e.g. the database is down: then collect_garbage's job
+            await self._file_store._remove_unreferenced(entries, referenced, wait=_CLEANUP_WAIT)
 
 
-async def _discard(
-    file_store: FileStore, created: list[Path], referenced: Callable[[list[str]], Awaitable[set[str]]]
-) -> None:
-    entries = [_Entry(_relative(path.name), path.name, 0, 0.0) for path in created]
-    with contextlib.suppress(Exception):  # e.g. the database is down: then collect_garbage's job
-        await file_store._remove_unreferenced(entries, referenced, wait=_CLEANUP_WAIT)
+class References(Protocol):
+    """What collect_garbage asks of a store (a ThreadStore)."""
+
+    async def attachment_references(self, refs: Iterable[str] | None = None) -> set[str]: ...
 
 
 async def collect_garbage(
-    store: ThreadStore, file_store: FileStore, *, min_age: timedelta | float = GC_MIN_AGE
+    store: References, file_store: FileStore, *, min_age: timedelta | float = GC_MIN_AGE
 ) -> list[dict[str, Any]]:
     """Delete the files in ``file_store`` that no message stored in ``store`` references, and
     temporary files left by interrupted writes; returns one dict per file removed:

@@ -2,7 +2,7 @@
 
 - ``regex``/``literal``: the one regular-expression dialect of ``search_by_content`` and
   ``search_by_title``, checked here and given to each backend in the form its engine runs:
-  PostgreSQL's ``~*`` and Python's ``re`` (the memory backend, and SQLite's REGEXP function).
+  PostgreSQL's ``~*`` and RE2 (``matcher``: the memory backend, and SQLite's REGEXP function).
 - ``content_text``: the text of a message's content that content search looks at.
 - ``json_equal`` and the lookups built on it: JSON equality, as PostgreSQL's jsonb compares.
 

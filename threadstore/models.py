@@ -3,7 +3,7 @@
 No I/O here, except where an Attachment is handed a FileStore to read or store its bytes.
 A Thread also remembers, outside its fields, which of its messages are already
 stored (and which stored ones were edited through field assignment), so that a save writes only
-what changed; that bookkeeping is private to this module and ``store.py``.
+what changed: threadstore.tracking keeps that state; only the edit hook stays here, inline.
 
 Datetimes are aware UTC: a naive datetime is taken to be UTC, an aware one is converted to UTC.
 """
@@ -16,9 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from operator import attrgetter
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -33,7 +31,11 @@ _T = TypeVar("_T")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
 
 _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
-_get_id = attrgetter("id")
+# Keys kept in the instance __dict__, outside the fields (so never encoded or compared), by
+# threadstore.tracking: a Thread's SyncState, and on each message shared with the store the dict
+# (id -> message) where Message.__setattr__ records an edit.
+SYNC = "_threadstore_sync"
+EDITS = "_edited"
 
 
 class _Trust(threading.local):
@@ -184,23 +186,18 @@ class Attachment(msgspec.Struct, kw_only=True):
         try:
             content = await self.get_content_bytes(file_store)
             stored = await file_store.save(content, self.filename, self.mime_type)
-            self._record(stored, await _describe(content, stored["mime_type"]))
+            # Imported here, as in threadstore/__init__.py: threadstore.mime (zipfile, mimetypes)
+            # would take `import threadstore` from ~70 to ~130 ms (make bench).
+            from threadstore import mime
+
+            self.mark_stored(stored, await mime.describe(content, stored["mime_type"]))
         except Exception:
             self.status = "failed"
             raise
 
-    async def _stored_copy(
-        self, file_store: FileStore, held: dict[str, int], created: list[Path]
-    ) -> Attachment:
-        """A copy of this pending attachment as the database keeps it once its bytes are stored
-        (for ThreadStore.save; see files.storing)."""
-        content = await self.get_content_bytes()
-        stored = await file_store._put(content, self.filename, self.mime_type, held, created)
-        copy = msgspec.structs.replace(self, content=None)
-        copy._record(stored, await _describe(content, stored["mime_type"]))
-        return copy
-
-    def _record(self, stored: dict[str, Any], description: tuple[str, str | None, bool]) -> None:
+    def mark_stored(self, stored: dict[str, Any], description: tuple[str, str | None, bool]) -> None:
+        """Record where the bytes went: ``stored`` is FileStore.save()'s metadata, ``description``
+        threadstore.mime.describe()'s (kind, processed_content, truncated)."""
         kind, text, truncated = description
         self.file_id = stored["id"]
         self.storage_path = stored["storage_path"]
@@ -252,9 +249,9 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
 
     def __post_init__(self) -> None:
         if not _trust.on:
-            self._validate()
+            self.validate()
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check the fields and normalise the timestamp; run again at save, since fields may
         have been assigned since construction."""
         if self.role not in ROLES:
@@ -285,7 +282,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     def __setattr__(self, name: str, value: Any) -> None:
         _set_field(self, name, value)
         if name[0] != "_":
-            edited = self.__dict__.get("_edited")
+            edited = self.__dict__.get("_edited")  # EDITS, spelled out: the hot path
             if edited is not None:
                 edited[self.id] = self
 
@@ -381,9 +378,9 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
 
     def __post_init__(self) -> None:
         if not _trust.on:
-            self._validate()
+            self.validate()
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check the fields and normalise the times to UTC; run again at save, since fields
         may have been assigned since construction."""
         _require(self.id, str, "Thread.id")
@@ -446,9 +443,9 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         found = self.get_message(message_id)
         if found is None or (isinstance(message, Message) and found is not message):
             raise ValueError(f"message {message_id!r} is not in thread {self.id!r}")
-        edited = self.__dict__.get("_edited")
-        if edited is not None:
-            edited[found.id] = found
+        state = self.__dict__.get(SYNC)  # a tracking.SyncState
+        if state is not None:
+            state.edits[found.id] = found
 
     def ensure_system_prompt(self, prompt: str) -> None:
         """Put a system message with ``prompt`` first unless the thread already starts with one."""
@@ -529,145 +526,15 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         message = self.get_message(message_id)
         return {} if message is None else {k: list(v) for k, v in message.reactions.items()}
 
-    # -- save bookkeeping (used by store.py) ------------------------------------------------
-    #
-    # Kept in the instance __dict__, outside the fields (so never encoded or compared):
-    #   _origin    the backend this thread was last loaded from or saved to
-    #   _snapshot  the messages list as of then (a shallow copy)
-    #   _known     the ids in _snapshot;  _stored: those of them that are stored (not system)
-    #   _edited    id -> message, filled by Message.__setattr__ of the messages in _snapshot
 
-    def _changes(self, origin: object) -> Changes:
-        """What a save to ``origin`` must write: messages new, edited and removed since the sync.
+class AliasRecord(msgspec.Struct, frozen=True):
+    """An alias of an exported thread and when it was saved."""
 
-        The usual case, messages only appended since, costs one comparison of the old list
-        prefix (C speed) plus work per new message; anything else compares id sets.
-        """
-        state = self.__dict__
-        messages = self.messages
-        if state.get("_origin") is not origin:
-            messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
-            everything = [m for m in messages if m.role != "system"]
-            ids = _unique_ids(self.id, messages)
-            return Changes(everything, [], [], ids, set(), list(messages), {})
-        before: list[Message] = state["_snapshot"]
-        known: set[str] = state["_known"]
-        stored: set[str] = state["_stored"]
-        tracker: dict[str, Message] = state["_edited"]
-        # Is the snapshot a prefix of the list? Compared with the added messages appended to it
-        # for the moment, not with a slice of the list: the comparison then only reads pointers,
-        # where a slice or a copy touches every message (~0.5 ms a save of 10,000, caches cold).
-        base = len(before)
-        added = messages[base:]
-        before.extend(added)
-        try:
-            appended_only = messages == before
-        finally:
-            del before[base:]
-        if appended_only:
-            added_ids = _unique_ids(self.id, added)
-            if not added_ids.isdisjoint(known):
-                raise ValueError(f"Thread {self.id!r} holds message {min(added_ids & known)!r} twice")
-            new = [m for m in added if m.role != "system"]
-            edited = [m for i, m in tracker.items() if i in stored and m.role != "system"]
-            # The old objects stay in the snapshot even where an equal copy replaced one, so
-            # once that copy is edited the prefix differs and the slow path saves it.
-            return Changes(new, edited, [], known, added_ids, before, tracker, (base, added))
-        messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
-        current = _unique_ids(self.id, messages)
-        new_ids = current - known
-        new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
-        # Stored messages replaced by another object with the same id count as edited.
-        objects_before = {id(m) for m in before}
-        edited = [
-            m
-            for m in messages
-            if m.id in stored and m.role != "system" and (id(m) not in objects_before or m.id in tracker)
-        ]
-        return Changes(new, edited, sorted(stored - current), current, set(), list(messages), tracker)
-
-    def _begin_save(self, changes: Changes) -> None:
-        """Called just before the write: from now on, edits go to the next save."""
-        tracker = changes.tracker
-        for message in changes.edited:
-            tracker.pop(message.id, None)
-        for message in [*changes.new, *changes.edited]:
-            message.__dict__["_edited"] = tracker
-
-    def _abort_save(self, changes: Changes) -> None:
-        """The write failed: its edits are still to be saved."""
-        for message in changes.edited:
-            changes.tracker.setdefault(message.id, message)
-
-    def _mark_synced(self, origin: object, changes: Changes | None = None) -> None:
-        """Record that this thread matches what ``origin`` stores: after a load (no ``changes``)
-        or after a save of ``changes`` (as the thread was when they were taken: messages added
-        or edited during the write are left for the next save)."""
-        state = self.__dict__
-        if changes is None:
-            tracker: dict[str, Message] = {}
-            for message in self.messages:
-                message.__dict__["_edited"] = tracker
-            snapshot = list(self.messages)
-            known = set(map(_get_id, snapshot))
-            stored = {m.id for m in snapshot if m.role != "system"}
-        else:
-            tracker, snapshot = changes.tracker, changes.snapshot
-            if changes.appended is not None:  # snapshot is the one of the sync, plus these
-                base, added = changes.appended
-                if state.get("_snapshot") is snapshot and len(snapshot) == base:
-                    snapshot.extend(added)
-                else:  # another save of this Thread ended meanwhile
-                    snapshot = snapshot[:base] + added
-            known = changes.known
-            known.update(changes.added)
-            stored = state["_stored"] if state.get("_origin") is origin else set()
-            stored.difference_update(changes.removed)
-            stored.update(map(_get_id, changes.new))
-        state["_origin"] = origin
-        state["_snapshot"] = snapshot
-        state["_known"] = known
-        state["_stored"] = stored
-        state["_edited"] = tracker
+    alias: str
+    created_at: datetime
 
 
-class Changes(NamedTuple):
-    """What one save writes (see Thread._changes)."""
+class ThreadRecord(Thread, kw_only=True):
+    """A thread with its messages and its aliases: one line of an export."""
 
-    new: list[Message]
-    edited: list[Message]
-    removed: list[str]
-    known: set[str]  # the thread's message ids, once `added` are merged in on success
-    added: set[str]
-    snapshot: list[Message]  # the messages list when the changes were taken
-    tracker: dict[str, Message]  # where Message.__setattr__ records edits
-    # Only messages were added: snapshot is the one of the last sync, whose first `base` entries
-    # the list still holds, followed by `added` (extended in place once the save succeeds).
-    appended: tuple[int, list[Message]] | None = None
-
-
-def _unique_ids(thread_id: str, messages: list[Message]) -> set[str]:
-    for message in messages:
-        if not isinstance(message, Message):
-            raise TypeError(f"Thread {thread_id!r} holds a {type(message).__name__}, not a Message")
-    ids = list(map(_get_id, messages))
-    unique = set(ids)
-    if len(unique) != len(ids):
-        seen: set[str] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise ValueError(f"Thread {thread_id!r} holds message {duplicate!r} twice")
-    return unique
-
-
-async def _describe(content: bytes, mime: str) -> tuple[str, str | None, bool]:
-    """(kind, processed_content, truncated) for stored bytes of type ``mime``."""
-    # Imported here, as in threadstore/__init__.py and store.py: asyncio and threadstore.mime
-    # (zipfile, mimetypes) would take `import threadstore` from ~70 to ~130 ms (make bench).
-    import asyncio
-
-    from threadstore.mime import extract_text, is_textual, kind_of
-
-    if not is_textual(mime):
-        return kind_of(mime), None, False
-    text, truncated = await asyncio.to_thread(extract_text, content, mime)
-    return kind_of(mime), text, truncated
+    aliases: list[AliasRecord] = msgspec.field(default_factory=list)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 import re
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,6 +150,28 @@ def load_from(root: Path, dialect: str) -> Registry:
                 f"{mig.origin}: expected migration version {i + 1:04d}; versions start at 0001 without gaps"
             )
     return Registry(dialect, types.MappingProxyType(queries), tuple(migrations))
+
+
+# --- the echo of what runs ------------------------------------------------------------------
+
+SQL_LOG = logging.getLogger("threadstore.sql")  # echo: one INFO line per statement
+
+
+def enable_echo() -> None:
+    """Make echo lines visible, as SQLAlchemy's ``echo=True`` does: the ``threadstore.sql``
+    logger goes to INFO unless its level was set, and logs to stderr when the application
+    configured no logging at all."""
+    if SQL_LOG.level == logging.NOTSET:
+        SQL_LOG.setLevel(logging.INFO)
+    if not SQL_LOG.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        SQL_LOG.addHandler(handler)
+
+
+def log_statement(name: str, started: float, finished: float) -> None:
+    """The echo line of one statement: its query name and duration, never its values."""
+    SQL_LOG.info("%s %.2f ms", name, (finished - started) * 1000)
 
 
 def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query]:

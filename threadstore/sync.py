@@ -18,8 +18,9 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from threadstore.config import SettingsKwargs, check_keywords
 from threadstore.errors import StoreClosedError
 from threadstore.store import ThreadStore as AsyncThreadStore
 
@@ -119,31 +120,11 @@ class ThreadStore:
         url: str | None = None,
         *,
         migrate: bool = True,
-        pool_size: int | None = None,
-        max_overflow: int | None = None,
-        pool_timeout: float | None = None,
-        pool_recycle: float | None = None,
-        command_timeout: float | None = None,
-        statement_cache_size: int | None = None,
-        echo: bool | None = None,
-        connect_timeout: float | None = None,
-        liveness_interval: float | None = None,
         read_only: bool = False,
+        **settings: Unpack[SettingsKwargs],
     ) -> None:
-        self._store = AsyncThreadStore(
-            url,
-            migrate=migrate,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size,
-            echo=echo,
-            connect_timeout=connect_timeout,
-            liveness_interval=liveness_interval,
-            read_only=read_only,
-        )
+        check_keywords(settings, "ThreadStore.__init__")
+        self._store = AsyncThreadStore(url, migrate=migrate, read_only=read_only, **settings)
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
 
@@ -153,32 +134,12 @@ class ThreadStore:
         url: str | None = None,
         *,
         migrate: bool = True,
-        pool_size: int | None = None,
-        max_overflow: int | None = None,
-        pool_timeout: float | None = None,
-        pool_recycle: float | None = None,
-        command_timeout: float | None = None,
-        statement_cache_size: int | None = None,
-        echo: bool | None = None,
-        connect_timeout: float | None = None,
-        liveness_interval: float | None = None,
         read_only: bool = False,
+        **settings: Unpack[SettingsKwargs],
     ) -> ThreadStore:
         """A connected store (migrated unless ``migrate=False``), as ``ThreadStore.create``."""
-        store = cls(
-            url,
-            migrate=migrate,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout,
-            pool_recycle=pool_recycle,
-            command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size,
-            echo=echo,
-            connect_timeout=connect_timeout,
-            liveness_interval=liveness_interval,
-            read_only=read_only,
-        )
+        check_keywords(settings, "ThreadStore.create")
+        store = cls(url, migrate=migrate, read_only=read_only, **settings)
         try:
             store.ping()
         except BaseException:

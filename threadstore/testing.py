@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from threadstore.backends import Backend
 from threadstore.config import parse_url
 from threadstore.store import ThreadStore
 
@@ -92,7 +93,7 @@ def thread_store(thread_store_url: str | None) -> Iterator[ThreadStore]:
     it after the test, in the event loop it connected in (a loop still open, such as a session-
     scoped one), or quietly when that loop ended first (``asyncio.run`` in the test)."""
     store = ThreadStore(thread_store_url or "memory://")
-    store._warn_unclosed = False  # the fixture closes it: no ResourceWarning, even under -W error
+    store._connector.warn_unclosed = False  # the fixture closes it: no ResourceWarning under -W error
     try:
         yield store
     finally:
@@ -101,8 +102,8 @@ def thread_store(thread_store_url: str | None) -> Iterator[ThreadStore]:
 
 def _close(store: ThreadStore) -> None:
     """Close ``store`` in the event loop its connections belong to, if that loop is still open."""
-    loop = store._loop
-    if store._backend is None or loop is None or loop.is_closed():
+    loop = store._connector.loop
+    if backend_of(store) is None or loop is None or loop.is_closed():
         return  # never connected, closed by the test, or closed when its loop ended
     if loop.is_running():  # a loop running in another thread
         asyncio.run_coroutine_threadsafe(store.close(), loop).result(_CLOSE_TIMEOUT)
@@ -111,3 +112,9 @@ def _close(store: ThreadStore) -> None:
 
 
 _CLOSE_TIMEOUT = 30.0  # seconds the fixture waits for its store to close
+
+
+def backend_of(store: ThreadStore) -> Backend | None:
+    """The backend object a store runs on in its event loop (None before it connects), for
+    tests that look beneath the API: the one place that reads the store's private state."""
+    return store._connector.backend

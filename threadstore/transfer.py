@@ -12,32 +12,28 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
 import msgspec
 
-from threadstore.models import Thread
+from threadstore.models import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
     import asyncio
 
     from threadstore.store import ThreadStore
 
+__all__ = [
+    "PAGE_SIZE",
+    "AliasRecord",
+    "Progress",
+    "ThreadRecord",
+    "copy_threads",
+    "export_lines",
+    "read_lines",
+]
+
 PAGE_SIZE = 200  # threads per read and per write: measured best for SQLite -> PostgreSQL copies
-
-
-class AliasRecord(msgspec.Struct, frozen=True):
-    """An alias of an exported thread and when it was saved."""
-
-    alias: str
-    created_at: datetime
-
-
-class ThreadRecord(Thread, kw_only=True):
-    """A thread with its messages and its aliases: one line of an export."""
-
-    aliases: list[AliasRecord] = msgspec.field(default_factory=list)
 
 
 _encode = msgspec.json.Encoder().encode

@@ -2,7 +2,7 @@
 -- batches. Every read walks an index: messages (thread_id, sequence) for pages and summaries,
 -- threads_updated_at_idx (updated_at DESC, id DESC) for the order of threads.
 
--- name: messages_before :one
+-- name: get_messages_before :one
 -- The thread as threads.get gives it, with only its last :limit messages below sequence
 -- :before, in sequence order; no row when the thread does not exist. The page is read backwards
 -- on the (thread_id, sequence) index, then ordered for the document.
@@ -17,7 +17,7 @@ SELECT row_to_json(t),
   FROM threads AS t
  WHERE t.id = :thread_id;
 
--- name: messages_after :one
+-- name: get_messages_after :one
 -- As messages_before, with the first :limit messages above sequence :after (and below :before).
 SELECT row_to_json(t),
        (SELECT json_agg(page.m ORDER BY (page.m).sequence)
@@ -31,7 +31,7 @@ SELECT row_to_json(t),
   FROM threads AS t
  WHERE t.id = :thread_id;
 
--- name: summaries :value
+-- name: list_threads :value
 -- Up to :limit thread summaries after the position (:after_time, :after_id) in the order
 -- updated_at DESC, id DESC, as one JSON array. The page is a range of threads_updated_at_idx;
 -- each thread's count and last message come from the (thread_id, sequence) index.
@@ -48,7 +48,7 @@ SELECT coalesce(json_agg(json_build_object(
          ORDER BY updated_at DESC, id DESC
          LIMIT :limit) AS t;
 
--- name: summaries_by_attributes :value
+-- name: list_threads_by_attributes :value
 -- As summaries, only threads whose attributes hold every key of :wanted with an equal value
 -- (search.by_attributes' test). The matches come from thread_search_attributes_idx, then are
 -- ordered (each thread's updated_at by primary key) and cut at the position: the cost follows
@@ -78,7 +78,7 @@ SELECT coalesce(json_agg(json_build_object(
                        FROM threads
                       WHERE id = page.id) AS t;
 
--- name: count_old :value
+-- name: count_threads_to_delete :value
 -- How many threads were last updated before :cutoff (and match :wanted, when not NULL).
 SELECT count(*)
   FROM threads AS t
@@ -92,7 +92,7 @@ SELECT count(*)
                                         FROM jsonb_each(:wanted::jsonb) AS w
                                        WHERE s.attributes -> w.key IS DISTINCT FROM w.value)));
 
--- name: delete_old :rowcount
+-- name: delete_threads :rowcount
 -- Deletes up to :batch of count_old's threads, oldest first, with their messages and aliases
 -- (ON DELETE CASCADE). FOR UPDATE re-reads each row a concurrent save or append changed after
 -- this statement began and drops it when it is no longer old; SKIP LOCKED passes over threads

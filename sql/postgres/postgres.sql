@@ -218,7 +218,7 @@ SELECT json_build_object(
        (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
   FROM thread AS t;
 
--- name: put :many
+-- name: import_threads :many
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
 -- attributes, platforms, source, platform_values, created_at, updated_at, last_sequence,

@@ -3,7 +3,7 @@
 -- OFFSET 0 keeps the planner from walking threads_updated_at_idx and filtering every row
 -- instead, which a generic plan, blind to how selective the parameters are, would otherwise
 -- pick); "page" orders those newest updated_at first (id breaks ties) and cuts the page; a row
--- per thread of the page, as threads.list gives them, each looked up by primary key. Cost grows with
+-- per thread of the page, as threads.list_recent gives them, each looked up by primary key. Cost grows with
 -- the number of matches, not with the size of the store. A NULL :limit means no limit.
 -- Thread fields are matched in thread_search (the indexed copy of what searches look at, see
 -- migration 0003); each match's updated_at is then one primary-key lookup in threads (as a join,
@@ -136,7 +136,7 @@ SELECT coalesce(json_agg((SELECT d.doc
          ORDER BY thread_id, sequence
          LIMIT :limit OFFSET :offset) AS page;
 
--- name: by_message_id :one
+-- name: get_thread_by_message_id :one
 -- The thread holding a message (messages primary key), as threads.get gives it; no row when no
 -- thread holds it.
 SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
@@ -187,7 +187,7 @@ SELECT EXISTS (SELECT 1 FROM message_text_pending);
 
 -- name: unindexed :many
 -- The messages queued in message_text_pending (written, not indexed yet), for
--- backends.unindexed_hits to match on their current text: (thread id, id, sequence, role,
+-- backends.indexer.unindexed_hits to match on their current text: (thread id, id, sequence, role,
 -- timestamp, content text, the thread's attributes as JSON text).
 SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_text(m.content),
        t.attributes::text

@@ -1,6 +1,6 @@
 -- Usage statistics, computed in the database in one round trip.
 
--- name: usage :value
+-- name: get_usage_stats :value
 -- Counts, recent activity by updated_at (threads_updated_at_idx) and token sums per model read
 -- from messages.metrics: only JSON numbers count, truncated toward zero (as
 -- threadstore.matching.token_count); a model is a non-empty string, else the row's model is NULL.

@@ -10,7 +10,7 @@ SELECT row_to_json(t),
   FROM threads AS t
  WHERE t.id = :thread_id;
 
--- name: list :many
+-- name: list_recent :many
 -- A page of threads, newest updated_at first (id breaks ties), as get has one thread: a row each.
 -- A NULL :limit means no limit.
 -- The page is chosen on the index first; each row's thread is looked up by primary key (a join

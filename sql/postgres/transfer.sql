@@ -1,7 +1,7 @@
 -- Export, import and copy between stores: threads read in id order, whole, with their aliases.
--- Writing them as they are is postgres.put (one statement) / sqlite.put_* (a transaction).
+-- Writing them as they are is postgres.import_threads (one statement) / sqlite.import_* (a transaction).
 
--- name: page :many
+-- name: export_threads :many
 -- Up to :limit threads with ids above :after (NULL: from the first), in id order: the thread's
 -- document and its aliases as a JSON array of {alias, created_at}, oldest first.
 SELECT d.doc,
@@ -13,6 +13,6 @@ SELECT d.doc,
   JOIN thread_docs AS d ON d.id = p.id
  ORDER BY p.id;
 
--- name: stored :many
+-- name: existing_ids :many
 -- Which of the thread ids :ids are stored.
 SELECT id FROM threads WHERE id = any(:ids::text[]);

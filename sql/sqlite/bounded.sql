@@ -2,7 +2,7 @@
 -- batches. Every read walks an index: messages' UNIQUE (thread_id, sequence) for pages and
 -- summaries, threads_updated_at_idx (updated_at DESC, id DESC) for the order of threads.
 
--- name: messages_before :many
+-- name: get_messages_before :many
 -- The thread's row, then its last :limit messages below sequence :before, as threads.get gives
 -- them (the backend builds the document); no rows when the thread does not exist.
 SELECT 1, NULL, id, title, attributes, platforms, source, created_at, updated_at,
@@ -19,7 +19,7 @@ SELECT * FROM (SELECT 1, sequence, id, turn, role, content, reasoning_content, n
                 LIMIT :limit)
  ORDER BY 2;
 
--- name: messages_after :many
+-- name: get_messages_after :many
 -- As messages_before, with the first :limit messages above sequence :after (and below :before).
 SELECT 1, NULL, id, title, attributes, platforms, source, created_at, updated_at,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
@@ -35,7 +35,7 @@ SELECT * FROM (SELECT 1, sequence, id, turn, role, content, reasoning_content, n
                 LIMIT :limit)
  ORDER BY 2;
 
--- name: summaries :many
+-- name: list_threads :many
 -- Up to :limit threads after the position (:after_time, :after_id) in the order updated_at DESC,
 -- id DESC: each thread's columns, its message count and its last message's document, from which
 -- the backend builds the summaries' JSON (0.75 ms for 50 against 1.37 ms for a JSON array built
@@ -49,7 +49,7 @@ SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updat
  ORDER BY t.updated_at DESC, t.id DESC
  LIMIT :limit;
 
--- name: summaries_by_attributes :many
+-- name: list_threads_by_attributes :many
 -- As summaries, only threads whose attributes hold every key of :wanted with an equal value.
 -- SQLite has no index for JSON equality: the walk on threads_updated_at_idx tests each thread.
 SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
@@ -61,14 +61,14 @@ SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updat
  ORDER BY t.updated_at DESC, t.id DESC
  LIMIT :limit;
 
--- name: count_old :value
+-- name: count_threads_to_delete :value
 -- How many threads were last updated before :cutoff (and match :wanted, when not NULL).
 SELECT count(*)
   FROM threads
  WHERE updated_at < :cutoff
    AND (:wanted IS NULL OR threadstore_has_all(attributes, :wanted));
 
--- name: delete_old :rowcount
+-- name: delete_threads :rowcount
 -- Deletes up to :batch of count_old's threads, oldest first, with their messages and aliases
 -- (ON DELETE CASCADE). Run in its own BEGIN IMMEDIATE: no other writer runs meanwhile, so what
 -- it reads is what it deletes.

@@ -125,7 +125,7 @@ SELECT coalesce(
            LIMIT 1),
          '[]');
 
--- name: by_message_id :value
+-- name: get_thread_by_message_id :value
 -- The thread holding a message (messages primary key); None when no thread holds it.
 SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);
 
@@ -170,7 +170,7 @@ SELECT EXISTS (SELECT 1 FROM message_words_pending);
 
 -- name: unindexed :many
 -- The messages queued in message_words_pending (written, not indexed yet), for
--- backends.unindexed_hits to match on their current text: (thread id, id, sequence, role,
+-- backends.indexer.unindexed_hits to match on their current text: (thread id, id, sequence, role,
 -- timestamp, content text, the thread's attributes).
 SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_text(m.content),
        t.attributes

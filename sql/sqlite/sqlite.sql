@@ -42,7 +42,7 @@ COMMIT;
 -- name: rollback :exec
 ROLLBACK;
 
--- name: save_thread :exec
+-- name: save_thread_row :exec
 -- Runs after the save's message statements: last_sequence becomes the highest sequence stored,
 -- unless it was higher (removed messages' numbers are never handed out again).
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
@@ -111,7 +111,7 @@ UPDATE messages
 -- :ids is a JSON array of message ids.
 DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids)) AND +thread_id = :thread_id;
 
--- name: append_thread :one
+-- name: append_thread_row :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
 -- first sequence reserved, then the thread's columns as threads.get has them.
 UPDATE threads
@@ -120,7 +120,7 @@ UPDATE threads
 RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, created_at,
           updated_at;
 
--- name: put_threads :many
+-- name: import_threads :many
 -- Import and copy, step 1: stores the thread rows of :threads exactly as given unless their id
 -- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,
 -- platforms, source, created_at, updated_at, last_sequence}. Step 2 inserts the messages of
@@ -135,7 +135,7 @@ SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.v
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
--- name: put_aliases :exec
+-- name: import_aliases :exec
 -- Step 3: the :aliases ({alias, thread_id, created_at}) of the threads :ids. An alias naming
 -- another thread fails on the primary key.
 INSERT INTO thread_aliases (alias, thread_id, created_at)

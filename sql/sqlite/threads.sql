@@ -1,5 +1,5 @@
--- Thread reads and deletes. get and list return rows the backend builds JSON documents from
--- (PostgreSQL: documents built in SQL); the other reads use the *_docs views.
+-- Thread reads and deletes. get and list_recent return rows the backend joins into JSON
+-- documents (PostgreSQL: each thread's object and its messages' array, built in SQL).
 
 -- name: get :many
 -- One thread as rows: first (1, NULL, its columns), then (1, sequence, columns) of each message
@@ -17,7 +17,7 @@ SELECT 1, sequence, id, turn, role, content, reasoning_content, name, tool_call_
  WHERE thread_id = :thread_id
  ORDER BY 2;
 
--- name: list :many
+-- name: list_recent :many
 -- A page of threads, newest updated_at first (id breaks ties), as get has one thread,
 -- each row led by its thread's place in the page. A NULL :limit means no limit.
 WITH page AS (

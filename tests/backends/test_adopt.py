@@ -21,10 +21,11 @@ import pytest
 import threadstore
 from threadstore import FileStore, Message, SchemaVersionError, ThreadStore, ThreadStoreError
 from threadstore.adopt import PROBLEMS, AdoptionReport
+from threadstore.config import SettingsKwargs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "narrator"
 FILES = FIXTURES / "files"  # narrator's FileStore base path when it wrote the fixtures
-TEST_POOL = {"pool_size": 1}
+TEST_POOL: SettingsKwargs = {"pool_size": 1}
 
 
 async def _load_dump(url: str) -> None:

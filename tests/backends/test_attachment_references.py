@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from threadstore import Attachment, Message, Thread, ThreadStore
+from threadstore.testing import backend_of
 
 ODD_VALUES = [
     (
@@ -33,17 +34,17 @@ async def test_odd_stored_attachments_are_read_without_error(
             )
         )
         await store.save(thread)
-        backend = store._backend
+        backend = backend_of(store)
         assert backend is not None
         # Test set-up only: fixed statement text, values bound.
         if backend.name == "postgres":
-            async with backend._acquire() as conn:  # type: ignore[attr-defined]
+            async with backend._pool.acquire() as conn:  # type: ignore[attr-defined]
                 await conn.execute(
                     "UPDATE messages SET attachments = $1::text::jsonb WHERE id = $2", raw, "odd-message"
                 )
         else:
-            async with backend._lock:  # type: ignore[attr-defined]
-                await backend._connection().execute(  # type: ignore[attr-defined]
+            async with backend._db.lock:  # type: ignore[attr-defined]
+                await backend._db.connection().execute(  # type: ignore[attr-defined]
                     "UPDATE messages SET attachments = ? WHERE id = ?", (raw, "odd-message")
                 )
 

@@ -52,13 +52,13 @@ async def test_echo_logs_each_statement_name_and_duration_without_values(
     assert all(r.levelno == logging.INFO for r in echo)
     assert all(ECHO_LINE.fullmatch(line) for line in lines), lines
     names = {line.rsplit(" ", 2)[0] for line in lines}
-    assert {"threads.get", "threads.list", "threads.delete", "schema.versions"} <= names
+    assert {"threads.get", "threads.list_recent", "threads.delete", "schema.versions"} <= names
     assert "migrations.0001_init" in names
     assert names & {
         "postgres.save",
         "postgres.save_new",
         "postgres.save_appended",
-        "sqlite.save_thread",
+        "sqlite.save_thread_row",
         "sqlite.save_new_thread",
         "sqlite.save_appended_thread",
     }
@@ -103,7 +103,7 @@ def test_db_echo_prints_to_stderr_when_the_application_configured_no_logging(tmp
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert re.search(r"threadstore\.sql sqlite\.save_thread \d+\.\d\d ms", result.stderr), result.stderr
+    assert re.search(r"threadstore\.sql sqlite\.save_thread_row \d+\.\d\d ms", result.stderr), result.stderr
     assert VALUES[0] not in result.stderr
 
 

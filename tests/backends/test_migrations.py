@@ -13,6 +13,7 @@ import pytest
 from tests.reliability.support import background_done
 from threadstore import Message, SchemaVersionError, Thread, ThreadStore
 from threadstore.queries import load
+from threadstore.testing import backend_of
 
 # Each process sleeps until the same instant, then creates a store on the empty database.
 _CREATE_AT = """
@@ -37,14 +38,14 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 async def _applied_versions(store: ThreadStore) -> list[int]:
-    backend = store._backend
+    backend = backend_of(store)
     assert backend is not None
     if backend.name == "postgres":
-        async with backend._acquire() as conn:  # type: ignore[attr-defined]
-            rows = await backend._run(conn, "schema.versions")  # type: ignore[attr-defined]
+        async with backend._pool.acquire() as conn:  # type: ignore[attr-defined]
+            rows = await backend._pool.run(conn, "schema.versions")  # type: ignore[attr-defined]
     else:
-        async with backend._lock:  # type: ignore[attr-defined]
-            rows = await backend._run("schema.versions")  # type: ignore[attr-defined]
+        async with backend._db.lock:  # type: ignore[attr-defined]
+            rows = await backend._db.run("schema.versions")  # type: ignore[attr-defined]
     return [row[0] for row in rows]
 
 
@@ -73,19 +74,19 @@ async def test_processes_creating_at_once_both_succeed_and_migrate_once(empty_ur
 
 async def test_a_database_newer_than_the_code_is_refused_naming_both_versions(empty_url: str) -> None:
     async with await ThreadStore.create(empty_url) as store:
-        backend = store._backend
+        backend = backend_of(store)
         assert backend is not None
         record = {"version": 99, "name": "from_the_future", "applied_at": None}
         if backend.name == "postgres":
             from datetime import UTC, datetime
 
             record["applied_at"] = datetime.now(UTC)
-            async with backend._acquire() as conn:  # type: ignore[attr-defined]
-                await backend._run(conn, "schema.record", **record)  # type: ignore[attr-defined]
+            async with backend._pool.acquire() as conn:  # type: ignore[attr-defined]
+                await backend._pool.run(conn, "schema.record", **record)  # type: ignore[attr-defined]
         else:
             record["applied_at"] = "2030-01-01T00:00:00.000000+00:00"
-            async with backend._lock:  # type: ignore[attr-defined]
-                await backend._run("schema.record", **record)  # type: ignore[attr-defined]
+            async with backend._db.lock:  # type: ignore[attr-defined]
+                await backend._db.run("schema.record", **record)  # type: ignore[attr-defined]
     with pytest.raises(SchemaVersionError) as raised:
         await ThreadStore.create(empty_url)
     known = max(m.version for m in load("postgres" if "postgres" in empty_url else "sqlite").migrations)
@@ -118,8 +119,8 @@ def unprivileged_url(pg_server: str) -> Iterator[str]:
 @pytest.mark.pg
 async def test_without_pg_trgm_migrations_succeed_and_searches_scan(unprivileged_url: str) -> None:
     async with await ThreadStore.create(unprivileged_url) as store:
-        backend = store._backend
-        async with backend._acquire() as conn:  # type: ignore[union-attr]
+        backend = backend_of(store)
+        async with backend._pool.acquire() as conn:  # type: ignore[union-attr]
             indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
             extensions = {r[0] for r in await conn.fetch("SELECT extname FROM pg_extension")}
         assert "pg_trgm" not in extensions

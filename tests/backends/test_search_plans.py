@@ -52,7 +52,7 @@ SELECT 'alias-' || i, 't' || i, now() FROM generate_series(1, {THREADS}) AS i;
 # query -> (parameters, the indexes its plan must use)
 CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "threads.get": ({"thread_id": "t77"}, {"threads_pkey", "messages_thread_sequence_key"}),
-    "threads.list": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
+    "threads.list_recent": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
     "search.by_title": (
         {"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
         {"thread_search_title_trgm_idx"},
@@ -89,10 +89,10 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"query": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
         {"message_text_words_idx", "thread_search_pkey"},
     ),
-    "search.by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),
-    "aliases.get_thread": ({"alias": "alias-77"}, {"thread_aliases_pkey", "threads_pkey"}),
-    "aliases.of_thread": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
-    "stats.usage": (
+    "search.get_thread_by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),
+    "aliases.get_by_alias": ({"alias": "alias-77"}, {"thread_aliases_pkey", "threads_pkey"}),
+    "aliases.get_thread_aliases": ({"thread_id": "t77"}, {"thread_aliases_thread_id_idx"}),
+    "stats.get_usage_stats": (
         {
             "hour_ago": "2000-01-01T00:00:00+00:00",
             "day_ago": "2000-01-01T00:00:00+00:00",
@@ -101,27 +101,27 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"threads_updated_at_idx"},
     ),
     # Bounded reads and retention (sql/postgres/bounded.sql).
-    "bounded.messages_before": (
+    "bounded.get_messages_before": (
         {"thread_id": "t77", "before": 2**31, "limit": 50},
         {"threads_pkey", "messages_thread_sequence_key"},
     ),
-    "bounded.messages_after": (
+    "bounded.get_messages_after": (
         {"thread_id": "t77", "after": 1, "before": 2**31, "limit": 50},
         {"threads_pkey", "messages_thread_sequence_key"},
     ),
-    "bounded.summaries": (
+    "bounded.list_threads": (
         {"after_time": "infinity", "after_id": "", "limit": 51},
         {"threads_updated_at_idx", "messages_thread_sequence_key"},
     ),
-    "bounded.summaries_by_attributes": (
+    "bounded.list_threads_by_attributes": (
         {"after_time": "infinity", "after_id": "", "wanted": '{"customer": "c42", "n": 0}', "limit": 51},
         {"thread_search_attributes_idx", "messages_thread_sequence_key"},
     ),
-    "bounded.count_old": (
+    "bounded.count_threads_to_delete": (
         {"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None},
         {"threads_updated_at_idx"},
     ),
-    "bounded.delete_old": (
+    "bounded.delete_threads": (
         {"cutoff": "2000-01-01T00:00:00+00:00", "wanted": None, "batch": 500},
         {"threads_updated_at_idx"},
     ),
@@ -130,7 +130,7 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
 }
 # Aggregates over the whole store read every row whatever the plan; a sequential scan is the
 # cheapest way to do that (the index-only alternative reads the same rows plus the index).
-WHOLE_TABLE = {"stats.usage"}
+WHOLE_TABLE = {"stats.get_usage_stats"}
 
 
 def _literal(value: Any) -> str:
@@ -201,7 +201,7 @@ async def test_each_read_uses_its_index(filled_url: str, name: str) -> None:
 async def test_a_later_page_of_summaries_starts_at_its_position_in_the_index(filled_url: str) -> None:
     """list_threads' cursor is a range condition of threads_updated_at_idx: page 40 reads the
     rows of its page, not the 39 pages before it."""
-    query = load("postgres")["bounded.summaries"]
+    query = load("postgres")["bounded.list_threads"]
     conn = await asyncpg.connect(filled_url, server_settings={"plan_cache_mode": "force_generic_plan"})
     try:
         after_time, after_id = await conn.fetchrow(

@@ -10,6 +10,7 @@ from typing import Any
 from tests.helpers import user
 from threadstore import Message, Thread, ThreadStore, fulltext
 from threadstore.queries import load
+from threadstore.testing import backend_of
 
 
 async def test_fulltext_search_reads_the_fts5_index(tmp_path: Path) -> None:
@@ -64,10 +65,10 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
         for store in (sqlite, memory):
             await store.save(Thread(id="k", title="\u212aELVIN", messages=[user("300 \u212aelvin")]))
             await store.save(Thread(id="s", title="Statu\u017f", messages=[user("\u017ftatus")]))
-        backend: Any = sqlite._backend
+        backend: Any = backend_of(sqlite)
         for indexed in (False, True):
             if indexed:
-                await asyncio.wait([backend._indexer], timeout=10)
+                await asyncio.wait([backend._indexer.task], timeout=10)
             for pattern in ["kelvin", "KELVIN", "\u212aelvin", "status", "STATUS", "\u017ftatu"]:
                 for search in ("search_by_title", "search_by_content"):
                     expected = [t.id for t in await getattr(memory, search)(pattern)]
@@ -78,21 +79,21 @@ async def test_the_trigram_indexes_fold_case_as_the_regex_engine_does(tmp_path: 
 
 # query -> (parameters, what its plan must show); none of them may scan a whole table.
 BOUNDED = {
-    "bounded.messages_before": (
+    "bounded.get_messages_before": (
         {"thread_id": "t", "before": 2**31, "limit": 50},
         [
             "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
             "USING INDEX sqlite_autoindex_messages_2 (thread_id=? AND sequence<?)",
         ],
     ),
-    "bounded.messages_after": (
+    "bounded.get_messages_after": (
         {"thread_id": "t", "after": 3, "before": 2**31, "limit": 50},
         [
             "SEARCH threads USING INDEX sqlite_autoindex_threads_1 (id=?)",
             "sqlite_autoindex_messages_2 (thread_id=? AND sequence>? AND sequence<?)",
         ],
     ),
-    "bounded.summaries": (
+    "bounded.list_threads": (
         {"after_time": "~", "after_id": "", "limit": 51},
         [
             "SEARCH t USING INDEX threads_updated_at_idx ((updated_at,id)<(?,?))",
@@ -100,15 +101,15 @@ BOUNDED = {
             "SEARCH messages USING INDEX sqlite_autoindex_messages_2 (thread_id=?)",
         ],
     ),
-    "bounded.summaries_by_attributes": (
+    "bounded.list_threads_by_attributes": (
         {"after_time": "~", "after_id": "", "limit": 51, "wanted": "{}"},
         ["threads_updated_at_idx ((updated_at,id)<(?,?))", "sqlite_autoindex_messages_2 (thread_id=?)"],
     ),
-    "bounded.count_old": (
+    "bounded.count_threads_to_delete": (
         {"cutoff": "2020", "wanted": None},
         ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
     ),
-    "bounded.delete_old": (
+    "bounded.delete_threads": (
         {"cutoff": "2020", "wanted": None, "batch": 5},
         ["SEARCH threads USING INDEX threads_updated_at_idx (updated_at<?)"],
     ),
@@ -131,12 +132,12 @@ async def test_bounded_reads_and_retention_search_their_indexes(tmp_path: Path) 
         conn = store.engine
         for name, (values, expected) in BOUNDED.items():
             query = load("sqlite")[name]
-            rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))
+            rows = await conn.execute_fetchall(f"EXPLAIN QUERY PLAN {query.sql}", query.args(values))  # type: ignore[arg-type]
             plan = " / ".join(row[3] for row in rows)
             for step in expected:
                 assert step in plan, f"{name}: {plan}"
             assert "SCAN threads" not in plan and "SCAN messages" not in plan, f"{name}: {plan}"
             for alias in ("m", "c", "t"):
                 assert f" SCAN {alias} " not in f" {plan} ", f"{name}: {plan}"
-            if name.startswith("bounded.summaries"):  # in index order: nothing sorted
+            if name.startswith("bounded.list_threads"):  # in index order: nothing sorted
                 assert "TEMP B-TREE" not in plan, f"{name}: {plan}"

@@ -23,6 +23,7 @@ from threadstore import (
     UnsupportedFileTypeError,
 )
 from threadstore.files import collect_garbage
+from threadstore.testing import backend_of
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(60))
 PDF = b"%PDF-1.7\n" + bytes(range(60))
@@ -244,7 +245,7 @@ async def test_a_failed_database_write_removes_the_files_it_wrote(
 async def test_a_failed_save_keeps_a_file_another_save_referenced_meanwhile(
     store: ThreadStore, files: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     real_save = backend.save
     other_saved = asyncio.Event()
 
@@ -274,7 +275,7 @@ async def test_a_failed_save_keeps_a_file_another_save_referenced_meanwhile(
 async def test_a_cancelled_save_removes_the_files_it_wrote(
     store: ThreadStore, files: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     started = asyncio.Event()
 
     async def hanging_save(plan: Any) -> Any:
@@ -349,7 +350,7 @@ async def test_collect_garbage_removes_only_orphans(store: ThreadStore, files: F
             },
             {"file_id": None, "storage_path": leftover.relative_to(files.base_path).as_posix(), "size": 4},
         ],
-        key=lambda f: str(f["storage_path"]),
+        key=lambda f: str(f["storage_path"]),  # type: ignore[index]
     )
     assert file_paths(files) == sorted([path_of(PDF), "not-ours.txt"])
     assert await collect_garbage(store, files, min_age=0) == []
@@ -374,7 +375,7 @@ async def test_collect_garbage_keeps_files_referenced_by_file_id_only(
 async def test_collect_garbage_skips_a_file_being_saved(
     store: ThreadStore, files: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     real_save = backend.save
     in_write = asyncio.Event()
     release = asyncio.Event()

@@ -67,7 +67,7 @@ async def test_two_loaded_copies_saving_concurrently_keep_both_messages(store: T
     assert contents(loaded)[:2] == ["one", "two"]
     assert sorted(contents(loaded)[2:]) == ["from first", "from second"]
     assert sequences(loaded) == [1, 2, 3, 4]
-    assert sorted([first.messages[-1].sequence, second.messages[-1].sequence]) == [3, 4]
+    assert sorted([first.messages[-1].sequence, second.messages[-1].sequence]) == [3, 4]  # type: ignore[type-var]
 
 
 async def test_ten_loaded_copies_saving_concurrently_all_land(store: ThreadStore) -> None:
@@ -385,10 +385,10 @@ async def test_concurrent_appends_all_land_with_gap_free_sequences(store: Thread
 
     loaded = await stored(store, "t")
     assert sequences(loaded) == list(range(1, 42))
-    assert sorted(m.sequence for h in headers for m in h.messages) == list(range(2, 42))
+    assert sorted(m.sequence for h in headers for m in h.messages) == list(range(2, 42))  # type: ignore[type-var]
     for batch in batches:
-        assert batch[1].sequence == batch[0].sequence + 1
-        assert loaded.messages[batch[0].sequence - 1].content == batch[0].content
+        assert batch[1].sequence == batch[0].sequence + 1  # type: ignore[operator]
+        assert loaded.messages[batch[0].sequence - 1].content == batch[0].content  # type: ignore[operator]
 
 
 async def test_concurrent_appends_and_saves_of_one_thread_all_land(store: ThreadStore) -> None:
@@ -417,12 +417,12 @@ async def test_concurrent_reads_during_writes_see_whole_threads(store: ThreadSto
 
     async def reader() -> list[int]:
         thread = await stored(store, "t")
-        return [m.sequence for m in thread.messages]
+        return [m.sequence for m in thread.messages]  # type: ignore[misc]
 
     results = await asyncio.gather(*[f for n in range(10) for f in (writer(n), reader())])
 
     for seen in results[1::2]:
-        assert seen == list(range(1, len(seen) + 1))  # never a gap: a batch lands whole
+        assert seen == list(range(1, len(seen) + 1))  # type: ignore[arg-type]  # never a gap: a batch lands whole
         assert len(seen) % 2 == 1
 
 

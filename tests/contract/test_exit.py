@@ -118,10 +118,10 @@ def _environment(url: str | None) -> dict[str, str]:
         parts = urlsplit(url)
         env.update(
             TYLER_DB_TYPE="postgresql",
-            TYLER_DB_HOST=parts.hostname or "",
+            TYLER_DB_HOST=parts.hostname or "",  # type: ignore[arg-type]
             TYLER_DB_PORT=str(parts.port or 5432),
-            TYLER_DB_NAME=parts.path.lstrip("/"),
-            TYLER_DB_USER=parts.username or "",
+            TYLER_DB_NAME=parts.path.lstrip("/"),  # type: ignore[arg-type]
+            TYLER_DB_USER=parts.username or "",  # type: ignore[arg-type]
         )
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return env

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+import threadstore.backends
+import threadstore.lifecycle
 import threadstore.store
 from tests.helpers import user
 from threadstore import (
@@ -103,13 +105,13 @@ async def test_ten_first_operations_at_once_connect_once(
     store_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[object] = []
-    real_open_backend = threadstore.store.open_backend
+    real_open_backend = threadstore.backends.open_backend
 
     def counting_open_backend(config: Any) -> Any:
         opened.append(config)
         return real_open_backend(config)
 
-    monkeypatch.setattr(threadstore.store, "open_backend", counting_open_backend)
+    monkeypatch.setattr(threadstore.lifecycle, "open_backend", counting_open_backend)
     lazy = ThreadStore(store_url)
     try:
         results = await asyncio.gather(*[lazy.get(f"t{n}") for n in range(10)])

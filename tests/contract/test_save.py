@@ -246,7 +246,7 @@ async def test_system_messages_are_not_written_but_stay_on_the_callers_thread(st
 async def test_a_system_prompt_added_to_a_loaded_thread_is_not_written(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "one", "two")
     loaded.ensure_system_prompt("Be brief.")
-    loaded.get_system_message().content = "Be very brief."  # an edit of it is not written either
+    loaded.get_system_message().content = "Be very brief."  # type: ignore[union-attr]  # an edit of it is not written either
     loaded.add_message(assistant("three"))
     await store.save(loaded)
 

@@ -202,7 +202,7 @@ async def test_search_by_content_skips_messages_without_text(store: ThreadStore)
         store,
         "empty",
         assistant(None),
-        user([{"type": "image_url", "image_url": {"url": "x"}}]),  # type: ignore[arg-type]
+        user([{"type": "image_url", "image_url": {"url": "x"}}]),
         minutes=1,
     )
     await put(store, "text", "", minutes=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from threadstore import ThreadStore
+from threadstore.testing import backend_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,12 +70,12 @@ async def background_done(store: ThreadStore) -> None:
     content indexer, which holds a pooled connection for a moment."""
     sync = getattr(store, "sync", None)  # tests/conftest.py's SyncAwaited: its loop is another thread's
     if sync is not None:
-        indexer = getattr(sync.async_store._backend, "_indexer", None)
+        indexer = getattr(getattr(backend_of(sync.async_store), "_indexer", None), "task", None)
         deadline = time.monotonic() + 10
         while indexer is not None and not indexer.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         return
-    indexer = getattr(store._backend, "_indexer", None)
+    indexer = getattr(getattr(backend_of(store), "_indexer", None), "task", None)
     if indexer is not None and not indexer.done():  # a done one: no await, no yield to the loop
         await asyncio.wait([indexer], timeout=10)
 
@@ -83,29 +84,29 @@ async def assert_connections_idle(store: ThreadStore) -> None:
     """Every pooled PostgreSQL connection is checked in (once the background content indexer,
     which takes one for a moment after writes, is done); the SQLite connection holds no
     transaction and no operation holds its lock."""
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     await background_done(store)
     if store.backend == "postgres":
-        pool = backend._pool
+        pool = backend.engine
         assert pool.get_idle_size() == pool.get_size(), (
             f"{pool.get_size() - pool.get_idle_size()} pooled connection(s) still checked out"
         )
     elif store.backend == "sqlite":
-        assert not backend._lock.locked(), "an operation still holds the SQLite connection"
-        assert not backend._conn.in_transaction, "a SQLite transaction was left open"
+        assert not backend._db.lock.locked(), "an operation still holds the SQLite connection"
+        assert not backend.engine.in_transaction, "a SQLite transaction was left open"
 
 
 async def stored_message_count(store: ThreadStore, thread_id: str) -> int:
     """Rows in the messages table for ``thread_id``, counted by the database itself (so an orphan
     the store would never return is counted too); the in-memory store's own index otherwise."""
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     if store.backend == "postgres":
-        async with backend._pool.acquire() as conn:
+        async with backend.engine.acquire() as conn:
             count: int = await conn.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1", thread_id)
         return count
     if store.backend == "sqlite":
-        async with backend._lock:
-            rows = await backend._conn.execute_fetchall(
+        async with backend._db.lock:
+            rows = await backend.engine.execute_fetchall(
                 "SELECT count(*) FROM messages WHERE thread_id = ?", (thread_id,)
             )
         return int(next(iter(rows))[0])
@@ -114,13 +115,13 @@ async def stored_message_count(store: ThreadStore, thread_id: str) -> int:
 
 async def applied_versions(store: ThreadStore) -> list[int]:
     """The versions the database's migration ledger records, one row each."""
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     if store.backend == "postgres":
-        async with backend._pool.acquire() as conn:
+        async with backend.engine.acquire() as conn:
             rows = await conn.fetch("SELECT version FROM threadstore_migrations ORDER BY version")
     else:
-        async with backend._lock:
-            rows = await backend._conn.execute_fetchall(
+        async with backend._db.lock:
+            rows = await backend.engine.execute_fetchall(
                 "SELECT version FROM threadstore_migrations ORDER BY version"
             )
     return [row[0] for row in rows]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.support import STRESS
 from threadstore import Message, Thread, ThreadStore, ThreadStoreError
-from threadstore.store import MAX_DEPTH
+from threadstore.documents import MAX_DEPTH
 
 
 def _nested(levels: int, make: Callable[[Any], Any]) -> Any:
@@ -255,7 +255,7 @@ async def _undo(store: ThreadStore, operation: str, value: Any) -> None:
     if operation == "get_or_create":
         await store.delete(value)
     elif operation == "save_thread_alias":
-        await store.delete_thread_alias(value)  # type: ignore[attr-defined]
+        await store.delete_thread_alias(value)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

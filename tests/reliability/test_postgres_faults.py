@@ -22,6 +22,7 @@ import pytest
 from tests.helpers import conversation, stored, user
 from tests.reliability.support import assert_connections_idle, create_accepts, scaled
 from threadstore import StoreUnavailableError, Thread, ThreadStore, ThreadStoreError
+from threadstore.testing import backend_of
 
 pytestmark = pytest.mark.pg
 
@@ -279,7 +280,7 @@ async def test_more_operations_than_pooled_connections_wait_their_turn_and_all_l
 ) -> None:
     async with await ThreadStore.create(fresh_pg_url) as store:
         await store.save(conversation("start", id="hot"))
-        pool: Any = store._backend._pool  # type: ignore[union-attr]
+        pool: Any = backend_of(store).engine  # type: ignore[union-attr]
         waiting = 3 * pool.get_max_size()
         async with admin.transaction():
             await admin.execute(LOCK_THREAD_ROW, "hot")  # every append to "hot" now blocks

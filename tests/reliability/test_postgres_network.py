@@ -25,11 +25,13 @@ import pytest
 from tests.helpers import conversation, stored, user
 from tests.reliability.support import assert_connections_idle, background_done, scaled
 from threadstore import StoreUnavailableError, Thread, ThreadStore
+from threadstore.config import SettingsKwargs
 from threadstore.errors import CommandTimeoutError
+from threadstore.testing import backend_of
 
 pytestmark = pytest.mark.pg
 
-FAST = {"liveness_interval": 1.0, "connect_timeout": 1.0, "pool_size": 2}
+FAST: SettingsKwargs = {"liveness_interval": 1.0, "connect_timeout": 1.0, "pool_size": 2}
 
 
 class _Link:
@@ -263,8 +265,8 @@ async def test_reads_after_a_reset_succeed_without_an_error(
                 store.get_thread_aliases("kept"),
                 store.schema_status(),
             )
-            assert results[0] is not None and results[0].id == "kept"
-            assert [t.id for t in results[1]] == ["kept"]
+            assert results[0] is not None and results[0].id == "kept"  # type: ignore[union-attr]
+            assert [t.id for t in results[1]] == ["kept"]  # type: ignore[union-attr]
             assert results[4] is not None and results[5] == ["kept-alias"]
         await assert_connections_idle(store)
     assert "retrying threads.get on a new connection" in caplog.text
@@ -404,7 +406,7 @@ async def test_a_statement_longer_than_the_liveness_interval_is_not_cut(
 
 async def test_ping_answers_and_fails_within_the_bounds_when_black_holed(proxy: Proxy) -> None:
     async with asyncio.timeout(30), await ThreadStore.create(proxy.url, **FAST) as store:
-        backend: Any = store._backend
+        backend: Any = backend_of(store)
         await backend.ping()
         await background_done(store)
         proxy.blackhole()

@@ -16,6 +16,7 @@ from typing import Any
 from tests.helpers import user
 from tests.reliability.support import assert_connections_idle, scaled
 from threadstore import Message, Thread, ThreadStore
+from threadstore.testing import backend_of
 
 Batches = list[str] | None  # a thread as its batches in order; None: not stored
 
@@ -120,9 +121,9 @@ async def run_cancelled(run: Callable[[], Awaitable[Any]], rng: random.Random) -
 
 async def assert_nothing_left_open(store: ThreadStore, store_url: str | None) -> None:
     await assert_connections_idle(store)
-    backend: Any = store._backend
+    backend: Any = backend_of(store)
     if store.backend == "postgres":  # and the server agrees: no session of this store is mid-transaction
-        async with backend._pool.acquire() as conn:
+        async with backend.engine.acquire() as conn:
             stuck = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"

@@ -107,7 +107,7 @@ def run_time_sql(source: str, filename: str) -> list[str]:
                 f"{ast.unparse(node.args[0])!r}, not SQL from sql/"
             )
         if _builds_text(node) and SQL_WORDS.search(_literal_text(node)):
-            found.append(f"{filename}:{node.lineno}: SQL built at run time: {ast.unparse(node)[:80]}")
+            found.append(f"{filename}:{node.lineno}: SQL built at run time: {ast.unparse(node)[:80]}")  # type: ignore[attr-defined]
     return found
 
 

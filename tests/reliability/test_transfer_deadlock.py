@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import everything
 from tests.reliability.support import ROOT, scaled
 from threadstore import ConflictError, Message, NotFoundError, Thread, ThreadStore, ThreadStoreError
-from threadstore.backends.postgres import PostgresBackend
+from threadstore.backends.postgres.pool import PostgresPool
 from threadstore.config import PREFIXES
 from threadstore.transfer import AliasRecord, ThreadRecord, export_lines
 
@@ -116,8 +116,8 @@ async def test_imports_and_copies_of_the_same_threads_in_opposite_orders_never_d
             await _counts(fresh_pg_url)  # emptied for the next run
             continue
         stored = []
-        for _, out, _ in results:
-            match = SUMMARY.search(out)
+        for _, out, _ in results:  # type: ignore[assignment]
+            match = SUMMARY.search(out)  # type: ignore[call-overload]
             assert match is not None, out
             stored.append(int(match.group(1).replace(",", "")))
         assert sum(stored) == THREADS, f"run {run + 1}: each thread stored once, got {stored}"
@@ -179,25 +179,25 @@ async def test_a_write_that_keeps_colliding_raises_a_conflict_error_after_three_
     """The server's deadlock error injected into every attempt of one statement: three attempts,
     then a ConflictError naming the operation and its threads; nothing written."""
     statement = {
-        "import": "postgres.put",
+        "import": "postgres.import_threads",
         "delete_many": "threads.delete_many",
         "save": "postgres.save_appended",
         "append": "postgres.append",
     }[operation]
     async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
         thread = await store.save(Thread(id="kept", title="before"))
-        run = PostgresBackend._run
+        run = PostgresPool.run
         attempts = []
 
-        async def colliding(self: PostgresBackend, conn: Any, name: str, /, **params: Any) -> Any:
+        async def colliding(self: PostgresPool, conn: Any, name: str, /, **params: Any) -> Any:
             if name != statement:
                 return await run(self, conn, name, **params)
             attempts.append(name)
             cause = asyncpg.DeadlockDetectedError("deadlock detected")
             raise ThreadStoreError(f"PostgreSQL failed: {name}: {cause}") from cause
 
-        monkeypatch.setattr(PostgresBackend, "_run", colliding)
-        monkeypatch.setattr("threadstore.backends.postgres._COLLISION_PAUSE", 0.001)
+        monkeypatch.setattr(PostgresPool, "run", colliding)
+        monkeypatch.setattr("threadstore.backends.postgres.pool._COLLISION_PAUSE", 0.001)
         thread.add_message(Message(role="user", content="more"))
         with pytest.raises(ConflictError) as raised:
             match operation:

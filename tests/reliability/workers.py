@@ -102,7 +102,7 @@ JOBS = {"append": append_job, "create": create_job, "full_disk": full_disk_job}
 
 def main() -> None:
     job, arguments = sys.argv[1], json.loads(sys.argv[2])
-    result = asyncio.run(JOBS[job](**arguments))
+    result = asyncio.run(JOBS[job](**arguments))  # type: ignore[operator]
     print(json.dumps(result), flush=True)
 
 

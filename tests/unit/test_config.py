@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from threadstore import ConfigurationError, ThreadStore
-from threadstore.config import PREFIXES, Settings, configure
+from threadstore.config import PREFIXES, Settings, SettingsKwargs, configure
 
 PG = {
     "DB_TYPE": "postgresql",
@@ -271,3 +273,19 @@ def test_a_store_reads_the_process_environment(clean_environ: pytest.MonkeyPatch
     clean_environ.delenv("TYLER_DB_POOL_SIZE")
     with pytest.raises(ConfigurationError, match="pool_timeout"):
         ThreadStore("sqlite:///x.db", pool_timeout=-1)
+
+
+def test_settings_kwargs_match_settings() -> None:
+    """The keyword arguments of ThreadStore(...) and create(...) are exactly the Settings."""
+    assert SettingsKwargs.__annotations__.keys() == {f.name for f in dataclasses.fields(Settings)}
+
+
+@pytest.mark.parametrize("make", ["init", "create"])
+def test_an_unknown_setting_is_a_type_error_naming_it(make: str) -> None:
+    with pytest.raises(
+        TypeError, match=r"ThreadStore\.(__init__|create)\(\) got an unexpected keyword argument 'pool'"
+    ):
+        if make == "init":
+            ThreadStore(pool=3)  # type: ignore[call-arg]
+        else:
+            asyncio.run(ThreadStore.create(pool=3))  # type: ignore[call-arg]

@@ -178,7 +178,7 @@ def test_content_may_be_text_parts_or_none() -> None:
     ]
 
     assert user("text").content == "text"
-    assert Message(role="user", content=parts).content == parts
+    assert Message(role="user", content=parts).content == parts  # type: ignore[arg-type]
     assert assistant(None).content is None
 
 
@@ -309,7 +309,7 @@ def test_get_last_message_by_role_and_get_system_message() -> None:
     assert thread.get_last_message_by_role("user") is second
     assert thread.get_last_message_by_role("assistant") is answer
     assert thread.get_last_message_by_role("tool") is None
-    assert thread.get_system_message().content == "sys"
+    assert thread.get_system_message().content == "sys"  # type: ignore[union-attr]
 
 
 def test_get_message_counts() -> None:
@@ -391,7 +391,7 @@ def test_get_messages_for_chat_completion() -> None:
     thread.add_message(assistant(None, tool_calls=[call], metrics=usage("gpt-4o", 1, 2)))
     thread.add_message(Message(role="tool", content='{"x": 1}', tool_call_id="call_1"))
     thread.add_message(assistant("answer", reasoning_content="hidden"))
-    thread.add_message(Message(role="user", content=parts))
+    thread.add_message(Message(role="user", content=parts))  # type: ignore[arg-type]
     thread.ensure_system_prompt("sys")
 
     assert thread.get_messages_for_chat_completion() == [

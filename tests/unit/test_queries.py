@@ -365,18 +365,18 @@ def test_sql_root_is_the_source_tree_sql_folder_without_packaged_data() -> None:
 # where that measured faster), so their kinds may differ.
 BUILT_BY_BACKEND = {
     "threads.get",
-    "threads.list",
-    "bounded.messages_before",
-    "bounded.messages_after",
-    "bounded.summaries",
-    "bounded.summaries_by_attributes",
+    "threads.list_recent",
+    "bounded.get_messages_before",
+    "bounded.get_messages_after",
+    "bounded.list_threads",
+    "bounded.list_threads_by_attributes",
     "search.by_title",
     "search.by_content",
     "search.by_platform_reference",
     "search.by_attributes",
     "search.by_platform",
-    "search.by_message_id",
-    "aliases.get_thread",
+    "search.get_thread_by_message_id",
+    "aliases.get_by_alias",
 }
 
 

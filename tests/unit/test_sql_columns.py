@@ -10,6 +10,7 @@ import pytest
 
 from threadstore import Message, Thread, queries
 from threadstore.backends import sqlite
+from threadstore.backends.sqlite import documents as sqlite_documents
 
 MESSAGE_FIELDS = frozenset(Message.__struct_fields__)
 THREAD_FIELDS = frozenset(Thread.__struct_fields__) - {"messages"}
@@ -70,7 +71,7 @@ def test_every_document_view_has_a_key_per_field(dialect: str) -> None:
 
 def test_sqlite_rows_and_documents_hold_every_field() -> None:
     assert set(sqlite.MESSAGE_COLUMNS) == MESSAGE_FIELDS
-    assert set(sqlite._MessageDoc.__struct_fields__) == MESSAGE_FIELDS
+    assert set(sqlite_documents.MessageDoc.__struct_fields__) == MESSAGE_FIELDS
     read = queries.load("sqlite")["threads.get"].sql
     selected = re.search(r"SELECT 1, (sequence, .*?)\s+FROM messages", read, re.S)
     assert selected is not None
@@ -106,6 +107,6 @@ def test_sqlite_rows_and_documents_hold_every_field() -> None:
         "{}",
         "{}",
     )
-    doc = msgspec.json.decode(sqlite._documents([thread, message]))
+    doc = msgspec.json.decode(sqlite_documents.thread_documents([thread, message]))
     assert set(doc) == THREAD_FIELDS | {"messages"}
     assert set(doc["messages"][0]) == MESSAGE_FIELDS

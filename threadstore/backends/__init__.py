@@ -1,292 +1,49 @@
-"""The Backend protocol every storage backend implements, and what the store hands to it.
-
-The store validates and encodes; a backend only moves JSON documents in and out of its storage,
-so all backends answer alike. Reads return JSON bytes of Thread documents, decoded by the store.
+"""The storage backends: ``open_backend()`` picks one by configuration, importing its driver only
+then. The Backend protocol and the plans and results that cross it are in ``base``.
 """
 
 from __future__ import annotations
 
-import builtins
 import importlib
-import logging
-import shlex
-import sys
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from threadstore.errors import SchemaVersionError
-from threadstore.fulltext import Query, matches, ranker, words
-from threadstore.matching import TextPattern, contains_all
+from threadstore.backends.base import (
+    AppendPlan,
+    Backend,
+    ByAttributes,
+    ByContent,
+    ByPlatform,
+    ByPlatformReference,
+    ByTitle,
+    MessageSearch,
+    SavePlan,
+    SchemaStatus,
+    SearchRow,
+    ThreadCopy,
+    ThreadSearch,
+    UsageCounts,
+)
 
 if TYPE_CHECKING:
     from threadstore.config import DatabaseConfig
-    from threadstore.queries import Migration
 
-
-class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
-    """One save: the thread row plus only the messages that changed, as JSON documents."""
-
-    thread_id: str
-    title: str
-    attributes: bytes  # JSON object
-    platforms: bytes  # JSON object
-    source: bytes | None  # JSON object, or None
-    platform_values: bytes = b"{}"  # JSON: matching.platform_index(platforms), for PostgreSQL's index
-    created_at: datetime
-    updated_at: datetime
-    new: bytes = b"[]"  # JSON array of messages this Thread object has not stored yet
-    new_count: int = 0
-    edited: bytes = b"[]"  # JSON array of stored messages changed in place
-    removed: list[str] = []  # ids of stored messages to delete
-    synced: bool = False  # this Thread was loaded from or saved to this backend
-
-
-class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """Messages to add after the stored ones of an existing thread."""
-
-    thread_id: str
-    messages: bytes  # JSON array of message documents
-    count: int
-    updated_at: datetime
-
-
-class ThreadCopy(msgspec.Struct, frozen=True, kw_only=True):
-    """A thread to store exactly as given (import, copy): its times, its messages with their
-    sequences (``plan.new``), its aliases with their times."""
-
-    plan: SavePlan
-    last_sequence: int  # the highest message sequence, 0 without messages
-    aliases: list[tuple[str, datetime]] = []
-
-
-class SchemaStatus(NamedTuple):
-    """Where a database's schema stands."""
-
-    version: int  # the newest migration applied; 0 for an empty database or the in-memory store
-    pending: list[str]  # migrations not applied yet, as "NNNN_name"
-
-
-class ThreadSearch(msgspec.Struct, frozen=True, kw_only=True):
-    """A filter on threads. SQL backends run ``search.<query>`` with the fields as parameters
-    (JSON fields as JSON, a TextPattern spelled for their engine); memory evaluates it itself."""
-
-    query: ClassVar[str]
-
-
-class ByTitle(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_title"
-    pattern: TextPattern
-
-
-class ByContent(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_content"
-    pattern: TextPattern
-
-
-class ByPlatformReference(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_platform_reference"
-    platform: str
-    reference: bytes  # a JSON scalar
-
-
-class ByAttributes(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_attributes"
-    wanted: bytes  # a JSON object
-
-
-class ByPlatform(ThreadSearch, frozen=True, kw_only=True):
-    query = "by_platform"
-    name: str
-    wanted: bytes  # a JSON object
-
-
-class MessageSearch(msgspec.Struct, frozen=True, kw_only=True):
-    """Messages whose ``column`` holds ``value`` at the key path ``keys``."""
-
-    column: Literal["attributes", "platforms"]
-    keys: list[str]
-    value: bytes  # JSON
-
-
-class UsageCounts(msgspec.Struct, frozen=True):
-    """What get_usage_stats reads from a backend in one call."""
-
-    threads: int
-    messages: int
-    last_hour: int
-    last_day: int
-    last_week: int
-    # [model or None, prompt, completion, total] per model; sums are None when nothing counted
-    models: list[tuple[str | None, int | None, int | None, int | None]]
-
-
-class SearchRow(NamedTuple):
-    """One message a full-text search found (ThreadStore.search builds its SearchHit)."""
-
-    thread_id: str
-    message_id: str
-    sequence: int
-    role: str
-    score: float
-    text: str  # matching.content_text of the message, for the snippet
-
-
-def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]) -> list[SearchRow]:
-    """What a search finds among messages written but not indexed yet (the SQL backends' queue:
-    a read-only store cannot index it, nor can a store while another process writes), matched
-    on their current text as the memory backend matches, best first (ranked among themselves
-    as memory ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence,
-    role, timestamp, content text or None, the thread's attributes as JSON text)."""
-    attributes = None if wanted is None else msgspec.json.decode(wanted)
-    candidates = []
-    for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
-        if text is None:
-            continue
-        if attributes is not None and not contains_all(msgspec.json.decode(thread_attributes), attributes):
-            continue
-        when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
-        candidates.append((words(text), when, SearchRow(thread_id, message_id, sequence, role, 0.0, text)))
-    score = ranker(query, (indexed for indexed, _, _ in candidates))
-    found = [
-        (score(indexed), when, row.message_id, row)
-        for indexed, when, row in candidates
-        if indexed and matches(query, indexed)
-    ]
-    found.sort(key=lambda hit: hit[:3], reverse=True)
-    return [row._replace(score=points) for points, _, _, row in found]
-
-
-class Backend(Protocol):
-    """Storage for threads. Every method is atomic; sequences are handed out by the backend."""
-
-    name: str
-    # Whether the backend holds what belongs to one event loop (connections, locks): the store
-    # then closes it when that loop ends and connects afresh in a later one.
-    loop_bound: ClassVar[bool]
-
-    async def open(self) -> None:
-        """Connect (and check the connection works)."""
-
-    async def close(self) -> None:
-        """Release every connection; idempotent."""
-
-    def abandon(self) -> None:
-        """Drop the connections of an event loop that ended without ``close()``: synchronous,
-        never waits, never raises; the backend is not used again."""
-
-    async def ping(self) -> None:
-        """One round trip to the database; StoreUnavailableError when it does not answer."""
-
-    @property
-    def engine(self) -> Any:
-        """The driver object: an asyncpg Pool or an aiosqlite Connection; None in memory."""
-
-    def session(self) -> AbstractAsyncContextManager[Any]:
-        """A driver connection inside a transaction, held until the block ends."""
-
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations under a cross-process lock; return the versions applied."""
-
-    async def schema_status(self) -> SchemaStatus:
-        """The applied schema version and the pending migrations; changes nothing."""
-
-    async def get(self, thread_id: str) -> bytes | None:
-        """The thread document, or None."""
-
-    async def list(self, limit: int | None, offset: int) -> bytes:
-        """A JSON array of thread documents, newest updated_at first, id breaking ties."""
-
-    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
-        """The thread document holding only some of its messages, in sequence order, or None
-        when the thread does not exist: with ``after``, the first ``limit`` whose sequence is
-        above ``after`` and below ``before``; else the last ``limit`` below ``before``."""
-
-    async def list_threads(
-        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
-    ) -> bytes:
-        """A JSON array of up to ``limit`` ThreadSummary documents, newest updated_at first (id
-        breaking ties), after the (updated_at, id) position ``after`` when given; only threads
-        whose attributes hold every key of ``wanted`` (a JSON object) with an equal value, when
-        given."""
-
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
-        """Delete up to ``batch`` threads (with their messages and aliases) updated before
-        ``cutoff`` and matching ``wanted`` as list_threads does, each re-checked as it is
-        deleted; the number deleted. ``dry_run``: how many match in all, deleting nothing."""
-
-    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
-        """Delete all but the ``keep_last`` highest-sequenced messages of the thread (the others
-        keep their sequences); how many were deleted, or None when the thread does not exist."""
-
-    async def save(self, plan: SavePlan) -> dict[str, int] | None:
-        """Write the plan; return the stored sequence of every new message (inserted, or
-        already held by the thread). Sequences are never renumbered nor handed out twice in a
-        thread. A ``synced`` plan is written into the stored thread only: None, writing
-        nothing, when it is gone."""
-
-    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
-        """Insert after the stored messages: (thread header document, id -> sequence), or None
-        when the thread does not exist."""
-
-    async def create_if_absent(self, plan: SavePlan) -> None:
-        """Store the (empty) thread of the plan unless the id is taken."""
-
-    async def delete(self, thread_id: str) -> bool:
-        """Delete a thread with its messages and aliases; False if absent."""
-
-    async def delete_many(self, thread_ids: Sequence[str]) -> int:
-        """Delete those threads; the number deleted."""
-
-    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
-        """A JSON array of the matching thread documents, newest updated_at first."""
-
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
-        """A JSON array of the matching message documents, by thread id, then sequence."""
-
-    async def search(
-        self, query: Query, wanted: bytes | None, limit: int, offset: int
-    ) -> builtins.list[SearchRow]:
-        """The stored messages matching ``query`` (threadstore.fulltext), best score first, then
-        newest timestamp, then highest id; only in threads whose attributes hold every key of
-        ``wanted`` (a JSON object) with an equal value, when given."""
-
-    async def thread_of_message(self, message_id: str) -> bytes | None:
-        """The document of the thread holding that message, or None."""
-
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
-        """Point the alias at the thread (moving it from another); False if no such thread."""
-
-    async def thread_by_alias(self, alias: str) -> bytes | None:
-        """The document of the thread the alias names, or None."""
-
-    async def delete_alias(self, alias: str) -> bool:
-        """Forget an alias; False if it was unknown."""
-
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
-        """A thread's aliases, oldest first (alias breaks ties)."""
-
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
-        """UsageCounts as JSON."""
-
-    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
-        """The storage_path and file_id values the stored messages' attachments hold (only those
-        among ``refs`` when given)."""
-
-    async def export_page(self, after: str | None, limit: int) -> bytes:
-        """Up to ``limit`` threads with ids above ``after`` (None: from the first), in id order,
-        as a JSON array of ``[thread document, [{"alias", "created_at"}, ...]]`` pairs."""
-
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
-        """Which of these thread ids are stored."""
-
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
-        """Store each thread exactly as given unless its id is taken; return the ids stored.
-        Atomic: a message id or alias stored for another thread is a ConflictError, and then
-        nothing is stored."""
+__all__ = [
+    "AppendPlan",
+    "Backend",
+    "ByAttributes",
+    "ByContent",
+    "ByPlatform",
+    "ByPlatformReference",
+    "ByTitle",
+    "MessageSearch",
+    "SavePlan",
+    "SchemaStatus",
+    "SearchRow",
+    "ThreadCopy",
+    "ThreadSearch",
+    "UsageCounts",
+    "open_backend",
+]
 
 
 def open_backend(config: DatabaseConfig) -> Backend:
@@ -297,51 +54,3 @@ def open_backend(config: DatabaseConfig) -> Backend:
     module = importlib.import_module(f"threadstore.backends.{config.backend}")
     backend: Backend = module.create(config)
     return backend
-
-
-SQL_LOG = logging.getLogger("threadstore.sql")  # echo: one INFO line per statement
-
-
-def enable_echo() -> None:
-    """Make echo lines visible, as SQLAlchemy's ``echo=True`` does: the ``threadstore.sql``
-    logger goes to INFO unless its level was set, and logs to stderr when the application
-    configured no logging at all."""
-    if SQL_LOG.level == logging.NOTSET:
-        SQL_LOG.setLevel(logging.INFO)
-    if not SQL_LOG.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        SQL_LOG.addHandler(handler)
-
-
-def log_statement(name: str, started: float, finished: float) -> None:
-    """The echo line of one statement: its query name and duration, never its values."""
-    SQL_LOG.info("%s %.2f ms", name, (finished - started) * 1000)
-
-
-def schema_status(migrations: Sequence[Migration], applied: Sequence[int]) -> SchemaStatus:
-    """The status of a database whose ledger lists ``applied`` (SchemaVersionError if newer)."""
-    pending = pending_migrations(migrations, applied)
-    return SchemaStatus(max(applied, default=0), [f"{m.version:04d}_{m.name}" for m in pending])
-
-
-def pending_migrations(migrations: Sequence[Migration], applied: Sequence[int]) -> list[Migration]:
-    """The migrations still to run; a database newer than this code is an error."""
-    known = max((m.version for m in migrations), default=0)
-    newest = max(applied, default=0)
-    if newest > known:
-        raise SchemaVersionError(
-            f"the database schema is at version {newest}, but this threadstore knows versions "
-            f"up to {known}; upgrade threadstore"
-        )
-    done = set(applied)
-    return [m for m in migrations if m.version not in done]
-
-
-def narrator_refusal(url: str) -> SchemaVersionError:
-    """The error for a slide-narrator database not adopted yet (schema.narrator_database)."""
-    return SchemaVersionError(
-        f"{url} is a slide-narrator database (narrator's threads and messages tables, no threadstore "
-        f"schema); nothing was changed. Convert it in place, keeping every thread, with: "
-        f"threadstore adopt {shlex.quote(url)}"
-    )

@@ -111,7 +111,7 @@ class MemoryBackend:
         row = self._threads.get(thread_id)
         return None if row is None else _encode(self._doc(thread_id, row))
 
-    async def list(self, limit: int | None, offset: int) -> bytes:
+    async def list_recent(self, limit: int | None, offset: int) -> bytes:
         return self._page(self._threads.items(), limit, offset)
 
     async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
@@ -309,7 +309,9 @@ class MemoryBackend:
                 )
         raise TypeError(f"unknown search {search!r}")
 
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
+    async def find_messages_by_attribute(
+        self, search: MessageSearch, limit: int | None, offset: int
+    ) -> bytes:
         value = _decode(search.value)
         found = sorted(
             (
@@ -352,11 +354,11 @@ class MemoryBackend:
             for s, _, _, m, text in found[offset : offset + limit]
         ]
 
-    async def thread_of_message(self, message_id: str) -> bytes | None:
+    async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
         thread_id = self._owner.get(message_id)
         return None if thread_id is None else await self.get(thread_id)
 
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+    async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         row = self._threads.get(thread_id)
         if row is None:
             return False
@@ -368,24 +370,24 @@ class MemoryBackend:
             row.aliases[alias] = created_at
         return True
 
-    async def thread_by_alias(self, alias: str) -> bytes | None:
+    async def get_by_alias(self, alias: str) -> bytes | None:
         thread_id = self._aliases.get(alias)
         return None if thread_id is None else await self.get(thread_id)
 
-    async def delete_alias(self, alias: str) -> bool:
+    async def delete_thread_alias(self, alias: str) -> bool:
         thread_id = self._aliases.pop(alias, None)
         if thread_id is None:
             return False
         del self._threads[thread_id].aliases[alias]
         return True
 
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
         row = self._threads.get(thread_id)
         if row is None:
             return []
         return [alias for alias, _ in sorted(row.aliases.items(), key=lambda item: (item[1], item[0]))]
 
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+    async def get_usage_stats(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
         rows = self._threads.values()
         models: dict[str | None, tuple[int, int, int]] = {}
         for row in rows:
@@ -406,7 +408,7 @@ class MemoryBackend:
 
     # -- export, import, copy ---------------------------------------------------------------
 
-    async def export_page(self, after: str | None, limit: int) -> bytes:
+    async def export_threads(self, after: str | None, limit: int) -> bytes:
         ids = sorted(self._threads)
         start = 0 if after is None else bisect.bisect_right(ids, after)
         page = []
@@ -418,10 +420,10 @@ class MemoryBackend:
             )
         return _encode(page)
 
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+    async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
         return [thread_id for thread_id in thread_ids if thread_id in self._threads]
 
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+    async def import_threads(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
         fresh = [
             (copy, _decode_messages(copy.plan.new))
             for copy in copies

@@ -1,4 +1,4 @@
-"""The PostgreSQL backend: one asyncpg pool, statements from sql/postgres/.
+"""Talking to PostgreSQL reliably: one asyncpg pool, statements from sql/postgres/.
 
 No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
 binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
@@ -15,37 +15,20 @@ the server has ended is retried once on a new connection.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import random
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import msgspec
 
-from threadstore import fulltext, matching, queries
-from threadstore.backends import (
-    AppendPlan,
-    MessageSearch,
-    SavePlan,
-    SchemaStatus,
-    SearchRow,
-    ThreadCopy,
-    ThreadSearch,
-    enable_echo,
-    log_statement,
-    narrator_refusal,
-    pending_migrations,
-    schema_status,
-    unindexed_hits,
-)
+from threadstore import queries
 from threadstore.config import DatabaseConfig, Settings
 from threadstore.errors import (
     CommandTimeoutError,
@@ -54,9 +37,10 @@ from threadstore.errors import (
     StoreUnavailableError,
     ThreadStoreError,
 )
-from threadstore.queries import Kind
+from threadstore.queries import Kind, enable_echo, log_statement
 
-_log = logging.getLogger(__name__)
+# The backend's logger: the pool's records read as the backend's, as before the split.
+_log = logging.getLogger("threadstore.backends.postgres")
 
 
 class _QuietFloor(logging.Filter):
@@ -88,15 +72,6 @@ _CONNECTION_ERRORS = (
 )
 
 
-_LOCKED_ATTEMPTS = 3
-# Queued messages per postgres.index_text statement: one transaction stays short however much an
-# import queued.
-_INDEX_BATCH = 500
-# The indexer starts this long after the write that woke it, so that it takes the writes of that
-# moment in one statement and keeps off the next requests' way: run right after each append, it
-# made the next operation 30-50% slower on 2 cores; every 100 ms it indexes ~100 messages at once.
-_INDEX_DELAY = 0.1
-_INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelling it
 # Seconds a cancelled (or timed-out) statement waits for the server to end it before its
 # connection is dropped. Locally the cancel request and the server's answer take 5 ms (median of
 # 20 cancelled appends, at most 13 ms, on a shared machine). A write must know its outcome, so it
@@ -129,7 +104,7 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.opened_at = time.monotonic()
-        self.rolled_back = False  # dropped by _transaction before COMMIT: nothing was written
+        self.rolled_back = False  # dropped by transaction before COMMIT: nothing was written
 
     async def close(self, *, timeout: float | None = None) -> None:
         """Close gracefully within ``timeout`` (default _CLOSE_TIMEOUT), else drop the socket.
@@ -172,23 +147,6 @@ def _decode_jsonb(data: bytes) -> Any:
 
 def _raw_json(data: bytes) -> bytes:
     return data
-
-
-def _joined(row: asyncpg.Record) -> bytes:
-    """A thread's document from a row of its JSON object without messages and its messages' JSON
-    array (NULL without any), as threads.get and threads.list give them."""
-    thread, messages = row
-    return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
-
-
-def _document(row: asyncpg.Record | None) -> bytes | None:
-    """_joined of a read of one thread; None without a row (no such thread)."""
-    return None if row is None else _joined(row)
-
-
-def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
-    """A JSON array of thread documents from rows as _joined takes them."""
-    return b"[" + b",".join([_joined(row) for row in rows]) + b"]"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -252,7 +210,7 @@ async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection
         # statement ended cancels the next one), and the connection dropped: the statement ended.
         return True
     if raw.is_closed():
-        # Dropped meanwhile: by _transaction before its COMMIT, which a second cancellation can
+        # Dropped meanwhile: by transaction before its COMMIT, which a second cancellation can
         # reach while the first is settling, the server rolls back and nothing was written;
         # otherwise (a failed cancel request, a liveness check) the statement's end is unknown.
         return raw.rolled_back
@@ -260,11 +218,11 @@ async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection
 
 
 @contextlib.asynccontextmanager
-async def _transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
     """``conn.transaction()``, except that a block cancelled before its COMMIT does not wait
     for a ROLLBACK, which on a silent network never comes: the connection is dropped instead,
     and the server rolls back the transaction of a session that ended, so nothing of it was
-    written. (A cancellation during COMMIT is _acquire's: it waits for the server, bounded.)"""
+    written. (A cancellation during COMMIT is acquire's: it waits for the server, bounded.)"""
     transaction = conn.transaction()
     started = False
     try:
@@ -331,12 +289,12 @@ _COLLISION_ATTEMPTS = 3
 _COLLISION_PAUSE = 0.05  # seconds, doubled after each attempt, times 0.5-1.5 so two do not meet again
 
 
-def _collided(exc: BaseException) -> bool:
+def collided(exc: BaseException) -> bool:
     """Whether ``exc`` is a write the server aborted as a deadlock or serialization failure."""
     return isinstance(exc, ThreadStoreError) and isinstance(exc.__cause__, _COLLISIONS)
 
 
-async def _retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callable[[], str]) -> _T:
+async def retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callable[[], str]) -> _T:
     """``await attempt()`` -- one whole statement or transaction, so aborted it wrote nothing --
     run again when the server aborted it as a deadlock or serialization failure, up to
     _COLLISION_ATTEMPTS times in all; then a ConflictError naming ``what()`` collided."""
@@ -344,7 +302,7 @@ async def _retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callabl
         try:
             return await attempt()
         except ThreadStoreError as exc:
-            if not _collided(exc):
+            if not collided(exc):
                 raise
             reason = str(exc.__cause__).partition("\n")[0]
             if tries == _COLLISION_ATTEMPTS:
@@ -357,17 +315,10 @@ async def _retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callabl
     raise AssertionError("unreachable")
 
 
-def _some(ids: Sequence[str]) -> str:
-    """Thread ids for a message: all of a few, else the first ones and how many."""
-    shown = ", ".join(map(repr, ids[:3]))
-    return shown if len(ids) <= 3 else f"{shown} and {len(ids) - 3} more"
-
-
-class PostgresBackend:
-    """Threads in PostgreSQL through an asyncpg pool."""
-
-    name = "postgres"
-    loop_bound = True
+class PostgresPool:
+    """Talking to PostgreSQL reliably: the asyncpg pool, checkout within ``pool_timeout`` and
+    ``pool_recycle``, the liveness check of a waiting operation, settling a cancelled statement,
+    one retry of a read whose session was lost, and the one place where SQL meets the driver."""
 
     def __init__(self, config: DatabaseConfig) -> None:
         self._config = config
@@ -377,9 +328,6 @@ class PostgresBackend:
         self._pool: asyncpg.Pool | None = None
         self._address = _address(config)
         self._checks: set[asyncio.Task[None]] = set()  # liveness checks under way
-        self._indexer: asyncio.Task[None] | None = None  # fills message_text; see _index_soon
-        self._index_again = False
-        self._index_now: asyncio.Event | None = None  # set by close(): no more waiting
         self._reachable: bool | None = None  # None until the pool is open; see _connect
 
     async def open(self) -> None:
@@ -414,6 +362,7 @@ class PostgresBackend:
 
     @property
     def engine(self) -> asyncpg.Pool | None:
+        """The asyncpg pool; None before open() and after close()."""
         return self._pool
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -457,13 +406,7 @@ class PostgresBackend:
             )
 
     async def close(self) -> None:
-        indexer, self._indexer = self._indexer, None
-        if indexer is not None and not indexer.done():
-            if self._index_now is not None:
-                self._index_now.set()
-            await asyncio.wait([indexer], timeout=_INDEX_AT_CLOSE)
-            indexer.cancel()  # what it leaves stays queued: searches read it, the next indexer takes it
-            await asyncio.wait([indexer])
+        """Close the pool, waiting for the operations under way (each bounded)."""
         pool, self._pool = self._pool, None
         for check in self._checks:
             check.cancel()
@@ -475,18 +418,14 @@ class PostgresBackend:
                 pool.terminate()
 
     def abandon(self) -> None:
-        if self._indexer is not None:
-            with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
-                self._indexer.cancel()
+        """Drop the pool of an event loop that has ended."""
         pool, self._pool = self._pool, None
         if pool is not None:
             with contextlib.suppress(Exception):  # its loop is closed: sockets close as they can
                 pool.terminate()
 
     @contextlib.asynccontextmanager
-    async def _acquire(
-        self, *, read: bool = False, watched: bool = True
-    ) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self, *, read: bool = False, watched: bool = True) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for the block: waits at most ``pool_timeout`` for a free one,
         and never hands out one older than ``pool_recycle``. Losing the server outside a
         statement (connecting, ending a transaction) is a StoreUnavailableError too.
@@ -529,7 +468,7 @@ class PostgresBackend:
                         watch.cause or exc
                     )
             elif isinstance(exc, asyncio.CancelledError) and raw.rolled_back:
-                await self._release(pool, conn)  # dropped before COMMIT by _transaction
+                await self._release(pool, conn)  # dropped before COMMIT by transaction
             elif isinstance(exc, asyncio.CancelledError | CommandTimeoutError):
                 settled = await _settle(pool, conn, raw, _SETTLE_READ if read else _SETTLE_WRITE)
                 if not settled and not read:
@@ -591,12 +530,12 @@ class PostgresBackend:
                 )
                 probe_pid = probe.get_server_pid()
                 try:
-                    looks = [await self._run(probe, "postgres.session_state", pid=pid)]
+                    looks = [await self.run(probe, "postgres.session_state", pid=pid)]
                     if looks[0]["present"] and looks[0]["state"] not in _UNKNOWN_OR_BUSY:
                         # A second look gets its own interval, after the pause.
                         deadline.reschedule(asyncio.get_running_loop().time() + _IDLE_CONFIRM + interval)
                         await asyncio.sleep(_IDLE_CONFIRM)
-                        looks.append(await self._run(probe, "postgres.session_state", pid=pid))
+                        looks.append(await self.run(probe, "postgres.session_state", pid=pid))
                 finally:
                     probe.terminate()  # the answer is in: no need for a graceful goodbye
         except (asyncpg.PostgresError, ThreadStoreError, *_CONNECTION_ERRORS) as exc:
@@ -668,31 +607,27 @@ class PostgresBackend:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction, for the caller's own statements."""
         # Not watched: the caller's own code runs in between, leaving the session idle.
-        async with self._acquire(watched=False) as conn, _transaction(conn):
+        async with self.acquire(watched=False) as conn, transaction(conn):
             yield conn
 
-    async def _read(self, name: str, /, **params: Any) -> Any:
+    async def read(self, name: str, /, **params: Any) -> Any:
         """Run one read-only query; one that meets a session the server has ended (killed,
         restarted, a connection reset) runs again once on a new connection."""
         for retry in (True, False):
             entered = False
             try:
-                async with self._acquire(read=True) as conn:
+                async with self.acquire(read=True) as conn:
                     entered = True
-                    return await self._run(conn, name, **params)
+                    return await self.run(conn, name, **params)
             except StoreUnavailableError as exc:
                 if not (retry and entered and _session_lost(exc)):
                     raise
                 _log.info("retrying %s on a new connection: %s", name, exc)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    async def ping(self) -> None:
-        """One round trip to the server; StoreUnavailableError when it cannot be reached within
-        the bounds (connect_timeout, pool_timeout, twice liveness_interval)."""
-        await self._read("postgres.ping")
-
-    async def _run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
+    async def run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
         """Run one named query; the one place where SQL meets the driver."""
         query = self._queries[name]
         args = query.args(params)
@@ -715,421 +650,16 @@ class PostgresBackend:
                     await conn.execute(query.sql)
                     return None
         except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
-            raise self._timed_out(name) from exc
+            raise self.timed_out(name) from exc
         except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
             raise _translate(exc, name, self._config) from exc
         finally:
             if started:
                 log_statement(name, started, time.perf_counter())
 
-    def _timed_out(self, name: str) -> CommandTimeoutError:
+    def timed_out(self, name: str) -> CommandTimeoutError:
         return CommandTimeoutError(
             f"{name} ran longer than the command timeout of "
             f"{self._settings.command_timeout:g} s (DB_COMMAND_TIMEOUT) "
             "and was cancelled"
         )
-
-    async def migrate(self) -> list[int]:
-        registry = self._queries
-        async with self._acquire() as conn, _transaction(conn):
-            await self._run(conn, "postgres.migration_lock")
-            if await self._run(conn, "schema.narrator_database"):
-                raise narrator_refusal(self._config.masked_url or "")
-            await self._run(conn, "schema.create_ledger")
-            applied = [row[0] for row in await self._run(conn, "schema.versions")]
-            pending = pending_migrations(registry.migrations, applied)
-            for migration in pending:
-                started = time.perf_counter()
-                try:
-                    await conn.execute(migration.script)
-                except TimeoutError as exc:
-                    raise self._timed_out(f"migration {migration.origin}") from exc
-                except asyncpg.PostgresError as exc:
-                    raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
-                if self._echo:
-                    log_statement(
-                        f"migrations.{migration.version:04d}_{migration.name}", started, time.perf_counter()
-                    )
-                await self._run(
-                    conn,
-                    "schema.record",
-                    version=migration.version,
-                    name=migration.name,
-                    applied_at=datetime.now(UTC),
-                )
-        if pending:
-            _log.info(
-                "applied migrations %s to %s", ", ".join(m.origin for m in pending), self._config.masked_url
-            )
-        if await self._read("search.queued"):  # a migration, an adoption or a process that ended
-            self._index_soon()  # left messages queued: index them now, not at a search
-        return [m.version for m in pending]
-
-    async def schema_status(self) -> SchemaStatus:
-        applied = []
-        if await self._read("schema.ledger_exists"):
-            applied = [row[0] for row in await self._read("schema.versions")]
-        elif await self._read("schema.narrator_database"):
-            raise narrator_refusal(self._config.masked_url or "")
-        return schema_status(self._queries.migrations, applied)
-
-    async def get(self, thread_id: str) -> bytes | None:
-        return _document(await self._read("threads.get", thread_id=thread_id))
-
-    async def list(self, limit: int | None, offset: int) -> bytes:
-        return _documents(await self._read("threads.list", limit=limit, offset=offset))
-
-    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
-        if after is None:
-            row = await self._read("bounded.messages_before", thread_id=thread_id, before=before, limit=limit)
-        else:
-            row = await self._read(
-                "bounded.messages_after", thread_id=thread_id, after=after, before=before, limit=limit
-            )
-        return _document(row)
-
-    async def list_threads(
-        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
-    ) -> bytes:
-        # No position yet: every stored time is before 'infinity' (times travel as text, so
-        # datetime.max is stored as itself, not as infinity).
-        params = {
-            "after_time": "infinity" if after is None else after[0].isoformat(),
-            "after_id": "" if after is None else after[1],
-            "limit": limit,
-        }
-        doc: bytes
-        if wanted is None:
-            doc = await self._read("bounded.summaries", **params)
-        else:
-            doc = await self._read("bounded.summaries_by_attributes", wanted=msgspec.Raw(wanted), **params)
-        return doc
-
-    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
-        params = {"cutoff": cutoff.isoformat(), "wanted": None if wanted is None else msgspec.Raw(wanted)}
-        count: int
-        if dry_run:
-            count = await self._read("bounded.count_old", **params)
-            return count
-        async with self._acquire() as conn:
-            count = await _retried(
-                lambda: self._run(conn, "bounded.delete_old", batch=batch, **params),
-                lambda: "deleting old threads",
-            )
-        return count
-
-    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
-        async def prune() -> int | None:
-            async with _transaction(conn):
-                if not await self._run(conn, "bounded.thread_row", thread_id=thread_id):
-                    return None
-                count: int = await self._run(conn, "bounded.prune", thread_id=thread_id, keep_last=keep_last)
-                return count
-
-        async with self._acquire() as conn:
-            return await _retried(prune, lambda: f"pruning thread {thread_id!r}")
-
-    @staticmethod
-    def _thread_params(plan: SavePlan) -> dict[str, Any]:
-        return {
-            "thread_id": plan.thread_id,
-            "title": plan.title,
-            "attributes": msgspec.Raw(plan.attributes),
-            "platforms": msgspec.Raw(plan.platforms),
-            "source": None if plan.source is None else msgspec.Raw(plan.source),
-            "platform_values": msgspec.Raw(plan.platform_values),
-            # As text: asyncpg would turn datetime.min/max into -infinity/infinity.
-            "created_at": plan.created_at.isoformat(),
-            "updated_at": plan.updated_at.isoformat(),
-        }
-
-    def _index_soon(self) -> None:
-        """Have the text of the messages writes queued indexed in the background, within
-        _INDEX_DELAY.
-
-        Writes only queue message ids (message_text_pending); the trigram index on message_text is
-        kept off their path (~70 us a message: a save of 10 messages 1.70x a hand-written
-        schema's with it on messages, 1.22x without). Searches read the queue as well, so nothing
-        waits for this."""
-        if self._indexer is not None and not self._indexer.done():
-            self._index_again = True  # the running one goes round once more
-            return
-        if self._index_now is None:
-            self._index_now = asyncio.Event()
-        self._indexer = asyncio.get_running_loop().create_task(self._index_queued(self._index_now))
-
-    async def _index_queued(self, now: asyncio.Event) -> None:
-        try:
-            again = True
-            while again:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(now.wait(), _INDEX_DELAY)
-                self._index_again = False
-                async with self._acquire() as conn:
-                    await self._index_all(conn)
-                again = self._index_again
-        except Exception as exc:  # the queue stays as it was: searches still read it, the next write retries
-            _log.warning("indexing message text in the background failed: %s", exc)
-
-    async def _index_all(self, conn: asyncpg.Connection) -> None:
-        """Index everything queued, in batches of _INDEX_BATCH, each its own transaction: the
-        content text and, cut into words by threadstore.fulltext here, the full-text words."""
-        taken = _INDEX_BATCH
-        while taken == _INDEX_BATCH:
-            async with _transaction(conn):
-                await self._run(conn, "postgres.lock_indexer")
-                row = await self._run(
-                    conn, "postgres.take_queued", batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT
-                )
-                taken = row[0]
-                messages: builtins.list[tuple[str, str | None]] = _decode(row[1])
-                if messages:
-                    await self._run(
-                        conn,
-                        "postgres.store_text",
-                        ids=[m[0] for m in messages],
-                        words=[
-                            None if text is None else fulltext.tsvector(fulltext.words(text))
-                            for _, text in messages
-                        ],
-                    )
-
-    async def search(
-        self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
-    ) -> builtins.list[SearchRow]:
-        name = "search.fulltext"
-        params = {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
-        if wanted is not None:
-            name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
-        rows = await self._read(name, **params)
-        unindexed: builtins.list[SearchRow] = []
-        # Messages queued are indexed first (usually none: the background indexer runs right
-        # after writes), so every message whose save returned is found. What stays queued (a
-        # read-only store cannot index; other processes write meanwhile) is matched on its
-        # current text and listed first: an edit never leaves old words found or shown.
-        if rows[0][0] if rows else await self._read("search.queued"):
-            if not self._config.read_only:
-                async with self._acquire() as conn:
-                    await self._index_all(conn)
-            found = unindexed_hits(query, wanted, await self._read("search.unindexed"))
-            unindexed = found[offset : offset + limit]
-            rows = []
-            if len(unindexed) < limit:
-                params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
-                rows = await self._read(name, **params)
-        return unindexed + [SearchRow(*row[1:]) for row in rows]
-
-    async def save(self, plan: SavePlan) -> dict[str, int] | None:
-        rows = await self._save(plan)
-        if rows is None or any(row[0] is None for row in rows):
-            return None  # a synced plan whose thread is gone: nothing was written
-        if plan.new_count or plan.edited != b"[]":
-            self._index_soon()
-        return {row[0]: row[1] for row in rows}
-
-    async def _save(self, plan: SavePlan) -> builtins.list[Any] | None:
-        params = {
-            **self._thread_params(plan),
-            "new": msgspec.Raw(plan.new),
-            "edited": msgspec.Raw(plan.edited),
-            "removed": plan.removed,
-            "synced": plan.synced,
-        }
-
-        def what() -> str:
-            return f"saving thread {plan.thread_id!r}"
-
-        async with self._acquire() as conn:
-            # The two common saves get a light statement: messages appended to a thread loaded
-            # from here, and a thread this store has not seen. Anything unexpected (the thread or
-            # a message is stored already) falls to the general save; a thread gone is None.
-            if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
-                light = {**params, "count": plan.new_count}
-                del light["edited"], light["removed"], light["synced"]
-                if plan.synced:
-                    del light["created_at"]
-                name = "postgres.save_appended" if plan.synced else "postgres.save_new"
-                try:
-                    rows: builtins.list[Any] = await _retried(lambda: self._run(conn, name, **light), what)
-                    if rows or not plan.synced:
-                        return rows
-                    return None  # the thread is gone
-                except ConflictError as exc:
-                    if _collided(exc):
-                        raise
-            try:
-                rows = await _retried(lambda: self._run(conn, "postgres.save", **params), what)
-                return rows
-            except ConflictError as exc:
-                if _collided(exc):
-                    raise  # else maybe a concurrent save inserted one of these messages: below
-
-            # Under the thread's lock, each statement's snapshot includes every save of this
-            # thread that finished before it, so a message another writer just inserted is seen
-            # as held and updated, not inserted twice. A writer that skipped the lock can still
-            # commit one in between, hence a few attempts; a message stored in another thread
-            # fails every time.
-            async def locked() -> builtins.list[Any]:
-                async with _transaction(conn):
-                    await self._run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
-                    rows: builtins.list[Any] = await self._run(conn, "postgres.save", **params)
-                return rows
-
-            attempts_left = _LOCKED_ATTEMPTS
-            while True:
-                try:
-                    return await _retried(locked, what)
-                except ConflictError as exc:
-                    attempts_left -= 1
-                    if not attempts_left or _collided(exc):
-                        raise
-
-    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
-        async with self._acquire() as conn:
-            row = await _retried(
-                lambda: self._run(
-                    conn,
-                    "postgres.append",
-                    thread_id=plan.thread_id,
-                    count=plan.count,
-                    updated_at=plan.updated_at,
-                    messages=msgspec.Raw(plan.messages),
-                ),
-                lambda: f"appending to thread {plan.thread_id!r}",
-            )
-        if row is None:
-            return None
-        self._index_soon()
-        sequences: dict[str, int] = _decode(row[1])
-        return row[0], sequences
-
-    async def create_if_absent(self, plan: SavePlan) -> None:
-        async with self._acquire() as conn:
-            params = self._thread_params(plan)
-            del params["platform_values"]
-            await self._run(conn, "threads.create_if_absent", **params)
-
-    async def delete(self, thread_id: str) -> bool:
-        async with self._acquire() as conn:
-            count: int = await self._run(conn, "threads.delete", thread_id=thread_id)
-        return count > 0
-
-    async def delete_many(self, thread_ids: Sequence[str]) -> int:
-        ids = list(thread_ids)
-        async with self._acquire() as conn:
-            count: int = await _retried(
-                lambda: self._run(conn, "threads.delete_many", ids=ids),
-                lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})",
-            )
-        return count
-
-    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
-        if refs is None:
-            rows = await self._read("files.references")
-        else:
-            rows = await self._read("files.references_among", refs=list(refs))
-        return {row[0] for row in rows}
-
-    # -- searches, lookups, aliases, statistics ---------------------------------------------
-
-    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
-        params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
-        rows = await self._read(f"search.{search.query}", limit=limit, offset=offset, **params)
-        return _documents(rows)
-
-    async def find_messages(self, search: MessageSearch, limit: int | None, offset: int) -> bytes:
-        doc: bytes = await self._read(
-            f"search.messages_by_{search.column}",
-            keys=search.keys,
-            value=msgspec.Raw(search.value),
-            limit=limit,
-            offset=offset,
-        )
-        return doc
-
-    async def thread_of_message(self, message_id: str) -> bytes | None:
-        return _document(await self._read("search.by_message_id", message_id=message_id))
-
-    async def save_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
-        async with self._acquire() as conn:
-            try:
-                saved = await self._run(
-                    conn, "aliases.save", alias=alias, thread_id=thread_id, created_at=created_at.isoformat()
-                )
-            except ThreadStoreError as exc:
-                if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
-                    return False  # the thread was deleted in between
-                raise
-        return saved is not None
-
-    async def thread_by_alias(self, alias: str) -> bytes | None:
-        return _document(await self._read("aliases.get_thread", alias=alias))
-
-    async def delete_alias(self, alias: str) -> bool:
-        async with self._acquire() as conn:
-            count: int = await self._run(conn, "aliases.delete", alias=alias)
-        return count > 0
-
-    async def aliases(self, thread_id: str) -> builtins.list[str]:
-        rows = await self._read("aliases.of_thread", thread_id=thread_id)
-        return [row[0] for row in rows]
-
-    async def usage(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
-        doc: bytes = await self._read(
-            "stats.usage",
-            hour_ago=hour_ago.isoformat(),
-            day_ago=day_ago.isoformat(),
-            week_ago=week_ago.isoformat(),
-        )
-        return doc
-
-    # -- export, import, copy ---------------------------------------------------------------
-
-    async def export_page(self, after: str | None, limit: int) -> bytes:
-        rows = await self._read("transfer.page", after=after, limit=limit)
-        return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
-
-    async def stored(self, thread_ids: Sequence[str]) -> builtins.list[str]:
-        rows = await self._read("transfer.stored", ids=list(thread_ids))
-        return [row[0] for row in rows]
-
-    async def put(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
-        threads = [
-            {
-                **self._thread_params(copy.plan),
-                "id": copy.plan.thread_id,
-                "last_sequence": copy.last_sequence,
-                "messages": msgspec.Raw(copy.plan.new),
-                "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
-            }
-            for copy in copies
-        ]
-        ids = [copy.plan.thread_id for copy in copies]
-        async with self._acquire() as conn:
-            try:
-                rows = await _retried(
-                    lambda: self._run(conn, "postgres.put", threads=threads),
-                    lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
-                )
-            except ConflictError as exc:
-                if _collided(exc):
-                    raise
-                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
-                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
-        if rows:
-            self._index_soon()
-        return [row[0] for row in rows]
-
-
-def _param(value: Any) -> Any:
-    """A search field as asyncpg takes it: JSON as raw jsonb, a pattern in its ~* spelling."""
-    if isinstance(value, matching.TextPattern):
-        return value.posix
-    if isinstance(value, bytes):
-        return msgspec.Raw(value)
-    return value
-
-
-def create(config: DatabaseConfig) -> PostgresBackend:
-    """A PostgreSQL backend for the DSN in ``config``."""
-    return PostgresBackend(config)

@@ -1,0 +1,125 @@
+"""The background indexer both SQL backends use: writes only queue what changed, and this task
+indexes it shortly after them, off their path (searches read the queue too, so none waits)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from threadstore.backends.base import SearchRow
+from threadstore.fulltext import Query, matches, ranker, words
+from threadstore.matching import contains_all
+
+
+class Indexer:
+    """Indexes what writes queued, in the background, ``delay`` seconds after them.
+
+    ``index_batch`` indexes one batch and returns how many entries it took; a round runs
+    batches until one takes fewer than ``batch``. One of the ``busy`` exceptions (another
+    connection holds the write lock) defers the round, less and less often, up to ``max_retry``
+    seconds. A failure is logged on ``log`` (``what`` names what is indexed) and left queued:
+    the next write tries again."""
+
+    def __init__(
+        self,
+        index_batch: Callable[[], Awaitable[int]],
+        *,
+        batch: int,
+        log: logging.Logger,
+        what: str,
+        delay: float = 0.1,
+        busy: tuple[type[Exception], ...] = (),
+        max_retry: float = 5.0,
+        at_close: float = 5.0,
+    ) -> None:
+        self._index_batch = index_batch
+        self._batch = batch
+        self._log = log
+        self._what = what
+        self._delay = delay
+        self._busy = busy
+        self._max_retry = max_retry
+        self._at_close = at_close  # seconds close() lets the indexer finish before cancelling it
+        self.task: asyncio.Task[None] | None = None
+        self._again = False
+        self._now: asyncio.Event | None = None  # set by close(): no more waiting
+
+    def soon(self) -> None:
+        """Index what the writes queued, within ``delay``."""
+        if self.task is not None and not self.task.done():
+            self._again = True  # the running one goes round once more
+            return
+        if self._now is None:
+            self._now = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run(self._now))
+
+    async def _run(self, now: asyncio.Event) -> None:
+        delay = self._delay
+        try:
+            again = True
+            while again:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(now.wait(), delay)
+                self._again = False
+                try:
+                    taken = self._batch
+                    while taken == self._batch:
+                        taken = await self._index_batch()
+                except self._busy as exc:
+                    if now.is_set():  # closing: what is left stays queued for the next store
+                        return
+                    # Another connection is writing: try again later, less and less often.
+                    delay = min(delay * 2, self._max_retry)
+                    self._log.debug("background indexing deferred %.1f s: %s", delay, exc)
+                    continue
+                delay, again = self._delay, self._again
+        except Exception as exc:  # the queue stays as it was: searches still read it, the next write retries
+            self._log.warning("indexing message %s in the background failed: %s", self._what, exc)
+
+    async def close(self) -> None:
+        """Let a round under way finish (up to ``at_close`` seconds), then cancel it: what it
+        leaves stays queued, for the next search or indexer."""
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            if self._now is not None:
+                self._now.set()
+            await asyncio.wait([task], timeout=self._at_close)
+            task.cancel()
+            await asyncio.wait([task])
+
+    def abandon(self) -> None:
+        """Cancel the task of an event loop that has ended."""
+        if self.task is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
+                self.task.cancel()
+
+
+def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]) -> list[SearchRow]:
+    """What a search finds among messages written but not indexed yet (the queue: a read-only
+    store cannot index it, nor can a store while another process writes), matched on their
+    current text as the memory backend matches, best first (ranked among themselves as memory
+    ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence, role,
+    timestamp, content text or None, the thread's attributes as JSON text)."""
+    attributes = None if wanted is None else msgspec.json.decode(wanted)
+    candidates = []
+    for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
+        if text is None:
+            continue
+        if attributes is not None and not contains_all(msgspec.json.decode(thread_attributes), attributes):
+            continue
+        when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
+        candidates.append((words(text), when, SearchRow(thread_id, message_id, sequence, role, 0.0, text)))
+    score = ranker(query, (indexed for indexed, _, _ in candidates))
+    found = [
+        (score(indexed), when, row.message_id, row)
+        for indexed, when, row in candidates
+        if indexed and matches(query, indexed)
+    ]
+    found.sort(key=lambda hit: hit[:3], reverse=True)
+    return [row._replace(score=points) for points, _, _, row in found]

@@ -1,0 +1,530 @@
+"""The PostgreSQL backend: one method per operation, statements from sql/postgres/.
+
+No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
+binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
+call and are decoded by the store in a single typed pass. A save or an append is one statement,
+so one round trip.
+Connections, their bounds and the liveness check are ``pool``'s.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from threadstore import fulltext, matching, queries
+from threadstore.backends import migrations
+from threadstore.backends.base import (
+    AppendPlan,
+    MessageSearch,
+    SavePlan,
+    SchemaStatus,
+    SearchRow,
+    ThreadCopy,
+    ThreadSearch,
+)
+from threadstore.backends.indexer import Indexer, unindexed_hits
+from threadstore.backends.migrations import narrator_refusal
+from threadstore.backends.postgres.pool import PostgresPool, collided, retried, transaction
+from threadstore.config import DatabaseConfig
+from threadstore.errors import ConflictError, ThreadStoreError
+from threadstore.queries import Migration
+
+_log = logging.getLogger(__name__)
+
+_decode = msgspec.json.Decoder().decode
+
+_LOCKED_ATTEMPTS = 3
+# Queued messages per postgres.index_text statement: one transaction stays short however much an
+# import queued.
+_INDEX_BATCH = 500
+# The indexer starts this long after the write that woke it, so that it takes the writes of that
+# moment in one statement and keeps off the next requests' way: run right after each append, it
+# made the next operation 30-50% slower on 2 cores; every 100 ms it indexes ~100 messages at once.
+_INDEX_DELAY = 0.1
+_INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelling it
+
+
+def _joined(row: asyncpg.Record) -> bytes:
+    """A thread's document from a row of its JSON object without messages and its messages' JSON
+    array (NULL without any), as threads.get and threads.list_recent give them."""
+    thread, messages = row
+    return b"".join((thread[:-1], b', "messages" : ', messages or b"[]", b"}"))
+
+
+def _document(row: asyncpg.Record | None) -> bytes | None:
+    """_joined of a read of one thread; None without a row (no such thread)."""
+    return None if row is None else _joined(row)
+
+
+def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
+    """A JSON array of thread documents from rows as _joined takes them."""
+    return b"[" + b",".join([_joined(row) for row in rows]) + b"]"
+
+
+def _some(ids: Sequence[str]) -> str:
+    """Thread ids for a message: all of a few, else the first ones and how many."""
+    shown = ", ".join(map(repr, ids[:3]))
+    return shown if len(ids) <= 3 else f"{shown} and {len(ids) - 3} more"
+
+
+class _Migrator:
+    """Applies migrations on one connection (migrations.apply)."""
+
+    def __init__(self, pool: PostgresPool, conn: asyncpg.Connection) -> None:
+        self._pool = pool
+        self._conn = conn
+
+    async def run_script(self, migration: Migration) -> None:
+        try:
+            await self._conn.execute(migration.script)
+        except TimeoutError as exc:
+            raise self._pool.timed_out(f"migration {migration.origin}") from exc
+        except asyncpg.PostgresError as exc:
+            raise ThreadStoreError(f"migration {migration.origin} failed: {exc}") from exc
+
+    async def record(self, migration: Migration) -> None:
+        await self._pool.run(
+            self._conn,
+            "schema.record",
+            version=migration.version,
+            name=migration.name,
+            applied_at=datetime.now(UTC),
+        )
+
+
+class PostgresBackend:
+    """Threads in PostgreSQL through an asyncpg pool."""
+
+    name = "postgres"
+    loop_bound = True
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self._config = config
+        self._echo = config.settings.echo
+        self._queries = queries.load("postgres")
+        self._pool = PostgresPool(config)
+        # Fills message_text in the background, within _INDEX_DELAY of a write. Writes only
+        # queue message ids (message_text_pending); the trigram index on message_text is kept
+        # off their path (~70 us a message: a save of 10 messages 1.70x a hand-written schema's
+        # with it on messages, 1.22x without). Searches read the queue as well, so nothing waits
+        # for this.
+        self._indexer = Indexer(
+            self._index_round,
+            batch=_INDEX_BATCH,
+            log=_log,
+            what="text",
+            delay=_INDEX_DELAY,
+            at_close=_INDEX_AT_CLOSE,
+        )
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    @property
+    def engine(self) -> asyncpg.Pool | None:
+        return self._pool.engine
+
+    async def close(self) -> None:
+        await self._indexer.close()
+        await self._pool.close()
+
+    def abandon(self) -> None:
+        self._indexer.abandon()
+        self._pool.abandon()
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.session() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """One round trip to the server; StoreUnavailableError when it cannot be reached within
+        the bounds (connect_timeout, pool_timeout, twice liveness_interval)."""
+        await self._pool.read("postgres.ping")
+
+    async def migrate(self) -> list[int]:
+        registry = self._queries
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            if await self._pool.run(conn, "schema.narrator_database"):
+                raise narrator_refusal(self._config.masked_url or "")
+            await self._pool.run(conn, "schema.create_ledger")
+            applied = [row[0] for row in await self._pool.run(conn, "schema.versions")]
+            todo = migrations.pending(registry.migrations, applied)
+            await migrations.apply(_Migrator(self._pool, conn), todo, echo=self._echo)
+        if todo:
+            _log.info(
+                "applied migrations %s to %s", ", ".join(m.origin for m in todo), self._config.masked_url
+            )
+        if await self._pool.read("search.queued"):  # a migration, an adoption or a process that ended
+            self._indexer.soon()  # left messages queued: index them now, not at a search
+        return [m.version for m in todo]
+
+    async def schema_status(self) -> SchemaStatus:
+        applied = []
+        if await self._pool.read("schema.ledger_exists"):
+            applied = [row[0] for row in await self._pool.read("schema.versions")]
+        elif await self._pool.read("schema.narrator_database"):
+            raise narrator_refusal(self._config.masked_url or "")
+        return migrations.status(self._queries.migrations, applied)
+
+    async def get(self, thread_id: str) -> bytes | None:
+        return _document(await self._pool.read("threads.get", thread_id=thread_id))
+
+    async def list_recent(self, limit: int | None, offset: int) -> bytes:
+        return _documents(await self._pool.read("threads.list_recent", limit=limit, offset=offset))
+
+    async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
+        if after is None:
+            row = await self._pool.read(
+                "bounded.get_messages_before", thread_id=thread_id, before=before, limit=limit
+            )
+        else:
+            row = await self._pool.read(
+                "bounded.get_messages_after", thread_id=thread_id, after=after, before=before, limit=limit
+            )
+        return _document(row)
+
+    async def list_threads(
+        self, limit: int, after: tuple[datetime, str] | None, wanted: bytes | None
+    ) -> bytes:
+        # No position yet: every stored time is before 'infinity' (times travel as text, so
+        # datetime.max is stored as itself, not as infinity).
+        params = {
+            "after_time": "infinity" if after is None else after[0].isoformat(),
+            "after_id": "" if after is None else after[1],
+            "limit": limit,
+        }
+        doc: bytes
+        if wanted is None:
+            doc = await self._pool.read("bounded.list_threads", **params)
+        else:
+            doc = await self._pool.read(
+                "bounded.list_threads_by_attributes", wanted=msgspec.Raw(wanted), **params
+            )
+        return doc
+
+    async def delete_threads(self, cutoff: datetime, wanted: bytes | None, batch: int, dry_run: bool) -> int:
+        params = {"cutoff": cutoff.isoformat(), "wanted": None if wanted is None else msgspec.Raw(wanted)}
+        count: int
+        if dry_run:
+            count = await self._pool.read("bounded.count_threads_to_delete", **params)
+            return count
+        async with self._pool.acquire() as conn:
+            count = await retried(
+                lambda: self._pool.run(conn, "bounded.delete_threads", batch=batch, **params),
+                lambda: "deleting old threads",
+            )
+        return count
+
+    async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
+        async def prune() -> int | None:
+            async with transaction(conn):
+                if not await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id):
+                    return None
+                count: int = await self._pool.run(
+                    conn, "bounded.prune", thread_id=thread_id, keep_last=keep_last
+                )
+                return count
+
+        async with self._pool.acquire() as conn:
+            return await retried(prune, lambda: f"pruning thread {thread_id!r}")
+
+    @staticmethod
+    def _thread_params(plan: SavePlan) -> dict[str, Any]:
+        return {
+            "thread_id": plan.thread_id,
+            "title": plan.title,
+            "attributes": msgspec.Raw(plan.attributes),
+            "platforms": msgspec.Raw(plan.platforms),
+            "source": None if plan.source is None else msgspec.Raw(plan.source),
+            "platform_values": msgspec.Raw(plan.platform_values),
+            # As text: asyncpg would turn datetime.min/max into -infinity/infinity.
+            "created_at": plan.created_at.isoformat(),
+            "updated_at": plan.updated_at.isoformat(),
+        }
+
+    async def _index_round(self) -> int:
+        """The background indexer's round: everything queued, on one pooled connection."""
+        async with self._pool.acquire() as conn:
+            await self._index_all(conn)
+        return 0
+
+    async def _index_all(self, conn: asyncpg.Connection) -> None:
+        """Index everything queued, in batches of _INDEX_BATCH, each its own transaction: the
+        content text and, cut into words by threadstore.fulltext here, the full-text words."""
+        taken = _INDEX_BATCH
+        while taken == _INDEX_BATCH:
+            async with transaction(conn):
+                await self._pool.run(conn, "postgres.lock_indexer")
+                row = await self._pool.run(
+                    conn, "postgres.take_queued", batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT
+                )
+                taken = row[0]
+                messages: builtins.list[tuple[str, str | None]] = _decode(row[1])
+                if messages:
+                    await self._pool.run(
+                        conn,
+                        "postgres.store_text",
+                        ids=[m[0] for m in messages],
+                        words=[
+                            None if text is None else fulltext.tsvector(fulltext.words(text))
+                            for _, text in messages
+                        ],
+                    )
+
+    async def search(
+        self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
+    ) -> builtins.list[SearchRow]:
+        name = "search.fulltext"
+        params = {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
+        if wanted is not None:
+            name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
+        rows = await self._pool.read(name, **params)
+        unindexed: builtins.list[SearchRow] = []
+        # Messages queued are indexed first (usually none: the background indexer runs right
+        # after writes), so every message whose save returned is found. What stays queued (a
+        # read-only store cannot index; other processes write meanwhile) is matched on its
+        # current text and listed first: an edit never leaves old words found or shown.
+        if rows[0][0] if rows else await self._pool.read("search.queued"):
+            if not self._config.read_only:
+                async with self._pool.acquire() as conn:
+                    await self._index_all(conn)
+            found = unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
+            unindexed = found[offset : offset + limit]
+            rows = []
+            if len(unindexed) < limit:
+                params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
+                rows = await self._pool.read(name, **params)
+        return unindexed + [SearchRow(*row[1:]) for row in rows]
+
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
+        rows = await self._save(plan)
+        if rows is None or any(row[0] is None for row in rows):
+            return None  # a synced plan whose thread is gone: nothing was written
+        if plan.new_count or plan.edited != b"[]":
+            self._indexer.soon()
+        return {row[0]: row[1] for row in rows}
+
+    async def _save(self, plan: SavePlan) -> builtins.list[Any] | None:
+        params = {
+            **self._thread_params(plan),
+            "new": msgspec.Raw(plan.new),
+            "edited": msgspec.Raw(plan.edited),
+            "removed": plan.removed,
+            "synced": plan.synced,
+        }
+
+        def what() -> str:
+            return f"saving thread {plan.thread_id!r}"
+
+        async with self._pool.acquire() as conn:
+            # The two common saves get a light statement: messages appended to a thread loaded
+            # from here, and a thread this store has not seen. Anything unexpected (the thread or
+            # a message is stored already) falls to the general save; a thread gone is None.
+            if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
+                light = {**params, "count": plan.new_count}
+                del light["edited"], light["removed"], light["synced"]
+                if plan.synced:
+                    del light["created_at"]
+                name = "postgres.save_appended" if plan.synced else "postgres.save_new"
+                try:
+                    rows: builtins.list[Any] = await retried(
+                        lambda: self._pool.run(conn, name, **light), what
+                    )
+                    if rows or not plan.synced:
+                        return rows
+                    return None  # the thread is gone
+                except ConflictError as exc:
+                    if collided(exc):
+                        raise
+            try:
+                rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
+                return rows
+            except ConflictError as exc:
+                if collided(exc):
+                    raise  # else maybe a concurrent save inserted one of these messages: below
+
+            # Under the thread's lock, each statement's snapshot includes every save of this
+            # thread that finished before it, so a message another writer just inserted is seen
+            # as held and updated, not inserted twice. A writer that skipped the lock can still
+            # commit one in between, hence a few attempts; a message stored in another thread
+            # fails every time.
+            async def locked() -> builtins.list[Any]:
+                async with transaction(conn):
+                    await self._pool.run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
+                    rows: builtins.list[Any] = await self._pool.run(conn, "postgres.save", **params)
+                return rows
+
+            attempts_left = _LOCKED_ATTEMPTS
+            while True:
+                try:
+                    return await retried(locked, what)
+                except ConflictError as exc:
+                    attempts_left -= 1
+                    if not attempts_left or collided(exc):
+                        raise
+
+    async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        async with self._pool.acquire() as conn:
+            row = await retried(
+                lambda: self._pool.run(
+                    conn,
+                    "postgres.append",
+                    thread_id=plan.thread_id,
+                    count=plan.count,
+                    updated_at=plan.updated_at,
+                    messages=msgspec.Raw(plan.messages),
+                ),
+                lambda: f"appending to thread {plan.thread_id!r}",
+            )
+        if row is None:
+            return None
+        self._indexer.soon()
+        sequences: dict[str, int] = _decode(row[1])
+        return row[0], sequences
+
+    async def create_if_absent(self, plan: SavePlan) -> None:
+        async with self._pool.acquire() as conn:
+            params = self._thread_params(plan)
+            del params["platform_values"]
+            await self._pool.run(conn, "threads.create_if_absent", **params)
+
+    async def delete(self, thread_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            count: int = await self._pool.run(conn, "threads.delete", thread_id=thread_id)
+        return count > 0
+
+    async def delete_many(self, thread_ids: Sequence[str]) -> int:
+        ids = list(thread_ids)
+        async with self._pool.acquire() as conn:
+            count: int = await retried(
+                lambda: self._pool.run(conn, "threads.delete_many", ids=ids),
+                lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})",
+            )
+        return count
+
+    async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
+        if refs is None:
+            rows = await self._pool.read("files.references")
+        else:
+            rows = await self._pool.read("files.references_among", refs=list(refs))
+        return {row[0] for row in rows}
+
+    # -- searches, lookups, aliases, statistics ---------------------------------------------
+
+    async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
+        params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
+        rows = await self._pool.read(search.query, limit=limit, offset=offset, **params)
+        return _documents(rows)
+
+    async def find_messages_by_attribute(
+        self, search: MessageSearch, limit: int | None, offset: int
+    ) -> bytes:
+        doc: bytes = await self._pool.read(
+            MessageSearch.QUERIES[search.column],
+            keys=search.keys,
+            value=msgspec.Raw(search.value),
+            limit=limit,
+            offset=offset,
+        )
+        return doc
+
+    async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
+        return _document(await self._pool.read("search.get_thread_by_message_id", message_id=message_id))
+
+    async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
+        async with self._pool.acquire() as conn:
+            try:
+                saved = await self._pool.run(
+                    conn,
+                    "aliases.save_thread_alias",
+                    alias=alias,
+                    thread_id=thread_id,
+                    created_at=created_at.isoformat(),
+                )
+            except ThreadStoreError as exc:
+                if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                    return False  # the thread was deleted in between
+                raise
+        return saved is not None
+
+    async def get_by_alias(self, alias: str) -> bytes | None:
+        return _document(await self._pool.read("aliases.get_by_alias", alias=alias))
+
+    async def delete_thread_alias(self, alias: str) -> bool:
+        async with self._pool.acquire() as conn:
+            count: int = await self._pool.run(conn, "aliases.delete_thread_alias", alias=alias)
+        return count > 0
+
+    async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
+        rows = await self._pool.read("aliases.get_thread_aliases", thread_id=thread_id)
+        return [row[0] for row in rows]
+
+    async def get_usage_stats(self, hour_ago: datetime, day_ago: datetime, week_ago: datetime) -> bytes:
+        doc: bytes = await self._pool.read(
+            "stats.get_usage_stats",
+            hour_ago=hour_ago.isoformat(),
+            day_ago=day_ago.isoformat(),
+            week_ago=week_ago.isoformat(),
+        )
+        return doc
+
+    # -- export, import, copy ---------------------------------------------------------------
+
+    async def export_threads(self, after: str | None, limit: int) -> bytes:
+        rows = await self._pool.read("transfer.export_threads", after=after, limit=limit)
+        return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
+
+    async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
+        rows = await self._pool.read("transfer.existing_ids", ids=list(thread_ids))
+        return [row[0] for row in rows]
+
+    async def import_threads(self, copies: Sequence[ThreadCopy]) -> builtins.list[str]:
+        threads = [
+            {
+                **self._thread_params(copy.plan),
+                "id": copy.plan.thread_id,
+                "last_sequence": copy.last_sequence,
+                "messages": msgspec.Raw(copy.plan.new),
+                "aliases": [{"alias": alias, "created_at": at.isoformat()} for alias, at in copy.aliases],
+            }
+            for copy in copies
+        ]
+        ids = [copy.plan.thread_id for copy in copies]
+        async with self._pool.acquire() as conn:
+            try:
+                rows = await retried(
+                    lambda: self._pool.run(conn, "postgres.import_threads", threads=threads),
+                    lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
+                )
+            except ConflictError as exc:
+                if collided(exc):
+                    raise
+                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
+                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
+        if rows:
+            self._indexer.soon()
+        return [row[0] for row in rows]
+
+
+def _param(value: Any) -> Any:
+    """A search field as asyncpg takes it: JSON as raw jsonb, a pattern in its ~* spelling."""
+    if isinstance(value, matching.TextPattern):
+        return value.posix
+    if isinstance(value, bytes):
+        return msgspec.Raw(value)
+    return value
+
+
+def create(config: DatabaseConfig) -> PostgresBackend:
+    """A PostgreSQL backend for the DSN in ``config``."""
+    return PostgresBackend(config)

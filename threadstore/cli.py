@@ -33,7 +33,7 @@ from threadstore.config import configure, parse_url
 from threadstore.errors import ConfigurationError, StoreUnavailableError, ThreadStoreError
 from threadstore.files import GC_MIN_AGE, FileStore, collect_garbage
 from threadstore.store import ThreadStore
-from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, read_lines
+from threadstore.transfer import PAGE_SIZE, Progress, copy_threads, export_lines, import_lines
 from threadstore.version import version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -435,14 +435,10 @@ def _add_import(commands: Subparsers) -> None:
 
 async def _import(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
-    imported = present = 0
     with contextlib.ExitStack() as files:
         source = sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
         async with _store(url, migrate=True, create=True) as store:
-            for batch in read_lines(source, page_size=args.page_size):
-                stored = await store.import_threads(batch)
-                imported += len(stored)
-                present += len(batch) - len(stored)
+            imported, present = await import_lines(store, source, page_size=args.page_size)
     _out(f"imported {imported:,} threads ({present:,} already there)")
     return EXIT_OK
 
@@ -505,7 +501,10 @@ def _age(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"expected a whole number and a unit (s, m, h, d, w), like 90d, got {text!r}"
         )
-    return timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        return timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than a timedelta holds") from None
 
 
 def _shown_age(age: timedelta) -> str:

@@ -285,8 +285,15 @@ def parse_url(url: str | None) -> DatabaseConfig:
     if scheme in ("memory", "mem"):
         return DatabaseConfig(backend="memory", url=url)
     if scheme in _SQLITE_SCHEMES:
-        path = rest[1:] if rest.startswith("/") else rest
-        path = path.partition("?")[0]
+        path, query, parameters = (rest[1:] if rest.startswith("/") else rest).partition("?")
+        if query:
+            # Dropping them silently changed the file name ("a?b.db" opened "a") and lost the
+            # parameters ("?mode=ro" still wrote).
+            raise ConfigurationError(
+                f"SQLite URL {url!r} has query parameters ({parameters!r}): SQLite URLs take none "
+                "(use read_only=True for a read-only store); write a '?' in a file name as %3F"
+            )
+        path = unquote(path)
         if not path:
             raise ConfigurationError(
                 f"SQLite URL {url!r} names no file; use sqlite+aiosqlite:///path.db "

@@ -4,7 +4,9 @@ A cursor is base64url (unpadded) of a version byte, a JSON payload ``[updated_at
 and an 8-byte keyed BLAKE2b tag over both. ``filter`` is a digest of the attribute filter the
 walk was started with, so a cursor only continues its own walk. The tag makes a corrupted or
 hand-edited cursor a ValueError rather than a silently different page; it carries no secret
-(cursors grant nothing: every thread they lead to can be listed anyway). A new payload layout
+and its key is public, so it protects against accidents, not forgery (cursors grant nothing:
+every thread they lead to can be listed anyway), and a forged cursor's values are checked as
+any input is: a ValueError, never a database error. A new payload layout
 gets a new version byte; cursors of older versions can then still be read, or refused clearly.
 """
 
@@ -14,15 +16,18 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from threadstore import matching
 
 _VERSION = 1
 _TAG_SIZE = 8
 _KEY = b"threadstore.list_threads.cursor"
 _MAX_LENGTH = 4096  # characters: ids are at most 512 of them (store.MAX_ID_LENGTH)
+_MAX_ID = 512
 _payload = msgspec.json.Decoder(tuple[str, str, str])
 _BAD = "cursor is not one list_threads returned (corrupted, edited, or from another version)"
 
@@ -63,10 +68,13 @@ def decode(cursor: object, attributes: dict[str, Any] | None) -> tuple[datetime,
     try:
         when, thread_id, walk = _payload.decode(body[1:])
         updated_at = datetime.fromisoformat(when)
-    except (msgspec.DecodeError, ValueError):
+        if updated_at.tzinfo is None or not thread_id or len(thread_id) > _MAX_ID:
+            raise ValueError(_BAD)
+        # The tag's key is public: a forged cursor is checked like any input.
+        updated_at = updated_at.astimezone(UTC)
+        matching.check_text(thread_id, "a cursor's id")
+    except (msgspec.DecodeError, ValueError, OverflowError):
         raise ValueError(_BAD) from None
-    if updated_at.tzinfo is None or not thread_id:
-        raise ValueError(_BAD)
     if walk != _filter(attributes):
         raise ValueError(
             "cursor belongs to a list_threads walk with other attributes; "

@@ -116,9 +116,10 @@ def _write_once(path: Path, content: bytes, created: list[Path]) -> float:
             os.utime(path)
             return path.stat().st_mtime
         damaged = True
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f"{_TEMP_PREFIX}{secrets.token_hex(8)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    # Owner-only: one user's attachments are not every local user's to read.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(content)
@@ -194,8 +195,8 @@ class _Locks:
             if sys.platform == "win32":
                 held[stripe] = -1
                 continue
-            self._folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._folder / stripe, os.O_RDWR | os.O_CREAT, 0o666)
+            self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self._folder / stripe, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -312,7 +313,7 @@ class FileStore:
         return store
 
     def _prepare(self) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
+        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
         probe = self._root / f"{_TEMP_PREFIX}probe-{secrets.token_hex(8)}"
         probe.write_bytes(b"")
         probe.unlink()

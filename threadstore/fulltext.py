@@ -7,8 +7,9 @@ nothing left to decide), the memory backend the lists themselves. Queries are pa
 handed to each engine in its syntax, so every backend finds the same messages.
 
 Words: the maximal runs of letters and digits of any script (``str.isalnum``; the underscore and
-marks separate words), lowercased; each Han, kana or CJK-compatibility character is a word of its
-own, as those scripts do not separate words by spaces. No stemming, no stop words. Limits, the
+marks separate words) of the text in NFC, lowercased (the dotted capital I as i); each Han, kana,
+CJK-compatibility, Thai or Lao character is a word of its own, as those scripts do not separate
+words by spaces. No stemming, no stop words. Limits, the
 same on every backend (PostgreSQL's tsvector sets them): only a message's first 1,000,000
 characters are read, a word of more than 256 characters is skipped, a word counts at most 256
 times, only the first 16,383 word positions are indexed, and indexing stops once the distinct
@@ -19,10 +20,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from typing import NamedTuple
 
 MAX_QUERY_LENGTH = 10_000
+# Words a query may hold, in all its terms (as a web search engine: Google takes 32). It bounds
+# what any query costs: matching reads one index entry per word, and ranking weighs only the
+# terms that must or may occur.
+MAX_QUERY_WORDS = 32
 MAX_TEXT = 1_000_000  # characters of a message's text that are indexed
 MAX_WORD_LENGTH = 256
 MAX_OCCURRENCES = 256  # PostgreSQL keeps 256 positions per lexeme
@@ -30,43 +37,64 @@ MAX_POSITION = 16_383  # PostgreSQL's largest tsvector position
 MAX_WORD_BYTES = 1_000_000  # PostgreSQL's tsvector holds at most 1 MiB of lexeme text
 SNIPPET_LENGTH = 200
 
-_IDEOGRAPHS = (
-    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_IDEOGRAPHS = (  # and Thai and Lao, written without spaces between words too
+    "\u0e00-\u0eff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
     "\U00020000-\U0002fa1f\U00030000-\U0003134f"
 )
 _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
+
+
+def _normal(text: str) -> str:
+    """``text`` in NFC: a word typed composed (é) and stored decomposed (e + ◌́) is one word."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def _fold(word: str) -> str:
+    """A word lowercased; the dotted capital I (İ) lowercases to i + ◌̇: as i, so that
+    ``istanbul`` finds ``İstanbul``."""
+    word = word.lower()
+    return word.replace("i\u0307", "i") if "\u0307" in word else word
+
+
+def _found(text: str) -> list[str]:
+    """The regex's words of the indexed part of ``text``, not folded yet."""
+    return _WORD.findall(_normal(text[:MAX_TEXT]))
+
+
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
 
-def _unlimited_words(text: str) -> list[str] | None:
-    """The words of ``text`` in order when no limit can apply to them (most texts: at most
-    MAX_OCCURRENCES words, none too long), else None."""
-    found = [word.lower() for word in _WORD.findall(text[:MAX_TEXT])]
-    if len(found) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in found):
-        return found
+def _unlimited_words(text: str, found: list[str] | None = None) -> list[str] | None:
+    """The words of ``text`` (or its regex ``found`` words) in order when no limit can apply to
+    them (most texts: at most MAX_OCCURRENCES words, none too long), else None."""
+    if found is None:
+        found = _found(text)
+    if len(found) > MAX_OCCURRENCES:  # some word may then occur too often: not lowered in vain
+        return None
+    words = [_fold(word) for word in found]
+    if len(words) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in words):
+        return words
     return None
 
 
 def words(text: str) -> list[tuple[str, int]]:
     """The indexed words of ``text`` with their positions (1-based, in order)."""
-    found = _unlimited_words(text)
+    matched = _found(text)
+    found = _unlimited_words(text, matched)
     if found is not None:  # 2-3x faster than _limited_words
         return list(zip(found, range(1, len(found) + 1), strict=True))
-    return _limited_words(text)
+    return _limited_words(text, matched)
 
 
-def _limited_words(text: str) -> list[tuple[str, int]]:
+def _limited_words(text: str, found: list[str] | None = None) -> list[tuple[str, int]]:
     """words(text) for a text some limit applies to: a walk that keeps count."""
-    text = text[:MAX_TEXT]
+    if found is None:
+        found = _found(text)
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
     size = 0
-    position = 0
-    for match in _WORD.finditer(text):
-        position += 1
-        if position > MAX_POSITION:
-            break
-        word = match.group().lower()
+    for position, match in enumerate(found[:MAX_POSITION], 1):
+        word = _fold(match)
         if len(word) > MAX_WORD_LENGTH:
             continue
         seen = counts.get(word, 0)
@@ -82,7 +110,7 @@ def _limited_words(text: str) -> list[tuple[str, int]]:
 
 
 def _query_words(text: str) -> list[str]:
-    return [match.group().lower() for match in _WORD.finditer(text)]
+    return [_fold(word) for word in _WORD.findall(_normal(text))]
 
 
 Phrase = tuple[str, ...]  # words that must occur next to each other, in order
@@ -133,7 +161,12 @@ def parse(query: object) -> Query:
             # OR joins the positive terms on either side; anywhere else it is the word "or".
             after = terms[i + 1] if i + 1 < len(terms) else None
             before = terms[i - 1] if i else None
-            if before is not None and after is not None and not before[0] and not after[0] and groups:
+            if before is not None and after is not None and (before[0] or after[0]):
+                raise ValueError(
+                    "OR joins two terms that must or may occur, not an excluded one: "
+                    f"{query[:100]!r} (write 'a -b' to exclude b, 'a OR c' for either)"
+                )
+            if before is not None and after is not None and groups:
                 joining = True
                 continue
             term = (False, ("or",))
@@ -145,6 +178,12 @@ def parse(query: object) -> Query:
         else:
             groups.append([phrase])
         joining = False
+    count = sum(len(term[1]) if term else 1 for term in terms)
+    if count > MAX_QUERY_WORDS:
+        raise ValueError(
+            f"the search query holds {count} words; at most {MAX_QUERY_WORDS} (excluded ones and "
+            f"OR included), as a web search engine takes (got {query[:100]!r})"
+        )
     if not groups:
         raise ValueError(
             "the search query has no word that must occur: give at least one word or "
@@ -165,52 +204,72 @@ def parse(query: object) -> Query:
 # -- the memory backend's matching and ranking ---------------------------------------------------
 
 
-def occurrences(phrase: Phrase, indexed: Sequence[tuple[str, int]]) -> int:
-    """How many times ``phrase`` occurs in ``indexed`` (words with positions)."""
+class Document(NamedTuple):
+    """A message's indexed words as the memory backend keeps them: two objects for the
+    collector to walk, however long the message."""
+
+    words: tuple[str, ...]  # the word at each position (1 at index 0); "" for a skipped one
+    counts: dict[str, int]  # word -> how many times it is indexed
+
+    @property
+    def length(self) -> int:
+        """In words, as FTS5 counts them (skipped words hold their place)."""
+        return len(self.words)
+
+
+def document(text: str) -> Document:
+    """The indexed words of ``text`` (as ``words(text)``) as a Document."""
+    matched = _found(text)
+    found = _unlimited_words(text, matched)
+    if found is None:
+        indexed = _limited_words(text, matched)
+        slots = [""] * (indexed[-1][1] if indexed else 0)
+        for word, position in indexed:
+            slots[position - 1] = word
+        found = [word for word, _ in indexed]
+        return Document(tuple(slots), Counter(found))
+    return Document(tuple(found), Counter(found))
+
+
+def occurrences(phrase: Phrase, doc: Document) -> int:
+    """How many times ``phrase`` occurs in ``doc``."""
+    counts = doc.counts
     if len(phrase) == 1:
-        word = phrase[0]
-        return sum(1 for w, _ in indexed if w == word)
-    at = {(w, p) for w, p in indexed}
-    first = phrase[0]
-    return sum(
-        1 for w, p in indexed if w == first and all((phrase[k], p + k) in at for k in range(1, len(phrase)))
-    )
+        return counts.get(phrase[0], 0)
+    if not all(word in counts for word in phrase):
+        return 0
+    words, size, first = doc.words, len(phrase), phrase[0]
+    return sum(1 for i, word in enumerate(words) if word == first and words[i : i + size] == phrase)
 
 
-def matches(query: Query, indexed: Sequence[tuple[str, int]]) -> bool:
-    return all(any(occurrences(p, indexed) for p in group) for group in query.groups) and not any(
-        occurrences(p, indexed) for p in query.excluded
-    )
+def frequencies(query: Query, doc: Document) -> list[int]:
+    """The occurrences in ``doc`` of each of ``query.phrases()``, in that order."""
+    return [occurrences(p, doc) for p in query.phrases()]
 
 
-def length(indexed: Sequence[tuple[str, int]]) -> int:
-    """A message's length in words, as FTS5 counts it (skipped words hold their place)."""
-    return indexed[-1][1] if indexed else 0
+def matches(query: Query, doc: Document, freqs: Sequence[int]) -> bool:
+    """Whether ``doc``, whose ``frequencies`` are ``freqs``, matches ``query``."""
+    at = 0
+    for group in query.groups:
+        if not any(freqs[at : at + len(group)]):
+            return False
+        at += len(group)
+    return not any(occurrences(p, doc) for p in query.excluded)
 
 
-def ranker(
-    query: Query, corpus: Iterable[Sequence[tuple[str, int]]]
-) -> Callable[[Sequence[tuple[str, int]]], float]:
-    """Scores as SQLite's FTS5 gives them (the negative of its ``bm25()``, k1=1.2, b=0.75) over
-    ``corpus``, the indexed words of every stored message."""
-    documents = [d for d in corpus if d]
-    total = len(documents)
-    average = sum(map(length, documents)) / total if total else 1.0
+def bm25_weights(having: Sequence[int], total: int) -> list[float]:
+    """FTS5's IDF of each phrase, from how many of ``total`` messages hold it."""
     weights = []
-    for phrase in query.phrases():
-        having = sum(1 for d in documents if occurrences(phrase, d))
-        idf = math.log((total - having + 0.5) / (having + 0.5))
-        weights.append((phrase, idf if idf > 0 else 1e-6))
+    for count in having:
+        idf = math.log((total - count + 0.5) / (count + 0.5))
+        weights.append(idf if idf > 0 else 1e-6)
+    return weights
 
-    def score(indexed: Sequence[tuple[str, int]]) -> float:
-        norm = 1.2 * (0.25 + 0.75 * length(indexed) / average)
-        total_score = 0.0
-        for phrase, idf in weights:
-            freq = occurrences(phrase, indexed)
-            total_score += idf * (freq * 2.2) / (freq + norm)
-        return total_score
 
-    return score
+def bm25(freqs: Sequence[int], length: int, weights: Sequence[float], average: float) -> float:
+    """The score SQLite's FTS5 gives (the negative of its ``bm25()``, k1=1.2, b=0.75)."""
+    norm = 1.2 * (0.25 + 0.75 * length / average)
+    return sum(idf * (freq * 2.2) / (freq + norm) for freq, idf in zip(freqs, weights, strict=True))
 
 
 # -- what the SQL backends index and ask ---------------------------------------------------------
@@ -234,10 +293,12 @@ def _tsquery_phrase(phrase: Phrase) -> str:
     return "(" + " <-> ".join(map(_lexeme, phrase)) + ")"
 
 
-def tsquery(query: Query) -> str:
-    """PostgreSQL tsquery text of ``query``."""
+def tsquery(query: Query, *, ranking: bool = False) -> str:
+    """PostgreSQL tsquery text of ``query``; ``ranking``: of its phrases that must or may occur
+    only, what ranks a match (excluded ones occur in no match: ranking by them only costs)."""
     parts = ["(" + " | ".join(map(_tsquery_phrase, group)) + ")" for group in query.groups]
-    parts += ["!" + _tsquery_phrase(p) for p in query.excluded]
+    if not ranking:
+        parts += ["!" + _tsquery_phrase(p) for p in query.excluded]
     return " & ".join(parts)
 
 
@@ -259,9 +320,10 @@ def fts5_text(indexed: Sequence[tuple[str, int]]) -> str | None:
 
 def fts5_text_of(text: str) -> str | None:
     """``fts5_text(words(text))``, in about half the time for most texts (no positions to skip)."""
-    found = _unlimited_words(text)
+    matched = _found(text)
+    found = _unlimited_words(text, matched)
     if found is None:
-        return fts5_text(_limited_words(text))
+        return fts5_text(_limited_words(text, matched))
     return " ".join([word.encode().hex() for word in found]) or None
 
 
@@ -272,8 +334,8 @@ def _fts5_phrase(phrase: Phrase) -> str:
 def fts5_query(query: Query) -> str:
     """SQLite FTS5 MATCH text of ``query``."""
     expression = " AND ".join("(" + " OR ".join(map(_fts5_phrase, group)) + ")" for group in query.groups)
-    for phrase in query.excluded:
-        expression = f"({expression}) NOT {_fts5_phrase(phrase)}"
+    if query.excluded:  # one flat NOT: nested ones overflow FTS5's parser stack near 100
+        expression = f"({expression}) NOT ({' OR '.join(map(_fts5_phrase, query.excluded))})"
     return expression
 
 
@@ -287,7 +349,8 @@ def snippet(text: str, query: Query) -> str:
     phrases, every such word marked ``[word]``, cut at spaces (``…`` where cut); plain text,
     whitespace runs as one space."""
     wanted = {word for phrase in query.phrases() for word in phrase}
-    spans = (m.span() for m in _WORD.finditer(text) if m.group().lower() in wanted)
+    text = _normal(text)
+    spans = (m.span() for m in _WORD.finditer(text) if _fold(m.group()) in wanted)
     first = next(spans, None)
     start = 0
     if first is not None and first[0] > SNIPPET_LENGTH // 4:  # from the start of a word

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from threadstore import forks
 from threadstore.backends import Backend, open_backend
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ReadOnlyError, StoreClosedError, ThreadStoreError
@@ -77,6 +78,8 @@ class Connector:
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._watcher: AsyncGenerator[None, None] | None = None
         self.closed = False
+        self._generation = forks.generation  # see _forget_parent
+        self._unusable: str | None = None  # why this store cannot connect (after a fork)
         self.warn_unclosed = True  # False for a store its owner closes (threadstore.testing)
 
     @property
@@ -106,9 +109,28 @@ class Connector:
     async def ready(self) -> Backend:
         """The backend, connected in the running event loop."""
         backend = self.backend
-        if backend is not None and self._loop is _running_loop():
+        if backend is not None and self._loop is _running_loop() and self._generation == forks.generation:
             return backend
         return await self._connect()
+
+    def _forget_parent(self) -> None:
+        """In a process forked since this store connected, leave the parent's connections alone
+        (they and their threads serve the parent) and connect afresh; the in-memory store keeps
+        its copy of the data. A private SQLite database cannot follow: it lives in the parent."""
+        if self._generation == forks.generation:
+            return
+        self._generation = forks.generation
+        backend = self.backend
+        if backend is None or not backend.loop_bound:
+            return
+        forks.leave_behind(backend, self._watcher, self._loop)
+        self.backend = self._loop = self._watcher = None
+        self._opening = None
+        if self.config.path == ":memory:":
+            self._unusable = (
+                "this ThreadStore's private SQLite database (:memory:) was opened before the process "
+                "forked and stays in the parent process: open the store in the child, or use a file"
+            )
 
     async def _connect(self) -> Backend:
         """Connect, once however many first operations start together; and again in a later
@@ -116,6 +138,9 @@ class Connector:
         import asyncio  # here: importing it is half of `import threadstore` (bench: ~40 ms)
 
         loop = asyncio.get_running_loop()
+        self._forget_parent()
+        if self._unusable is not None:
+            raise ThreadStoreError(self._unusable)
         if self.backend is not None and self._loop is not loop:
             self._leave_loop(self.backend, loop)
             if self.backend is not None:
@@ -171,6 +196,7 @@ class Connector:
     async def close(self) -> None:
         """Release the connection(s) (ThreadStore.close). Further use raises StoreClosedError."""
         self.closed = True
+        self._forget_parent()
         backend = self._let_go()
         old = self._loop
         if backend is None:

@@ -324,7 +324,9 @@ class ThreadStore:
         checks.check_page(batch_size, "batch_size", 1)
         wanted = None if attributes is None else documents.wanted(attributes, "attributes")
         backend = await (self._connector.ready() if dry_run else self._connector.writer("delete_threads"))
-        cutoff = utcnow() - older_than
+        now = utcnow()
+        # Older than anything storable: nothing was updated before the year 1.
+        cutoff = now - min(older_than, now - datetime.min.replace(tzinfo=now.tzinfo))
         if dry_run:
             return await backend.delete_threads(cutoff, wanted, batch_size, True)
         total = 0

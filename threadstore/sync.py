@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
-import contextlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from threadstore import forks
 from threadstore.config import SettingsKwargs, check_keywords
 from threadstore.errors import StoreClosedError
 from threadstore.store import ThreadStore as AsyncThreadStore
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from threadstore.transfer import ThreadRecord
 
 _T = TypeVar("_T")
-_CLOSE_TIMEOUT = 10.0  # seconds a close at exit or garbage collection may take
+_CLOSE_TIMEOUT = 10.0  # seconds a close() or a close at garbage collection may take
+_EXIT_TIMEOUT = 2.0  # seconds a close at exit may take (SQLite's worker, a daemon, may be busy)
 
 
 class _Loop:
@@ -45,6 +46,8 @@ class _Loop:
 
         self.loop = asyncio.new_event_loop()
         self.stopped = False
+        self.exiting = False  # set by _close at interpreter exit
+        self.calls: set[concurrent.futures.Future[Any]] = set()  # submitted, not done yet
         started = threading.Event()
         self.thread = threading.Thread(
             target=self._run, args=(started,), name="threadstore-sync", daemon=True
@@ -72,12 +75,19 @@ class _Loop:
             )
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        self.calls.add(future)
+        future.add_done_callback(self.calls.discard)
+        return future
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         future = self.submit(coroutine)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self.exiting:  # cancelled by _close at exit: this (daemon) thread ends with it
+                threading.Event().wait()
+            raise
         except BaseException:
             future.cancel()  # Ctrl-C while waiting: the operation is cancelled on the loop too
             raise
@@ -92,13 +102,24 @@ class _Loop:
 
 
 def _close(runner: _Loop, store: AsyncThreadStore) -> None:
-    """Close ``store`` on its loop, then end the loop; for close(), garbage collection and exit."""
+    """Close ``store`` on its loop, then end the loop; for close(), garbage collection and exit.
+    At exit, calls still running (in daemon threads: a save waiting for a row lock held
+    elsewhere) are cancelled first, and the close is bounded by _EXIT_TIMEOUT: no one is left to
+    take their results, and closing would wait for them (a program blocked that way took 10.6 s
+    to exit). Without such calls the close lets the background indexer finish, as close() does."""
+    runner.exiting = not threading.main_thread().is_alive()  # the interpreter is shutting down
+    busy = runner.exiting and bool(runner.calls)
+    for call in list(runner.calls) if busy else []:
+        call.cancel()
     try:
         if runner.thread.is_alive():
-            with contextlib.suppress(Exception):  # at exit there is no one left to tell
-                runner.submit(store.close()).result(_CLOSE_TIMEOUT)
-    finally:
-        runner.stop()
+            runner.submit(store.close()).result(_EXIT_TIMEOUT if busy else _CLOSE_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        if busy:
+            return  # still busy (SQLite waiting out a lock): its daemon thread ends with the process
+    except Exception:
+        pass
+    runner.stop()
 
 
 async def _next(pages: AsyncGenerator[_T, None]) -> _T | None:
@@ -127,6 +148,23 @@ class ThreadStore:
         self._store = AsyncThreadStore(url, migrate=migrate, read_only=read_only, **settings)
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
+        self._generation = forks.generation
+
+    def _runner(self) -> _Loop:
+        """The store's loop; in a process forked since it started, a new one (the parent's has
+        no thread in the child: calls would wait for ever), on which the async store connects
+        afresh."""
+        if self._generation != forks.generation:
+            with forks.lock:
+                if self._generation != forks.generation:
+                    old = self._loop
+                    self._finalizer.detach()
+                    forks.leave_behind(old)
+                    if not old.stopped:
+                        self._loop = _Loop()
+                        self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
+                    self._generation = forks.generation
+        return self._loop
 
     @classmethod
     def create(
@@ -148,7 +186,7 @@ class ThreadStore:
         return store
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        return self._loop.run(coroutine)
+        return self._runner().run(coroutine)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -160,7 +198,7 @@ class ThreadStore:
     @property
     def event_loop(self) -> asyncio.AbstractEventLoop:
         """The private event loop the async store runs on (in this store's own thread)."""
-        return self._loop.loop
+        return self._runner().loop
 
     @property
     def backend(self) -> str:
@@ -182,6 +220,7 @@ class ThreadStore:
 
     def close(self) -> None:
         """Release the connection(s) and end the store's thread. Idempotent."""
+        self._runner()
         self._finalizer()
 
     def __enter__(self) -> ThreadStore:
@@ -292,7 +331,7 @@ class ThreadStore:
             while (page := self._run(_next(pages))) is not None:
                 yield page
         finally:
-            if not self._loop.stopped:
+            if not self._runner().stopped:
                 self._run(_aclose(pages))
 
     # -- searches and lookups ---------------------------------------------------------------

@@ -9,13 +9,16 @@ again after an interruption finishes the job without writing anything twice.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
 import msgspec
 
+from threadstore.errors import ConflictError
 from threadstore.models import AliasRecord, ThreadRecord
 
 if TYPE_CHECKING:
@@ -49,22 +52,76 @@ async def export_lines(store: ThreadStore, out: IO[bytes], *, page_size: int = P
     return count
 
 
-def read_lines(source: IO[bytes], *, page_size: int = PAGE_SIZE) -> Iterator[list[ThreadRecord]]:
-    """ThreadRecords from JSON Lines, in batches; a bad line is a ValueError naming its number.
-    Blank lines are skipped."""
-    batch: list[ThreadRecord] = []
+class _Id(msgspec.Struct):
+    id: str | None = None
+
+
+_decode_id = msgspec.json.Decoder(_Id).decode
+_BOM = b"\xef\xbb\xbf"
+
+
+def _record(line: bytes) -> ThreadRecord:
+    """The ThreadRecord of one line. A line without an id gets one derived from the line, so
+    importing it again finds it stored (the default, a random id, would store it again)."""
+    record = _decode_record(line)
+    if _decode_id(line).id is None:
+        digest = hashlib.sha256(line.strip()).digest()[:16]
+        record.id = f"import-{uuid.UUID(bytes=digest, version=5)}"
+    return record
+
+
+def numbered_lines(
+    source: IO[bytes], *, page_size: int = PAGE_SIZE
+) -> Iterator[list[tuple[int, ThreadRecord]]]:
+    """(line number, ThreadRecord) from JSON Lines, in batches; a bad line is a ValueError naming
+    its number, raised after the batch of the lines before it. Blank lines are skipped, and a
+    UTF-8 byte order mark at the start."""
+    batch: list[tuple[int, ThreadRecord]] = []
     for number, line in enumerate(source, 1):
+        if number == 1 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
         if not line.strip():
             continue
         try:
-            batch.append(_decode_record(line))
-        except msgspec.DecodeError as exc:
+            batch.append((number, _record(line)))
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            if batch:
+                yield batch
             raise ValueError(f"line {number}: not a thread record: {exc}") from None
         if len(batch) == page_size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def read_lines(source: IO[bytes], *, page_size: int = PAGE_SIZE) -> Iterator[list[ThreadRecord]]:
+    """ThreadRecords from JSON Lines, in batches, as numbered_lines reads them."""
+    for batch in numbered_lines(source, page_size=page_size):
+        yield [record for _, record in batch]
+
+
+async def import_lines(
+    store: ThreadStore, source: IO[bytes], *, page_size: int = PAGE_SIZE
+) -> tuple[int, int]:
+    """Store the threads of JSON Lines not stored yet, a batch at a time; returns (imported,
+    already there). A bad line raises its error naming its number, after the threads of every
+    line before it are stored: a batch the store refuses is imported again line by line."""
+    imported = present = 0
+    for batch in numbered_lines(source, page_size=page_size):
+        try:
+            stored = await store.import_threads([record for _, record in batch])
+        except (ValueError, TypeError, ConflictError):
+            stored = []
+            for number, record in batch:  # each alone, to find the line at fault
+                try:
+                    stored += await store.import_threads([record])
+                except (ValueError, TypeError, ConflictError) as exc:
+                    exc.args = (f"line {number}: {exc}", *exc.args[1:])
+                    raise
+        imported += len(stored)
+        present += len(batch) - len(stored)
+    return imported, present
 
 
 class Progress:

@@ -19,9 +19,18 @@ INSERT INTO threadstore_migrations (version, name, applied_at) VALUES (:version,
 SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations');
 
 -- name: narrator_database :value
--- Whether this is a slide-narrator database: its threads and messages tables, without the
--- ledger and without threadstore's own column on threads (see threadstore.adopt).
-SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threads')
-   AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages')
-   AND NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations')
+-- Whether this is a slide-narrator database: its threads and messages tables with narrator's
+-- columns, without the ledger and without threadstore's own column on threads (see
+-- threadstore.adopt). Tables of the same names with other columns are another application's.
+SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations')
+   AND (SELECT count(*) FROM pragma_table_info('threads')
+         WHERE name IN ('id', 'title', 'attributes', 'platforms', 'created_at', 'updated_at')) = 6
+   AND (SELECT count(*) FROM pragma_table_info('messages')
+         WHERE name IN ('id', 'thread_id', 'sequence', 'role', 'content', 'attributes')) = 6
    AND NOT EXISTS (SELECT 1 FROM pragma_table_info('threads') WHERE name = 'last_sequence');
+
+-- name: other_tables :value
+-- Whether tables named threads or messages exist without the ledger (asked after
+-- narrator_database): another application's, which the migrations must not touch.
+SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threadstore_migrations')
+   AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name IN ('threads', 'messages'));

@@ -264,3 +264,102 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
         thread.messages[0].content = "changed"
         await store.save(thread)
         assert await store.search("refund") == []
+
+
+async def _execute(url: str, statements: list[str]) -> None:
+    if url.startswith("sqlite"):
+        import aiosqlite
+
+        async with aiosqlite.connect(url.split(":///", 1)[1]) as conn:
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.commit()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_another_applications_threads_and_messages_tables_are_not_called_narrators(
+    empty_url: str,
+) -> None:
+    """Unrelated tables named threads and messages were called a slide-narrator database."""
+    await _execute(
+        empty_url,
+        [
+            "CREATE TABLE threads (id text PRIMARY KEY, subject text)",
+            "CREATE TABLE messages (id text PRIMARY KEY, body text)",
+            "INSERT INTO threads VALUES ('x', 'theirs')",
+        ],
+    )
+    with pytest.raises(SchemaVersionError, match="neither threadstore's nor slide-narrator's") as raised:
+        await ThreadStore.create(empty_url)
+    assert "adopt" not in str(raised.value)
+    with pytest.raises(SchemaVersionError, match="neither"):  # the same when only migrating
+        async with ThreadStore(empty_url) as store:
+            await store.ping()
+    await _execute(empty_url, ["INSERT INTO threads VALUES ('y', 'still theirs')"])  # untouched
+
+
+@pytest.mark.pg
+async def test_a_read_only_server_opens_a_migrated_database(fresh_pg_url: str) -> None:
+    """default_transaction_read_only = on (as on a hot standby) made create() fail on a fully
+    migrated database: the ledger's CREATE TABLE IF NOT EXISTS is a write."""
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        thread = Thread(id="t", title="kept")
+        thread.add_message(Message(role="user", content="indexed zebra"))
+        await store.save(thread)
+        assert [h.thread_id for h in await store.search("zebra")] == ["t"]
+    database = fresh_pg_url.rsplit("/", 1)[1]
+    await _execute(
+        fresh_pg_url,
+        [  # a message queued for the indexer, as a standby's primary leaves them
+            "INSERT INTO message_text_pending (message_id) SELECT id FROM messages",
+            f'ALTER DATABASE "{database}" SET default_transaction_read_only = on',
+        ],
+    )
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        assert (await store.get("t") or Thread()).title == "kept"
+        assert not (await store.schema_status()).pending
+        assert await store.search_by_title("kept") != []
+        # search cannot index the queue there: it answers from the index, as a read-only store
+        assert [h.thread_id for h in await store.search("zebra")] == ["t"]
+
+
+async def test_a_sqlite_store_indexed_at_version_4_gets_its_words_cut_anew(tmp_path: Path) -> None:
+    """Migration 5 queues every message again, so words indexed by the older cutting (Thai runs
+    as one word, NFD, İ) are cut anew: here a message whose words the queue no longer holds."""
+    import sqlite3
+
+    registry = load("sqlite")
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    conn.execute(registry["schema.create_ledger"].sql)
+    for migration in registry.migrations:
+        if migration.version <= 4:
+            conn.executescript(migration.script)
+            conn.execute(
+                "INSERT INTO threadstore_migrations VALUES (?, ?, '2024-01-01T00:00:00Z')",
+                (migration.version, migration.name),
+            )
+    conn.executescript(
+        """
+        INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+        VALUES ('t1', 'Thai', '{}', '{}', NULL, '2024-01-02T03:04:05Z', '2024-01-02T03:04:05Z', 1);
+        INSERT INTO messages (id, thread_id, sequence, role, content, timestamp)
+        VALUES ('m1', 't1', 1, 'user', '"สวัสดีครับ to İstanbul"', '2024-01-02T03:04:06Z');
+        DELETE FROM message_words_pending;  -- as if indexed by the older cutting
+        """
+    )
+    conn.commit()
+    conn.close()
+
+    async with await ThreadStore.create(f"sqlite+aiosqlite:///{path}") as store:
+        assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        assert [h.message_id for h in await store.search("ครับ")] == ["m1"]
+        assert [h.message_id for h in await store.search("istanbul")] == ["m1"]

@@ -116,3 +116,36 @@ async def test_statement_cache_size_zero_prepares_nothing_and_sends_no_plan_cach
             prepared = await conn.fetchval("SELECT count(*) FROM pg_prepared_statements")
             assert await conn.fetchval("SHOW plan_cache_mode") == plan_mode
         assert (prepared == 0) is (cache == 0)
+
+
+async def test_the_servers_statement_timeout_is_a_command_timeout_error(fresh_pg_url: str) -> None:
+    """A server statement_timeout (a role's, a database's, the URL's options) arrived as a plain
+    ThreadStoreError."""
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as owner:
+        await owner.save(Thread(id="timed", title="before"))
+        url = f"{fresh_pg_url}?options=-c%20statement_timeout%3D200"
+        async with await ThreadStore.create(url, pool_size=1) as store:
+            thread = await store.get("timed")
+            assert thread is not None and owner.async_session is not None
+            async with owner.async_session() as conn:
+                await conn.execute("SELECT 1 FROM threads WHERE id = 'timed' FOR UPDATE")
+                thread.title = "after"
+                with pytest.raises(CommandTimeoutError, match="statement timeout"):
+                    await store.save(thread)
+            assert (await store.save(thread)).title == "after"
+
+
+async def test_ping_of_a_dropped_database_is_store_unavailable(pg_server: str, fresh_pg_url: str) -> None:
+    """A dropped database gave a plain ThreadStoreError from ping()."""
+    import asyncpg
+
+    async with await ThreadStore.create(fresh_pg_url, pool_size=1) as store:
+        await store.ping()
+        admin = await asyncpg.connect(pg_server)
+        try:
+            await admin.execute(f'DROP DATABASE "{fresh_pg_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        for _ in range(2):  # the lost session, then the database that is not there
+            with pytest.raises(StoreUnavailableError):
+                await store.ping()

@@ -82,11 +82,11 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
         {"messages_platforms_idx"},
     ),
     "search.fulltext": (
-        {"query": "'of' & '4242'", "limit": 20, "offset": 0},
+        {"query": "'of' & '4242' & !'x'", "ranking": "'of' & '4242'", "limit": 20, "offset": 0},
         {"message_text_words_idx", "messages_pkey"},
     ),
     "search.fulltext_in_threads": (
-        {"query": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
+        {"query": "'4242'", "ranking": "'4242'", "wanted": '{"n": 0}', "limit": 20, "offset": 0},
         {"message_text_words_idx", "thread_search_pkey"},
     ),
     "search.get_thread_by_message_id": ({"message_id": "m77-2"}, {"messages_pkey", "threads_pkey"}),

@@ -595,3 +595,74 @@ def test_prune_usage_errors(
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+# -- import: what a bad line leaves, line numbers, ids, a BOM (issue 30 item 16) -------------------
+
+
+def _import(
+    url: str, lines: list[str], path: Path, capsys: pytest.CaptureFixture[str], prefix: bytes = b""
+) -> str:
+    """Run ``threadstore import`` in-process; returns its one error line ("" on success)."""
+    file = path / "in.jsonl"
+    file.write_bytes(prefix + "".join(line + "\n" for line in lines).encode())
+    code = cli.main(["import", url, str(file)])
+    err = capsys.readouterr().err
+    assert (code == 0) == (err == ""), err
+    return err
+
+
+def _ids(url: str) -> list[str]:
+    async def ids() -> list[str]:
+        async with await ThreadStore.create(url) as store:
+            return sorted(t.id for t in await store.list_recent())
+
+    return asyncio.run(ids())
+
+
+def _line(i: int, **fields: Any) -> str:
+    import json
+
+    return json.dumps({"id": f"t{i:02d}", "messages": [{"role": "user", "content": f"hi {i}"}], **fields})
+
+
+def test_import_keeps_the_good_lines_before_a_truncated_one(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """10 good lines and a truncated 11th imported 0 threads: the page of 200 was lost whole."""
+    lines = [_line(i) for i in range(10)] + [_line(10)[:25]]
+    assert "line 11: not a thread record" in _import(db_url, lines, tmp_path, capsys)
+    assert _ids(db_url) == [f"t{i:02d}" for i in range(10)]
+
+
+def test_import_names_the_line_of_an_invalid_value_or_a_conflict_and_keeps_those_before(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_sequence = _line(4, messages=[{"role": "user", "content": "x", "sequence": 0}])
+    err = _import(db_url, [_line(i) for i in range(4)] + [bad_sequence, _line(5)], tmp_path, capsys)
+    assert "error: line 5: " in err and "sequence" in err, err
+    assert _ids(db_url) == ["t00", "t01", "t02", "t03"]
+    message = {"id": "m-shared", "role": "user", "content": "x"}
+    lines = [_line(10, messages=[message]), _line(11), _line(12, messages=[message])]
+    err = _import(db_url, lines, tmp_path, capsys)
+    assert "error: line 3: " in err, err
+    assert "t11" in _ids(db_url) and "t12" not in _ids(db_url)
+
+
+def test_import_of_lines_without_an_id_twice_changes_nothing(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lines without an id got a new id on every run: importing again stored them again."""
+    lines = ['{"title": "a", "messages": [{"role": "user", "content": "one"}]}', '{"title": "b"}']
+    assert _import(db_url, lines, tmp_path, capsys) == ""
+    first = _ids(db_url)
+    assert len(first) == 2
+    assert _import(db_url, lines, tmp_path, capsys) == ""
+    assert _ids(db_url) == first
+
+
+def test_import_accepts_a_utf8_byte_order_mark(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _import(db_url, [_line(1), _line(2)], tmp_path, capsys, prefix=b"\xef\xbb\xbf") == ""
+    assert _ids(db_url) == ["t01", "t02"]

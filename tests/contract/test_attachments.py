@@ -431,3 +431,30 @@ async def test_the_reference_example_runs(
     assert saved_thread is thread and file_store.base_path == tmp_path / "env-files"
     attachment = (await stored(store, thread.id)).messages[1].attachments[0]
     assert await attachment.get_content_bytes(file_store) == pdf_bytes
+
+
+async def test_attachment_files_and_directories_are_owner_only(store: ThreadStore, tmp_path: Path) -> None:
+    """Files were created 0644 under umask 022: one user's attachments readable by every local
+    user. They are 0600, the directories threadstore creates 0700."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        files = await FileStore.create(tmp_path / "files")
+        thread = Thread()
+        thread.add_message(
+            Message(
+                role="user",
+                content="see attached",
+                attachments=[Attachment(filename="secret.txt", content=b"private", mime_type="text/plain")],
+            )
+        )
+        await store.save(thread, file_store=files)
+    finally:
+        os.umask(old)
+    root = tmp_path / "files"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    written = [p for p in root.rglob("*") if p.is_file()]
+    assert written, "no attachment file written"
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

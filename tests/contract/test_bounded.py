@@ -597,6 +597,41 @@ async def test_forged_or_corrupted_cursors_are_value_errors(store: ThreadStore) 
         await store.list_threads(cursor=12)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("when", "thread_id"),
+    [
+        ("0001-01-01T00:00:00+05:00", "t1"),  # before the year 1 in UTC: OverflowError
+        ("9999-12-31T23:59:59-05:00", "t1"),  # after 9999 in UTC
+        ("2025-01-01T00:00:00+00:00", "a\x00b"),  # a raw PostgreSQL error
+        ("2025-01-01T00:00:00+00:00", "\ud800"),
+        ("2025-01-01T00:00:00+00:00", "x" * 513),
+    ],
+)
+async def test_cursors_forged_with_the_public_key_are_value_errors(
+    store: ThreadStore, when: str, thread_id: str
+) -> None:
+    """The cursor key is a public constant: a forged cursor passes the tag, and its values gave
+    an OverflowError or a raw PostgreSQL error. They are checked like any input now."""
+    import base64
+    import json
+
+    from threadstore import cursors
+
+    await saved(store, "t0", 0)
+    body = bytes([1]) + json.dumps([when, thread_id, ""]).encode()  # escapes a lone surrogate
+    forged = base64.urlsafe_b64encode(body + cursors._tag(body)).rstrip(b"=").decode()
+    with pytest.raises(ValueError, match="cursor"):
+        await store.list_threads(limit=1, cursor=forged)
+
+
+async def test_delete_threads_older_than_any_time_deletes_nothing(store: ThreadStore) -> None:
+    """timedelta(days=10**6) reached before the year 1: OverflowError."""
+    await saved(store, "t0", 1, updated_at=LONG_AGO)
+    assert await store.delete_threads(timedelta(days=10**6), dry_run=True) == 0
+    assert await store.delete_threads(timedelta.max) == 0
+    assert await store.get("t0") is not None
+
+
 @pytest.mark.parametrize("limit", [0, -1, 10_001])
 async def test_list_threads_limit_outside_its_range_is_a_value_error(store: ThreadStore, limit: int) -> None:
     with pytest.raises(ValueError, match="limit"):

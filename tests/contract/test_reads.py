@@ -387,8 +387,9 @@ async def test_append_of_a_message_already_in_the_thread_is_a_conflict(store: Th
     thread = await save_at(store, "t", T0, "one", "two")
     before = await stored(store, "t")
 
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as raised:
         await store.append("t", user("new"), thread.messages[0])
+    assert str(raised.value) == f"message {thread.messages[0].id!r} is already stored"
     assert await stored(store, "t") == before
 
     appended = user("after the conflict")
@@ -402,8 +403,9 @@ async def test_append_of_a_message_stored_in_another_thread_is_a_conflict(store:
     await save_at(store, "t", T0, "mine")
     before = await stored(store, "t")
 
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as raised:
         await store.append("t", user("new"), other.messages[0])
+    assert str(raised.value) == f"message {other.messages[0].id!r} is already stored"
     assert await stored(store, "t") == before
     assert contents(await stored(store, "other")) == ["other: theirs"]
 

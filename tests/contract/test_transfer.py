@@ -109,8 +109,14 @@ async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(
         if clash == "message"
         else record("b", user("x"), aliases=("taken",))
     )
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as raised:
         await store.import_threads([record("a", user("fine"), aliases=("free",)), clashing])
+    expected = (
+        f"message {taken.id!r} is already stored"
+        if clash == "message"
+        else ("alias 'taken' already names another thread")
+    )
+    assert str(raised.value) == expected  # one wording on every backend
     assert await store.get("a") is None and await store.get("b") is None
     assert await store.get_by_alias("free") is None
     assert (await stored(store, "owner")).messages == owner.messages

@@ -350,3 +350,30 @@ async def test_a_statement_over_the_command_timeout_fails_clearly_and_the_store_
         await store.append("hot", user("in time"))
         assert [m.content for m in (await stored(store, "hot")).messages] == ["start", "in time"]
         await assert_connections_idle(store)
+
+
+async def test_search_whose_indexing_session_is_killed_is_retried(
+    fresh_pg_url: str,
+    admin: asyncpg.Connection,
+) -> None:
+    """search indexes what is queued before it reads; that step ran outside the retried read,
+    so a killed session failed the search (11 failures under killed backends). Here the indexing
+    session is killed while it waits for the indexer's lock: the search still answers."""
+    async with await ThreadStore.create(fresh_pg_url) as store:
+        async with admin.transaction():
+            await admin.execute("SELECT pg_advisory_xact_lock(7425, 0)")  # postgres.lock_indexer's
+            await store.save(conversation("zebra crossing", id="z"))  # queued: nobody can index it
+            search = asyncio.create_task(store.search("zebra"))
+            killed = 0
+            for _ in range(500):  # until the search's indexing session waits for the lock
+                await admin.execute("SELECT pg_stat_clear_snapshot()")  # a new look in this transaction
+                killed = await admin.fetchval(
+                    KILL_STORE_SESSIONS + " AND wait_event_type = 'Lock' AND query LIKE '%7425%'"
+                )
+                if killed:
+                    break
+                await asyncio.sleep(0.01)
+            assert killed, "no session of the store waited for the indexer's lock"
+            await asyncio.sleep(0.2)
+        hits = await asyncio.wait_for(search, 30)
+        assert [h.thread_id for h in hits] == ["z"]

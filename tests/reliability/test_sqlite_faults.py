@@ -164,3 +164,19 @@ async def test_a_full_disk_fails_the_save_clearly_and_keeps_what_was_stored(tmp_
         assert await store.get("too-big") is None
         await store.append("kept", user("room again"))
         assert [m.content for m in (await stored(store, "kept")).messages] == ["kept", "safe", "room again"]
+
+
+async def test_a_new_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> None:
+    """The database was created 0644 under umask 022: readable by every local user."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        async with await ThreadStore.create(f"sqlite+aiosqlite:///{tmp_path}/private.db") as store:
+            await store.save(conversation("secret"))
+            files = [p for p in tmp_path.iterdir() if p.name.startswith("private.db")]
+            assert {p.name for p in files} >= {"private.db", "private.db-wal"}
+            for path in files:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        os.umask(old)

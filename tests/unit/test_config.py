@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from threadstore import ConfigurationError, ThreadStore
-from threadstore.config import PREFIXES, Settings, SettingsKwargs, configure
+from threadstore.config import PREFIXES, Settings, SettingsKwargs, configure, parse_url
 
 PG = {
     "DB_TYPE": "postgresql",
@@ -273,6 +273,18 @@ def test_a_store_reads_the_process_environment(clean_environ: pytest.MonkeyPatch
     clean_environ.delenv("TYLER_DB_POOL_SIZE")
     with pytest.raises(ConfigurationError, match="pool_timeout"):
         ThreadStore("sqlite:///x.db", pool_timeout=-1)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///a?b.db", "sqlite+aiosqlite:///x.db?mode=ro", "sqlite:///x.db?"])
+def test_sqlite_url_query_parameters_are_refused_not_dropped(url: str) -> None:
+    """A '?' silently changed the file name ("a?b.db" opened "a") and ?mode=ro was dropped."""
+    with pytest.raises(ConfigurationError, match="SQLite URLs take none"):
+        parse_url(url)
+
+
+def test_a_sqlite_path_is_percent_decoded() -> None:
+    assert parse_url("sqlite:///a%3Fb.db").path == "a?b.db"
+    assert parse_url("sqlite:////tmp/my%20db.sqlite").path == "/tmp/my db.sqlite"
 
 
 def test_settings_kwargs_match_settings() -> None:

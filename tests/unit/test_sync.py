@@ -129,6 +129,53 @@ def test_a_script_that_never_closes_its_store_exits_at_once(
     assert (result.returncode, result.stdout, result.stderr) == (0, "1\n", "")
     assert elapsed < 10
     if url is not None:
-        with ThreadStore.create(url) as store:
+        # read-only: it indexes nothing itself, so this finds what the exiting store indexed
+        with ThreadStore.create(url, read_only=True) as store:
             kept = store.get("kept")
             assert kept is not None and kept.messages[0].content == "still there"
+            assert [hit.thread_id for hit in store.search("still")] == ["kept"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite_file", "postgres"])
+def test_a_program_blocked_in_a_sync_call_exits_promptly(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A save waiting for a lock held elsewhere, in a daemon thread, when the program ends: the
+    exit took 10.6 s (the close at exit waited for it). It is cancelled now, quietly."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/blocked.db"
+    if kind == "postgres":
+        url = request.getfixturevalue("fresh_pg_url")
+    script = textwrap.dedent(f"""
+        import asyncio, sqlite3, sys, threading, time
+        from threadstore import Thread
+        from threadstore.sync import ThreadStore
+
+        url = {url!r}
+        store = ThreadStore.create(url)
+        thread = store.save(Thread(id="locked", title="before"))
+        if url.startswith("postgres"):
+            import asyncpg
+            loop = asyncio.new_event_loop()
+            holder = loop.run_until_complete(asyncpg.connect(url))
+            loop.run_until_complete(holder.execute(
+                "BEGIN; SELECT 1 FROM threads WHERE id = 'locked' FOR UPDATE"))
+        else:
+            holder = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+        thread.title = "after"
+        threading.Thread(target=store.save, args=(thread,), daemon=True).start()
+        time.sleep(0.5)
+        print("ending", flush=True)
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "ending\n"
+        ending = time.monotonic()
+        process.wait(30)
+        took = time.monotonic() - ending
+    finally:
+        process.kill()
+    assert process.returncode == 0 and process.stderr is not None and process.stderr.read() == ""
+    assert took < 3.5, f"the program took {took:.1f} s to exit"

@@ -7,13 +7,15 @@ so all backends answer alike. Reads return JSON bytes of Thread documents, decod
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
+from threadstore.errors import ConflictError
 from threadstore.fulltext import Query
 from threadstore.matching import TextPattern
 
@@ -271,3 +273,30 @@ class Operations(Protocol):
 
 class Backend(Lifecycle, Operations, Protocol):
     """Storage for threads: what every backend implements."""
+
+
+_T = TypeVar("_T")
+SLICE = 0.005  # seconds of work on the event loop before other tasks get a turn
+
+
+async def sliced(items: Iterable[_T]) -> AsyncIterator[_T]:
+    """``items``, letting the event loop run other tasks every SLICE seconds meanwhile: for
+    Python work over many messages (searching them in memory, cutting them into words)."""
+    import asyncio  # here: importing it is half of `import threadstore`
+
+    clock = time.perf_counter
+    resume = clock() + SLICE
+    for item in items:
+        if clock() > resume:
+            await asyncio.sleep(0)
+            resume = clock() + SLICE
+        yield item
+
+
+# A message id or an alias stored for another thread: one wording on every backend.
+def message_stored(message_id: str) -> ConflictError:
+    return ConflictError(f"message {message_id!r} is already stored")
+
+
+def alias_taken(alias: str) -> ConflictError:
+    return ConflictError(f"alias {alias!r} already names another thread")

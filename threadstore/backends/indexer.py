@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from threadstore.backends.base import SearchRow
-from threadstore.fulltext import Query, matches, ranker, words
+from threadstore.fulltext import Query, bm25, bm25_weights, document, frequencies, matches
 from threadstore.matching import contains_all
 
 
@@ -107,19 +107,30 @@ def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[A
     ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence, role,
     timestamp, content text or None, the thread's attributes as JSON text)."""
     attributes = None if wanted is None else msgspec.json.decode(wanted)
-    candidates = []
+    having = [0] * len(query.phrases())
+    total = lengths = 0
+    found = []
     for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
-        if text is None:
+        doc = document("" if text is None else text)
+        if not doc.length:
             continue
-        if attributes is not None and not contains_all(msgspec.json.decode(thread_attributes), attributes):
-            continue
-        when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
-        candidates.append((words(text), when, SearchRow(thread_id, message_id, sequence, role, 0.0, text)))
-    score = ranker(query, (indexed for indexed, _, _ in candidates))
-    found = [
-        (score(indexed), when, row.message_id, row)
-        for indexed, when, row in candidates
-        if indexed and matches(query, indexed)
+        total += 1
+        lengths += doc.length
+        freqs = frequencies(query, doc)
+        for k, freq in enumerate(freqs):
+            having[k] += freq > 0
+        if matches(query, doc, freqs) and (
+            attributes is None or contains_all(msgspec.json.decode(thread_attributes), attributes)
+        ):
+            when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
+            found.append(
+                (doc, freqs, when, SearchRow(thread_id, message_id, sequence, role, 0.0, text or ""))
+            )
+    weights = bm25_weights(having, total)
+    average = lengths / total if total else 1.0
+    ranked = [
+        (bm25(freqs, doc.length, weights, average), when, row.message_id, row)
+        for doc, freqs, when, row in found
     ]
-    found.sort(key=lambda hit: hit[:3], reverse=True)
-    return [row._replace(score=points) for points, _, _, row in found]
+    ranked.sort(key=lambda hit: hit[:3], reverse=True)
+    return [row._replace(score=score) for score, _, _, row in ranked]

@@ -1,8 +1,10 @@
 """The in-memory backend: the reference semantics every SQL backend must match.
 
 It keeps decoded copies of what it was given and hands out freshly encoded documents, so a
-caller mutating a returned Thread never changes the store. Each operation runs without an
-await, so it is atomic on the event loop; it checks everything before it changes anything.
+caller mutating a returned Thread never changes the store. Each write runs without an await,
+so it is atomic on the event loop; it checks everything before it changes anything. Searches
+go over the threads or messages stored when they start, letting other tasks run every few
+milliseconds (backends.sliced), as a SQL backend's read runs beside writes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import msgspec
 
 from threadstore import fulltext, matching
-from threadstore.backends import (
+from threadstore.backends.base import (
     AppendPlan,
     ByAttributes,
     ByContent,
@@ -32,9 +34,12 @@ from threadstore.backends import (
     ThreadCopy,
     ThreadSearch,
     UsageCounts,
+    alias_taken,
+    message_stored,
+    sliced,
 )
 from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError, ThreadStoreError
+from threadstore.errors import ThreadStoreError
 from threadstore.models import Message
 
 _encode = msgspec.json.Encoder().encode
@@ -78,7 +83,7 @@ class MemoryBackend:
         self._aliases: dict[str, str] = {}  # alias -> thread id
         # message id -> (the stored Message object, its text, its indexed words): recomputed
         # when the object stored under that id changes (saves store new objects).
-        self._words: dict[str, tuple[Message, str | None, builtins.list[tuple[str, int]]]] = {}
+        self._words: dict[str, tuple[Message, str | None, fulltext.Document]] = {}
 
     async def open(self) -> None:
         pass
@@ -190,7 +195,7 @@ class MemoryBackend:
         for message in messages:
             owner = self._owner.get(message.id, thread_id)
             if owner != thread_id:
-                raise ConflictError(f"message {message.id!r} is already stored in another thread")
+                raise message_stored(message.id)
 
     async def save(self, plan: SavePlan) -> dict[str, int] | None:
         row = self._threads.get(plan.thread_id)
@@ -238,7 +243,7 @@ class MemoryBackend:
         messages = _decode_messages(plan.messages)
         for message in messages:
             if message.id in self._owner:
-                raise ConflictError(f"message {message.id!r} is already stored")
+                raise message_stored(message.id)
         sequences = self._insert(plan.thread_id, row, messages)
         row.updated_at = plan.updated_at
         return _encode({**row.header(plan.thread_id), "messages": []}), sequences
@@ -276,8 +281,10 @@ class MemoryBackend:
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         # On the loop, so the search stays atomic: RE2 scans a 5 MB message in 4-17 ms (3 of
         # them, the worst pattern of tests/contract/test_search_time.py: 51 ms, loop gap 61 ms).
+        # Over the threads stored when it starts, letting other tasks run meanwhile.
         matches = self._matcher(search)
-        return self._page(((i, row) for i, row in self._threads.items() if matches(row)), limit, offset)
+        rows = builtins.list(self._threads.items())
+        return self._page([(i, row) async for i, row in sliced(rows) if matches(row)], limit, offset)
 
     @staticmethod
     def _matcher(search: ThreadSearch) -> Callable[[_Row], bool]:
@@ -324,34 +331,49 @@ class MemoryBackend:
         )
         return _encode(found[offset:] if limit is None else found[offset : offset + limit])
 
-    def _indexed(self, message: Message) -> tuple[str | None, builtins.list[tuple[str, int]]]:
+    def _indexed(self, message: Message) -> tuple[str | None, fulltext.Document]:
         cached = self._words.get(message.id)
         if cached is None or cached[0] is not message:
             text = matching.content_text(message.content)
-            cached = self._words[message.id] = (message, text, [] if text is None else fulltext.words(text))
+            doc = fulltext.document("" if text is None else text)
+            cached = self._words[message.id] = (message, text, doc)
         return cached[1], cached[2]
 
     async def search(
         self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
     ) -> builtins.list[SearchRow]:
+        # Over the messages stored when it starts, letting other tasks run meanwhile
+        # (a search over 3,000 long messages held the loop for seconds).
         for gone in self._words.keys() - self._owner.keys():
             del self._words[gone]
-        indexed = [
-            (row, m, *self._indexed(m)) for row in self._threads.values() for m in row.messages.values()
-        ]
-        score = fulltext.ranker(query, (words for *_, words in indexed))
+        messages = [(row, m) for row in self._threads.values() for m in row.messages.values()]
         attributes = None if wanted is None else _decode(wanted)
-        found = [
-            (score(words), m.timestamp, m.id, m, text)
-            for row, m, text, words in indexed
-            if words
-            and fulltext.matches(query, words)
-            and (attributes is None or matching.contains_all(_decode(row.attributes), attributes))
+        having = [0] * len(query.phrases())
+        total = lengths = 0
+        found = []
+        async for row, m in sliced(messages):
+            text, doc = self._indexed(m)
+            if not doc.length:
+                continue
+            total += 1
+            lengths += doc.length
+            freqs = fulltext.frequencies(query, doc)
+            for k, freq in enumerate(freqs):
+                having[k] += freq > 0
+            if fulltext.matches(query, doc, freqs) and (
+                attributes is None or matching.contains_all(_decode(row.attributes), attributes)
+            ):
+                found.append((m, text, doc, freqs))
+        weights = fulltext.bm25_weights(having, total)
+        average = lengths / total if total else 1.0
+        ranked = [
+            (fulltext.bm25(freqs, doc.length, weights, average), m.timestamp, m.id, m, text)
+            for m, text, doc, freqs in found
         ]
-        found.sort(key=lambda hit: hit[:3], reverse=True)
+        ranked.sort(key=lambda hit: hit[:3], reverse=True)
         return [
             SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "")
-            for s, _, _, m, text in found[offset : offset + limit]
+            for s, _, _, m, text in ranked[offset : offset + limit]
         ]
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
@@ -434,11 +456,11 @@ class MemoryBackend:
         for copy, messages in fresh:  # check everything before changing anything
             for message in messages:
                 if message.id in self._owner or message.id in owners:
-                    raise ConflictError(f"message {message.id!r} is already stored in another thread")
+                    raise message_stored(message.id)
                 owners[message.id] = copy.plan.thread_id
             for alias, _ in copy.aliases:
                 if alias in self._aliases or alias in aliases:
-                    raise ConflictError(f"alias {alias!r} already names another thread")
+                    raise alias_taken(alias)
                 aliases.add(alias)
         for copy, messages in fresh:
             thread_id = copy.plan.thread_id

@@ -66,3 +66,12 @@ def narrator_refusal(url: str) -> SchemaVersionError:
         f"schema); nothing was changed. Convert it in place, keeping every thread, with: "
         f"threadstore adopt {shlex.quote(url)}"
     )
+
+
+def other_tables_refusal(url: str) -> SchemaVersionError:
+    """The error for a database holding tables named threads or messages that are neither
+    threadstore's nor slide-narrator's (schema.other_tables)."""
+    return SchemaVersionError(
+        f"{url} holds tables named threads or messages that are neither threadstore's nor "
+        "slide-narrator's; nothing was changed. Use another database (or PostgreSQL schema)"
+    )

@@ -29,10 +29,17 @@ from threadstore.backends.base import (
     SearchRow,
     ThreadCopy,
     ThreadSearch,
+    sliced,
 )
 from threadstore.backends.indexer import Indexer, unindexed_hits
 from threadstore.backends.migrations import narrator_refusal
-from threadstore.backends.postgres.pool import PostgresPool, collided, retried, transaction
+from threadstore.backends.postgres.pool import (
+    PostgresPool,
+    collided,
+    read_only_server,
+    retried,
+    transaction,
+)
 from threadstore.config import DatabaseConfig
 from threadstore.errors import ConflictError, ThreadStoreError
 from threadstore.queries import Migration
@@ -151,15 +158,9 @@ class PostgresBackend:
         await self._pool.read("postgres.ping")
 
     async def migrate(self) -> list[int]:
-        registry = self._queries
-        async with self._pool.acquire() as conn, transaction(conn):
-            await self._pool.run(conn, "postgres.migration_lock")
-            if await self._pool.run(conn, "schema.narrator_database"):
-                raise narrator_refusal(self._config.masked_url or "")
-            await self._pool.run(conn, "schema.create_ledger")
-            applied = [row[0] for row in await self._pool.run(conn, "schema.versions")]
-            todo = migrations.pending(registry.migrations, applied)
-            await migrations.apply(_Migrator(self._pool, conn), todo, echo=self._echo)
+        # Up to date: nothing is written, so a read-only server (a hot standby, a database with
+        # default_transaction_read_only = on) opens as well.
+        todo = await self._apply_migrations() if (await self.schema_status()).pending else []
         if todo:
             _log.info(
                 "applied migrations %s to %s", ", ".join(m.origin for m in todo), self._config.masked_url
@@ -167,6 +168,19 @@ class PostgresBackend:
         if await self._pool.read("search.queued"):  # a migration, an adoption or a process that ended
             self._indexer.soon()  # left messages queued: index them now, not at a search
         return [m.version for m in todo]
+
+    async def _apply_migrations(self) -> builtins.list[Migration]:
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            if await self._pool.run(conn, "schema.narrator_database"):
+                raise narrator_refusal(self._config.masked_url or "")
+            if await self._pool.run(conn, "schema.other_tables"):
+                raise migrations.other_tables_refusal(self._config.masked_url or "")
+            await self._pool.run(conn, "schema.create_ledger")
+            applied = [row[0] for row in await self._pool.run(conn, "schema.versions")]
+            todo = migrations.pending(self._queries.migrations, applied)
+            await migrations.apply(_Migrator(self._pool, conn), todo, echo=self._echo)
+        return todo
 
     async def schema_status(self) -> SchemaStatus:
         applied = []
@@ -254,8 +268,14 @@ class PostgresBackend:
 
     async def _index_round(self) -> int:
         """The background indexer's round: everything queued, on one pooled connection."""
-        async with self._pool.acquire() as conn:
-            await self._index_all(conn)
+        try:
+            async with self._pool.acquire() as conn:
+                await self._index_all(conn)
+        except ThreadStoreError as exc:
+            if not read_only_server(exc):
+                raise
+            # A hot standby: its primary's indexer does the work.
+            _log.debug("not indexing message text: the server is read-only (%s)", exc)
         return 0
 
     async def _index_all(self, conn: asyncpg.Connection) -> None:
@@ -275,9 +295,9 @@ class PostgresBackend:
                         conn,
                         "postgres.store_text",
                         ids=[m[0] for m in messages],
-                        words=[
+                        words=[  # 500 messages of 1,000 words: 1.5 s of work, sliced
                             None if text is None else fulltext.tsvector(fulltext.words(text))
-                            for _, text in messages
+                            async for _, text in sliced(messages)
                         ],
                     )
 
@@ -285,19 +305,29 @@ class PostgresBackend:
         self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
     ) -> builtins.list[SearchRow]:
         name = "search.fulltext"
-        params = {"query": fulltext.tsquery(query), "limit": limit, "offset": offset}
+        params = {
+            "query": fulltext.tsquery(query),
+            "ranking": fulltext.tsquery(query, ranking=True),
+            "limit": limit,
+            "offset": offset,
+        }
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
         rows = await self._pool.read(name, **params)
         unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found. What stays queued (a
-        # read-only store cannot index; other processes write meanwhile) is matched on its
-        # current text and listed first: an edit never leaves old words found or shown.
+        # read-only store or a standby cannot index; other processes write meanwhile) is matched
+        # on its current text and listed first: an edit never leaves old words found or shown.
         if rows[0][0] if rows else await self._pool.read("search.queued"):
             if not self._config.read_only:
-                async with self._pool.acquire() as conn:
-                    await self._index_all(conn)
+                try:
+                    await self._pool.once_more(
+                        self._index_all, "indexing the queued messages"
+                    )  # a read's retry
+                except ThreadStoreError as exc:
+                    if not read_only_server(exc):
+                        raise  # a standby: as a read-only store
             found = unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
             unindexed = found[offset : offset + limit]
             rows = []
@@ -501,16 +531,10 @@ class PostgresBackend:
         ]
         ids = [copy.plan.thread_id for copy in copies]
         async with self._pool.acquire() as conn:
-            try:
-                rows = await retried(
-                    lambda: self._pool.run(conn, "postgres.import_threads", threads=threads),
-                    lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
-                )
-            except ConflictError as exc:
-                if collided(exc):
-                    raise
-                detail = getattr(exc.__cause__, "detail", None)  # "Key (alias)=(x) already exists."
-                raise ConflictError(f"{exc}{f': {detail}' if detail else ''}") from exc.__cause__
+            rows = await retried(
+                lambda: self._pool.run(conn, "postgres.import_threads", threads=threads),
+                lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
+            )
         if rows:
             self._indexer.soon()
         return [row[0] for row in rows]

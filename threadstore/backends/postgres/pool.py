@@ -29,6 +29,7 @@ import asyncpg
 import msgspec
 
 from threadstore import queries
+from threadstore.backends.base import alias_taken, message_stored
 from threadstore.config import DatabaseConfig, Settings
 from threadstore.errors import (
     CommandTimeoutError,
@@ -170,11 +171,21 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     text = config.scrub(f"{name}: {_reason(exc) if isinstance(exc, OSError) else exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return ConflictError(f"{text} (an id is already stored elsewhere)")
+        key = re.fullmatch(r"Key \((?:id|alias)\)=\((.*)\) already exists\.", exc.detail or "")
+        if key and exc.table_name == "messages":
+            return message_stored(key[1])
+        if key and exc.table_name == "thread_aliases":
+            return alias_taken(key[1])
+        return ConflictError(f"{text} (an id is already stored elsewhere): {exc.detail}")
     if isinstance(exc, asyncpg.InvalidRegularExpressionError):
         # Checked patterns still reach limits of PostgreSQL's engine ("too complex").
         return ValueError(f"PostgreSQL refused the search pattern: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError) and "timeout" in str(exc):
+        # The server's statement_timeout or lock_timeout (a role's, a database's or the URL's).
+        return CommandTimeoutError(f"PostgreSQL cancelled {text} (the server's own timeout)")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):  # the database was dropped
         return StoreUnavailableError(f"PostgreSQL at {config.masked_url} is unavailable: {text}")
     return ThreadStoreError(f"PostgreSQL failed: {text}")
 
@@ -269,6 +280,12 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.gaierror):
         return f"the host name does not resolve ({exc.strerror})"
     return text
+
+
+def read_only_server(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused by a read-only server (a hot standby, a database with
+    default_transaction_read_only = on)."""
+    return isinstance(exc.__cause__, asyncpg.ReadOnlySQLTransactionError)
 
 
 def _session_lost(exc: BaseException) -> bool:
@@ -613,18 +630,23 @@ class PostgresPool:
             yield conn
 
     async def read(self, name: str, /, **params: Any) -> Any:
-        """Run one read-only query; one that meets a session the server has ended (killed,
-        restarted, a connection reset) runs again once on a new connection."""
+        """Run one read-only query, retried as once_more says."""
+        return await self.once_more(lambda conn: self.run(conn, name, **params), name)
+
+    async def once_more(self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, _T]], what: str) -> _T:
+        """``await work(conn)``, a read (or work as safe to repeat: indexing); when it meets a
+        session the server has ended (killed, restarted, a connection reset) it runs again once
+        on a new connection."""
         for retry in (True, False):
             entered = False
             try:
                 async with self.acquire(read=True) as conn:
                     entered = True
-                    return await self.run(conn, name, **params)
+                    return await work(conn)
             except StoreUnavailableError as exc:
                 if not (retry and entered and _session_lost(exc)):
                     raise
-                _log.info("retrying %s on a new connection: %s", name, exc)
+                _log.info("retrying %s on a new connection: %s", what, exc)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def run(self, conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -92,6 +93,14 @@ class SQLiteConnection:
             )
         if self._echo:
             enable_echo()
+        if not self._read_only and self._path != ":memory:":
+            # A new database is owner-only (its -wal and -shm files follow it), not 0644.
+            try:
+                os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreUnavailableError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         try:
             self._conn = await _daemon(aiosqlite.connect(self._path, isolation_level=None))
             # Before _configure, which switches the file to WAL: a narrator database is refused

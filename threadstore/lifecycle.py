@@ -44,12 +44,13 @@ async def _close_when_loop_ends(
             if owner is not None:  # a later event loop connects afresh
                 owner.backend = owner._loop = owner._watcher = None
             when = "was garbage-collected" if owner is None else "outlived its event loop"
-            warnings.warn(
-                f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
-                "closed for it; call close() or use `async with`",
-                ResourceWarning,
-                stacklevel=1,
-            )
+            if owner is None or owner.warn_unclosed:
+                warnings.warn(
+                    f"unclosed ThreadStore ({backend.name}) {when}: its connections were "
+                    "closed for it; call close() or use `async with`",
+                    ResourceWarning,
+                    stacklevel=1,
+                )
             import asyncio
 
             with contextlib.suppress(Exception):
@@ -79,6 +80,12 @@ class Connector:
         self.closed = False
         self._generation = forks.generation  # see _forget_parent
         self._unusable: str | None = None  # why this store cannot connect (after a fork)
+        self.warn_unclosed = True  # False for a store its owner closes (threadstore.testing)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the backend belongs to (None before it connects)."""
+        return self._loop
 
     def describe(self) -> str:
         """The repr of the store this serves."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -38,7 +37,6 @@ _set_field = msgspec.Struct.__setattr__  # bypasses edit tracking
 # (id -> message) where Message.__setattr__ records an edit.
 SYNC = "_threadstore_sync"
 EDITS = "_edited"
-_encode = msgspec.json.Encoder().encode
 
 
 class _Trust(threading.local):
@@ -215,11 +213,21 @@ class Attachment(msgspec.Struct, kw_only=True):
         self.status = "stored"
 
 
+def _new_thread_id() -> str:
+    return str(uuid.uuid4())
+
+
+# Random, not derived from the content: role, content, timestamp and source made the same id for
+# equal messages in two threads (a ConflictError; imports with second-resolution timestamps).
+_new_message_id = _new_thread_id
+
+
 class Message(msgspec.Struct, kw_only=True, dict=True):
     """One message of a thread, in the OpenAI chat layout plus threadstore's metadata.
 
-    ``id`` is derived from role, content, timestamp and source unless given, so the same message
-    saved twice is the same row. ``sequence`` is its position in the thread (system messages 0).
+    ``id`` is a new random UUID unless given (so equal messages in two threads never collide;
+    stored ids of any form are read and kept as they are). ``sequence`` is its position in the
+    thread (system messages 0).
     """
 
     role: str
@@ -270,7 +278,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))
         if not self.id:
-            _set_field(self, "id", self._derive_id())
+            _set_field(self, "id", _new_message_id())
 
     def __setattr__(self, name: str, value: Any) -> None:
         _set_field(self, name, value)
@@ -278,13 +286,6 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
             edited = self.__dict__.get("_edited")  # EDITS, spelled out: the hot path
             if edited is not None:
                 edited[self.id] = self
-
-    def _derive_id(self) -> str:
-        key = [self.role, self.content, self.timestamp.isoformat(), self.source]
-        try:
-            return hashlib.sha256(_encode(key)).hexdigest()
-        except RecursionError:
-            raise ValueError("Message.content or Message.source is nested too deeply") from None
 
     def add_attachment(self, data: bytes | Attachment, filename: str | None = None) -> Attachment:
         """Attach a file: bytes (or base64 text) with their ``filename``, or an Attachment
@@ -322,10 +323,6 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
             del reactions[emoji]
         self.reactions = reactions
         return True
-
-
-def _new_thread_id() -> str:
-    return str(uuid.uuid4())
 
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,9 +7,10 @@ driver calls.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -76,6 +77,8 @@ class ThreadStore:
         private = config.backend == "memory" or config.path == ":memory:"
         self._connector = Connector(self._config, migrate=migrate and (private or not read_only))
         self._last_alias_time: datetime | None = None
+        # id(thread) -> [lock, saves waiting or running]: one save of a Thread object at a time
+        self._saving: dict[int, builtins.list[Any]] = {}
 
     @classmethod
     async def create(
@@ -172,7 +175,12 @@ class ThreadStore:
         New messages are inserted after the stored ones (a concurrent writer's included),
         messages changed by field assignment or ``thread.mark_edited`` are updated, and only
         messages this Thread removed are deleted. System messages are not stored. Returns the
-        same Thread, its messages carrying their stored sequences.
+        same Thread, its messages carrying their stored sequences. Saves of one Thread object
+        run one after the other: what is added or edited meanwhile goes to the next save.
+
+        A Thread loaded from (or saved to) this store is saved into the stored thread: when
+        that was deleted meanwhile, NotFoundError, and nothing is written (``copy.copy(thread)``
+        is saved whole, as a new thread).
 
         The bytes of pending attachments of the messages written are stored in ``file_store``
         first (required then: ValueError without it, before anything is stored); if the save
@@ -182,13 +190,34 @@ class ThreadStore:
             raise TypeError(f"save() takes a Thread, got {type(thread).__name__}")
         checks.check_file_store(file_store)
         backend = await self._connector.writer("save")
-        changes = tracking.changes(thread, backend)
-        pending = attachments.pending_of([*changes.new, *changes.edited])
-        if not pending:  # the usual save: no staging block (~4 us of a 60 us save in memory)
-            return await self._save(thread, backend, changes, {})
-        async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
-            await self._save(thread, backend, changes, stored)
-        return thread
+        async with self._one_save_at_a_time(thread):
+            changes = tracking.changes(thread, backend)
+            pending = attachments.pending_of([*changes.new, *changes.edited])
+            if not pending:  # the usual save: no staging block (~4 us of a 60 us save in memory)
+                return await self._save(thread, backend, changes, {})
+            async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
+                await self._save(thread, backend, changes, stored)
+            return thread
+
+    @contextlib.asynccontextmanager
+    async def _one_save_at_a_time(self, thread: Thread) -> AsyncIterator[None]:
+        """Saves of one Thread object run one after the other: each takes its changes once the
+        one before has recorded what it stored, so messages added or edited while a save runs go
+        to the next one, none is written twice and the bookkeeping never goes back in time."""
+        import asyncio
+
+        key = id(thread)  # the entry lives only while the thread is being saved
+        entry = self._saving.get(key)
+        if entry is None:
+            entry = self._saving[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._saving[key]
 
     async def _save(
         self, thread: Thread, backend: Backend, changes: Changes, stored: Mapping[int, Attachment]
@@ -197,6 +226,12 @@ class ThreadStore:
         tracking.begin(changes)
         try:
             sequences = await backend.save(plan)
+            if sequences is None:
+                raise NotFoundError(
+                    f"thread {thread.id!r} was deleted after this Thread was loaded from (or saved "
+                    "to) this store; nothing was written. To store it again with the messages it "
+                    "holds, save a copy: store.save(copy.copy(thread))"
+                )
         except BaseException:
             tracking.abort(changes)
             raise
@@ -321,7 +356,7 @@ class ThreadStore:
 
     async def prune_messages(self, thread_id: str, keep_last: int = 200) -> int:
         """Delete all but the ``keep_last`` most recent stored messages of a thread; returns how
-        many were deleted. The kept ones are renumbered 1..n, as after any removal; messages
+        many were deleted. The kept ones keep their sequences, as after any removal; messages
         appended meanwhile are kept. NotFoundError for a missing thread."""
         checks.check_id(thread_id)
         checks.check_count(keep_last, "keep_last")

@@ -6,7 +6,8 @@ Installing threadstore registers it (entry point ``pytest11``), so tests just as
         await thread_store.save(Thread(title="hello"))
 
 ``thread_store`` is a ``threadstore.ThreadStore`` that connects on its first use, in whatever
-event loop the test runs (pytest-asyncio, anyio, or ``asyncio.run`` in a plain test). By default
+event loop the test runs (pytest-asyncio, anyio, or ``asyncio.run`` in a plain test), and is
+closed after the test. By default
 it is a fresh in-memory store. With ``THREADSTORE_TEST_URL`` set it is a fresh database there:
 for a PostgreSQL URL (a server the tests may create databases on) a database of its own, created
 for the test and dropped after it; for a SQLite URL a new file beside the one named, deleted after
@@ -88,9 +89,29 @@ def thread_store_url() -> Iterator[str | None]:
 @pytest.fixture
 def thread_store(thread_store_url: str | None) -> Iterator[ThreadStore]:
     """A fresh ``ThreadStore`` for one test: in memory, or a database of its own on
-    THREADSTORE_TEST_URL. It connects (and creates its schema) on first use, and its connections
-    close when the event loop the test ran in ends (or the test closes it)."""
-    yield ThreadStore(thread_store_url or "memory://")
+    THREADSTORE_TEST_URL. It connects (and creates its schema) on first use; the fixture closes
+    it after the test, in the event loop it connected in (a loop still open, such as a session-
+    scoped one), or quietly when that loop ended first (``asyncio.run`` in the test)."""
+    store = ThreadStore(thread_store_url or "memory://")
+    store._connector.warn_unclosed = False  # the fixture closes it: no ResourceWarning under -W error
+    try:
+        yield store
+    finally:
+        _close(store)
+
+
+def _close(store: ThreadStore) -> None:
+    """Close ``store`` in the event loop its connections belong to, if that loop is still open."""
+    loop = store._connector.loop
+    if backend_of(store) is None or loop is None or loop.is_closed():
+        return  # never connected, closed by the test, or closed when its loop ended
+    if loop.is_running():  # a loop running in another thread
+        asyncio.run_coroutine_threadsafe(store.close(), loop).result(_CLOSE_TIMEOUT)
+    else:
+        loop.run_until_complete(asyncio.wait_for(store.close(), _CLOSE_TIMEOUT))
+
+
+_CLOSE_TIMEOUT = 30.0  # seconds the fixture waits for its store to close
 
 
 def backend_of(store: ThreadStore) -> Backend | None:

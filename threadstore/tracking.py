@@ -58,6 +58,7 @@ def changes(thread: Thread, origin: object) -> Changes:
     state: SyncState | None = thread.__dict__.get(SYNC)
     messages = thread.messages
     if state is None or state.origin is not origin:
+        messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
         everything = [m for m in messages if m.role != "system"]
         ids = unique_ids(thread.id, messages)
         return Changes(everything, [], [], ids, set(), list(messages), {})
@@ -84,6 +85,7 @@ def changes(thread: Thread, origin: object) -> Changes:
         # The old objects stay in the snapshot even where an equal copy replaced one, so
         # once that copy is edited the prefix differs and the slow path saves it.
         return Changes(new, edited, [], known, added_ids, before, tracker, (base, added), True)
+    messages = list(messages)  # one copy: other threads may append meanwhile (sync facade)
     current = unique_ids(thread.id, messages)
     new_ids = current - known
     new = [m for m in messages if m.id in new_ids and m.role != "system"] if new_ids else []
@@ -131,11 +133,10 @@ def mark_saved(thread: Thread, origin: object, changes: Changes, sequences: Mapp
     taken (messages added or edited during the write are left for the next save)."""
     for message in changes.new:
         set_quietly(message, "thread_id", thread.id)
-    if sequences:
-        for message in thread.messages if changes.removed else changes.new:
-            sequence = sequences.get(message.id)
-            if sequence is not None:
-                set_quietly(message, "sequence", sequence)
+    for message in changes.new:
+        sequence = sequences.get(message.id)
+        if sequence is not None:
+            set_quietly(message, "sequence", sequence)
     state: SyncState | None = thread.__dict__.get(SYNC)
     tracker, snapshot = changes.tracker, changes.snapshot
     if changes.appended is not None:  # snapshot is the one of the sync, plus these

@@ -123,8 +123,8 @@ DELETE FROM threads
 SELECT true FROM threads WHERE id = :thread_id FOR UPDATE;
 
 -- name: prune :rowcount
--- Deletes all but the :keep_last highest-sequenced messages of the thread (after thread_row;
--- postgres.renumber then numbers the rest 1..n).
+-- Deletes all but the :keep_last highest-sequenced messages of the thread (after thread_row);
+-- the rest keep their sequences.
 DELETE FROM messages
  WHERE thread_id = :thread_id
    AND sequence <= (SELECT sequence

@@ -18,7 +18,9 @@ SELECT pg_advisory_xact_lock(7424, hashtext(:thread_id));
 --   :new      messages this Thread object has not stored: inserted after the stored ones, or
 --             updated when the thread already holds that id;
 --   :edited   stored messages changed in place: updated (not resurrected if deleted meanwhile);
---   :removed  ids to delete.
+--   :removed  ids to delete;
+--   :synced   the Thread was loaded from or saved to this store: the thread row is updated, not
+--             recreated, and a last row (NULL, NULL) says it is gone.
 -- The thread row's last_sequence hands out sequences. ON CONFLICT DO UPDATE locks the row and
 -- reads its latest version, so concurrent savers of one thread get distinct, consecutive numbers
 -- even though every CTE here reads one snapshot. A message id stored in another thread makes
@@ -45,15 +47,27 @@ WITH incoming AS (
     SELECT i.*, row_number() OVER (ORDER BY i.ord) AS rank
       FROM incoming AS i
      WHERE (SELECT m.thread_id FROM messages AS m WHERE m.id = i.id) IS DISTINCT FROM :thread_id
-), thread AS (
+), upserted AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
-    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
-            :created_at::text::timestamptz, :updated_at::text::timestamptz, (SELECT count(*) FROM fresh))
+    SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+           :created_at::text::timestamptz, :updated_at::text::timestamptz, (SELECT count(*) FROM fresh)
+     WHERE NOT :synced::boolean
     ON CONFLICT (id) DO UPDATE
        SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
            source = excluded.source, updated_at = excluded.updated_at,
            last_sequence = t.last_sequence + excluded.last_sequence
     RETURNING t.last_sequence - (SELECT count(*) FROM fresh) AS base
+), updated AS (
+    -- A Thread loaded from (or saved to) this store is saved into its stored row only: when the
+    -- thread was deleted since, nothing is written (PostgresBackend.save says so).
+    UPDATE threads
+       SET title = :title, attributes = :attributes::jsonb, platforms = :platforms::jsonb,
+           source = :source::jsonb, updated_at = :updated_at::text::timestamptz,
+           last_sequence = last_sequence + (SELECT count(*) FROM fresh)
+     WHERE id = :thread_id AND :synced::boolean
+    RETURNING last_sequence - (SELECT count(*) FROM fresh) AS base
+), thread AS (
+    SELECT base FROM upserted UNION ALL SELECT base FROM updated
 ), searched AS (
     INSERT INTO thread_search AS s (thread_id, title, attributes, platforms, source, platform_values)
     SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
@@ -96,7 +110,9 @@ WITH incoming AS (
 )
 SELECT id, sequence FROM inserted
 UNION ALL
-SELECT id, sequence FROM changed;
+SELECT id, sequence FROM changed
+UNION ALL
+SELECT NULL, NULL WHERE NOT EXISTS (SELECT FROM thread);  -- the thread is gone: nothing written
 
 -- name: save_new :many
 -- A thread this store has not seen (not loaded from it nor saved to it), as a save writes it:
@@ -171,24 +187,6 @@ WITH thread AS (
     INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
 )
 SELECT id, sequence FROM inserted;
-
--- name: renumber :many
--- After a delete: renumber the thread's messages 1..n in their order and reset the counter.
--- Runs in the save's transaction, after it, so it sees the deletes. Returns what moved.
-WITH ordered AS (
-    SELECT id, row_number() OVER (ORDER BY sequence) AS sequence
-      FROM messages
-     WHERE thread_id = :thread_id
-), moved AS (
-    UPDATE messages AS m
-       SET sequence = o.sequence
-      FROM ordered AS o
-     WHERE m.id = o.id AND m.sequence <> o.sequence
-    RETURNING m.id, m.sequence
-), counter AS (
-    UPDATE threads SET last_sequence = (SELECT count(*) FROM ordered) WHERE id = :thread_id
-)
-SELECT id, sequence FROM moved;
 
 -- name: append :one
 -- Inserts :messages after the stored ones of an existing thread without reading it; no row

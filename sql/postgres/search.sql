@@ -153,13 +153,16 @@ SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
 -- message_text_pending: PostgresBackend.search then indexes them and asks again. The query in
 -- FROM, as a function scan, gets a generic plan (0.13 ms): as a ::tsquery parameter in the
 -- joins, or with an optional filter ("$n IS NULL OR ..."), PostgreSQL planned every search
--- anew (+0.2-0.3 ms); hence fulltext_in_threads for the filtered search.
+-- anew (+0.2-0.3 ms); hence fulltext_in_threads for the filtered search. Queued messages are
+-- left out (their words and text may be those of an edited-away text): search.unindexed
+-- matches their current text.
 SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
        m.thread_id, m.id, m.sequence, m.role, ts_rank(x.words, r, 1)::float8 AS score, x.text
   FROM CAST(:query AS tsquery) AS q
  CROSS JOIN CAST(:ranking AS tsquery) AS r
   JOIN message_text AS x ON x.words @@ q
   JOIN messages AS m ON m.id = x.message_id
+ WHERE x.message_id NOT IN (SELECT message_id FROM message_text_pending)
  ORDER BY score DESC, m.timestamp DESC, m.id DESC
  LIMIT :limit OFFSET :offset;
 
@@ -179,9 +182,20 @@ SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
  WHERE NOT EXISTS (SELECT 1
                      FROM jsonb_each(:wanted::jsonb) AS e
                     WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+   AND x.message_id NOT IN (SELECT message_id FROM message_text_pending)
  ORDER BY score DESC, m.timestamp DESC, m.id DESC
  LIMIT :limit OFFSET :offset;
 
 -- name: queued :value
 -- Whether message ids wait in message_text_pending (a search that found nothing asks).
 SELECT EXISTS (SELECT 1 FROM message_text_pending);
+
+-- name: unindexed :many
+-- The messages queued in message_text_pending (written, not indexed yet), for
+-- backends.indexer.unindexed_hits to match on their current text: (thread id, id, sequence, role,
+-- timestamp, content text, the thread's attributes as JSON text).
+SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_text(m.content),
+       t.attributes::text
+  FROM messages AS m
+  JOIN threads AS t ON t.id = m.thread_id
+ WHERE m.id IN (SELECT message_id FROM message_text_pending);

@@ -86,8 +86,8 @@ DELETE FROM threads
 SELECT true FROM threads WHERE id = :thread_id;
 
 -- name: prune :rowcount
--- Deletes all but the :keep_last highest-sequenced messages of the thread (the backend then
--- renumbers the rest 1..n).
+-- Deletes all but the :keep_last highest-sequenced messages of the thread; the rest keep their
+-- sequences.
 DELETE FROM messages
  WHERE thread_id = :thread_id
    AND sequence <= (SELECT sequence

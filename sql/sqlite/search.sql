@@ -133,13 +133,15 @@ SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id 
 -- Messages matching :query (FTS5 syntax, threadstore.fulltext.fts5_query) on message_fts, best
 -- bm25 first, then the newest timestamp (text with or without a fraction, made comparable),
 -- then the highest id. Each row also says whether messages wait in message_words_pending:
--- SQLiteBackend.search then indexes them and asks again.
+-- SQLiteBackend.search then indexes them and asks again. Queued messages are left out (their
+-- words may be those of an edited-away text): search.unindexed matches their current text.
 SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
        m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
   FROM message_fts
   JOIN message_words AS w ON w.id = message_fts.rowid
   JOIN messages AS m ON m.id = w.message_id
  WHERE message_fts MATCH :query
+   AND w.message_id NOT IN (SELECT message_id FROM message_words_pending)
  ORDER BY score DESC,
           substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
                                               ELSE substr(m.timestamp, 20, 7) END DESC,
@@ -154,6 +156,7 @@ SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
   JOIN message_words AS w ON w.id = message_fts.rowid
   JOIN messages AS m ON m.id = w.message_id
  WHERE message_fts MATCH :query
+   AND w.message_id NOT IN (SELECT message_id FROM message_words_pending)
    AND threadstore_has_all((SELECT t.attributes FROM threads AS t WHERE t.id = m.thread_id), :wanted)
  ORDER BY score DESC,
           substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
@@ -164,3 +167,13 @@ SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
 -- name: queued :value
 -- Whether message ids wait in message_words_pending (a search that found nothing asks).
 SELECT EXISTS (SELECT 1 FROM message_words_pending);
+
+-- name: unindexed :many
+-- The messages queued in message_words_pending (written, not indexed yet), for
+-- backends.indexer.unindexed_hits to match on their current text: (thread id, id, sequence, role,
+-- timestamp, content text, the thread's attributes).
+SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_text(m.content),
+       t.attributes
+  FROM messages AS m
+  JOIN threads AS t ON t.id = m.thread_id
+ WHERE m.id IN (SELECT message_id FROM message_words_pending);

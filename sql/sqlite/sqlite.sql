@@ -43,14 +43,15 @@ COMMIT;
 ROLLBACK;
 
 -- name: save_thread_row :exec
--- Runs after the save's message statements: last_sequence is the highest sequence stored.
+-- Runs after the save's message statements: last_sequence becomes the highest sequence stored,
+-- unless it was higher (removed messages' numbers are never handed out again).
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
 VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at,
         (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id))
 ON CONFLICT (id) DO UPDATE
    SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
        source = excluded.source, updated_at = excluded.updated_at,
-       last_sequence = excluded.last_sequence;
+       last_sequence = max(threads.last_sequence, excluded.last_sequence);
 
 -- name: save_new_thread :exec
 -- The light save of a thread this store has not seen (SQLiteBackend._save_light): its row, its
@@ -70,10 +71,13 @@ RETURNING last_sequence - :count;
 -- name: save_state :many
 -- Before a save's new messages are written: (id, whether this thread holds it, sequence) of
 -- each of :ids (a JSON array of message ids) already stored, then one row (NULL, NULL, the
--- thread's highest sequence, 0 without messages).
+-- highest sequence handed out in the thread: its last_sequence, or its highest message's, 0
+-- for a new thread).
 SELECT id, thread_id = :thread_id, sequence FROM messages WHERE id IN (SELECT value FROM json_each(:ids))
 UNION ALL
-SELECT NULL, NULL, coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id;
+SELECT NULL, NULL, max(coalesce(max(sequence), 0),
+                       coalesce((SELECT last_sequence FROM threads WHERE id = :thread_id), 0))
+  FROM messages WHERE thread_id = :thread_id;
 
 -- name: insert_message :exec
 -- One message row, run with executemany (the backend binds each parameter by its name). JSON
@@ -106,28 +110,6 @@ UPDATE messages
 -- name: delete_messages :rowcount
 -- :ids is a JSON array of message ids.
 DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids)) AND +thread_id = :thread_id;
-
--- name: renumber_negative :exec
--- Renumbering, step 1: SQLite checks UNIQUE (thread_id, sequence) row by row, so the new
--- numbers 1..n are first written negated, where they cannot collide with the old ones.
-UPDATE messages
-   SET sequence = -ordered.rank
-  FROM (SELECT id, row_number() OVER (ORDER BY sequence) AS rank
-          FROM messages
-         WHERE thread_id = :thread_id) AS ordered
- WHERE messages.id = ordered.id;
-
--- name: renumber_positive :many
--- Renumbering, step 2; returns (id, sequence) of every message of the thread.
-UPDATE messages SET sequence = -sequence
- WHERE thread_id = :thread_id AND sequence < 0
-RETURNING id, sequence;
-
--- name: reset_last_sequence :exec
--- After a prune renumbered the thread: new messages number on from its highest sequence.
-UPDATE threads
-   SET last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
- WHERE id = :thread_id;
 
 -- name: append_thread_row :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the

@@ -60,6 +60,32 @@ async def stored_last(store: ThreadStore, thread_id: str, last: int) -> Thread:
     return thread
 
 
+async def test_wrong_window_every_window_size_against_every_thread_length(store: ThreadStore) -> None:
+    """Issue 30 item 1: memory returned 6 of 14 messages for last=20 (a negative slice whenever
+    the thread held between limit/2 and limit messages). Every window against every length, for
+    get(last=) and get_messages(limit=, before=, after=)."""
+    lengths, windows = range(0, 10), range(0, 12)
+    for length in lengths:
+        await saved(store, f"len-{length}", length)
+    for length in lengths:
+        thread_id = f"len-{length}"
+        every = [f"m{n}" for n in range(1, length + 1)]
+        for window in windows:
+            got = await stored_last(store, thread_id, window)
+            assert contents(got) == (every[max(length - window, 0) :] if window else []), (length, window)
+            if window == 0:
+                continue
+            page = await store.get_messages(thread_id, limit=window)
+            assert texts(page) == every[max(length - window, 0) :], (length, window)
+            for before in range(1, length + 2):
+                below = every[: before - 1]
+                page = await store.get_messages(thread_id, limit=window, before=before)
+                assert texts(page) == below[max(len(below) - window, 0) :], (length, window, before)
+            for after in range(0, length + 1):
+                page = await store.get_messages(thread_id, limit=window, after=after)
+                assert texts(page) == every[after : after + window], (length, window, after)
+
+
 @pytest.mark.parametrize("last", [-1, 10_001])
 async def test_get_last_outside_its_range_is_a_value_error(store: ThreadStore, last: int) -> None:
     with pytest.raises(ValueError, match="last"):
@@ -71,6 +97,91 @@ async def test_get_last_of_a_wrong_type_is_a_type_error(store: ThreadStore) -> N
         await store.get("t", last="5")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="last"):
         await store.get("t", last=True)
+
+
+async def _remove(store: ThreadStore, thread_id: str, text: str) -> None:
+    """Another writer removes the message holding ``text``."""
+    other = await stored(store, thread_id)
+    (message,) = [m for m in other.messages if m.content == text]
+    assert other.remove_message(message.id)
+    await store.save(other)
+
+
+@pytest.mark.parametrize("removed", ["m95", "m50", "m3"])
+async def test_page_walk_back_with_a_removal_meanwhile_repeats_nothing(
+    store: ThreadStore, removed: str
+) -> None:
+    """Issue 30 item 2: a removal renumbered the thread 1..n, so a before= cursor pointed one
+    message further on: 100 rows for 99 messages. A removal behind, ahead of or inside the walk
+    changes nothing of what the walk returns but the removed message."""
+    await saved(store, "t", 100)
+    page = await store.get_messages("t", limit=10)
+    walked = texts(page)
+    await _remove(store, "t", removed)
+    while page:
+        page = await store.get_messages("t", limit=10, before=page[0].sequence)
+        walked[:0] = texts(page)
+    expected = [f"m{n}" for n in range(1, 101)]
+    if removed != "m95":  # already read when it was removed
+        expected.remove(removed)
+    assert walked == expected
+
+
+@pytest.mark.parametrize("removed", ["m5", "m50", "m98"])
+async def test_page_walk_forward_with_a_removal_meanwhile_skips_nothing(
+    store: ThreadStore, removed: str
+) -> None:
+    """Issue 30 item 2: after= skipped a message once a removal behind the cursor renumbered
+    the thread."""
+    await saved(store, "t", 100)
+    page = await store.get_messages("t", limit=10, after=0)
+    walked = texts(page)
+    await _remove(store, "t", removed)
+    while page:
+        page = await store.get_messages("t", limit=10, after=page[-1].sequence)
+        walked += texts(page)
+    expected = [f"m{n}" for n in range(1, 101)]
+    if removed != "m5":
+        expected.remove(removed)
+    assert walked == expected
+
+
+async def test_page_walk_with_a_prune_meanwhile_repeats_or_skips_nothing(store: ThreadStore) -> None:
+    """prune_messages during walks in both directions: the walks go on where they were."""
+    await saved(store, "t", 100)
+    back = await store.get_messages("t", limit=10)
+    forward = await store.get_messages("t", limit=10, after=50)
+    walked_back, walked_forward = texts(back), texts(forward)
+    assert await store.prune_messages("t", keep_last=70) == 30
+    while back:
+        back = await store.get_messages("t", limit=10, before=back[0].sequence)
+        walked_back[:0] = texts(back)
+    while forward:
+        forward = await store.get_messages("t", limit=10, after=forward[-1].sequence)
+        walked_forward += texts(forward)
+    assert walked_back == [f"m{n}" for n in range(31, 101)]
+    assert walked_forward == [f"m{n}" for n in range(51, 101)]
+    appended = await store.append("t", user("next"))
+    assert appended.messages[0].sequence == 101  # numbers are never handed out twice
+
+
+async def test_sequences_are_never_handed_out_twice_after_the_last_message_is_removed(
+    store: ThreadStore,
+) -> None:
+    """A cursor at the end (after=100) must find a message appended after m100 was removed."""
+    await saved(store, "t", 3)
+    await _remove(store, "t", "m3")
+    await store.append("t", user("appended"))
+    thread = await stored(store, "t")
+    thread.add_message(user("saved"))
+    await store.save(thread)
+    assert sequences(await stored(store, "t")) == [1, 2, 4, 5]
+    assert texts(await store.get_messages("t", after=3)) == ["appended", "saved"]
+    await store.prune_messages("t", keep_last=0)
+    thread = await stored(store, "t")
+    thread.add_message(user("after the prune"))
+    await store.save(thread)
+    assert sequences(await stored(store, "t")) == [6]
 
 
 # --- saving a partial thread -------------------------------------------------------------------
@@ -111,8 +222,8 @@ async def test_a_partial_thread_saved_with_a_removal_deletes_only_that_message(s
 
     whole = await stored(store, "t")
     assert contents(whole) == [*[f"m{n}" for n in range(1, 9)], "m10"]
-    assert sequences(whole) == list(range(1, 10))
-    assert sequences(partial) == [8, 9]  # renumbered with the stored ones
+    assert sequences(whole) == [*range(1, 9), 10]  # a removal leaves a gap: nothing renumbered
+    assert sequences(partial) == [8, 10]
 
 
 async def test_a_partial_thread_cleared_and_saved_deletes_only_the_loaded_messages(
@@ -161,7 +272,7 @@ async def test_a_partial_thread_saved_after_another_writer_appended_keeps_both(s
         "appended",
         "from the partial thread",
     ]
-    assert sequences(whole) == list(range(1, 9))
+    assert sequences(whole) == [1, 2, 3, 4, 6, 7, 8, 9]  # m5 removed: its number stays unused
 
 
 async def test_partial_threads_saved_concurrently_with_appends_lose_nothing(store: ThreadStore) -> None:
@@ -640,13 +751,13 @@ async def test_prune_messages_keeps_the_newest(store: ThreadStore) -> None:
 
     thread = await stored(store, "t")
     assert contents(thread) == ["m7", "m8", "m9", "m10"]
-    assert sequences(thread) == [1, 2, 3, 4]  # gap-free, as after any removal
+    assert sequences(thread) == [7, 8, 9, 10]  # kept, as after any removal
     assert len((await stored(store, "other")).messages) == 3
     thread.add_message(user("next"))
     await store.save(thread)
-    assert sequences(await stored(store, "t")) == [1, 2, 3, 4, 5]
+    assert sequences(await stored(store, "t")) == [7, 8, 9, 10, 11]
     await store.append("t", user("appended"))
-    assert sequences(await stored(store, "t")) == [1, 2, 3, 4, 5, 6]
+    assert sequences(await stored(store, "t")) == [7, 8, 9, 10, 11, 12]
 
 
 async def test_prune_messages_edges(store: ThreadStore) -> None:
@@ -676,7 +787,7 @@ async def test_prune_messages_keeps_what_is_appended_meanwhile(store: ThreadStor
 
     thread = await stored(store, "t")
     assert [f"late {n}" for n in range(5)] == [c for c in contents(thread) if c.startswith("late")]
-    assert sequences(thread) == list(range(1, len(thread.messages) + 1))
+    assert sequences(thread) == list(range(36 - len(thread.messages), 36))  # the newest, unrenumbered
     assert results[0] + results[2] + len(thread.messages) == 35
 
 

@@ -183,9 +183,9 @@ async def test_only_messages_the_saving_thread_removed_are_deleted(store: Thread
 
     loaded = await stored(store, thread.id)
     assert contents(loaded) == ["one", "three", "appended meanwhile"]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(loaded) == [1, 3, 4]  # nothing renumbered: stored sequences never change
     assert contents(remover) == ["one", "three"]
-    assert sequences(remover) == [1, 2]
+    assert sequences(remover) == [1, 3]
 
 
 async def test_a_message_another_writer_deleted_is_not_brought_back(store: ThreadStore) -> None:
@@ -201,10 +201,10 @@ async def test_a_message_another_writer_deleted_is_not_brought_back(store: Threa
 
     loaded = await stored(store, thread.id)
     assert contents(loaded) == ["two", "three", "four"]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(loaded) == [2, 3, 4]
 
 
-async def test_concurrent_removals_and_appends_leave_a_gap_free_thread(store: ThreadStore) -> None:
+async def test_concurrent_removals_and_appends_leave_unique_increasing_sequences(store: ThreadStore) -> None:
     thread = conversation(*[f"m{n}" for n in range(6)])
     await store.save(thread)
     copies = [await stored(store, thread.id) for _ in range(4)]
@@ -219,7 +219,7 @@ async def test_concurrent_removals_and_appends_leave_a_gap_free_thread(store: Th
     loaded = await stored(store, thread.id)
     assert contents(loaded)[:3] == ["m1", "m2", "m4"]
     assert sorted(contents(loaded)[3:]) == ["added 2", "added 3"]
-    assert sequences(loaded) == [1, 2, 3, 4, 5]
+    assert sequences(loaded) == [2, 3, 5, 7, 8]  # the removed ones' numbers stay unused
 
 
 async def test_concurrent_saves_of_the_same_new_message_into_one_thread_store_it_once(
@@ -297,8 +297,67 @@ async def test_one_thread_object_with_a_removal_saved_twice_at_once_is_stored_on
 
         loaded = await stored(store, thread.id)
         assert contents(loaded) == ["b", "c", "d"]
-        assert sequences(loaded) == [1, 2, 3]
-        assert sequences(thread) == [1, 2, 3]
+        assert sequences(loaded) == [2, 3, 4]
+        assert sequences(thread) == [2, 3, 4]
+
+
+async def test_holds_message_twice_one_thread_saved_from_four_tasks_at_once(store: ThreadStore) -> None:
+    """Issue 30 item 13: 4 tasks x 30, each appending to one shared Thread object and saving it,
+    raised ``ValueError: holds message ... twice`` (87 of 120 saves) and left messages unsaved.
+    Every save succeeds, every message is stored once, and a last save finds nothing left."""
+    thread = conversation("first")
+    await store.save(thread)
+
+    async def writer(task: int) -> None:
+        for n in range(30):
+            thread.add_message(user(f"task {task} message {n}"))
+            await store.save(thread)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*[writer(task) for task in range(4)])
+
+    loaded = await stored(store, thread.id)
+    assert sorted(contents(loaded)) == sorted(
+        ["first", *[f"task {t} message {n}" for t in range(4) for n in range(30)]]
+    )
+    assert sequences(loaded) == list(range(1, 122))
+    assert sorted(m.id for m in loaded.messages) == sorted(m.id for m in thread.messages)
+    assert {m.id: m.sequence for m in thread.messages} == {m.id: m.sequence for m in loaded.messages}
+
+
+def test_holds_message_twice_one_thread_saved_through_the_sync_facade_from_eight_threads(
+    store_url: str | None,
+) -> None:
+    """Issue 30 item 13, through threadstore.sync: 8 threads appending to one Thread object and
+    saving it (164 ValueErrors before)."""
+    from threadstore.sync import ThreadStore as SyncThreadStore
+
+    with SyncThreadStore(store_url) as sync:
+        thread = conversation("first")
+        sync.save(thread)
+        errors: list[BaseException] = []
+
+        def writer(worker: int) -> None:
+            try:
+                for n in range(15):
+                    thread.add_message(user(f"worker {worker} message {n}"))
+                    sync.save(thread)
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+        assert not errors, errors[:3]
+        sync.save(thread)  # a message added after the last save of its writer began
+        loaded = sync.get(thread.id)
+        assert loaded is not None
+        assert len(loaded.messages) == 1 + 8 * 15
+        assert sorted(m.id for m in loaded.messages) == sorted(m.id for m in thread.messages)
+        assert sequences(loaded) == list(range(1, 122))
+        sync.delete(thread.id)
 
 
 # --- many operations at once -------------------------------------------------------------------
@@ -463,7 +522,7 @@ async def test_a_cancelled_save_with_removals_is_all_or_nothing(store: ThreadSto
             assert contents(after) == [f"old {n}" for n in range(1, MANY, 2)] + [
                 f"new {n}" for n in range(50)
             ]
-            assert sequences(after) == list(range(1, MANY // 2 + 51))
+            assert sequences(after) == [*range(2, MANY + 1, 2), *range(MANY + 1, MANY + 51)]
 
 
 async def test_a_cancelled_append_is_all_or_nothing(store: ThreadStore) -> None:

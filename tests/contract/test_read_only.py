@@ -93,3 +93,63 @@ async def test_read_only_needs_an_existing_sqlite_file(tmp_path: Any) -> None:
     with pytest.raises(ThreadStoreError, match="read-only: there is no such file"):
         await ThreadStore.create(f"sqlite+aiosqlite:///{path}", read_only=True)
     assert not path.exists()
+
+
+_EDIT_AND_DIE = """
+import asyncio, os, sys
+from threadstore import Message, ThreadStore
+
+async def main() -> None:
+    store = await ThreadStore.create(sys.argv[1])
+    thread = await store.get("zoo")
+    thread.messages[0].content = "giraffe neck"
+    thread.add_message(Message(role="user", content="okapi sighting"))
+    await store.save(thread)
+    os._exit(0)  # before its background indexer runs (0.1 s after the write)
+
+asyncio.run(main())
+"""
+
+
+async def test_read_only_search_finds_no_edited_away_words_after_the_writer_died(
+    shared_url: str, tmp_path: Any
+) -> None:
+    """Issue 30 item 3: a writer edits "zebra crossing" to "giraffe neck" and ends before its
+    background indexer runs: a read-only store found "zebra" (PostgreSQL showed the snippet
+    "[zebra] crossing") and never found the writer's new message. Queued messages are matched
+    on their current text."""
+    import subprocess
+    import sys
+
+    async with await ThreadStore.create(shared_url, **TEST_POOL) as writer:
+        await writer.delete_many(["zoo", "other"])
+        zoo = Thread(id="zoo", attributes={"k": 1})
+        zoo.add_message(user("zebra crossing"))
+        await writer.save(zoo)
+        other = Thread(id="other", attributes={"k": 2})
+        other.add_message(user("a giraffe elsewhere"))
+        await writer.save(other)
+    script = tmp_path / "edit_and_die.py"
+    script.write_text(_EDIT_AND_DIE)
+    subprocess.run([sys.executable, str(script), shared_url], check=True, timeout=60)
+
+    async with await ThreadStore.create(shared_url, read_only=True, **TEST_POOL) as store:
+        assert await store.search("zebra") == []
+        assert await store.search("crossing") == []
+        hits = await store.search("giraffe neck")
+        assert [(h.thread_id, h.snippet) for h in hits] == [("zoo", "[giraffe] [neck]")]
+        assert [h.snippet for h in await store.search("okapi")] == ["[okapi] sighting"]
+        assert [h.thread_id for h in await store.search("okapi", attributes={"k": 1})] == ["zoo"]
+        assert await store.search("okapi", attributes={"k": 2}) == []
+        everything = await store.search("giraffe OR okapi", limit=10)
+        assert sorted(h.snippet for h in everything) == [
+            "[giraffe] neck",
+            "[okapi] sighting",
+            "a [giraffe] elsewhere",
+        ]
+        pages = [await store.search("giraffe OR okapi", limit=1, offset=n) for n in range(4)]
+        assert [h.message_id for page in pages for h in page] == [h.message_id for h in everything]
+    async with await ThreadStore.create(shared_url, **TEST_POOL) as reopened:  # indexes the queue
+        assert await reopened.search("zebra") == []
+        assert [h.snippet for h in await reopened.search("okapi")] == ["[okapi] sighting"]
+        await reopened.delete_many(["zoo", "other"])  # the PostgreSQL database is shared

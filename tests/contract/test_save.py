@@ -1,6 +1,6 @@
 """save(): what a save writes, on every backend alike (the memory backend is the reference).
 
-Round trips, system messages, writing only what changed, edits, removals with renumbering,
+Round trips, system messages, writing only what changed, edits, removals (nothing renumbered),
 copies between stores, conflicts, values JSON cannot carry, and atomicity of a failing save.
 Two writers, many concurrent saves and cancellation live in test_concurrency.py.
 """
@@ -332,8 +332,9 @@ async def test_saving_a_fresh_copy_of_a_stored_thread_does_not_duplicate_message
 async def test_a_copy_holding_stored_messages_gets_their_stored_sequences(store: ThreadStore) -> None:
     thread = conversation("one", "two", "three")
     await store.save(thread)
-    copies = [Message(role="user", content=m.content, timestamp=m.timestamp) for m in thread.messages]
-    assert [c.id for c in copies] == [m.id for m in thread.messages]
+    copies = [
+        Message(role="user", content=m.content, timestamp=m.timestamp, id=m.id) for m in thread.messages
+    ]
     copy = Thread(id=thread.id, messages=[copies[2], copies[0], copies[1]])
     copy.add_message(user("four"))
     await store.save(copy)
@@ -493,20 +494,20 @@ async def test_a_message_edited_to_an_invalid_value_is_rejected_and_nothing_chan
 # --- removals ----------------------------------------------------------------------------------
 
 
-async def test_removing_a_message_deletes_it_and_renumbers_the_rest(store: ThreadStore) -> None:
+async def test_removing_a_message_deletes_it_and_leaves_the_rest_as_they_were(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "one", "two", "three", "four")
     assert loaded.remove_message(loaded.messages[1].id) is True
     await store.save(loaded)
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["one", "three", "four"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(again) == [1, 3, 4]  # never renumbered: a sequence held as a cursor holds
+    assert sequences(loaded) == [1, 3, 4]
     assert again.messages == loaded.messages
 
 
 @pytest.mark.parametrize("position", [0, 2, 4])
-async def test_removing_first_middle_or_last_message_renumbers_gap_free(
+async def test_removing_first_middle_or_last_message_keeps_the_others_sequences(
     store: ThreadStore, position: int
 ) -> None:
     texts = ["a", "b", "c", "d", "e"]
@@ -516,8 +517,12 @@ async def test_removing_first_middle_or_last_message_renumbers_gap_free(
 
     again = await stored(store, loaded.id)
     assert contents(again) == texts[:position] + texts[position + 1 :]
-    assert sequences(again) == [1, 2, 3, 4]
-    assert sequences(loaded) == [1, 2, 3, 4]
+    kept = [n for n in range(1, 6) if n != position + 1]
+    assert sequences(again) == kept
+    assert sequences(loaded) == kept
+    loaded.add_message(user("f"))  # numbered after the highest ever handed out
+    await store.save(loaded)
+    assert sequences(await stored(store, loaded.id)) == [*kept, 6]
 
 
 async def test_removing_several_messages_and_appending_in_one_save(store: ThreadStore) -> None:
@@ -529,14 +534,14 @@ async def test_removing_several_messages_and_appending_in_one_save(store: Thread
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["b", "d", "e"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(loaded) == [1, 2, 3]
+    assert sequences(again) == [2, 4, 5]
+    assert sequences(loaded) == [2, 4, 5]
 
     loaded.add_message(user("f"))
     await store.save(loaded)
     again = await stored(store, loaded.id)
     assert contents(again) == ["b", "d", "e", "f"]
-    assert sequences(again) == [1, 2, 3, 4]
+    assert sequences(again) == [2, 4, 5, 6]
 
 
 async def test_removing_from_the_object_just_saved(store: ThreadStore) -> None:
@@ -547,11 +552,11 @@ async def test_removing_from_the_object_just_saved(store: ThreadStore) -> None:
 
     again = await stored(store, thread.id)
     assert contents(again) == ["b", "c"]
-    assert sequences(again) == [1, 2]
-    assert sequences(thread) == [1, 2]
+    assert sequences(again) == [2, 3]
+    assert sequences(thread) == [2, 3]
 
 
-async def test_clear_messages_deletes_them_all_and_numbering_restarts(store: ThreadStore) -> None:
+async def test_clear_messages_deletes_them_all_and_numbering_goes_on(store: ThreadStore) -> None:
     loaded = await saved_and_loaded(store, "a", "b", "c")
     loaded.clear_messages()
     await store.save(loaded)
@@ -561,8 +566,8 @@ async def test_clear_messages_deletes_them_all_and_numbering_restarts(store: Thr
     await store.save(loaded)
     again = await stored(store, loaded.id)
     assert contents(again) == ["fresh start"]
-    assert sequences(again) == [1]
-    assert sequences(loaded) == [1]
+    assert sequences(again) == [4]
+    assert sequences(loaded) == [4]
 
 
 async def test_clear_and_append_in_one_save(store: ThreadStore) -> None:
@@ -573,8 +578,8 @@ async def test_clear_and_append_in_one_save(store: ThreadStore) -> None:
 
     again = await stored(store, loaded.id)
     assert contents(again) == ["only"]
-    assert sequences(again) == [1]
-    assert sequences(loaded) == [1]
+    assert sequences(again) == [4]
+    assert sequences(loaded) == [4]
 
 
 async def test_removing_keeps_the_system_message_on_the_callers_thread(store: ThreadStore) -> None:
@@ -584,10 +589,10 @@ async def test_removing_keeps_the_system_message_on_the_callers_thread(store: Th
     thread.remove_message(thread.messages[1].id)  # "a"
     await store.save(thread)
 
-    assert [(m.role, m.sequence) for m in thread.messages] == [("system", 0), ("user", 1), ("user", 2)]
+    assert [(m.role, m.sequence) for m in thread.messages] == [("system", 0), ("user", 2), ("user", 3)]
     again = await stored(store, thread.id)
     assert contents(again) == ["b", "c"]
-    assert sequences(again) == [1, 2]
+    assert sequences(again) == [2, 3]
 
 
 async def test_a_message_removed_and_saved_can_then_be_saved_in_another_thread(
@@ -704,8 +709,8 @@ async def test_after_a_conflict_the_thread_can_be_fixed_and_saved(store: ThreadS
 
     again = await stored(store, second.id)
     assert contents(again) == ["a, edited", "c", "d"]
-    assert sequences(again) == [1, 2, 3]
-    assert sequences(second) == [1, 2, 3]
+    assert sequences(again) == [1, 3, 4]
+    assert sequences(second) == [1, 3, 4]
     assert contents(await stored(store, first.id)) == ["shared"]
 
 
@@ -1144,3 +1149,109 @@ async def test_changing_objects_without_saving_does_not_change_the_store(store: 
     assert await stored(store, thread.id) == snapshot
     assert snapshot.title == "Untitled Thread" and snapshot.attributes == {"k": ["v"]}
     assert snapshot.messages[0].attributes == {"a": {"b": 1}}
+
+
+# --- a stale save after a delete (issue 30 item 6) ----------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["append", "edit", "remove", "title", "nothing"])
+async def test_stale_save_after_a_delete_raises_not_found_and_writes_nothing(
+    store: ThreadStore, change: str
+) -> None:
+    """A Thread loaded, then deleted by another writer, then saved: it came back hollow (only
+    the messages added since the load; an edit-only save made an empty thread) while save()
+    returned normally. Now NotFoundError, nothing written, and the edit is kept for later."""
+    from threadstore import NotFoundError
+
+    await store.save(conversation("one", "two", "three", id="gone"))
+    thread = await stored(store, "gone")
+    assert await store.delete("gone")
+    if change == "append":
+        thread.add_message(user("four"))
+    elif change == "edit":
+        thread.messages[0].content = "one, edited"
+    elif change == "remove":
+        thread.remove_message(thread.messages[1].id)
+    elif change == "title":
+        thread.title = "renamed"
+
+    with pytest.raises(NotFoundError, match="deleted"):
+        await store.save(thread)
+    with pytest.raises(NotFoundError, match="deleted"):  # and again: nothing changed meanwhile
+        await store.save(thread)
+
+    assert await store.get("gone") is None
+    assert await store.list() == []
+
+
+async def test_stale_save_after_a_delete_of_a_partial_or_saved_thread_raises_not_found(
+    store: ThreadStore,
+) -> None:
+    from threadstore import NotFoundError
+
+    thread = conversation("one", "two", "three", id="saved")
+    await store.save(thread)  # saved here, never loaded
+    await store.save(conversation("a", "b", "c", id="partial"))
+    partial = await store.get("partial", last=1)
+    assert partial is not None
+    for gone in (thread, partial):
+        assert await store.delete(gone.id)
+        gone.add_message(user("more"))
+        with pytest.raises(NotFoundError):
+            await store.save(gone)
+        assert await store.get(gone.id) is None
+
+
+async def test_stale_save_after_a_delete_a_copy_stores_the_thread_whole_again(store: ThreadStore) -> None:
+    import copy
+
+    from threadstore import NotFoundError
+
+    await store.save(conversation("one", "two", id="again"))
+    thread = await stored(store, "again")
+    await store.delete("again")
+    thread.messages[0].content = "one, edited"
+    thread.add_message(user("three"))
+    with pytest.raises(NotFoundError):
+        await store.save(thread)
+
+    await store.save(copy.copy(thread))
+
+    assert contents(await stored(store, "again")) == ["one, edited", "two", "three"]
+    assert sequences(await stored(store, "again")) == [1, 2, 3]
+
+
+# --- equal messages in two threads (issue 30 item 4) ---------------------------------------------
+
+
+async def test_colliding_message_ids_equal_messages_in_two_threads_are_two_messages(
+    store: ThreadStore,
+) -> None:
+    """Message ids were derived from role, content, timestamp and source, so the same content at
+    the same time in a second thread raised ConflictError (imports with second-resolution
+    timestamps hit it). New messages' ids never collide; a given id is kept as it is."""
+    when = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+    def ok() -> Message:
+        return Message(role="user", content="ok", timestamp=when, source={"name": "import"})
+
+    first, second = Thread(id="first"), Thread(id="second")
+    first.add_message(ok())
+    first.add_message(ok())  # twice in one thread too: two messages
+    second.add_message(ok())
+    await store.save(first)
+    await store.save(second)
+    await store.append("second", ok())
+    assert await store.import_threads([Thread(id="third", messages=[ok(), ok()])]) == ["third"]
+
+    for thread_id, count in (("first", 2), ("second", 2), ("third", 2)):
+        loaded = await stored(store, thread_id)
+        assert contents(loaded) == ["ok"] * count
+        assert len({m.id for m in loaded.messages}) == count
+    given = "b" * 64  # a stored id of the old derived form is read and kept as it is
+    await store.save(
+        Thread(id="fourth", messages=[Message(role="user", content="ok", id=given, timestamp=when)])
+    )
+    assert [m.id for m in (await stored(store, "fourth")).messages] == [given]
+    with pytest.raises(ConflictError):  # an id given twice is still one message, in one thread
+        await store.save(Thread(id="fifth", messages=[Message(role="user", content="ok", id=given)]))

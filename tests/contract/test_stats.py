@@ -79,6 +79,28 @@ async def test_token_counts_that_are_not_numbers_count_zero(store: ThreadStore) 
     assert stats["total_messages"] == 5
 
 
+async def test_usage_stats_overflow_sums_past_2_63_are_exact(store: ThreadStore) -> None:
+    """Issue 30 item 5: SQLite raised "integer overflow" past 2^63 total tokens (so `threadstore
+    status` exited 1 on a healthy database) and clamped one value of 2^63 or more, where memory
+    and PostgreSQL give the exact number. Sums and single values past 64 bits, negatives and
+    fractions (truncated), on every backend alike."""
+    thread = Thread(id="big")
+    values = [2**62, 2**62, 2**62, 2**63 + 5, 10**30, -(2**63), -(2**63) - 1, 12.9, -7.5, 2**63 - 1]
+    for value in values:
+        thread.add_message(metered("wide", 1, value, value))
+    thread.add_message(metered(None, 2**64, 0, 2**64))
+    await store.save(thread)
+
+    stats = await store.get_usage_stats()
+
+    exact = sum(int(v) for v in values)
+    assert stats["total_tokens"]["by_model"] == {
+        "wide": {"prompt_tokens": len(values), "completion_tokens": exact, "total_tokens": exact}
+    }
+    assert stats["total_tokens"]["total"] == exact + 2**64
+    assert stats["total_messages"] == len(values) + 1
+
+
 async def test_recent_activity_counts_threads_by_updated_at(store: ThreadStore) -> None:
     now = utcnow()
     for thread_id, age in [

@@ -419,20 +419,18 @@ async def test_ping_answers_and_fails_within_the_bounds_when_black_holed(proxy: 
 async def test_a_cancelled_save_in_a_transaction_returns_within_seconds_and_wrote_nothing(
     proxy: Proxy,
 ) -> None:
-    """Default settings. A save that removes a message runs in a transaction: cancelled while
-    black-holed, it drops the connection rather than wait for a ROLLBACK that never comes, and
-    the caller gets its timeout, since nothing was committed."""
+    """Default settings. prune_messages runs in a transaction (the thread's row locked, then the
+    delete): cancelled while black-holed, it drops the connection rather than wait for a
+    ROLLBACK that never comes, and the caller gets its timeout, since nothing was committed."""
     async with asyncio.timeout(60), await ThreadStore.create(proxy.url, pool_size=2) as store:
         await store.save(conversation("one", "two", "three", id="kept"))
-        loaded = await stored(store, "kept")
-        loaded.remove_message(loaded.messages[0].id)
         await background_done(store)
         proxy.blackhole()
         with within(5), pytest.raises(TimeoutError):
-            await asyncio.wait_for(store.save(loaded), 2)
+            await asyncio.wait_for(store.prune_messages("kept", keep_last=2), 2)
         proxy.forward()
         with within(5):
             assert [m.content for m in (await stored(store, "kept")).messages] == ["one", "two", "three"]
-            await store.save(loaded)  # the same save, now through
+            assert await store.prune_messages("kept", keep_last=2) == 1  # the same prune, now through
             assert [m.content for m in (await stored(store, "kept")).messages] == ["two", "three"]
         await assert_connections_idle(store)

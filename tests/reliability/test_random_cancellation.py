@@ -27,10 +27,11 @@ def batch(label: str, size: int) -> list[Message]:
 
 def batches_of(thread: Thread | None) -> Batches:
     """The batches a stored thread holds, in order, after checking each is whole and in one
-    piece and the sequences are gap-free."""
+    piece and the sequences increase (removals leave gaps: nothing is renumbered)."""
     if thread is None:
         return None
-    assert [m.sequence for m in thread.messages] == list(range(1, len(thread.messages) + 1))
+    numbers = [m.sequence or 0 for m in thread.messages]
+    assert numbers == sorted(set(numbers)) and all(n >= 1 for n in numbers)
     found: list[str] = []
     position = 0
     while position < len(thread.messages):

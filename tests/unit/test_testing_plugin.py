@@ -137,3 +137,70 @@ def test_the_fixture_runs_no_statement_but_its_own_create_and_drop() -> None:
     for statement in ('DROP DATABASE "postgres"', 'CREATE DATABASE "threadstore_fixture_x"; DROP TABLE t'):
         with pytest.raises(ValueError, match="not a statement of the thread_store fixture"):
             asyncio.run(_admin("postgresql://nobody@127.0.0.1:1/db", statement))
+
+
+LEFT_OPEN = textwrap.dedent("""
+    import asyncio
+
+    import pytest
+
+    from threadstore import Thread
+
+
+    @pytest.mark.parametrize("n", [1, 2])
+    def test_with_asyncio_run_left_open(thread_store, n):
+        async def main():
+            await thread_store.save(Thread(id=f"t{n}"))
+            assert [t.id for t in await thread_store.list()] == [f"t{n}"]
+
+        asyncio.run(main())
+
+
+    async def test_in_pytest_asyncios_loop_left_open(thread_store):
+        await thread_store.save(Thread(id="open"))
+
+
+    @pytest.mark.asyncio(loop_scope="session")
+    @pytest.mark.parametrize("n", [1, 2, 3])
+    async def test_in_a_session_scoped_loop_left_open(thread_store, n):
+        await thread_store.save(Thread(id=f"s{n}"))
+        assert len(await thread_store.list()) == 1
+""")
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+def test_the_fixture_never_closed_its_store_and_failed_under_w_error(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 30 item 15: the fixture left its store open, so under ``-W error`` SQLite runs
+    exited 1 (ResourceWarning as unraisable exceptions), on PostgreSQL later tests failed, and
+    a session-scoped loop gave one ResourceWarning per test. It closes the store at teardown, in
+    the store's loop, or quietly when that loop ended first."""
+    url = None
+    if backend == "sqlite":
+        (tmp_path / "databases").mkdir()
+        url = f"sqlite+aiosqlite:///{tmp_path}/databases/tests.db"
+    elif backend == "postgres":
+        url = request.getfixturevalue("pg_server")
+    (tmp_path / "test_left_open.py").write_text(LEFT_OPEN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THREADSTORE_", "TYLER_", "NARRATOR_"))}
+    if url is not None:
+        env["THREADSTORE_TEST_URL"] = url
+    plugin = [] if _entry_point_installed() else ["-p", "threadstore.testing"]
+    result = subprocess.run(
+        [
+            *(sys.executable, "-X", "dev", "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-q"),
+            *("-p", "no:randomly", "-W", "error", "-o", "asyncio_mode=auto"),
+            *("-o", "asyncio_default_fixture_loop_scope=function", "test_left_open.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 passed" in result.stdout
+    assert "ResourceWarning" not in result.stdout + result.stderr
+    if backend == "sqlite":
+        assert list((tmp_path / "databases").iterdir()) == []

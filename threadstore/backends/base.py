@@ -200,13 +200,14 @@ class Operations(Protocol):
         deleted; the number deleted. ``dry_run``: how many match in all, deleting nothing."""
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
-        """Delete all but the ``keep_last`` highest-sequenced messages of the thread, then
-        renumber the kept ones 1..n as a save that removes messages does; how many were deleted,
-        or None when the thread does not exist."""
+        """Delete all but the ``keep_last`` highest-sequenced messages of the thread (the others
+        keep their sequences); how many were deleted, or None when the thread does not exist."""
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
         """Write the plan; return the stored sequence of every new message (inserted, or
-        already held by the thread) and of every message renumbered."""
+        already held by the thread). Sequences are never renumbered nor handed out twice in a
+        thread. A ``synced`` plan is written into the stored thread only: None, writing
+        nothing, when it is gone."""
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         """Insert after the stored messages: (thread header document, id -> sequence), or None

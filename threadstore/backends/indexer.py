@@ -6,7 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from threadstore.backends.base import SearchRow
+from threadstore.fulltext import Query, bm25, bm25_weights, document, frequencies, matches
+from threadstore.matching import contains_all
 
 
 class Indexer:
@@ -90,3 +98,39 @@ class Indexer:
         if self.task is not None:
             with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
                 self.task.cancel()
+
+
+def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]) -> list[SearchRow]:
+    """What a search finds among messages written but not indexed yet (the queue: a read-only
+    store cannot index it, nor can a store while another process writes), matched on their
+    current text as the memory backend matches, best first (ranked among themselves as memory
+    ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence, role,
+    timestamp, content text or None, the thread's attributes as JSON text)."""
+    attributes = None if wanted is None else msgspec.json.decode(wanted)
+    having = [0] * len(query.phrases())
+    total = lengths = 0
+    found = []
+    for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
+        doc = document("" if text is None else text)
+        if not doc.length:
+            continue
+        total += 1
+        lengths += doc.length
+        freqs = frequencies(query, doc)
+        for k, freq in enumerate(freqs):
+            having[k] += freq > 0
+        if matches(query, doc, freqs) and (
+            attributes is None or contains_all(msgspec.json.decode(thread_attributes), attributes)
+        ):
+            when = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
+            found.append(
+                (doc, freqs, when, SearchRow(thread_id, message_id, sequence, role, 0.0, text or ""))
+            )
+    weights = bm25_weights(having, total)
+    average = lengths / total if total else 1.0
+    ranked = [
+        (bm25(freqs, doc.length, weights, average), when, row.message_id, row)
+        for doc, freqs, when, row in found
+    ]
+    ranked.sort(key=lambda hit: hit[:3], reverse=True)
+    return [row._replace(score=score) for score, _, _, row in ranked]

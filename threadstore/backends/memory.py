@@ -128,7 +128,7 @@ class MemoryBackend:
             chosen = [m for m in ordered if after < (m.sequence or 0) < before][:limit]
         else:
             below = [m for m in ordered if (m.sequence or 0) < before]
-            chosen = below[len(below) - limit :] if limit else []
+            chosen = below[max(len(below) - limit, 0) :] if limit else []
         return _encode({**row.header(thread_id), "messages": chosen})
 
     async def list_threads(
@@ -174,8 +174,6 @@ class MemoryBackend:
         for message in doomed:
             del row.messages[message.id]
             del self._owner[message.id]
-        if doomed:
-            self._renumber(row)
         return len(doomed)
 
     def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
@@ -199,10 +197,12 @@ class MemoryBackend:
             if owner != thread_id:
                 raise message_stored(message.id)
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
+        row = self._threads.get(plan.thread_id)
+        if row is None and plan.synced:
+            return None  # deleted since the Thread was loaded or saved: not recreated
         new: builtins.list[Message] = _decode_messages(plan.new)
         edited: builtins.list[Message] = _decode_messages(plan.edited)
-        row = self._threads.get(plan.thread_id)
         held = {} if row is None else row.messages
         fresh = [m for m in new if m.id not in held]
         self._check_owner(plan.thread_id, fresh)
@@ -220,11 +220,9 @@ class MemoryBackend:
                 held[message.id] = message
                 sequences[message.id] = stored.sequence or 0
         sequences.update(self._insert(plan.thread_id, row, fresh))
-        if plan.removed:
-            for message_id in plan.removed:
-                if row.messages.pop(message_id, None) is not None:
-                    del self._owner[message_id]
-            sequences.update(self._renumber(row))
+        for message_id in plan.removed:
+            if row.messages.pop(message_id, None) is not None:
+                del self._owner[message_id]
         return sequences
 
     def _insert(self, thread_id: str, row: _Row, messages: builtins.list[Message]) -> dict[str, int]:
@@ -237,16 +235,6 @@ class MemoryBackend:
             self._owner[message.id] = thread_id
             sequences[message.id] = row.last_sequence
         return sequences
-
-    @staticmethod
-    def _renumber(row: _Row) -> dict[str, int]:
-        moved = {}
-        ordered = sorted(row.messages.values(), key=lambda m: m.sequence or 0)
-        for position, message in enumerate(ordered, 1):
-            if message.sequence != position:
-                message.sequence = moved[message.id] = position
-        row.last_sequence = len(ordered)
-        return moved
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         row = self._threads.get(plan.thread_id)

@@ -3,7 +3,7 @@
 No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
 binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
 call and are decoded by the store in a single typed pass. A save or an append is one statement,
-so one round trip, unless the save deletes messages (then a transaction renumbers them).
+so one round trip.
 Connections, their bounds and the liveness check are ``pool``'s.
 """
 
@@ -31,7 +31,7 @@ from threadstore.backends.base import (
     ThreadSearch,
     sliced,
 )
-from threadstore.backends.indexer import Indexer
+from threadstore.backends.indexer import Indexer, unindexed_hits
 from threadstore.backends.migrations import narrator_refusal
 from threadstore.backends.postgres.pool import (
     PostgresPool,
@@ -247,8 +247,6 @@ class PostgresBackend:
                 count: int = await self._pool.run(
                     conn, "bounded.prune", thread_id=thread_id, keep_last=keep_last
                 )
-                if count:
-                    await self._pool.run(conn, "postgres.renumber", thread_id=thread_id)
                 return count
 
         async with self._pool.acquire() as conn:
@@ -316,31 +314,43 @@ class PostgresBackend:
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
         rows = await self._pool.read(name, **params)
+        unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
-        # after writes), so every message whose save returned is found.
-        # A read-only store does not: it finds them once their writer's indexer has run.
-        if not self._config.read_only and (rows[0][0] if rows else await self._pool.read("search.queued")):
-            try:
-                await self._pool.once_more(self._index_all, "indexing the queued messages")  # a read's retry
-            except ThreadStoreError as exc:
-                if not read_only_server(exc):
-                    raise
-                return [SearchRow(*row[1:]) for row in rows]  # a standby: as a read-only store
-            rows = await self._pool.read(name, **params)
-        return [SearchRow(*row[1:]) for row in rows]
+        # after writes), so every message whose save returned is found. What stays queued (a
+        # read-only store or a standby cannot index; other processes write meanwhile) is matched
+        # on its current text and listed first: an edit never leaves old words found or shown.
+        if rows[0][0] if rows else await self._pool.read("search.queued"):
+            if not self._config.read_only:
+                try:
+                    await self._pool.once_more(
+                        self._index_all, "indexing the queued messages"
+                    )  # a read's retry
+                except ThreadStoreError as exc:
+                    if not read_only_server(exc):
+                        raise  # a standby: as a read-only store
+            found = unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
+            unindexed = found[offset : offset + limit]
+            rows = []
+            if len(unindexed) < limit:
+                params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
+                rows = await self._pool.read(name, **params)
+        return unindexed + [SearchRow(*row[1:]) for row in rows]
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
-        sequences = await self._save(plan)
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
+        rows = await self._save(plan)
+        if rows is None or any(row[0] is None for row in rows):
+            return None  # a synced plan whose thread is gone: nothing was written
         if plan.new_count or plan.edited != b"[]":
             self._indexer.soon()
-        return sequences
+        return {row[0]: row[1] for row in rows}
 
-    async def _save(self, plan: SavePlan) -> dict[str, int]:
+    async def _save(self, plan: SavePlan) -> builtins.list[Any] | None:
         params = {
             **self._thread_params(plan),
             "new": msgspec.Raw(plan.new),
             "edited": msgspec.Raw(plan.edited),
             "removed": plan.removed,
+            "synced": plan.synced,
         }
 
         def what() -> str:
@@ -349,27 +359,29 @@ class PostgresBackend:
         async with self._pool.acquire() as conn:
             # The two common saves get a light statement: messages appended to a thread loaded
             # from here, and a thread this store has not seen. Anything unexpected (the thread or
-            # a message is stored already, or the thread is gone) falls to the general save.
+            # a message is stored already) falls to the general save; a thread gone is None.
             if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
                 light = {**params, "count": plan.new_count}
-                del light["edited"], light["removed"]
+                del light["edited"], light["removed"], light["synced"]
                 if plan.synced:
                     del light["created_at"]
                 name = "postgres.save_appended" if plan.synced else "postgres.save_new"
                 try:
-                    rows = await retried(lambda: self._pool.run(conn, name, **light), what)
+                    rows: builtins.list[Any] = await retried(
+                        lambda: self._pool.run(conn, name, **light), what
+                    )
                     if rows or not plan.synced:
-                        return {row[0]: row[1] for row in rows}
+                        return rows
+                    return None  # the thread is gone
                 except ConflictError as exc:
                     if collided(exc):
                         raise
-            if not plan.removed:
-                try:
-                    rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
-                    return {row[0]: row[1] for row in rows}
-                except ConflictError as exc:
-                    if collided(exc):
-                        raise  # else maybe a concurrent save inserted one of these messages: below
+            try:
+                rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
+                return rows
+            except ConflictError as exc:
+                if collided(exc):
+                    raise  # else maybe a concurrent save inserted one of these messages: below
 
             # Under the thread's lock, each statement's snapshot includes every save of this
             # thread that finished before it, so a message another writer just inserted is seen
@@ -380,15 +392,12 @@ class PostgresBackend:
                 async with transaction(conn):
                     await self._pool.run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
                     rows: builtins.list[Any] = await self._pool.run(conn, "postgres.save", **params)
-                    if plan.removed:
-                        rows += await self._pool.run(conn, "postgres.renumber", thread_id=plan.thread_id)
                 return rows
 
             attempts_left = _LOCKED_ATTEMPTS
             while True:
                 try:
-                    rows = await retried(locked, what)
-                    return {row[0]: row[1] for row in rows}
+                    return await retried(locked, what)
                 except ConflictError as exc:
                     attempts_left -= 1
                     if not attempts_left or collided(exc):

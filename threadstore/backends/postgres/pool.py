@@ -3,7 +3,7 @@
 No lock around the pool (that would serialise it). JSON travels as msgspec-encoded bytes through
 binary json/jsonb codecs registered in the pool's init; reads come back as one JSON document per
 call and are decoded by the store in a single typed pass. A save or an append is one statement,
-so one round trip, unless the save deletes messages (then a transaction renumbers them).
+so one round trip.
 
 No wait without end: connecting has ``connect_timeout``, checkout ``pool_timeout``, and an
 operation that has waited ``liveness_interval`` for the server is checked on a connection of its

@@ -36,7 +36,7 @@ from threadstore.backends.base import (
     message_stored,
     sliced,
 )
-from threadstore.backends.indexer import Indexer
+from threadstore.backends.indexer import Indexer, unindexed_hits
 from threadstore.backends.sqlite.connection import Busy, SQLiteConnection
 from threadstore.backends.sqlite.documents import (
     MESSAGE_COLUMNS,
@@ -230,10 +230,6 @@ class SQLiteBackend:
             if not await self._db.run("bounded.thread_row", thread_id=thread_id):
                 return None
             count: int = await self._db.run("bounded.prune", thread_id=thread_id, keep_last=keep_last)
-            if count:
-                await self._db.run("sqlite.renumber_negative", thread_id=thread_id)
-                await self._db.run("sqlite.renumber_positive", thread_id=thread_id)
-                await self._db.run("sqlite.reset_last_sequence", thread_id=thread_id)
         return count
 
     def _thread_params(self, plan: SavePlan) -> dict[str, Any]:
@@ -247,7 +243,7 @@ class SQLiteBackend:
             "updated_at": text_time(plan.updated_at),
         }
 
-    async def save(self, plan: SavePlan) -> dict[str, int]:
+    async def save(self, plan: SavePlan) -> dict[str, int] | None:
         # The two common saves, messages appended to a thread loaded from here and a thread this
         # store has not seen, take four calls to the connection's thread (BEGIN, the thread row,
         # the messages, COMMIT) as a hand-written writer does, instead of five: each costs
@@ -258,7 +254,8 @@ class SQLiteBackend:
             sequences = await self._save_light(plan)
         if sequences is None:
             sequences = await self._save(plan)
-        self._indexer.soon()  # new or edited messages, or a title, may be queued
+        if sequences is not None:
+            self._indexer.soon()  # new or edited messages, or a title, may be queued
         return sequences
 
     async def _save_light(self, plan: SavePlan) -> dict[str, int] | None:
@@ -282,11 +279,13 @@ class SQLiteBackend:
             return None
         return {doc.id: base + i for i, doc in enumerate(docs, 1)}
 
-    async def _save(self, plan: SavePlan) -> dict[str, int]:
+    async def _save(self, plan: SavePlan) -> dict[str, int] | None:
         thread_id = plan.thread_id
         new = decode_docs(plan.new) if plan.new_count else []
         updates = [message_row(doc, thread_id, None) for doc in decode_docs(plan.edited)]
         async with self._db.lock, self._db.transaction():
+            if plan.synced and not await self._db.run("bounded.thread_row", thread_id=thread_id):
+                return None  # deleted since the Thread was loaded or saved: not recreated
             sequences = {}
             if new:
                 held, last = {}, 0
@@ -317,9 +316,6 @@ class SQLiteBackend:
                 await self._db.run(
                     "sqlite.delete_messages", thread_id=thread_id, ids=_json_list(plan.removed)
                 )
-                await self._db.run("sqlite.renumber_negative", thread_id=thread_id)
-                renumbered = await self._db.run("sqlite.renumber_positive", thread_id=thread_id)
-                sequences.update({row[0]: row[1] for row in renumbered})
             await self._db.run("sqlite.save_thread_row", **self._thread_params(plan))
         return sequences
 
@@ -469,22 +465,29 @@ class SQLiteBackend:
         params = {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
+        unindexed: builtins.list[SearchRow] = []
         async with self._db.lock:
             rows = await self._db.run(name, **params)
-            queued = not self._read_only and (rows[0][0] if rows else await self._db.run("search.queued"))
+            queued = rows[0][0] if rows else await self._db.run("search.queued")
         if queued:
             # Messages queued are indexed first (usually none: the background indexer runs
             # right after writes), so every message whose save returned is found; a batch at a
             # time, letting other operations through in between (the whole queue of a
-            # 10,000-message import held a concurrent get for 0.8 s).
-            # A read-only store cannot: it finds them once their writer's indexer has run.
-            taken = _INDEX_BATCH
+            # 10,000-message import held a concurrent get for 0.8 s). What stays queued (a
+            # read-only store cannot index; another process may write meanwhile) is matched on
+            # its current text and listed first: an edit never leaves old words found.
+            taken = 0 if self._read_only else _INDEX_BATCH
             while taken == _INDEX_BATCH:
                 async with self._db.lock:
                     taken = await self._index_batch()
             async with self._db.lock:
-                rows = await self._db.run(name, **params)
-        return [
+                found = unindexed_hits(query, wanted, await self._db.run("search.unindexed"))
+                unindexed = found[offset : offset + limit]
+                rows = []
+                if len(unindexed) < limit:
+                    params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
+                    rows = await self._db.run(name, **params)
+        return unindexed + [
             SearchRow(
                 thread_id, message_id, sequence, role, score, matching.content_text(optional(content)) or ""
             )
@@ -529,7 +532,13 @@ class SQLiteBackend:
                 day_ago=text_time(day_ago),
                 week_ago=text_time(week_ago),
             )
-        return doc.encode()
+        usage = msgspec.json.decode(doc)
+        # Each count as stats.get_usage_stats splits it (exact past 2^63): high and low 32-bit
+        # sums and the values wider than 64 bits, truncated as matching.token_count does.
+        usage["models"] = [
+            [row[0], *[_exact_sum(*row[i : i + 3]) for i in (1, 4, 7)]] for row in usage["models"]
+        ]
+        return _encode(usage)
 
     # -- export, import, copy ---------------------------------------------------------------
 
@@ -583,6 +592,12 @@ class SQLiteBackend:
         if stored:
             self._indexer.soon()
         return stored
+
+
+def _exact_sum(high: int | None, low: int | None, wide: builtins.list[int | float]) -> int | None:
+    if high is None and not wide:
+        return None  # nothing counted
+    return ((high or 0) << 32) + (low or 0) + sum(matching.token_count(value) for value in wide)
 
 
 def _param(value: Any) -> Any:

@@ -5,6 +5,9 @@
   (SQLite). It has save, get and list; no append() without loading, searches or stats.
 - langchain-postgres: ``PostgresChatMessageHistory`` (psycopg 3, one connection): a session's
   messages, added and read back. PostgreSQL only.
+- the OpenAI Agents SDK's own sessions, for a conversation turn through a session
+  (workloads.agents_turn): ``SQLAlchemySession`` over asyncpg on PostgreSQL,
+  ``AsyncSQLiteSession`` (aiosqlite) on a SQLite file.
 
 They are installed into the bench's own environment only (the ``bench-peers`` extra), never
 threadstore's runtime dependencies. Their fixtures are written through their own APIs (not
@@ -174,11 +177,64 @@ class LangchainHistory:
         return prep
 
 
+class AgentsSQLAlchemy:
+    """The OpenAI Agents SDK's own SQLAlchemySession over asyncpg (one engine, its pool)."""
+
+    name = "agents-sqlalchemy"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Any = None
+
+    async def open(self) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.engine = create_async_engine(self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def agents_sessions(self, count: int) -> list[Any]:
+        from agents.extensions.memory import SQLAlchemySession
+
+        return [
+            SQLAlchemySession(data.new_id(), engine=self.engine, create_tables=True) for _ in range(count)
+        ]
+
+
+class AgentsAsyncSQLite:
+    """The OpenAI Agents SDK's own AsyncSQLiteSession (aiosqlite) on a SQLite file: one
+    connection per session object, kept open across turns."""
+
+    name = "agents-aiosqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sessions: list[Any] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+
+    async def agents_sessions(self, count: int) -> list[Any]:
+        from agents.extensions.memory import AsyncSQLiteSession
+
+        made = [AsyncSQLiteSession(data.new_id(), db_path=self.path) for _ in range(count)]
+        self.sessions += made
+        return made
+
+
 def postgres(url: str) -> list[Any]:
     """The PostgreSQL peers, in the database at ``url`` (a scratch database of their own)."""
     asyncpg_url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return [Narrator(asyncpg_url), LangchainHistory(url)]
+    return [Narrator(asyncpg_url), LangchainHistory(url), AgentsSQLAlchemy(asyncpg_url)]
 
 
 def sqlite(directory: str) -> list[Any]:
-    return [Narrator(f"sqlite+aiosqlite:///{directory}/narrator.db")]
+    return [
+        Narrator(f"sqlite+aiosqlite:///{directory}/narrator.db"),
+        AgentsAsyncSQLite(f"{directory}/agents.db"),
+    ]

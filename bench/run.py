@@ -45,7 +45,7 @@ from threadstore import ThreadStore
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).parent / "results"
-STEPS = ("save", "append", "get", "concurrent", "store", "bounded")
+STEPS = ("save", "append", "get", "concurrent", "store", "bounded", "agents")
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,8 @@ async def run_backend(
                 results += await run()
         if "bounded" in only:
             results += await workloads.message_pages(env)
+        if "agents" in only and peers:
+            results += await workloads.agents_turn(env)
         store_sizes = plan.store_sizes if "store" in only else ()
         page_sizes = plan.page_sizes if "bounded" in only else ()
         for size in sorted({*store_sizes, *page_sizes}):  # the seeded store only grows
@@ -215,6 +217,8 @@ def machine_facts(versions: dict[str, str]) -> dict[str, Any]:
         "langchain-postgres",
         "psycopg",
         "slide-narrator",
+        "openai-agents",
+        "sqlalchemy",
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
@@ -322,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "--peers",
         action="store_true",
         default=os.environ.get("PEERS") == "1",
-        help="also measure slide-narrator and langchain-postgres (also PEERS=1)",
+        help="also measure slide-narrator, langchain-postgres and the OpenAI Agents SDK's sessions "
+        "(also PEERS=1)",
     )
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--only", help=f"comma-separated steps among {', '.join(STEPS)}")

@@ -511,3 +511,71 @@ async def thread_pages(env: Env) -> list[Result]:
             f"list_threads({PAGE}) {label} @{size:,}", {"threadstore": threadstore, "minimal": minimal}
         )
     return results
+
+
+# -- framework sessions -------------------------------------------------------------------------
+
+TURN_SESSIONS = 10  # sessions each side rotates over
+TURN_HISTORY = 20  # items each session holds before the first turn
+
+
+def turn_items(n: int) -> list[dict[str, Any]]:
+    """What one turn of an agent adds to its session: the user's message, the model's function
+    call, and its answer (a Responses output message), as the Runner hands them over."""
+    return [
+        {"role": "user", "content": f"Where is my order {n}? It was due on Monday."},
+        {
+            "type": "function_call",
+            "id": f"fc_{n}",
+            "call_id": f"call_{n}",
+            "name": "lookup_order",
+            "arguments": f'{{"order": {n}}}',
+        },
+        {
+            "id": f"msg_{n}",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [
+                {"type": "output_text", "text": f"Order {n} left the warehouse today.", "annotations": []}
+            ],
+        },
+    ]
+
+
+async def agents_turn(env: Env) -> list[Result]:
+    """One conversation turn through an OpenAI Agents session, as the Runner makes it: the
+    history read (get_items(limit=20)), then the turn's 3 items added; threadstore's
+    ThreadStoreSession against the peers that are the SDK's own sessions (make bench PEERS=1)."""
+    from threadstore.integrations.openai_agents import ThreadStoreSession
+
+    sides: dict[str, Prep | None] = {}
+    ours = [ThreadStoreSession(data.new_id(), env.store) for _ in range(TURN_SESSIONS)]
+    for side, sessions in [
+        ("threadstore", ours),
+        *[
+            (p.name, await p.agents_sessions(TURN_SESSIONS))
+            for p in env.peers
+            if hasattr(p, "agents_sessions")
+        ],
+    ]:
+        for session in sessions:  # not timed
+            for n in range(TURN_HISTORY // 3 + 1):
+                await session.add_items(turn_items(n)[: TURN_HISTORY - 3 * n])
+        sides[side] = _turn(sessions)
+    if len(sides) == 1:
+        return []  # no peer: the workload compares against the SDK's sessions only
+    return await env.measure("agents session turn (get 20, add 3)", sides)
+
+
+def _turn(sessions: list[Any]) -> Prep:
+    async def prep(i: int) -> Op:
+        session, items = sessions[i % len(sessions)], turn_items(data.fresh_number())
+
+        async def turn() -> None:
+            await session.get_items(limit=20)
+            await session.add_items(items)
+
+        return turn
+
+    return prep

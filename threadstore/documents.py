@@ -51,6 +51,7 @@ _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decod
 decode_thread = decoding_stored(msgspec.json.Decoder(Thread).decode)
 decode_threads = decoding_stored(msgspec.json.Decoder(list[Thread]).decode)
 decode_messages = decoding_stored(msgspec.json.Decoder(list[Message]).decode)
+decode_message = decoding_stored(msgspec.json.Decoder(Message).decode)
 decode_summaries = decoding_stored(msgspec.json.Decoder(list[ThreadSummary]).decode)
 decode_usage = msgspec.json.Decoder(UsageCounts).decode
 decode_page = msgspec.json.Decoder(list[tuple[ThreadRecord, list[AliasRecord]]]).decode
@@ -256,10 +257,18 @@ def save_plan(
     )
 
 
-def append_plan(thread_id: str, batch: list[Message], stored: Mapping[int, Attachment]) -> AppendPlan:
-    """What append() writes: ``batch`` after the stored messages of the thread, checked."""
+def append_plan(
+    thread_id: str, batch: list[Message], stored: Mapping[int, Attachment], create: bool = False
+) -> AppendPlan:
+    """What append() writes: ``batch`` after the stored messages of the thread, checked; with
+    ``create``, the empty thread (``Thread(id=thread_id)``) to store first when it is absent."""
+    now = utcnow()
     return AppendPlan(
-        thread_id=thread_id, messages=message_docs(batch, stored), count=len(batch), updated_at=utcnow()
+        thread_id=thread_id,
+        messages=message_docs(batch, stored),
+        count=len(batch),
+        updated_at=now,
+        create=save_plan(Thread(id=thread_id, created_at=now, updated_at=now)) if create else None,
     )
 
 

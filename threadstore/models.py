@@ -25,7 +25,8 @@ from threadstore.matching import message_tokens
 if TYPE_CHECKING:
     from threadstore.files import FileStore
 
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "user", "assistant", "tool", "developer")  # developer: OpenAI's instructions role, stored
+_COUNTED = ROLES[:4]  # get_message_counts always lists these (narrator's shape); others when present
 ATTACHMENT_STATUSES = ("pending", "stored", "failed")
 _T = TypeVar("_T")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # Message.turn is an integer column
@@ -480,7 +481,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
 
     def get_message_counts(self) -> dict[str, int]:
         """How many messages of each role."""
-        counts = dict.fromkeys(ROLES, 0)
+        counts = dict.fromkeys(_COUNTED, 0)
         for message in self.messages:
             counts[message.role] = counts.get(message.role, 0) + 1
         return counts

@@ -238,12 +238,16 @@ class ThreadStore:
         tracking.mark_saved(thread, backend, changes, sequences)
         return thread
 
-    async def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
+    async def append(
+        self, thread_id: str, *messages: Message, file_store: FileStore | None = None, create: bool = False
+    ) -> Thread:
         """Add messages after the stored ones of a thread without loading it.
 
         Returns the thread's header (id, title, attributes, times) whose ``messages`` are just
         the appended ones, with their stored sequences; saving it later leaves the others be.
-        Raises NotFoundError when the thread does not exist. Pending attachments are stored in
+        Raises NotFoundError when the thread does not exist, unless ``create``: then an absent
+        thread is stored (as ``Thread(id=thread_id)``) in the same transaction, so two first
+        appends at once both succeed and make one thread. Pending attachments are stored in
         ``file_store`` first, as by save().
         """
         checks.check_id(thread_id)
@@ -263,10 +267,10 @@ class ThreadStore:
             raise attachments.no_file_store(pending)
         backend = await self._connector.writer("append")
         if not pending:  # no staging block, as in save()
-            header, sequences = await self._append(backend, thread_id, batch, {})
+            header, sequences = await self._append(backend, thread_id, batch, {}, create)
         else:
             async with attachments.staged(pending, file_store, backend.attachment_references) as stored:
-                header, sequences = await self._append(backend, thread_id, batch, stored)
+                header, sequences = await self._append(backend, thread_id, batch, stored, create)
         thread = documents.decode_thread(header)
         for message in batch:
             set_quietly(message, "sequence", sequences[message.id])
@@ -276,12 +280,26 @@ class ThreadStore:
 
     @staticmethod
     async def _append(
-        backend: Backend, thread_id: str, batch: builtins.list[Message], stored: Mapping[int, Attachment]
+        backend: Backend,
+        thread_id: str,
+        batch: builtins.list[Message],
+        stored: Mapping[int, Attachment],
+        create: bool,
     ) -> tuple[bytes, dict[str, int]]:
-        result = await backend.append(documents.append_plan(thread_id, batch, stored))
+        result = await backend.append(documents.append_plan(thread_id, batch, stored, create))
         if result is None:
             raise NotFoundError(f"no thread {thread_id!r} to append to")
         return result
+
+    async def pop_message(self, thread_id: str) -> Message | None:
+        """Remove the thread's newest stored message (the highest sequence) and return it,
+        atomically: two pops at once never return the same message. None when the thread does
+        not exist or holds no stored message. Moves the thread's ``updated_at`` forward;
+        messages appended next number on from the highest sequence left."""
+        checks.check_id(thread_id)
+        backend = await self._connector.writer("pop_message")
+        doc = await backend.pop_message(thread_id, utcnow())
+        return None if doc is None else documents.decode_message(doc)
 
     async def get_or_create(self, thread_id: str) -> Thread:
         """The stored thread, or a new empty one with that id, stored now."""

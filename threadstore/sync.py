@@ -250,9 +250,16 @@ class ThreadStore:
         """Store the thread atomically, writing only what changed (``ThreadStore.save``)."""
         return self._run(self._store.save(thread, file_store))
 
-    def append(self, thread_id: str, *messages: Message, file_store: FileStore | None = None) -> Thread:
-        """Add messages after the stored ones of a thread without loading it."""
-        return self._run(self._store.append(thread_id, *messages, file_store=file_store))
+    def append(
+        self, thread_id: str, *messages: Message, file_store: FileStore | None = None, create: bool = False
+    ) -> Thread:
+        """Add messages after the stored ones of a thread without loading it (``create``: store
+        the thread first when absent)."""
+        return self._run(self._store.append(thread_id, *messages, file_store=file_store, create=create))
+
+    def pop_message(self, thread_id: str) -> Message | None:
+        """Remove the thread's newest stored message and return it; None when there is none."""
+        return self._run(self._store.pop_message(thread_id))
 
     def get_or_create(self, thread_id: str) -> Thread:
         """The stored thread, or a new empty one with that id, stored now."""

@@ -218,6 +218,81 @@ SELECT json_build_object(
        (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
   FROM thread AS t;
 
+-- name: append_creating :one
+-- append for append(create=True): the thread row is inserted when absent (its messages then
+-- number from 1, and its search copy is written), else updated as append does. One upsert: two
+-- first appends at once both succeed and make one thread (the second waits for the first's row
+-- and updates it). xmax = 0 tells the row this statement inserted from the one it updated.
+WITH thread AS (
+    INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+            :created_at::text::timestamptz, :updated_at::text::timestamptz, :count)
+    ON CONFLICT (id) DO UPDATE
+       SET updated_at = excluded.updated_at, last_sequence = t.last_sequence + excluded.last_sequence
+    RETURNING t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
+              t.last_sequence, t.xmax = 0 AS created
+), searched AS (
+    INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+    SELECT id, title, attributes, platforms, source, :platform_values::jsonb
+      FROM thread
+     WHERE created
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, t.id, t.last_sequence - :count + e.ord, r.turn, r.role, r.content,
+           r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+           r.source, r.platforms, r.attachments, r.metrics, r.reactions
+      FROM thread AS t
+     CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+    RETURNING id, sequence
+), queued AS (
+    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+)
+SELECT json_build_object(
+           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
+           'messages', '[]'::json) AS thread,
+       (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
+  FROM thread AS t;
+
+-- name: pop_message :one
+-- Deletes the thread's highest-sequenced message and returns its document, in one statement.
+-- Every writer of a thread's messages updates its row (saves, appends, pops, renumbering), so
+-- the row's version (xmin) tells whether this statement's snapshot still holds the thread's
+-- latest messages: `seen` is the version in the snapshot, `locked` the latest, which FOR UPDATE
+-- waits for (a writer under way) and re-reads. When they differ, another writer committed after
+-- the snapshot was taken (a concurrent pop took the message seen as newest, or an append added
+-- a newer one): nothing is deleted, current is false, and PostgresBackend.pop_message runs the
+-- statement again holding the row (bounded.thread_row), where the snapshot is the latest.
+-- Returns present (the thread exists), current, and the message removed (NULL when none).
+-- The thread's last_sequence becomes the highest sequence left, its updated_at :updated_at.
+WITH seen AS (
+    SELECT xmin AS version FROM threads WHERE id = :thread_id
+), locked AS (
+    SELECT xmin AS version FROM threads WHERE id = :thread_id FOR UPDATE
+), newest AS (
+    SELECT id, sequence FROM messages WHERE thread_id = :thread_id ORDER BY sequence DESC LIMIT 1
+), removed AS (
+    DELETE FROM messages AS m
+     USING newest AS n
+     WHERE m.id = n.id
+       AND (SELECT version FROM seen) = (SELECT version FROM locked)
+    RETURNING m.*
+), counter AS (
+    UPDATE threads
+       SET updated_at = :updated_at::text::timestamptz,
+           last_sequence = coalesce((SELECT max(m.sequence)
+                                       FROM messages AS m
+                                      WHERE m.thread_id = :thread_id
+                                        AND m.sequence < (SELECT sequence FROM removed)), 0)
+     WHERE id = (SELECT thread_id FROM removed)
+)
+SELECT EXISTS (SELECT FROM locked) AS present,
+       (SELECT version FROM seen) IS NOT DISTINCT FROM (SELECT version FROM locked) AS current,
+       (SELECT row_to_json(r) FROM removed AS r) AS message;
+
 -- name: import_threads :many
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,

@@ -120,6 +120,39 @@ UPDATE threads
 RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, created_at,
           updated_at;
 
+-- name: append_creating_thread_row :one
+-- append_thread_row for append(create=True): stores the thread row when absent (then its
+-- messages number from 1), else reserves :count sequences as append_thread_row does; one upsert,
+-- so two first appends make one thread. Returns what append_thread_row returns.
+INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
+VALUES (:thread_id, :title, :attributes, :platforms, :source, :created_at, :updated_at, :count)
+ON CONFLICT (id) DO UPDATE
+   SET updated_at = excluded.updated_at, last_sequence = last_sequence + excluded.last_sequence
+RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, created_at,
+          updated_at;
+
+-- name: pop_message :value
+-- Deletes the thread's highest-sequenced message and returns its document (the keys of
+-- message_docs); no row when there is none. Runs inside BEGIN IMMEDIATE, before
+-- pop_message_thread_row: SQLite has no data-modifying CTEs to do both in one statement.
+DELETE FROM messages
+ WHERE id = (SELECT id FROM messages WHERE thread_id = :thread_id ORDER BY sequence DESC LIMIT 1)
+RETURNING json_object(
+    'id', id, 'thread_id', thread_id, 'sequence', sequence, 'turn', turn, 'role', role,
+    'content', json(content), 'reasoning_content', reasoning_content, 'name', name,
+    'tool_call_id', tool_call_id, 'tool_calls', json(tool_calls),
+    'attributes', json(attributes), 'timestamp', timestamp, 'source', json(source),
+    'platforms', json(platforms), 'attachments', json(attachments),
+    'metrics', json(metrics), 'reactions', json(reactions));
+
+-- name: pop_message_thread_row :exec
+-- After pop_message: the thread was updated now, and new messages number on from its highest
+-- sequence left.
+UPDATE threads
+   SET updated_at = :updated_at,
+       last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
+ WHERE id = :thread_id;
+
 -- name: import_threads :many
 -- Import and copy, step 1: stores the thread rows of :threads exactly as given unless their id
 -- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,

@@ -27,6 +27,10 @@ WRITES: dict[str, Callable[[ThreadStore, Thread], Awaitable[Any]]] = {
     "save": lambda store, thread: store.save(thread),
     "save a new thread": lambda store, thread: store.save(Thread(id="new")),
     "append": lambda store, thread: store.append("t", Message(role="user", content="more")),
+    "append create": lambda store, thread: store.append(
+        "new", Message(role="user", content="x"), create=True
+    ),
+    "pop_message": lambda store, thread: store.pop_message("t"),
     "get_or_create": lambda store, thread: store.get_or_create("new"),
     "delete": lambda store, thread: store.delete("t"),
     "delete_many": lambda store, thread: store.delete_many(["t"]),

@@ -208,6 +208,8 @@ OPERATIONS: dict[str, tuple[str, Operation]] = {
     "delete_many_iterable": ("delete_many", lambda s, v: s.delete_many(v)),
     "append_to": ("append", lambda s, v: s.append(v, Message(role="user", content="hi"))),
     "append_message": ("append", lambda s, v: s.append("witness", v)),
+    "append_creating": ("append", lambda s, v: s.append(v, Message(role="user", content="hi"), create=True)),
+    "pop_message": ("pop_message", lambda s, v: s.pop_message(v)),
     "save": ("save", lambda s, v: s.save(v)),
     "list_limit": ("list", lambda s, v: s.list(limit=v)),
     "list_offset": ("list", lambda s, v: s.list(offset=v)),
@@ -252,7 +254,7 @@ async def _answer(store: ThreadStore, operation: Operation, value: Any) -> str:
 
 async def _undo(store: ThreadStore, operation: str, value: Any) -> None:
     """Remove what a successful operation stored, so every case starts alike."""
-    if operation == "get_or_create":
+    if operation in ("get_or_create", "append_creating"):
         await store.delete(value)
     elif operation == "save_thread_alias":
         await store.delete_thread_alias(value)

@@ -163,3 +163,44 @@ async def test_processes_creating_one_empty_database_at_once_all_migrate_it_once
         async with await ThreadStore.create(url, migrate=False) as store:
             dialect = "postgres" if store.backend == "postgres" else "sqlite"
             assert await applied_versions(store) == [m.version for m in load(dialect).migrations]
+
+
+async def test_processes_making_first_appends_at_once_all_succeed_and_make_one_thread_each(
+    new_database: NewDatabase,
+) -> None:
+    url = await new_database()
+    async with await ThreadStore.create(url):
+        pass  # migrated before the workers start
+    thread_ids = [f"first-{n}" for n in range(scaled(30))]
+
+    results = await asyncio.to_thread(
+        run_workers,
+        "first_append",
+        [{"url": url, "thread_ids": thread_ids, "worker": worker} for worker in range(PROCESSES)],
+        120,
+    )
+
+    assert [r["errors"] for r in results] == [[]] * PROCESSES
+    async with await ThreadStore.create(url) as store:
+        assert len((await store.list_threads(limit=1000)).threads) == len(thread_ids)
+        for thread_id in thread_ids:
+            thread = await stored(store, thread_id)
+            assert sorted(str(m.content) for m in thread.messages) == [f"w{w}" for w in range(PROCESSES)]
+            assert [m.sequence for m in thread.messages] == list(range(1, PROCESSES + 1))
+
+
+async def test_processes_popping_one_thread_at_once_get_each_message_exactly_once(
+    new_database: NewDatabase,
+) -> None:
+    url = await new_database()
+    count = scaled(200)
+    async with await ThreadStore.create(url) as store:
+        await store.append("t", *[user(f"m{n}") for n in range(count)], create=True)
+
+    results = await asyncio.to_thread(run_workers, "pop", [{"url": url, "thread_id": "t"}] * PROCESSES, 120)
+
+    assert [r["errors"] for r in results] == [[]] * PROCESSES
+    popped = [text for r in results for text in r["popped"]]
+    assert sorted(popped) == sorted(f"m{n}" for n in range(count))  # none twice, none lost
+    async with await ThreadStore.create(url) as store:
+        assert (await stored(store, "t")).messages == []

@@ -61,6 +61,8 @@ def plan(store: ThreadStore, rng: random.Random, number: int, thread_id: str, be
     if before is None:
         if rng.random() < 0.2:
             return Operation(thread_id, lambda: store.get_or_create(thread_id), [])
+        if rng.random() < 0.25:
+            return Operation(thread_id, lambda: store.append(thread_id, *new, create=True), [label])
         return Operation(thread_id, lambda: store.save(Thread(id=thread_id, messages=new)), [label])
     if not before:
         kind = rng.choice(["append", "save", "delete"])

@@ -97,7 +97,42 @@ async def full_disk_job(url: str, thread_id: str) -> dict[str, Any]:
     return result
 
 
-JOBS = {"append": append_job, "create": create_job, "full_disk": full_disk_job}
+async def first_append_job(url: str, thread_ids: list[str], worker: int) -> dict[str, Any]:
+    """append(create=True) one message to each of ``thread_ids``, none of which exists yet."""
+    store = await ThreadStore.create(url)
+    _wait_for_go()
+    errors: list[dict[str, str]] = []
+    for thread_id in thread_ids:
+        try:
+            await store.append(thread_id, Message(role="user", content=f"w{worker}"), create=True)
+        except Exception as exc:  # reported to the parent, which fails on any
+            errors.append(_error(exc))
+    await store.close()
+    return {"errors": errors}
+
+
+async def pop_job(url: str, thread_id: str) -> dict[str, Any]:
+    """pop_message until the thread is empty: the contents popped, in order."""
+    store = await ThreadStore.create(url)
+    _wait_for_go()
+    popped: list[str] = []
+    errors: list[dict[str, str]] = []
+    try:
+        while (message := await store.pop_message(thread_id)) is not None:
+            popped.append(str(message.content))
+    except Exception as exc:
+        errors.append(_error(exc))
+    await store.close()
+    return {"popped": popped, "errors": errors}
+
+
+JOBS = {
+    "append": append_job,
+    "create": create_job,
+    "full_disk": full_disk_job,
+    "first_append": first_append_job,
+    "pop": pop_job,
+}
 
 
 def main() -> None:

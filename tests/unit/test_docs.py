@@ -54,6 +54,22 @@ OUTPUTS = {
         "pruned: 20",
         "deleted: 0",
     ],
+    'session = ThreadStoreSession("user-42", store)': [
+        "You're welcome!",
+        "['user', 'function_call', 'function_call_output', 'assistant', 'user', 'assistant']",
+        "[('user', \"What's the weather in Lisbon?\"), ('assistant', None), ('tool', 'Sunny in Lisbon')]",
+        "['user-42']",
+    ],
+    'history = ThreadStoreChatMessageHistory("chat-7", store)': [
+        "['SystemMessage', 'HumanMessage', 'AIMessage']",
+        "{'total': 15, 'by_model': {'gpt-4o': "
+        "{'prompt_tokens': 12, 'completion_tokens': 3, 'total_tokens': 15}}}",
+        "[]",
+    ],
+    'history = await load_messages(store, "chat-1")': [
+        "['user', 'assistant', 'tool', 'assistant', 'user', 'assistant']",
+        "['test']",
+    ],
     'thread.add_message(Message(role="user", content="No event loop here"))': [
         "['No event loop here']",
     ],

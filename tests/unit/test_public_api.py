@@ -46,7 +46,9 @@ def test_every_class_the_documents_name_is_exported() -> None:
     missing = {}
     for path, text in documents().items():
         for name in sorted(named(text) & classes.keys()):
-            if name not in threadstore.__all__:
+            # The framework adapters import from their own modules, as the documents show:
+            # exporting them from threadstore would load their frameworks with it.
+            if name not in threadstore.__all__ and not classes[name].startswith("threadstore.integrations."):
                 missing[name] = f"{path} names it; defined in {classes[name]}"
     assert not missing, f"named in the documents but not in threadstore.__all__: {missing}"
 

@@ -39,12 +39,13 @@ class SavePlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AppendPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """Messages to add after the stored ones of an existing thread."""
+    """Messages to add after the stored ones of a thread."""
 
     thread_id: str
     messages: bytes  # JSON array of message documents
     count: int
     updated_at: datetime
+    create: SavePlan | None = None  # the empty thread to store first when absent (append(create=True))
 
 
 class ThreadCopy(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,7 +211,14 @@ class Operations(Protocol):
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         """Insert after the stored messages: (thread header document, id -> sequence), or None
-        when the thread does not exist."""
+        when the thread does not exist. With ``plan.create``, an absent thread is stored first,
+        in the same transaction (two first appends at once both succeed, making one thread)."""
+
+    async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
+        """Delete the thread's highest-sequenced message and return its document, atomically
+        (two pops never return the same message); the thread's ``updated_at`` becomes
+        ``updated_at`` and new messages number on from the highest sequence left. None when
+        the thread does not exist or holds no message."""
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         """Store the (empty) thread of the plan unless the id is taken."""

@@ -239,14 +239,27 @@ class MemoryBackend:
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         row = self._threads.get(plan.thread_id)
         if row is None:
-            return None
+            if plan.create is None:
+                return None
+            row = self._new_row(plan.create)  # stored below, once the messages are checked
         messages = _decode_messages(plan.messages)
         for message in messages:
             if message.id in self._owner:
                 raise message_stored(message.id)
+        self._threads[plan.thread_id] = row
         sequences = self._insert(plan.thread_id, row, messages)
         row.updated_at = plan.updated_at
         return _encode({**row.header(plan.thread_id), "messages": []}), sequences
+
+    async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
+        row = self._threads.get(thread_id)
+        if row is None or not row.messages:
+            return None
+        newest = max(row.messages.values(), key=lambda m: m.sequence or 0)
+        del row.messages[newest.id], self._owner[newest.id]
+        row.last_sequence = max((m.sequence or 0 for m in row.messages.values()), default=0)
+        row.updated_at = updated_at
+        return _encode(newest)
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         if plan.thread_id not in self._threads:

@@ -404,16 +404,14 @@ class PostgresBackend:
                         raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
+        name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
+        if plan.create is not None:
+            name, params = "postgres.append_creating", self._thread_params(plan.create)
+            params["updated_at"] = plan.updated_at.isoformat()
+        params.update(thread_id=plan.thread_id, count=plan.count, messages=msgspec.Raw(plan.messages))
         async with self._pool.acquire() as conn:
             row = await retried(
-                lambda: self._pool.run(
-                    conn,
-                    "postgres.append",
-                    thread_id=plan.thread_id,
-                    count=plan.count,
-                    updated_at=plan.updated_at,
-                    messages=msgspec.Raw(plan.messages),
-                ),
+                lambda: self._pool.run(conn, name, **params),
                 lambda: f"appending to thread {plan.thread_id!r}",
             )
         if row is None:
@@ -421,6 +419,24 @@ class PostgresBackend:
         self._indexer.soon()
         sequences: dict[str, int] = _decode(row[1])
         return row[0], sequences
+
+    async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
+        params = {"thread_id": thread_id, "updated_at": updated_at.isoformat()}
+
+        def what() -> str:
+            return f"popping a message of thread {thread_id!r}"
+
+        async def locked() -> Any:
+            async with transaction(conn):
+                await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id)
+                return await self._pool.run(conn, "postgres.pop_message", **params)
+
+        async with self._pool.acquire() as conn:
+            row = await retried(lambda: self._pool.run(conn, "postgres.pop_message", **params), what)
+            if row["present"] and not row["current"]:  # another writer came between: see the SQL
+                row = await retried(locked, what)
+        message: bytes | None = row["message"]
+        return message
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._pool.acquire() as conn:

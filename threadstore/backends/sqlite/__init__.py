@@ -341,22 +341,39 @@ class SQLiteBackend:
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         thread_id = plan.thread_id
         docs = decode_docs(plan.messages)
-        async with self._named_conflict([doc.id for doc in docs]), self._db.lock, self._db.transaction():
-            row = await self._db.run(
-                "sqlite.append_thread_row",
-                thread_id=thread_id,
-                count=plan.count,
-                updated_at=text_time(plan.updated_at),
-            )
-            if row is None:
-                return None
-            first = row[0]
-            await self._db.run_many(
-                "sqlite.insert_message",
-                [message_row(doc, thread_id, first + i) for i, doc in enumerate(docs)],
-            )
+        params: dict[str, Any] = {"thread_id": thread_id, "count": plan.count}
+        if plan.create is None:
+            name, params["updated_at"] = "sqlite.append_thread_row", text_time(plan.updated_at)
+        else:
+            name = "sqlite.append_creating_thread_row"
+            params.update(self._thread_params(plan.create), updated_at=text_time(plan.updated_at))
+
+        def write(conn: sqlite3.Connection) -> Any:
+            row = self._db.run_in_call(conn, name, params).fetchone()
+            if row is not None:
+                rows = [message_row(doc, thread_id, row[0] + i) for i, doc in enumerate(docs)]
+                self._db.run_many_in_call(conn, "sqlite.insert_message", rows)
+            return row
+
+        async with self._named_conflict([doc.id for doc in docs]), self._db.lock:
+            row = await self._db.in_one_call(name, write)
+        if row is None:
+            return None
+        first = row[0]
         self._indexer.soon()
         return (header(*row[1:]) + "]}").encode(), {doc.id: first + i for i, doc in enumerate(docs)}
+
+    async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
+        def pop(conn: sqlite3.Connection) -> str | None:
+            row = self._db.run_in_call(conn, "sqlite.pop_message", {"thread_id": thread_id}).fetchone()
+            if row is not None:
+                params = {"thread_id": thread_id, "updated_at": text_time(updated_at)}
+                self._db.run_in_call(conn, "sqlite.pop_message_thread_row", params)
+            return None if row is None else str(row[0])
+
+        async with self._db.lock:
+            doc = await self._db.in_one_call("sqlite.pop_message", pop)
+        return None if doc is None else doc.encode()
 
     async def create_if_absent(self, plan: SavePlan) -> None:
         async with self._db.lock, self._db.transaction():

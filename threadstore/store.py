@@ -295,7 +295,7 @@ class ThreadStore:
         """Remove the thread's newest stored message (the highest sequence) and return it,
         atomically: two pops at once never return the same message. None when the thread does
         not exist or holds no stored message. Moves the thread's ``updated_at`` forward;
-        messages appended next number on from the highest sequence left."""
+        its sequence is never handed out again."""
         checks.check_id(thread_id)
         backend = await self._connector.writer("pop_message")
         doc = await backend.pop_message(thread_id, utcnow())

@@ -267,7 +267,8 @@ SELECT json_build_object(
 -- a newer one): nothing is deleted, current is false, and PostgresBackend.pop_message runs the
 -- statement again holding the row (bounded.thread_row), where the snapshot is the latest.
 -- Returns present (the thread exists), current, and the message removed (NULL when none).
--- The thread's last_sequence becomes the highest sequence left, its updated_at :updated_at.
+-- The thread's updated_at becomes :updated_at; its last_sequence stays, so the popped message's
+-- sequence is never handed out again (a page cursor held on it stays right).
 WITH seen AS (
     SELECT xmin AS version FROM threads WHERE id = :thread_id
 ), locked AS (
@@ -282,11 +283,7 @@ WITH seen AS (
     RETURNING m.*
 ), counter AS (
     UPDATE threads
-       SET updated_at = :updated_at::text::timestamptz,
-           last_sequence = coalesce((SELECT max(m.sequence)
-                                       FROM messages AS m
-                                      WHERE m.thread_id = :thread_id
-                                        AND m.sequence < (SELECT sequence FROM removed)), 0)
+       SET updated_at = :updated_at::text::timestamptz
      WHERE id = (SELECT thread_id FROM removed)
 )
 SELECT EXISTS (SELECT FROM locked) AS present,

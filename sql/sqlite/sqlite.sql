@@ -146,11 +146,10 @@ RETURNING json_object(
     'metrics', json(metrics), 'reactions', json(reactions));
 
 -- name: pop_message_thread_row :exec
--- After pop_message: the thread was updated now, and new messages number on from its highest
--- sequence left.
+-- After pop_message: the thread was updated now. Its last_sequence stays, so the popped
+-- message's sequence is never handed out again.
 UPDATE threads
-   SET updated_at = :updated_at,
-       last_sequence = (SELECT coalesce(max(sequence), 0) FROM messages WHERE thread_id = :thread_id)
+   SET updated_at = :updated_at
  WHERE id = :thread_id;
 
 -- name: import_threads :many

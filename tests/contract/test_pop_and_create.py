@@ -33,26 +33,29 @@ async def test_pop_message_removes_and_returns_the_newest_message_field_for_fiel
 
 @pytest.mark.parametrize("length", [1, 2, 5])
 @pytest.mark.parametrize("pops", [1, 2, 5, 6])
-async def test_after_pops_appends_number_on_from_the_newest_left(
+async def test_after_pops_appends_never_reuse_a_popped_sequence(
     store: ThreadStore, length: int, pops: int
 ) -> None:
     await store.append("t", *[user(f"m{n}") for n in range(1, length + 1)], create=True)
+    cursor = length  # a reader walking forward has seen every message so far
     for _ in range(pops):
         await store.pop_message("t")
     left = max(length - pops, 0)
 
     appended = await store.append("t", user("next"))
 
-    assert [m.sequence for m in appended.messages] == [left + 1]
+    assert [m.sequence for m in appended.messages] == [length + 1]
     thread = await stored(store, "t")
     assert [(m.sequence, m.content) for m in thread.messages] == [
         *[(n, f"m{n}") for n in range(1, left + 1)],
-        (left + 1, "next"),
+        (length + 1, "next"),
     ]
     assert [m.content for m in await store.get_messages("t", limit=2)] == [
         *[f"m{n}" for n in range(1, left + 1)][-1:],
         "next",
     ]
+    # the walk resumed after its cursor finds the new message (a reused number would hide it)
+    assert [m.content for m in await store.get_messages("t", after=cursor)] == ["next"]
 
 
 async def test_pop_message_keeps_search_summaries_and_usage_right(store: ThreadStore) -> None:
@@ -121,9 +124,10 @@ async def test_pops_racing_appends_lose_nothing_and_keep_sequences_unique(store:
     left = (await stored(store, "t")).messages
     written = {f"old{n}" for n in range(20)} | {f"{w}{n}" for w in "ab" for n in range(10)}
     assert sorted(popped + [str(m.content) for m in left]) == sorted(written)
-    assert [m.sequence for m in left] == list(range(1, len(left) + 1))
-    appended = await store.append("t", user("last"))  # numbered after every stored one
-    assert appended.messages[0].sequence == len(left) + 1
+    sequences = [m.sequence or 0 for m in left]
+    assert sequences == sorted(set(sequences))  # unique, in order
+    appended = await store.append("t", user("last"))  # numbered after every one handed out
+    assert appended.messages[0].sequence == 20 + 20 + 1
 
 
 async def test_append_create_stores_an_absent_thread_with_its_messages(store: ThreadStore) -> None:

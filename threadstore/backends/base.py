@@ -217,7 +217,7 @@ class Operations(Protocol):
     async def pop_message(self, thread_id: str, updated_at: datetime) -> bytes | None:
         """Delete the thread's highest-sequenced message and return its document, atomically
         (two pops never return the same message); the thread's ``updated_at`` becomes
-        ``updated_at`` and new messages number on from the highest sequence left. None when
+        ``updated_at``; its last sequence stays (never handed out again). None when
         the thread does not exist or holds no message."""
 
     async def create_if_absent(self, plan: SavePlan) -> None:

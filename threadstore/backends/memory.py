@@ -257,7 +257,6 @@ class MemoryBackend:
             return None
         newest = max(row.messages.values(), key=lambda m: m.sequence or 0)
         del row.messages[newest.id], self._owner[newest.id]
-        row.last_sequence = max((m.sequence or 0 for m in row.messages.values()), default=0)
         row.updated_at = updated_at
         return _encode(newest)
 

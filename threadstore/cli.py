@@ -491,29 +491,40 @@ async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) ->
 
 # -- retention -----------------------------------------------------------------------------------
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Months and minutes never share a letter: `6m` is refused, naming both.
+_UNITS = {"s": "seconds", "min": "minutes", "h": "hours", "d": "days", "w": "weeks", "mo": "months"}
+_UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+_UNIT_LIST = "s (seconds), min (minutes), h (hours), d (days), w (weeks) or mo (months of 30 days)"
 
 
 def _age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a timedelta."""
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit():
+    """``90d``, ``12h``, ``30min``, ``45s``, ``2w`` or ``6mo`` (30 days each) as a timedelta."""
+    unit = text.lstrip("0123456789")
+    number = text[: len(text) - len(unit)]
+    if unit == "m" and number:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number and a unit (s, m, h, d, w), like 90d, got {text!r}"
+            f"{text!r} is ambiguous: write {number}min for minutes or {number}mo for months (30 days each)"
+        )
+    if unit not in _UNITS or not number:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number and a unit, {_UNIT_LIST}, like 90d; got {text!r}"
+        )
+    if int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no age: it would delete every thread; give more than 0"
         )
     try:
-        return timedelta(**{_UNITS[unit]: int(number)})
+        return timedelta(seconds=int(number) * _UNIT_SECONDS[unit])
     except OverflowError:
         raise argparse.ArgumentTypeError(f"{text!r} is longer than a timedelta holds") from None
 
 
 def _shown_age(age: timedelta) -> str:
-    """An --older-than age as it could have been given: 90d, 12h, 30m, 45s."""
+    """An --older-than age in words: 90 days, 12 hours, 30 minutes, 45 seconds."""
     seconds = int(age.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    unit, count = next((unit, seconds // size) for unit, size in units if seconds % size == 0)
+    return f"{count:,} {unit}{'' if count == 1 else 's'}"
 
 
 def _attribute(text: str) -> tuple[str, Any]:
@@ -543,7 +554,8 @@ def _add_prune(commands: Subparsers) -> None:
         type=_age,
         required=True,
         metavar="AGE",
-        help="how long a thread must have gone without an update: 90d, 12h, 2w, ...",
+        help=f"how long a thread must have gone without an update: a whole number and a unit, "
+        f"{_UNIT_LIST}: 90d, 12h, 2w, 6mo, ...",
     )
     parser.add_argument(
         "--attribute",
@@ -555,6 +567,11 @@ def _add_prune(commands: Subparsers) -> None:
         "(JSON when it parses as JSON, else text); may be repeated",
     )
     parser.add_argument("--dry-run", action="store_true", help="only count them; delete nothing")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="delete without asking (on a terminal it asks first, showing how many would go)",
+    )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -574,8 +591,15 @@ async def _prune(args: argparse.Namespace) -> int:
             _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would be deleted")
             return EXIT_OK
         progress = Progress(0, label="deleted")
-        if progress.enabled:  # the count is one more query: only for the bar
+        asking = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+        if progress.enabled or asking:  # the count is one more query: only for these
             progress.total = await store.delete_threads(args.older_than, attributes, dry_run=True)
+        question = (
+            f"delete {progress.total:,} threads not updated for {_shown_age(args.older_than)} "
+            f"from {store.database_url}? [y/N] "
+        )
+        if asking and progress.total and not await _confirmed(question):
+            raise CommandError("not confirmed; nothing deleted")
         try:
             count = await store.delete_threads(
                 args.older_than, attributes, batch_size=args.batch_size, progress=progress.update
@@ -584,6 +608,25 @@ async def _prune(args: argparse.Namespace) -> int:
             progress.close()
     _out(f"deleted {count:,} threads not updated for {_shown_age(args.older_than)}")
     return EXIT_OK
+
+
+async def _confirmed(question: str) -> bool:
+    """Whether the user at the terminal answers ``question`` with y or yes. Read without blocking
+    the event loop, so Ctrl-C interrupts the wait at once."""
+    print(question, end="", flush=True)
+    loop, fd = asyncio.get_running_loop(), sys.stdin.fileno()
+    typed: asyncio.Future[None] = loop.create_future()
+
+    def answered() -> None:
+        if not typed.done():
+            typed.set_result(None)
+
+    loop.add_reader(fd, answered)
+    try:
+        await typed
+    finally:
+        loop.remove_reader(fd)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 # -- adopt ---------------------------------------------------------------------------------------
@@ -646,7 +689,12 @@ def _add_files(commands: Subparsers) -> None:
         "deleted since), and temporary files of interrupted writes. Prints "
         "each file freed and the total.",
     )
-    gc.add_argument("url", metavar="URL", help="database URL ('-' for the environment settings)")
+    gc.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="database URL (default, or '-': from the environment, as ThreadStore.create())",
+    )
     gc.add_argument("base_path", metavar="BASE_PATH", help="the FileStore's directory")
     gc.add_argument(
         "--min-age",
@@ -660,6 +708,14 @@ def _add_files(commands: Subparsers) -> None:
 
 
 async def _files_gc(args: argparse.Namespace) -> int:
+    if args.url is None and "://" in args.base_path:
+        raise UsageError(
+            f"{args.base_path!r} is a database URL; give the FileStore's directory too (BASE_PATH)"
+        )
+    if args.url not in (None, "-") and "://" not in args.url:
+        raise UsageError(
+            f"{args.url!r} is not a database URL (expected scheme://..., or - for the environment)"
+        )
     if args.min_age < 0:
         raise UsageError(f"--min-age must not be negative, got {args.min_age}")
     base = Path(args.base_path)
@@ -725,6 +781,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = EXIT_INTERRUPTED, "interrupted"
         if name.endswith(("copy", "import")):
             message += "; run the same command again to finish (what is stored is kept)"
+    except BrokenPipeError:  # the reader of stdout went away (`threadstore export | head`): done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error when Python exits
+        return EXIT_OK
     except (CommandError, ThreadStoreError, OSError, ValueError) as exc:
         code, message = EXIT_FAILED, str(exc) or type(exc).__name__
     print(f"{name}: error: {_scrubbed(message, argv)}", file=sys.stderr)

@@ -534,7 +534,7 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
 
     dry = run("prune", db_url, "--older-than", "90d", "--attribute", "team=a", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout == "dry run: 2 threads not updated for 90d would be deleted\n"
+    assert dry.stdout == "dry run: 2 threads not updated for 90 days would be deleted\n"
     assert asyncio.run(_thread_ids(db_url)) == ["a1", "a2", "b1", "new"]
 
     none = run("prune", db_url, "--older-than", "101d")
@@ -554,13 +554,13 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
         "1",
     )
     assert team.returncode == 0, team.stderr
-    assert team.stdout == "deleted 2 threads not updated for 90d\n"
+    assert team.stdout == "deleted 2 threads not updated for 90 days\n"
     assert team.stderr == ""  # no progress off a terminal
     assert asyncio.run(_thread_ids(db_url)) == ["b1", "new"]
 
     every = run("prune", db_url, "--older-than", "2w")
     assert every.returncode == 0, every.stderr
-    assert every.stdout == "deleted 1 threads not updated for 14d\n"
+    assert every.stdout == "deleted 1 threads not updated for 14 days\n"
     assert asyncio.run(_thread_ids(db_url)) == ["new"]
 
 
@@ -586,6 +586,15 @@ def test_prune_shows_progress_on_a_terminal(
         (["prune", "sqlite:///a.db", "--older-than", "90"], "expected a whole number and a unit"),
         (["prune", "sqlite:///a.db", "--older-than=-3d"], "expected a whole number and a unit"),
         (["prune", "sqlite:///a.db", "--older-than", "3y"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "d"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "6M"], "expected a whole number and a unit"),
+        (
+            ["prune", "sqlite:///a.db", "--older-than", "6m"],
+            "'6m' is ambiguous: write 6min for minutes or 6mo",
+        ),
+        (["prune", "sqlite:///a.db", "--older-than", "0d"], "'0d' is no age: it would delete every thread"),
+        (["prune", "sqlite:///a.db", "--older-than", "000min"], "'000min' is no age"),
+        (["prune", "sqlite:///a.db", "--older-than", "0s", "--dry-run"], "'0s' is no age"),
         (["prune", "sqlite:///a.db", "--older-than", "1d", "--attribute", "team"], "expected key=value"),
     ],
 )
@@ -666,3 +675,143 @@ def test_import_accepts_a_utf8_byte_order_mark(
 ) -> None:
     assert _import(db_url, [_line(1), _line(2)], tmp_path, capsys, prefix=b"\xef\xbb\xbf") == ""
     assert _ids(db_url) == ["t01", "t02"]
+
+
+# -- issue 31, safety and the command line ---------------------------------------------------------
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+    """`threadstore export | head -n 1` printed "[Errno 32] Broken pipe" and exited 1."""
+    source = asyncio.run(_source_of(2000, tmp_path / "source.db"))  # ~1 MB: more than a pipe holds
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    export = subprocess.Popen(
+        [sys.executable, "-m", "threadstore", "export", source, "--page-size", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    )
+    try:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.readline().startswith(b'{"id":"t-00000"')
+        export.stdout.close()  # as head does after its line
+        err = export.stderr.read()
+        assert export.wait(timeout=120) == 0, err
+    finally:
+        export.kill()
+        export.wait()
+    assert err == b""
+
+
+def test_files_gc_takes_the_url_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/gc.db"
+    assert run("init", url).returncode == 0
+    base = tmp_path / "files"
+    base.mkdir()
+    (base / "ab").mkdir()
+    env = {"THREADSTORE_DATABASE_URL": url}
+    for args in (
+        ["files", "gc", str(base)],
+        ["files", "gc", "-", str(base)],
+        ["files", "gc", url, str(base)],
+    ):
+        result = run(*args, env=env)
+        assert (result.returncode, result.stdout) == (0, "freed 0 files, 0 bytes\n"), (args, result.stderr)
+    nothing = run("files", "gc", str(base))  # and no environment: the usual message
+    assert nothing.returncode == 2 and "no database given" in one_error_line(nothing, "files")
+    only_url = run("files", "gc", url)
+    assert only_url.returncode == 2
+    assert "is a database URL; give the FileStore's directory too" in one_error_line(only_url, "files")
+    not_url = run("files", "gc", "gc.db", str(base))
+    assert not_url.returncode == 2 and "'gc.db' is not a database URL" in one_error_line(not_url, "files")
+
+
+@pytest.mark.parametrize(
+    ("age", "shown"),
+    [
+        ("6mo", "180 days"),
+        ("1mo", "30 days"),
+        ("2w", "14 days"),
+        ("36h", "36 hours"),
+        ("24h", "1 day"),
+        ("90min", "90 minutes"),
+        ("120min", "2 hours"),
+        ("45s", "45 seconds"),
+        ("3600s", "1 hour"),
+    ],
+)
+def test_prune_ages_are_unambiguous_and_said_in_words(age: str, shown: str, tmp_path: Path) -> None:
+    """`--older-than 6m` meant six minutes; a dry run said "not updated for 1m"."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/ages.db"
+    asyncio.run(_threads_of_ages(url))
+    dry = run("prune", url, "--older-than", age, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    count = 0 if age == "6mo" else 3  # three threads are 100 days old, one new
+    assert dry.stdout == f"dry run: {count} threads not updated for {shown} would be deleted\n"
+
+
+def _in_a_terminal(args: list[str], answer: bytes | None = None) -> tuple[int, str]:
+    """``threadstore ARGS`` with stdin, stdout and stderr on a pseudo-terminal; ``answer`` is typed
+    once a question ("... [y/N] ") shows. Returns the exit code and all the terminal showed."""
+    import select
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    terminal, child_end = os.openpty()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "threadstore", *args],
+        stdin=child_end,
+        stdout=child_end,
+        stderr=child_end,
+        env=clean,
+    )
+    os.close(child_end)
+    shown, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([terminal], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the command ended, closing the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if answer is not None and shown.endswith(b"[y/N] "):
+                os.write(terminal, answer)
+                answer = None
+        code = command.wait(timeout=60)
+    finally:
+        command.kill()
+        os.close(terminal)
+    return code, shown.decode().replace("\r\n", "\n")
+
+
+def test_prune_on_a_terminal_asks_first_and_yes_skips_the_question(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/ask.db"
+    asyncio.run(_threads_of_ages(url))
+    question = f"delete 3 threads not updated for 90 days from {url}? [y/N] "
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"], answer=b"n\n")
+    assert code == 1, shown
+    assert shown.startswith(question) and shown.endswith(
+        "threadstore prune: error: not confirmed; nothing deleted\n"
+    ), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "b1", "new"]
+
+    code, shown = _in_a_terminal(
+        ["prune", url, "--older-than", "90d", "--attribute", "team=b"], answer=b"yes\n"
+    )
+    assert code == 0, shown
+    assert "delete 1 threads not updated for 90 days" in shown
+    assert shown.endswith("deleted 1 threads not updated for 90 days\n"), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "new"]
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d", "--yes"])
+    assert code == 0 and "[y/N]" not in shown, shown
+    assert shown.endswith("deleted 2 threads not updated for 90 days\n"), shown
+    assert "deleted 2 / 2 threads (100%)" in shown  # the progress bar, on the terminal's stderr
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"])  # nothing to delete: no question
+    assert code == 0 and shown.endswith("deleted 0 threads not updated for 90 days\n"), shown
+    assert asyncio.run(_thread_ids(url)) == ["new"]

@@ -3,9 +3,9 @@ retention (prune), adopting a slide-narrator database.
 
 Each command takes its database URL as an argument, or else from the environment (the same
 settings as ``ThreadStore.create()``: THREADSTORE_DATABASE_URL, <PREFIX>DB_TYPE, ...). Output
-goes to stdout; an error is one line on stderr, with exit code 2 for a usage error (bad
-arguments, bad configuration) and 1 for a failure. Passwords are masked in all of it; only the
-URL that docker-setup prints for you to use shows its password.
+goes to stdout, the progress of long work to stderr; an error is one line on stderr, with exit
+code 2 for a usage error (bad arguments, bad configuration) and 1 for a failure. Passwords are
+masked in all of it; only the URL that docker-setup prints for you to use shows its password.
 
 A new subcommand is a function that adds its parser and sets ``run`` (see ``_add_init``),
 listed in COMMANDS.
@@ -22,10 +22,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn, cast
 from urllib.parse import quote
 
 from threadstore.adopt import adopt
@@ -367,6 +367,66 @@ async def _docker_stop(args: argparse.Namespace) -> int:
 
 # -- export, import, copy ------------------------------------------------------------------------
 
+_LOG_EVERY = 5.0  # seconds between progress lines off a terminal
+
+
+class _Progress(Progress):
+    """Progress of long work on standard error, while ``running()``: on a terminal, Progress's
+    self-rewriting line; elsewhere (a log, a pipe) the same line, plain, every _LOG_EVERY
+    seconds, so long work is never silent. A ``total`` of None is not known: ``done`` counts
+    ``unit`` without a percentage."""
+
+    def __init__(self, label: str, total: int | None, unit: str = "threads", *, visible: bool = True) -> None:
+        super().__init__(sys.maxsize if total is None else total, label=label)  # maxsize: never done
+        self.enabled = self.enabled and visible
+        self._logged = visible and not self.enabled
+        self._counted, self._unit = total is not None, unit
+
+    def line(self, now: float | None = None) -> str:
+        if self._counted:
+            return super().line(now)
+        elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
+        return f"{self._label} {self.done:,} {self._unit}, {self.done / elapsed:,.0f} {self._unit}/s"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[_Progress]:
+        ticker = asyncio.ensure_future(self._log()) if self._logged else None
+        try:
+            yield self
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            if self.enabled and not self._counted:  # the last count, which update may have skipped
+                self._stream.write(f"\r{self.line()}")
+            self.close()
+
+    async def _log(self) -> None:
+        while True:
+            await asyncio.sleep(_LOG_EVERY)
+            _note(self.line())
+
+
+class _Counted:
+    """A binary stream whose lines (JSON Lines: a thread each) are counted into ``progress`` as
+    they are written or read."""
+
+    def __init__(self, stream: IO[bytes], progress: _Progress) -> None:
+        self._stream, self._progress = stream, progress
+
+    def write(self, data: bytes) -> int:
+        written = self._stream.write(data)
+        self._progress.update(self._progress.done + data.count(b"\n"))
+        return written
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            self._progress.update(self._progress.done + 1)
+            yield line
+
+
+def _counted(stream: IO[bytes], progress: _Progress) -> IO[bytes]:
+    return cast(IO[bytes], _Counted(stream, progress))  # export_lines writes, import_lines iterates
+
 
 def _add_export(commands: Subparsers) -> None:
     parser = commands.add_parser(
@@ -404,14 +464,19 @@ async def _export(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
     async with _store(url, read_only=True) as store:
         await _require_current(store)
+        total = (await store.get_usage_stats())["total_threads"]  # for the percentage
+        # No progress over the data when both go to one terminal.
+        progress = _Progress("exported", total, visible=args.file != "-" or not sys.stdout.isatty())
         if args.file == "-":
-            await export_lines(store, sys.stdout.buffer, page_size=args.page_size)
-            sys.stdout.buffer.flush()
+            async with progress.running():
+                await export_lines(store, _counted(sys.stdout.buffer, progress), page_size=args.page_size)
+                sys.stdout.buffer.flush()
             return EXIT_OK
         partial = Path(f"{args.file}.part")  # renamed once complete: no half-written FILE
         try:
             with partial.open("wb") as out:
-                count = await export_lines(store, out, page_size=args.page_size)
+                async with progress.running():
+                    count = await export_lines(store, _counted(out, progress), page_size=args.page_size)
             os.replace(partial, args.file)
         finally:
             partial.unlink(missing_ok=True)
@@ -437,8 +502,13 @@ async def _import(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
     with contextlib.ExitStack() as files:
         source = sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
-        async with _store(url, migrate=True, create=True) as store:
-            imported, present = await import_lines(store, source, page_size=args.page_size)
+        async with (
+            _store(url, migrate=True, create=True) as store,
+            _Progress("read", None, "lines").running() as progress,
+        ):
+            imported, present = await import_lines(
+                store, _counted(source, progress), page_size=args.page_size
+            )
     _out(f"imported {imported:,} threads ({present:,} already there)")
     return EXIT_OK
 
@@ -451,7 +521,7 @@ def _add_copy(commands: Subparsers) -> None:
         "one database to another (SQLite to PostgreSQL and back), keeping "
         "ids, times and sequences. Threads already in the target are "
         "skipped, so an interrupted copy finishes when run again. Progress "
-        "shows on standard error when it is a terminal.",
+        "shows on standard error (off a terminal, a line every 5 s).",
     )
     parser.add_argument("source", metavar="FROM_URL", help="database to read")
     parser.add_argument("target", metavar="TO_URL", help="database to write (migrated if needed)")
@@ -474,14 +544,10 @@ async def _copy(args: argparse.Namespace) -> int:
 
 
 async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) -> None:
-    progress = Progress(0)
-    if progress.enabled:  # the count is one more query over the source: only for the bar
-        progress.total = (await source.get_usage_stats())["total_threads"]
+    total = (await source.get_usage_stats())["total_threads"]  # for the percentage
     started = time.monotonic()
-    try:
+    async with _Progress("copied", total).running() as progress:
         copied, present = await copy_threads(source, target, page_size=page_size, progress=progress)
-    finally:
-        progress.close()
     elapsed = time.monotonic() - started
     _out(
         f"copied {copied:,} threads ({present:,} already there) in {elapsed:.1f} s, "
@@ -546,7 +612,7 @@ def _add_prune(commands: Subparsers) -> None:
         "(and whose attributes equal every --attribute given), with their "
         "messages and aliases, in batches that concurrent writers wait "
         "for at most one of; a thread updated meanwhile is kept. Progress "
-        "shows on standard error when it is a terminal.",
+        "shows on standard error (off a terminal, a line every 5 s).",
     )
     _url_argument(parser)
     parser.add_argument(
@@ -590,22 +656,18 @@ async def _prune(args: argparse.Namespace) -> int:
             count = await store.delete_threads(args.older_than, attributes, dry_run=True)
             _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would be deleted")
             return EXIT_OK
-        progress = Progress(0, label="deleted")
-        asking = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
-        if progress.enabled or asking:  # the count is one more query: only for these
-            progress.total = await store.delete_threads(args.older_than, attributes, dry_run=True)
+        total = await store.delete_threads(args.older_than, attributes, dry_run=True)
         question = (
-            f"delete {progress.total:,} threads not updated for {_shown_age(args.older_than)} "
+            f"delete {total:,} threads not updated for {_shown_age(args.older_than)} "
             f"from {store.database_url}? [y/N] "
         )
-        if asking and progress.total and not await _confirmed(question):
+        asking = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+        if asking and total and not await _confirmed(question):
             raise CommandError("not confirmed; nothing deleted")
-        try:
+        async with _Progress("deleted", total).running() as progress:
             count = await store.delete_threads(
                 args.older_than, attributes, batch_size=args.batch_size, progress=progress.update
             )
-        finally:
-            progress.close()
     _out(f"deleted {count:,} threads not updated for {_shown_age(args.older_than)}")
     return EXIT_OK
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -236,7 +237,8 @@ async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(
 
     resumed = await asyncio.to_thread(run, "copy", source, fresh_pg_url)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stderr == ""  # no progress bar: standard error is not a terminal
+    # no progress bar, standard error is not a terminal: at most plain lines every few seconds
+    assert _only_progress_lines(resumed.stderr, "copied")
     summary = r"copied ([\d,]+) threads \(([\d,]+) already there\) in [\d.]+ s, [\d,]+ threads/s\n"
     match = re.fullmatch(summary, resumed.stdout)
     assert match is not None, resumed.stdout
@@ -630,8 +632,6 @@ def _ids(url: str) -> list[str]:
 
 
 def _line(i: int, **fields: Any) -> str:
-    import json
-
     return json.dumps({"id": f"t{i:02d}", "messages": [{"role": "user", "content": f"hi {i}"}], **fields})
 
 
@@ -815,3 +815,90 @@ def test_prune_on_a_terminal_asks_first_and_yes_skips_the_question(tmp_path: Pat
     code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"])  # nothing to delete: no question
     assert code == 0 and shown.endswith("deleted 0 threads not updated for 90 days\n"), shown
     assert asyncio.run(_thread_ids(url)) == ["new"]
+
+
+def _only_progress_lines(err: str, label: str) -> bool:
+    """Whether ``err`` holds nothing but plain progress lines (no carriage returns)."""
+    counted = rf"{label} [\d,]+ / [\d,]+ threads( \(\d+%\))?, [\d,]+ threads/s"
+    uncounted = r"read [\d,]+ lines, [\d,]+ lines/s"
+    return all(re.fullmatch(counted if label != "read" else uncounted, line) for line in err.split("\n")[:-1])
+
+
+def _with_progress_every(
+    seconds: float, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``threadstore ARGS`` in a subprocess, off a terminal, logging progress every ``seconds``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    code = f"import sys, threadstore.cli as c; c._LOG_EVERY = {seconds}; sys.exit(c.main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], input=stdin, capture_output=True, env=clean, timeout=300
+    )
+
+
+def test_off_a_terminal_long_work_logs_progress_lines_on_stderr(tmp_path: Path) -> None:
+    """copy and prune printed nothing until done (27 s of silence on a resumed copy); export and
+    import showed no progress at all. Every few seconds (here 0.01 s) a plain line goes to
+    stderr, stdout keeps only the data and the summary."""
+    source = asyncio.run(_source_of(300, tmp_path / "source.db"))
+    small = ("--page-size", "5")
+
+    copied = _with_progress_every(0.01, "copy", source, f"sqlite+aiosqlite:///{tmp_path}/copy.db", *small)
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.decode().startswith("copied 300 threads (0 already there)")
+    err = copied.stderr.decode()
+    assert "\r" not in err and _only_progress_lines(err, "copied") and err.count("\n") >= 2, err
+    assert re.search(r"^copied [\d,]+ / 300 threads \(\d+%\)", err, re.M)
+
+    exported = _with_progress_every(0.01, "export", source, *small)
+    assert exported.returncode == 0, exported.stderr
+    assert [r.id for batch in read_lines(io.BytesIO(exported.stdout)) for r in batch] == [
+        f"t-{i:05d}" for i in range(300)
+    ]
+    err = exported.stderr.decode()
+    assert _only_progress_lines(err, "exported") and err.count("\n") >= 2, err
+
+    file = tmp_path / "export.jsonl"
+    to_file = _with_progress_every(0.01, "export", source, str(file), *small)
+    assert to_file.stdout.decode() == f"exported 300 threads to {file}\n"
+    assert _only_progress_lines(to_file.stderr.decode(), "exported") and to_file.stderr, to_file.stderr
+
+    target = f"sqlite+aiosqlite:///{tmp_path}/imported.db"
+    imported = _with_progress_every(0.01, "import", target, "-", *small, stdin=file.read_bytes())
+    assert imported.stdout.decode() == "imported 300 threads (0 already there)\n", imported.stderr
+    err = imported.stderr.decode()
+    assert _only_progress_lines(err, "read") and err.count("\n") >= 2, err
+
+    async def age_all() -> None:
+        async with await ThreadStore.create(target) as store:
+            for thread in await store.list_recent(limit=300):
+                thread.updated_at = thread.updated_at.replace(year=2000)
+                await store.save(thread)
+
+    asyncio.run(age_all())
+    pruned = _with_progress_every(0.01, "prune", target, "--older-than", "1d", "--batch-size", "2")
+    assert pruned.stdout.decode() == "deleted 300 threads not updated for 1 day\n", pruned.stderr
+    err = pruned.stderr.decode()
+    assert _only_progress_lines(err, "deleted") and err.count("\n") >= 2, err
+
+    quiet = run("export", source)  # the default: a line every 5 s, none in a short run
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_import_progress_on_a_terminal_counts_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "in.jsonl"
+    file.write_text("".join(_line(i) + "\n" for i in range(7)))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["import", f"sqlite+aiosqlite:///{tmp_path}/t.db", str(file)]) == 0
+    assert capsys.readouterr().out == "imported 7 threads (0 already there)\n"
+    assert re.fullmatch(r"(\rread [\d,]+ lines, [\d,]+ lines/s)+\n", terminal.getvalue())
+    assert "\rread 7 lines, " in terminal.getvalue()  # the last count, shown when done
+
+
+def test_export_to_a_terminal_shows_the_data_without_a_progress_bar(tmp_path: Path) -> None:
+    source = asyncio.run(_source_of(3, tmp_path / "source.db"))
+    code, shown = _in_a_terminal(["export", source])
+    assert code == 0, shown
+    assert [json.loads(line)["id"] for line in shown.splitlines()] == ["t-00000", "t-00001", "t-00002"]

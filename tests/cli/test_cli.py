@@ -751,7 +751,8 @@ def test_prune_ages_are_unambiguous_and_said_in_words(age: str, shown: str, tmp_
 
 def _in_a_terminal(args: list[str], answer: bytes | None = None) -> tuple[int, str]:
     """``threadstore ARGS`` with stdin, stdout and stderr on a pseudo-terminal; ``answer`` is typed
-    once a question ("... [y/N] ") shows. Returns the exit code and all the terminal showed."""
+    once a question ("... [y/N] ") shows (b"^C": SIGINT is sent instead). Returns the exit code
+    and all the terminal showed."""
     import select
     import time
 
@@ -778,7 +779,10 @@ def _in_a_terminal(args: list[str], answer: bytes | None = None) -> tuple[int, s
                 break
             shown += chunk
             if answer is not None and shown.endswith(b"[y/N] "):
-                os.write(terminal, answer)
+                if answer == b"^C":
+                    command.send_signal(signal.SIGINT)
+                else:
+                    os.write(terminal, answer)
                 answer = None
         code = command.wait(timeout=60)
     finally:
@@ -797,6 +801,9 @@ def test_prune_on_a_terminal_asks_first_and_yes_skips_the_question(tmp_path: Pat
     assert shown.startswith(question) and shown.endswith(
         "threadstore prune: error: not confirmed; nothing deleted\n"
     ), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "b1", "new"]
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"], answer=b"^C")  # not blocked
+    assert code == 130 and shown.endswith("threadstore prune: error: interrupted\n"), shown
     assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "b1", "new"]
 
     code, shown = _in_a_terminal(

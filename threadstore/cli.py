@@ -3,9 +3,9 @@ retention (prune), adopting a slide-narrator database.
 
 Each command takes its database URL as an argument, or else from the environment (the same
 settings as ``ThreadStore.create()``: THREADSTORE_DATABASE_URL, <PREFIX>DB_TYPE, ...). Output
-goes to stdout; an error is one line on stderr, with exit code 2 for a usage error (bad
-arguments, bad configuration) and 1 for a failure. Passwords are masked in all of it; only the
-URL that docker-setup prints for you to use shows its password.
+goes to stdout, the progress of long work to stderr; an error is one line on stderr, with exit
+code 2 for a usage error (bad arguments, bad configuration) and 1 for a failure. Passwords are
+masked in all of it; only the URL that docker-setup prints for you to use shows its password.
 
 A new subcommand is a function that adds its parser and sets ``run`` (see ``_add_init``),
 listed in COMMANDS.
@@ -22,10 +22,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn, cast
 from urllib.parse import quote
 
 from threadstore.adopt import adopt
@@ -367,6 +367,66 @@ async def _docker_stop(args: argparse.Namespace) -> int:
 
 # -- export, import, copy ------------------------------------------------------------------------
 
+_LOG_EVERY = 5.0  # seconds between progress lines off a terminal
+
+
+class _Progress(Progress):
+    """Progress of long work on standard error, while ``running()``: on a terminal, Progress's
+    self-rewriting line; elsewhere (a log, a pipe) the same line, plain, every _LOG_EVERY
+    seconds, so long work is never silent. A ``total`` of None is not known: ``done`` counts
+    ``unit`` without a percentage."""
+
+    def __init__(self, label: str, total: int | None, unit: str = "threads", *, visible: bool = True) -> None:
+        super().__init__(sys.maxsize if total is None else total, label=label)  # maxsize: never done
+        self.enabled = self.enabled and visible
+        self._logged = visible and not self.enabled
+        self._counted, self._unit = total is not None, unit
+
+    def line(self, now: float | None = None) -> str:
+        if self._counted:
+            return super().line(now)
+        elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
+        return f"{self._label} {self.done:,} {self._unit}, {self.done / elapsed:,.0f} {self._unit}/s"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[_Progress]:
+        ticker = asyncio.ensure_future(self._log()) if self._logged else None
+        try:
+            yield self
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            if self.enabled and not self._counted:  # the last count, which update may have skipped
+                self._stream.write(f"\r{self.line()}")
+            self.close()
+
+    async def _log(self) -> None:
+        while True:
+            await asyncio.sleep(_LOG_EVERY)
+            _note(self.line())
+
+
+class _Counted:
+    """A binary stream whose lines (JSON Lines: a thread each) are counted into ``progress`` as
+    they are written or read."""
+
+    def __init__(self, stream: IO[bytes], progress: _Progress) -> None:
+        self._stream, self._progress = stream, progress
+
+    def write(self, data: bytes) -> int:
+        written = self._stream.write(data)
+        self._progress.update(self._progress.done + data.count(b"\n"))
+        return written
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            self._progress.update(self._progress.done + 1)
+            yield line
+
+
+def _counted(stream: IO[bytes], progress: _Progress) -> IO[bytes]:
+    return cast(IO[bytes], _Counted(stream, progress))  # export_lines writes, import_lines iterates
+
 
 def _add_export(commands: Subparsers) -> None:
     parser = commands.add_parser(
@@ -404,14 +464,19 @@ async def _export(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
     async with _store(url, read_only=True) as store:
         await _require_current(store)
+        total = (await store.get_usage_stats())["total_threads"]  # for the percentage
+        # No progress over the data when both go to one terminal.
+        progress = _Progress("exported", total, visible=args.file != "-" or not sys.stdout.isatty())
         if args.file == "-":
-            await export_lines(store, sys.stdout.buffer, page_size=args.page_size)
-            sys.stdout.buffer.flush()
+            async with progress.running():
+                await export_lines(store, _counted(sys.stdout.buffer, progress), page_size=args.page_size)
+                sys.stdout.buffer.flush()
             return EXIT_OK
         partial = Path(f"{args.file}.part")  # renamed once complete: no half-written FILE
         try:
             with partial.open("wb") as out:
-                count = await export_lines(store, out, page_size=args.page_size)
+                async with progress.running():
+                    count = await export_lines(store, _counted(out, progress), page_size=args.page_size)
             os.replace(partial, args.file)
         finally:
             partial.unlink(missing_ok=True)
@@ -437,8 +502,13 @@ async def _import(args: argparse.Namespace) -> int:
     url, args.file = _split_url_file(args)
     with contextlib.ExitStack() as files:
         source = sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
-        async with _store(url, migrate=True, create=True) as store:
-            imported, present = await import_lines(store, source, page_size=args.page_size)
+        async with (
+            _store(url, migrate=True, create=True) as store,
+            _Progress("read", None, "lines").running() as progress,
+        ):
+            imported, present = await import_lines(
+                store, _counted(source, progress), page_size=args.page_size
+            )
     _out(f"imported {imported:,} threads ({present:,} already there)")
     return EXIT_OK
 
@@ -451,7 +521,7 @@ def _add_copy(commands: Subparsers) -> None:
         "one database to another (SQLite to PostgreSQL and back), keeping "
         "ids, times and sequences. Threads already in the target are "
         "skipped, so an interrupted copy finishes when run again. Progress "
-        "shows on standard error when it is a terminal.",
+        "shows on standard error (off a terminal, a line every 5 s).",
     )
     parser.add_argument("source", metavar="FROM_URL", help="database to read")
     parser.add_argument("target", metavar="TO_URL", help="database to write (migrated if needed)")
@@ -474,14 +544,10 @@ async def _copy(args: argparse.Namespace) -> int:
 
 
 async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) -> None:
-    progress = Progress(0)
-    if progress.enabled:  # the count is one more query over the source: only for the bar
-        progress.total = (await source.get_usage_stats())["total_threads"]
+    total = (await source.get_usage_stats())["total_threads"]  # for the percentage
     started = time.monotonic()
-    try:
+    async with _Progress("copied", total).running() as progress:
         copied, present = await copy_threads(source, target, page_size=page_size, progress=progress)
-    finally:
-        progress.close()
     elapsed = time.monotonic() - started
     _out(
         f"copied {copied:,} threads ({present:,} already there) in {elapsed:.1f} s, "
@@ -491,29 +557,40 @@ async def _copy_all(source: ThreadStore, target: ThreadStore, page_size: int) ->
 
 # -- retention -----------------------------------------------------------------------------------
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Months and minutes never share a letter: `6m` is refused, naming both.
+_UNITS = {"s": "seconds", "min": "minutes", "h": "hours", "d": "days", "w": "weeks", "mo": "months"}
+_UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+_UNIT_LIST = "s (seconds), min (minutes), h (hours), d (days), w (weeks) or mo (months of 30 days)"
 
 
 def _age(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a timedelta."""
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit():
+    """``90d``, ``12h``, ``30min``, ``45s``, ``2w`` or ``6mo`` (30 days each) as a timedelta."""
+    unit = text.lstrip("0123456789")
+    number = text[: len(text) - len(unit)]
+    if unit == "m" and number:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number and a unit (s, m, h, d, w), like 90d, got {text!r}"
+            f"{text!r} is ambiguous: write {number}min for minutes or {number}mo for months (30 days each)"
+        )
+    if unit not in _UNITS or not number:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number and a unit, {_UNIT_LIST}, like 90d; got {text!r}"
+        )
+    if int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no age: it would delete every thread; give more than 0"
         )
     try:
-        return timedelta(**{_UNITS[unit]: int(number)})
+        return timedelta(seconds=int(number) * _UNIT_SECONDS[unit])
     except OverflowError:
         raise argparse.ArgumentTypeError(f"{text!r} is longer than a timedelta holds") from None
 
 
 def _shown_age(age: timedelta) -> str:
-    """An --older-than age as it could have been given: 90d, 12h, 30m, 45s."""
+    """An --older-than age in words: 90 days, 12 hours, 30 minutes, 45 seconds."""
     seconds = int(age.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    unit, count = next((unit, seconds // size) for unit, size in units if seconds % size == 0)
+    return f"{count:,} {unit}{'' if count == 1 else 's'}"
 
 
 def _attribute(text: str) -> tuple[str, Any]:
@@ -535,7 +612,7 @@ def _add_prune(commands: Subparsers) -> None:
         "(and whose attributes equal every --attribute given), with their "
         "messages and aliases, in batches that concurrent writers wait "
         "for at most one of; a thread updated meanwhile is kept. Progress "
-        "shows on standard error when it is a terminal.",
+        "shows on standard error (off a terminal, a line every 5 s).",
     )
     _url_argument(parser)
     parser.add_argument(
@@ -543,7 +620,8 @@ def _add_prune(commands: Subparsers) -> None:
         type=_age,
         required=True,
         metavar="AGE",
-        help="how long a thread must have gone without an update: 90d, 12h, 2w, ...",
+        help=f"how long a thread must have gone without an update: a whole number and a unit, "
+        f"{_UNIT_LIST}: 90d, 12h, 2w, 6mo, ...",
     )
     parser.add_argument(
         "--attribute",
@@ -555,6 +633,11 @@ def _add_prune(commands: Subparsers) -> None:
         "(JSON when it parses as JSON, else text); may be repeated",
     )
     parser.add_argument("--dry-run", action="store_true", help="only count them; delete nothing")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="delete without asking (on a terminal it asks first, showing how many would go)",
+    )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -573,17 +656,39 @@ async def _prune(args: argparse.Namespace) -> int:
             count = await store.delete_threads(args.older_than, attributes, dry_run=True)
             _out(f"dry run: {count:,} threads not updated for {_shown_age(args.older_than)} would be deleted")
             return EXIT_OK
-        progress = Progress(0, label="deleted")
-        if progress.enabled:  # the count is one more query: only for the bar
-            progress.total = await store.delete_threads(args.older_than, attributes, dry_run=True)
-        try:
+        total = await store.delete_threads(args.older_than, attributes, dry_run=True)
+        question = (
+            f"delete {total:,} threads not updated for {_shown_age(args.older_than)} "
+            f"from {store.database_url}? [y/N] "
+        )
+        asking = not args.yes and sys.stdin.isatty() and sys.stdout.isatty()
+        if asking and total and not await _confirmed(question):
+            raise CommandError("not confirmed; nothing deleted")
+        async with _Progress("deleted", total).running() as progress:
             count = await store.delete_threads(
                 args.older_than, attributes, batch_size=args.batch_size, progress=progress.update
             )
-        finally:
-            progress.close()
     _out(f"deleted {count:,} threads not updated for {_shown_age(args.older_than)}")
     return EXIT_OK
+
+
+async def _confirmed(question: str) -> bool:
+    """Whether the user at the terminal answers ``question`` with y or yes. Read without blocking
+    the event loop, so Ctrl-C interrupts the wait at once."""
+    print(question, end="", flush=True)
+    loop, fd = asyncio.get_running_loop(), sys.stdin.fileno()
+    typed: asyncio.Future[None] = loop.create_future()
+
+    def answered() -> None:
+        if not typed.done():
+            typed.set_result(None)
+
+    loop.add_reader(fd, answered)
+    try:
+        await typed
+    finally:
+        loop.remove_reader(fd)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 # -- adopt ---------------------------------------------------------------------------------------
@@ -646,7 +751,12 @@ def _add_files(commands: Subparsers) -> None:
         "deleted since), and temporary files of interrupted writes. Prints "
         "each file freed and the total.",
     )
-    gc.add_argument("url", metavar="URL", help="database URL ('-' for the environment settings)")
+    gc.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="database URL (default, or '-': from the environment, as ThreadStore.create())",
+    )
     gc.add_argument("base_path", metavar="BASE_PATH", help="the FileStore's directory")
     gc.add_argument(
         "--min-age",
@@ -660,6 +770,14 @@ def _add_files(commands: Subparsers) -> None:
 
 
 async def _files_gc(args: argparse.Namespace) -> int:
+    if args.url is None and "://" in args.base_path:
+        raise UsageError(
+            f"{args.base_path!r} is a database URL; give the FileStore's directory too (BASE_PATH)"
+        )
+    if args.url not in (None, "-") and "://" not in args.url:
+        raise UsageError(
+            f"{args.url!r} is not a database URL (expected scheme://..., or - for the environment)"
+        )
     if args.min_age < 0:
         raise UsageError(f"--min-age must not be negative, got {args.min_age}")
     base = Path(args.base_path)
@@ -725,6 +843,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = EXIT_INTERRUPTED, "interrupted"
         if name.endswith(("copy", "import")):
             message += "; run the same command again to finish (what is stored is kept)"
+    except BrokenPipeError:  # the reader of stdout went away (`threadstore export | head`): done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error when Python exits
+        return EXIT_OK
     except (CommandError, ThreadStoreError, OSError, ValueError) as exc:
         code, message = EXIT_FAILED, str(exc) or type(exc).__name__
     print(f"{name}: error: {_scrubbed(message, argv)}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -236,7 +237,8 @@ async def test_copy_of_1000_threads_with_aliases_interrupted_by_ctrl_c_resumes(
 
     resumed = await asyncio.to_thread(run, "copy", source, fresh_pg_url)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stderr == ""  # no progress bar: standard error is not a terminal
+    # no progress bar, standard error is not a terminal: at most plain lines every few seconds
+    assert _only_progress_lines(resumed.stderr, "copied")
     summary = r"copied ([\d,]+) threads \(([\d,]+) already there\) in [\d.]+ s, [\d,]+ threads/s\n"
     match = re.fullmatch(summary, resumed.stdout)
     assert match is not None, resumed.stdout
@@ -534,7 +536,7 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
 
     dry = run("prune", db_url, "--older-than", "90d", "--attribute", "team=a", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout == "dry run: 2 threads not updated for 90d would be deleted\n"
+    assert dry.stdout == "dry run: 2 threads not updated for 90 days would be deleted\n"
     assert asyncio.run(_thread_ids(db_url)) == ["a1", "a2", "b1", "new"]
 
     none = run("prune", db_url, "--older-than", "101d")
@@ -554,13 +556,13 @@ def test_prune_deletes_old_threads_and_dry_run_only_counts(db_url: str) -> None:
         "1",
     )
     assert team.returncode == 0, team.stderr
-    assert team.stdout == "deleted 2 threads not updated for 90d\n"
+    assert team.stdout == "deleted 2 threads not updated for 90 days\n"
     assert team.stderr == ""  # no progress off a terminal
     assert asyncio.run(_thread_ids(db_url)) == ["b1", "new"]
 
     every = run("prune", db_url, "--older-than", "2w")
     assert every.returncode == 0, every.stderr
-    assert every.stdout == "deleted 1 threads not updated for 14d\n"
+    assert every.stdout == "deleted 1 threads not updated for 14 days\n"
     assert asyncio.run(_thread_ids(db_url)) == ["new"]
 
 
@@ -586,6 +588,15 @@ def test_prune_shows_progress_on_a_terminal(
         (["prune", "sqlite:///a.db", "--older-than", "90"], "expected a whole number and a unit"),
         (["prune", "sqlite:///a.db", "--older-than=-3d"], "expected a whole number and a unit"),
         (["prune", "sqlite:///a.db", "--older-than", "3y"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "d"], "expected a whole number and a unit"),
+        (["prune", "sqlite:///a.db", "--older-than", "6M"], "expected a whole number and a unit"),
+        (
+            ["prune", "sqlite:///a.db", "--older-than", "6m"],
+            "'6m' is ambiguous: write 6min for minutes or 6mo",
+        ),
+        (["prune", "sqlite:///a.db", "--older-than", "0d"], "'0d' is no age: it would delete every thread"),
+        (["prune", "sqlite:///a.db", "--older-than", "000min"], "'000min' is no age"),
+        (["prune", "sqlite:///a.db", "--older-than", "0s", "--dry-run"], "'0s' is no age"),
         (["prune", "sqlite:///a.db", "--older-than", "1d", "--attribute", "team"], "expected key=value"),
     ],
 )
@@ -621,8 +632,6 @@ def _ids(url: str) -> list[str]:
 
 
 def _line(i: int, **fields: Any) -> str:
-    import json
-
     return json.dumps({"id": f"t{i:02d}", "messages": [{"role": "user", "content": f"hi {i}"}], **fields})
 
 
@@ -666,3 +675,237 @@ def test_import_accepts_a_utf8_byte_order_mark(
 ) -> None:
     assert _import(db_url, [_line(1), _line(2)], tmp_path, capsys, prefix=b"\xef\xbb\xbf") == ""
     assert _ids(db_url) == ["t01", "t02"]
+
+
+# -- issue 31, safety and the command line ---------------------------------------------------------
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+    """`threadstore export | head -n 1` printed "[Errno 32] Broken pipe" and exited 1."""
+    source = asyncio.run(_source_of(2000, tmp_path / "source.db"))  # ~1 MB: more than a pipe holds
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    export = subprocess.Popen(
+        [sys.executable, "-m", "threadstore", "export", source, "--page-size", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    )
+    try:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.readline().startswith(b'{"id":"t-00000"')
+        export.stdout.close()  # as head does after its line
+        err = export.stderr.read()
+        assert export.wait(timeout=120) == 0, err
+    finally:
+        export.kill()
+        export.wait()
+    assert err == b""
+
+
+def test_files_gc_takes_the_url_from_the_environment(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/gc.db"
+    assert run("init", url).returncode == 0
+    base = tmp_path / "files"
+    base.mkdir()
+    (base / "ab").mkdir()
+    env = {"THREADSTORE_DATABASE_URL": url}
+    for args in (
+        ["files", "gc", str(base)],
+        ["files", "gc", "-", str(base)],
+        ["files", "gc", url, str(base)],
+    ):
+        result = run(*args, env=env)
+        assert (result.returncode, result.stdout) == (0, "freed 0 files, 0 bytes\n"), (args, result.stderr)
+    nothing = run("files", "gc", str(base))  # and no environment: the usual message
+    assert nothing.returncode == 2 and "no database given" in one_error_line(nothing, "files")
+    only_url = run("files", "gc", url)
+    assert only_url.returncode == 2
+    assert "is a database URL; give the FileStore's directory too" in one_error_line(only_url, "files")
+    not_url = run("files", "gc", "gc.db", str(base))
+    assert not_url.returncode == 2 and "'gc.db' is not a database URL" in one_error_line(not_url, "files")
+
+
+@pytest.mark.parametrize(
+    ("age", "shown"),
+    [
+        ("6mo", "180 days"),
+        ("1mo", "30 days"),
+        ("2w", "14 days"),
+        ("36h", "36 hours"),
+        ("24h", "1 day"),
+        ("90min", "90 minutes"),
+        ("120min", "2 hours"),
+        ("45s", "45 seconds"),
+        ("3600s", "1 hour"),
+    ],
+)
+def test_prune_ages_are_unambiguous_and_said_in_words(age: str, shown: str, tmp_path: Path) -> None:
+    """`--older-than 6m` meant six minutes; a dry run said "not updated for 1m"."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/ages.db"
+    asyncio.run(_threads_of_ages(url))
+    dry = run("prune", url, "--older-than", age, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    count = 0 if age == "6mo" else 3  # three threads are 100 days old, one new
+    assert dry.stdout == f"dry run: {count} threads not updated for {shown} would be deleted\n"
+
+
+def _in_a_terminal(args: list[str], answer: bytes | None = None) -> tuple[int, str]:
+    """``threadstore ARGS`` with stdin, stdout and stderr on a pseudo-terminal; ``answer`` is typed
+    once a question ("... [y/N] ") shows (b"^C": SIGINT is sent instead). Returns the exit code
+    and all the terminal showed."""
+    import select
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    terminal, child_end = os.openpty()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "threadstore", *args],
+        stdin=child_end,
+        stdout=child_end,
+        stderr=child_end,
+        env=clean,
+    )
+    os.close(child_end)
+    shown, deadline = b"", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([terminal], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the command ended, closing the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if answer is not None and shown.endswith(b"[y/N] "):
+                if answer == b"^C":
+                    command.send_signal(signal.SIGINT)
+                else:
+                    os.write(terminal, answer)
+                answer = None
+        code = command.wait(timeout=60)
+    finally:
+        command.kill()
+        os.close(terminal)
+    return code, shown.decode().replace("\r\n", "\n")
+
+
+def test_prune_on_a_terminal_asks_first_and_yes_skips_the_question(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/ask.db"
+    asyncio.run(_threads_of_ages(url))
+    question = f"delete 3 threads not updated for 90 days from {url}? [y/N] "
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"], answer=b"n\n")
+    assert code == 1, shown
+    assert shown.startswith(question) and shown.endswith(
+        "threadstore prune: error: not confirmed; nothing deleted\n"
+    ), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "b1", "new"]
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"], answer=b"^C")  # not blocked
+    assert code == 130 and shown.endswith("threadstore prune: error: interrupted\n"), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "b1", "new"]
+
+    code, shown = _in_a_terminal(
+        ["prune", url, "--older-than", "90d", "--attribute", "team=b"], answer=b"yes\n"
+    )
+    assert code == 0, shown
+    assert "delete 1 threads not updated for 90 days" in shown
+    assert shown.endswith("deleted 1 threads not updated for 90 days\n"), shown
+    assert asyncio.run(_thread_ids(url)) == ["a1", "a2", "new"]
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d", "--yes"])
+    assert code == 0 and "[y/N]" not in shown, shown
+    assert shown.endswith("deleted 2 threads not updated for 90 days\n"), shown
+    assert "deleted 2 / 2 threads (100%)" in shown  # the progress bar, on the terminal's stderr
+
+    code, shown = _in_a_terminal(["prune", url, "--older-than", "90d"])  # nothing to delete: no question
+    assert code == 0 and shown.endswith("deleted 0 threads not updated for 90 days\n"), shown
+    assert asyncio.run(_thread_ids(url)) == ["new"]
+
+
+def _only_progress_lines(err: str, label: str) -> bool:
+    """Whether ``err`` holds nothing but plain progress lines (no carriage returns)."""
+    counted = rf"{label} [\d,]+ / [\d,]+ threads( \(\d+%\))?, [\d,]+ threads/s"
+    uncounted = r"read [\d,]+ lines, [\d,]+ lines/s"
+    return all(re.fullmatch(counted if label != "read" else uncounted, line) for line in err.split("\n")[:-1])
+
+
+def _with_progress_every(
+    seconds: float, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``threadstore ARGS`` in a subprocess, off a terminal, logging progress every ``seconds``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    code = f"import sys, threadstore.cli as c; c._LOG_EVERY = {seconds}; sys.exit(c.main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], input=stdin, capture_output=True, env=clean, timeout=300
+    )
+
+
+def test_off_a_terminal_long_work_logs_progress_lines_on_stderr(tmp_path: Path) -> None:
+    """copy and prune printed nothing until done (27 s of silence on a resumed copy); export and
+    import showed no progress at all. Every few seconds (here 0.01 s) a plain line goes to
+    stderr, stdout keeps only the data and the summary."""
+    source = asyncio.run(_source_of(300, tmp_path / "source.db"))
+    small = ("--page-size", "5")
+
+    copied = _with_progress_every(0.01, "copy", source, f"sqlite+aiosqlite:///{tmp_path}/copy.db", *small)
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.decode().startswith("copied 300 threads (0 already there)")
+    err = copied.stderr.decode()
+    assert "\r" not in err and _only_progress_lines(err, "copied") and err.count("\n") >= 2, err
+    assert re.search(r"^copied [\d,]+ / 300 threads \(\d+%\)", err, re.M)
+
+    exported = _with_progress_every(0.01, "export", source, *small)
+    assert exported.returncode == 0, exported.stderr
+    assert [r.id for batch in read_lines(io.BytesIO(exported.stdout)) for r in batch] == [
+        f"t-{i:05d}" for i in range(300)
+    ]
+    err = exported.stderr.decode()
+    assert _only_progress_lines(err, "exported") and err.count("\n") >= 2, err
+
+    file = tmp_path / "export.jsonl"
+    to_file = _with_progress_every(0.01, "export", source, str(file), *small)
+    assert to_file.stdout.decode() == f"exported 300 threads to {file}\n"
+    assert _only_progress_lines(to_file.stderr.decode(), "exported") and to_file.stderr, to_file.stderr
+
+    target = f"sqlite+aiosqlite:///{tmp_path}/imported.db"
+    imported = _with_progress_every(0.01, "import", target, "-", *small, stdin=file.read_bytes())
+    assert imported.stdout.decode() == "imported 300 threads (0 already there)\n", imported.stderr
+    err = imported.stderr.decode()
+    assert _only_progress_lines(err, "read") and err.count("\n") >= 2, err
+
+    async def age_all() -> None:
+        async with await ThreadStore.create(target) as store:
+            for thread in await store.list_recent(limit=300):
+                thread.updated_at = thread.updated_at.replace(year=2000)
+                await store.save(thread)
+
+    asyncio.run(age_all())
+    pruned = _with_progress_every(0.01, "prune", target, "--older-than", "1d", "--batch-size", "2")
+    assert pruned.stdout.decode() == "deleted 300 threads not updated for 1 day\n", pruned.stderr
+    err = pruned.stderr.decode()
+    assert _only_progress_lines(err, "deleted") and err.count("\n") >= 2, err
+
+    quiet = run("export", source)  # the default: a line every 5 s, none in a short run
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_import_progress_on_a_terminal_counts_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "in.jsonl"
+    file.write_text("".join(_line(i) + "\n" for i in range(7)))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["import", f"sqlite+aiosqlite:///{tmp_path}/t.db", str(file)]) == 0
+    assert capsys.readouterr().out == "imported 7 threads (0 already there)\n"
+    assert re.fullmatch(r"(\rread [\d,]+ lines, [\d,]+ lines/s)+\n", terminal.getvalue())
+    assert "\rread 7 lines, " in terminal.getvalue()  # the last count, shown when done
+
+
+def test_export_to_a_terminal_shows_the_data_without_a_progress_bar(tmp_path: Path) -> None:
+    source = asyncio.run(_source_of(3, tmp_path / "source.db"))
+    code, shown = _in_a_terminal(["export", source])
+    assert code == 0, shown
+    assert [json.loads(line)["id"] for line in shown.splitlines()] == ["t-00000", "t-00001", "t-00002"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from threadstore.backends.base import SearchRow
+from threadstore.backends.base import SearchRow, sliced
 from threadstore.fulltext import Query, bm25, bm25_weights, document, frequencies, matches
 from threadstore.matching import contains_all
 
@@ -100,17 +100,20 @@ class Indexer:
                 self.task.cancel()
 
 
-def unindexed_hits(query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]) -> list[SearchRow]:
+async def unindexed_hits(
+    query: Query, wanted: bytes | None, rows: Iterable[Sequence[Any]]
+) -> list[SearchRow]:
     """What a search finds among messages written but not indexed yet (the queue: a read-only
     store cannot index it, nor can a store while another process writes), matched on their
     current text as the memory backend matches, best first (ranked among themselves as memory
     ranks), then newest, then highest id. ``rows``: (thread id, message id, sequence, role,
-    timestamp, content text or None, the thread's attributes as JSON text)."""
+    timestamp, content text or None, the thread's attributes as JSON text). Lets the event loop
+    run meanwhile: a long queue is seconds of Python work."""
     attributes = None if wanted is None else msgspec.json.decode(wanted)
     having = [0] * len(query.phrases())
     total = lengths = 0
     found = []
-    for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in rows:
+    async for thread_id, message_id, sequence, role, timestamp, text, thread_attributes in sliced(rows):
         doc = document("" if text is None else text)
         if not doc.length:
             continue

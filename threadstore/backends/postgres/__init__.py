@@ -328,7 +328,7 @@ class PostgresBackend:
                 except ThreadStoreError as exc:
                     if not read_only_server(exc):
                         raise  # a standby: as a read-only store
-            found = unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
+            found = await unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
             unindexed = found[offset : offset + limit]
             rows = []
             if len(unindexed) < limit:

@@ -481,7 +481,7 @@ class SQLiteBackend:
                 async with self._db.lock:
                     taken = await self._index_batch()
             async with self._db.lock:
-                found = unindexed_hits(query, wanted, await self._db.run("search.unindexed"))
+                found = await unindexed_hits(query, wanted, await self._db.run("search.unindexed"))
                 unindexed = found[offset : offset + limit]
                 rows = []
                 if len(unindexed) < limit:

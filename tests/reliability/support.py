@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from threadstore import ThreadStore
 from threadstore.testing import backend_of
@@ -135,3 +141,45 @@ def create_accepts(*names: str) -> bool:
     return all(name in parameters for name in names) or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def postgres_binaries() -> Path | None:
+    """The newest directory holding initdb and pg_ctl (Debian keeps them off the PATH)."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name)
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    found = [d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()]
+    return found[-1] if found else None
+
+
+def server_directory(prefix: str) -> tuple[Path, list[str], Path]:
+    """For a PostgreSQL server of a test's own: (the server binaries, the command prefix that
+    runs them as the ``postgres`` user when this is root, a new directory that user owns).
+    Skips the test when initdb is missing, or when running as root with no unprivileged
+    ``postgres`` user or no runuser (initdb refuses root)."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("initdb/pg_ctl not found (under /usr/lib/postgresql/*/bin or on PATH)")
+    as_user: list[str] = []
+    account = None
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and initdb refuses root: no 'postgres' user to run it as")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root, and initdb refuses root: runuser is missing")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if account is not None:
+        os.chown(root, account.pw_uid, account.pw_gid)
+    return binaries, as_user, root

@@ -5,13 +5,9 @@ same store object carries on afterwards with every pooled connection checked bac
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import random
 import shutil
-import socket
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,13 @@ import asyncpg
 import pytest
 
 from tests.helpers import conversation, stored, user
-from tests.reliability.support import assert_connections_idle, create_accepts, scaled
+from tests.reliability.support import (
+    assert_connections_idle,
+    create_accepts,
+    free_port,
+    scaled,
+    server_directory,
+)
 from threadstore import StoreUnavailableError, Thread, ThreadStore, ThreadStoreError
 from threadstore.testing import backend_of
 
@@ -152,40 +154,14 @@ async def test_after_its_sessions_are_killed_the_store_fails_at_most_one_operati
 # --- a server restart --------------------------------------------------------------------------
 
 
-def _postgres_binaries() -> Path | None:
-    """The newest directory holding initdb and pg_ctl (Debian keeps them off the PATH)."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name)
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    found = [d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()]
-    return found[-1] if found else None
-
-
 @pytest.fixture
 def throwaway_server(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     """A PostgreSQL server of the test's own, on a free port with its data under tmp: yields
     ``control("stop" | "start")``; its URL is ``control.url``. Skipped when initdb is missing,
     or when running as root with no unprivileged ``postgres`` user (initdb refuses root)."""
-    binaries = _postgres_binaries()
-    if binaries is None:
-        pytest.skip("initdb/pg_ctl not found (under /usr/lib/postgresql/*/bin or on PATH)")
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root, and initdb refuses root: no 'postgres' user to run it as")
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root, and initdb refuses root: runuser is missing")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="threadstore-pg-"))
-    if as_user:
-        os.chown(root, account.pw_uid, account.pw_gid)
+    binaries, as_user, root = server_directory("threadstore-pg-")
     data = root / "data"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
 
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)

@@ -5,49 +5,25 @@ failed there), reads and searches what the primary wrote, and refuses writes cle
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import shutil
-import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import conversation
-from tests.reliability.test_postgres_faults import _postgres_binaries
+from tests.reliability.support import free_port, server_directory
 from threadstore import Thread, ThreadStore, ThreadStoreError
 
 pytestmark = pytest.mark.pg
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def primary_and_standby() -> Iterator[tuple[str, str]]:
     """(primary URL, standby URL): two servers of the test's own under a temporary directory,
     each bounded by pg_ctl's own timeouts; skipped where initdb cannot run."""
-    binaries = _postgres_binaries()
-    if binaries is None:
-        pytest.skip("initdb/pg_ctl/pg_basebackup not found")
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root, and initdb refuses root: no 'postgres' user to run it as")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="threadstore-standby-"))
-    if as_user:
-        os.chown(root, account.pw_uid, account.pw_gid)
-    ports = {"primary": _free_port(), "standby": _free_port()}
+    binaries, as_user, root = server_directory("threadstore-standby-")
+    ports = {"primary": free_port(), "standby": free_port()}
 
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)

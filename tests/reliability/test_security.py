@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from tests.helpers import conversation
-from tests.reliability.support import ROOT, STRESS, create_accepts
+from tests.reliability.support import ROOT, STRESS, create_accepts, free_port
 from threadstore import ThreadStore, ThreadStoreError
 from threadstore.config import parse_url
 
@@ -274,13 +274,6 @@ def test_no_password_in_the_output_of_the_command_line() -> None:
 # --- PgBouncer in transaction pooling mode ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def pgbouncer(pg_server: str) -> Iterator[str]:
     """A PgBouncer in transaction pooling mode in front of the test server (Debian's package,
@@ -295,7 +288,7 @@ def pgbouncer(pg_server: str) -> Iterator[str]:
         )
     server = urlsplit(pg_server)
     directory = Path(tempfile.mkdtemp(prefix="threadstore-pgbouncer-"))
-    port = _free_port()
+    port = free_port()
     (directory / "users.txt").write_text(f'"{server.username or "postgres"}" ""\n')
     (directory / "pgbouncer.ini").write_text(f"""
 [databases]

@@ -176,6 +176,8 @@ class PostgresBackend:
                 raise narrator_refusal(self._config.masked_url or "")
             if await self._pool.run(conn, "schema.other_tables"):
                 raise migrations.other_tables_refusal(self._config.masked_url or "")
+            if self._config.settings.schema is not None:
+                await self._pool.run(conn, "postgres.create_schema")
             await self._pool.run(conn, "schema.create_ledger")
             applied = [row[0] for row in await self._pool.run(conn, "schema.versions")]
             todo = migrations.pending(self._queries.migrations, applied)

@@ -9,6 +9,7 @@ bytes go to a FileStore first (threadstore.attachments).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,6 +28,7 @@ from threadstore.models import (
     ThreadRecord,
     ThreadSummary,
     as_utc,
+    compact_metrics,
     decoding_stored,
     utcnow,
 )
@@ -45,6 +47,7 @@ def _checked_float(text: str) -> float:
 
 
 _encode = msgspec.json.Encoder().encode
+_set_field = msgspec.Struct.__setattr__  # on a document's own copy: no edit to track
 # Decoders that check what was encoded reads back unchanged, on every backend.
 _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
 _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
@@ -189,6 +192,8 @@ def _check_round_trip(value: Any, raw: bytes, what: str, decode: Callable[[bytes
         back = decode(raw)
     except msgspec.ValidationError as exc:
         raise ValueError(f"{what} is invalid: {exc}") from None
+    if isinstance(value, Message) and not value.metrics:
+        back.metrics = value.metrics  # {} reads back as the default layout, which it stands for
     if back != value:
         if isinstance(value, Message):  # name the field
             what = next(
@@ -215,6 +220,10 @@ def message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
             msgspec.structs.replace(stored.get(id(a), a), content=None) for a in message.attachments
         ]
         doc = msgspec.structs.replace(message, attachments=attachments)
+    metrics = compact_metrics(message)
+    if metrics is not message.metrics:
+        doc = copy.copy(doc) if doc is message else doc  # a copy: replace() would validate again
+        _set_field(doc, "metrics", metrics)
     return _checked_json(doc, f"message {message.id!r}", _decode_message)
 
 

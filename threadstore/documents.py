@@ -346,6 +346,7 @@ def search_hits(rows: list[SearchRow], query: fulltext.Query) -> list[SearchHit]
             role=r.role,
             score=r.score,
             snippet=fulltext.snippet(r.text, query),
+            title=r.title,
         )
         for r in rows
     ]

@@ -352,6 +352,7 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     role: str
     score: float
     snippet: str
+    title: str = ""  # the thread's title, so a results page needs no get() per hit
 
 
 class ThreadSummary(msgspec.Struct, frozen=True, kw_only=True):

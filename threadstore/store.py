@@ -477,10 +477,18 @@ class ThreadStore:
         return self._threads(backend, await backend.find_threads(search, limit, offset))
 
     async def search_by_title(
-        self, text: str, limit: int | None = 100, *, offset: int = 0
+        self,
+        text: str,
+        limit: int | None = 100,
+        *,
+        offset: int = 0,
+        attributes: dict[str, Any] | None = None,
     ) -> builtins.list[Thread]:
-        """Threads whose title contains ``text``, ignoring case; every character is literal."""
-        return await self._find(ByTitle(pattern=matching.literal(text)), limit, offset)
+        """Threads whose title contains ``text``, ignoring case; every character is literal.
+        ``attributes`` keeps the threads whose attributes hold every given key with an equal
+        value, as find_by_attributes does (``{"user_id": "u1"}``: one user's threads)."""
+        wanted = None if attributes is None else documents.wanted(attributes, "attributes")
+        return await self._find(ByTitle(pattern=matching.literal(text), wanted=wanted), limit, offset)
 
     async def search_by_content(
         self, pattern: str, limit: int | None = 100, *, offset: int = 0, literal: bool = False

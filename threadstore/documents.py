@@ -187,11 +187,34 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
     return raw
 
 
+def _refused_float(value: Any, path: str) -> str | None:
+    """The JSON path (``$.field["key"][0]``) of the first float in ``value`` _checked_float
+    refuses, or None."""
+    if isinstance(value, float):
+        try:
+            _checked_float(_encode(value).decode())
+        except ValueError:
+            return path
+        return None
+    if isinstance(value, msgspec.Struct):
+        items: Any = ((f".{f}", getattr(value, f)) for f in value.__struct_fields__)
+    elif isinstance(value, dict):
+        items = ((f"[{_encode(str(k)).decode()}]", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for step, item in items if (found := _refused_float(item, path + step))), None)
+
+
 def _check_round_trip(value: Any, raw: bytes, what: str, decode: Callable[[bytes], Any]) -> None:
     try:
         back = decode(raw)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"{what} is invalid: {exc}") from None
+        # msgspec writes a dict key of the path as [...]: spell the path out instead.
+        reason, _, _ = str(exc).partition(" - at `")
+        where = _refused_float(value, "$")
+        raise ValueError(f"{what} is invalid: {reason}" + (f" - at `{where}`" if where else "")) from None
     if isinstance(value, Message) and not value.metrics:
         back.metrics = value.metrics  # {} reads back as the default layout, which it stands for
     if back != value:

@@ -106,9 +106,12 @@ def _shown(value: object) -> str:
 
 
 def _require(value: object, kinds: type | tuple[type, ...], field: str) -> None:
+    """TypeError unless ``value`` is one of ``kinds``: the one rule of the models and the store
+    methods alike, a value of the wrong type is a TypeError and a value of the right type that is
+    not allowed a ValueError."""
     if not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-        raise ValueError(f"{field} must be {names}, got {type(value).__name__}")
+        raise TypeError(f"{field} must be {names}, got {type(value).__name__}")
 
 
 def _decode_content(value: object) -> tuple[bytes, str | None]:
@@ -269,6 +272,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     def validate(self) -> None:
         """Check the fields, normalise the timestamp and an empty metrics (the default layout);
         run again at save, since fields may have been assigned since construction."""
+        _require(self.role, str, "Message.role")
         if self.role not in ROLES:
             raise ValueError(f"Message.role must be one of {', '.join(ROLES)}; got {_shown(self.role)}")
         if self.role == "tool" and not self.tool_call_id:
@@ -289,7 +293,8 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
         _require(self.id, str, "Message.id")
         turn = self.turn
         if turn is not None and (type(turn) is not int or not _INT32_MIN <= turn <= _INT32_MAX):
-            raise ValueError(f"Message.turn must be None or a 32-bit int, got {_shown(turn)}")
+            error = ValueError if type(turn) is int else TypeError
+            raise error(f"Message.turn must be None or a 32-bit int, got {_shown(turn)}")
         timestamp = self.timestamp
         if type(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             _set_field(self, "timestamp", as_utc(timestamp, "Message.timestamp"))

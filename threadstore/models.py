@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 
@@ -25,6 +25,12 @@ from threadstore.matching import message_tokens
 if TYPE_CHECKING:
     from threadstore.files import FileStore
 
+if TYPE_CHECKING:
+    # A Literal for type checkers and editors (role="usr" is flagged where it is written); at
+    # run time a plain str, so that validate() refuses any other text with the error naming ROLES.
+    Role: TypeAlias = Literal["system", "user", "assistant", "tool", "developer"]
+else:
+    Role = str
 ROLES = ("system", "user", "assistant", "tool", "developer")  # developer: OpenAI's instructions role, stored
 _COUNTED = ROLES[:4]  # get_message_counts always lists these (narrator's shape); others when present
 ATTACHMENT_STATUSES = ("pending", "stored", "failed")
@@ -245,7 +251,7 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     thread (system messages 0).
     """
 
-    role: str
+    role: Role
     content: str | list[dict[str, Any]] | None = None
     id: str = ""
     reasoning_content: str | None = None
@@ -479,7 +485,7 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
         """The system message, if any."""
         return next((m for m in self.messages if m.role == "system"), None)
 
-    def get_last_message_by_role(self, role: str) -> Message | None:
+    def get_last_message_by_role(self, role: Role) -> Message | None:
         """The most recent message with that role, or None."""
         return next((m for m in reversed(self.messages) if m.role == role), None)
 

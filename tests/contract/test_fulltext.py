@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import BACKENDS, backend_url
-from threadstore import Message, SearchHit, Thread, ThreadStore, fulltext
+from threadstore import Message, Role, SearchHit, Thread, ThreadStore, fulltext
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def saved(
-    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: str = "user"
+    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: Role = "user"
 ) -> Thread:
     thread = Thread(title="t", attributes=attributes or {})
     for i, content in enumerate(contents):

@@ -483,7 +483,7 @@ async def test_a_message_edited_to_an_invalid_value_is_rejected_and_nothing_chan
 ) -> None:
     loaded = await saved_and_loaded(store, "one", "two")
     before = await stored(store, loaded.id)
-    loaded.messages[0].role = "narrator"
+    loaded.messages[0].role = "narrator"  # type: ignore[assignment]
     loaded.add_message(user("three"))
 
     with pytest.raises(ValueError):

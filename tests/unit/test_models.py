@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import assistant, user
-from threadstore import Attachment, Message, Thread
+from threadstore import Attachment, Message, Role, Thread
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -177,7 +177,7 @@ def test_each_message_gets_its_own_containers() -> None:
 
 
 @pytest.mark.parametrize("role", ["system", "user", "assistant", "tool"])
-def test_the_four_roles(role: str) -> None:
+def test_the_four_roles(role: Role) -> None:
     message = Message(role=role, content="x", tool_call_id="call_1" if role == "tool" else None)
     assert message.role == role
 
@@ -185,7 +185,7 @@ def test_the_four_roles(role: str) -> None:
 @pytest.mark.parametrize("role", ["", "User", "bot", "function"])
 def test_an_unknown_role_is_a_value_error_naming_the_field(role: str) -> None:
     with pytest.raises(ValueError, match="role"):
-        Message(role=role, content="x")
+        Message(role=role, content="x")  # type: ignore[arg-type]
 
 
 def test_a_tool_message_needs_a_tool_call_id() -> None:

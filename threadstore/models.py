@@ -249,6 +249,28 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
     ``id`` is a new random UUID unless given (so equal messages in two threads never collide;
     stored ids of any form are read and kept as they are). ``sequence`` is its position in the
     thread (system messages 0).
+
+    Attributes:
+        role: "system", "user", "assistant", "tool" or "developer" (``Role``); a system message
+            is kept on the Thread object but never stored (see Guarantees).
+        content: text, a list of content parts (``{"type": "text", "text": ...}``, images...),
+            or None (an assistant message that only calls tools).
+        id: unique in the whole store; a new UUID unless given.
+        reasoning_content: a model's reasoning text, when it gives one.
+        name: the OpenAI ``name`` of the author or tool.
+        tool_call_id: the call a "tool" message answers (required for that role).
+        tool_calls: the OpenAI ``tool_calls`` of an assistant message.
+        attributes: your own JSON data (searchable with find_messages_by_attribute).
+        timestamp: when it was written, aware UTC (naive datetimes are taken as UTC).
+        source: where it came from, as a dict, e.g. ``{"name": "slack", ...}``.
+        platforms: references of the message on other platforms.
+        attachments: files, stored in a FileStore by ``save(..., file_store=...)``.
+        metrics: model, token usage and timing (default_metrics() unless set; stored as ``{}``
+            then, and ``{}`` reads back as that default layout). get_usage_stats sums the usage.
+        reactions: emoji -> the users who reacted with it.
+        sequence: its position in the thread, set when it is saved (1, 2, ...; system 0).
+        turn: your own number for a turn of conversation (a 32-bit int), or None.
+        thread_id: the thread it belongs to, set when it is saved.
     """
 
     role: Role
@@ -355,7 +377,19 @@ class Message(msgspec.Struct, kw_only=True, dict=True):
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     """A message ``ThreadStore.search`` found: where it is, how well it matched (higher is
     better; scores compare within one search and one backend only) and ``snippet``, a short
-    plain-text excerpt around the first match with the matched words marked ``[word]``."""
+    plain-text excerpt around the first match with the matched words marked ``[word]``.
+
+    Attributes:
+        thread_id: the thread holding the message.
+        message_id: the message found.
+        sequence: its position in the thread.
+        role: its role.
+        score: BM25-like relevance; higher is better. On a few messages a word found in most of
+            them weighs almost nothing (FTS5's rule, which memory follows), so print it with a
+            format such as ``:.3g``, not ``:.3f``.
+        snippet: plain text around the first match, matched words as ``[word]``.
+        title: the thread's title, so a results page needs no get() per hit.
+    """
 
     thread_id: str
     message_id: str
@@ -363,7 +397,7 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     role: str
     score: float
     snippet: str
-    title: str = ""  # the thread's title, so a results page needs no get() per hit
+    title: str = ""
 
 
 class ThreadSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -394,6 +428,16 @@ class Thread(msgspec.Struct, kw_only=True, dict=True):
 
     ``platforms`` maps a platform name to its reference (``{"slack": {"channel": "C1"}}``);
     ``source`` is the same idea spelled as one dict with a ``"name"`` key.
+
+    Attributes:
+        id: a new random UUID unless given.
+        title: "Untitled Thread" unless given; searched by search_by_title.
+        messages: in order; add them with add_message.
+        attributes: your own JSON data (find_by_attributes, search(attributes=...)).
+        platforms: platform name -> its reference dict.
+        source: where the thread came from, a dict with a "name" key, or None.
+        created_at: aware UTC.
+        updated_at: aware UTC; set by each save, and the order of list_recent and list_threads.
     """
 
     id: str = msgspec.field(default_factory=_new_thread_id)

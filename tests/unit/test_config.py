@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from urllib.parse import unquote, urlsplit
 
@@ -300,7 +299,7 @@ def test_an_unknown_setting_is_a_type_error_naming_it(make: str) -> None:
         if make == "init":
             ThreadStore(pool=3)  # type: ignore[call-arg]
         else:
-            asyncio.run(ThreadStore.create(pool=3))  # type: ignore[call-arg]
+            ThreadStore.create(pool=3)  # type: ignore[call-arg]  # at once, not when awaited
 
 
 def test_schema_comes_from_the_keyword_the_url_or_the_environment() -> None:

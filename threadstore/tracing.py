@@ -5,10 +5,11 @@ Each public store operation gets a span (``threadstore save``) as a child of the
 span, and each statement a CLIENT span under it named by its query (``threads.get``), with the
 database semantic conventions' attributes; ``db.client.operation.duration`` records each
 operation's time, and observable gauges read the connection pools. The application brings the
-SDK; without one the API's no-op tracer and meter take the calls.
+SDK; until it sets one, threadstore makes no span and no measurement at all.
 
-``import threadstore`` imports none of OpenTelemetry: the API is imported on a store's first
-operation, and when it is not installed the store's methods are not wrapped at all.
+``import threadstore`` imports none of OpenTelemetry: the API is imported when a store first
+connects or runs an operation, and when it is not installed the store's methods are not even
+wrapped.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ export THREADSTORE_TEST_PG_URL
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[openai-agents,langchain,pydantic-ai]' --group test --group lint
+	$(BIN)/python -m pip install -q -e '.[otel,openai-agents,langchain,pydantic-ai]' --group test --group lint
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the README quickstart: in-memory, then a SQLite file in a temp dir

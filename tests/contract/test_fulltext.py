@@ -494,11 +494,14 @@ async def test_search_lets_the_event_loop_run(store: ThreadStore) -> None:
     await fill("b")  # more messages never searched yet
     gaps: list[float] = []
 
+    # The loop thread's own CPU time between two ticks: the work that kept the ticker waiting,
+    # without the time a loaded machine gave other processes (wall gaps of 0.37 s were seen at
+    # a load of 5 on 2 cores with 30 ms of work between ticks).
     async def ticker() -> None:
-        last = time.perf_counter()
+        last = time.thread_time()
         while True:
             await asyncio.sleep(0.01)
-            now = time.perf_counter()
+            now = time.thread_time()
             gaps.append(now - last)
             last = now
 
@@ -510,7 +513,7 @@ async def test_search_lets_the_event_loop_run(store: ThreadStore) -> None:
         await asyncio.sleep(0.02)
     finally:
         ticking.cancel()
-    assert max(gaps) < 0.3, f"the loop went {max(gaps):.2f} s unserved during a search"
+    assert max(gaps) < 0.2, f"the loop ran {max(gaps):.2f} s of work unserved during a search"
 
 
 async def test_a_get_is_not_held_by_the_first_search_after_a_bulk_import(store: ThreadStore) -> None:

@@ -302,11 +302,12 @@ async def _connect_one(bound: float | None, args: Any, kwargs: dict[str, Any]) -
 
 async def _connect_each(
     hosts: list[tuple[str, int]], attrs: str, bound: float | None, args: Any, kwargs: dict[str, Any]
-) -> asyncpg.Connection:
+) -> tuple[asyncpg.Connection, tuple[str, int]]:
     """A connection to the first of ``hosts`` that matches ``attrs`` (target_session_attrs),
     each host tried within its share of ``bound``: asyncpg gives the first host the whole
     timeout, so one that accepts TCP and never answers left none for the next (asyncpg #1155).
-    ``prefer-standby`` takes a standby, else the first host that answered."""
+    ``prefer-standby`` takes a standby, else the first host that answered. Returns the
+    connection and its host."""
     share = None if bound is None else bound / len(hosts)
     wanted = "standby" if attrs == "prefer-standby" else attrs
     answers: list[str] = []
@@ -314,9 +315,10 @@ async def _connect_each(
     for host, port in hosts:
         where = _where(host, port)
         try:
-            return await _connect_one(
+            conn = await _connect_one(
                 share, args, {**kwargs, "host": host, "port": port, "target_session_attrs": wanted}
             )
+            return conn, (host, port)
         except TimeoutError:
             answers.append(f"{where} did not answer within {share:g} s")
         except asyncpg.TargetServerAttributeNotMatched:
@@ -329,9 +331,10 @@ async def _connect_each(
     if attrs == "prefer-standby":
         for host, port in answered:
             with contextlib.suppress(TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                return await _connect_one(
+                conn = await _connect_one(
                     share, args, {**kwargs, "host": host, "port": port, "target_session_attrs": "any"}
                 )
+                return conn, (host, port)
     kind = _NONE_IS.get(wanted)
     summary = f"no host is {kind}" if kind and answered else "no host could be used"
     raise _NoServer(f"{summary} (target_session_attrs={attrs}): {'; '.join(answers)}")
@@ -497,9 +500,12 @@ class PostgresPool:
         bound = self._settings.connect_timeout
         try:
             if len(self._hosts) > 1:
-                conn = await _connect_each(
+                conn, host = await _connect_each(
                     self._hosts, self._config.target_session_attrs, bound, args, kwargs
                 )
+                # The host that served comes first next time: a host that does not answer
+                # costs its share of connect_timeout once, not on every new connection.
+                self._hosts = [host, *(h for h in self._hosts if h != host)]
             else:
                 async with asyncio.timeout(bound) as deadline:
                     conn = await _connect_one(None, args, kwargs)

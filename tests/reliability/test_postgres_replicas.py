@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -277,3 +280,28 @@ async def test_kill_9_of_the_primary_and_promotion_lose_no_acknowledged_save() -
         print(f"failover: saves resumed {resumed:.2f} s after kill -9, {failed} failed saves retried")
     finally:
         pair.close()
+
+
+def test_status_reports_each_replica_and_its_lag(pair: StandbyPair) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "threadstore",
+            "status",
+            pair.url("primary"),
+            "--replica",
+            pair.url("standby"),
+            "--replica",
+            dead,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^replica: +{re.escape(pair.url('standby'))} \d+\.\d s behind$", done.stdout, re.M), (
+        done.stdout
+    )
+    assert re.search(rf"^replica: +{re.escape(dead)} unreachable \(.*refused", done.stdout, re.M), done.stdout

@@ -120,6 +120,31 @@ async def test_a_black_holed_first_host_costs_only_its_share_of_connect_timeout(
         assert time.monotonic() - started < 3.5
 
 
+async def test_the_liveness_check_asks_the_host_that_served_not_a_black_holed_first_one(
+    pair: StandbyPair,
+) -> None:
+    """A save waiting 2.5 s for a row lock is checked every second on a connection of its own:
+    to the primary, which says the session is waiting, so the save completes."""
+    async with black_hole() as hole:
+        url = f"postgresql://postgres@127.0.0.1:{hole},127.0.0.1:{pair.ports['primary']}/postgres"
+        async with await ThreadStore.create(
+            url, pool_size=1, connect_timeout=4, liveness_interval=1
+        ) as store:
+            thread = await store.save(conversation("locked", 1))
+            holder = await asyncpg.connect(pair.url("primary"))
+            try:
+                async with holder.transaction():
+                    await holder.execute("SELECT FROM threads WHERE id = 'locked' FOR UPDATE")
+                    thread.add_message(Message(role="user", content="after the lock"))
+                    saving = asyncio.ensure_future(store.save(thread))
+                    await asyncio.sleep(2.5)
+                    assert not saving.done()
+                await asyncio.wait_for(saving, 10)
+            finally:
+                await holder.close()
+            assert len((await store.get("locked") or Thread()).messages) == 2
+
+
 def conversation(thread_id: str, count: int) -> Thread:
     thread = Thread(id=thread_id)
     for index in range(count):

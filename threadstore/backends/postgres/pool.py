@@ -664,11 +664,16 @@ class PostgresPool:
         reason = None
         try:
             async with asyncio.timeout(interval) as deadline:
+                # Several hosts: the one that served last (the session's, most likely), whatever
+                # it is now, not the first of the URL, which may not answer at all.
+                (host, port), *others = self._hosts
+                where = {"host": host, "port": port, "target_session_attrs": "any"} if others else {}
                 probe = await asyncpg.connect(
                     self._config.dsn,
                     timeout=None,
                     statement_cache_size=0,
                     server_settings={"application_name": "threadstore-check"},
+                    **where,
                 )
                 probe_pid = probe.get_server_pid()
                 try:

@@ -15,7 +15,7 @@ export THREADSTORE_TEST_PG_URL
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint,openai-agents,langchain,pydantic-ai]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,otel,openai-agents,langchain,pydantic-ai]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the README quickstart: in-memory, then a SQLite file in a temp dir

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
-from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracking
+from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracing, tracking
 from threadstore.backends import (
     Backend,
     ByAttributes,
@@ -720,6 +720,9 @@ class ThreadStore:
         copies = [documents.import_copy(thread, stored) for thread in threads]
         done = set(await backend.import_threads(copies))
         return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in done]
+
+
+tracing.operations(ThreadStore)  # a span per public operation, when OpenTelemetry's API is installed
 
 
 class _SaveTurn:

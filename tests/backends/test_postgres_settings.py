@@ -70,7 +70,7 @@ async def test_a_connection_older_than_pool_recycle_is_not_reused(pg_url: str) -
 
 
 async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_the_server(pg_url: str) -> None:
-    """A save blocked on a row lock: the server sees it as "-- postgres.save", and it is cancelled
+    """A save blocked on a row lock: the server sees it as "/* postgres.save */", and it is cancelled
     after command_timeout with CommandTimeoutError; the store works on afterwards."""
     async with await ThreadStore.create(pg_url, pool_size=2, command_timeout=0.5) as store:
         thread = await store.save(Thread(id="locked", title="before"))
@@ -88,7 +88,7 @@ async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_th
                 )
                 if waiting:
                     break
-            assert waiting is not None and waiting.startswith("-- postgres.save\n")
+            assert waiting is not None and waiting.startswith("/* postgres.save */\n")
             with pytest.raises(
                 CommandTimeoutError,
                 match=r"postgres\.save ran longer than the command "

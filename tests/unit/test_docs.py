@@ -30,6 +30,15 @@ EXAMPLES = _examples()
 
 # What some examples print, by a line of their code: checked besides a clean exit.
 OUTPUTS = {
+    "def one_line(span: ReadableSpan) -> str:": [
+        "threadstore save {'db.system.name': 'memory', 'db.operation.name': 'save'}",
+        "threadstore get {'db.system.name': 'memory', 'db.operation.name': 'get'}",
+        "handle request {}",
+        "threadstore close {'db.system.name': 'memory', 'db.operation.name': 'close'}",
+        "db.client.operation.duration save 1",
+        "db.client.operation.duration get 1",
+        "db.client.operation.duration close 1",
+    ],
     "async def main(url: str | None = None) -> None:": [
         "[memory] saved 3 messages, read back 2:",
         "  1. user: My order hasn't arrived yet",

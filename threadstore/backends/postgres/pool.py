@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from threadstore import queries
+from threadstore import queries, tracing
 from threadstore.backends.base import alias_taken, message_stored
 from threadstore.config import DatabaseConfig, Settings
 from threadstore.errors import (
@@ -455,6 +455,8 @@ class PostgresPool:
         # The WAL position of this store's last write (or of a token it was given): a replica
         # serves its reads once it has replayed this far. None: a write's position is unknown.
         self._position: int | None = 0
+        self.waiting = self.timeouts = 0  # checkouts waiting for a connection; and given up
+        self._spans = tracing.Statements.postgres(config.dsn, self.usage)
 
     async def open(self) -> None:
         settings = self._settings
@@ -493,6 +495,15 @@ class PostgresPool:
     def engine(self) -> asyncpg.Pool | None:
         """The asyncpg pool; None before open() and after close()."""
         return self._pool
+
+    def usage(self) -> tracing.Usage | None:
+        """The connections in use and idle, the most there may be, the checkouts waiting and
+        those that timed out; None while the pool is closed (tracing's gauges)."""
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return tracing.Usage(pool.get_size() - idle, idle, pool.get_max_size(), self.waiting, self.timeouts)
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """A new connection with its codecs, within connect_timeout (the pool's ``connect``:
@@ -732,8 +743,13 @@ class PostgresPool:
                     # A free connection is handed over at once; a timer would cost ~70 us here.
                     conn = await pool.acquire()
                 else:
-                    conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+                    self.waiting += 1
+                    try:
+                        conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+                    finally:
+                        self.waiting -= 1
             except TimeoutError:
+                self.timeouts += 1
                 raise PoolTimeoutError(
                     f"no PostgreSQL connection became free within {settings.pool_timeout:g} s: all "
                     f"{settings.pool_size + settings.max_overflow} are in use (pool_size "
@@ -925,30 +941,31 @@ class PostgresPool:
         query = self._queries[name]
         args = query.args(params)
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            match query.kind:
-                case Kind.ONE:
-                    return await conn.fetchrow(query.sql, *args)
-                case Kind.MANY:
-                    return await conn.fetch(query.sql, *args)
-                case Kind.VALUE:
-                    return await conn.fetchval(query.sql, *args)
-                case Kind.EXEC:
-                    await conn.execute(query.sql, *args)
-                    return None
-                case Kind.ROWCOUNT:
-                    status: str = await conn.execute(query.sql, *args)
-                    return int(status.rpartition(" ")[2])
-                case Kind.SCRIPT:
-                    await conn.execute(query.sql)
-                    return None
-        except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
-            raise self.timed_out(name) from exc
-        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise _translate(exc, name, self._config) from exc
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                match query.kind:
+                    case Kind.ONE:
+                        return await conn.fetchrow(query.sql, *args)
+                    case Kind.MANY:
+                        return await conn.fetch(query.sql, *args)
+                    case Kind.VALUE:
+                        return await conn.fetchval(query.sql, *args)
+                    case Kind.EXEC:
+                        await conn.execute(query.sql, *args)
+                        return None
+                    case Kind.ROWCOUNT:
+                        status: str = await conn.execute(query.sql, *args)
+                        return int(status.rpartition(" ")[2])
+                    case Kind.SCRIPT:
+                        await conn.execute(query.sql)
+                        return None
+            except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
+                raise self.timed_out(name) from exc
+            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+                raise _translate(exc, name, self._config) from exc
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     def timed_out(self, name: str) -> CommandTimeoutError:
         return CommandTimeoutError(

@@ -95,10 +95,16 @@ def _server_settings(settings: Settings) -> dict[str, str]:
     # an unknown LIMIT at 10% of the table, so list(20) sorted every thread (4 ms -> 53 ms at
     # 100,000 threads) and the content search went from 10 to 32 ms, while saves plan as fast
     # either way (make bench, 1.01-1.03x).
-    return {
+    server = {
         "application_name": "threadstore",
         "timezone": "UTC",  # JSON documents carry times as ...+00:00
     }
+    if settings.schema is not None:
+        # The schema alone, without public: otherwise a table missing from it (before the
+        # migrations, or an IF EXISTS in one) would be found in public, perhaps another store's.
+        # config.py lets no quote into the name.
+        server["search_path"] = f'"{settings.schema}"'
+    return server
 
 
 class _Connection(asyncpg.Connection):  # type: ignore[misc]

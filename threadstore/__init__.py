@@ -9,7 +9,7 @@ Every public type is importable from here and listed in ``__all__``.
 from typing import TYPE_CHECKING, Any
 
 from threadstore.adopt import AdoptionProblem, AdoptionReport, adopt
-from threadstore.backends import SchemaStatus
+from threadstore.backends import ReplicaStatus, SchemaStatus
 from threadstore.errors import (
     CommandTimeoutError,
     ConfigurationError,
@@ -69,6 +69,7 @@ __all__ = [
     "PoolTimeoutError",
     "QueryFileError",
     "ReadOnlyError",
+    "ReplicaStatus",
     "Role",
     "SchemaStatus",
     "SchemaVersionError",

@@ -77,3 +77,21 @@ def check_count(value: object, what: str, *, allow_none: bool = False) -> None:
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
     if not 0 <= value <= MAX_COUNT:
         raise ValueError(f"{what} must be between 0 and {MAX_COUNT}, got {value}")
+
+
+_TOKEN_PREFIX = "threadstore-wal:"
+
+
+def write_token(position: int) -> str:
+    """The opaque text of ThreadStore.write_token for a WAL position."""
+    return f"{_TOKEN_PREFIX}{position:x}"
+
+
+def check_write_token(token: object) -> int:
+    """The WAL position of a ThreadStore.write_token text."""
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a string from write_token(), got {type(token).__name__}")
+    digits = token.removeprefix(_TOKEN_PREFIX)
+    if digits == token or not digits or len(digits) > 16 or digits.strip("0123456789abcdef"):
+        raise ValueError(f"not a token from write_token(): {token[:80]!r}")
+    return int(digits, 16)

@@ -74,12 +74,17 @@ def _note(text: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _store(
-    url: str | None, *, migrate: bool = False, create: bool = False, read_only: bool = False
+    url: str | None,
+    *,
+    migrate: bool = False,
+    create: bool = False,
+    read_only: bool = False,
+    replicas: list[str] | None = None,
 ) -> AsyncIterator[ThreadStore]:
     """A connected store for ``url`` (None: the environment). The in-memory store is refused,
     since it would vanish when the command ends; so is a missing SQLite file unless ``create``.
     A ``read_only`` store leaves the database as it was (a SQLite file byte-for-byte)."""
-    store = ThreadStore(url, migrate=migrate, read_only=read_only)
+    store = ThreadStore(url, migrate=migrate, read_only=read_only, replicas=replicas)
     if store.backend == "memory":
         raise UsageError(
             _NO_DATABASE
@@ -190,13 +195,20 @@ def _add_status(commands: Subparsers) -> None:
         "database answers, 1 when it does not.",
     )
     _url_argument(parser)
+    parser.add_argument(
+        "--replica",
+        action="append",
+        metavar="URL",
+        help="a PostgreSQL read replica to report on (repeatable; default: THREADSTORE_REPLICA_URLS)",
+    )
     parser.set_defaults(run=_status)
 
 
 async def _status(args: argparse.Namespace) -> int:
-    async with _store(args.url, read_only=True) as store:
+    async with _store(args.url, read_only=True, replicas=args.replica) as store:
         round_trip = await store.ping()
         status = await store.schema_status()
+        replicas = await store.replica_status()
         stats = None if status.pending else await store.get_usage_stats()
     if status.version == 0:
         schema = "none (run `threadstore init`)"
@@ -212,6 +224,9 @@ async def _status(args: argparse.Namespace) -> int:
     ]
     if stats is not None:
         lines += [("threads", f"{stats['total_threads']:,}"), ("messages", f"{stats['total_messages']:,}")]
+    for replica in replicas:
+        state = f"{replica.lag:.1f} s behind" if replica.reachable else f"unreachable ({replica.error})"
+        lines.append(("replica", f"{replica.url} {state}"))
     for key, value in lines:
         _out(f"{key + ':':<10}{value}")
     return EXIT_OK

@@ -7,6 +7,11 @@ Accepted URL forms::
     sqlite+aiosqlite:///relative/path.db   SQLite file (also sqlite:///; four slashes = absolute)
     sqlite+aiosqlite:///:memory:           SQLite in memory, private to the store
     postgresql+asyncpg://user:pass@host:5432/db   PostgreSQL (also postgresql://, postgres://)
+    postgresql://user@h1:5432,h2:5433/db?target_session_attrs=read-write   several hosts, as libpq
+                                           (also ?host=h1,h2&port=5432,5433)
+
+``replicas=`` (or ``THREADSTORE_REPLICA_URLS``, whitespace-separated) adds PostgreSQL read
+replicas, each URL of the forms above.
 
 With no URL, ``THREADSTORE_DATABASE_URL`` is used, else ``<PREFIX>DB_TYPE`` with its
 ``DB_HOST``/``DB_PORT``/``DB_NAME``/``DB_USER``/``DB_PASSWORD`` (PostgreSQL) or ``DB_PATH``
@@ -24,7 +29,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -34,6 +39,7 @@ from threadstore.errors import ConfigurationError
 
 PREFIXES = ("THREADSTORE_", "TYLER_", "NARRATOR_")
 URL_VARIABLE = "THREADSTORE_DATABASE_URL"
+REPLICAS_VARIABLE = "THREADSTORE_REPLICA_URLS"
 _TYPES = {"memory": "memory", "sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -57,6 +63,9 @@ class Settings:
     liveness_interval: float | None = 10.0
     statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
     echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
+    # Seconds a read replica may be behind in applying its primary's changes (by replay time)
+    # and still serve reads; None: any lag.
+    replica_max_lag: float | None = 5.0
     # PostgreSQL only: the schema that holds threadstore's tables (created when missing), the
     # connections' search_path; None: the server's default (usually public).
     schema: str | None = None
@@ -75,6 +84,7 @@ class SettingsKwargs(TypedDict, total=False):
     echo: bool | None
     connect_timeout: float | None
     liveness_interval: float | None
+    replica_max_lag: float | None
     schema: str | None
 
 
@@ -98,6 +108,7 @@ _RULES: dict[str, tuple[str, float, bool]] = {
     "liveness_interval": ("bound", 0, True),
     "statement_cache_size": ("int", 0, True),
     "echo": ("bool", 0, True),
+    "replica_max_lag": ("bound", 0, True),
     "schema": ("schema", 0, True),
 }
 # A schema name as PostgreSQL folds no case of, quoted as is in search_path: no quote, comma or
@@ -216,10 +227,15 @@ def _url_from_environment(environ: Mapping[str, str]) -> DatabaseConfig:
 
 
 def configure(
-    url: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+    url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    replicas: Sequence[str] | None = None,
+    **overrides: Any,
 ) -> DatabaseConfig:
     """The database and settings a store uses: ``url``, else the environment (see the module
-    docstring); settings from the environment, overridden by keyword arguments not None."""
+    docstring); settings from the environment, overridden by keyword arguments not None;
+    read replicas from ``replicas``, else ``THREADSTORE_REPLICA_URLS``."""
     environ = os.environ if environ is None else environ
     config = parse_url(url) if url is not None else _url_from_environment(environ)
     if overrides.get("schema") is None and config.settings.schema is not None:
@@ -231,7 +247,20 @@ def configure(
         )
     if settings.schema is not None and "search_path" in dict(parse_qsl(urlsplit(config.dsn or "").query)):
         raise ConfigurationError("give either schema= or the URL's search_path, not both")
-    return dataclasses.replace(config, settings=settings)
+    if replicas is None:
+        replicas = environ.get(REPLICAS_VARIABLE, "").split()
+    elif isinstance(replicas, str) or not all(isinstance(r, str) for r in replicas):
+        raise TypeError("replicas must be a list of PostgreSQL URLs (strings)")
+    parsed = tuple(dataclasses.replace(parse_url(r), settings=settings) for r in replicas)
+    if parsed and config.backend != "postgres":
+        raise ConfigurationError(
+            f"read replicas are for PostgreSQL, and the store's database is {config.backend} "
+            f"({config.masked_url or 'in memory'})"
+        )
+    for replica in parsed:
+        if replica.backend != "postgres":
+            raise ConfigurationError(f"a read replica must be a PostgreSQL URL, got {replica.masked_url!r}")
+    return dataclasses.replace(config, settings=settings, replicas=parsed)
 
 
 # The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
@@ -257,6 +286,18 @@ class DatabaseConfig:
     password: str | None = field(default=None, repr=False)
     settings: Settings = field(default_factory=Settings, repr=False)
     read_only: bool = False  # ThreadStore(read_only=True): open for reading, write nothing
+    replicas: tuple[DatabaseConfig, ...] = field(default=(), repr=False)  # PostgreSQL read replicas
+
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """(host, port) of each server a PostgreSQL URL names, in the order given."""
+        return postgres_hosts(self.dsn or "")
+
+    @property
+    def target_session_attrs(self) -> str:
+        """The URL's ``target_session_attrs`` (else PGTARGETSESSIONATTRS, else ``any``)."""
+        query = dict(parse_qsl(urlsplit(self.dsn or "").query))
+        return query.get("target_session_attrs") or os.environ.get("PGTARGETSESSIONATTRS") or "any"
 
     @property
     def masked_url(self) -> str | None:
@@ -331,11 +372,17 @@ def parse_url(url: str | None) -> DatabaseConfig:
         try:
             parts = urlsplit(url)
             password = parts.password
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
+            hosts = postgres_hosts(url)
         except ValueError as exc:
             raise ConfigurationError(f"malformed PostgreSQL URL {mask_url(url)!r}: {exc}") from None
-        if not parts.hostname and "host=" not in parts.query:
+        if not hosts:
             raise ConfigurationError(f"PostgreSQL URL {mask_url(url)!r} names no host")
+        attrs = dict(parse_qsl(parts.query)).get("target_session_attrs")
+        if attrs is not None and attrs not in _SESSION_ATTRS:
+            raise ConfigurationError(
+                f"PostgreSQL URL {mask_url(url)!r}: target_session_attrs must be one of "
+                f"{', '.join(_SESSION_ATTRS)}, got {attrs!r}"
+            )
         # ?schema= is threadstore's (Settings.schema); the other parameters are asyncpg's.
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         schema = next((v for k, v in reversed(pairs) if k == "schema"), None)
@@ -351,6 +398,46 @@ def parse_url(url: str | None) -> DatabaseConfig:
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// (or postgresql://, postgres://), or no URL for in-memory"
     )
+
+
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+
+
+def _port(text: str, item: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"port of {item!r} must be a number 1-65535, got {text!r}")
+    return int(text)
+
+
+def postgres_hosts(url: str) -> list[tuple[str, int]]:
+    """(host, port) of each server a PostgreSQL URL names, as libpq reads them: ``h1:p1,h2:p2``
+    after the ``@``, else ``?host=h1,h2`` (a port each in ``?port=p1,p2``, or one for all);
+    a ``/directory`` host is a Unix socket. ValueError when malformed."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    spec = parts.netloc.rpartition("@")[2]
+    hosts: list[tuple[str, str]] = []
+    for item in spec.split(",") if spec else []:
+        if item.startswith("["):  # an IPv6 address
+            host, _, rest = item[1:].partition("]")
+            if rest and not rest.startswith(":"):
+                raise ValueError(f"unexpected {rest!r} after the IPv6 address in {item!r}")
+            port = rest[1:]
+        else:
+            host, _, port = item.partition(":")
+        hosts.append((unquote(host), port))
+    if not any(host for host, _ in hosts) and query.get("host"):
+        hosts = [(host, "") for host in query["host"].split(",")]
+    ports = query.get("port", "").split(",") if query.get("port") else []
+    if ports and len(ports) not in (1, len(hosts)):
+        raise ValueError(f"{len(ports)} ports ({query['port']}) for {len(hosts)} hosts")
+    named = []
+    for index, (host, port) in enumerate(hosts):
+        if not host:
+            raise ValueError(f"host {index + 1} of {len(hosts)} is empty")
+        given = port or (ports[index if len(ports) > 1 else 0] if ports else "5432")
+        named.append((host, _port(given, host)))
+    return named
 
 
 def file_storage_path() -> Path:

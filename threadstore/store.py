@@ -24,6 +24,7 @@ from threadstore.backends import (
     ByPlatformReference,
     ByTitle,
     MessageSearch,
+    ReplicaStatus,
     SchemaStatus,
     ThreadSearch,
 )
@@ -67,10 +68,11 @@ class ThreadStore:
         *,
         migrate: bool = True,
         read_only: bool = False,
+        replicas: Sequence[str] | None = None,
         **settings: Unpack[SettingsKwargs],
     ) -> None:
         check_keywords(settings, "ThreadStore.__init__")
-        config = configure(url, **settings)
+        config = configure(url, replicas=replicas, **settings)
         self._config: DatabaseConfig = dataclasses.replace(config, read_only=bool(read_only))
         # A private in-memory database gets its schema all the same: it is empty, and stays so.
         private = config.backend == "memory" or config.path == ":memory:"
@@ -86,6 +88,7 @@ class ThreadStore:
         *,
         migrate: bool = True,
         read_only: bool = False,
+        replicas: Sequence[str] | None = None,
         **settings: Unpack[SettingsKwargs],
     ) -> Opening:
         """A connected store: ``store = await ThreadStore.create(url)``, or ``async with
@@ -94,7 +97,7 @@ class ThreadStore:
         check_keywords(settings, "ThreadStore.create")
 
         async def connected() -> ThreadStore:
-            store = cls(url, migrate=migrate, read_only=read_only, **settings)
+            store = cls(url, migrate=migrate, read_only=read_only, replicas=replicas, **settings)
             await store._connector.ready()
             return store
 
@@ -153,6 +156,26 @@ class ThreadStore:
         started = time.perf_counter()
         await backend.ping()
         return time.perf_counter() - started
+
+    async def write_token(self) -> str:
+        """An opaque token standing for this store's writes so far. Another store (the next
+        request of a web app, another process) given it by ``reads_after`` reads them from
+        its replicas too. Only PostgreSQL with ``replicas=`` has use for it; elsewhere it is
+        accepted and every read sees every write anyway."""
+        backend = await self._connector.ready()
+        return checks.write_token(await backend.write_token())
+
+    async def reads_after(self, token: str) -> None:
+        """Read from replicas only once they hold the writes ``token`` (from ``write_token``)
+        stands for; until then reads go to the primary. ValueError for a text that is not a
+        token."""
+        position = checks.check_write_token(token)
+        await (await self._connector.ready()).reads_after(position)
+
+    async def replica_status(self) -> builtins.list[ReplicaStatus]:
+        """Each read replica (``replicas=``), looked at now: reachable, and how many seconds
+        it is behind its primary in applying changes. Empty without replicas."""
+        return await (await self._connector.ready()).replica_status()
 
     async def close(self) -> None:
         """Release the connection(s). Further use raises StoreClosedError. Idempotent.

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import asyncio
     from datetime import timedelta
 
-    from threadstore.backends import SchemaStatus
+    from threadstore.backends import ReplicaStatus, SchemaStatus
     from threadstore.files import FileStore
     from threadstore.models import Message, SearchHit, Thread, ThreadPage
     from threadstore.transfer import ThreadRecord
@@ -142,10 +142,13 @@ class ThreadStore:
         *,
         migrate: bool = True,
         read_only: bool = False,
+        replicas: Sequence[str] | None = None,
         **settings: Unpack[SettingsKwargs],
     ) -> None:
         check_keywords(settings, "ThreadStore.__init__")
-        self._store = AsyncThreadStore(url, migrate=migrate, read_only=read_only, **settings)
+        self._store = AsyncThreadStore(
+            url, migrate=migrate, read_only=read_only, replicas=replicas, **settings
+        )
         self._loop = _Loop()
         self._finalizer = weakref.finalize(self, _close, self._loop, self._store)
         self._generation = forks.generation
@@ -173,11 +176,12 @@ class ThreadStore:
         *,
         migrate: bool = True,
         read_only: bool = False,
+        replicas: Sequence[str] | None = None,
         **settings: Unpack[SettingsKwargs],
     ) -> ThreadStore:
         """A connected store (migrated unless ``migrate=False``), as ``ThreadStore.create``."""
         check_keywords(settings, "ThreadStore.create")
-        store = cls(url, migrate=migrate, read_only=read_only, **settings)
+        store = cls(url, migrate=migrate, read_only=read_only, replicas=replicas, **settings)
         try:
             store.ping()
         except BaseException:
@@ -235,6 +239,18 @@ class ThreadStore:
     def ping(self) -> float:
         """Seconds one round trip to the database takes; StoreUnavailableError if none."""
         return self._run(self._store.ping())
+
+    def write_token(self) -> str:
+        """A token of this store's writes so far, for another store's ``reads_after``."""
+        return self._run(self._store.write_token())
+
+    def reads_after(self, token: str) -> None:
+        """Read from replicas only once they hold the writes ``token`` stands for."""
+        return self._run(self._store.reads_after(token))
+
+    def replica_status(self) -> builtins.list[ReplicaStatus]:
+        """Each read replica, looked at now: reachable, and its lag in seconds."""
+        return self._run(self._store.replica_status())
 
     def migrate(self) -> builtins.list[int]:
         """Apply pending schema migrations; returns the versions applied."""

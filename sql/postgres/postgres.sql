@@ -441,3 +441,24 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- name: write_position :value
+-- The WAL position after a write, as a number: a read replica that has replayed this far holds
+-- the write (read-your-writes; asked only when the store has replicas).
+SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint;
+
+-- name: replica_state :one
+-- A read replica's replay position and how many seconds it is behind its primary in applying:
+-- 0 when it has applied all it received from a running WAL receiver (with an idle primary the
+-- time since the last replayed transaction only grows, and means nothing), else the time since
+-- the last transaction it replayed. A promoted standby (not in recovery) is current.
+SELECT
+    pg_is_in_recovery() AS standby,
+    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END
+        - '0/0'::pg_lsn)::bigint AS replayed,
+    CASE
+        WHEN NOT pg_is_in_recovery() THEN 0.0
+        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+            AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0.0
+        ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0.0)
+    END AS lag;

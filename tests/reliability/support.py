@@ -183,3 +183,81 @@ def server_directory(prefix: str) -> tuple[Path, list[str], Path]:
     if account is not None:
         os.chown(root, account.pw_uid, account.pw_gid)
     return binaries, as_user, root
+
+
+class StandbyPair:
+    """A PostgreSQL primary and its streaming hot standby (``pg_basebackup -R``), servers of a
+    test's own on free loopback ports under a temporary directory, started as the ``postgres``
+    user when this is root; every step bounded by pg_ctl's own timeouts and ``timeout``.
+    ``close()`` stops both by data directory (immediately) and removes the directory.
+    ``synchronous=True``: the primary commits only once the standby has the WAL."""
+
+    def __init__(self, prefix: str, *, synchronous: bool = False) -> None:
+        self.binaries, self.as_user, self.root = server_directory(prefix)
+        self.ports = {"primary": free_port(), "standby": free_port()}
+        self.synchronous = synchronous
+        try:
+            self._pg("initdb", "-D", str(self.root / "primary"), "-A", "trust", "-U", "postgres",
+                     "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
+            self.start("primary")
+            self._pg("pg_basebackup", "-D", str(self.root / "standby"), "-h", "127.0.0.1",
+                     "-p", str(self.ports["primary"]), "-U", "postgres", "-R", "-X", "stream")  # fmt: skip
+            self.start("standby")
+            if synchronous:  # after the base backup: the standby, once promoted, waits for none
+                self.configure("primary", synchronous_standby_names="'*'")
+                deadline = time.monotonic() + 30
+                while (
+                    self.sql("primary", "SELECT string_agg(sync_state, ',') FROM pg_stat_replication")
+                    != "sync"
+                ):
+                    assert time.monotonic() < deadline, "the standby did not become synchronous"
+                    time.sleep(0.1)
+        except BaseException:
+            self.close()
+            raise
+
+    def _pg(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [*self.as_user, str(self.binaries / program), *args],
+            check=check,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def sql(self, name: str, query: str) -> str:
+        """One query's result through psql, as text."""
+        done = self._pg("psql", "-h", "127.0.0.1", "-p", str(self.ports[name]), "-U", "postgres",
+                        "-d", "postgres", "-tAc", query)  # fmt: skip
+        return done.stdout.decode().strip()
+
+    def url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.ports[name]}/postgres"
+
+    def start(self, name: str) -> None:
+        options = (
+            f"-F -p {self.ports[name]} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=40"
+        )
+        self._pg("pg_ctl", "-D", str(self.root / name), "-l", str(self.root / f"{name}.log"),
+                 "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+
+    def configure(self, name: str, **settings: str) -> None:
+        """Append settings to the server's postgresql.auto.conf and reload it (when running)."""
+        conf = self.root / name / "postgresql.auto.conf"
+        with conf.open("a") as file:
+            file.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self._pg("pg_ctl", "-D", str(self.root / name), "reload", check=False)
+
+    def kill(self, name: str) -> None:
+        """kill -9 of the server's postmaster (its backends end when they notice)."""
+        pid = int((self.root / name / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 9)
+
+    def promote(self, name: str) -> None:
+        self._pg("pg_ctl", "-D", str(self.root / name), "-w", "-t", "60", "promote")
+
+    def close(self) -> None:
+        for name in ("standby", "primary"):
+            if (self.root / name / "postmaster.pid").exists():
+                self._pg("pg_ctl", "-D", str(self.root / name), "-m", "immediate", "-w", "-t", "60", "stop",
+                         check=False)  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -5,14 +5,12 @@ failed there), reads and searches what the primary wrote, and refuses writes cle
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import conversation
-from tests.reliability.support import free_port, server_directory
+from tests.reliability.support import StandbyPair
 from threadstore import Thread, ThreadStore, ThreadStoreError
 
 pytestmark = pytest.mark.pg
@@ -20,35 +18,12 @@ pytestmark = pytest.mark.pg
 
 @pytest.fixture
 def primary_and_standby() -> Iterator[tuple[str, str]]:
-    """(primary URL, standby URL): two servers of the test's own under a temporary directory,
-    each bounded by pg_ctl's own timeouts; skipped where initdb cannot run."""
-    binaries, as_user, root = server_directory("threadstore-standby-")
-    ports = {"primary": free_port(), "standby": free_port()}
-
-    def pg(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
-
-    def start(name: str) -> None:
-        options = f"-F -p {ports[name]} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=30"
-        pg(str(binaries / "pg_ctl"), "-D", str(root / name), "-l", str(root / f"{name}.log"),
-           "-o", options, "-w", "-t", "60", "start")  # fmt: skip
-
-    pg(str(binaries / "initdb"), "-D", str(root / "primary"), "-A", "trust", "-U", "postgres",
-       "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
+    """(primary URL, standby URL): two servers of the test's own; skipped where initdb cannot run."""
+    pair = StandbyPair("threadstore-standby-")
     try:
-        start("primary")
-        pg(str(binaries / "pg_basebackup"), "-D", str(root / "standby"), "-h", "127.0.0.1",
-           "-p", str(ports["primary"]), "-U", "postgres", "-R", "-X", "stream")  # fmt: skip
-        start("standby")
-        yield tuple(f"postgresql://postgres@127.0.0.1:{ports[n]}/postgres" for n in ("primary", "standby"))  # type: ignore[misc]
+        yield pair.url("primary"), pair.url("standby")
     finally:
-        for name in ("standby", "primary"):
-            subprocess.run(
-                [*as_user, str(binaries / "pg_ctl"), "-D", str(root / name), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-                timeout=60,
-            )
-        shutil.rmtree(root, ignore_errors=True)
+        pair.close()
 
 
 async def test_a_store_opens_on_a_hot_standby_reads_and_refuses_writes(

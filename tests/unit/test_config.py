@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -239,7 +241,8 @@ def test_an_invalid_value_is_an_error_naming_the_variable(variable: str, text: s
 )
 def test_an_invalid_keyword_is_an_error_naming_it(name: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"^{name} must be .*, got {value!r}$"):
-        configure(None, {}, **{name: value})
+        overrides: dict[str, Any] = {name: value}
+        configure(None, {}, **overrides)
 
 
 def test_the_default_bounds_hold_until_turned_off_with_0_or_none() -> None:
@@ -300,6 +303,46 @@ def test_an_unknown_setting_is_a_type_error_naming_it(make: str) -> None:
             ThreadStore(pool=3)  # type: ignore[call-arg]
         else:
             ThreadStore.create(pool=3)  # type: ignore[call-arg]  # at once, not when awaited
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts"),
+    [
+        ("postgresql://u@h1:5441,h2:5442/db?target_session_attrs=read-write", [("h1", 5441), ("h2", 5442)]),
+        ("postgresql://u:p@h1,[::1]:6000/db", [("h1", 5432), ("::1", 6000)]),
+        ("postgresql://u@/db?host=h1,h2&port=5441,5442", [("h1", 5441), ("h2", 5442)]),
+        ("postgresql://u@/db?host=h1,h2&port=6000", [("h1", 6000), ("h2", 6000)]),
+        ("postgresql://u@/db?host=/run/postgresql", [("/run/postgresql", 5432)]),
+    ],
+)
+def test_every_libpq_multi_host_form_is_parsed(url: str, hosts: list[tuple[str, int]]) -> None:
+    assert parse_url(url).hosts == hosts
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("postgresql://u@h1:x,h2/db", "port of 'h1' must be a number 1-65535, got 'x'"),
+        ("postgresql://u@h1:5432,/db", "host 2 of 2 is empty"),
+        ("postgresql://u@/db?host=a,b&port=1,2,3", "3 ports (1,2,3) for 2 hosts"),
+        ("postgresql://u@h1/db?target_session_attrs=master", "target_session_attrs must be one of"),
+    ],
+)
+def test_a_malformed_multi_host_url_is_a_configuration_error(url: str, error: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(error)):
+        parse_url(url)
+
+
+def test_replicas_come_from_the_keyword_else_the_environment() -> None:
+    environ = {"THREADSTORE_REPLICA_URLS": " postgresql://u@r1/db\n postgresql://u:secret@r2/db "}
+    config = configure("postgresql://u@p/db", environ)
+    assert [r.masked_url for r in config.replicas] == ["postgresql://u@r1/db", "postgresql://u:***@r2/db"]
+    assert configure("postgresql://u@p/db", environ, replicas=[]).replicas == ()
+    assert configure("postgresql://u@p/db", {}, replica_max_lag=0).settings.replica_max_lag is None
+    with pytest.raises(ConfigurationError, match="a read replica must be a PostgreSQL URL"):
+        configure("postgresql://u@p/db", {}, replicas=["sqlite+aiosqlite:///x.db"])
+    with pytest.raises(TypeError, match="replicas must be a list"):
+        configure("postgresql://u@p/db", {}, replicas="postgresql://u@r1/db")
 
 
 def test_schema_comes_from_the_keyword_the_url_or_the_environment() -> None:

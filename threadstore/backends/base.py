@@ -57,6 +57,15 @@ class ThreadCopy(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[tuple[str, datetime]] = []
 
 
+class ReplicaStatus(NamedTuple):
+    """A PostgreSQL read replica as the store last saw it."""
+
+    url: str | None  # its URL, password masked
+    reachable: bool  # it answered (and serves reads when within replica_max_lag)
+    lag: float | None  # seconds it is behind its primary in applying changes; None if unreachable
+    error: str | None  # why it is not reachable
+
+
 class SchemaStatus(NamedTuple):
     """Where a database's schema stands."""
 
@@ -176,6 +185,15 @@ class Operations(Protocol):
 
     async def schema_status(self) -> SchemaStatus:
         """The applied schema version and the pending migrations; changes nothing."""
+
+    async def write_token(self) -> int:
+        """The WAL position after this store's writes so far (0 where there is none)."""
+
+    async def reads_after(self, position: int) -> None:
+        """Read from replicas only once they have replayed ``position``."""
+
+    async def replica_status(self) -> list[ReplicaStatus]:
+        """Each read replica, looked at now (none but on PostgreSQL)."""
 
     async def get(self, thread_id: str) -> bytes | None:
         """The thread document, or None."""

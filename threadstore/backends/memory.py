@@ -28,6 +28,7 @@ from threadstore.backends.base import (
     ByPlatformReference,
     ByTitle,
     MessageSearch,
+    ReplicaStatus,
     SavePlan,
     SchemaStatus,
     SearchRow,
@@ -96,6 +97,15 @@ class MemoryBackend:
 
     async def ping(self) -> None:
         pass
+
+    async def write_token(self) -> int:
+        return 0  # one database, no replicas: every read sees every write
+
+    async def reads_after(self, position: int) -> None:
+        pass
+
+    async def replica_status(self) -> builtins.list[ReplicaStatus]:
+        return []
 
     engine = None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from threadstore.backends import migrations
 from threadstore.backends.base import (
     AppendPlan,
     MessageSearch,
+    ReplicaStatus,
     SavePlan,
     SchemaStatus,
     SearchRow,
@@ -157,6 +158,18 @@ class PostgresBackend:
         the bounds (connect_timeout, pool_timeout, twice liveness_interval)."""
         await self._pool.read("postgres.ping")
 
+    async def write_token(self) -> int:
+        position = self._pool.position
+        if position is None or not self._config.replicas:  # not tracked: where the primary is now
+            position = await self._pool.current_position()
+        return position
+
+    async def reads_after(self, position: int) -> None:
+        self._pool.reads_after(position)
+
+    async def replica_status(self) -> builtins.list[ReplicaStatus]:
+        return [ReplicaStatus(**replica) for replica in await self._pool.replica_status()]
+
     async def migrate(self) -> list[int]:
         # Up to date: nothing is written, so a read-only server (a hot standby, a database with
         # default_transaction_read_only = on) opens as well.
@@ -234,15 +247,17 @@ class PostgresBackend:
         if dry_run:
             count = await self._pool.read("bounded.count_threads_to_delete", **params)
             return count
-        async with self._pool.acquire() as conn:
-            count = await retried(
+
+        async def delete(conn: asyncpg.Connection) -> int:
+            return await retried(
                 lambda: self._pool.run(conn, "bounded.delete_threads", batch=batch, **params),
                 lambda: "deleting old threads",
             )
-        return count
+
+        return await self._pool.write(delete, lambda: "deleting old threads")
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
-        async def prune() -> int | None:
+        async def prune(conn: asyncpg.Connection) -> int | None:
             async with transaction(conn):
                 if not await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id):
                     return None
@@ -251,8 +266,10 @@ class PostgresBackend:
                 )
                 return count
 
-        async with self._pool.acquire() as conn:
-            return await retried(prune, lambda: f"pruning thread {thread_id!r}")
+        def what() -> str:
+            return f"pruning thread {thread_id!r}"
+
+        return await self._pool.write(lambda conn: retried(lambda: prune(conn), what), what)
 
     @staticmethod
     def _thread_params(plan: SavePlan) -> dict[str, Any]:
@@ -363,52 +380,54 @@ class PostgresBackend:
         def what() -> str:
             return f"saving thread {plan.thread_id!r}"
 
-        async with self._pool.acquire() as conn:
-            # The two common saves get a light statement: messages appended to a thread loaded
-            # from here, and a thread this store has not seen. Anything unexpected (the thread or
-            # a message is stored already) falls to the general save; a thread gone is None.
-            if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
-                light = {**params, "count": plan.new_count}
-                del light["edited"], light["removed"], light["synced"]
-                if plan.synced:
-                    del light["created_at"]
-                name = "postgres.save_appended" if plan.synced else "postgres.save_new"
-                try:
-                    rows: builtins.list[Any] = await retried(
-                        lambda: self._pool.run(conn, name, **light), what
-                    )
-                    if rows or not plan.synced:
-                        return rows
-                    return None  # the thread is gone
-                except ConflictError as exc:
-                    if collided(exc):
-                        raise
+        return await self._pool.write(lambda conn: self._save_on(conn, plan, params, what), what)
+
+    async def _save_on(
+        self, conn: asyncpg.Connection, plan: SavePlan, params: dict[str, Any], what: Callable[[], str]
+    ) -> builtins.list[Any] | None:
+        # The two common saves get a light statement: messages appended to a thread loaded
+        # from here, and a thread this store has not seen. Anything unexpected (the thread or
+        # a message is stored already) falls to the general save; a thread gone is None.
+        if plan.edited == b"[]" and not plan.removed and (plan.new_count or not plan.synced):
+            light = {**params, "count": plan.new_count}
+            del light["edited"], light["removed"], light["synced"]
+            if plan.synced:
+                del light["created_at"]
+            name = "postgres.save_appended" if plan.synced else "postgres.save_new"
             try:
-                rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
-                return rows
+                rows: builtins.list[Any] = await retried(lambda: self._pool.run(conn, name, **light), what)
+                if rows or not plan.synced:
+                    return rows
+                return None  # the thread is gone
             except ConflictError as exc:
                 if collided(exc):
-                    raise  # else maybe a concurrent save inserted one of these messages: below
+                    raise
+        try:
+            rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
+            return rows
+        except ConflictError as exc:
+            if collided(exc):
+                raise  # else maybe a concurrent save inserted one of these messages: below
 
-            # Under the thread's lock, each statement's snapshot includes every save of this
-            # thread that finished before it, so a message another writer just inserted is seen
-            # as held and updated, not inserted twice. A writer that skipped the lock can still
-            # commit one in between, hence a few attempts; a message stored in another thread
-            # fails every time.
-            async def locked() -> builtins.list[Any]:
-                async with transaction(conn):
-                    await self._pool.run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
-                    rows: builtins.list[Any] = await self._pool.run(conn, "postgres.save", **params)
-                return rows
+        # Under the thread's lock, each statement's snapshot includes every save of this
+        # thread that finished before it, so a message another writer just inserted is seen
+        # as held and updated, not inserted twice. A writer that skipped the lock can still
+        # commit one in between, hence a few attempts; a message stored in another thread
+        # fails every time.
+        async def locked() -> builtins.list[Any]:
+            async with transaction(conn):
+                await self._pool.run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
+                rows: builtins.list[Any] = await self._pool.run(conn, "postgres.save", **params)
+            return rows
 
-            attempts_left = _LOCKED_ATTEMPTS
-            while True:
-                try:
-                    return await retried(locked, what)
-                except ConflictError as exc:
-                    attempts_left -= 1
-                    if not attempts_left or collided(exc):
-                        raise
+        attempts_left = _LOCKED_ATTEMPTS
+        while True:
+            try:
+                return await retried(locked, what)
+            except ConflictError as exc:
+                attempts_left -= 1
+                if not attempts_left or collided(exc):
+                    raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
@@ -416,11 +435,13 @@ class PostgresBackend:
             name, params = "postgres.append_creating", self._thread_params(plan.create)
             params["updated_at"] = plan.updated_at.isoformat()
         params.update(thread_id=plan.thread_id, count=plan.count, messages=msgspec.Raw(plan.messages))
-        async with self._pool.acquire() as conn:
-            row = await retried(
-                lambda: self._pool.run(conn, name, **params),
-                lambda: f"appending to thread {plan.thread_id!r}",
-            )
+
+        def what() -> str:
+            return f"appending to thread {plan.thread_id!r}"
+
+        row = await self._pool.write(
+            lambda conn: retried(lambda: self._pool.run(conn, name, **params), what), what
+        )
         if row is None:
             return None
         self._indexer.soon()
@@ -433,36 +454,45 @@ class PostgresBackend:
         def what() -> str:
             return f"popping a message of thread {thread_id!r}"
 
-        async def locked() -> Any:
-            async with transaction(conn):
-                await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id)
-                return await self._pool.run(conn, "postgres.pop_message", **params)
+        async def pop(conn: asyncpg.Connection) -> Any:
+            async def locked() -> Any:
+                async with transaction(conn):
+                    await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id)
+                    return await self._pool.run(conn, "postgres.pop_message", **params)
 
-        async with self._pool.acquire() as conn:
             row = await retried(lambda: self._pool.run(conn, "postgres.pop_message", **params), what)
             if row["present"] and not row["current"]:  # another writer came between: see the SQL
                 row = await retried(locked, what)
+            return row
+
+        row = await self._pool.write(pop, what)
         message: bytes | None = row["message"]
         return message
 
     async def create_if_absent(self, plan: SavePlan) -> None:
-        async with self._pool.acquire() as conn:
-            params = self._thread_params(plan)
-            del params["platform_values"]
-            await self._pool.run(conn, "threads.create_if_absent", **params)
+        params = self._thread_params(plan)
+        del params["platform_values"]
+        await self._pool.write(
+            lambda conn: self._pool.run(conn, "threads.create_if_absent", **params),
+            lambda: f"creating thread {plan.thread_id!r}",
+        )
 
     async def delete(self, thread_id: str) -> bool:
-        async with self._pool.acquire() as conn:
-            count: int = await self._pool.run(conn, "threads.delete", thread_id=thread_id)
+        count: int = await self._pool.write(
+            lambda conn: self._pool.run(conn, "threads.delete", thread_id=thread_id),
+            lambda: f"deleting thread {thread_id!r}",
+        )
         return count > 0
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         ids = list(thread_ids)
-        async with self._pool.acquire() as conn:
-            count: int = await retried(
-                lambda: self._pool.run(conn, "threads.delete_many", ids=ids),
-                lambda: f"deleting {len(ids)} threads ({_some(sorted(ids))})",
-            )
+
+        def what() -> str:
+            return f"deleting {len(ids)} threads ({_some(sorted(ids))})"
+
+        count: int = await self._pool.write(
+            lambda conn: retried(lambda: self._pool.run(conn, "threads.delete_many", ids=ids), what), what
+        )
         return count
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
@@ -495,27 +525,31 @@ class PostgresBackend:
         return _document(await self._pool.read("search.get_thread_by_message_id", message_id=message_id))
 
     async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
-        async with self._pool.acquire() as conn:
-            try:
-                saved = await self._pool.run(
+        try:
+            saved = await self._pool.write(
+                lambda conn: self._pool.run(
                     conn,
                     "aliases.save_thread_alias",
                     alias=alias,
                     thread_id=thread_id,
                     created_at=created_at.isoformat(),
-                )
-            except ThreadStoreError as exc:
-                if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
-                    return False  # the thread was deleted in between
-                raise
+                ),
+                lambda: f"saving alias {alias!r}",
+            )
+        except ThreadStoreError as exc:
+            if isinstance(exc.__cause__, asyncpg.ForeignKeyViolationError):
+                return False  # the thread was deleted in between
+            raise
         return saved is not None
 
     async def get_by_alias(self, alias: str) -> bytes | None:
         return _document(await self._pool.read("aliases.get_by_alias", alias=alias))
 
     async def delete_thread_alias(self, alias: str) -> bool:
-        async with self._pool.acquire() as conn:
-            count: int = await self._pool.run(conn, "aliases.delete_thread_alias", alias=alias)
+        count: int = await self._pool.write(
+            lambda conn: self._pool.run(conn, "aliases.delete_thread_alias", alias=alias),
+            lambda: f"deleting alias {alias!r}",
+        )
         return count > 0
 
     async def get_thread_aliases(self, thread_id: str) -> builtins.list[str]:
@@ -553,11 +587,16 @@ class PostgresBackend:
             for copy in copies
         ]
         ids = [copy.plan.thread_id for copy in copies]
-        async with self._pool.acquire() as conn:
-            rows = await retried(
-                lambda: self._pool.run(conn, "postgres.import_threads", threads=threads),
-                lambda: f"importing {len(ids)} threads ({_some(sorted(ids))})",
-            )
+
+        def what() -> str:
+            return f"importing {len(ids)} threads ({_some(sorted(ids))})"
+
+        rows = await self._pool.write(
+            lambda conn: retried(
+                lambda: self._pool.run(conn, "postgres.import_threads", threads=threads), what
+            ),
+            what,
+        )
         if rows:
             self._indexer.soon()
         return [row[0] for row in rows]

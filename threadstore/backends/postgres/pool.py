@@ -10,6 +10,11 @@ operation that has waited ``liveness_interval`` for the server is checked on a c
 own (see ``_check``) rather than cut by a timer, so long legitimate statements run to the end
 while a server that stopped answering is found within two intervals. A read that meets a session
 the server has ended is retried once on a new connection.
+
+Past one server: a URL naming several hosts is tried host by host, each within its share of
+``connect_timeout``; a write refused as read-only (a connection to a server that has become a
+standby) runs once more on a new connection; reads go to read replicas that have replayed this
+store's last write (see ``PostgresPool.read`` and docs/replicas.md).
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import msgspec
@@ -257,16 +262,88 @@ async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
     await transaction.commit()
 
 
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _address(config: DatabaseConfig) -> str:
-    """host:port of the server, for messages; the masked URL when the DSN names several."""
+    """host:port of the server (of each, when the URL names several), for messages."""
     try:
-        parts = urlsplit(config.dsn or "")
-        query = dict(parse_qsl(parts.query))
-        host = parts.hostname or query.get("host") or "localhost"
-        port = parts.port or query.get("port") or 5432
+        return ", ".join(_where(host, port) for host, port in config.hosts)
     except ValueError:
         return str(config.masked_url)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# What a host that does not match target_session_attrs is, by the attribute wanted.
+_MISMATCH = {
+    "read-write": "is read-only (a standby, or default_transaction_read_only is on)",
+    "primary": "is a standby",
+    "standby": "is not a standby",
+    "read-only": "accepts writes (not read-only)",
+}
+_NONE_IS = {
+    "read-write": "a primary",
+    "primary": "a primary",
+    "standby": "a standby",
+    "read-only": "read-only",
+}
+
+
+class _NoServer(ConnectionError):
+    """No host of a multi-host URL gave a connection of the kind wanted; the message says what
+    each host answered."""
+
+
+async def _connect_one(bound: float | None, args: Any, kwargs: dict[str, Any]) -> asyncpg.Connection:
+    """A connection with its codecs, within ``bound`` seconds."""
+    async with asyncio.timeout(bound):
+        conn = await asyncpg.connect(*args, **kwargs)
+        try:
+            await _init_connection(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+    return conn
+
+
+async def _connect_each(
+    hosts: list[tuple[str, int]], attrs: str, bound: float | None, args: Any, kwargs: dict[str, Any]
+) -> tuple[asyncpg.Connection, tuple[str, int]]:
+    """A connection to the first of ``hosts`` that matches ``attrs`` (target_session_attrs),
+    each host tried within its share of ``bound``: asyncpg gives the first host the whole
+    timeout, so one that accepts TCP and never answers left none for the next (asyncpg #1155).
+    ``prefer-standby`` takes a standby, else the first host that answered. Returns the
+    connection and its host."""
+    share = None if bound is None else bound / len(hosts)
+    wanted = "standby" if attrs == "prefer-standby" else attrs
+    answers: list[str] = []
+    answered: list[tuple[str, int]] = []
+    for host, port in hosts:
+        where = _where(host, port)
+        try:
+            conn = await _connect_one(
+                share, args, {**kwargs, "host": host, "port": port, "target_session_attrs": wanted}
+            )
+            return conn, (host, port)
+        except TimeoutError:
+            answers.append(f"{where} did not answer within {share:g} s")
+        except asyncpg.TargetServerAttributeNotMatched:
+            answers.append(f"{where} {_MISMATCH.get(wanted, 'does not match')}")
+            answered.append((host, port))
+        except ConnectionRefusedError:
+            answers.append(f"{where} refused the connection (no server listening)")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            answers.append(f"{where}: {_reason(exc)}")
+    if attrs == "prefer-standby":
+        for host, port in answered:
+            with contextlib.suppress(TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                conn = await _connect_one(
+                    share, args, {**kwargs, "host": host, "port": port, "target_session_attrs": "any"}
+                )
+                return conn, (host, port)
+    kind = _NONE_IS.get(wanted)
+    summary = f"no host is {kind}" if kind and answered else "no host could be used"
+    raise _NoServer(f"{summary} (target_session_attrs={attrs}): {'; '.join(answers)}")
 
 
 _CONNECT_CALL = re.compile(r"Connect call failed \('([^']*)', (\d+)")
@@ -291,7 +368,9 @@ def _reason(exc: BaseException) -> str:
 def read_only_server(exc: BaseException) -> bool:
     """Whether ``exc`` is a write refused by a read-only server (a hot standby, a database with
     default_transaction_read_only = on)."""
-    return isinstance(exc.__cause__, asyncpg.ReadOnlySQLTransactionError)
+    return isinstance(exc, ThreadStoreError) and isinstance(
+        exc.__cause__, asyncpg.ReadOnlySQLTransactionError
+    )
 
 
 def _session_lost(exc: BaseException) -> bool:
@@ -338,20 +417,50 @@ async def retried(attempt: Callable[[], Coroutine[Any, Any, _T]], what: Callable
     raise AssertionError("unreachable")
 
 
+_REPLICA_RECHECK = 1.0  # seconds after which a replica's replay position and lag are asked again
+_REPLICA_TRUST = 3.0  # seconds a replica's lag, as last seen, is taken as known
+_REPLICA_RETRY = 5.0  # seconds a replica that failed is skipped before it is looked at again
+
+
+class _Replica:
+    """A read replica's pool and what the last look at it found."""
+
+    __slots__ = ("error", "lag", "looked_at", "looking", "pool", "replayed", "retry_at", "up")
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self.pool = pool
+        self.up = False  # serves reads: its last look succeeded
+        self.replayed = -1  # WAL position it had replayed at the last look
+        self.lag = 0.0  # seconds it was behind in applying, at the last look
+        self.looked_at = -math.inf
+        self.retry_at = 0.0
+        self.looking: asyncio.Future[None] | None = None
+        self.error: str | None = None
+
+
 class PostgresPool:
     """Talking to PostgreSQL reliably: the asyncpg pool, checkout within ``pool_timeout`` and
     ``pool_recycle``, the liveness check of a waiting operation, settling a cancelled statement,
     one retry of a read whose session was lost, and the one place where SQL meets the driver."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(self, config: DatabaseConfig, *, replica: bool = False) -> None:
         self._config = config
         self._settings = config.settings
         self._echo = config.settings.echo
         self._queries = queries.load("postgres")
         self._pool: asyncpg.Pool | None = None
         self._address = _address(config)
+        self._hosts = config.hosts
         self._checks: set[asyncio.Task[None]] = set()  # liveness checks under way
         self._reachable: bool | None = None  # None until the pool is open; see _connect
+        # A replica's pool connects on first use: an unreachable replica must not stop the
+        # store from opening (it is skipped, and looked at again later).
+        self._replica = replica
+        self._replicas = [_Replica(PostgresPool(r, replica=True)) for r in config.replicas]
+        self._turn = 0  # the replica the next read tries first
+        # The WAL position of this store's last write (or of a token it was given): a replica
+        # serves its reads once it has replayed this far. None: a write's position is unknown.
+        self._position: int | None = 0
         self.waiting = self.timeouts = 0  # checkouts waiting for a connection; and given up
         self._spans = tracing.Statements.postgres(config.dsn, self.usage)
 
@@ -362,7 +471,7 @@ class PostgresPool:
         try:
             self._pool = await asyncpg.create_pool(
                 self._config.dsn,
-                min_size=settings.pool_size,
+                min_size=0 if self._replica else settings.pool_size,
                 max_size=settings.pool_size + settings.max_overflow,
                 command_timeout=settings.command_timeout,
                 statement_cache_size=settings.statement_cache_size,
@@ -384,6 +493,9 @@ class PostgresPool:
             settings.pool_size,
             settings.pool_size + settings.max_overflow,
         )
+        for replica in self._replicas:
+            await replica.pool.open()  # connects nothing yet
+            self._look_later(replica)
 
     @property
     def engine(self) -> asyncpg.Pool | None:
@@ -405,15 +517,18 @@ class PostgresPool:
         open, the first failure to connect logs one WARNING and the next success one INFO."""
         bound = self._settings.connect_timeout
         try:
-            async with asyncio.timeout(bound) as deadline:
-                conn = await asyncpg.connect(*args, **kwargs)
-                try:
-                    await _init_connection(conn)
-                except BaseException:
-                    conn.terminate()
-                    raise
+            if len(self._hosts) > 1:
+                conn, host = await _connect_each(
+                    self._hosts, self._config.target_session_attrs, bound, args, kwargs
+                )
+                # The host that served comes first next time: a host that does not answer
+                # costs its share of connect_timeout once, not on every new connection.
+                self._hosts = [host, *(h for h in self._hosts if h != host)]
+            else:
+                async with asyncio.timeout(bound) as deadline:
+                    conn = await _connect_one(None, args, kwargs)
         except TimeoutError as exc:
-            if not deadline.expired():
+            if len(self._hosts) > 1 or not deadline.expired():
                 self._unreachable(exc)
                 raise
             error = StoreUnavailableError(
@@ -444,6 +559,10 @@ class PostgresPool:
         pool, self._pool = self._pool, None
         for check in self._checks:
             check.cancel()
+        for replica in self._replicas:
+            if replica.looking is not None:
+                replica.looking.cancel()
+            await replica.pool.close()
         if pool is not None:
             try:
                 await pool.close()  # waits for operations under way, each bounded
@@ -454,6 +573,8 @@ class PostgresPool:
     def abandon(self) -> None:
         """Drop the pool of an event loop that has ended."""
         pool, self._pool = self._pool, None
+        for replica in self._replicas:
+            replica.pool.abandon()
         if pool is not None:
             with contextlib.suppress(Exception):  # its loop is closed: sockets close as they can
                 pool.terminate()
@@ -492,7 +613,9 @@ class PostgresPool:
             if isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, ThreadStoreError):
                 # Not from _run: ending a transaction, ...
                 error = _translate(exc, "connection", self._config)
-            if watch.reason is not None or _session_lost(exc):
+            if watch.reason is not None or _session_lost(exc) or (not read and read_only_server(exc)):
+                # (A write refused as read-only: the server became a standby since this
+                # connection was opened, so the others are likely on it too.)
                 with contextlib.suppress(asyncpg.InterfaceError):  # already released
                     conn.terminate()
                 await pool.expire_connections()
@@ -521,6 +644,8 @@ class PostgresPool:
                 raise error from exc
             raise
         watch.stop()
+        if self._replicas and not read:
+            await self._note_position(conn)
         await self._release(pool, conn)
 
     async def _release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
@@ -556,11 +681,16 @@ class PostgresPool:
         reason = None
         try:
             async with asyncio.timeout(interval) as deadline:
+                # Several hosts: the one that served last (the session's, most likely), whatever
+                # it is now, not the first of the URL, which may not answer at all.
+                (host, port), *others = self._hosts
+                where = {"host": host, "port": port, "target_session_attrs": "any"} if others else {}
                 probe = await asyncpg.connect(
                     self._config.dsn,
                     timeout=None,
                     statement_cache_size=0,
                     server_settings={"application_name": "threadstore-check"},
+                    **where,
                 )
                 probe_pid = probe.get_server_pid()
                 try:
@@ -652,8 +782,149 @@ class PostgresPool:
             yield conn
 
     async def read(self, name: str, /, **params: Any) -> Any:
-        """Run one read-only query, retried as once_more says."""
+        """Run one read-only query, retried as once_more says: on a read replica that has
+        replayed this store's last write and lags at most replica_max_lag, else on the primary
+        (a replica that fails is skipped, and looked at again later)."""
+        if self._replicas:
+            replica = self._replica_for_read()
+            if replica is not None:
+                try:
+                    return await replica.pool.read(name, **params)
+                except CommandTimeoutError:
+                    raise  # the primary would take as long
+                except StoreUnavailableError as exc:
+                    self._lost(replica, exc)
+                except ThreadStoreError as exc:
+                    if not collided(exc):  # a recovery conflict (40001): the primary has none
+                        raise
         return await self.once_more(lambda conn: self.run(conn, name, **params), name)
+
+    async def write(
+        self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, _T]], what: Callable[[], str]
+    ) -> _T:
+        """``await work(conn)``, a write (one statement or one transaction). When the server
+        refuses it as read-only (25006: this connection was opened to a server that is now a
+        standby, after a switchover), nothing of it ran: it runs once more on a new connection,
+        which the URL's hosts and target_session_attrs lead to the primary."""
+        for retry in (True, False):
+            try:
+                async with self.acquire() as conn:
+                    return await work(conn)
+            except ThreadStoreError as exc:
+                if not (retry and read_only_server(exc)):
+                    raise
+                _log.info("retrying %s on a new connection: the server is read-only (%s)", what(), exc)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    # -- read replicas ----------------------------------------------------------------------
+
+    async def _note_position(self, conn: asyncpg.Connection) -> None:
+        """Remember the WAL position after a write (one round trip, only with replicas)."""
+        try:
+            position: int = await self.run(conn, "postgres.write_position")
+        except (ThreadStoreError, asyncpg.InterfaceError) as exc:
+            # The write stands; until a later write's position is known, reads go to the primary.
+            _log.debug("the WAL position after a write is unknown (%s): reading from the primary", exc)
+            self._position = None
+            return
+        if self._position is not None:
+            position = max(position, self._position)
+        self._position = position
+
+    @property
+    def position(self) -> int | None:
+        """The WAL position of this store's last write (or token); None when unknown."""
+        return self._position
+
+    def reads_after(self, position: int) -> None:
+        """Serve later reads from replicas only once they have replayed ``position``."""
+        if self._position is not None:
+            self._position = max(self._position, position)
+
+    async def current_position(self) -> int:
+        """The primary's WAL position now: every write acknowledged so far lies before it."""
+        async with self.acquire(read=True) as conn:
+            position: int = await self.run(conn, "postgres.write_position")
+        return position
+
+    def _replica_for_read(self) -> _Replica | None:
+        """A replica seen, within the last _REPLICA_TRUST s, to have replayed this store's
+        position and to lag at most replica_max_lag; None: read the primary. Reads never wait
+        for a replica: one behind the position, or seen more than _REPLICA_RECHECK s ago, is
+        asked again in the background (one round trip), for the reads after this one. (Asked
+        inline, the question cost a get right after a save 1.66x its time without replicas;
+        in the background 1.0x, the read going to the primary.)"""
+        position = self._position
+        if position is None:
+            return None
+        max_lag = self._settings.replica_max_lag
+        now = time.monotonic()
+        count = len(self._replicas)
+        self._turn = (self._turn + 1) % count
+        for index in range(count):
+            replica = self._replicas[(self._turn + index) % count]
+            if not replica.up:
+                if now >= replica.retry_at:
+                    self._look_later(replica)
+                continue
+            if replica.replayed < position or now - replica.looked_at > _REPLICA_RECHECK:
+                self._look_later(replica)
+            if (
+                replica.replayed >= position
+                and now - replica.looked_at <= _REPLICA_TRUST
+                and (max_lag is None or replica.lag <= max_lag)
+            ):
+                return replica
+        return None
+
+    async def _look(self, replica: _Replica) -> None:
+        row = await replica.pool.read("postgres.replica_state")
+        replica.replayed, replica.lag, replica.looked_at = row["replayed"], row["lag"], time.monotonic()
+        if not replica.up:
+            replica.up = True
+            _log.info("read replica %s serves reads (%.1f s behind)", replica.pool._address, replica.lag)
+
+    def _look_later(self, replica: _Replica) -> None:
+        """Look at a replica not in use (unreachable, or not yet seen) in a task of its own:
+        reads never wait for one."""
+        if replica.looking is not None:
+            return
+
+        async def look() -> None:
+            try:
+                await self._look(replica)
+            except StoreUnavailableError as exc:
+                self._lost(replica, exc)
+            finally:
+                replica.looking = None
+
+        replica.looking = asyncio.ensure_future(look())
+
+    def _lost(self, replica: _Replica, exc: BaseException) -> None:
+        replica.retry_at = time.monotonic() + _REPLICA_RETRY
+        if replica.up or replica.error is None:
+            _log.warning(
+                "read replica %s is skipped for %g s: %s", replica.pool._address, _REPLICA_RETRY, exc
+            )
+        replica.up, replica.error = False, str(exc)
+
+    async def replica_status(self) -> list[dict[str, Any]]:
+        """Each replica, looked at now: its address, whether it serves reads, its lag."""
+        found = []
+        for replica in self._replicas:
+            try:
+                await self._look(replica)
+            except StoreUnavailableError as exc:
+                self._lost(replica, exc)
+            found.append(
+                {
+                    "url": replica.pool._config.masked_url,
+                    "reachable": replica.up,
+                    "lag": replica.lag if replica.up else None,
+                    "error": None if replica.up else replica.error,
+                }
+            )
+        return found
 
     async def once_more(self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, _T]], what: str) -> _T:
         """``await work(conn)``, a read (or work as safe to repeat: indexing); when it meets a

@@ -27,6 +27,7 @@ from threadstore.backends.base import (
     ByContent,
     ByTitle,
     MessageSearch,
+    ReplicaStatus,
     SavePlan,
     SchemaStatus,
     SearchRow,
@@ -140,6 +141,15 @@ class SQLiteBackend:
     async def ping(self) -> None:
         async with self._db.lock:
             await self._db.run("sqlite.ping")
+
+    async def write_token(self) -> int:
+        return 0  # one database, no replicas: every read sees every write
+
+    async def reads_after(self, position: int) -> None:
+        pass
+
+    async def replica_status(self) -> builtins.list[ReplicaStatus]:
+        return []
 
     @property
     def engine(self) -> aiosqlite.Connection | None:

@@ -33,6 +33,7 @@ from threadstore.errors import ConfigurationError
 
 PREFIXES = ("THREADSTORE_", "TYLER_", "NARRATOR_")
 URL_VARIABLE = "THREADSTORE_DATABASE_URL"
+DISTRIBUTED_VARIABLE = "THREADSTORE_DISTRIBUTED"
 _TYPES = {"memory": "memory", "sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -56,6 +57,8 @@ class Settings:
     liveness_interval: float | None = 10.0
     statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
     echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
+    # PostgreSQL on a Citus coordinator: the tables distributed by thread (docs/citus.md).
+    distributed: bool = False
 
 
 class SettingsKwargs(TypedDict, total=False):
@@ -71,6 +74,7 @@ class SettingsKwargs(TypedDict, total=False):
     echo: bool | None
     connect_timeout: float | None
     liveness_interval: float | None
+    distributed: bool | None
 
 
 def check_keywords(settings: Mapping[str, object], where: str) -> None:
@@ -93,6 +97,7 @@ _RULES: dict[str, tuple[str, float, bool]] = {
     "liveness_interval": ("bound", 0, True),
     "statement_cache_size": ("int", 0, True),
     "echo": ("bool", 0, True),
+    "distributed": ("bool", 0, True),
 }
 
 
@@ -154,6 +159,8 @@ def settings_from(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> S
             values[name] = _check_setting(name, overrides[name], name)
             continue
         found = next((hit for p in PREFIXES if (hit := _lookup(environ, p, name.upper()))), None)
+        if name == "distributed" and (environ.get(DISTRIBUTED_VARIABLE) or "").strip():
+            found = (DISTRIBUTED_VARIABLE, environ[DISTRIBUTED_VARIABLE])  # the name docs/citus.md gives
         if found is not None:
             values[name] = _parse_setting(name, found[1], found[0])
     return Settings(**values)
@@ -204,7 +211,12 @@ def configure(
     docstring); settings from the environment, overridden by keyword arguments not None."""
     environ = os.environ if environ is None else environ
     config = parse_url(url) if url is not None else _url_from_environment(environ)
-    return dataclasses.replace(config, settings=settings_from(environ, overrides))
+    settings = settings_from(environ, overrides)
+    if settings.distributed and config.backend != "postgres":
+        raise ConfigurationError(
+            f"distributed=True needs PostgreSQL on a Citus coordinator, not the {config.backend} backend"
+        )
+    return dataclasses.replace(config, settings=settings)
 
 
 # The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.

@@ -510,3 +510,45 @@ DELETE FROM thread_aliases WHERE thread_id = any(:ids::text[]);
 -- threads.delete_many on a distributed store (Citus locks no rows of several shards from the
 -- coordinator): one statement over the shards of :ids, committed on every worker together.
 DELETE FROM threads WHERE id = any(:ids::text[]);
+
+-- Each thread's writes on a distributed store. A statement of several modifying CTEs is not
+-- routed to one shard by Citus: each CTE went through the coordinator, committed on the worker
+-- with a two-phase commit. PostgresBackend._distribute wraps each write statement of this file
+-- (postgres.append, ..., postgres.pop_message) unchanged in a PL/pgSQL function of the same
+-- arguments, threadstore_<name>, distributed by its thread_id argument: Citus delegates the call
+-- to the worker holding the thread, where the statement runs on the local shards alone, committed
+-- there in one phase. These are the calls, with each statement's parameters in its order.
+
+-- name: citus_function_source :value
+-- The body of a threadstore_<name> function (NULL when absent), to skip redefining it unchanged.
+SELECT prosrc FROM pg_proc WHERE proname = :function_name;
+
+-- name: citus_type_names :many
+-- The names of the types :oids, in order (a wrapper function's arguments and columns).
+SELECT format_type(u.type_oid, NULL) FROM unnest(:oids::oid[]) WITH ORDINALITY AS u(type_oid, n) ORDER BY u.n;
+
+-- name: citus_distribute_function :exec
+-- Calls of the function :signature run on the worker holding the thread of its :argument.
+SELECT create_distributed_function(:signature, :argument, colocate_with => 'threads');
+
+-- name: citus_append :one
+SELECT * FROM threadstore_append(:updated_at, :count, :thread_id, :messages);
+
+-- name: citus_append_creating :one
+SELECT * FROM threadstore_append_creating(:thread_id, :title, :attributes, :platforms, :source,
+                                          :created_at, :updated_at, :count, :platform_values, :messages);
+
+-- name: citus_save :many
+SELECT * FROM threadstore_save(:new, :thread_id, :title, :attributes, :platforms, :source, :created_at,
+                               :updated_at, :synced, :platform_values, :edited, :removed);
+
+-- name: citus_save_new :many
+SELECT * FROM threadstore_save_new(:thread_id, :title, :attributes, :platforms, :source, :created_at,
+                                   :updated_at, :count, :platform_values, :new);
+
+-- name: citus_save_appended :many
+SELECT * FROM threadstore_save_appended(:title, :attributes, :platforms, :source, :updated_at, :count,
+                                        :thread_id, :platform_values, :new);
+
+-- name: citus_pop_message :one
+SELECT * FROM threadstore_pop_message(:thread_id, :updated_at);

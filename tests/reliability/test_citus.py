@@ -235,78 +235,38 @@ async def test_ids_from_outside_repeat_across_threads_on_citus(store: ThreadStor
     assert (await store.get_thread_by_message_id("m") or Thread()).id == "b"
 
 
-async def test_each_threads_writes_run_on_one_worker_without_two_phase_commit(
+@pytest.mark.xfail(
+    strict=True,
+    reason="KNOWN LIMIT: a thread's save/append/pop are statements of several modifying CTEs, which "
+    "Citus runs through the coordinator and commits in two phases (docs/citus.md)",
+)
+async def test_each_threads_writes_commit_on_one_worker_without_two_phase_commit(
     store: ThreadStore, citus_url: str
 ) -> None:
-    """The writes of one thread (save, append, pop) call functions Citus delegates to the worker
-    holding the thread: one task, committed there without two-phase commit. Run here as the
-    backend runs them, on a connection of their own (the background indexer, which takes
-    messages of every shard, would commit in two phases meanwhile)."""
-    registry = load("postgres")
+    """What issue 32 asks of a thread's writes; not met yet. Wrapping each statement unchanged
+    in a PL/pgSQL function distributed by thread (create_distributed_function) does commit on
+    one worker in one phase, but took 46 ms an append against 9.5 ms for the bare statement
+    (its CTEs still run as Citus subplans on the worker): the way there is single-statement
+    bodies. Checked from citus.log_remote_commands of this session (exact, unlike the cluster's
+    counter, which other sessions' indexers move)."""
     doc = json.dumps(
         [
             {"id": "m1", "role": "user", "content": "hi", "timestamp": "2024-01-01T00:00:00Z",
              "attributes": {}, "platforms": {}, "attachments": [], "metrics": {}, "reactions": {}}
         ]
     )  # fmt: skip
-    thread = {
-        "thread_id": "w1",
-        "title": "t",
-        "attributes": "{}",
-        "platforms": "{}",
-        "source": None,
-        "created_at": "2024-01-01T00:00:00+00:00",
-        "updated_at": "2024-01-02T00:00:00+00:00",
-        "platform_values": "{}",
-    }
-    appended = {k: v for k, v in thread.items() if k != "created_at"}
-    calls: list[tuple[str, dict[str, Any]]] = [
-        ("postgres.citus_save_new", {**thread, "count": 1, "new": doc}),
-        ("postgres.citus_save_appended", {**appended, "count": 1, "new": doc.replace("m1", "m2")}),
-        (
-            "postgres.citus_save",
-            {**thread, "new": "[]", "edited": doc, "removed": ["m2"], "synced": True},
-        ),
-        (
-            "postgres.citus_append",
-            {
-                "thread_id": "w1",
-                "updated_at": datetime.now(UTC),
-                "count": 1,
-                "messages": doc.replace("m1", "m3"),
-            },
-        ),
-        (
-            "postgres.citus_append_creating",
-            {**thread, "thread_id": "w2", "count": 1, "messages": doc},
-        ),
-        ("postgres.citus_pop_message", {"thread_id": "w1", "updated_at": "2024-01-03T00:00:00+00:00"}),
-    ]
+    await store.save(Thread(id="w1", messages=[user("first")]))
+    registry = load("postgres")
+    append = registry["postgres.append"]
     conn = await asyncpg.connect(citus_url)
     sent: list[asyncpg.PostgresLogMessage] = []
     conn.add_log_listener(lambda _, message: sent.append(message))
-    # What this session sends the workers, as LOG messages (exact, unlike a cluster-wide counter
-    # other sessions' indexers move too).
     await conn.execute("SET citus.log_remote_commands = on; SET client_min_messages = log")
     try:
-        for name, params in calls:
-            sent.clear()
-            await conn.fetch(query_sql := registry[name].sql, *registry[name].args(params))
-            commands = [m.message for m in sent if m.message.startswith("issuing")]
-            workers = {m.detail.split(" connectionId")[0] for m in sent if m.message.startswith("issuing")}
-            assert not [c for c in commands if "PREPARE TRANSACTION" in c], f"{name}: {commands}"
-            assert len(workers) == 1, f"{name}: {workers}"
-            plan = _explained(await conn.fetch(f"EXPLAIN {query_sql}", *registry[name].args(params)))
-            assert "Task Count: 1" in plan, f"{name}:\n{plan}"
-        # The statement itself, not wrapped: its modifying CTEs go through the coordinator and
-        # commit in two phases (what the functions avoid, and what the log above would show).
-        sent.clear()
-        append = registry["postgres.append"]
-        params = {**dict(calls[3][1]), "messages": doc.replace("m1", "m9")}
+        params = {"thread_id": "w1", "updated_at": datetime.now(UTC), "count": 1, "messages": doc}
         await conn.fetch(append.sql, *append.args(params))
-        assert [m for m in sent if "PREPARE TRANSACTION" in m.message]
+        issued = [m for m in sent if m.message.startswith("issuing")]
+        assert issued, "citus.log_remote_commands logged nothing"
+        assert not [m for m in issued if "PREPARE TRANSACTION" in m.message]
     finally:
         await conn.close()
-    stored = await store.get("w1")
-    assert stored is not None and [(m.id, m.sequence) for m in stored.messages] == [("m1", 1), ("m9", 4)]
-    assert [m.id for m in (await store.get("w2") or Thread()).messages] == ["m1"]

@@ -49,16 +49,6 @@ _log = logging.getLogger(__name__)
 _decode = msgspec.json.Decoder().decode
 
 _LOCKED_ATTEMPTS = 3
-# A thread's writes on a distributed store: each statement, wrapped unchanged in a function
-# distributed by its thread (sql/postgres/postgres.sql, before citus_append), and its call.
-_CITUS_CALLS = {
-    "postgres.append": "postgres.citus_append",
-    "postgres.append_creating": "postgres.citus_append_creating",
-    "postgres.save": "postgres.citus_save",
-    "postgres.save_new": "postgres.citus_save_new",
-    "postgres.save_appended": "postgres.citus_save_appended",
-    "postgres.pop_message": "postgres.citus_pop_message",
-}
 # Queued messages per postgres.index_text statement: one transaction stays short however much an
 # import queued.
 _INDEX_BATCH = 500
@@ -188,52 +178,12 @@ class PostgresBackend:
             self._indexer.soon()  # left messages queued: index them now, not at a search
         return [m.version for m in todo]
 
-    def _routed(self, name: str) -> str:
-        """The statement of a thread's write ``name``, or on a distributed store the call of its
-        function, which runs on the worker holding the thread (_CITUS_CALLS)."""
-        return _CITUS_CALLS[name] if self._config.settings.distributed else name
-
     async def _distribute(self) -> None:
-        """The tables distributed by thread on a Citus coordinator, and each write statement of
-        a thread wrapped in a function distributed by its thread (docs/citus.md); at once when
+        """The tables distributed by thread on a Citus coordinator (docs/citus.md); at once when
         they are already."""
-        async with self._pool.acquire() as conn:
-            async with transaction(conn):
-                await self._pool.run(conn, "postgres.migration_lock")
-                await self._pool.run(conn, "postgres.citus_distribute")
-            # Apart: Citus defines no distributed function in a transaction that moved shards.
-            async with transaction(conn):
-                await self._pool.run(conn, "postgres.migration_lock")
-                for name in _CITUS_CALLS:
-                    await self._distribute_function(conn, name)
-
-    async def _distribute_function(self, conn: asyncpg.Connection, name: str) -> None:
-        """threadstore_<statement>: the statement ``name`` as it is, in a PL/pgSQL function of
-        its parameters (their types as the server infers them), distributed by thread_id."""
-        query = self._queries[name]
-        function = "threadstore_" + name.split(".", 1)[1]
-        body = f"\n#variable_conflict use_column\nBEGIN\nRETURN QUERY\n{query.sql};\nEND\n"
-        if await self._pool.run(conn, "postgres.citus_function_source", function_name=function) == body:
-            return
-        statement = await conn.prepare(query.sql)
-        arguments = await self._pool.run(
-            conn, "postgres.citus_type_names", oids=[t.oid for t in statement.get_parameters()]
-        )
-        results = statement.get_attributes()
-        columns = await self._pool.run(conn, "postgres.citus_type_names", oids=[a.type.oid for a in results])
-        types = [row[0] for row in arguments]
-        signature = f"{function}({', '.join(types)})"
-        # DDL from the registry's own statement and the server's types: no caller's text in it.
-        # Dropped first: a statement of a newer release may return other columns.
-        await conn.execute(
-            f"DROP FUNCTION IF EXISTS {signature}; CREATE FUNCTION {function}("
-            + ", ".join(f"p{i} {t}" for i, t in enumerate(types, 1))
-            + ") RETURNS TABLE ("
-            + ", ".join(f'"{a.name}" {row[0]}' for a, row in zip(results, columns, strict=True))
-            + f") LANGUAGE plpgsql AS $threadstore${body}$threadstore$"
-        )
-        thread = f"p{query.params.index('thread_id') + 1}"
-        await self._pool.run(conn, "postgres.citus_distribute_function", signature=signature, argument=thread)
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            await self._pool.run(conn, "postgres.citus_distribute")
 
     async def _apply_migrations(self) -> builtins.list[Migration]:
         async with self._pool.acquire() as conn, transaction(conn):
@@ -445,7 +395,7 @@ class PostgresBackend:
                 del light["edited"], light["removed"], light["synced"]
                 if plan.synced:
                     del light["created_at"]
-                name = self._routed("postgres.save_appended" if plan.synced else "postgres.save_new")
+                name = "postgres.save_appended" if plan.synced else "postgres.save_new"
                 try:
                     rows: builtins.list[Any] = await retried(
                         lambda: self._pool.run(conn, name, **light), what
@@ -457,9 +407,7 @@ class PostgresBackend:
                     if collided(exc):
                         raise
             try:
-                rows = await retried(
-                    lambda: self._pool.run(conn, self._routed("postgres.save"), **params), what
-                )
+                rows = await retried(lambda: self._pool.run(conn, "postgres.save", **params), what)
                 return rows
             except ConflictError as exc:
                 if collided(exc):
@@ -473,9 +421,7 @@ class PostgresBackend:
             async def locked() -> builtins.list[Any]:
                 async with transaction(conn):
                     await self._pool.run(conn, "postgres.lock_thread", thread_id=plan.thread_id)
-                    rows: builtins.list[Any] = await self._pool.run(
-                        conn, self._routed("postgres.save"), **params
-                    )
+                    rows: builtins.list[Any] = await self._pool.run(conn, "postgres.save", **params)
                 return rows
 
             attempts_left = _LOCKED_ATTEMPTS
@@ -488,9 +434,9 @@ class PostgresBackend:
                         raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
-        name, params = self._routed("postgres.append"), dict[str, Any](updated_at=plan.updated_at)
+        name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
         if plan.create is not None:
-            name, params = self._routed("postgres.append_creating"), self._thread_params(plan.create)
+            name, params = "postgres.append_creating", self._thread_params(plan.create)
             params["updated_at"] = plan.updated_at.isoformat()
         params.update(thread_id=plan.thread_id, count=plan.count, messages=msgspec.Raw(plan.messages))
         async with self._pool.acquire() as conn:
@@ -513,12 +459,10 @@ class PostgresBackend:
         async def locked() -> Any:
             async with transaction(conn):
                 await self._pool.run(conn, "bounded.thread_row", thread_id=thread_id)
-                return await self._pool.run(conn, self._routed("postgres.pop_message"), **params)
+                return await self._pool.run(conn, "postgres.pop_message", **params)
 
         async with self._pool.acquire() as conn:
-            row = await retried(
-                lambda: self._pool.run(conn, self._routed("postgres.pop_message"), **params), what
-            )
+            row = await retried(lambda: self._pool.run(conn, "postgres.pop_message", **params), what)
             if row["present"] and not row["current"]:  # another writer came between: see the SQL
                 row = await retried(locked, what)
         message: bytes | None = row["message"]

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import BACKENDS, backend_url
-from threadstore import Message, SearchHit, Thread, ThreadStore, fulltext
+from threadstore import Message, Role, SearchHit, Thread, ThreadStore, fulltext
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def saved(
-    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: str = "user"
+    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: Role = "user"
 ) -> Thread:
     thread = Thread(title="t", attributes=attributes or {})
     for i, content in enumerate(contents):
@@ -569,3 +569,21 @@ async def test_or_next_to_an_excluded_term_is_refused(store: ThreadStore, query:
     await saved(store, "refund or paid")
     with pytest.raises(ValueError, match="OR joins two terms"):
         await store.search(query)
+
+
+async def test_a_hit_carries_its_threads_title(store: ThreadStore) -> None:
+    first = Thread(title="Refund for order 17")
+    first.add_message(Message(role="user", content="I want a refund"))
+    second = Thread()  # the default title
+    second.add_message(Message(role="user", content="refund please"))
+    second.add_message(Message(role="assistant", content="the refund is on its way"))
+    await store.save(first)
+    await store.save(second)
+    hits = await store.search("refund")
+    assert sorted((h.thread_id, h.title) for h in hits) == sorted(
+        [(first.id, "Refund for order 17"), (second.id, "Untitled Thread"), (second.id, "Untitled Thread")]
+    )
+    first.title = "Renamed"
+    await store.save(first)
+    assert {h.title for h in await store.search("refund", attributes={})} == {"Renamed", "Untitled Thread"}
+    assert await store.search("nowhere") == []

@@ -67,6 +67,7 @@ ifeq ($(PEERS),1)
 else
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 endif
+	$(BIN)/python -m bench.citus $(BENCH_FLAGS)  # docs/citus.md: Citus beside one plain node
 
 # tests/fixtures/narrator (what tests/backends/test_adopt.py adopts) written by slide-narrator 6.4.0
 # itself, installed into its own environment like the peers; PostgreSQL as for the tests.

@@ -75,9 +75,9 @@ SELECT id, thread_id, sequence, turn, role, content::jsonb, reasoning_content, n
               $20::timestamptz[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
        AS m(id, thread_id, sequence, turn, role, content, reasoning_content, name, tool_call_id,
             tool_calls, attributes, timestamp, source, platforms, attachments, metrics, reactions)
-RETURNING id
+RETURNING thread_id, id
 )
-INSERT INTO message_text_pending (message_id) SELECT id FROM inserted"""
+INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted"""
 
 PG_APPEND = f"""
 WITH thread AS (
@@ -88,9 +88,9 @@ WITH thread AS (
 {_PG_INSERT_MESSAGES}
 SELECT $3, $1, thread.last_sequence, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
   FROM thread
-RETURNING id
+RETURNING thread_id, id
 )
-INSERT INTO message_text_pending (message_id) SELECT id FROM inserted"""
+INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted"""
 
 
 def _pg_threads(where: str) -> str:
@@ -152,7 +152,7 @@ PG_SEARCH_WORDS = """
 SELECT m.thread_id, m.id, m.sequence, m.role, ts_rank_cd(x.words, q, 1) AS score, x.text
   FROM to_tsquery('simple', $1) AS q
   JOIN message_text AS x ON x.words @@ q
-  JOIN messages AS m ON m.id = x.message_id
+  JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
  ORDER BY score DESC, m.timestamp DESC, m.id DESC
  LIMIT 20"""
 
@@ -335,7 +335,8 @@ SQ_SEARCH_TITLE = _sq_rows(
 SQ_SEARCH_CONTENT = _sq_rows(
     _SQ_PAGE.format(
         where="id IN (SELECT m.thread_id FROM message_trigrams JOIN message_words AS w"
-        " ON w.id = message_trigrams.rowid JOIN messages AS m ON m.id = w.message_id"
+        " ON w.id = message_trigrams.rowid JOIN messages AS m"
+        " ON m.thread_id = w.thread_id AND m.id = w.message_id"
         " WHERE message_trigrams MATCH ?2 AND m.content LIKE ?1 ESCAPE '\\')",
         limit=100,
     )
@@ -401,7 +402,7 @@ SQ_SEARCH_WORDS = """
 SELECT m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
   FROM message_fts
   JOIN message_words AS w ON w.id = message_fts.rowid
-  JOIN messages AS m ON m.id = w.message_id
+  JOIN messages AS m ON m.thread_id = w.thread_id AND m.id = w.message_id
  WHERE message_fts MATCH ?
  ORDER BY score DESC
  LIMIT 20"""
@@ -521,10 +522,10 @@ class SqliteFloor:
                 )
             # threadstore's full-text index, as its indexer leaves it (the triggers queued them)
             await self.conn.executemany(
-                "INSERT INTO message_words (message_id, words, text) VALUES (?, ?, ?)",
+                "INSERT INTO message_words (thread_id, message_id, words, text) VALUES (?, ?, ?, ?)",
                 [
-                    (i, fulltext.fts5_text(w), matching.fold(text))
-                    for i, _, text, w in _message_words(threads)
+                    (t, i, fulltext.fts5_text(w), matching.fold(text))
+                    for i, t, text, w in _message_words(threads)
                 ],
             )
             await self.conn.execute("DELETE FROM message_words_pending")

@@ -80,11 +80,14 @@ async def _store(
     create: bool = False,
     read_only: bool = False,
     replicas: list[str] | None = None,
+    distributed: bool = False,
 ) -> AsyncIterator[ThreadStore]:
     """A connected store for ``url`` (None: the environment). The in-memory store is refused,
     since it would vanish when the command ends; so is a missing SQLite file unless ``create``.
     A ``read_only`` store leaves the database as it was (a SQLite file byte-for-byte)."""
-    store = ThreadStore(url, migrate=migrate, read_only=read_only, replicas=replicas)
+    store = ThreadStore(
+        url, migrate=migrate, read_only=read_only, replicas=replicas, distributed=distributed or None
+    )
     if store.backend == "memory":
         raise UsageError(
             _NO_DATABASE
@@ -145,16 +148,44 @@ def _add_init(commands: Subparsers) -> None:
         "SQLite file is created too), or apply the migrations it lacks.",
     )
     _url_argument(parser)
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="on a Citus coordinator: the tables distributed by thread (docs/citus.md)",
+    )
     parser.set_defaults(run=_init)
 
 
 async def _init(args: argparse.Namespace) -> int:
-    async with _store(args.url, migrate=False, create=True) as store:
+    async with _store(args.url, migrate=False, create=True, distributed=args.distributed) as store:
         pending = (await store.schema_status()).pending
         await store.migrate()
         version = (await store.schema_status()).version
     done = f"applied {', '.join(pending)}" if pending else "already up to date"
     _out(f"{store.database_url}: schema at version {version} ({done})")
+    return EXIT_OK
+
+
+def _add_distribute(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "distribute",
+        help="distribute a PostgreSQL store by thread on its Citus coordinator",
+        description="Convert the store in place into Citus distributed tables sharded by thread "
+        "(applying any pending migrations first); Citus moves the rows to the workers. "
+        "Does nothing when it is distributed already.",
+    )
+    _url_argument(parser)
+    parser.set_defaults(run=_distribute)
+
+
+async def _distribute(args: argparse.Namespace) -> int:
+    async with _store(args.url, distributed=True) as store:
+        await store.migrate()
+        stats = await store.get_usage_stats()
+    _out(
+        f"{store.database_url}: distributed by thread "
+        f"({stats['total_threads']:,} threads, {stats['total_messages']:,} messages)"
+    )
     return EXIT_OK
 
 
@@ -810,6 +841,7 @@ async def _files_gc(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_init,
     _add_migrate,
+    _add_distribute,
     _add_status,
     _add_docker_setup,
     _add_docker_stop,

@@ -40,6 +40,7 @@ from threadstore.errors import ConfigurationError
 PREFIXES = ("THREADSTORE_", "TYLER_", "NARRATOR_")
 URL_VARIABLE = "THREADSTORE_DATABASE_URL"
 REPLICAS_VARIABLE = "THREADSTORE_REPLICA_URLS"
+DISTRIBUTED_VARIABLE = "THREADSTORE_DISTRIBUTED"
 _TYPES = {"memory": "memory", "sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -69,6 +70,8 @@ class Settings:
     # PostgreSQL only: the schema that holds threadstore's tables (created when missing), the
     # connections' search_path; None: the server's default (usually public).
     schema: str | None = None
+    # PostgreSQL on a Citus coordinator: the tables distributed by thread (docs/citus.md).
+    distributed: bool = False
 
 
 class SettingsKwargs(TypedDict, total=False):
@@ -86,6 +89,7 @@ class SettingsKwargs(TypedDict, total=False):
     liveness_interval: float | None
     replica_max_lag: float | None
     schema: str | None
+    distributed: bool | None
 
 
 def check_keywords(settings: Mapping[str, object], where: str) -> None:
@@ -110,6 +114,7 @@ _RULES: dict[str, tuple[str, float, bool]] = {
     "echo": ("bool", 0, True),
     "replica_max_lag": ("bound", 0, True),
     "schema": ("schema", 0, True),
+    "distributed": ("bool", 0, True),
 }
 # A schema name as PostgreSQL folds no case of, quoted as is in search_path: no quote, comma or
 # space can reach the server; pg_ names are the server's own (it refuses to create them).
@@ -183,6 +188,8 @@ def settings_from(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> S
             values[name] = _check_setting(name, overrides[name], name)
             continue
         found = next((hit for p in PREFIXES if (hit := _lookup(environ, p, name.upper()))), None)
+        if name == "distributed" and (environ.get(DISTRIBUTED_VARIABLE) or "").strip():
+            found = (DISTRIBUTED_VARIABLE, environ[DISTRIBUTED_VARIABLE])  # the name docs/citus.md gives
         if found is not None:
             values[name] = _parse_setting(name, found[1], found[0])
     return Settings(**values)
@@ -247,6 +254,10 @@ def configure(
         )
     if settings.schema is not None and "search_path" in dict(parse_qsl(urlsplit(config.dsn or "").query)):
         raise ConfigurationError("give either schema= or the URL's search_path, not both")
+    if settings.distributed and config.backend != "postgres":
+        raise ConfigurationError(
+            f"distributed=True needs PostgreSQL on a Citus coordinator, not the {config.backend} backend"
+        )
     if replicas is None:
         replicas = environ.get(REPLICAS_VARIABLE, "").split()
     elif isinstance(replicas, str) or not all(isinstance(r, str) for r in replicas):

@@ -611,7 +611,8 @@ class ThreadStore:
         return documents.decode_messages(await backend.find_messages_by_attribute(search, limit, offset))
 
     async def get_thread_by_message_id(self, message_id: str) -> Thread | None:
-        """The thread holding that stored message, or None."""
+        """The thread holding that stored message, or None. Ids the store mints never repeat;
+        an id from outside that several threads hold names the first of them in id order."""
         checks.check_id(message_id, "message_id")
         backend = await self._connector.ready()
         return self._thread(backend, await backend.get_thread_by_message_id(message_id))

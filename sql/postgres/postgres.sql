@@ -37,11 +37,10 @@ SELECT pg_advisory_xact_lock(7424, hashtext(:thread_id));
 --             recreated, and a last row (NULL, NULL) says it is gone.
 -- The thread row's last_sequence hands out sequences. ON CONFLICT DO UPDATE locks the row and
 -- reads its latest version, so concurrent savers of one thread get distinct, consecutive numbers
--- even though every CTE here reads one snapshot. A message id stored in another thread makes
--- the INSERT fail on messages_pkey, and the whole statement with it.
--- Messages are found by primary key. "thread_id IS NOT DISTINCT FROM" equals "=" here
--- (thread_id is NOT NULL) but is not indexable: with "=", a planner whose statistics have not
--- seen this thread yet may scan all the thread's messages through (thread_id, sequence) instead.
+-- even though every CTE here reads one snapshot. A message of another thread with the same id
+-- is another message (messages_pkey is (thread_id, id)).
+-- Messages are found by primary key, (thread_id, id): every statement names :thread_id, so
+-- Citus routes it to the thread's shard.
 -- Locks: the thread row first (changed and removed read their ids through it: otherwise, with
 -- nothing to insert, they may run before it), then this thread's messages. Every writer of
 -- a thread's messages takes its row first (save_new, save_appended and append too), so two saves
@@ -55,12 +54,11 @@ WITH incoming AS (
       FROM jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
 ), fresh AS (
-    -- Not in this thread (in another one, the INSERT below fails on the primary key). A scalar
-    -- subquery, one primary-key probe per message: as a join, the generic plan hashed the
-    -- whole messages table.
+    -- Not in this thread. A correlated probe, one primary-key lookup per message: as a join,
+    -- the generic plan hashed the whole messages table.
     SELECT i.*, row_number() OVER (ORDER BY i.ord) AS rank
       FROM incoming AS i
-     WHERE (SELECT m.thread_id FROM messages AS m WHERE m.id = i.id) IS DISTINCT FROM :thread_id
+     WHERE NOT EXISTS (SELECT FROM messages AS m WHERE m.thread_id = :thread_id AND m.id = i.id)
 ), upserted AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
     SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
@@ -112,15 +110,14 @@ WITH incoming AS (
             UNION ALL
             SELECT value FROM jsonb_array_elements((SELECT :edited::jsonb FROM thread))) AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-     WHERE m.id = r.id AND m.thread_id IS NOT DISTINCT FROM :thread_id
+     WHERE m.thread_id = :thread_id AND m.id = r.id
     RETURNING m.id, m.sequence
 ), removed AS (
     DELETE FROM messages
-     WHERE id = any((SELECT :removed::text[] FROM thread)::text[])
-       AND thread_id IS NOT DISTINCT FROM :thread_id
+     WHERE thread_id = :thread_id AND id = any((SELECT :removed::text[] FROM thread)::text[])
 ), queued AS (
-    INSERT INTO message_text_pending (message_id)
-    SELECT id FROM inserted UNION ALL SELECT id FROM changed
+    INSERT INTO message_text_pending (thread_id, message_id)
+    SELECT :thread_id, id FROM inserted UNION ALL SELECT :thread_id, id FROM changed
 )
 SELECT id, sequence FROM inserted
 UNION ALL
@@ -154,9 +151,9 @@ WITH thread AS (
       FROM thread AS t
      CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-    RETURNING id, sequence
+    RETURNING thread_id, id, sequence
 ), queued AS (
-    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
 )
 SELECT id, sequence FROM inserted;
 
@@ -196,9 +193,9 @@ WITH thread AS (
       FROM thread AS t
      CROSS JOIN jsonb_array_elements(:new::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-    RETURNING id, sequence
+    RETURNING thread_id, id, sequence
 ), queued AS (
-    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
 )
 SELECT id, sequence FROM inserted;
 
@@ -221,9 +218,9 @@ WITH thread AS (
       FROM thread AS t
      CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-    RETURNING id, sequence
+    RETURNING thread_id, id, sequence
 ), queued AS (
-    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
 )
 SELECT json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
@@ -260,9 +257,9 @@ WITH thread AS (
       FROM thread AS t
      CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-    RETURNING id, sequence
+    RETURNING thread_id, id, sequence
 ), queued AS (
-    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
 )
 SELECT json_build_object(
            'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
@@ -292,7 +289,7 @@ WITH seen AS (
 ), removed AS (
     DELETE FROM messages AS m
      USING newest AS n
-     WHERE m.id = n.id
+     WHERE m.thread_id = :thread_id AND m.id = n.id
        AND (SELECT version FROM seen) = (SELECT version FROM locked)
     RETURNING m.*
 ), counter AS (
@@ -308,8 +305,8 @@ SELECT EXISTS (SELECT FROM locked) AS present,
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
 -- attributes, platforms, source, platform_values, created_at, updated_at, last_sequence,
--- messages: [message documents], aliases: [{alias, created_at}]}. Returns the ids stored. A message id or an alias
--- stored for another thread fails the whole statement (messages_pkey, thread_aliases_pkey).
+-- messages: [message documents], aliases: [{alias, created_at}]}. Returns the ids stored. An
+-- alias naming another thread fails the whole statement (thread_aliases_pkey).
 -- Rows are written in key order, whatever the order given: an insert holds its new key until
 -- commit, and one that meets another writer's uncommitted key waits for it, so two imports of
 -- the same threads in opposite orders each held what the other waited for (5-8 of 10 runs of
@@ -346,10 +343,10 @@ WITH incoming AS (
       FROM fresh AS f
      CROSS JOIN jsonb_array_elements(f.doc -> 'messages') AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
-     ORDER BY r.id COLLATE "C"
-    RETURNING id
+     ORDER BY f.id COLLATE "C", r.id COLLATE "C"
+    RETURNING thread_id, id
 ), queued AS (
-    INSERT INTO message_text_pending (message_id) SELECT id FROM inserted
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
 ), aliased AS (
     INSERT INTO thread_aliases (alias, thread_id, created_at)
     SELECT a.alias, f.id, a.created_at
@@ -368,7 +365,7 @@ SELECT pg_advisory_xact_lock(7425, 0);
 
 -- name: take_queued :one
 -- Takes up to :batch ids off message_text_pending and returns how many entries it took, and as a
--- JSON array of [id, the first :max_chars characters of its content text] the messages still
+-- JSON array of [thread id, message id, the first :max_chars characters of its content text] the messages still
 -- stored, which threadstore.fulltext then cuts into words for postgres.store_text. Locks the
 -- messages before any message_text row, in the order a delete takes them (messages, then
 -- message_text through ON DELETE CASCADE): without it, a delete meeting the indexer deadlocked.
@@ -376,33 +373,34 @@ SELECT pg_advisory_xact_lock(7425, 0);
 WITH queued AS (
     DELETE FROM message_text_pending
      WHERE ctid = any(ARRAY(SELECT ctid FROM message_text_pending LIMIT :batch))
-    RETURNING message_id
+    RETURNING thread_id, message_id
 ), current AS (
-    SELECT m.id, left(threadstore_content_text(m.content), :max_chars) AS text
+    SELECT m.thread_id, m.id, left(threadstore_content_text(m.content), :max_chars) AS text
       FROM messages AS m
-     WHERE m.id IN (SELECT message_id FROM queued)
+     WHERE (m.thread_id, m.id) IN (SELECT thread_id, message_id FROM queued)
        FOR KEY SHARE OF m
 )
 SELECT (SELECT count(*) FROM queued) AS taken,
-       (SELECT coalesce(json_agg(json_build_array(c.id, c.text)), '[]'::json) FROM current AS c)
+       (SELECT coalesce(json_agg(json_build_array(c.thread_id, c.id, c.text)), '[]'::json) FROM current AS c)
            AS messages;
 
 -- name: store_text :exec
--- Sets the message_text rows of :ids to their messages' current content text and to :words
+-- Sets the message_text rows of the messages (:thread_ids[i], :ids[i]) to their messages' current content text and to :words
 -- (tsvector text, threadstore.fulltext.tsvector, or NULL), deleting the rows of messages without
 -- text. An edit committed since postgres.take_queued read the text queued its message again, so
 -- the next batch sets its words too (searches index what is queued before they read).
 WITH incoming AS (
     SELECT i.id, i.words::tsvector AS words, m.thread_id, threadstore_content_text(m.content) AS text
-      FROM unnest(:ids::text[], :words::text[]) AS i(id, words)
-      JOIN messages AS m ON m.id = i.id
+      FROM unnest(:thread_ids::text[], :ids::text[], :words::text[]) AS i(thread_id, id, words)
+      JOIN messages AS m ON m.thread_id = i.thread_id AND m.id = i.id
 ), stored AS (
     INSERT INTO message_text AS x (message_id, thread_id, text, words)
     SELECT id, thread_id, text, words FROM incoming WHERE text IS NOT NULL
-    ON CONFLICT (message_id) DO UPDATE SET text = excluded.text, words = excluded.words
+    ON CONFLICT (thread_id, message_id) DO UPDATE SET text = excluded.text, words = excluded.words
      WHERE (x.text, x.words) IS DISTINCT FROM (excluded.text, excluded.words)
 )
-DELETE FROM message_text WHERE message_id IN (SELECT id FROM incoming WHERE text IS NULL);
+DELETE FROM message_text
+ WHERE (thread_id, message_id) IN (SELECT thread_id, id FROM incoming WHERE text IS NULL);
 
 -- name: ping :value
 -- One round trip (ThreadStore.ping).
@@ -462,3 +460,87 @@ SELECT
             AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0.0
         ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0.0)
     END AS lag;
+-- name: citus_installed :value
+-- Whether this database has the Citus extension (a store created with distributed=True needs a
+-- Citus coordinator; docs/citus.md).
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
+
+-- name: citus_distribute :exec
+-- distributed=True, after the migrations (and `threadstore distribute`): the tables become
+-- Citus distributed tables, sharded by thread and co-located, so each thread's rows live on one
+-- worker and a statement naming its thread_id runs there alone. Citus moves the rows of tables
+-- that hold some. thread_aliases is keyed by alias (an alias names one thread whatever the
+-- thread), so it is sharded by alias on its own, without the foreign key Citus refuses between
+-- tables sharded differently; deleting a thread deletes its aliases itself (threads.delete).
+-- The functions the statements call are created on the workers too. Does nothing when done.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'threads'::regclass) THEN
+        ALTER TABLE thread_aliases DROP CONSTRAINT IF EXISTS thread_aliases_thread_id_fkey;
+        PERFORM create_distributed_function('threadstore_content_text(jsonb)');
+        PERFORM create_distributed_function('threadstore_platform_values(jsonb)');
+        PERFORM create_distributed_function('threadstore_nested(text[], jsonb)');
+        PERFORM create_distributed_table('threads', 'id');
+        PERFORM create_distributed_table('messages', 'thread_id', colocate_with => 'threads');
+        PERFORM create_distributed_table('thread_search', 'thread_id', colocate_with => 'threads');
+        PERFORM create_distributed_table('message_text', 'thread_id', colocate_with => 'threads');
+        PERFORM create_distributed_table('message_text_pending', 'thread_id', colocate_with => 'threads');
+        PERFORM create_distributed_table('thread_aliases', 'alias', colocate_with => 'none');
+    END IF;
+END
+$$;
+
+-- name: citus_alias_thread :value
+-- The thread id an alias names (aliases.get_by_alias on a distributed store, where thread_aliases
+-- is sharded by alias and threads by thread: Citus joins the two in no one statement).
+SELECT thread_id FROM thread_aliases WHERE alias = :alias;
+
+-- name: citus_take_queued :one
+-- postgres.take_queued on a distributed store, where Citus plans no ctid across shards: the
+-- entries taken are chosen by (thread_id, message_id) (every entry of a message chosen goes, the
+-- indexer sets its current text once), and the messages are not locked ahead (Citus locks no
+-- rows of several shards from the coordinator: a delete meeting the indexer may deadlock, and
+-- the indexer's retry takes the batch again).
+WITH batch AS (
+    SELECT thread_id, message_id FROM message_text_pending LIMIT :batch
+), queued AS (
+    DELETE FROM message_text_pending AS p
+     WHERE (p.thread_id, p.message_id) IN (SELECT thread_id, message_id FROM batch)
+    RETURNING p.thread_id, p.message_id
+), current AS (
+    SELECT m.thread_id, m.id, left(threadstore_content_text(m.content), :max_chars) AS text
+      FROM messages AS m
+     WHERE (m.thread_id, m.id) IN (SELECT thread_id, message_id FROM queued)
+)
+SELECT (SELECT count(*) FROM queued) AS taken,
+       (SELECT coalesce(json_agg(json_build_array(c.thread_id, c.id, c.text)), '[]'::json) FROM current AS c)
+           AS messages;
+
+-- name: citus_recent_ids :many
+-- threads.list_recent on a distributed store, step 1: the page of ids (each worker gives its
+-- newest, the coordinator merges them). Citus runs no subquery correlated with a page it
+-- gathered, so citus_threads_by_ids then reads the documents.
+SELECT id FROM threads ORDER BY updated_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: citus_message_thread :value
+-- search.get_thread_by_message_id on a distributed store, step 1 (asks every shard): the thread
+-- holding the message, the first in id order when several do.
+SELECT thread_id FROM messages WHERE id = :message_id ORDER BY thread_id LIMIT 1;
+
+-- name: citus_threads_by_ids :many
+-- The threads :ids as threads.get gives each (in no particular order), each worker reading its
+-- own: (id, thread object, messages array).
+SELECT t.id, row_to_json(t),
+       (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = t.id)
+  FROM threads AS t
+ WHERE t.id = any(:ids::text[]);
+
+-- name: citus_forget_aliases :exec
+-- After threads.delete and threads.delete_many on a distributed store: the aliases of the threads
+-- :ids (thread_aliases, sharded by alias, has no foreign key to cascade; asks every shard).
+DELETE FROM thread_aliases WHERE thread_id = any(:ids::text[]);
+
+-- name: citus_delete_many :rowcount
+-- threads.delete_many on a distributed store (Citus locks no rows of several shards from the
+-- coordinator): one statement over the shards of :ids, committed on every worker together.
+DELETE FROM threads WHERE id = any(:ids::text[]);

@@ -38,11 +38,11 @@ SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
                   FROM (SELECT x.thread_id
                           FROM message_text AS x
                          WHERE x.text ~* :pattern
-                           AND x.message_id NOT IN (SELECT message_id FROM message_text_pending)
+                           AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
                         UNION
                         SELECT q.thread_id
                           FROM messages AS q
-                         WHERE q.id IN (SELECT message_id FROM message_text_pending)
+                         WHERE (q.thread_id, q.id) IN (SELECT thread_id, message_id FROM message_text_pending)
                            AND threadstore_content_text(q.content) ~* :pattern) AS m
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
@@ -139,11 +139,12 @@ SELECT coalesce(json_agg((SELECT d.doc
          LIMIT :limit OFFSET :offset) AS page;
 
 -- name: get_thread_by_message_id :one
--- The thread holding a message (messages primary key), as threads.get gives it; no row when no
--- thread holds it.
+-- The thread holding a message (messages_id_idx), as threads.get gives it; no row when no
+-- thread holds it. An id held by several threads (ids from outside may repeat across threads)
+-- names the first of them in id order, as on every backend.
 SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
        (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
-  FROM (SELECT thread_id AS id FROM messages WHERE id = :message_id) AS page;
+  FROM (SELECT thread_id AS id FROM messages WHERE id = :message_id ORDER BY thread_id LIMIT 1) AS page;
 
 -- name: fulltext :many
 -- Messages whose words match :query (tsquery text, threadstore.fulltext.tsquery) on
@@ -163,8 +164,8 @@ SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
   FROM CAST(:query AS tsquery) AS q
  CROSS JOIN CAST(:ranking AS tsquery) AS r
   JOIN message_text AS x ON x.words @@ q
-  JOIN messages AS m ON m.id = x.message_id
- WHERE x.message_id NOT IN (SELECT message_id FROM message_text_pending)
+  JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
+ WHERE (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
  ORDER BY score DESC, m.timestamp DESC, m.id DESC
  LIMIT :limit OFFSET :offset;
 
@@ -178,13 +179,13 @@ SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
   FROM CAST(:query AS tsquery) AS q
  CROSS JOIN CAST(:ranking AS tsquery) AS r
   JOIN message_text AS x ON x.words @@ q
-  JOIN messages AS m ON m.id = x.message_id
+  JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
   JOIN LATERAL (SELECT s.attributes FROM thread_search AS s WHERE s.thread_id = m.thread_id OFFSET 0)
        AS s ON s.attributes @> :wanted::jsonb
  WHERE NOT EXISTS (SELECT 1
                      FROM jsonb_each(:wanted::jsonb) AS e
                     WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
-   AND x.message_id NOT IN (SELECT message_id FROM message_text_pending)
+   AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
  ORDER BY score DESC, m.timestamp DESC, m.id DESC
  LIMIT :limit OFFSET :offset;
 
@@ -200,7 +201,7 @@ SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_t
        t.attributes::text
   FROM messages AS m
   JOIN threads AS t ON t.id = m.thread_id
- WHERE m.id IN (SELECT message_id FROM message_text_pending);
+ WHERE (m.thread_id, m.id) IN (SELECT thread_id, message_id FROM message_text_pending);
 
 -- name: titles :many
 -- (id, title) of the threads among :ids (a text array): the titles of search()'s hits.

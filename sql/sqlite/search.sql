@@ -128,8 +128,11 @@ SELECT coalesce(
          '[]');
 
 -- name: get_thread_by_message_id :value
--- The thread holding a message (messages primary key); None when no thread holds it.
-SELECT doc FROM thread_docs WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id);
+-- The thread holding a message (messages_id_idx); None when no thread holds it. An id held by
+-- several threads (ids from outside may repeat across threads) names the first of them in id
+-- order, as on every backend.
+SELECT doc FROM thread_docs
+ WHERE id = (SELECT thread_id FROM messages WHERE id = :message_id ORDER BY thread_id LIMIT 1);
 
 -- name: fulltext :many
 -- Messages matching :query (FTS5 syntax, threadstore.fulltext.fts5_query) on message_fts, best
@@ -141,9 +144,9 @@ SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
        m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
   FROM message_fts
   JOIN message_words AS w ON w.id = message_fts.rowid
-  JOIN messages AS m ON m.id = w.message_id
+  JOIN messages AS m ON m.thread_id = w.thread_id AND m.id = w.message_id
  WHERE message_fts MATCH :query
-   AND w.message_id NOT IN (SELECT message_id FROM message_words_pending)
+   AND (w.thread_id, w.message_id) NOT IN (SELECT thread_id, message_id FROM message_words_pending)
  ORDER BY score DESC,
           substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
                                               ELSE substr(m.timestamp, 20, 7) END DESC,
@@ -156,9 +159,9 @@ SELECT EXISTS (SELECT 1 FROM message_words_pending) AS queued,
        m.thread_id, m.id, m.sequence, m.role, -bm25(message_fts) AS score, m.content
   FROM message_fts
   JOIN message_words AS w ON w.id = message_fts.rowid
-  JOIN messages AS m ON m.id = w.message_id
+  JOIN messages AS m ON m.thread_id = w.thread_id AND m.id = w.message_id
  WHERE message_fts MATCH :query
-   AND w.message_id NOT IN (SELECT message_id FROM message_words_pending)
+   AND (w.thread_id, w.message_id) NOT IN (SELECT thread_id, message_id FROM message_words_pending)
    AND threadstore_has_all((SELECT t.attributes FROM threads AS t WHERE t.id = m.thread_id), :wanted)
  ORDER BY score DESC,
           substr(m.timestamp, 1, 19) || CASE WHEN length(m.timestamp) = 20 THEN '.000000'
@@ -178,7 +181,7 @@ SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_t
        t.attributes
   FROM messages AS m
   JOIN threads AS t ON t.id = m.thread_id
- WHERE m.id IN (SELECT message_id FROM message_words_pending);
+ WHERE (m.thread_id, m.id) IN (SELECT thread_id, message_id FROM message_words_pending);
 
 -- name: titles :many
 -- (id, title) of the threads among :ids (a JSON array): the titles of search()'s hits.

@@ -1,9 +1,7 @@
 -- SQLite-only statements. SQLite has no data-modifying CTEs, so a save or an append is several
 -- statements inside one BEGIN IMMEDIATE transaction (PostgreSQL: one statement each, see
 -- sql/postgres/postgres.sql). Messages are written one row per message with executemany.
--- Messages are found by primary key: the unary "+" in "+thread_id = :thread_id" is SQLite's way
--- to keep a term from choosing the index, so the (thread_id, sequence) index is not used to scan
--- the whole thread instead.
+-- Messages are found by primary key, (thread_id, id).
 
 -- name: connect :script
 -- Per connection: busy_timeout (first, so switching to WAL waits too) makes a second writer
@@ -69,13 +67,12 @@ UPDATE threads
 RETURNING last_sequence - :count;
 
 -- name: save_state :many
--- Before a save's new messages are written: (id, whether this thread holds it, sequence) of
--- each of :ids (a JSON array of message ids) already stored, then one row (NULL, NULL, the
--- highest sequence handed out in the thread: its last_sequence, or its highest message's, 0
--- for a new thread).
-SELECT id, thread_id = :thread_id, sequence FROM messages WHERE id IN (SELECT value FROM json_each(:ids))
+-- Before a save's new messages are written: (id, sequence) of each of :ids (a JSON array of
+-- message ids) this thread already holds, then one row (NULL, the highest sequence handed out
+-- in the thread: its last_sequence, or its highest message's, 0 for a new thread).
+SELECT id, sequence FROM messages WHERE thread_id = :thread_id AND id IN (SELECT value FROM json_each(:ids))
 UNION ALL
-SELECT NULL, NULL, max(coalesce(max(sequence), 0),
+SELECT NULL, max(coalesce(max(sequence), 0),
                        coalesce((SELECT last_sequence FROM threads WHERE id = :thread_id), 0))
   FROM messages WHERE thread_id = :thread_id;
 
@@ -105,11 +102,11 @@ UPDATE messages
        timestamp = :timestamp, source = nullif(CAST(:source AS TEXT), 'null'),
        platforms = CAST(:platforms AS TEXT), attachments = CAST(:attachments AS TEXT),
        metrics = CAST(:metrics AS TEXT), reactions = CAST(:reactions AS TEXT)
- WHERE id = :id AND +thread_id = :thread_id;
+ WHERE thread_id = :thread_id AND id = :id;
 
 -- name: delete_messages :rowcount
 -- :ids is a JSON array of message ids.
-DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids)) AND +thread_id = :thread_id;
+DELETE FROM messages WHERE thread_id = :thread_id AND id IN (SELECT value FROM json_each(:ids));
 
 -- name: append_thread_row :one
 -- Reserves :count sequences in an existing thread; no row when it does not exist. Returns the
@@ -136,7 +133,8 @@ RETURNING last_sequence - :count + 1, id, title, attributes, platforms, source, 
 -- message_docs); no row when there is none. Runs inside BEGIN IMMEDIATE, before
 -- pop_message_thread_row: SQLite has no data-modifying CTEs to do both in one statement.
 DELETE FROM messages
- WHERE id = (SELECT id FROM messages WHERE thread_id = :thread_id ORDER BY sequence DESC LIMIT 1)
+ WHERE thread_id = :thread_id
+   AND id = (SELECT id FROM messages WHERE thread_id = :thread_id ORDER BY sequence DESC LIMIT 1)
 RETURNING json_object(
     'id', id, 'thread_id', thread_id, 'sequence', sequence, 'turn', turn, 'role', role,
     'content', json(content), 'reasoning_content', reasoning_content, 'name', name,
@@ -180,22 +178,24 @@ SELECT a.value ->> '$.alias', a.value ->> '$.thread_id', a.value ->> '$.created_
 SELECT 1;
 
 -- name: queued_words :many
--- The next :batch queue entries, oldest first: (entry, message id, its content or NULL when the
--- message is gone or has none).
-SELECT p.rowid, p.message_id, m.content
+-- The next :batch queue entries, oldest first: (entry, thread id, message id, its content or NULL
+-- when the message is gone or has none).
+SELECT p.rowid, p.thread_id, p.message_id, m.content
   FROM message_words_pending AS p
-  LEFT JOIN messages AS m ON m.id = p.message_id
+  LEFT JOIN messages AS m ON m.thread_id = p.thread_id AND m.id = p.message_id
  ORDER BY p.rowid
  LIMIT :batch;
 
 -- name: clear_words :exec
--- Forgets the words of the messages whose ids :ids (a JSON array) lists.
-DELETE FROM message_words WHERE message_id IN (SELECT value FROM json_each(:ids));
+-- Forgets the words of the messages :ids (a JSON array of [thread id, message id]) lists.
+DELETE FROM message_words
+ WHERE (thread_id, message_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(:ids));
 
 -- name: insert_words :exec
--- Stores words and folded text: :rows is a JSON array of [message id, words, text or null].
-INSERT INTO message_words (message_id, words, text)
-SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:rows);
+-- Stores words and folded text: :rows is a JSON array of [thread id, message id, words, text or
+-- null].
+INSERT INTO message_words (thread_id, message_id, words, text)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(:rows);
 
 -- name: dequeue_words :exec
 -- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).
@@ -261,18 +261,20 @@ SELECT coalesce(
                     FROM (SELECT id, updated_at
                             FROM threads
                            WHERE id IN (SELECT m.thread_id
-                                          FROM messages AS m
-                                         WHERE m.id IN (SELECT w.message_id
-                                                          FROM message_trigrams
-                                                          JOIN message_words AS w
-                                                            ON w.id = message_trigrams.rowid
-                                                         WHERE message_trigrams MATCH :trigrams
-                                                         UNION ALL
-                                                        SELECT message_id FROM message_words
-                                                         WHERE text IS NULL
-                                                         UNION ALL
-                                                        SELECT message_id FROM message_words_pending)
-                                           AND threadstore_content_text(m.content) REGEXP :pattern)
+                                          FROM (SELECT w.thread_id, w.message_id
+                                                  FROM message_trigrams
+                                                  JOIN message_words AS w
+                                                    ON w.id = message_trigrams.rowid
+                                                 WHERE message_trigrams MATCH :trigrams
+                                                 UNION ALL
+                                                SELECT thread_id, message_id FROM message_words
+                                                 WHERE text IS NULL
+                                                 UNION ALL
+                                                SELECT thread_id, message_id
+                                                  FROM message_words_pending) AS c
+                                          JOIN messages AS m
+                                            ON m.thread_id = c.thread_id AND m.id = c.message_id
+                                         WHERE threadstore_content_text(m.content) REGEXP :pattern)
                            ORDER BY updated_at DESC, id DESC
                            LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
                     JOIN thread_docs AS d ON d.id = t.id) AS page

@@ -106,7 +106,9 @@ async def test_messages_an_ended_process_left_queued_are_found_and_indexed(fresh
     conn = await asyncpg.connect(fresh_pg_url)
     try:  # as if the process had ended before its indexer ran
         await conn.execute("DELETE FROM message_text")
-        await conn.execute("INSERT INTO message_text_pending SELECT id FROM messages")
+        await conn.execute(
+            "INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM messages"
+        )
     finally:
         await conn.close()
     async with await ThreadStore.create(fresh_pg_url) as store:

@@ -319,7 +319,7 @@ async def test_a_read_only_server_opens_a_migrated_database(fresh_pg_url: str) -
     await _execute(
         fresh_pg_url,
         [  # a message queued for the indexer, as a standby's primary leaves them
-            "INSERT INTO message_text_pending (message_id) SELECT id FROM messages",
+            "INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM messages",
             f'ALTER DATABASE "{database}" SET default_transaction_read_only = on',
         ],
     )
@@ -363,3 +363,74 @@ async def test_a_sqlite_store_indexed_at_version_4_gets_its_words_cut_anew(tmp_p
         assert await _applied_versions(store) == [m.version for m in registry.migrations]
         assert [h.message_id for h in await store.search("ครับ")] == ["m1"]
         assert [h.message_id for h in await store.search("istanbul")] == ["m1"]
+
+
+# Rows as every earlier version stores them (the columns these tables have had since version 1).
+_FILLED_BEFORE_THREAD_KEYS = [
+    "INSERT INTO threads (id, title, attributes, platforms, created_at, updated_at, last_sequence)"
+    " VALUES ('t1', 'One', '{}', '{}', '2024-01-02T03:04:05.123456+00:00',"
+    " '2024-02-03T04:05:06.654321+00:00', 2),"
+    " ('t2', 'Two', '{}', '{}', '2024-01-02T03:04:05+00:00', '2024-01-02T03:04:05+00:00', 1)",
+    "INSERT INTO messages (id, thread_id, sequence, role, content, timestamp)"
+    " VALUES ('m1', 't1', 1, 'user', '\"hello there\"', '2024-01-02T03:04:06.5+00:00'),"
+    " ('m2', 't1', 2, 'assistant', '\"general kenobi\"', '2024-01-02T03:04:07+00:00'),"
+    " ('m3', 't2', 1, 'user', '\"another\"', '2024-01-02T03:04:08+00:00')",
+    "INSERT INTO thread_aliases (alias, thread_id, created_at)"
+    " VALUES ('first', 't1', '2024-03-04T05:06:07.000001+00:00')",
+]
+
+
+@pytest.mark.parametrize("version", range(1, 7))
+async def test_the_thread_keys_migration_keeps_every_row_from_each_earlier_version(
+    empty_url: str, version: int
+) -> None:
+    """Migration 0007 re-keys messages by (thread_id, id) and the search side tables by thread:
+    threads, messages, aliases and their times come through, and the search finds them."""
+    dialect = "sqlite" if empty_url.startswith("sqlite") else "postgres"
+    registry = load(dialect)
+    url = empty_url
+    statements = [registry["schema.create_ledger"].sql]
+    for migration in registry.migrations:
+        if migration.version <= version:
+            statements.append(migration.script)
+            statements.append(
+                f"INSERT INTO threadstore_migrations VALUES ({migration.version}, '{migration.name}',"
+                " '2024-01-01T00:00:00+00:00')"
+            )
+    if dialect == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(url.split(":///", 1)[1])
+        for statement in statements:
+            conn.executescript(statement)
+        conn.commit()
+        conn.close()
+        await _execute(url, [s.replace("+00:00", "Z") for s in _FILLED_BEFORE_THREAD_KEYS])
+    else:
+        # as that version's writes queue them for the indexer (version 4 queues every message)
+        queued = ["INSERT INTO message_text_pending (message_id) SELECT id FROM messages"] * (version >= 4)
+        await _execute(url, [*statements, *_FILLED_BEFORE_THREAD_KEYS, *queued])
+
+    async with await ThreadStore.create(url) as store:
+        assert await _applied_versions(store) == [m.version for m in registry.migrations]
+        one = await store.get("t1")
+        assert one is not None
+        assert (one.title, one.created_at.isoformat(), one.updated_at.isoformat()) == (
+            "One",
+            "2024-01-02T03:04:05.123456+00:00",
+            "2024-02-03T04:05:06.654321+00:00",
+        )
+        assert [(m.id, m.sequence, m.content, m.timestamp.isoformat()) for m in one.messages] == [
+            ("m1", 1, "hello there", "2024-01-02T03:04:06.500000+00:00"),
+            ("m2", 2, "general kenobi", "2024-01-02T03:04:07+00:00"),
+        ]
+        assert [m.id for m in (await store.get("t2") or Thread()).messages] == ["m3"]
+        assert (await store.get_by_alias("first") or Thread()).id == "t1"
+        assert await store.get_thread_aliases("t1") == ["first"]
+        assert (await store.get_usage_stats())["total_messages"] == 3
+        await background_done(store)
+        assert [h.message_id for h in await store.search("kenobi")] == ["m2"]
+        # keyed by thread now: t2 may hold a message of id m1 too
+        await store.append("t2", Message(role="user", content="m1 again", id="m1"))
+        assert [m.id for m in (await store.get("t2") or Thread()).messages] == ["m3", "m1"]
+        assert (await store.get_thread_by_message_id("m1") or Thread()).id == "t1"

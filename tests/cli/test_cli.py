@@ -651,8 +651,8 @@ def test_import_names_the_line_of_an_invalid_value_or_a_conflict_and_keeps_those
     err = _import(db_url, [_line(i) for i in range(4)] + [bad_sequence, _line(5)], tmp_path, capsys)
     assert "error: line 5: " in err and "sequence" in err, err
     assert _ids(db_url) == ["t00", "t01", "t02", "t03"]
-    message = {"id": "m-shared", "role": "user", "content": "x"}
-    lines = [_line(10, messages=[message]), _line(11), _line(12, messages=[message])]
+    alias = {"alias": "shared", "created_at": "2024-01-01T00:00:00Z"}  # one thread's name only
+    lines = [_line(10, aliases=[alias]), _line(11), _line(12, aliases=[alias])]
     err = _import(db_url, lines, tmp_path, capsys)
     assert "error: line 3: " in err, err
     assert "t11" in _ids(db_url) and "t12" not in _ids(db_url)

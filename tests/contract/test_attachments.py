@@ -224,21 +224,22 @@ async def test_inconsistent_attachments_are_refused(store: ThreadStore, files: F
 async def test_a_failed_database_write_removes_the_files_it_wrote(
     store: ThreadStore, files: FileStore
 ) -> None:
-    owner = Thread()
+    owner = Thread(id="owner")
     owner.add_message(user("taken", id="message-1"))
     owner.messages[0].add_attachment(PDF, filename="kept.pdf")
     await store.save(owner, file_store=files)
-    thief = with_files((PDF, "shared.pdf"), (PNG, "new.png"), text="taken", id="thief")
-    thief.messages[0].id = "message-1"  # stored in another thread: the database refuses the save
+    again = user("taken", id="message-1")  # held by the thread already: the database refuses it
+    for content, name in ((PDF, "shared.pdf"), (PNG, "new.png")):
+        again.add_attachment(content, filename=name)
 
     with pytest.raises(ConflictError):
-        await store.save(thief, file_store=files)
+        await store.append("owner", again, file_store=files)
 
-    assert await store.get("thief") is None
+    assert len((await store.get("owner") or Thread()).messages) == 1
     assert file_paths(files) == [path_of(PDF)]  # the new file is gone; the referenced one stays
-    assert [a.status for a in thief.messages[0].attachments] == ["pending", "pending"]
-    thief.messages[0].id = "message-2"
-    await store.save(thief, file_store=files)
+    assert [a.status for a in again.attachments] == ["pending", "pending"]
+    again.id = "message-2"
+    await store.append("owner", again, file_store=files)
     assert file_paths(files) == sorted([path_of(PDF), path_of(PNG)])
 
 

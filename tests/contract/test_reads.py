@@ -398,15 +398,22 @@ async def test_append_of_a_message_already_in_the_thread_is_a_conflict(store: Th
     assert sequences(await stored(store, "t")) == [1, 2, 3]
 
 
-async def test_append_of_a_message_stored_in_another_thread_is_a_conflict(store: ThreadStore) -> None:
+async def test_append_of_a_message_id_stored_in_another_thread_stores_another_message(
+    store: ThreadStore,
+) -> None:
+    """Messages are keyed by (thread, id): an id from outside that another thread holds too is
+    this thread's own message, and each thread edits and deletes its own."""
     other = await save_at(store, "other", T0, "theirs")
     await save_at(store, "t", T0, "mine")
-    before = await stored(store, "t")
+    copied = Message(role="user", content="copied", id=other.messages[0].id)
 
-    with pytest.raises(ConflictError) as raised:
-        await store.append("t", user("new"), other.messages[0])
-    assert str(raised.value) == f"message {other.messages[0].id!r} is already stored"
-    assert await stored(store, "t") == before
+    await store.append("t", user("new"), copied)
+    assert contents(await stored(store, "t")) == ["t: mine", "new", "copied"]
+    assert contents(await stored(store, "other")) == ["other: theirs"]
+    mine = await stored(store, "t")
+    mine.remove_message(copied.id)
+    await store.save(mine)
+    assert contents(await stored(store, "t")) == ["t: mine", "new"]
     assert contents(await stored(store, "other")) == ["other: theirs"]
 
 

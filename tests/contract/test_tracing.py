@@ -164,23 +164,21 @@ async def test_a_failed_operation_has_status_error_and_the_exception(
     assert [e.name for e in span.events] == ["exception"]
     assert (span.events[0].attributes or {})["exception.type"] == "threadstore.errors.NotFoundError"
 
-    # A message id stored in another thread: the server refuses it (PostgreSQL: SQLSTATE 23505).
+    # A message id the thread holds already, appended again: the server refuses it (PostgreSQL:
+    # SQLSTATE 23505; messages are keyed by (thread, id), so only the same thread refuses it).
     first = await store.save(_thread("a", "one"))
-    other = Thread(id="b")
-    other.add_message(Message(id=first.messages[0].id, role="user", content="same id"))
     with pytest.raises(ConflictError):
-        await store.save(other)
-    save = otel.spans("threadstore save")[-1]
-    assert save.status.status_code is StatusCode.ERROR
+        await store.append("a", Message(id=first.messages[0].id, role="user", content="same id"))
+    append = otel.spans("threadstore append")[-1]
+    assert append.status.status_code is StatusCode.ERROR
     if kind == "postgres":
-        assert (save.attributes or {})["error.type"] == "23505"
-        failed = [s for s in otel.children(save) if s.status.status_code is StatusCode.ERROR]
-        # The save's own retries, each refused: a span each (docs/tracing.md shows them).
-        assert failed and failed[0].name == "postgres.save_new"
+        assert (append.attributes or {})["error.type"] == "23505"
+        failed = [s for s in otel.children(append) if s.status.status_code is StatusCode.ERROR]
+        assert failed and failed[0].name == "postgres.append"
         assert {dict(s.attributes or {})["db.response.status_code"] for s in failed} == {"23505"}
         assert {dict(s.attributes or {})["error.type"] for s in failed} == {"23505"}
     else:
-        assert (save.attributes or {})["error.type"] == "threadstore.errors.ConflictError"
+        assert (append.attributes or {})["error.type"] == "threadstore.errors.ConflictError"
 
 
 async def test_a_cancelled_operation_says_so(sql_url: tuple[str, str], otel: Telemetry) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.helpers import conversation, rich_thread, stored, user
+from tests.helpers import contents, conversation, rich_thread, stored, user
 from threadstore import Attachment, ConflictError, FileStore, Message, Thread, ThreadStore
 from threadstore.models import default_metrics
 from threadstore.transfer import AliasRecord, ThreadRecord, copy_threads, export_lines
@@ -94,36 +94,27 @@ async def test_a_thread_listed_twice_is_imported_once(store: ThreadStore) -> Non
     assert [m.content for m in (await stored(store, "twice")).messages] == ["first"]
 
 
-@pytest.mark.parametrize(
-    "clash",
-    [
-        pytest.param("message", id="a message id stored in another thread"),
-        pytest.param("alias", id="an alias naming another thread"),
-    ],
-)
-async def test_a_clash_with_another_thread_is_a_conflict_and_stores_nothing(
-    store: ThreadStore, clash: str
-) -> None:
+async def test_an_alias_naming_another_thread_is_a_conflict_and_stores_nothing(store: ThreadStore) -> None:
     owner = await store.save(conversation("mine", id="owner"))
     await store.save_thread_alias("owner", "taken")
-    taken = owner.messages[0]
-    clashing = (
-        record("b", Message(role="user", content="x", id=taken.id))
-        if clash == "message"
-        else record("b", user("x"), aliases=("taken",))
-    )
+    clashing = record("b", user("x"), aliases=("taken",))
     with pytest.raises(ConflictError) as raised:
         await store.import_threads([record("a", user("fine"), aliases=("free",)), clashing])
-    expected = (
-        f"message {taken.id!r} is already stored"
-        if clash == "message"
-        else ("alias 'taken' already names another thread")
-    )
-    assert str(raised.value) == expected  # one wording on every backend
+    assert str(raised.value) == "alias 'taken' already names another thread"  # on every backend
     assert await store.get("a") is None and await store.get("b") is None
     assert await store.get_by_alias("free") is None
     assert (await stored(store, "owner")).messages == owner.messages
     assert await store.get_thread_aliases("owner") == ["taken"]
+
+
+async def test_a_message_id_another_thread_holds_is_imported_as_this_threads_own(
+    store: ThreadStore,
+) -> None:
+    owner = await store.save(conversation("mine", id="owner"))
+    taken = owner.messages[0]
+    assert await store.import_threads([record("b", Message(role="user", content="x", id=taken.id))]) == ["b"]
+    assert [(m.id, m.content) for m in (await stored(store, "b")).messages] == [(taken.id, "x")]
+    assert contents(await stored(store, "owner")) == ["mine"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ store's connections (pool checked back in, no SQLite transaction left open)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,60 @@ class StandbyPair:
                 self._pg("pg_ctl", "-D", str(self.root / name), "-m", "immediate", "-w", "-t", "60", "stop",
                          check=False)  # fmt: skip
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def citus_installed() -> bool:
+    """Whether the Citus extension is in the server's directories (.ci/run installs it)."""
+    binaries = postgres_binaries()
+    return binaries is not None and (binaries.parent / "lib" / "citus.so").exists()
+
+
+@contextlib.contextmanager
+def citus_cluster(workers: int = 2) -> Iterator[str]:
+    """The URL of a Citus coordinator with ``workers`` workers: servers of the caller's own on
+    free loopback ports under a temporary directory, each step bounded by a timeout, stopped by
+    data directory afterwards. Skipped where Citus is not installed, unless
+    THREADSTORE_REQUIRE_PG=1 (CI), where that fails."""
+    if not citus_installed():
+        if os.environ.get("THREADSTORE_REQUIRE_PG") == "1":
+            pytest.fail("Citus is not installed (.ci/run installs it from ../shared/citus/install.sh)")
+        pytest.skip("Citus is not installed (see ../shared/citus/README.md)")
+    binaries, as_user, root = server_directory("threadstore-citus-")
+    names = [f"node{i}" for i in range(workers + 1)]
+    ports = {name: free_port() for name in names}
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    def sql(name: str, statement: str) -> None:
+        run("psql", "-h", "127.0.0.1", "-p", str(ports[name]), "-U", "postgres", "-X", "-q",
+            "-v", "ON_ERROR_STOP=1", "-c", statement)  # fmt: skip
+
+    started = []
+    try:
+        for name in names:
+            run(str(binaries / "initdb"), "-D", str(root / name), "-A", "trust", "-U", "postgres",
+                "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
+            options = (
+                f"-F -p {ports[name]} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=60"
+                " -c shared_preload_libraries=citus -c fsync=off"
+                # two-phase commits stay in pg_dist_transaction, so a test can count them
+                " -c citus.recover_2pc_interval=-1"
+            )
+            started.append(name)
+            run(str(binaries / "pg_ctl"), "-D", str(root / name), "-l", str(root / f"{name}.log"),
+                "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+        for name in names:
+            sql(name, "CREATE EXTENSION citus")
+        sql(names[0], f"SELECT citus_set_coordinator_host('127.0.0.1', {ports[names[0]]})")
+        for name in names[1:]:
+            sql(names[0], f"SELECT citus_add_node('127.0.0.1', {ports[name]})")
+        yield f"postgresql://postgres@127.0.0.1:{ports[names[0]]}/postgres"
+    finally:
+        for name in started:
+            subprocess.run(
+                [*as_user, str(binaries / "pg_ctl"), "-D", str(root / name), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(root, ignore_errors=True)

@@ -374,3 +374,19 @@ def test_schema_is_for_postgresql_only_and_not_beside_search_path() -> None:
         configure("postgresql://h/d?search_path=app", {}, schema="s")
     with pytest.raises(ConfigurationError, match=r"\?schema="):
         configure("postgresql://h/d?schema=a%2Cpublic", {})
+
+
+def test_distributed_comes_from_the_keyword_or_threadstore_distributed() -> None:
+    url = "postgresql://u@h/db"
+    assert configure(url, environ={}).settings.distributed is False
+    assert configure(url, environ={}, distributed=True).settings.distributed is True
+    assert configure(url, environ={"THREADSTORE_DISTRIBUTED": "1"}).settings.distributed is True
+    assert configure(url, environ={"THREADSTORE_DB_DISTRIBUTED": "yes"}).settings.distributed is True
+    with pytest.raises(ConfigurationError, match="THREADSTORE_DISTRIBUTED must be true or false"):
+        configure(url, environ={"THREADSTORE_DISTRIBUTED": "maybe"})
+
+
+@pytest.mark.parametrize("url", [None, "memory://", "sqlite+aiosqlite:///x.db"])
+def test_distributed_needs_postgres(url: str | None) -> None:
+    with pytest.raises(ConfigurationError, match="distributed=True needs PostgreSQL on a Citus coordinator"):
+        configure(url, environ={}, distributed=True)

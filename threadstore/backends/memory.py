@@ -80,7 +80,9 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self._threads: dict[str, _Row] = {}
-        self._owner: dict[str, str] = {}  # message id -> thread id
+        # message id -> the threads holding a message of that id (ids from outside may repeat
+        # across threads: each thread holds its own message)
+        self._owners: dict[str, set[str]] = {}
         self._aliases: dict[str, str] = {}  # alias -> thread id
         # message id -> (the stored Message object, its text, its indexed words): recomputed
         # when the object stored under that id changes (saves store new objects).
@@ -183,7 +185,7 @@ class MemoryBackend:
         doomed = ordered[: max(len(ordered) - keep_last, 0)]
         for message in doomed:
             del row.messages[message.id]
-            del self._owner[message.id]
+            self._disown(message.id, thread_id)
         return len(doomed)
 
     def _page(self, rows: Iterable[tuple[str, _Row]], limit: int | None, offset: int) -> bytes:
@@ -201,11 +203,11 @@ class MemoryBackend:
             updated_at=plan.updated_at,
         )
 
-    def _check_owner(self, thread_id: str, messages: builtins.list[Message]) -> None:
-        for message in messages:
-            owner = self._owner.get(message.id, thread_id)
-            if owner != thread_id:
-                raise message_stored(message.id)
+    def _disown(self, message_id: str, thread_id: str) -> None:
+        owners = self._owners[message_id]
+        owners.discard(thread_id)
+        if not owners:
+            del self._owners[message_id]
 
     async def save(self, plan: SavePlan) -> dict[str, int] | None:
         row = self._threads.get(plan.thread_id)
@@ -215,7 +217,6 @@ class MemoryBackend:
         edited: builtins.list[Message] = _decode_messages(plan.edited)
         held = {} if row is None else row.messages
         fresh = [m for m in new if m.id not in held]
-        self._check_owner(plan.thread_id, fresh)
         if row is None:
             row = self._threads[plan.thread_id] = self._new_row(plan)
         else:
@@ -232,7 +233,7 @@ class MemoryBackend:
         sequences.update(self._insert(plan.thread_id, row, fresh))
         for message_id in plan.removed:
             if row.messages.pop(message_id, None) is not None:
-                del self._owner[message_id]
+                self._disown(message_id, plan.thread_id)
         return sequences
 
     def _insert(self, thread_id: str, row: _Row, messages: builtins.list[Message]) -> dict[str, int]:
@@ -242,7 +243,7 @@ class MemoryBackend:
             row.last_sequence += 1
             message.sequence, message.thread_id = row.last_sequence, thread_id
             row.messages[message.id] = message
-            self._owner[message.id] = thread_id
+            self._owners.setdefault(message.id, set()).add(thread_id)
             sequences[message.id] = row.last_sequence
         return sequences
 
@@ -254,7 +255,7 @@ class MemoryBackend:
             row = self._new_row(plan.create)  # stored below, once the messages are checked
         messages = _decode_messages(plan.messages)
         for message in messages:
-            if message.id in self._owner:
+            if message.id in row.messages:
                 raise message_stored(message.id)
         self._threads[plan.thread_id] = row
         sequences = self._insert(plan.thread_id, row, messages)
@@ -266,7 +267,8 @@ class MemoryBackend:
         if row is None or not row.messages:
             return None
         newest = max(row.messages.values(), key=lambda m: m.sequence or 0)
-        del row.messages[newest.id], self._owner[newest.id]
+        del row.messages[newest.id]
+        self._disown(newest.id, thread_id)
         row.updated_at = updated_at
         return _encode(newest)
 
@@ -279,7 +281,7 @@ class MemoryBackend:
         if row is None:
             return False
         for message_id in row.messages:
-            del self._owner[message_id]
+            self._disown(message_id, thread_id)
         for alias in row.aliases:
             del self._aliases[alias]
         return True
@@ -371,7 +373,7 @@ class MemoryBackend:
     ) -> builtins.list[SearchRow]:
         # Over the messages stored when it starts, letting other tasks run meanwhile
         # (a search over 3,000 long messages held the loop for seconds).
-        for gone in self._words.keys() - self._owner.keys():
+        for gone in self._words.keys() - self._owners.keys():
             del self._words[gone]
         messages = [(row, m) for row in self._threads.values() for m in row.messages.values()]
         attributes = None if wanted is None else _decode(wanted)
@@ -406,8 +408,8 @@ class MemoryBackend:
         return hits
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
-        thread_id = self._owner.get(message_id)
-        return None if thread_id is None else await self.get(thread_id)
+        owners = self._owners.get(message_id)
+        return None if owners is None else await self.get(min(owners))
 
     async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
         row = self._threads.get(thread_id)
@@ -449,7 +451,7 @@ class MemoryBackend:
         return _encode(
             UsageCounts(
                 threads=len(self._threads),
-                messages=len(self._owner),
+                messages=sum(len(row.messages) for row in rows),
                 last_hour=sum(row.updated_at >= hour_ago for row in rows),
                 last_day=sum(row.updated_at >= day_ago for row in rows),
                 last_week=sum(row.updated_at >= week_ago for row in rows),
@@ -480,13 +482,8 @@ class MemoryBackend:
             for copy in copies
             if copy.plan.thread_id not in self._threads
         ]
-        owners: dict[str, str] = {}
         aliases: set[str] = set()
-        for copy, messages in fresh:  # check everything before changing anything
-            for message in messages:
-                if message.id in self._owner or message.id in owners:
-                    raise message_stored(message.id)
-                owners[message.id] = copy.plan.thread_id
+        for copy, _ in fresh:  # check everything before changing anything
             for alias, _ in copy.aliases:
                 if alias in self._aliases or alias in aliases:
                     raise alias_taken(alias)
@@ -498,7 +495,7 @@ class MemoryBackend:
             for message in messages:
                 message.thread_id = thread_id
                 row.messages[message.id] = message
-                self._owner[message.id] = thread_id
+                self._owners.setdefault(message.id, set()).add(thread_id)
             for alias, at in copy.aliases:
                 row.aliases[alias] = at
                 self._aliases[alias] = thread_id

@@ -42,7 +42,7 @@ from threadstore.backends.postgres.pool import (
     transaction,
 )
 from threadstore.config import DatabaseConfig
-from threadstore.errors import ConflictError, ThreadStoreError
+from threadstore.errors import ConfigurationError, ConflictError, ThreadStoreError
 from threadstore.queries import Migration
 
 _log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _document(row: asyncpg.Record | None) -> bytes | None:
     return None if row is None else _joined(row)
 
 
-def _documents(rows: builtins.list[asyncpg.Record]) -> bytes:
+def _documents(rows: Sequence[Any]) -> bytes:
     """A JSON array of thread documents from rows as _joined takes them."""
     return b"[" + b",".join([_joined(row) for row in rows]) + b"]"
 
@@ -173,14 +173,30 @@ class PostgresBackend:
     async def migrate(self) -> list[int]:
         # Up to date: nothing is written, so a read-only server (a hot standby, a database with
         # default_transaction_read_only = on) opens as well.
+        distributed = self._config.settings.distributed
+        if distributed and not await self._pool.read("postgres.citus_installed"):
+            raise ConfigurationError(
+                f"distributed=True needs a Citus coordinator, and {self._config.masked_url} has no "
+                "citus extension (CREATE EXTENSION citus there, on a server that preloads it); "
+                "nothing was changed"
+            )
         todo = await self._apply_migrations() if (await self.schema_status()).pending else []
         if todo:
             _log.info(
                 "applied migrations %s to %s", ", ".join(m.origin for m in todo), self._config.masked_url
             )
+        if distributed:
+            await self._distribute()
         if await self._pool.read("search.queued"):  # a migration, an adoption or a process that ended
             self._indexer.soon()  # left messages queued: index them now, not at a search
         return [m.version for m in todo]
+
+    async def _distribute(self) -> None:
+        """The tables distributed by thread on a Citus coordinator (docs/citus.md); at once when
+        they are already."""
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            await self._pool.run(conn, "postgres.citus_distribute")
 
     async def _apply_migrations(self) -> builtins.list[Migration]:
         async with self._pool.acquire() as conn, transaction(conn):
@@ -209,7 +225,17 @@ class PostgresBackend:
         return _document(await self._pool.read("threads.get", thread_id=thread_id))
 
     async def list_recent(self, limit: int | None, offset: int) -> bytes:
+        if self._config.settings.distributed:
+            rows = await self._pool.read("postgres.citus_recent_ids", limit=limit, offset=offset)
+            return await self._by_ids([row[0] for row in rows])
         return _documents(await self._pool.read("threads.list_recent", limit=limit, offset=offset))
+
+    async def _by_ids(self, ids: builtins.list[str]) -> bytes:
+        """The documents of the threads ``ids``, in that order (a distributed store's second
+        step: postgres.citus_threads_by_ids); a thread deleted in between is left out."""
+        rows = await self._pool.read("postgres.citus_threads_by_ids", ids=ids) if ids else []
+        found = {row[0]: row[1:] for row in rows}
+        return _documents([found[i] for i in ids if i in found])
 
     async def get_messages(self, thread_id: str, limit: int, before: int, after: int | None) -> bytes | None:
         if after is None:
@@ -304,19 +330,23 @@ class PostgresBackend:
         while taken == _INDEX_BATCH:
             async with transaction(conn):
                 await self._pool.run(conn, "postgres.lock_indexer")
-                row = await self._pool.run(
-                    conn, "postgres.take_queued", batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT
+                take = (
+                    "postgres.citus_take_queued"
+                    if self._config.settings.distributed
+                    else "postgres.take_queued"
                 )
+                row = await self._pool.run(conn, take, batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT)
                 taken = row[0]
-                messages: builtins.list[tuple[str, str | None]] = _decode(row[1])
+                messages: builtins.list[tuple[str, str, str | None]] = _decode(row[1])
                 if messages:
                     await self._pool.run(
                         conn,
                         "postgres.store_text",
-                        ids=[m[0] for m in messages],
+                        thread_ids=[m[0] for m in messages],
+                        ids=[m[1] for m in messages],
                         words=[  # 500 messages of 1,000 words: 1.5 s of work, sliced
                             None if text is None else fulltext.tsvector(fulltext.words(text))
-                            async for _, text in sliced(messages)
+                            async for _, _, text in sliced(messages)
                         ],
                     )
 
@@ -478,21 +508,32 @@ class PostgresBackend:
         )
 
     async def delete(self, thread_id: str) -> bool:
-        count: int = await self._pool.write(
-            lambda conn: self._pool.run(conn, "threads.delete", thread_id=thread_id),
-            lambda: f"deleting thread {thread_id!r}",
-        )
+        distributed = self._config.settings.distributed
+
+        async def delete(conn: asyncpg.Connection) -> int:
+            count: int = await self._pool.run(conn, "threads.delete", thread_id=thread_id)
+            if distributed:
+                await self._pool.run(conn, "postgres.citus_forget_aliases", ids=[thread_id])
+            return count
+
+        count = await self._pool.write(delete, lambda: f"deleting thread {thread_id!r}")
         return count > 0
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:
         ids = list(thread_ids)
+        distributed = self._config.settings.distributed
+        name = "postgres.citus_delete_many" if distributed else "threads.delete_many"
 
         def what() -> str:
             return f"deleting {len(ids)} threads ({_some(sorted(ids))})"
 
-        count: int = await self._pool.write(
-            lambda conn: retried(lambda: self._pool.run(conn, "threads.delete_many", ids=ids), what), what
-        )
+        async def delete(conn: asyncpg.Connection) -> int:
+            count: int = await retried(lambda: self._pool.run(conn, name, ids=ids), what)
+            if distributed:
+                await self._pool.run(conn, "postgres.citus_forget_aliases", ids=ids)
+            return count
+
+        count: int = await self._pool.write(delete, what)
         return count
 
     async def attachment_references(self, refs: Sequence[str] | None) -> set[str]:
@@ -522,6 +563,9 @@ class PostgresBackend:
         return doc
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
+        if self._config.settings.distributed:
+            thread_id = await self._pool.read("postgres.citus_message_thread", message_id=message_id)
+            return None if thread_id is None else await self.get(thread_id)
         return _document(await self._pool.read("search.get_thread_by_message_id", message_id=message_id))
 
     async def save_thread_alias(self, alias: str, thread_id: str, created_at: datetime) -> bool:
@@ -543,6 +587,9 @@ class PostgresBackend:
         return saved is not None
 
     async def get_by_alias(self, alias: str) -> bytes | None:
+        if self._config.settings.distributed:  # two single-shard reads (postgres.citus_alias_thread)
+            thread_id = await self._pool.read("postgres.citus_alias_thread", alias=alias)
+            return None if thread_id is None else await self.get(thread_id)
         return _document(await self._pool.read("aliases.get_by_alias", alias=alias))
 
     async def delete_thread_alias(self, alias: str) -> bool:

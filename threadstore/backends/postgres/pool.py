@@ -182,10 +182,13 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     text = config.scrub(f"{name}: {_reason(exc) if isinstance(exc, OSError) else exc}")
     if isinstance(exc, asyncpg.UniqueViolationError):
-        key = re.fullmatch(r"Key \((?:id|alias)\)=\((.*)\) already exists\.", exc.detail or "")
-        if key and exc.table_name == "messages":
+        detail = exc.detail or ""
+        # messages_pkey is (thread_id, id); the server prints the pair unquoted, so the message
+        # id is what follows the first ", " (a thread id holding ", " misnames it, only here).
+        # By the key's columns, not the table: a Citus worker's error names no table.
+        if key := re.fullmatch(r"Key \(thread_id, id\)=\(.*?, (.*)\) already exists\.", detail):
             return message_stored(key[1])
-        if key and exc.table_name == "thread_aliases":
+        if key := re.fullmatch(r"Key \(alias\)=\((.*)\) already exists\.", detail):
             return alias_taken(key[1])
         return ConflictError(f"{text} (an id is already stored elsewhere): {exc.detail}")
     if isinstance(exc, asyncpg.InvalidRegularExpressionError):

@@ -302,11 +302,9 @@ class SQLiteBackend:
                 state = await self._db.run(
                     "sqlite.save_state", thread_id=thread_id, ids=_json_list([doc.id for doc in new])
                 )
-                for message_id, mine, sequence in state:
+                for message_id, sequence in state:
                     if message_id is None:
                         last = sequence
-                    elif not mine:
-                        raise message_stored(message_id)
                     else:
                         held[message_id] = sequence
                 inserts = []
@@ -331,15 +329,18 @@ class SQLiteBackend:
 
     @contextlib.asynccontextmanager
     async def _named_conflict(
-        self, message_ids: Sequence[str], aliases: Sequence[str] = ()
+        self, thread_id: str = "", message_ids: Sequence[str] = (), aliases: Sequence[str] = ()
     ) -> AsyncIterator[None]:
         """A write's unique-key failure named as every backend names it (message_stored,
-        alias_taken): the id already stored, looked up once the write has rolled back."""
+        alias_taken): the id the thread already holds, or the alias already taken, looked up
+        once the write has rolled back."""
         try:
             yield
         except ConflictError as exc:
             async with self._db.lock:
-                held = await self._db.run("sqlite.save_state", thread_id="", ids=_json_list(message_ids))
+                held = await self._db.run(
+                    "sqlite.save_state", thread_id=thread_id, ids=_json_list(message_ids)
+                )
                 taken = [row[0] for row in held if row[0] is not None]
                 if taken:
                     raise message_stored(taken[0]) from exc
@@ -365,7 +366,7 @@ class SQLiteBackend:
                 self._db.run_many_in_call(conn, "sqlite.insert_message", rows)
             return row
 
-        async with self._named_conflict([doc.id for doc in docs]), self._db.lock:
+        async with self._named_conflict(thread_id, [doc.id for doc in docs]), self._db.lock:
             row = await self._db.in_one_call(name, write)
         if row is None:
             return None
@@ -447,12 +448,12 @@ class SQLiteBackend:
         async with self._db.transaction(patient=patient):
             rows = await self._db.run("sqlite.queued_words", batch=_INDEX_BATCH)
             if rows:
-                latest = {message_id: content for _, message_id, content in rows}
+                latest = {(thread_id, message_id): content for _, thread_id, message_id, content in rows}
                 indexed = [(i, indexed_text(content)) async for i, content in sliced(latest.items())]
                 await self._db.run("sqlite.clear_words", ids=_encode(list(latest)).decode())
                 await self._db.run(
                     "sqlite.insert_words",
-                    rows=_encode([[i, *texts] for i, texts in indexed if texts is not None]).decode(),
+                    rows=_encode([[*i, *texts] for i, texts in indexed if texts is not None]).decode(),
                 )
                 await self._db.run("sqlite.dequeue_words", last=rows[-1][0])
             titles = await self._db.run("sqlite.queued_titles", batch=_INDEX_BATCH)
@@ -589,9 +590,8 @@ class SQLiteBackend:
                 for alias, at in copy.aliases
             ]
         ).decode()
-        message_ids = [doc.id for docs in messages.values() for doc in docs]
         aliases_given = [alias for copy in copies for alias, _ in copy.aliases]
-        async with self._named_conflict(message_ids, aliases_given), self._db.lock, self._db.transaction():
+        async with self._named_conflict(aliases=aliases_given), self._db.lock, self._db.transaction():
             rows = await self._db.run("sqlite.import_threads", threads=threads)
             stored = [row[0] for row in rows]
             if stored:

@@ -1,0 +1,272 @@
+"""A real Citus cluster (a coordinator and two workers of the module's own, started once): a
+store created with distributed=True shards every table by thread, each thread's reads and writes
+run on one worker, `threadstore distribute` converts a store in place keeping every row, and the
+contract suite's per-thread behaviour holds on the distributed store.
+
+Which part of the contract suite runs here: the tests imported below (saves, appends, gets,
+pages, pops, prunes, deletes, aliases), with the module's ``store`` fixture, a distributed store
+on the cluster. Thread lists and searches (they fan out across shards and are not yet written
+for Citus: docs/citus.md) are not among them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import TEST_POOL
+from tests.contract import test_aliases, test_bounded, test_pop_and_create, test_reads, test_save
+from tests.helpers import user
+from tests.reliability.support import citus_cluster
+from threadstore import ConfigurationError, Message, Thread, ThreadStore
+from threadstore.queries import load
+
+pytestmark = pytest.mark.pg
+
+# Contract tests that read across threads (lists, thread searches, exports, retention): they fan
+# out across shards, and those reads are not yet written for Citus (docs/citus.md).
+_FAN_OUT = re.compile(
+    r"\.(list_threads|search\w*|find_\w+|export_threads|import_threads|delete_threads|get_usage_stats)\("
+)
+
+
+def _contract_tests() -> dict[str, Any]:
+    """The per-thread tests of the contract modules that take only ``store`` (and their own
+    parameters), to run here on the distributed store."""
+    chosen: dict[str, Any] = {}
+    for module in (test_save, test_reads, test_bounded, test_pop_and_create, test_aliases):
+        for name, test in vars(module).items():
+            if not name.startswith("test_") or not callable(test) or _FAN_OUT.search(inspect.getsource(test)):
+                continue
+            parametrized = {
+                arg.strip()
+                for mark in getattr(test, "pytestmark", [])
+                if mark.name == "parametrize"
+                for arg in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+            }
+            if set(inspect.signature(test).parameters) <= {"store", *parametrized}:
+                chosen[name] = test
+    return chosen
+
+
+globals().update(_contract_tests())
+
+_TABLES = "threads, messages, thread_search, message_text, message_text_pending, thread_aliases"
+
+
+@pytest.fixture(scope="module")
+def citus_url() -> Iterator[str]:
+    """A Citus coordinator with two workers, for the whole module."""
+    with citus_cluster(workers=2) as url:
+        yield url
+
+
+@pytest.fixture
+def store_url(citus_url: str) -> str:
+    return citus_url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[ThreadStore]:
+    """An empty distributed store on the cluster (distributed on first use)."""
+    async with await ThreadStore.create(store_url, distributed=True, pool_size=1) as opened:
+        await opened.engine.execute(f"TRUNCATE {_TABLES}")
+        yield opened
+
+
+async def _two_phase_commits(conn: asyncpg.Connection) -> int:
+    """Two-phase commits the coordinator recorded (the cluster never clears them)."""
+    count: int = await conn.fetchval("SELECT count(*) FROM pg_dist_transaction")
+    return count
+
+
+async def _reset(url: str) -> None:
+    """No threadstore schema left on the cluster."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f"DROP TABLE IF EXISTS {_TABLES}, threadstore_migrations CASCADE;"
+            "DROP FUNCTION IF EXISTS threadstore_content_text(jsonb), threadstore_platform_values(jsonb),"
+            " threadstore_nested(text[], jsonb)"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_distributed_on_a_server_without_citus_is_a_configuration_error(fresh_pg_url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"needs a Citus coordinator.*no citus extension"):
+        await ThreadStore.create(fresh_pg_url, distributed=True)
+    conn = await asyncpg.connect(fresh_pg_url)
+    try:  # nothing was changed
+        assert await conn.fetchval("SELECT to_regclass('threadstore_migrations')") is None
+    finally:
+        await conn.close()
+
+
+async def test_distribute_converts_a_store_of_1000_threads_in_place_keeping_every_row(
+    citus_url: str,
+) -> None:
+    await _reset(citus_url)
+    checksums = """
+        SELECT (SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM threads AS t),
+               (SELECT md5(string_agg(m::text, '|' ORDER BY m.thread_id, m.id)) FROM messages AS m),
+               (SELECT md5(string_agg(a::text, '|' ORDER BY a.alias)) FROM thread_aliases AS a),
+               (SELECT md5(string_agg(s::text, '|' ORDER BY s.thread_id)) FROM thread_search AS s),
+               (SELECT count(*) FROM messages), (SELECT count(*) FROM thread_aliases)
+        """
+    async with await ThreadStore.create(citus_url, **TEST_POOL) as plain:  # one node's tables
+        threads = []
+        for i in range(1000):
+            thread = Thread(id=f"t{i:04d}", title=f"thread {i}", attributes={"n": i})
+            for k in range(3):
+                thread.add_message(user(f"message {k} of {i}"))
+            threads.append(thread)
+        await plain.import_threads(threads)
+        for i in range(0, 1000, 10):
+            await plain.save_thread_alias(f"t{i:04d}", f"alias-{i}")
+        before = await plain.engine.fetchrow(checksums)
+    assert tuple(before)[4:] == (3000, 100)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "threadstore", "distribute", citus_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "distributed by thread (1,000 threads, 3,000 messages)" in done.stdout
+
+    async with await ThreadStore.create(citus_url, distributed=True, pool_size=1) as store:
+        assert await store.engine.fetchrow(checksums) == before
+        distributed = await store.engine.fetch(
+            "SELECT logicalrelid::text, colocationid FROM pg_dist_partition ORDER BY 1"
+        )
+        groups = {name: group for name, group in distributed}
+        assert sorted(groups) == sorted(_TABLES.split(", "))
+        by_thread = {groups[name] for name in groups if name != "thread_aliases"}
+        assert len(by_thread) == 1  # co-located: each thread's rows on one worker
+        workers = await store.engine.fetchval(
+            "SELECT count(DISTINCT (nodename, nodeport)) FROM citus_shards"
+            " WHERE table_name = 'threads'::regclass"
+        )
+        assert workers == 2
+        one = await store.get("t0042")
+        assert one is not None and [m.content for m in one.messages] == [
+            f"message {k} of 42" for k in range(3)
+        ]
+        assert (await store.get_by_alias("alias-420") or Thread()).id == "t0420"
+        again = subprocess.run(  # distributed already: nothing to do
+            [sys.executable, "-m", "threadstore", "distribute", citus_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert again.returncode == 0, again.stderr
+        assert await store.engine.fetchrow(checksums) == before
+
+
+def _explained(plan: list[Any]) -> str:
+    return "\n".join(row[0] for row in plan)
+
+
+async def test_each_threads_reads_and_delete_run_on_one_worker(store: ThreadStore) -> None:
+    """EXPLAIN of a thread's reads and its delete: one task, on one worker."""
+    thread = Thread(id="t1")
+    for k in range(5):
+        thread.add_message(user(f"m{k}"))
+    await store.save(thread)
+    registry = load("postgres")
+    statements: dict[str, dict[str, Any]] = {
+        "threads.get": {"thread_id": "t1"},
+        "bounded.get_messages_before": {"thread_id": "t1", "before": 2**31, "limit": 2},
+        "bounded.get_messages_after": {"thread_id": "t1", "after": 1, "before": 2**31, "limit": 2},
+        "threads.delete": {"thread_id": "t1"},
+        "bounded.prune": {"thread_id": "t1", "keep_last": 2},
+    }
+    async with store.engine.acquire() as conn:
+        for name, params in statements.items():
+            query = registry[name]
+            sql = query.sql  # the values written in, as a client's one-off statement has them
+            for number in range(len(query.params), 0, -1):
+                sql = sql.replace(
+                    f"${number}", json.dumps(params[query.params[number - 1]]).replace('"', "'")
+                )
+            plan = _explained(await conn.fetch(f"EXPLAIN {sql}"))
+            assert "Task Count: 1" in plan, f"{name}:\n{plan}"
+            assert "Distributed Subplan" not in plan, f"{name}:\n{plan}"
+
+
+async def test_reads_prunes_and_deletes_of_a_thread_need_no_two_phase_commit(store: ThreadStore) -> None:
+    thread = Thread(id="t1")
+    for k in range(5):
+        thread.add_message(user(f"m{k}"))
+    await store.save(thread)
+    async with store.engine.acquire() as conn:
+        before = await _two_phase_commits(conn)
+    assert (await store.get("t1") or Thread()).messages
+    await store.get_messages("t1", limit=2)
+    await store.prune_messages("t1", keep_last=3)
+    async with store.engine.acquire() as conn:
+        assert await _two_phase_commits(conn) == before
+
+
+async def test_ids_from_outside_repeat_across_threads_on_citus(store: ThreadStore) -> None:
+    """The same message id in two threads on two shards: two messages, and the lookup by id
+    (which asks every shard) names the first thread in id order."""
+    for thread_id in ("b", "a"):
+        await store.save(Thread(id=thread_id, messages=[Message(role="user", content=thread_id, id="m")]))
+    assert [m.content for m in (await store.get("a") or Thread()).messages] == ["a"]
+    assert [m.content for m in (await store.get("b") or Thread()).messages] == ["b"]
+    assert (await store.get_thread_by_message_id("m") or Thread()).id == "a"
+    assert [t.id for t in await store.list()] == ["a", "b"]
+    await store.save_thread_alias("a", "alias")
+    assert await store.delete("a")
+    assert await store.get_by_alias("alias") is None
+    assert await store.get_thread_aliases("a") == []
+    assert (await store.get_thread_by_message_id("m") or Thread()).id == "b"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KNOWN LIMIT: a thread's save/append/pop are statements of several modifying CTEs, which "
+    "Citus runs through the coordinator and commits in two phases (docs/citus.md)",
+)
+async def test_each_threads_writes_commit_on_one_worker_without_two_phase_commit(
+    store: ThreadStore, citus_url: str
+) -> None:
+    """What issue 32 asks of a thread's writes; not met yet. Wrapping each statement unchanged
+    in a PL/pgSQL function distributed by thread (create_distributed_function) does commit on
+    one worker in one phase, but took 46 ms an append against 9.5 ms for the bare statement
+    (its CTEs still run as Citus subplans on the worker): the way there is single-statement
+    bodies. Checked from citus.log_remote_commands of this session (exact, unlike the cluster's
+    counter, which other sessions' indexers move)."""
+    doc = json.dumps(
+        [
+            {"id": "m1", "role": "user", "content": "hi", "timestamp": "2024-01-01T00:00:00Z",
+             "attributes": {}, "platforms": {}, "attachments": [], "metrics": {}, "reactions": {}}
+        ]
+    )  # fmt: skip
+    await store.save(Thread(id="w1", messages=[user("first")]))
+    registry = load("postgres")
+    append = registry["postgres.append"]
+    conn = await asyncpg.connect(citus_url)
+    sent: list[asyncpg.PostgresLogMessage] = []
+    conn.add_log_listener(lambda _, message: sent.append(message))
+    await conn.execute("SET citus.log_remote_commands = on; SET client_min_messages = log")
+    try:
+        params = {"thread_id": "w1", "updated_at": datetime.now(UTC), "count": 1, "messages": doc}
+        await conn.fetch(append.sql, *append.args(params))
+        issued = [m for m in sent if m.message.startswith("issuing")]
+        assert issued, "citus.log_remote_commands logged nothing"
+        assert not [m for m in issued if "PREPARE TRANSACTION" in m.message]
+    finally:
+        await conn.close()

@@ -49,8 +49,9 @@ and drops them afterwards. The table goes to stdout, the results with the machin
   JSON value) with only the primary keys, an index on `messages(thread_id, sequence)` and one on
   `threads(updated_at desc)`. PostgreSQL: every write one statement (a new thread and its
   messages from `unnest` arrays; an append updates the thread and inserts the message with
-  `max(sequence) + 1`), reads one `SELECT` of the thread joined to its messages as binary rows
-  turned into dicts, jsonb decoded by a msgspec codec. SQLite: WAL, `synchronous=FULL`,
+  `max(sequence) + 1`), reads one `SELECT` whose first row is the thread and whose next rows are its messages
+  (UNION ALL: the thread's columns and JSON decoded once per thread, not once per message, issue
+  28), binary rows turned into dicts, jsonb decoded by a msgspec codec. SQLite: WAL, `synchronous=FULL`,
   `BEGIN IMMEDIATE`, `executemany`, `COMMIT`; reads one `execute_fetchall`. **The targets are
   against this floor.**
 - **same-schema floor** (`bench/floor.py`): the fewest statements the drivers can run on

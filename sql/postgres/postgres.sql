@@ -427,3 +427,13 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- name: analyze_indexed :exec
+-- After the indexer's round of a bulk load (PostgresBackend._SETTLE_AFTER messages or more):
+-- statistics of what the load wrote, so that searches are planned on the tables as they are.
+ANALYZE threads, thread_search, messages, message_text, message_text_pending;
+
+-- name: vacuum_queue :exec
+-- ... and the emptied queue truncated: searches check it, and a sequential scan reads every
+-- dead page until VACUUM removes them (outside a transaction, as VACUUM must be).
+VACUUM message_text_pending;

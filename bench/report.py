@@ -354,8 +354,12 @@ def markdown_headline(document: dict[str, Any]) -> str:
             if ts is None or ref is None:
                 cells.append("-")
                 continue
-            value = ratio(ts, sides[ref])
-            cells.append(f"{value:.2f}x" + ("" if met(workload, value) else " (missed)"))
+            value, cpu = ratio(ts, sides[ref]), cpu_ratio(ts, sides[ref])
+            cells.append(
+                f"{value:.2f}x"
+                + ("" if met(workload, value) else " (missed)")
+                + ("" if cpu is None else f", CPU {cpu:.2f}x")
+            )
         if has_lc:
             peer = grouped.get("postgres", {}).get(workload, {}).get(lc)
             over = peer_ratio(peer, "threadstore", grouped["postgres"][workload]) if peer else None

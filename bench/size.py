@@ -187,11 +187,23 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp"), help="where SQLite stores live")
     parser.add_argument("--drop", action="store_true", help="remove the kept stores and exit")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "size.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "size.json"), help="merged into"
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="docs/performance.md's size table from --out; run nothing"
+    )
     args = parser.parse_args()
+    if args.write_docs:
+        from bench import docs
+
+        print(docs.write_size(Path(args.out)))
+        return
     server = os.environ.get("THREADSTORE_BENCH_PG_URL", DEFAULT_PG)
     sizes = args.sizes.split(",")
-    results: dict[str, Any] = {"run_at": datetime.now(UTC).isoformat(timespec="seconds"), "results": {}}
+    out = Path(args.out)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"results": {}}
+    results["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     for backend in args.backends.split(","):
         for size in sizes:
             path = Path(args.dir) / f"threadstore_size_{size}.db"
@@ -211,7 +223,7 @@ async def main() -> None:
             results["results"].setdefault(backend, {})[size] = result
             print(backend, size, json.dumps(result, indent=1), flush=True)
     if not args.drop:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ _INDEX_DELAY = 0.1
 _INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelling it
 # A round that indexed at least this many messages followed a bulk load (an import, a migration
 # that queued every message): it then refreshes the planner's statistics and empties the queue's
-# dead pages (postgres.analyze_indexed, postgres.vacuum_queue), which autovacuum would do only
+# dead pages (postgres.analyze_indexed, clean_pending_lists, vacuum_queue), which autovacuum would do only
 # a minute or more later, if it runs at all. Without them, right after importing 200,000
 # messages, a word in 10 messages took 350 ms, not 0.9 (plans costed on empty tables, JIT
 # compiling them, the empty queue's 1,667 dead pages read by every search; issue 28).
@@ -310,8 +310,12 @@ class PostgresBackend:
                         ],
                     )
         if total >= _SETTLE_AFTER:
-            await self._pool.run(conn, "postgres.analyze_indexed")
-            await self._pool.run(conn, "postgres.vacuum_queue")
+            try:
+                await self._pool.run(conn, "postgres.analyze_indexed")
+                await self._pool.run(conn, "postgres.clean_pending_lists")
+                await self._pool.run(conn, "postgres.vacuum_queue")
+            except ThreadStoreError as exc:  # autovacuum gets there later
+                _log.info("statistics not refreshed after a bulk load: %s", exc)
 
     async def search(
         self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int

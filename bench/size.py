@@ -1,14 +1,14 @@
-"""Searches as the store grows (issue 28): ``python -m bench.size`` (``make bench SIZE=1m``).
+"""Searches as the store grows (issue 28): ``python -m bench.size`` (``make bench SIZE=...``).
 
 Stores of 10,000, 200,000 and 1,000,000 messages (threads of 10), each bulk-loaded with
 ``import_threads`` (not timed). Then, once right after the load (the indexer's queue still full:
-the first search indexes what is queued, and is timed apart as ``first search``) and once after
-the indexer caught up (its queue empty): a full-text search for a word in 10 messages, the top 20
-of a word in four messages of five, and search_by_title, search_by_content and
-find_by_attributes that one thread matches. Medians of interleaved rounds, ms, with client CPU
-per operation.
+the first search indexes what is queued, and is timed apart as ``first search``), and once
+after the indexer caught up (its queue empty; every size's store in one interleaved call): a
+full-text search for a word in 10 messages, the top 20 of a word in four messages of five, and
+search_by_title, search_by_content and find_by_attributes that one thread matches. Medians of
+interleaved rounds, ms, with client CPU per operation.
 
-A store is kept between runs (``--keep``: a PostgreSQL database ``threadstore_size_<n>`` on the
+A store is kept between runs (a PostgreSQL database ``threadstore_size_<n>`` on the
 server, a SQLite file in ``--dir``), so iterating does not seed a million messages each time;
 ``--drop`` removes them.
 """
@@ -161,7 +161,9 @@ async def pg_url(server: str, size: str, *, create: bool) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-async def run_one(url: str, messages: int, rounds: int) -> dict[str, Any]:
+async def load(url: str, messages: int, rounds: int) -> dict[str, Any]:
+    """Seed the store unless kept; when seeded now, time the first search and the searches right
+    after the load; then wait for the indexer to catch up."""
     threads = messages // PER_THREAD
     async with await ThreadStore.create(url) as store:
         loaded = await seed(store, messages)
@@ -176,8 +178,28 @@ async def run_one(url: str, messages: int, rounds: int) -> dict[str, Any]:
         while await queued(url):
             await asyncio.sleep(0.5)
         out["indexer wait s"] = round(time.perf_counter() - waited, 1)
-        out["caught up"] = await measure(operations(store, threads), rounds)
     return out
+
+
+async def caught_up(urls: dict[str, str], rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Every search on every size's store, interleaved in one call (the shared machine's load
+    falls on all sizes alike, so the ratios between sizes hold): size -> search -> figures."""
+    stores = {size: await ThreadStore.create(url) for size, url in urls.items()}
+    try:
+        ops = {
+            f"{name} @{size}": op
+            for size, store in stores.items()
+            for name, op in operations(store, SIZES[size] // PER_THREAD).items()
+        }
+        measured = await measure(ops, rounds)
+    finally:
+        for store in stores.values():
+            await store.close()
+    by_size: dict[str, dict[str, dict[str, float]]] = {}
+    for key, figures in measured.items():
+        name, _, size = key.rpartition(" @")
+        by_size.setdefault(size, {})[name] = figures
+    return by_size
 
 
 async def main() -> None:
@@ -205,6 +227,7 @@ async def main() -> None:
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"results": {}}
     results["run_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     for backend in args.backends.split(","):
+        urls: dict[str, str] = {}
         for size in sizes:
             path = Path(args.dir) / f"threadstore_size_{size}.db"
             if args.drop:
@@ -214,14 +237,18 @@ async def main() -> None:
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{path}{suffix}").unlink(missing_ok=True)
                 continue
-            url = (
+            urls[size] = (
                 await pg_url(server, size, create=True)
                 if backend == "postgres"
                 else f"sqlite+aiosqlite:///{path}"
             )
-            result = await run_one(url, SIZES[size], args.rounds)
+            result = await load(urls[size], SIZES[size], args.rounds)
             results["results"].setdefault(backend, {})[size] = result
             print(backend, size, json.dumps(result, indent=1), flush=True)
+        if urls:
+            for size, figures in (await caught_up(urls, args.rounds)).items():
+                results["results"][backend][size]["caught up"] = figures
+                print(backend, size, "caught up", json.dumps(figures, indent=1), flush=True)
     if not args.drop:
         out.write_text(json.dumps(results, indent=1) + "\n")
 

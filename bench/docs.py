@@ -210,6 +210,14 @@ def size_block(document: dict[str, Any], source: str = "bench/results/size.json"
                 "The first search right after the load (it indexes the queue): " + ", ".join(firsts) + ".",
                 "",
             ]
+        after = [
+            f"{size}: "
+            + ", ".join(f"{name} {r['median_ms']:.2f} ms" for name, r in by_size[size]["after load"].items())
+            for size in sizes
+            if "after load" in by_size[size]
+        ]
+        if after:
+            lines += ["Then, right after that first search: " + "; ".join(after) + ".", ""]
     lines.append(SIZE_END)
     return "\n".join(lines)
 

@@ -27,7 +27,7 @@ from threadstore.errors import (
     ThreadStoreError,
     UnsupportedFileTypeError,
 )
-from threadstore.models import Attachment, Message, SearchHit, Thread, ThreadPage, ThreadSummary
+from threadstore.models import Attachment, Message, Role, SearchHit, Thread, ThreadPage, ThreadSummary
 from threadstore.store import ThreadStore
 from threadstore.transfer import AliasRecord, ThreadRecord
 
@@ -69,6 +69,7 @@ __all__ = [
     "PoolTimeoutError",
     "QueryFileError",
     "ReadOnlyError",
+    "Role",
     "SchemaStatus",
     "SchemaVersionError",
     "SearchHit",

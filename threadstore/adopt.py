@@ -3,7 +3,7 @@
 slide-narrator (6.x) keeps threads and messages in tables named like threadstore's, in another
 layout (narrator/database/models.py). Adoption converts them, in one transaction, into the
 current threadstore schema: narrator's tables are renamed aside, migration 0001 creates
-threadstore's, set-based INSERT ... SELECT statements (sql/<dialect>/adopt.sql) copy every
+threadstore's, set-based INSERT ... SELECT statements (``sql/<dialect>/adopt.sql``) copy every
 thread and message with their times, numbering each thread's messages 1..n in stored order
 (sequence, then timestamp, then id), narrator's tables are dropped and the later migrations run.
 On PostgreSQL narrator's tables stay locked until it commits; on SQLite a copy made with SQLite's

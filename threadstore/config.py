@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class Settings:
     liveness_interval: float | None = 10.0
     statement_cache_size: int = 100  # prepared statements per connection; 0 behind PgBouncer
     echo: bool = False  # log each statement's name and duration (threadstore.sql, INFO)
+    # PostgreSQL only: the schema that holds threadstore's tables (created when missing), the
+    # connections' search_path; None: the server's default (usually public).
+    schema: str | None = None
 
 
 class SettingsKwargs(TypedDict, total=False):
@@ -71,6 +75,7 @@ class SettingsKwargs(TypedDict, total=False):
     echo: bool | None
     connect_timeout: float | None
     liveness_interval: float | None
+    schema: str | None
 
 
 def check_keywords(settings: Mapping[str, object], where: str) -> None:
@@ -93,10 +98,16 @@ _RULES: dict[str, tuple[str, float, bool]] = {
     "liveness_interval": ("bound", 0, True),
     "statement_cache_size": ("int", 0, True),
     "echo": ("bool", 0, True),
+    "schema": ("schema", 0, True),
 }
+# A schema name as PostgreSQL folds no case of, quoted as is in search_path: no quote, comma or
+# space can reach the server; pg_ names are the server's own (it refuses to create them).
+_SCHEMA = re.compile(r"(?!pg_)[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def _rule_text(kind: str, low: float, inclusive: bool) -> str:
+    if kind == "schema":
+        return "a schema name of letters, digits and _ (at most 63, not starting with a digit or pg_)"
     if kind == "bool":
         return "true or false"
     if kind == "bound":
@@ -109,6 +120,11 @@ def _check_setting(name: str, value: Any, what: str, given: object = None) -> An
     """``value`` for setting ``name``; ConfigurationError naming ``what`` and showing ``given``
     (by default ``value``) when it breaks the setting's rule."""
     kind, low, inclusive = _RULES[name]
+    if kind == "schema":
+        if not (isinstance(value, str) and _SCHEMA.fullmatch(value)):
+            shown = value if given is None else given
+            raise ConfigurationError(f"{what} must be {_rule_text(kind, low, inclusive)}, got {shown!r}")
+        return value
     wanted = {"int": (int,), "number": (int, float), "bound": (int, float), "bool": (bool,)}[kind]
     ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
     if ok and kind != "bool":
@@ -126,7 +142,9 @@ def _parse_setting(name: str, text: str, variable: str) -> Any:
     kind = _RULES[name][0]
     word = text.strip().lower()
     value: Any = text
-    if kind == "bool":
+    if kind == "schema":
+        value = text.strip()
+    elif kind == "bool":
         value = True if word in _TRUE else False if word in _FALSE else text
     elif kind == "bound" and word in ("none", "off"):
         value = 0
@@ -204,7 +222,16 @@ def configure(
     docstring); settings from the environment, overridden by keyword arguments not None."""
     environ = os.environ if environ is None else environ
     config = parse_url(url) if url is not None else _url_from_environment(environ)
-    return dataclasses.replace(config, settings=settings_from(environ, overrides))
+    if overrides.get("schema") is None and config.settings.schema is not None:
+        overrides = {**overrides, "schema": config.settings.schema}  # the URL's ?schema=
+    settings = settings_from(environ, overrides)
+    if settings.schema is not None and config.backend != "postgres":
+        raise ConfigurationError(
+            f"schema={settings.schema!r} applies to PostgreSQL only; this store is {config.backend}"
+        )
+    if settings.schema is not None and "search_path" in dict(parse_qsl(urlsplit(config.dsn or "").query)):
+        raise ConfigurationError("give either schema= or the URL's search_path, not both")
+    return dataclasses.replace(config, settings=settings)
 
 
 # The first one set (and not empty) wins; the NARRATOR_/TYLER_ names are the predecessors'.
@@ -309,9 +336,17 @@ def parse_url(url: str | None) -> DatabaseConfig:
             raise ConfigurationError(f"malformed PostgreSQL URL {mask_url(url)!r}: {exc}") from None
         if not parts.hostname and "host=" not in parts.query:
             raise ConfigurationError(f"PostgreSQL URL {mask_url(url)!r} names no host")
+        # ?schema= is threadstore's (Settings.schema); the other parameters are asyncpg's.
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        schema = next((v for k, v in reversed(pairs) if k == "schema"), None)
+        if schema is not None:
+            parts = parts._replace(query=urlencode([(k, v) for k, v in pairs if k != "schema"]))
         dsn = urlunsplit(parts._replace(scheme="postgresql"))
         password = password or _query_password(parts.query)
-        return DatabaseConfig(backend="postgres", url=url, dsn=dsn, password=password)
+        settings = (
+            Settings() if schema is None else Settings(schema=_check_setting("schema", schema, "?schema="))
+        )
+        return DatabaseConfig(backend="postgres", url=url, dsn=dsn, password=password, settings=settings)
     raise ConfigurationError(
         f"unknown database URL scheme {scheme!r} in {mask_url(url)!r}; use sqlite+aiosqlite://, "
         "postgresql+asyncpg:// (or postgresql://, postgres://), or no URL for in-memory"

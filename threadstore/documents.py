@@ -9,6 +9,7 @@ bytes go to a FileStore first (threadstore.attachments).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,6 +28,7 @@ from threadstore.models import (
     ThreadRecord,
     ThreadSummary,
     as_utc,
+    compact_metrics,
     decoding_stored,
     utcnow,
 )
@@ -45,6 +47,7 @@ def _checked_float(text: str) -> float:
 
 
 _encode = msgspec.json.Encoder().encode
+_set_field = msgspec.Struct.__setattr__  # on a document's own copy: no edit to track
 # Decoders that check what was encoded reads back unchanged, on every backend.
 _decode_any = msgspec.json.Decoder(float_hook=_checked_float).decode
 _decode_message = msgspec.json.Decoder(Message, float_hook=_checked_float).decode
@@ -184,11 +187,36 @@ def _checked_json(value: Any, what: str, decode: Callable[[bytes], Any]) -> byte
     return raw
 
 
+def _refused_float(value: Any, path: str) -> str | None:
+    """The JSON path (``$.field["key"][0]``) of the first float in ``value`` _checked_float
+    refuses, or None."""
+    if isinstance(value, float):
+        try:
+            _checked_float(_encode(value).decode())
+        except ValueError:
+            return path
+        return None
+    if isinstance(value, msgspec.Struct):
+        items: Any = ((f".{f}", getattr(value, f)) for f in value.__struct_fields__)
+    elif isinstance(value, dict):
+        items = ((f"[{_encode(str(k)).decode()}]", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for step, item in items if (found := _refused_float(item, path + step))), None)
+
+
 def _check_round_trip(value: Any, raw: bytes, what: str, decode: Callable[[bytes], Any]) -> None:
     try:
         back = decode(raw)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"{what} is invalid: {exc}") from None
+        # msgspec writes a dict key of the path as [...]: spell the path out instead.
+        reason, _, _ = str(exc).partition(" - at `")
+        where = _refused_float(value, "$")
+        raise ValueError(f"{what} is invalid: {reason}" + (f" - at `{where}`" if where else "")) from None
+    if isinstance(value, Message) and not value.metrics:
+        back.metrics = value.metrics  # {} reads back as the default layout, which it stands for
     if back != value:
         if isinstance(value, Message):  # name the field
             what = next(
@@ -215,6 +243,10 @@ def message_doc(message: Message, stored: Mapping[int, Attachment]) -> bytes:
             msgspec.structs.replace(stored.get(id(a), a), content=None) for a in message.attachments
         ]
         doc = msgspec.structs.replace(message, attachments=attachments)
+    metrics = compact_metrics(message)
+    if metrics is not message.metrics:
+        doc = copy.copy(doc) if doc is message else doc  # a copy: replace() would validate again
+        _set_field(doc, "metrics", metrics)
     return _checked_json(doc, f"message {message.id!r}", _decode_message)
 
 
@@ -337,6 +369,7 @@ def search_hits(rows: list[SearchRow], query: fulltext.Query) -> list[SearchHit]
             role=r.role,
             score=r.score,
             snippet=fulltext.snippet(r.text, query),
+            title=r.title,
         )
         for r in rows
     ]

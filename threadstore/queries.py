@@ -136,7 +136,7 @@ def load_from(root: Path, dialect: str) -> Registry:
         mask = _mask(text, origin, 1)
         _check_params(text, mask, origin, 1, allowed=False)
         # Named like queries, so server logs and pg_stat_statements name the migration too.
-        label = f"-- migrations.{path.stem}\n"
+        label = f"/* migrations.{path.stem} */\n"
         statements = tuple(label + text[a:b] for a, b in _statement_spans(text, mask))
         migrations.append(Migration(int(m[1]), m[2], label + text, statements, origin))
     migrations.sort(key=lambda mig: (mig.version, mig.origin))
@@ -217,7 +217,10 @@ def parse_file(text: str, *, dialect: str, origin: str, stem: str) -> list[Query
             a, b = spans[0]
         sql, params = _compile(body[a:b], mask[a:b], dialect)
         full_name = f"{stem}.{name}"
-        queries.append(Query(full_name, kind, f"-- {full_name}\n{sql.strip()}", params, where, doc))
+        # A leading /* */ comment (not "-- "): server logs and pg_stat_activity show the name, and
+        # OpenTelemetry's asyncpg instrumentation, which strips it, names its span by the verb
+        # (with "-- threads.get" every span it made was named "--").
+        queries.append(Query(full_name, kind, f"/* {full_name} */\n{sql.strip()}", params, where, doc))
     return queries
 
 

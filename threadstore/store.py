@@ -9,13 +9,13 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
-from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracking
+from threadstore import attachments, checks, cursors, documents, fulltext, matching, tracing, tracking
 from threadstore.backends import (
     Backend,
     ByAttributes,
@@ -80,19 +80,25 @@ class ThreadStore:
         self._saving: dict[int, builtins.list[Any]] = {}
 
     @classmethod
-    async def create(
+    def create(
         cls,
         url: str | None = None,
         *,
         migrate: bool = True,
         read_only: bool = False,
         **settings: Unpack[SettingsKwargs],
-    ) -> ThreadStore:
-        """A connected store; raises ThreadStoreError (a RuntimeError) when it cannot connect."""
+    ) -> Opening:
+        """A connected store: ``store = await ThreadStore.create(url)``, or ``async with
+        ThreadStore.create(url) as store:`` (closed when the block ends; ``async with await``
+        works too). Raises ThreadStoreError (a RuntimeError) when it cannot connect."""
         check_keywords(settings, "ThreadStore.create")
-        store = cls(url, migrate=migrate, read_only=read_only, **settings)
-        await store._connector.ready()
-        return store
+
+        async def connected() -> ThreadStore:
+            store = cls(url, migrate=migrate, read_only=read_only, **settings)
+            await store._connector.ready()
+            return store
+
+        return Opening(connected)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -477,10 +483,18 @@ class ThreadStore:
         return self._threads(backend, await backend.find_threads(search, limit, offset))
 
     async def search_by_title(
-        self, text: str, limit: int | None = 100, *, offset: int = 0
+        self,
+        text: str,
+        limit: int | None = 100,
+        *,
+        offset: int = 0,
+        attributes: dict[str, Any] | None = None,
     ) -> builtins.list[Thread]:
-        """Threads whose title contains ``text``, ignoring case; every character is literal."""
-        return await self._find(ByTitle(pattern=matching.literal(text)), limit, offset)
+        """Threads whose title contains ``text``, ignoring case; every character is literal.
+        ``attributes`` keeps the threads whose attributes hold every given key with an equal
+        value, as find_by_attributes does (``{"user_id": "u1"}``: one user's threads)."""
+        wanted = None if attributes is None else documents.wanted(attributes, "attributes")
+        return await self._find(ByTitle(pattern=matching.literal(text), wanted=wanted), limit, offset)
 
     async def search_by_content(
         self, pattern: str, limit: int | None = 100, *, offset: int = 0, literal: bool = False
@@ -699,6 +713,9 @@ class ThreadStore:
         return [copy.plan.thread_id for copy in copies if copy.plan.thread_id in done]
 
 
+tracing.operations(ThreadStore)  # a span per public operation, when OpenTelemetry's API is installed
+
+
 class _SaveTurn:
     """One save's turn at a Thread object (see ThreadStore._one_save_at_a_time). A class, not an
     asynccontextmanager: this is on every save, and the generator-based one costs ~10 us."""
@@ -731,3 +748,34 @@ class _SaveTurn:
         self._entry[1] -= 1
         if not self._entry[1]:
             del self._saving[self._key]
+
+
+class Opening:
+    """What ThreadStore.create returns: awaited, the connected store; in ``async with``, the
+    connected store, closed when the block ends. A store method called on it (an ``await``
+    forgotten) is an AttributeError saying so, not Python's words about a coroutine."""
+
+    __slots__ = ("_connected", "_store")
+
+    def __init__(self, connected: Callable[[], Coroutine[Any, Any, ThreadStore]]) -> None:
+        self._connected = connected
+        self._store: ThreadStore | None = None
+
+    def __await__(self) -> Generator[Any, None, ThreadStore]:
+        return self._connected().__await__()
+
+    async def __aenter__(self) -> ThreadStore:
+        self._store = await self._connected()
+        return self._store
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+    if not TYPE_CHECKING:  # type checkers see no such attribute: they flag the missing await
+
+        def __getattr__(self, name: str) -> Any:
+            raise AttributeError(
+                f"ThreadStore.create() returns an awaitable, not a store (no .{name}): write "
+                "`store = await ThreadStore.create(...)` or `async with ThreadStore.create(...) as store:`"
+            )

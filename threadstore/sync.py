@@ -344,10 +344,15 @@ class ThreadStore:
     # -- searches and lookups ---------------------------------------------------------------
 
     def search_by_title(
-        self, text: str, limit: int | None = 100, *, offset: int = 0
+        self,
+        text: str,
+        limit: int | None = 100,
+        *,
+        offset: int = 0,
+        attributes: dict[str, Any] | None = None,
     ) -> builtins.list[Thread]:
-        """Threads whose title holds ``text``, any case."""
-        return self._run(self._store.search_by_title(text, limit, offset=offset))
+        """Threads whose title holds ``text``, any case (and whose attributes hold ``attributes``)."""
+        return self._run(self._store.search_by_title(text, limit, offset=offset, attributes=attributes))
 
     def search_by_content(
         self, pattern: str, limit: int | None = 100, *, offset: int = 0, literal: bool = False

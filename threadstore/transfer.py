@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from threadstore.errors import ConflictError
-from threadstore.models import AliasRecord, ThreadRecord
+from threadstore.models import AliasRecord, ThreadRecord, compact_metrics
 
 if TYPE_CHECKING:
     import asyncio
@@ -40,6 +40,7 @@ PAGE_SIZE = 200  # threads per read and per write: measured best for SQLite -> P
 
 
 _encode = msgspec.json.Encoder().encode
+_set_field = msgspec.Struct.__setattr__  # the records are this export's own: nothing tracks them
 _decode_record = msgspec.json.Decoder(ThreadRecord).decode
 
 
@@ -47,6 +48,9 @@ async def export_lines(store: ThreadStore, out: IO[bytes], *, page_size: int = P
     """Write every thread of ``store`` to ``out`` as JSON Lines; returns how many."""
     count = 0
     async for page in store.export_threads(page_size=page_size):
+        for record in page:
+            for message in record.messages:
+                _set_field(message, "metrics", compact_metrics(message))  # read back the same
         out.write(b"".join([_encode(record) + b"\n" for record in page]))
         count += len(page)
     return count

@@ -7,6 +7,20 @@
 -- Serialises migrations across processes until the transaction ends.
 SELECT pg_advisory_xact_lock(hashtext('threadstore.migrate'));
 
+-- name: create_schema :exec
+-- Creates the schema= setting's schema when missing: the connections' search_path names it
+-- alone, quoted (config.py checks the name). Looked up first, since CREATE SCHEMA IF NOT EXISTS
+-- needs the CREATE privilege on the database even when the schema exists.
+DO $$
+DECLARE
+    wanted text := (parse_ident(current_setting('search_path')))[1];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = wanted) THEN
+        EXECUTE format('CREATE SCHEMA %I', wanted);
+    END IF;
+END
+$$;
+
 -- name: lock_thread :exec
 -- Serialises saves of one thread until the transaction ends (the fallback when the one-statement
 -- save raced another writer; see PostgresBackend.save). Works before the thread row exists.

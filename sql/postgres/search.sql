@@ -11,7 +11,8 @@
 -- Patterns arrive checked and spelled for ~* by threadstore.matching; JSON values as jsonb.
 
 -- name: by_title :many
--- Threads whose title matches :pattern (trigram index thread_search_title_trgm_idx).
+-- Threads whose title matches :pattern (trigram index thread_search_title_trgm_idx) and, unless
+-- :wanted is null, whose attributes hold every key of :wanted with an equal value.
 SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
        (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = page.id)
   FROM (SELECT id, updated_at
@@ -19,6 +20,7 @@ SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
                        (SELECT t.updated_at FROM threads AS t WHERE t.id = s.thread_id) AS updated_at
                   FROM thread_search AS s
                  WHERE title ~* :pattern
+                   AND (:wanted::jsonb IS NULL OR s.attributes @> :wanted::jsonb)
                 OFFSET 0) AS matched
          ORDER BY updated_at DESC, id DESC
          LIMIT :limit OFFSET :offset) AS page
@@ -199,3 +201,7 @@ SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_t
   FROM messages AS m
   JOIN threads AS t ON t.id = m.thread_id
  WHERE m.id IN (SELECT message_id FROM message_text_pending);
+
+-- name: titles :many
+-- (id, title) of the threads among :ids (a text array): the titles of search()'s hits.
+SELECT id, title FROM threads WHERE id = ANY(:ids::text[]);

@@ -10,7 +10,8 @@
 -- characters or more.
 
 -- name: by_title :value
--- Threads whose title matches :pattern (Python spelling, see threadstore.matching).
+-- Threads whose title matches :pattern (Python spelling, see threadstore.matching) and, unless
+-- :wanted is null, whose attributes hold every key of :wanted with an equal value.
 SELECT coalesce(
          (SELECT json_group_array(json(page.doc)) OVER (
                      ORDER BY page.updated_at DESC, page.id DESC
@@ -19,6 +20,7 @@ SELECT coalesce(
                     FROM (SELECT id, updated_at
                             FROM threads
                            WHERE title REGEXP :pattern
+                             AND (:wanted IS NULL OR threadstore_has_all(attributes, :wanted))
                            ORDER BY updated_at DESC, id DESC
                            LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
                     JOIN thread_docs AS d ON d.id = t.id) AS page
@@ -177,3 +179,7 @@ SELECT m.thread_id, m.id, m.sequence, m.role, m.timestamp, threadstore_content_t
   FROM messages AS m
   JOIN threads AS t ON t.id = m.thread_id
  WHERE m.id IN (SELECT message_id FROM message_words_pending);
+
+-- name: titles :many
+-- (id, title) of the threads among :ids (a JSON array): the titles of search()'s hits.
+SELECT id, title FROM threads WHERE id IN (SELECT value FROM json_each(:ids));

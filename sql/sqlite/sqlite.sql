@@ -243,6 +243,7 @@ SELECT coalesce(
                                          UNION ALL
                                         SELECT thread_id FROM thread_titles_pending)
                              AND title REGEXP :pattern
+                             AND (:wanted IS NULL OR threadstore_has_all(attributes, :wanted))
                            ORDER BY updated_at DESC, id DESC
                            LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
                     JOIN thread_docs AS d ON d.id = t.id) AS page

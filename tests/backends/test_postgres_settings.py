@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
-from threadstore import StoreUnavailableError, Thread, ThreadStore
+from threadstore import Message, SchemaVersionError, StoreUnavailableError, Thread, ThreadStore
 from threadstore.errors import CommandTimeoutError, PoolTimeoutError
 
 
@@ -70,7 +73,7 @@ async def test_a_connection_older_than_pool_recycle_is_not_reused(pg_url: str) -
 
 
 async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_the_server(pg_url: str) -> None:
-    """A save blocked on a row lock: the server sees it as "-- postgres.save", and it is cancelled
+    """A save blocked on a row lock: the server sees it as "/* postgres.save */", and it is cancelled
     after command_timeout with CommandTimeoutError; the store works on afterwards."""
     async with await ThreadStore.create(pg_url, pool_size=2, command_timeout=0.5) as store:
         thread = await store.save(Thread(id="locked", title="before"))
@@ -88,7 +91,7 @@ async def test_a_statement_over_the_command_timeout_is_cancelled_and_named_on_th
                 )
                 if waiting:
                     break
-            assert waiting is not None and waiting.startswith("-- postgres.save\n")
+            assert waiting is not None and waiting.startswith("/* postgres.save */\n")
             with pytest.raises(
                 CommandTimeoutError,
                 match=r"postgres\.save ran longer than the command "
@@ -149,3 +152,70 @@ async def test_ping_of_a_dropped_database_is_store_unavailable(pg_server: str, f
         for _ in range(2):  # the lost session, then the database that is not there
             with pytest.raises(StoreUnavailableError):
                 await store.ping()
+
+
+async def _tables(url: str, name: str) -> list[str]:
+    """The schemas holding a table called ``name``."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = $1 ORDER BY 1", name
+        )
+    finally:
+        await conn.close()
+    return [row[0] for row in rows]
+
+
+async def test_two_stores_in_two_schemas_of_one_database_keep_apart(fresh_pg_url: str) -> None:
+    async with (
+        ThreadStore(fresh_pg_url, schema="chat_a") as a,
+        ThreadStore(fresh_pg_url + "?schema=chat_b") as b,
+    ):
+        thread = Thread(id="t1", title="only in a")
+        thread.add_message(Message(role="user", content="hello a"))
+        await a.save(thread)
+        assert (await a.get("t1")) is not None and await b.get("t1") is None
+        other = Thread(id="t1", title="only in b")  # the same id: another table
+        await b.save(other)
+        assert [t.title for t in await a.search_by_title("only")] == ["only in a"]
+        assert [t.title for t in await b.search_by_title("only")] == ["only in b"]
+        assert [hit.thread_id for hit in await b.search("hello")] == []
+    assert await _tables(fresh_pg_url, "threadstore_migrations") == ["chat_a", "chat_b"]
+    async with ThreadStore(fresh_pg_url, schema="chat_a") as again:  # opened again: migrated already
+        assert (await again.get("t1")).title == "only in a"  # type: ignore[union-attr]
+
+
+async def test_a_store_in_a_schema_lives_beside_an_applications_messages_table(fresh_pg_url: str) -> None:
+    conn = await asyncpg.connect(fresh_pg_url)
+    await conn.execute(
+        "CREATE TABLE messages (id serial PRIMARY KEY, body text); INSERT INTO messages (body) VALUES ('app')"
+    )
+    await conn.close()
+    with pytest.raises(SchemaVersionError):  # without schema=, the application's table is in the way
+        await ThreadStore.create(fresh_pg_url)
+    async with await ThreadStore.create(fresh_pg_url, schema="threadstore") as store:
+        thread = Thread(title="beside")
+        thread.add_message(Message(role="user", content="hi"))
+        await store.save(thread)
+        assert len((await store.get(thread.id)).messages) == 1  # type: ignore[union-attr]
+    assert await _tables(fresh_pg_url, "messages") == ["public", "threadstore"]
+    conn = await asyncpg.connect(fresh_pg_url)
+    assert await conn.fetchval("SELECT body FROM public.messages") == "app"  # untouched
+    await conn.close()
+
+
+async def test_an_existing_schema_is_used_without_the_create_privilege(fresh_pg_url: str) -> None:
+    role = f"threadstore_schema_{uuid.uuid4().hex[:12]}"  # roles are the whole server's
+    conn = await asyncpg.connect(fresh_pg_url)
+    await conn.execute(f"CREATE ROLE {role} LOGIN; CREATE SCHEMA given AUTHORIZATION {role}")
+    await conn.close()
+    parts = urlsplit(fresh_pg_url)
+    url = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    try:  # the role may not create schemas in this database (PUBLIC has no CREATE on it)
+        async with ThreadStore(url, schema="given") as store:
+            await store.save(Thread(id="x"))
+            assert await store.get("x") is not None
+    finally:
+        conn = await asyncpg.connect(fresh_pg_url)
+        await conn.execute(f"DROP SCHEMA given CASCADE; DROP OWNED BY {role}; DROP ROLE {role}")
+        await conn.close()

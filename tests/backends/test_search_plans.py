@@ -56,7 +56,7 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "threads.get": ({"thread_id": "t77"}, {"threads_pkey", "messages_thread_sequence_key"}),
     "threads.list_recent": ({"limit": 20, "offset": 0}, {"threads_updated_at_idx"}),
     "search.by_title": (
-        {"pattern": matching.literal("0a1b").posix, "limit": 100, "offset": 0},
+        {"pattern": matching.literal("0a1b").posix, "wanted": None, "limit": 100, "offset": 0},
         {"thread_search_title_trgm_idx"},
     ),
     "search.by_content": (

@@ -21,7 +21,7 @@ import pytest
 
 import threadstore
 from tests.helpers import everything, rich_thread, user
-from threadstore import Message, Thread, ThreadStore, cli
+from threadstore import Message, Role, Thread, ThreadStore, cli
 from threadstore.config import PREFIXES
 from threadstore.queries import load
 from threadstore.transfer import AliasRecord, Progress, ThreadRecord, read_lines
@@ -168,7 +168,7 @@ async def _source_of(count: int, path: Path) -> str:
                 aliases=[AliasRecord(f"alias-{i}", Thread().created_at)],
             )
             for j in range(3):
-                role = "user" if j % 2 == 0 else "assistant"
+                role: Role = "user" if j % 2 == 0 else "assistant"
                 thread.add_message(Message(role=role, content=f"{i}/{j}"))
             records.append(thread)
         await store.import_threads(records)

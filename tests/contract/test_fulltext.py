@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import BACKENDS, backend_url
-from threadstore import Message, SearchHit, Thread, ThreadStore, fulltext
+from threadstore import Message, Role, SearchHit, Thread, ThreadStore, fulltext
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def saved(
-    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: str = "user"
+    store: ThreadStore, *contents: Any, attributes: dict[str, Any] | None = None, role: Role = "user"
 ) -> Thread:
     thread = Thread(title="t", attributes=attributes or {})
     for i, content in enumerate(contents):
@@ -494,11 +494,14 @@ async def test_search_lets_the_event_loop_run(store: ThreadStore) -> None:
     await fill("b")  # more messages never searched yet
     gaps: list[float] = []
 
+    # The loop thread's own CPU time between two ticks: the work that kept the ticker waiting,
+    # without the time a loaded machine gave other processes (wall gaps of 0.37 s were seen at
+    # a load of 5 on 2 cores with 30 ms of work between ticks).
     async def ticker() -> None:
-        last = time.perf_counter()
+        last = time.thread_time()
         while True:
             await asyncio.sleep(0.01)
-            now = time.perf_counter()
+            now = time.thread_time()
             gaps.append(now - last)
             last = now
 
@@ -510,7 +513,7 @@ async def test_search_lets_the_event_loop_run(store: ThreadStore) -> None:
         await asyncio.sleep(0.02)
     finally:
         ticking.cancel()
-    assert max(gaps) < 0.3, f"the loop went {max(gaps):.2f} s unserved during a search"
+    assert max(gaps) < 0.2, f"the loop ran {max(gaps):.2f} s of work unserved during a search"
 
 
 async def test_a_get_is_not_held_by_the_first_search_after_a_bulk_import(store: ThreadStore) -> None:
@@ -569,3 +572,21 @@ async def test_or_next_to_an_excluded_term_is_refused(store: ThreadStore, query:
     await saved(store, "refund or paid")
     with pytest.raises(ValueError, match="OR joins two terms"):
         await store.search(query)
+
+
+async def test_a_hit_carries_its_threads_title(store: ThreadStore) -> None:
+    first = Thread(title="Refund for order 17")
+    first.add_message(Message(role="user", content="I want a refund"))
+    second = Thread()  # the default title
+    second.add_message(Message(role="user", content="refund please"))
+    second.add_message(Message(role="assistant", content="the refund is on its way"))
+    await store.save(first)
+    await store.save(second)
+    hits = await store.search("refund")
+    assert sorted((h.thread_id, h.title) for h in hits) == sorted(
+        [(first.id, "Refund for order 17"), (second.id, "Untitled Thread"), (second.id, "Untitled Thread")]
+    )
+    first.title = "Renamed"
+    await store.save(first)
+    assert {h.title for h in await store.search("refund", attributes={})} == {"Renamed", "Untitled Thread"}
+    assert await store.search("nowhere") == []

@@ -91,6 +91,31 @@ async def test_the_store_fixture_works_on_every_backend(store: ThreadStore) -> N
     await round_trip(store)
 
 
+async def test_create_awaited_or_in_async_with_and_the_store_itself_in_async_with(
+    store_url: str | None,
+) -> None:
+    async with ThreadStore.create(store_url) as first:  # no await needed
+        saved = await first.save(Thread(title="one"))
+        assert first.engine is not None or first.backend == "memory"
+    with pytest.raises(StoreClosedError):
+        await first.get(saved.id)  # closed when the block ended
+    async with await ThreadStore.create(store_url) as second:  # the form with await still works
+        assert await second.list() is not None
+    async with ThreadStore(store_url) as third:  # the lazy store connects at the block's start
+        assert await third.get("absent") is None
+    fourth = await ThreadStore.create(store_url)
+    await fourth.close()
+
+
+async def test_a_forgotten_await_on_create_is_a_clear_error() -> None:
+    opening = ThreadStore.create()
+    with pytest.raises(AttributeError, match=r"await ThreadStore.create\(...\)") as raised:
+        await opening.save(Thread())  # type: ignore[attr-defined]  # mypy flags it too
+    assert "no .save" in str(raised.value) and "coroutine" not in str(raised.value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'pool'"):
+        ThreadStore.create(pool=3)  # type: ignore[call-arg]  # at once, not when awaited
+
+
 async def test_a_lazy_store_connects_on_first_use(store_url: str | None) -> None:
     lazy = ThreadStore(store_url)
     try:

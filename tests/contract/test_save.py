@@ -483,7 +483,7 @@ async def test_a_message_edited_to_an_invalid_value_is_rejected_and_nothing_chan
 ) -> None:
     loaded = await saved_and_loaded(store, "one", "two")
     before = await stored(store, loaded.id)
-    loaded.messages[0].role = "narrator"
+    loaded.messages[0].role = "narrator"  # type: ignore[assignment]
     loaded.add_message(user("three"))
 
     with pytest.raises(ValueError):
@@ -1255,3 +1255,20 @@ async def test_colliding_message_ids_equal_messages_in_two_threads_are_two_messa
     assert [m.id for m in (await stored(store, "fourth")).messages] == [given]
     with pytest.raises(ConflictError):  # an id given twice is still one message, in one thread
         await store.save(Thread(id="fifth", messages=[Message(role="user", content="ok", id=given)]))
+
+
+@pytest.mark.parametrize(
+    ("thread", "path"),
+    [
+        (lambda: _edge_thread(attributes={"x": 1e20}), '$["x"]'),
+        (lambda: _edge_thread(attributes={"a b": {"y": [1, -0.0]}}), '$["a b"]["y"][1]'),
+        (lambda: _edge_message(metrics={"timing": {"latency": 1e22}}), '$.metrics["timing"]["latency"]'),
+    ],
+)
+async def test_a_refused_float_is_named_by_its_whole_path(
+    store: ThreadStore, thread: Callable[[], Thread], path: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        await store.save(thread())
+    assert str(raised.value).endswith(f" - at `{path}`") and "[...]" not in str(raised.value)
+    assert await store.get("edge") is None

@@ -43,6 +43,22 @@ async def test_search_by_title_is_a_case_insensitive_substring_match(store: Thre
     assert ids(await store.search_by_title("nothing like it")) == []
 
 
+async def test_search_by_title_with_attributes_keeps_the_threads_that_hold_them(store: ThreadStore) -> None:
+    await put(store, "u1-a", title="Trip to Rome", attributes={"user_id": "u1", "n": 1}, minutes=1)
+    await put(store, "u2-a", title="Rome again", attributes={"user_id": "u2"}, minutes=2)
+    await put(store, "u1-b", title="rome, the sequel", attributes={"user_id": "u1", "n": 2.0}, minutes=3)
+    await put(store, "none", title="Rome without attributes", minutes=4)
+
+    assert ids(await store.search_by_title("rome", attributes={"user_id": "u1"})) == ["u1-b", "u1-a"]
+    assert ids(await store.search_by_title("rome", attributes={"user_id": "u1", "n": 2})) == ["u1-b"]
+    assert ids(await store.search_by_title("rome", 1, offset=1, attributes={"user_id": "u1"})) == ["u1-a"]
+    assert ids(await store.search_by_title("rome", attributes={"user_id": "u3"})) == []
+    assert ids(await store.search_by_title("paris", attributes={"user_id": "u1"})) == []
+    assert ids(await store.search_by_title("rome", attributes={})) == ["none", "u1-b", "u2-a", "u1-a"]
+    with pytest.raises(TypeError, match="attributes"):
+        await store.search_by_title("rome", attributes=["user_id"])  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

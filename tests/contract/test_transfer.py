@@ -3,14 +3,17 @@ their ids, times, message sequences and aliases; importing again changes nothing
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.helpers import conversation, rich_thread, stored, user
 from threadstore import Attachment, ConflictError, FileStore, Message, Thread, ThreadStore
-from threadstore.transfer import AliasRecord, ThreadRecord, copy_threads
+from threadstore.models import default_metrics
+from threadstore.transfer import AliasRecord, ThreadRecord, copy_threads, export_lines
 
 T0 = datetime(2022, 2, 2, 2, 2, 2, 222222, tzinfo=UTC)
 
@@ -199,3 +202,22 @@ async def test_an_interrupted_copy_resumes_where_it_stopped(
         monkeypatch.setattr(target, "import_threads", real)
         assert await copy_threads(store, target, page_size=2) == (6, 4)
         assert await everything(target) == await everything(store)
+
+
+async def test_metrics_left_at_their_default_are_exported_empty_and_read_back_as_the_default(
+    store: ThreadStore,
+) -> None:
+    set_metrics = {"model": "m1", "usage": {"total_tokens": 7}}
+    thread = Thread(id="metrics")
+    thread.add_message(Message(role="user", content="nothing set"))
+    thread.add_message(Message(role="user", content="emptied", metrics={}))
+    thread.add_message(Message(role="assistant", content="set", metrics=set_metrics))
+    await store.save(thread)
+    out = io.BytesIO()
+    assert await export_lines(store, out) == 1
+    line = msgspec.json.decode(out.getvalue())
+    assert [m["metrics"] for m in line["messages"]] == [{}, {}, set_metrics]
+    back = await stored(store, "metrics")
+    assert [m.metrics for m in back.messages] == [default_metrics(), default_metrics(), set_metrics]
+    assert Message(role="user", metrics={}).metrics == default_metrics()  # the same value in memory
+    assert (await store.get_usage_stats())["total_tokens"]["total"] == 7

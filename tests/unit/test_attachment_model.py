@@ -43,7 +43,7 @@ def test_text_that_is_not_base64_is_refused(text: str) -> None:
 def test_bad_fields_are_refused() -> None:
     with pytest.raises(ValueError, match=r"Attachment\.status"):
         Attachment(filename="a", status="uploaded")
-    with pytest.raises(ValueError, match=r"Attachment\.filename"):
+    with pytest.raises(TypeError, match=r"Attachment\.filename"):
         Attachment(filename=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"Attachment\.content"):
         Attachment(filename="a", content=12)  # type: ignore[arg-type]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from urllib.parse import unquote, urlsplit
 
@@ -300,4 +299,35 @@ def test_an_unknown_setting_is_a_type_error_naming_it(make: str) -> None:
         if make == "init":
             ThreadStore(pool=3)  # type: ignore[call-arg]
         else:
-            asyncio.run(ThreadStore.create(pool=3))  # type: ignore[call-arg]
+            ThreadStore.create(pool=3)  # type: ignore[call-arg]  # at once, not when awaited
+
+
+def test_schema_comes_from_the_keyword_the_url_or_the_environment() -> None:
+    url = "postgresql://h/d"
+    assert configure(url, {}).settings.schema is None
+    assert configure(url, {"THREADSTORE_DB_SCHEMA": "env_s"}).settings.schema == "env_s"
+    from_url = configure(url + "?schema=url_s&sslmode=disable", {"THREADSTORE_DB_SCHEMA": "env_s"})
+    assert from_url.settings.schema == "url_s"
+    assert urlsplit(from_url.dsn).query == "sslmode=disable"  # asyncpg never sees ?schema=
+    assert configure(url + "?schema=url_s", {}, schema="App_1").settings.schema == "App_1"
+
+
+@pytest.mark.parametrize(
+    "name", ["", "1st", "a-b", 'a"b', "a,public", "a b", "pg_temp", "x" * 64, "é", "a;drop"]
+)
+def test_a_bad_schema_name_is_a_configuration_error(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="schema"):
+        configure("postgresql://h/d", {}, schema=name)
+    with pytest.raises(ConfigurationError, match="THREADSTORE_DB_SCHEMA"):
+        configure("postgresql://h/d", {"THREADSTORE_DB_SCHEMA": name or "-"})
+
+
+def test_schema_is_for_postgresql_only_and_not_beside_search_path() -> None:
+    with pytest.raises(ConfigurationError, match="PostgreSQL only"):
+        configure("sqlite:///x.db", {}, schema="s")
+    with pytest.raises(ConfigurationError, match="PostgreSQL only"):
+        configure(None, {"THREADSTORE_DB_SCHEMA": "s"})
+    with pytest.raises(ConfigurationError, match="search_path"):
+        configure("postgresql://h/d?search_path=app", {}, schema="s")
+    with pytest.raises(ConfigurationError, match=r"\?schema="):
+        configure("postgresql://h/d?schema=a%2Cpublic", {})

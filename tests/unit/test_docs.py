@@ -30,6 +30,15 @@ EXAMPLES = _examples()
 
 # What some examples print, by a line of their code: checked besides a clean exit.
 OUTPUTS = {
+    "def one_line(span: ReadableSpan) -> str:": [
+        "threadstore save {'db.system.name': 'memory', 'db.operation.name': 'save'}",
+        "threadstore get {'db.system.name': 'memory', 'db.operation.name': 'get'}",
+        "handle request {}",
+        "threadstore close {'db.system.name': 'memory', 'db.operation.name': 'close'}",
+        "db.client.operation.duration save 1",
+        "db.client.operation.duration get 1",
+        "db.client.operation.duration close 1",
+    ],
     "async def main(url: str | None = None) -> None:": [
         "[memory] saved 3 messages, read back 2:",
         "  1. user: My order hasn't arrived yet",
@@ -69,6 +78,10 @@ OUTPUTS = {
     'history = await load_messages(store, "chat-1")': [
         "['user', 'assistant', 'tool', 'assistant', 'user', 'assistant']",
         "['test']",
+    ],
+    'added = await store.append(thread.id, Message(role="assistant", content="hello"))': [
+        "[(2, 'hello')]",
+        "None",
     ],
     'thread.add_message(Message(role="user", content="No event loop here"))': [
         "['No event loop here']",
@@ -114,6 +127,24 @@ def test_the_readme_and_the_docs_quickstart_are_the_demo_code() -> None:
         first = re.search(r"```python\n(.*?)```", path.read_text(), re.DOTALL)
         assert first, f"{path} has no python example"
         assert first.group(1) == body.rstrip() + "\n\n\nasyncio.run(main())\n", path
+
+
+def test_no_example_leaves_files_in_the_default_file_store(tmp_path: Path) -> None:
+    """Run as written, an example stores attachment files only where it cleans them up (the
+    default folder stands in for ~/.threadstore/files)."""
+    for where, code in EXAMPLES:
+        if "FileStore" in code and "def test_" not in code:
+            assert _run(code, tmp_path).returncode == 0, where
+            left = [p for p in (tmp_path / "files").rglob("*") if p.is_file()]
+            assert not left, f"{where} left {left}"
+
+
+def test_usage_lists_the_store_as_the_readme_does() -> None:
+    def glance(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index("```text\nawait store.save(thread)") :].split("```\n", 1)[0]
+
+    assert glance(ROOT / "docs" / "usage.md") == glance(ROOT / "README.md")
 
 
 def test_the_readme_stays_a_door() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import assistant, user
-from threadstore import Attachment, Message, Thread
+from threadstore import Attachment, Message, Role, Thread
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -94,6 +94,31 @@ def test_thread_rejects_bad_fields(fields: dict[str, Any]) -> None:
         Thread(**fields)
 
 
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"role": 5}, TypeError),  # the wrong type
+        ({"role": "usr"}, ValueError),  # the right type, a value not allowed
+        ({"role": "user", "turn": "1"}, TypeError),
+        ({"role": "user", "turn": 2**31}, ValueError),
+        ({"role": "user", "attributes": []}, TypeError),
+        ({"role": "tool"}, ValueError),
+    ],
+)
+def test_one_rule_a_wrong_type_is_a_type_error_a_wrong_value_a_value_error(
+    fields: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error) as raised:
+        Message(**fields)
+    assert type(raised.value) is error  # not both
+    message = Message(role="user")
+    for name, value in fields.items():
+        setattr(message, name, value)
+    with pytest.raises(error) as raised:  # checked again at save, the same way
+        message.validate()
+    assert type(raised.value) is error
+
+
 def test_a_source_without_a_name_is_a_value_error_naming_it() -> None:
     with pytest.raises(ValueError, match="name"):
         Thread(source={"team": "T1"})
@@ -152,7 +177,7 @@ def test_each_message_gets_its_own_containers() -> None:
 
 
 @pytest.mark.parametrize("role", ["system", "user", "assistant", "tool"])
-def test_the_four_roles(role: str) -> None:
+def test_the_four_roles(role: Role) -> None:
     message = Message(role=role, content="x", tool_call_id="call_1" if role == "tool" else None)
     assert message.role == role
 
@@ -160,7 +185,7 @@ def test_the_four_roles(role: str) -> None:
 @pytest.mark.parametrize("role", ["", "User", "bot", "function"])
 def test_an_unknown_role_is_a_value_error_naming_the_field(role: str) -> None:
     with pytest.raises(ValueError, match="role"):
-        Message(role=role, content="x")
+        Message(role=role, content="x")  # type: ignore[arg-type]
 
 
 def test_a_tool_message_needs_a_tool_call_id() -> None:
@@ -183,14 +208,14 @@ def test_content_may_be_text_parts_or_none() -> None:
 
 
 @pytest.mark.parametrize("content", [42, {"type": "text"}, b"bytes", 1.5])
-def test_other_content_is_a_value_error_naming_the_field(content: Any) -> None:
-    with pytest.raises(ValueError, match="content"):
+def test_other_content_is_a_type_error_naming_the_field(content: Any) -> None:
+    with pytest.raises(TypeError, match="content"):
         Message(role="user", content=content)
 
 
 @pytest.mark.parametrize("attributes", [["a"], "a=1", 5, ("k", "v")])
-def test_non_dict_message_attributes_are_a_value_error(attributes: Any) -> None:
-    with pytest.raises(ValueError, match="attributes"):
+def test_non_dict_message_attributes_are_a_type_error(attributes: Any) -> None:
+    with pytest.raises(TypeError, match="attributes"):
         Message(role="user", content="x", attributes=attributes)
 
 
@@ -204,8 +229,8 @@ def test_non_dict_message_attributes_are_a_value_error(attributes: Any) -> None:
         ("tool_calls", {"id": "call_1"}),
     ],
 )
-def test_other_mistyped_message_fields_are_value_errors_naming_them(field: str, value: Any) -> None:
-    with pytest.raises(ValueError, match=field):
+def test_other_mistyped_message_fields_are_type_errors_naming_them(field: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=field):
         Message(role="assistant", content="x", **{field: value})
 
 

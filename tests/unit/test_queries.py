@@ -23,7 +23,7 @@ def one(body: str, dialect: str = "postgres") -> Query:
 
 
 def compiled(body: str, dialect: str = "postgres") -> str:
-    return one(body, dialect).sql.removeprefix("-- threads.q\n")
+    return one(body, dialect).sql.removeprefix("/* threads.q */\n")
 
 
 def load_error(text: str) -> str:
@@ -44,12 +44,12 @@ def test_a_query_is_named_by_file_and_compiled_for_each_dialect() -> None:
     assert pg == Query(
         name="threads.get",
         kind=Kind.ONE,
-        sql="-- threads.get\nSELECT id FROM t WHERE id = $1",
+        sql="/* threads.get */\nSELECT id FROM t WHERE id = $1",
         params=("id",),
         origin=f"{ORIGIN}:1",
         doc="One thread row by id.\nNone when absent.",
     )
-    assert lite.sql == "-- threads.get\nSELECT id FROM t WHERE id = ?1"
+    assert lite.sql == "/* threads.get */\nSELECT id FROM t WHERE id = ?1"
 
 
 def test_a_repeated_name_gets_the_same_number() -> None:
@@ -85,7 +85,7 @@ def test_sqlite_output_has_no_dollar_placeholders() -> None:
 def test_text_that_holds_no_parameter_is_left_alone(body: str) -> None:
     q = one(body)
     assert q.params == ()
-    assert q.sql == f"-- threads.q\n{body}"
+    assert q.sql == f"/* threads.q */\n{body}"
 
 
 def test_a_parameter_followed_by_a_cast_is_a_parameter() -> None:
@@ -119,7 +119,7 @@ def test_final_semicolon_and_surrounding_whitespace_are_stripped() -> None:
 def test_a_script_is_kept_whole() -> None:
     q = parse("-- name: ddl :script\nCREATE TABLE a (x int);\nCREATE TABLE b (y text);\n")["threads.ddl"]
     assert q.kind is Kind.SCRIPT
-    assert q.sql == "-- threads.ddl\nCREATE TABLE a (x int);\nCREATE TABLE b (y text);"
+    assert q.sql == "/* threads.ddl */\nCREATE TABLE a (x int);\nCREATE TABLE b (y text);"
     assert q.params == ()
     assert q.args({}) == ()
 
@@ -128,7 +128,7 @@ def test_a_file_comment_before_the_first_header_is_allowed() -> None:
     text = "-- Threads.\n/* more\n   notes */\n\n-- name: a :exec\nDELETE FROM t\n-- name: b :value\nSELECT 1"
     found = parse(text)
     assert list(found) == ["threads.a", "threads.b"]
-    assert found["threads.a"].sql == "-- threads.a\nDELETE FROM t"
+    assert found["threads.a"].sql == "/* threads.a */\nDELETE FROM t"
     assert found["threads.b"].origin == f"{ORIGIN}:7"
 
 
@@ -281,15 +281,15 @@ def test_load_from_reads_queries_and_migrations_in_order(tmp_path: Path) -> None
     assert registry.dialect == "sqlite"
     assert sorted(registry.queries) == ["aliases.get", "threads.get"]
     assert registry["threads.get"].origin == "sql/sqlite/threads.sql:2"
-    assert registry["threads.get"].sql == "-- threads.get\nSELECT ?1"
+    assert registry["threads.get"].sql == "/* threads.get */\nSELECT ?1"
     assert [m.version for m in registry.migrations] == list(range(1, 11))
     first, second = registry.migrations[:2]
     assert (first.name, first.origin) == ("init", "sql/sqlite/migrations/0001_init.sql")
-    assert first.script == "-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int);\n"
-    assert first.statements == ("-- migrations.0001_init\n-- First.\nCREATE TABLE a (x int)",)
+    assert first.script == "/* migrations.0001_init */\n-- First.\nCREATE TABLE a (x int);\n"
+    assert first.statements == ("/* migrations.0001_init */\n-- First.\nCREATE TABLE a (x int)",)
     assert second.statements == (
-        "-- migrations.0002_two\nCREATE TABLE b (x int)",
-        "-- migrations.0002_two\nCREATE INDEX bx ON b (x)",
+        "/* migrations.0002_two */\nCREATE TABLE b (x int)",
+        "/* migrations.0002_two */\nCREATE INDEX bx ON b (x)",
     )
 
 
@@ -414,11 +414,12 @@ def test_dialects_define_the_same_queries() -> None:
 
 @pytest.mark.parametrize("dialect", queries.DIALECTS)
 def test_every_statement_sent_starts_with_its_name(dialect: str) -> None:
-    """Server logs and pg_stat_statements name each statement by its first line."""
+    """Server logs and pg_stat_statements name each statement by its first line, a /* */
+    comment, which OpenTelemetry's asyncpg instrumentation strips before naming its span."""
     registry = queries.load(dialect)
     for name, query in registry.queries.items():
-        assert query.sql.startswith(f"-- {name}\n"), name
+        assert query.sql.startswith(f"/* {name} */\n"), name
     for migration in registry.migrations:
-        label = f"-- migrations.{migration.version:04d}_{migration.name}\n"
+        label = f"/* migrations.{migration.version:04d}_{migration.name} */\n"
         assert migration.script.startswith(label)
         assert all(statement.startswith(label) for statement in migration.statements)

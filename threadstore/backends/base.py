@@ -75,6 +75,7 @@ class ThreadSearch(msgspec.Struct, frozen=True, kw_only=True):
 class ByTitle(ThreadSearch, frozen=True, kw_only=True):
     query = "search.by_title"
     pattern: TextPattern
+    wanted: bytes | None = None  # a JSON object the attributes must hold, as in ByAttributes
 
 
 class ByContent(ThreadSearch, frozen=True, kw_only=True):
@@ -133,6 +134,7 @@ class SearchRow(NamedTuple):
     role: str
     score: float
     text: str  # matching.content_text of the message, for the snippet
+    title: str = ""  # its thread's title (search.titles)
 
 
 class Lifecycle(Protocol):

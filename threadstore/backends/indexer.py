@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from threadstore import tracing
 from threadstore.backends.base import SearchRow, sliced
 from threadstore.fulltext import Query, bm25, bm25_weights, document, frequencies, matches
 from threadstore.matching import contains_all
@@ -68,9 +69,10 @@ class Indexer:
                     await asyncio.wait_for(now.wait(), delay)
                 self._again = False
                 try:
-                    taken = self._batch
-                    while taken == self._batch:
-                        taken = await self._index_batch()
+                    with tracing.background("index"):  # a root span: the write that queued it has ended
+                        taken = self._batch
+                        while taken == self._batch:
+                            taken = await self._index_batch()
                 except self._busy as exc:
                     if now.is_set():  # closing: what is left stays queued for the next store
                         return

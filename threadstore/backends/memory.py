@@ -301,9 +301,14 @@ class MemoryBackend:
     @staticmethod
     def _matcher(search: ThreadSearch) -> Callable[[_Row], bool]:
         match search:
-            case ByTitle(pattern=pattern):
+            case ByTitle(pattern=pattern, wanted=wanted):
                 found = matching.matcher(pattern.re2)
-                return lambda row: found(row.title)
+                if wanted is None:
+                    return lambda row: found(row.title)
+                attributes = _decode(wanted)
+                return lambda row: (
+                    found(row.title) and matching.contains_all(_decode(row.attributes), attributes)
+                )
             case ByContent(pattern=pattern):
                 found = matching.matcher(pattern.re2)
 
@@ -383,10 +388,12 @@ class MemoryBackend:
             for m, text, doc, freqs in found
         ]
         ranked.sort(key=lambda hit: hit[:3], reverse=True)
-        return [
-            SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "")
-            for s, _, _, m, text in ranked[offset : offset + limit]
-        ]
+        hits = []
+        for s, _, _, m, text in ranked[offset : offset + limit]:
+            owner = self._threads.get(m.thread_id or "")  # None: deleted while the search ran
+            title = "" if owner is None else owner.title
+            hits.append(SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "", title))
+        return hits
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
         thread_id = self._owner.get(message_id)

@@ -73,5 +73,6 @@ def other_tables_refusal(url: str) -> SchemaVersionError:
     threadstore's nor slide-narrator's (schema.other_tables)."""
     return SchemaVersionError(
         f"{url} holds tables named threads or messages that are neither threadstore's nor "
-        "slide-narrator's; nothing was changed. Use another database (or PostgreSQL schema)"
+        "slide-narrator's; nothing was changed. Use another database, or on PostgreSQL a schema "
+        "of threadstore's own (schema= or THREADSTORE_DB_SCHEMA)"
     )

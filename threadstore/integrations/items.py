@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from threadstore.models import Message, default_metrics
+from threadstore.models import Message, Role, default_metrics
 
 ITEM = "item"  # attributes[ITEM]: the framework's item, exactly as it was added
 FRAMEWORK = "framework"  # attributes[FRAMEWORK]: which adapter wrote it
@@ -16,7 +16,7 @@ FRAMEWORK = "framework"  # attributes[FRAMEWORK]: which adapter wrote it
 def message(
     framework: str,
     item: Any,
-    role: str,
+    role: Role,
     content: str | None,
     *,
     tool_calls: list[dict[str, Any]] | None = None,

@@ -19,12 +19,12 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 from threadstore import sync
 from threadstore.errors import NotFoundError
 from threadstore.integrations import items
-from threadstore.models import Message
+from threadstore.models import Message, Role
 from threadstore.store import ThreadStore
 
 FRAMEWORK = "langchain"
 # LangChain message types (chunks too: "AIMessageChunk") by prefix -> the role stored.
-_ROLES = (
+_ROLES: tuple[tuple[str, Role], ...] = (
     ("human", "user"),
     ("ai", "assistant"),
     ("system", "system"),
@@ -39,14 +39,10 @@ def to_message(message: BaseMessage) -> Message:
         raise TypeError(f"a chat history holds BaseMessages, got {type(message).__name__}")
     item = message_to_dict(message)
     kind = item["type"].lower()
-    role = next((role for prefix, role in _ROLES if kind.startswith(prefix)), "user")
-    if kind.startswith("chat") and getattr(message, "role", None) in (
-        "user",
-        "assistant",
-        "system",
-        "developer",
-    ):
-        role = str(getattr(message, "role"))  # noqa: B009 - ChatMessage only
+    role: Role = next((role for prefix, role in _ROLES if kind.startswith(prefix)), "user")
+    chat_role = getattr(message, "role", None)  # ChatMessage only
+    if kind.startswith("chat") and chat_role in ("user", "assistant", "system", "developer"):
+        role = chat_role
     # A FunctionMessage answers the function it names.
     tool_call_id = getattr(message, "tool_call_id", None) or (
         message.name if kind.startswith("function") else None

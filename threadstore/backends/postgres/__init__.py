@@ -183,6 +183,8 @@ class PostgresBackend:
                 raise narrator_refusal(self._config.masked_url or "")
             if await self._pool.run(conn, "schema.other_tables"):
                 raise migrations.other_tables_refusal(self._config.masked_url or "")
+            if self._config.settings.schema is not None:
+                await self._pool.run(conn, "postgres.create_schema")
             await self._pool.run(conn, "schema.create_ledger")
             applied = [row[0] for row in await self._pool.run(conn, "schema.versions")]
             todo = migrations.pending(self._queries.migrations, applied)
@@ -350,7 +352,12 @@ class PostgresBackend:
             if len(unindexed) < limit:
                 params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
                 rows = await self._pool.read(name, **params)
-        return unindexed + [SearchRow(*row[1:]) for row in rows]
+        hits = unindexed + [SearchRow(*row[1:]) for row in rows]
+        if not hits:
+            return hits
+        # One read for every hit's title, not one get() per hit.
+        titles = dict(await self._pool.read("search.titles", ids=list({h.thread_id for h in hits})))
+        return [hit._replace(title=titles.get(hit.thread_id, "")) for hit in hits]
 
     async def save(self, plan: SavePlan) -> dict[str, int] | None:
         rows = await self._save(plan)

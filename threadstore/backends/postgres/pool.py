@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import asyncpg
 import msgspec
 
-from threadstore import queries
+from threadstore import queries, tracing
 from threadstore.backends.base import alias_taken, message_stored
 from threadstore.config import DatabaseConfig, Settings
 from threadstore.errors import (
@@ -90,10 +90,16 @@ def _server_settings(settings: Settings) -> dict[str, str]:
     # an unknown LIMIT at 10% of the table, so list(20) sorted every thread (4 ms -> 53 ms at
     # 100,000 threads) and the content search went from 10 to 32 ms, while saves plan as fast
     # either way (make bench, 1.01-1.03x).
-    return {
+    server = {
         "application_name": "threadstore",
         "timezone": "UTC",  # JSON documents carry times as ...+00:00
     }
+    if settings.schema is not None:
+        # The schema alone, without public: otherwise a table missing from it (before the
+        # migrations, or an IF EXISTS in one) would be found in public, perhaps another store's.
+        # config.py lets no quote into the name.
+        server["search_path"] = f'"{settings.schema}"'
+    return server
 
 
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
@@ -346,6 +352,8 @@ class PostgresPool:
         self._address = _address(config)
         self._checks: set[asyncio.Task[None]] = set()  # liveness checks under way
         self._reachable: bool | None = None  # None until the pool is open; see _connect
+        self.waiting = self.timeouts = 0  # checkouts waiting for a connection; and given up
+        self._spans = tracing.Statements.postgres(config.dsn, self.usage)
 
     async def open(self) -> None:
         settings = self._settings
@@ -381,6 +389,15 @@ class PostgresPool:
     def engine(self) -> asyncpg.Pool | None:
         """The asyncpg pool; None before open() and after close()."""
         return self._pool
+
+    def usage(self) -> tracing.Usage | None:
+        """The connections in use and idle, the most there may be, the checkouts waiting and
+        those that timed out; None while the pool is closed (tracing's gauges)."""
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return tracing.Usage(pool.get_size() - idle, idle, pool.get_max_size(), self.waiting, self.timeouts)
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """A new connection with its codecs, within connect_timeout (the pool's ``connect``:
@@ -602,8 +619,13 @@ class PostgresPool:
                     # A free connection is handed over at once; a timer would cost ~70 us here.
                     conn = await pool.acquire()
                 else:
-                    conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+                    self.waiting += 1
+                    try:
+                        conn = await pool.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+                    finally:
+                        self.waiting -= 1
             except TimeoutError:
+                self.timeouts += 1
                 raise PoolTimeoutError(
                     f"no PostgreSQL connection became free within {settings.pool_timeout:g} s: all "
                     f"{settings.pool_size + settings.max_overflow} are in use (pool_size "
@@ -654,30 +676,31 @@ class PostgresPool:
         query = self._queries[name]
         args = query.args(params)
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            match query.kind:
-                case Kind.ONE:
-                    return await conn.fetchrow(query.sql, *args)
-                case Kind.MANY:
-                    return await conn.fetch(query.sql, *args)
-                case Kind.VALUE:
-                    return await conn.fetchval(query.sql, *args)
-                case Kind.EXEC:
-                    await conn.execute(query.sql, *args)
-                    return None
-                case Kind.ROWCOUNT:
-                    status: str = await conn.execute(query.sql, *args)
-                    return int(status.rpartition(" ")[2])
-                case Kind.SCRIPT:
-                    await conn.execute(query.sql)
-                    return None
-        except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
-            raise self.timed_out(name) from exc
-        except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
-            raise _translate(exc, name, self._config) from exc
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                match query.kind:
+                    case Kind.ONE:
+                        return await conn.fetchrow(query.sql, *args)
+                    case Kind.MANY:
+                        return await conn.fetch(query.sql, *args)
+                    case Kind.VALUE:
+                        return await conn.fetchval(query.sql, *args)
+                    case Kind.EXEC:
+                        await conn.execute(query.sql, *args)
+                        return None
+                    case Kind.ROWCOUNT:
+                        status: str = await conn.execute(query.sql, *args)
+                        return int(status.rpartition(" ")[2])
+                    case Kind.SCRIPT:
+                        await conn.execute(query.sql)
+                        return None
+            except TimeoutError as exc:  # only command_timeout makes asyncpg time a statement out
+                raise self.timed_out(name) from exc
+            except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+                raise _translate(exc, name, self._config) from exc
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     def timed_out(self, name: str) -> CommandTimeoutError:
         return CommandTimeoutError(

@@ -487,12 +487,17 @@ class SQLiteBackend:
                 if len(unindexed) < limit:
                     params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
                     rows = await self._db.run(name, **params)
-        return unindexed + [
+        hits = unindexed + [
             SearchRow(
                 thread_id, message_id, sequence, role, score, matching.content_text(optional(content)) or ""
             )
             for _, thread_id, message_id, sequence, role, score, content in rows
         ]
+        if not hits:
+            return hits
+        async with self._db.lock:  # one read for every hit's title, not one get() per hit
+            titles = dict(await self._db.run("search.titles", ids=_json_list([h.thread_id for h in hits])))
+        return [hit._replace(title=titles.get(hit.thread_id, "")) for hit in hits]
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
         async with self._db.lock:

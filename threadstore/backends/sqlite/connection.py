@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import os
 import sqlite3
 import time
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from threadstore import queries
+from threadstore import queries, tracing
 from threadstore.backends.migrations import narrator_refusal
 from threadstore.backends.sqlite.documents import FUNCTIONS, MESSAGE_COLUMNS
 from threadstore.errors import ConflictError, StoreUnavailableError, ThreadStoreError
@@ -81,6 +82,7 @@ class SQLiteConnection:
         }
         self._conn: aiosqlite.Connection | None = None
         self.lock = asyncio.Lock()
+        self._spans = tracing.Statements("sqlite", path, self.usage)
 
     async def open(self) -> None:
         """Open and configure the connection; SchemaVersionError for a narrator database."""
@@ -157,6 +159,15 @@ class SQLiteConnection:
         """The aiosqlite connection; None before open() and after close()."""
         return self._conn
 
+    def usage(self) -> tracing.Usage | None:
+        """The connection in use or idle, and the operations waiting for its lock; None while
+        it is closed (tracing's gauges)."""
+        if self._conn is None:
+            return None
+        used = int(self.lock.locked())
+        # asyncio.Lock counts its waiters only privately; read here alone.
+        return tracing.Usage(used, 1 - used, 1, len(self.lock._waiters or ()), 0)
+
     def connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise StoreUnavailableError("the SQLite connection is closed")
@@ -168,43 +179,46 @@ class SQLiteConnection:
         args = query.args(params)
         conn = self.connection()
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            match query.kind:
-                case Kind.ONE:
-                    rows = await conn.execute_fetchall(query.sql, args)
-                    return next(iter(rows), None)
-                case Kind.MANY:
-                    return list(await conn.execute_fetchall(query.sql, args))
-                case Kind.VALUE:
-                    rows = await conn.execute_fetchall(query.sql, args)
-                    row = next(iter(rows), None)
-                    return None if row is None else row[0]
-                case Kind.EXEC:
-                    await conn.execute(query.sql, args)
-                    return None
-                case Kind.ROWCOUNT:
-                    cursor = await conn.execute(query.sql, args)
-                    return cursor.rowcount
-                case Kind.SCRIPT:
-                    await conn.executescript(query.sql)
-                    return None
-        except sqlite3.Error as exc:
-            raise _translate(exc, name) from exc
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                match query.kind:
+                    case Kind.ONE:
+                        rows = await conn.execute_fetchall(query.sql, args)
+                        return next(iter(rows), None)
+                    case Kind.MANY:
+                        return list(await conn.execute_fetchall(query.sql, args))
+                    case Kind.VALUE:
+                        rows = await conn.execute_fetchall(query.sql, args)
+                        row = next(iter(rows), None)
+                        return None if row is None else row[0]
+                    case Kind.EXEC:
+                        await conn.execute(query.sql, args)
+                        return None
+                    case Kind.ROWCOUNT:
+                        cursor = await conn.execute(query.sql, args)
+                        return cursor.rowcount
+                    case Kind.SCRIPT:
+                        await conn.executescript(query.sql)
+                        return None
+            except sqlite3.Error as exc:
+                raise _translate(exc, name) from exc
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     async def run_many(self, name: str, rows: builtins.list[tuple[Any, ...]]) -> None:
         """Run one of _MESSAGE_WRITES once per row (a tuple in MESSAGE_COLUMNS order)."""
         bind = self._binders[name]
+        query = self._queries[name]
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            await self.connection().executemany(self._queries[name].sql, [bind(row) for row in rows])
-        except sqlite3.Error as exc:
-            raise _translate(exc, name) from exc
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                await self.connection().executemany(query.sql, [bind(row) for row in rows])
+            except sqlite3.Error as exc:
+                raise _translate(exc, name) from exc
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, patient: bool = True) -> AsyncIterator[None]:
@@ -245,7 +259,9 @@ class SQLiteConnection:
 
         # aiosqlite's one way to run a function on its thread (private, as _daemon's _thread).
         worker: Any = conn
-        call: asyncio.Future[_T] = asyncio.ensure_future(worker._execute(transaction, worker._conn))
+        # In a copy of this task's context: the statements' spans are children of its span.
+        run = contextvars.copy_context().run
+        call: asyncio.Future[_T] = asyncio.ensure_future(worker._execute(run, transaction, worker._conn))
         cancelled: asyncio.CancelledError | None = None
         while not call.done():
             try:
@@ -266,11 +282,12 @@ class SQLiteConnection:
         """One named query on the connection's own thread (inside in_one_call)."""
         query = self._queries[name]
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            return raw.execute(query.sql, query.args(params or {}))
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                return raw.execute(query.sql, query.args(params or {}))
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     def run_many_in_call(
         self, raw: sqlite3.Connection, name: str, rows: builtins.list[tuple[Any, ...]]
@@ -278,12 +295,14 @@ class SQLiteConnection:
         """One of _MESSAGE_WRITES once per row, on the connection's own thread (inside
         in_one_call)."""
         bind = self._binders[name]
+        query = self._queries[name]
         started = time.perf_counter() if self._echo else 0.0
-        try:
-            raw.executemany(self._queries[name].sql, [bind(row) for row in rows])
-        finally:
-            if started:
-                log_statement(name, started, time.perf_counter())
+        with self._spans(query):
+            try:
+                raw.executemany(query.sql, [bind(row) for row in rows])
+            finally:
+                if started:
+                    log_statement(name, started, time.perf_counter())
 
     async def _begin_or_fail(self) -> None:
         await self.run("sqlite.fail_when_busy")

@@ -58,8 +58,11 @@ dist: $(STAMP)  ## the wheel and the sdist into dist/ (what README's install lin
 BENCH_FLAGS := $(if $(filter 1,$(QUICK)),--quick)
 PEERS_VENV  := .venv-peers
 
+# SIZE=10k,200k,1m: the searches on kept stores of that many messages instead (bench/size.py).
 bench: $(STAMP)
-ifeq ($(PEERS),1)
+ifneq ($(SIZE),)
+	$(BIN)/python -m bench.size --sizes $(SIZE)
+else ifeq ($(PEERS),1)
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEERS_VENV)/bin/python -m pip install -q -e . --group bench-peers

@@ -49,8 +49,9 @@ and drops them afterwards. The table goes to stdout, the results with the machin
   JSON value) with only the primary keys, an index on `messages(thread_id, sequence)` and one on
   `threads(updated_at desc)`. PostgreSQL: every write one statement (a new thread and its
   messages from `unnest` arrays; an append updates the thread and inserts the message with
-  `max(sequence) + 1`), reads one `SELECT` of the thread joined to its messages as binary rows
-  turned into dicts, jsonb decoded by a msgspec codec. SQLite: WAL, `synchronous=FULL`,
+  `max(sequence) + 1`), reads one `SELECT` whose first row is the thread and whose next rows are its messages
+  (UNION ALL: the thread's columns and JSON decoded once per thread, not once per message, issue
+  28), binary rows turned into dicts, jsonb decoded by a msgspec codec. SQLite: WAL, `synchronous=FULL`,
   `BEGIN IMMEDIATE`, `executemany`, `COMMIT`; reads one `execute_fetchall`. **The targets are
   against this floor.**
 - **same-schema floor** (`bench/floor.py`): the fewest statements the drivers can run on
@@ -78,11 +79,26 @@ and, on a store of 1,000, 10,000 and 100,000 threads of 4 messages, `list(limit=
 `get_by_alias` and `get_usage_stats`. The stores hold data and statistics before anything is
 timed (bulk loads are followed by `VACUUM (ANALYZE)` on PostgreSQL, a WAL checkpoint on SQLite).
 
-Targets (issue 14), threadstore's median over the minimal floor's: save and append ≤ 1.3x, and
-an append to 10,000 messages within 1.2x of one to 10; get and list ≤ 1.5x; 32 tasks ≥ 0.8x
+Beside each median, the client CPU per operation (`time.process_time` around each timed call:
+the event loop, the driver, aiosqlite's thread, not the server), far steadier than latency on a
+shared machine, and its ratio to the reference floor's.
+
+Targets (issues 14 and 28), threadstore's median over the minimal floor's: save and append
+≤ 1.3x, and an append to 10,000 messages within 1.2x of one to 10; get, list, the last-50 page
+and `get(last=50)` ≤ 1.3x, and client CPU per operation ≤ 1.3x the floor's; 32 tasks ≥ 0.8x
 the floor's throughput; faster than langchain-postgres on save, append and get. Searches,
 lookups and statistics: ≤ 1.5x the same-schema floor, and, across changes to threadstore, none
 more than 1.2x slower than before (compare two results files; the bench does not do it).
+
+## Store sizes
+
+`python -m bench.size` (`make bench SIZE=10k,200k,1m`) times the searches on stores of 10,000, 200,000 and
+1,000,000 messages (threads of 10) bulk-loaded with `import_threads` (not timed): a word in 10
+messages, the top 20 of a word in four messages of five, and title, content and attribute
+searches one thread matches, right after the load and after the indexer caught up. The stores
+are kept between runs (a database `threadstore_size_<n>`, a file in `$TMPDIR`; `--drop`
+removes them), the results merged into `bench/results/size.json`, and
+`python -m bench.size --write-docs` writes docs/performance.md's size table from it.
 """
 
 
@@ -115,8 +131,8 @@ def readme_block(document: dict[str, Any], source: str = "bench/results/latest.j
             START,
             f"Medians' ratios from `{source}` ({m['date'][:10]}, {document['mode']} run, "
             f"{m['cpu_count']} shared CPUs): threadstore over the minimal floor, per database, and "
-            "over langchain-postgres (PostgreSQL; below 1x is faster). For the 32 tasks, operations per "
-            "second over the floor's.",
+            "over langchain-postgres (PostgreSQL; below 1x is faster), with the client CPU per operation's "
+            "ratio beside the latency's. For the 32 tasks, operations per second over the floor's.",
             "",
             report.markdown_headline(document),
             "",
@@ -148,3 +164,72 @@ def write(results: Path, root: Path = ROOT) -> list[Path]:
         source = str(results)
     readme.write_text(replace_block(readme.read_text(), readme_block(document, source)))
     return [bench, readme]
+
+
+SIZE_START, SIZE_END = "<!-- size:start -->", "<!-- size:end -->"
+SIZE_ORDER = ("10k", "200k", "1m")
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    rows = [head, ["---"] * len(head), *body]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def size_block(document: dict[str, Any], source: str = "bench/results/size.json") -> str:
+    """docs/performance.md's size table: each search's median (ms) and client CPU (us) per store
+    size, after the indexer caught up, and the largest store's time over the smallest's."""
+    lines = [
+        SIZE_START,
+        f"From `{source}` (run of {document['run_at'][:10]}, 2 shared CPUs; medians of "
+        "interleaved rounds after the indexer caught up, ms, with client CPU per operation in us; "
+        "the last column is the largest store's time over the 10,000 messages'):",
+        "",
+    ]
+    for backend, by_size in document["results"].items():
+        sizes = [s for s in SIZE_ORDER if s in by_size]
+        head = ["search", *[f"{s} messages" for s in sizes], f"{sizes[-1]} / 10k"]
+        body = []
+        for name in by_size[sizes[0]]["caught up"]:
+            cells = [name]
+            for size in sizes:
+                r = by_size[size]["caught up"].get(name)
+                cells.append("-" if r is None else f"{r['median_ms']:.2f} ({r['cpu_us']:.0f} us)")
+            low, high = by_size[sizes[0]]["caught up"][name], by_size[sizes[-1]]["caught up"].get(name)
+            cells.append(
+                "-" if high is None or "10k" not in sizes else f"{high['median_ms'] / low['median_ms']:.1f}x"
+            )
+            body.append(cells)
+        lines += [f"**{report.BACKEND_NAMES.get(backend, backend)}**", "", _table(head, body), ""]
+        firsts = [
+            f"{size}: {by_size[size]['first search after load ms'] / 1000:.1f} s"
+            for size in sizes
+            if "first search after load ms" in by_size[size]
+        ]
+        if firsts:
+            lines += [
+                "The first search right after the load (it indexes the queue): " + ", ".join(firsts) + ".",
+                "",
+            ]
+        after = [
+            f"{size}: "
+            + ", ".join(f"{name} {r['median_ms']:.2f} ms" for name, r in by_size[size]["after load"].items())
+            for size in sizes
+            if "after load" in by_size[size]
+        ]
+        if after:
+            lines += ["Then, right after that first search: " + "; ".join(after) + ".", ""]
+    lines.append(SIZE_END)
+    return "\n".join(lines)
+
+
+def write_size(results: Path, root: Path = ROOT) -> Path:
+    document = json.loads(results.read_text())
+    page = root / "docs" / "performance.md"
+    text = page.read_text()
+    start, end = text.index(SIZE_START), text.index(SIZE_END) + len(SIZE_END)
+    try:
+        source = results.resolve().relative_to(root).as_posix()
+    except ValueError:
+        source = str(results)
+    page.write_text(text[:start] + size_block(document, source) + text[end:])
+    return page

@@ -3,6 +3,9 @@
 A round runs a batch of operations on every side in turn, starting with a different side each
 round, so a burst of noise on this shared machine falls on all sides alike. Only the awaited
 store or driver call is timed; the inputs of each operation are built before the timer starts.
+Beside the wall time, ``time.process_time`` around each timed call gives the client CPU per
+operation (the event loop, the driver, aiosqlite's thread; not the server's): far steadier than
+latency on this shared machine.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ async def latency(workload: str, backend: str, sides: dict[str, Prep], settings:
     names = list(sides)
     samples: dict[str, list[float]] = {n: [] for n in names}
     spent = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
     counter = 0
 
     async def run(name: str, count: int, measured: bool) -> float:
@@ -82,13 +86,15 @@ async def latency(workload: str, backend: str, sides: dict[str, Prep], settings:
         for _ in range(count):
             op = await sides[name](counter)
             counter += 1
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             await op()
             elapsed = time.perf_counter() - start
+            used = time.process_time() - start_cpu
             slowest = max(slowest, elapsed)
             if measured:
                 samples[name].append(elapsed * 1000)
                 spent[name] += elapsed
+                cpu[name] += used
         return slowest
 
     _settle_heap()
@@ -106,7 +112,17 @@ async def latency(workload: str, backend: str, sides: dict[str, Prep], settings:
         if done >= settings.min_rounds and max(spent.values()) > settings.budget:
             break
     return [
-        Result(workload, backend, n, "ms", statistics.median(s), p95(s), len(s)) for n, s in samples.items()
+        Result(
+            workload,
+            backend,
+            n,
+            "ms",
+            statistics.median(s),
+            p95(s),
+            len(s),
+            {"cpu_us": round(cpu[n] / len(s) * 1e6, 1)},
+        )
+        for n, s in samples.items()
     ]
 
 
@@ -134,6 +150,12 @@ async def throughput(workload: str, backend: str, sides: dict[str, Burst], round
         )
         for n, r in rates.items()
     ]
+
+
+def cpu_ratio(result: Result, floor: Result) -> float | None:
+    """Client CPU per operation of result over floor's (None where either was not measured)."""
+    mine, theirs = result.extra.get("cpu_us"), floor.extra.get("cpu_us")
+    return mine / theirs if mine and theirs else None
 
 
 def ratio(result: Result, floor: Result) -> float:

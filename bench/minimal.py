@@ -6,8 +6,9 @@ plain text, metrics one JSON value; the rows come from bench/data.py, so every s
 same content and metrics.
 
 - PostgreSQL (asyncpg, a database of its own): each write is one statement (a save of a new
-  thread inserts the thread and its messages from ``unnest`` arrays); reads are binary rows of
-  the thread LEFT JOINed to its messages, turned into dicts, jsonb decoded by a msgspec codec.
+  thread inserts the thread and its messages from ``unnest`` arrays); reads are binary rows, the
+  thread's row then its messages' (UNION ALL, so the thread's JSON is decoded once per thread),
+  turned into dicts, jsonb decoded by a msgspec codec.
   The pool has threadstore's default size (5, up to 15) and, like threadstore's, no reset query.
 - SQLite (aiosqlite, a file of its own, WAL, ``synchronous=FULL`` as threadstore promises,
   foreign keys on): writes are BEGIN IMMEDIATE, ``execute``/``executemany``, COMMIT on one
@@ -82,16 +83,36 @@ SELECT $3, thread.id,
        $4, $5, $6, $7, $8
   FROM thread"""
 
-_PG_JOINED = """
-SELECT t.id, t.title, t.attributes, t.platforms, t.created_at, t.updated_at,
-       m.id, m.thread_id, m.sequence, m.turn, m.role, m.content, m.metrics, m.timestamp
-  FROM {threads} AS t LEFT JOIN messages AS m ON m.thread_id = t.id"""
-
-PG_GET = _PG_JOINED.format(threads="threads") + " WHERE t.id = $1 ORDER BY m.sequence"
-PG_LIST = (
-    _PG_JOINED.format(threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT $1)")
-    + " ORDER BY t.updated_at DESC, t.id, m.sequence"
+# Reads as one writes them by hand (issue 28): one round trip whose first row is the thread and
+# whose next rows are its messages, in sequence order, so each thread's columns (and its two JSON
+# objects) cross the wire and are decoded once per thread, not once per message row. The thread
+# row carries NULL message columns and each message row NULL thread columns (the jsonb codec never
+# sees a NULL); UNION ALL runs its branches in order. A list reads its page of threads once
+# (a CTE) and then their messages, ordered by the page's position and sequence.
+_THREAD_ROW = """
+SELECT {t}id, {t}title, {t}attributes, {t}platforms, {t}created_at, {t}updated_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"""
+_MESSAGE_ROW = """
+SELECT NULL, NULL, NULL, NULL, NULL, NULL,
+       m.id, m.thread_id, m.sequence, m.turn, m.role, m.content, m.metrics, m.timestamp"""
+_GET = (
+    _THREAD_ROW.format(t="")
+    + " FROM threads WHERE id = {p1}\nUNION ALL"
+    + _MESSAGE_ROW
+    + " FROM (SELECT * FROM messages WHERE thread_id = {p1} ORDER BY sequence) AS m"
 )
+_LIST = (
+    "WITH page AS (SELECT row_number() OVER (ORDER BY updated_at DESC, id DESC) AS n, *"
+    " FROM threads ORDER BY updated_at DESC, id DESC LIMIT {p1})"
+    + _THREAD_ROW.format(t="page.")
+    + ", page.n FROM page\nUNION ALL"
+    + _MESSAGE_ROW
+    + ", page.n FROM page JOIN messages AS m ON m.thread_id = page.id"
+    + "\nORDER BY 15, 9 NULLS FIRST"
+)
+
+PG_GET = _GET.format(p1="$1")
+PG_LIST = _LIST.format(p1="$1")
 
 # Bounded reads (issue 15) as one writes them by hand: the last messages of a thread from the
 # (thread_id, sequence) index; a sidebar page after a (updated_at, id) position, each thread with
@@ -147,23 +168,26 @@ def _summaries(rows: Any) -> list[dict[str, Any]]:
 
 
 def _threads_from_rows(rows: Any) -> list[dict[str, Any]]:
-    """Joined rows, in order, as thread dicts each holding a list of message dicts."""
+    """A thread row followed by its message rows, in order, as thread dicts each holding a list
+    of message dicts."""
     threads: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
+    messages: list[dict[str, Any]] = []
     for r in rows:
-        if not threads or current["id"] != r[0]:
-            current = {
-                "id": r[0],
-                "title": r[1],
-                "attributes": r[2],
-                "platforms": r[3],
-                "created_at": r[4],
-                "updated_at": r[5],
-                "messages": [],
-            }
-            threads.append(current)
-        if r[6] is not None:
-            current["messages"].append(
+        if r[0] is not None:
+            messages = []
+            threads.append(
+                {
+                    "id": r[0],
+                    "title": r[1],
+                    "attributes": r[2],
+                    "platforms": r[3],
+                    "created_at": r[4],
+                    "updated_at": r[5],
+                    "messages": messages,
+                }
+            )
+        else:
+            messages.append(
                 {
                     "id": r[6],
                     "thread_id": r[7],
@@ -320,11 +344,8 @@ INSERT INTO messages (id, thread_id, sequence, turn, role, content, metrics, tim
 SELECT ?1, ?2, coalesce((SELECT max(sequence) FROM messages WHERE thread_id = ?2), 0) + 1,
        ?3, ?4, ?5, ?6, ?7"""
 
-SQ_GET = _PG_JOINED.format(threads="threads") + " WHERE t.id = ? ORDER BY m.sequence"
-SQ_LIST = (
-    _PG_JOINED.format(threads="(SELECT * FROM threads ORDER BY updated_at DESC LIMIT ?)")
-    + " ORDER BY t.updated_at DESC, t.id, m.sequence"
-)
+SQ_GET = _GET.format(p1="?1")
+SQ_LIST = _LIST.format(p1="?1")
 
 
 def _sq_thread(t: dict[str, Any]) -> tuple[Any, ...]:

@@ -58,6 +58,13 @@ _INDEX_BATCH = 500
 # made the next operation 30-50% slower on 2 cores; every 100 ms it indexes ~100 messages at once.
 _INDEX_DELAY = 0.1
 _INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelling it
+# A round that indexed at least this many messages followed a bulk load (an import, a migration
+# that queued every message): it then refreshes the planner's statistics and empties the queue's
+# dead pages (postgres.analyze_indexed, clean_pending_lists, vacuum_queue), which autovacuum would do only
+# a minute or more later, if it runs at all. Without them, right after importing 200,000
+# messages, a word in 10 messages took 350 ms, not 0.9 (plans costed on empty tables, JIT
+# compiling them, the empty queue's 1,667 dead pages read by every search; issue 28).
+_SETTLE_AFTER = 10_000
 
 
 def _joined(row: asyncpg.Record) -> bytes:
@@ -325,8 +332,9 @@ class PostgresBackend:
 
     async def _index_all(self, conn: asyncpg.Connection) -> None:
         """Index everything queued, in batches of _INDEX_BATCH, each its own transaction: the
-        content text and, cut into words by threadstore.fulltext here, the full-text words."""
-        taken = _INDEX_BATCH
+        content text and, cut into words by threadstore.fulltext here, the full-text words;
+        then, after a bulk load's worth, fresh statistics and an emptied queue (_SETTLE_AFTER)."""
+        taken, total = _INDEX_BATCH, 0
         while taken == _INDEX_BATCH:
             async with transaction(conn):
                 await self._pool.run(conn, "postgres.lock_indexer")
@@ -337,6 +345,7 @@ class PostgresBackend:
                 )
                 row = await self._pool.run(conn, take, batch=_INDEX_BATCH, max_chars=fulltext.MAX_TEXT)
                 taken = row[0]
+                total += taken
                 messages: builtins.list[tuple[str, str, str | None]] = _decode(row[1])
                 if messages:
                     await self._pool.run(
@@ -349,6 +358,13 @@ class PostgresBackend:
                             async for _, _, text in sliced(messages)
                         ],
                     )
+        if total >= _SETTLE_AFTER:
+            try:
+                await self._pool.run(conn, "postgres.analyze_indexed")
+                await self._pool.run(conn, "postgres.clean_pending_lists")
+                await self._pool.run(conn, "postgres.vacuum_queue")
+            except ThreadStoreError as exc:  # autovacuum gets there later
+                _log.info("statistics not refreshed after a bulk load: %s", exc)
 
     async def search(
         self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int

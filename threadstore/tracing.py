@@ -14,7 +14,6 @@ wrapped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import inspect
@@ -23,7 +22,6 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from threadstore.queries import Query
@@ -287,15 +285,11 @@ class Statements:
         _statements.add(self)
 
     @classmethod
-    def postgres(cls, dsn: str | None, usage: Callable[[], Usage | None]) -> Statements:
-        """Those of a PostgreSQL pool: the server and database from the URL (the first host
-        of several)."""
-        host, port, database = "localhost", 5432, "postgres"
-        with contextlib.suppress(ValueError):  # a URL asyncpg refuses never opens a pool
-            parts = urlsplit(dsn or "")
-            host, port = parts.hostname or host, parts.port or port
-            database = parts.path.lstrip("/") or database
-        return cls("postgresql", database, usage, (host, port))
+    def postgres(
+        cls, server: tuple[str, int], database: str, usage: Callable[[], Usage | None]
+    ) -> Statements:
+        """Those of a PostgreSQL pool: ``server`` is the (host, port) the URL names first."""
+        return cls("postgresql", database or "postgres", usage, server)
 
     def __call__(self, query: Query) -> _Off | _Current:
         """The span of one run of ``query``, as a context manager."""

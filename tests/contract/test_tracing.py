@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -335,3 +336,18 @@ async def test_asyncpg_instrumentation_names_its_spans_by_the_statement(pg_url: 
     assert "--" not in {s.name for s in otel.spans()}
     get = otel.span("threads.get")
     assert [s.name for s in otel.children(get)] == ["SELECT"]  # the driver's span under the statement's
+
+
+@pytest.mark.pg
+async def test_a_multi_host_url_names_its_first_server(pg_url: str, otel: Telemetry) -> None:
+    """``h1:p1,h2:p2`` (libpq's several hosts): the statement spans name the first host and
+    port, not ``localhost`` (urlsplit reads no port of such a URL)."""
+    parts = urlsplit(pg_url)
+    host, port = parts.hostname, parts.port or 5432
+    multi = parts._replace(netloc=f"{parts.username}@{host}:{port},localhost:{port}").geturl()
+    async with await ThreadStore.create(multi, **TEST_POOL) as store:
+        otel.exporter.clear()
+        assert await store.get("absent") is None
+    attributes = dict(otel.span("threads.get").attributes or {})
+    assert (attributes["server.address"], attributes["server.port"]) == (host, port)
+    assert attributes["db.namespace"] == parts.path.lstrip("/")

@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -465,7 +466,10 @@ class PostgresPool:
         # serves its reads once it has replayed this far. None: a write's position is unknown.
         self._position: int | None = 0
         self.waiting = self.timeouts = 0  # checkouts waiting for a connection; and given up
-        self._spans = tracing.Statements.postgres(config.dsn, self.usage)
+        database = urlsplit(config.dsn or "").path.lstrip("/")
+        self._spans = tracing.Statements.postgres(
+            next(iter(config.hosts), ("localhost", 5432)), database, self.usage
+        )
 
     async def open(self) -> None:
         settings = self._settings

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pg stress lint docs dist bench narrator-fixtures clean
+.PHONY: demo test test-pg test-citus stress lint docs dist bench narrator-fixtures clean
 
 # Tests use THREADSTORE_TEST_PG_URL when set; otherwise the local server when one answers on
 # 127.0.0.1:5432 (as on the development machines), else testcontainers, else they skip.
@@ -26,6 +26,9 @@ test: $(STAMP)  ## the whole suite: memory and SQLite always, PostgreSQL when on
 
 test-pg: $(STAMP)  ## only the PostgreSQL-backed tests
 	$(BIN)/python -m pytest -q -m pg
+
+test-citus: $(STAMP)  ## the Citus tests with the whole per-thread contract subset on a distributed store (~3 min)
+	THREADSTORE_CITUS_CONTRACT=1 $(BIN)/python -m pytest -q tests/reliability/test_citus.py
 
 stress: $(STAMP)  ## tests/reliability's heavy variants: ten times the counts, 500 examples a property
 	THREADSTORE_STRESS=1 HYPOTHESIS_PROFILE=stress $(BIN)/python -m pytest -q tests/reliability

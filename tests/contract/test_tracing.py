@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider

@@ -218,6 +218,11 @@ class PostgresBackend:
         async with self._pool.acquire() as conn, transaction(conn):
             await self._pool.run(conn, "postgres.migration_lock")
             await self._pool.run(conn, "postgres.citus_distribute")
+        # Apart: Citus defines no distributed function in a transaction that also wrote to
+        # distributed tables over several connections, as distributing them does.
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            await self._pool.run(conn, "postgres.citus_functions")
 
     async def _apply_migrations(self) -> builtins.list[Migration]:
         async with self._pool.acquire() as conn, transaction(conn):
@@ -521,6 +526,8 @@ class PostgresBackend:
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
+        if self._config.settings.distributed:  # on the thread's worker, in one phase
+            name = "postgres.citus_append"
         if plan.create is not None:
             name, params = "postgres.append_creating", self._thread_params(plan.create)
             params["updated_at"] = plan.updated_at.isoformat()

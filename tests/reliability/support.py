@@ -117,7 +117,7 @@ async def stored_message_count(store: ThreadStore, thread_id: str) -> int:
                 "SELECT count(*) FROM messages WHERE thread_id = ?", (thread_id,)
             )
         return int(next(iter(rows))[0])
-    return sum(owner == thread_id for owner in backend._owner.values())
+    return sum(thread_id in owners for owners in backend._owners.values())
 
 
 async def applied_versions(store: ThreadStore) -> list[int]:

@@ -180,4 +180,6 @@ def test_a_program_blocked_in_a_sync_call_exits_promptly(
     finally:
         process.kill()
     assert process.returncode == 0 and process.stderr is not None and process.stderr.read() == ""
-    assert took < 3.5, f"the program took {took:.1f} s to exit"
+    # The close at exit waits at most 2 s for calls in flight; the rest is the interpreter's
+    # shutdown, 2.2 s at a load of 8 on 2 cores (the bug this guards against took 10.6 s).
+    assert took < 5.0, f"the program took {took:.1f} s to exit"

@@ -184,7 +184,7 @@ class PostgresBackend:
         if distributed and not await self._pool.read("postgres.citus_installed"):
             raise ConfigurationError(
                 f"distributed=True needs a Citus coordinator, and {self._config.masked_url} has no "
-                "citus extension (CREATE EXTENSION citus there, on a server that preloads it); "
+                "citus extension (create it there, on a server that preloads citus); "
                 "nothing was changed"
             )
         todo = await self._apply_migrations() if (await self.schema_status()).pending else []

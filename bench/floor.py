@@ -269,9 +269,10 @@ class PgFloor:
             )
             indexed = _message_words(threads)
             await conn.execute(
-                "INSERT INTO message_text (message_id, thread_id, text, words) "
-                "SELECT i, t, x, w::tsvector FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
-                "AS u(i, t, x, w)",
+                "INSERT INTO message_text (message_id, thread_id, text, words, stamp) "
+                "SELECT i, t, x, w::tsvector, m.timestamp "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(i, t, x, w) "
+                "JOIN messages AS m ON m.thread_id = u.t AND m.id = u.i",
                 [r[0] for r in indexed],
                 [r[1] for r in indexed],
                 [r[2] for r in indexed],
@@ -522,7 +523,10 @@ class SqliteFloor:
                 )
             # threadstore's full-text index, as its indexer leaves it (the triggers queued them)
             await self.conn.executemany(
-                "INSERT INTO message_words (thread_id, message_id, words, text) VALUES (?, ?, ?, ?)",
+                "INSERT INTO message_words (thread_id, message_id, words, text, stamp) "
+                "SELECT ?1, ?2, ?3, ?4, substr(timestamp, 1, 19) || CASE WHEN length(timestamp) = 20 "
+                "THEN '.000000' ELSE substr(timestamp, 20, 7) END "
+                "FROM messages WHERE thread_id = ?1 AND id = ?2",
                 [
                     (t, i, fulltext.fts5_text(w), matching.fold(text))
                     for i, t, text, w in _message_words(threads)

@@ -145,10 +145,10 @@ def operations(store: ThreadStore, threads: int) -> dict[str, Op]:
     }
 
 
-async def pg_url(server: str, size: str, *, create: bool) -> str:
+async def pg_url(server: str, stem: str, size: str, *, create: bool) -> str:
     import asyncpg
 
-    name = f"threadstore_size_{size}"  # from SIZES' keys, never user input
+    name = f"{stem}_{size}"  # --name and SIZES' keys, the bench's own options
     admin = await asyncpg.connect(server)
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
@@ -214,6 +214,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--dir", default=os.environ.get("TMPDIR", "/tmp"), help="where SQLite stores live")
     parser.add_argument("--drop", action="store_true", help="remove the kept stores and exit")
+    parser.add_argument("--name", default="threadstore_size", help="the kept stores' name: NAME_<size>")
     parser.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "size.json"), help="merged into"
     )
@@ -234,16 +235,16 @@ async def main() -> None:
     for backend in args.backends.split(","):
         urls: dict[str, str] = {}
         for size in sizes:
-            path = Path(args.dir) / f"threadstore_size_{size}.db"
+            path = Path(args.dir) / f"{args.name}_{size}.db"
             if args.drop:
                 if backend == "postgres":
-                    await pg_url(server, size, create=False)
+                    await pg_url(server, args.name, size, create=False)
                 else:
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{path}{suffix}").unlink(missing_ok=True)
                 continue
             urls[size] = (
-                await pg_url(server, size, create=True)
+                await pg_url(server, args.name, size, create=True)
                 if backend == "postgres"
                 else f"sqlite+aiosqlite:///{path}"
             )

@@ -575,7 +575,8 @@ class ThreadStore:
     async def search(
         self, query: str, limit: int = 20, offset: int = 0, *, attributes: dict[str, Any] | None = None
     ) -> builtins.list[SearchHit]:
-        """Messages matching ``query``, best first (ties: the newer message first).
+        """Messages matching ``query``, best first (ties: the newer message first), ranked among
+        the newest ``fulltext.RANKED`` (1,000) matches when more match.
 
         The syntax is a web search engine's: words (all must occur), ``"quoted phrases"``,
         ``OR`` between two terms, ``-word`` or ``-"a phrase"`` (must not occur). Words match

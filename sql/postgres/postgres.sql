@@ -390,14 +390,16 @@ SELECT (SELECT count(*) FROM queued) AS taken,
 -- text. An edit committed since postgres.take_queued read the text queued its message again, so
 -- the next batch sets its words too (searches index what is queued before they read).
 WITH incoming AS (
-    SELECT i.id, i.words::tsvector AS words, m.thread_id, threadstore_content_text(m.content) AS text
+    SELECT i.id, i.words::tsvector AS words, m.thread_id, threadstore_content_text(m.content) AS text,
+           m.timestamp
       FROM unnest(:thread_ids::text[], :ids::text[], :words::text[]) AS i(thread_id, id, words)
       JOIN messages AS m ON m.thread_id = i.thread_id AND m.id = i.id
 ), stored AS (
-    INSERT INTO message_text AS x (message_id, thread_id, text, words)
-    SELECT id, thread_id, text, words FROM incoming WHERE text IS NOT NULL
-    ON CONFLICT (thread_id, message_id) DO UPDATE SET text = excluded.text, words = excluded.words
-     WHERE (x.text, x.words) IS DISTINCT FROM (excluded.text, excluded.words)
+    INSERT INTO message_text AS x (message_id, thread_id, text, words, stamp)
+    SELECT id, thread_id, text, words, timestamp FROM incoming WHERE text IS NOT NULL
+    ON CONFLICT (thread_id, message_id) DO UPDATE
+       SET text = excluded.text, words = excluded.words, stamp = excluded.stamp
+     WHERE (x.text, x.words, x.stamp) IS DISTINCT FROM (excluded.text, excluded.words, excluded.stamp)
 )
 DELETE FROM message_text
  WHERE (thread_id, message_id) IN (SELECT thread_id, id FROM incoming WHERE text IS NULL);

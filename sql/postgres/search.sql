@@ -147,26 +147,53 @@ SELECT (SELECT row_to_json(t) FROM threads AS t WHERE t.id = page.id),
   FROM (SELECT thread_id AS id FROM messages WHERE id = :message_id ORDER BY thread_id LIMIT 1) AS page;
 
 -- name: fulltext :many
--- Messages whose words match :query (tsquery text, threadstore.fulltext.tsquery) on
--- message_text_words_idx, best ts_rank first by :ranking (the query without its excluded
--- phrases: with them, 1 word and 1,500 excluded ones took 36 s over 300 matches; ts_rank, not
--- ts_rank_cd, whose work grows with the square of the terms: 16 words OR'd ranked 23x slower
--- than one, 3x with ts_rank), normalised by 1 + log of the length, then
--- the newest timestamp, then the highest id. Each row also says whether messages wait in
--- message_text_pending: PostgresBackend.search then indexes them and asks again. The query in
--- FROM, as a function scan, gets a generic plan (0.13 ms): as a ::tsquery parameter in the
+-- The messages whose words match :query (tsquery text, threadstore.fulltext.tsquery), at most
+-- the :ranked newest (timestamp, then id, then thread id), best ts_rank first by :ranking (the
+-- query without its excluded phrases: with them, 1 word and 1,500 excluded ones took 36 s over
+-- 300 matches; ts_rank, not ts_rank_cd, whose work grows with the square of the terms: 16 words
+-- OR'd ranked 23x slower than one, 3x with ts_rank), normalised by 1 + log of the length, then
+-- the newest. The newest matches come from walking the :recent newest indexed messages on
+-- message_text_recent_idx (a word in most messages: reading its 800,000 matches in a million
+-- messages took seconds; as a subquery, not a CTE of their words, the walk took a third of the
+-- time); when fewer than :ranked of those match, from the word's entries in
+-- message_text_words_idx instead (the walk's count gates that scan: it runs only then), so
+-- both give the same newest matches. Each row also says whether messages wait in
+-- message_text_pending: PostgresBackend.search then indexes them and asks again. The queries in
+-- FROM, as function scans, get a generic plan (0.13 ms): as a ::tsquery parameter in the
 -- joins, or with an optional filter ("$n IS NULL OR ..."), PostgreSQL planned every search
 -- anew (+0.2-0.3 ms); hence fulltext_in_threads for the filtered search. Queued messages are
 -- left out (their words and text may be those of an edited-away text): search.unindexed
 -- matches their current text.
+WITH walked AS MATERIALIZED (
+    SELECT x.thread_id, x.message_id
+      FROM (SELECT x.thread_id, x.message_id, x.stamp, x.words
+              FROM message_text AS x
+             ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+             LIMIT :recent) AS x, CAST(:query AS tsquery) AS q
+     WHERE x.words @@ q
+       AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+     ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+     LIMIT :ranked
+), newest AS (
+    SELECT thread_id, message_id FROM walked WHERE (SELECT count(*) FROM walked) = :ranked
+     UNION ALL
+    (SELECT x.thread_id, x.message_id
+       FROM (SELECT x.thread_id, x.message_id, x.stamp
+               FROM CAST(:query AS tsquery) AS q
+               JOIN message_text AS x ON x.words @@ q
+              WHERE (SELECT count(*) FROM walked) < :ranked
+                AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+             OFFSET 0) AS x
+      ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+      LIMIT :ranked)
+)
 SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
        m.thread_id, m.id, m.sequence, m.role, ts_rank(x.words, r, 1)::float8 AS score, x.text
-  FROM CAST(:query AS tsquery) AS q
- CROSS JOIN CAST(:ranking AS tsquery) AS r
-  JOIN message_text AS x ON x.words @@ q
+  FROM CAST(:ranking AS tsquery) AS r
+ CROSS JOIN newest AS n
+  JOIN message_text AS x ON x.thread_id = n.thread_id AND x.message_id = n.message_id
   JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
- WHERE (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
- ORDER BY score DESC, m.timestamp DESC, m.id DESC
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC, m.thread_id DESC
  LIMIT :limit OFFSET :offset;
 
 -- name: fulltext_in_threads :many
@@ -174,19 +201,47 @@ SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
 -- each match's thread looked up by primary key (OFFSET 0 keeps it so), so the cost follows the
 -- matches of the words; as a semi-join the generic plan read every thread the attributes
 -- matched through thread_search_attributes_idx (3.0 ms, not 0.5, for one seventh of 10,000).
+WITH walked AS MATERIALIZED (
+    SELECT x.thread_id, x.message_id
+      FROM (SELECT x.thread_id, x.message_id, x.stamp, x.words
+              FROM message_text AS x
+             ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+             LIMIT :recent) AS x
+     CROSS JOIN CAST(:query AS tsquery) AS q
+      JOIN LATERAL (SELECT s.attributes FROM thread_search AS s WHERE s.thread_id = x.thread_id OFFSET 0)
+           AS s ON s.attributes @> :wanted::jsonb
+     WHERE x.words @@ q
+       AND NOT EXISTS (SELECT 1
+                         FROM jsonb_each(:wanted::jsonb) AS e
+                        WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+       AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+     ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+     LIMIT :ranked
+), newest AS (
+    SELECT thread_id, message_id FROM walked WHERE (SELECT count(*) FROM walked) = :ranked
+     UNION ALL
+    (SELECT x.thread_id, x.message_id
+       FROM (SELECT x.thread_id, x.message_id, x.stamp
+               FROM CAST(:query AS tsquery) AS q
+               JOIN message_text AS x ON x.words @@ q
+               JOIN LATERAL (SELECT s.attributes FROM thread_search AS s WHERE s.thread_id = x.thread_id OFFSET 0)
+                    AS s ON s.attributes @> :wanted::jsonb
+              WHERE (SELECT count(*) FROM walked) < :ranked
+                AND NOT EXISTS (SELECT 1
+                                  FROM jsonb_each(:wanted::jsonb) AS e
+                                 WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+                AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+             OFFSET 0) AS x
+      ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+      LIMIT :ranked)
+)
 SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
        m.thread_id, m.id, m.sequence, m.role, ts_rank(x.words, r, 1)::float8 AS score, x.text
-  FROM CAST(:query AS tsquery) AS q
- CROSS JOIN CAST(:ranking AS tsquery) AS r
-  JOIN message_text AS x ON x.words @@ q
+  FROM CAST(:ranking AS tsquery) AS r
+ CROSS JOIN newest AS n
+  JOIN message_text AS x ON x.thread_id = n.thread_id AND x.message_id = n.message_id
   JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
-  JOIN LATERAL (SELECT s.attributes FROM thread_search AS s WHERE s.thread_id = m.thread_id OFFSET 0)
-       AS s ON s.attributes @> :wanted::jsonb
- WHERE NOT EXISTS (SELECT 1
-                     FROM jsonb_each(:wanted::jsonb) AS e
-                    WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
-   AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
- ORDER BY score DESC, m.timestamp DESC, m.id DESC
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC, m.thread_id DESC
  LIMIT :limit OFFSET :offset;
 
 -- name: queued :value

@@ -193,9 +193,13 @@ DELETE FROM message_words
 
 -- name: insert_words :exec
 -- Stores words and folded text: :rows is a JSON array of [thread id, message id, words, text or
--- null].
-INSERT INTO message_words (thread_id, message_id, words, text)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(:rows);
+-- null]; and the message's timestamp, made comparable (search.fulltext walks them newest first).
+INSERT INTO message_words (thread_id, message_id, words, text, stamp)
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
+       substr(m.timestamp, 1, 19)
+       || CASE WHEN length(m.timestamp) = 20 THEN '.000000' ELSE substr(m.timestamp, 20, 7) END
+  FROM json_each(:rows) AS r
+  LEFT JOIN messages AS m ON m.thread_id = r.value ->> 0 AND m.id = r.value ->> 1;
 
 -- name: dequeue_words :exec
 -- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).

@@ -6,12 +6,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.reliability.support import background_done
-from threadstore import Message, SchemaVersionError, Thread, ThreadStore
+from threadstore import Message, SchemaVersionError, Thread, ThreadStore, fulltext
 from threadstore.queries import load
 from threadstore.testing import backend_of
 
@@ -434,3 +435,73 @@ async def test_the_thread_keys_migration_keeps_every_row_from_each_earlier_versi
         await store.append("t2", Message(role="user", content="m1 again", id="m1"))
         assert [m.id for m in (await store.get("t2") or Thread()).messages] == ["m3", "m1"]
         assert (await store.get_thread_by_message_id("m1") or Thread()).id == "t1"
+
+
+# Back to version 7: message_text / message_words without their timestamps (migration 0008).
+_BEFORE_RECENT_MATCHES = {
+    "postgres": [
+        "DROP INDEX message_text_recent_idx",
+        "ALTER TABLE message_text DROP COLUMN stamp",
+        "DELETE FROM threadstore_migrations WHERE version = 8",
+    ],
+    "sqlite": [
+        "DROP INDEX message_words_recent_idx",
+        "ALTER TABLE message_words DROP COLUMN stamp",
+        "DROP TRIGGER messages_words_updated",
+        "CREATE TRIGGER messages_words_updated AFTER UPDATE OF content ON messages"
+        " WHEN old.content IS NOT new.content"
+        " BEGIN INSERT INTO message_words_pending (thread_id, message_id)"
+        " VALUES (new.thread_id, new.id); END",
+        "DELETE FROM threadstore_migrations WHERE version = 8",
+    ],
+}
+
+
+async def test_the_recent_matches_migration_stamps_every_indexed_message(empty_url: str) -> None:
+    """Migration 0008 copies each indexed message's timestamp beside its words: a store indexed
+    at version 7 keeps every row, nothing is queued again, and search ranks the newest matches
+    (fulltext.RANKED) at once."""
+    dialect = "sqlite" if empty_url.startswith("sqlite") else "postgres"
+    start = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    thread = Thread(id="t1", title="t")
+    for i in range(fulltext.RANKED + 2):
+        stamp = start + timedelta(seconds=i, microseconds=i % 2)  # with and without a fraction
+        thread.add_message(Message(id=f"m{i:05d}", role="user", content=f"refund {i}", timestamp=stamp))
+    async with await ThreadStore.create(empty_url) as store:
+        await store.save(thread)
+        await background_done(store)
+    await _execute(empty_url, _BEFORE_RECENT_MATCHES[dialect])
+
+    async with await ThreadStore.create(empty_url) as store:
+        assert await _applied_versions(store) == [m.version for m in load(dialect).migrations]
+        hits = await store.search("refund", limit=fulltext.RANKED + 2)
+        assert sorted(hit.message_id for hit in hits) == [f"m{i:05d}" for i in range(2, fulltext.RANKED + 2)]
+        assert [hit.message_id for hit in await store.search("1")] == ["m00001"]  # a rare word: found
+        loaded = await store.get("t1")
+        assert loaded is not None and loaded.messages == thread.messages
+    queue, words = (
+        ("message_text_pending", "message_text")
+        if dialect == "postgres"
+        else ("message_words_pending", "message_words")
+    )
+    assert await _value(empty_url, f"SELECT count(*) FROM {queue}") == 0  # nothing indexed again
+    assert (
+        await _value(empty_url, f"SELECT count(*) FROM {words} WHERE stamp IS NOT NULL")
+        == fulltext.RANKED + 2
+    )
+
+
+async def _value(url: str, statement: str) -> object:
+    if url.startswith("sqlite"):
+        import aiosqlite
+
+        async with aiosqlite.connect(url.split(":///", 1)[1]) as conn:
+            rows = list(await conn.execute_fetchall(statement))
+            return rows[0][0]
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()

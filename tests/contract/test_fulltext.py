@@ -596,3 +596,55 @@ async def test_a_hit_carries_its_threads_title(store: ThreadStore) -> None:
     await store.save(first)
     assert {h.title for h in await store.search("refund", attributes={})} == {"Renamed", "Untitled Thread"}
     assert await store.search("nowhere") == []
+
+
+async def test_the_newest_matches_are_the_ones_ranked(store: ThreadStore) -> None:
+    """A word in RANKED + 5 messages: the RANKED newest are ranked (of one timestamp, the highest
+    ids), on every backend alike; the 5 oldest are not found, however well they would rank."""
+    thread = Thread(title="t")
+    for i in range(fulltext.RANKED + 5):
+        content = "refund refund refund" if i < 5 or i == 700 else "refund about orders"
+        thread.add_message(Message(id=f"m{i:05d}", role="user", content=content, timestamp=T0))
+    await store.save(thread)
+    hits = await store.search("refund", limit=fulltext.RANKED + 5)
+    assert len(hits) == fulltext.RANKED
+    assert hits[0].message_id == "m00700"  # the best of the newest
+    newest = [f"m{i:05d}" for i in range(fulltext.RANKED + 4, 4, -1) if i != 700]
+    assert [hit.message_id for hit in hits[1:]] == newest  # equally good: the newer first
+    assert await store.search("refund", limit=10, offset=fulltext.RANKED) == []
+    # Fewer matches than the bound: every one is ranked, the best first, as ever.
+    assert [hit.message_id for hit in await store.search('"refund refund"', limit=3)] == [
+        "m00700",
+        "m00004",
+        "m00003",
+    ]
+    # A message made newer by an edit of its timestamp is among the newest at once.
+    loaded = await store.get(thread.id)
+    assert loaded is not None
+    edited = loaded.get_message("m00000")
+    assert edited is not None
+    edited.timestamp = T0 + timedelta(seconds=1)
+    await store.save(loaded)
+    hits = await store.search("refund", limit=fulltext.RANKED + 5)
+    assert [hit.message_id for hit in hits[:3]] == ["m00000", "m00700", "m01004"]
+    assert len(hits) == fulltext.RANKED and "m00005" not in {hit.message_id for hit in hits}
+
+
+async def test_the_newest_matches_come_first_by_time_however_far_back(store: ThreadStore) -> None:
+    """Matches older than fulltext.RECENT newer messages that do not match (the SQL backends
+    then read the word's index entries rather than walk the newest messages): the same newest
+    RANKED matches, by timestamp before id."""
+    count = fulltext.RANKED + 5
+    thread = Thread(title="t")
+    for i in range(count):  # ids in the reverse order of time: time decides
+        content = "refund refund refund" if i < 5 else "refund about orders"
+        stamp = T0 + timedelta(microseconds=i)
+        thread.add_message(Message(id=f"m{count - i:05d}", role="user", content=content, timestamp=stamp))
+    for i in range(fulltext.RECENT):
+        stamp = T0 + timedelta(seconds=1, microseconds=i)
+        thread.add_message(Message(role="user", content="nothing to see", timestamp=stamp))
+    await store.save(thread)
+    hits = await store.search("refund", limit=count)
+    assert [hit.message_id for hit in hits] == [f"m{count - i:05d}" for i in range(count - 1, 4, -1)]
+    excluded = await store.search("refund -orders", limit=count)
+    assert [hit.message_id for hit in excluded] == [f"m{count - i:05d}" for i in range(4, -1, -1)]

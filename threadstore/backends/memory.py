@@ -395,13 +395,21 @@ class MemoryBackend:
                 found.append((m, text, doc, freqs))
         weights = fulltext.bm25_weights(having, total)
         average = lengths / total if total else 1.0
+        found.sort(key=lambda hit: (hit[0].timestamp, hit[0].id, hit[0].thread_id or ""), reverse=True)
         ranked = [
-            (fulltext.bm25(freqs, doc.length, weights, average), m.timestamp, m.id, m, text)
-            for m, text, doc, freqs in found
+            (
+                fulltext.bm25(freqs, doc.length, weights, average),
+                m.timestamp,
+                m.id,
+                m.thread_id or "",
+                m,
+                text,
+            )
+            for m, text, doc, freqs in found[: fulltext.RANKED]  # the newest (fulltext.RANKED)
         ]
-        ranked.sort(key=lambda hit: hit[:3], reverse=True)
+        ranked.sort(key=lambda hit: hit[:4], reverse=True)
         hits = []
-        for s, _, _, m, text in ranked[offset : offset + limit]:
+        for s, _, _, _, m, text in ranked[offset : offset + limit]:
             owner = self._threads.get(m.thread_id or "")  # None: deleted while the search ran
             title = "" if owner is None else owner.title
             hits.append(SearchRow(m.thread_id or "", m.id, m.sequence or 0, m.role, s, text or "", title))

@@ -422,6 +422,8 @@ class PostgresBackend:
         params = {
             "query": fulltext.tsquery(query),
             "ranking": fulltext.tsquery(query, ranking=True),
+            "ranked": fulltext.RANKED,
+            "recent": fulltext.RECENT,
             "limit": limit,
             "offset": offset,
         }

@@ -473,7 +473,13 @@ class SQLiteBackend:
         self, query: fulltext.Query, wanted: bytes | None, limit: int, offset: int
     ) -> builtins.list[SearchRow]:
         name = "search.fulltext"
-        params = {"query": fulltext.fts5_query(query), "limit": limit, "offset": offset}
+        params = {
+            "query": fulltext.fts5_query(query),
+            "ranked": fulltext.RANKED,
+            "recent": fulltext.RECENT,
+            "limit": limit,
+            "offset": offset,
+        }
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
         unindexed: builtins.list[SearchRow] = []

@@ -762,6 +762,51 @@ DELETE FROM threads
  WHERE id = any(:ids::text[]) AND updated_at < :cutoff::text::timestamptz
 RETURNING id;
 
+-- name: citus_fulltext_in_threads :many
+-- search.fulltext_in_threads on a distributed store: each match's thread joined to its search
+-- row on its shard (co-located by thread), where one node looks it up in a lateral subquery
+-- kept apart by OFFSET 0, which Citus does not push down.
+WITH walked AS MATERIALIZED (
+    SELECT x.thread_id, x.message_id
+      FROM (SELECT x.thread_id, x.message_id, x.stamp, x.words
+              FROM message_text AS x
+             ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+             LIMIT :recent) AS x
+     CROSS JOIN CAST(:query AS tsquery) AS q
+      JOIN thread_search AS s ON s.thread_id = x.thread_id AND s.attributes @> :wanted::jsonb
+     WHERE x.words @@ q
+       AND NOT EXISTS (SELECT 1
+                         FROM jsonb_each(:wanted::jsonb) AS e
+                        WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+       AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+     ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+     LIMIT :ranked
+), newest AS (
+    SELECT thread_id, message_id FROM walked WHERE (SELECT count(*) FROM walked) = :ranked
+     UNION ALL
+    (SELECT x.thread_id, x.message_id
+       FROM (SELECT x.thread_id, x.message_id, x.stamp
+               FROM CAST(:query AS tsquery) AS q
+               JOIN message_text AS x ON x.words @@ q
+               JOIN thread_search AS s ON s.thread_id = x.thread_id AND s.attributes @> :wanted::jsonb
+              WHERE (SELECT count(*) FROM walked) < :ranked
+                AND NOT EXISTS (SELECT 1
+                                  FROM jsonb_each(:wanted::jsonb) AS e
+                                 WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+                AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+             OFFSET 0) AS x
+      ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+      LIMIT :ranked)
+)
+SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
+       m.thread_id, m.id, m.sequence, m.role, ts_rank(x.words, r, 1)::float8 AS score, x.text
+  FROM CAST(:ranking AS tsquery) AS r
+ CROSS JOIN newest AS n
+  JOIN message_text AS x ON x.thread_id = n.thread_id AND x.message_id = n.message_id
+  JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC, m.thread_id DESC
+ LIMIT :limit OFFSET :offset;
+
 -- name: citus_forget_aliases :exec
 -- After threads.delete and threads.delete_many on a distributed store: the aliases of the threads
 -- :ids (thread_aliases, sharded by alias, has no foreign key to cascade; asks every shard).

@@ -429,6 +429,8 @@ class PostgresBackend:
         }
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
+            if self._config.settings.distributed:
+                name = "postgres.citus_fulltext_in_threads"
         rows = await self._pool.read(name, **params)
         unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right

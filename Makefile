@@ -27,7 +27,7 @@ test: $(STAMP)  ## the whole suite: memory and SQLite always, PostgreSQL when on
 test-pg: $(STAMP)  ## only the PostgreSQL-backed tests
 	$(BIN)/python -m pytest -q -m pg
 
-test-citus: $(STAMP)  ## the Citus tests with the whole per-thread contract subset on a distributed store (~3 min)
+test-citus: $(STAMP)  ## the Citus tests with the contract subset (per-thread and fan-out) on a distributed store (~14 min)
 	THREADSTORE_CITUS_CONTRACT=1 $(BIN)/python -m pytest -q tests/reliability/test_citus.py
 
 stress: $(STAMP)  ## tests/reliability's heavy variants: ten times the counts, 500 examples a property

@@ -7,7 +7,10 @@ helper tests/reliability/support.py: `citus_cluster`, as the `postgres` OS user)
 store with distributed=True there and a plain store in a new database on --server (default
 THREADSTORE_BENCH_PG_URL, else the local server), and times the same workloads on both,
 interleaved round by round: save (a new thread of 10 messages), append (one message to a stored
-thread), get (a thread of 10 messages) and list (the 20 newest threads). Reports per operation
+thread), get (a thread of 10 messages), list (the 20 newest threads) and what fans out across
+shards: list_threads (20 summaries), find_by_attributes (the few threads holding one value),
+search_by_title (the 20 newest whose title holds "thread 1") and get_usage_stats (the store
+grows by the saves as the rounds go). Reports per operation
 the median wall time and the client CPU (time.process_time) of the rounds, and the ratio of the
 cluster to the plain node. The servers share the machine's cores with the client: the ratios
 and the structure matter, not the milliseconds.
@@ -63,7 +66,28 @@ def _workloads(ids: list[str]) -> dict[str, Op]:
     async def list_newest(store: ThreadStore, i: int) -> Any:
         return await store.list(20)
 
-    return {"save": save, "append": append, "get": get, "list": list_newest}
+    async def list_threads(store: ThreadStore, i: int) -> Any:
+        return await store.list_threads(20)
+
+    async def find_by_attributes(store: ThreadStore, i: int) -> Any:
+        return await store.find_by_attributes({"n": i % 50})
+
+    async def search_by_title(store: ThreadStore, i: int) -> Any:
+        return await store.search_by_title("thread 1", 20)
+
+    async def get_usage_stats(store: ThreadStore, i: int) -> Any:
+        return await store.get_usage_stats()
+
+    return {
+        "save": save,
+        "append": append,
+        "get": get,
+        "list": list_newest,
+        "list_threads": list_threads,
+        "find_by_attributes": find_by_attributes,
+        "search_by_title": search_by_title,
+        "get_usage_stats": get_usage_stats,
+    }
 
 
 async def _time(store: ThreadStore, op: Op, count: int) -> tuple[float, float]:
@@ -122,7 +146,7 @@ def _table(results: dict[str, dict[str, list[float]]]) -> str:
         "| operation | plain node ms | Citus ms | Citus / plain | client CPU ms, plain | Citus |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in ("save", "append", "get", "list"):
+    for name in _workloads([]):
         plain, citus = results[f"{name}/plain"], results[f"{name}/citus"]
         p, c = statistics.median(plain["wall"]), statistics.median(citus["wall"])
         lines.append(

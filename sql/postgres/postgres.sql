@@ -493,6 +493,59 @@ BEGIN
 END
 $$;
 
+-- name: citus_functions :exec
+-- distributed=True, after citus_distribute, at every open (so a store distributed by an older
+-- version gets them too): the functions that run a thread's writes on its worker in one phase.
+-- Distributed by their thread id and co-located with threads, a call is sent whole to the
+-- thread's worker, whose statements then all run on its local shards: one round trip from the
+-- coordinator and no two-phase commit. Their statements are single steps (not modifying CTEs,
+-- which Citus would run as steps through the coordinator even there: an append in a function
+-- of postgres.append's CTEs took 9-12 ms, of single statements 3.3-4.9 ms, the bare statement
+-- 37-39 ms with two PREPARE TRANSACTIONs, on a loaded 2-core machine).
+DO $$
+BEGIN
+    CREATE OR REPLACE FUNCTION threadstore_append(
+        p_thread_id text, p_updated_at timestamptz, p_count integer, p_messages jsonb
+    ) RETURNS TABLE (thread json, sequences json) LANGUAGE plpgsql AS $f$
+    DECLARE
+        t threads;
+    BEGIN
+        UPDATE threads SET updated_at = p_updated_at, last_sequence = last_sequence + p_count
+         WHERE id = p_thread_id
+        RETURNING * INTO t;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                              tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                              attachments, metrics, reactions)
+        SELECT r.id, p_thread_id, t.last_sequence - p_count + e.ord, r.turn, r.role, r.content,
+               r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+               r.source, r.platforms, r.attachments, r.metrics, r.reactions
+          FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(doc, ord)
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r;
+        INSERT INTO message_text_pending (thread_id, message_id)
+        SELECT p_thread_id, e.doc ->> 'id' FROM jsonb_array_elements(p_messages) AS e(doc);
+        RETURN QUERY
+        SELECT json_build_object(
+                   'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+                   'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
+                   'messages', '[]'::json),
+               (SELECT coalesce(json_object_agg(e.doc ->> 'id', t.last_sequence - p_count + e.ord), '{}'::json)
+                  FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(doc, ord));
+    END
+    $f$;
+    PERFORM create_distributed_function(
+        'threadstore_append(text, timestamptz, integer, jsonb)', 'p_thread_id', colocate_with := 'threads'
+    );
+END
+$$;
+
+-- name: citus_append :one
+-- postgres.append on a distributed store: the thread's worker runs it in one phase
+-- (citus_functions' threadstore_append); the same row, none when the thread does not exist.
+SELECT thread, sequences FROM threadstore_append(:thread_id, :updated_at, :count, :messages::jsonb);
+
 -- name: citus_alias_thread :value
 -- The thread id an alias names (aliases.get_by_alias on a distributed store, where thread_aliases
 -- is sharded by alias and threads by thread: Citus joins the two in no one statement).
@@ -537,6 +590,222 @@ SELECT t.id, row_to_json(t),
        (SELECT json_agg(m ORDER BY m.sequence) FROM messages AS m WHERE m.thread_id = t.id)
   FROM threads AS t
  WHERE t.id = any(:ids::text[]);
+
+-- The thread searches on a distributed store, step 1 (search.by_*: Citus runs no subquery
+-- correlated with a page it gathered): the page of matching thread ids, newest first. Each
+-- worker joins its own threads to its search rows (co-located by thread) and gives its first
+-- :offset + :limit; the coordinator merges them and cuts the page; citus_threads_by_ids then
+-- reads the documents. Cost: every shard's matches, at most :offset + :limit ids from each.
+
+-- name: citus_by_title :many
+-- search.by_title's page of thread ids.
+SELECT s.thread_id
+  FROM thread_search AS s
+  JOIN threads AS t ON t.id = s.thread_id
+ WHERE s.title ~* :pattern
+   AND (:wanted::jsonb IS NULL OR s.attributes @> :wanted::jsonb)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_by_content :many
+-- search.by_content's page of thread ids: threads with an indexed message text (not queued)
+-- or a queued message's content text matching :pattern.
+SELECT t.id
+  FROM threads AS t
+ WHERE t.id IN (SELECT x.thread_id
+                  FROM message_text AS x
+                 WHERE x.text ~* :pattern
+                   AND NOT EXISTS (SELECT FROM message_text_pending AS p
+                                    WHERE p.thread_id = x.thread_id AND p.message_id = x.message_id)
+                UNION
+                SELECT q.thread_id
+                  FROM messages AS q
+                  JOIN message_text_pending AS p ON p.thread_id = q.thread_id AND p.message_id = q.id
+                 WHERE threadstore_content_text(q.content) ~* :pattern)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_by_platform_reference :many
+-- search.by_platform_reference's page of thread ids.
+SELECT s.thread_id
+  FROM thread_search AS s
+  JOIN threads AS t ON t.id = s.thread_id
+ WHERE s.platform_values @> jsonb_build_object(:platform::text, jsonb_build_array(:reference::jsonb))
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_by_attributes :many
+-- search.by_attributes' page of thread ids.
+SELECT s.thread_id
+  FROM thread_search AS s
+  JOIN threads AS t ON t.id = s.thread_id
+ WHERE s.attributes @> :wanted::jsonb
+   AND NOT EXISTS (SELECT 1
+                     FROM jsonb_each(:wanted::jsonb) AS w
+                    WHERE s.attributes -> w.key IS DISTINCT FROM w.value)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_by_platform :many
+-- search.by_platform's page of thread ids.
+SELECT s.thread_id
+  FROM thread_search AS s
+  JOIN threads AS t ON t.id = s.thread_id
+ WHERE (s.platforms @> jsonb_build_object(:name::text, :wanted::jsonb)
+        AND NOT EXISTS (SELECT 1
+                          FROM jsonb_each(:wanted::jsonb) AS w
+                         WHERE s.platforms -> :name::text -> w.key IS DISTINCT FROM w.value))
+    OR (s.source @> (:wanted::jsonb || jsonb_build_object('name', :name::text))
+        AND NOT EXISTS (SELECT 1
+                          FROM jsonb_each(:wanted::jsonb) AS w
+                         WHERE s.source -> w.key IS DISTINCT FROM w.value))
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_messages_by_attributes :many
+-- search.messages_by_attributes on a distributed store, in one step: each worker gives its
+-- first :offset + :limit matching messages' documents in (thread, sequence) order, the
+-- coordinator merges them and cuts the page.
+SELECT row_to_json(m)
+  FROM messages AS m
+ WHERE m.attributes @> threadstore_nested(:keys::text[], :value::jsonb)
+   AND m.attributes #> :keys::text[] = :value::jsonb
+ ORDER BY m.thread_id, m.sequence
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_messages_by_platforms :many
+-- As citus_messages_by_attributes, on the messages' platforms.
+SELECT row_to_json(m)
+  FROM messages AS m
+ WHERE m.platforms @> threadstore_nested(:keys::text[], :value::jsonb)
+   AND m.platforms #> :keys::text[] = :value::jsonb
+ ORDER BY m.thread_id, m.sequence
+ LIMIT :limit OFFSET :offset;
+
+-- name: citus_list_threads :many
+-- bounded.list_threads on a distributed store, step 1: the page of thread ids after the
+-- position (each worker's first :limit, merged); citus_summaries_by_ids then reads them.
+SELECT id
+  FROM threads
+ WHERE (updated_at, id) < (:after_time::text::timestamptz, :after_id::text)
+ ORDER BY updated_at DESC, id DESC
+ LIMIT :limit;
+
+-- name: citus_list_threads_by_attributes :many
+-- bounded.list_threads_by_attributes on a distributed store, step 1: as citus_list_threads,
+-- of the threads whose attributes hold every key of :wanted with an equal value.
+SELECT s.thread_id
+  FROM thread_search AS s
+  JOIN threads AS t ON t.id = s.thread_id
+ WHERE s.attributes @> :wanted::jsonb
+   AND NOT EXISTS (SELECT 1
+                     FROM jsonb_each(:wanted::jsonb) AS w
+                    WHERE s.attributes -> w.key IS DISTINCT FROM w.value)
+   AND (t.updated_at, t.id) < (:after_time::text::timestamptz, :after_id::text)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit;
+
+-- name: citus_summaries_by_ids :many
+-- The summaries of the threads :ids as bounded.list_threads gives each (in no particular
+-- order), each worker reading its own: (id, summary object).
+SELECT t.id,
+       json_build_object(
+           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
+           'message_count', (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
+           'last_message', (SELECT m FROM messages AS m WHERE m.thread_id = t.id
+                             ORDER BY m.sequence DESC LIMIT 1))
+  FROM threads AS t
+ WHERE t.id = any(:ids::text[]);
+
+-- name: citus_export_ids :many
+-- transfer.export_threads on a distributed store, step 1: the next :limit thread ids above
+-- :after (NULL: from the first), in id order (each worker's first :limit, merged).
+SELECT id FROM threads WHERE id > coalesce(:after, '') ORDER BY id LIMIT :limit;
+
+-- name: citus_export_docs :many
+-- Step 2: (id, document) of the threads :ids as transfer.export_threads gives them, in no
+-- particular order.
+SELECT d.id, d.doc FROM thread_docs AS d WHERE d.id = any(:ids::text[]);
+
+-- name: citus_export_aliases :many
+-- Step 3: the aliases of the threads :ids as (thread id, {alias, created_at}), oldest first
+-- (thread_aliases is sharded by alias: every shard).
+SELECT a.thread_id, json_build_object('alias', a.alias, 'created_at', a.created_at)
+  FROM thread_aliases AS a
+ WHERE a.thread_id = any(:ids::text[])
+ ORDER BY a.created_at, a.alias;
+
+-- name: citus_threads_to_delete :many
+-- bounded.delete_threads on a distributed store, step 1: up to :batch ids of
+-- count_threads_to_delete's threads, oldest first (Citus takes no row locks of several shards
+-- from the coordinator, so nothing is locked yet; citus_delete_threads checks again).
+SELECT t.id
+  FROM threads AS t
+ WHERE t.updated_at < :cutoff::text::timestamptz
+   AND (:wanted::jsonb IS NULL
+        OR EXISTS (SELECT 1
+                     FROM thread_search AS s
+                    WHERE s.thread_id = t.id
+                      AND s.attributes @> :wanted::jsonb
+                      AND NOT EXISTS (SELECT 1
+                                        FROM jsonb_each(:wanted::jsonb) AS w
+                                       WHERE s.attributes -> w.key IS DISTINCT FROM w.value)))
+ ORDER BY t.updated_at, t.id
+ LIMIT :batch;
+
+-- name: citus_delete_threads :many
+-- Step 2: deletes those of the threads :ids still last updated before :cutoff (each worker
+-- reads the row again under its lock: a save or append since keeps its thread), with their
+-- messages; returns the ids deleted, whose aliases citus_forget_aliases then deletes.
+DELETE FROM threads
+ WHERE id = any(:ids::text[]) AND updated_at < :cutoff::text::timestamptz
+RETURNING id;
+
+-- name: citus_fulltext_in_threads :many
+-- search.fulltext_in_threads on a distributed store: each match's thread joined to its search
+-- row on its shard (co-located by thread), where one node looks it up in a lateral subquery
+-- kept apart by OFFSET 0, which Citus does not push down.
+WITH walked AS MATERIALIZED (
+    SELECT x.thread_id, x.message_id
+      FROM (SELECT x.thread_id, x.message_id, x.stamp, x.words
+              FROM message_text AS x
+             ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+             LIMIT :recent) AS x
+     CROSS JOIN CAST(:query AS tsquery) AS q
+      JOIN thread_search AS s ON s.thread_id = x.thread_id AND s.attributes @> :wanted::jsonb
+     WHERE x.words @@ q
+       AND NOT EXISTS (SELECT 1
+                         FROM jsonb_each(:wanted::jsonb) AS e
+                        WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+       AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+     ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+     LIMIT :ranked
+), newest AS (
+    SELECT thread_id, message_id FROM walked WHERE (SELECT count(*) FROM walked) = :ranked
+     UNION ALL
+    (SELECT x.thread_id, x.message_id
+       FROM (SELECT x.thread_id, x.message_id, x.stamp
+               FROM CAST(:query AS tsquery) AS q
+               JOIN message_text AS x ON x.words @@ q
+               JOIN thread_search AS s ON s.thread_id = x.thread_id AND s.attributes @> :wanted::jsonb
+              WHERE (SELECT count(*) FROM walked) < :ranked
+                AND NOT EXISTS (SELECT 1
+                                  FROM jsonb_each(:wanted::jsonb) AS e
+                                 WHERE s.attributes -> e.key IS DISTINCT FROM e.value)
+                AND (x.thread_id, x.message_id) NOT IN (SELECT thread_id, message_id FROM message_text_pending)
+             OFFSET 0) AS x
+      ORDER BY x.stamp DESC, x.message_id DESC, x.thread_id DESC
+      LIMIT :ranked)
+)
+SELECT (SELECT EXISTS (SELECT 1 FROM message_text_pending)) AS queued,
+       m.thread_id, m.id, m.sequence, m.role, ts_rank(x.words, r, 1)::float8 AS score, x.text
+  FROM CAST(:ranking AS tsquery) AS r
+ CROSS JOIN newest AS n
+  JOIN message_text AS x ON x.thread_id = n.thread_id AND x.message_id = n.message_id
+  JOIN messages AS m ON m.thread_id = x.thread_id AND m.id = x.message_id
+ ORDER BY score DESC, m.timestamp DESC, m.id DESC, m.thread_id DESC
+ LIMIT :limit OFFSET :offset;
 
 -- name: citus_forget_aliases :exec
 -- After threads.delete and threads.delete_many on a distributed store: the aliases of the threads

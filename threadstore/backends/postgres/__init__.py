@@ -66,6 +66,20 @@ _INDEX_AT_CLOSE = 5.0  # seconds close() lets the indexer finish before cancelli
 # compiling them, the empty queue's 1,667 dead pages read by every search; issue 28).
 _SETTLE_AFTER = 10_000
 
+# On a distributed store (docs/citus.md), the searches' first step: the page of thread ids (a
+# thread search) or the page of message documents (a message search), from every shard.
+_CITUS_THREAD_SEARCHES = {
+    "search.by_title": "postgres.citus_by_title",
+    "search.by_content": "postgres.citus_by_content",
+    "search.by_platform_reference": "postgres.citus_by_platform_reference",
+    "search.by_attributes": "postgres.citus_by_attributes",
+    "search.by_platform": "postgres.citus_by_platform",
+}
+_CITUS_MESSAGE_SEARCHES = {
+    "attributes": "postgres.citus_messages_by_attributes",
+    "platforms": "postgres.citus_messages_by_platforms",
+}
+
 
 def _joined(row: asyncpg.Record) -> bytes:
     """A thread's document from a row of its JSON object without messages and its messages' JSON
@@ -204,6 +218,11 @@ class PostgresBackend:
         async with self._pool.acquire() as conn, transaction(conn):
             await self._pool.run(conn, "postgres.migration_lock")
             await self._pool.run(conn, "postgres.citus_distribute")
+        # Apart: Citus defines no distributed function in a transaction that also wrote to
+        # distributed tables over several connections, as distributing them does.
+        async with self._pool.acquire() as conn, transaction(conn):
+            await self._pool.run(conn, "postgres.migration_lock")
+            await self._pool.run(conn, "postgres.citus_functions")
 
     async def _apply_migrations(self) -> builtins.list[Migration]:
         async with self._pool.acquire() as conn, transaction(conn):
@@ -265,6 +284,16 @@ class PostgresBackend:
             "after_id": "" if after is None else after[1],
             "limit": limit,
         }
+        if self._config.settings.distributed:  # the page of ids, then their summaries
+            if wanted is None:
+                rows = await self._pool.read("postgres.citus_list_threads", **params)
+            else:
+                rows = await self._pool.read(
+                    "postgres.citus_list_threads_by_attributes", wanted=msgspec.Raw(wanted), **params
+                )
+            ids = [row[0] for row in rows]
+            found = dict(await self._pool.read("postgres.citus_summaries_by_ids", ids=ids)) if ids else {}
+            return b"[" + b",".join([found[i] for i in ids if i in found]) + b"]"
         doc: bytes
         if wanted is None:
             doc = await self._pool.read("bounded.list_threads", **params)
@@ -287,6 +316,26 @@ class PostgresBackend:
                 lambda: "deleting old threads",
             )
 
+        async def citus_delete(conn: asyncpg.Connection) -> int:
+            async with transaction(conn):
+                rows = await self._pool.run(conn, "postgres.citus_threads_to_delete", batch=batch, **params)
+                if not rows:
+                    return 0
+                rows = await self._pool.run(
+                    conn,
+                    "postgres.citus_delete_threads",
+                    ids=[row[0] for row in rows],
+                    cutoff=params["cutoff"],
+                )
+                if rows:
+                    await self._pool.run(conn, "postgres.citus_forget_aliases", ids=[row[0] for row in rows])
+                return len(rows)
+
+        if self._config.settings.distributed:
+            return await self._pool.write(
+                lambda conn: retried(lambda: citus_delete(conn), lambda: "deleting old threads"),
+                lambda: "deleting old threads",
+            )
         return await self._pool.write(delete, lambda: "deleting old threads")
 
     async def prune_messages(self, thread_id: str, keep_last: int) -> int | None:
@@ -380,6 +429,8 @@ class PostgresBackend:
         }
         if wanted is not None:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
+            if self._config.settings.distributed:
+                name = "postgres.citus_fulltext_in_threads"
         rows = await self._pool.read(name, **params)
         unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
@@ -479,6 +530,8 @@ class PostgresBackend:
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
+        if self._config.settings.distributed:  # on the thread's worker, in one phase
+            name = "postgres.citus_append"
         if plan.create is not None:
             name, params = "postgres.append_creating", self._thread_params(plan.create)
             params["updated_at"] = plan.updated_at.isoformat()
@@ -565,19 +618,21 @@ class PostgresBackend:
 
     async def find_threads(self, search: ThreadSearch, limit: int | None, offset: int) -> bytes:
         params = {name: _param(getattr(search, name)) for name in search.__struct_fields__}
+        if self._config.settings.distributed:  # the page of ids, then their documents
+            name = _CITUS_THREAD_SEARCHES[search.query]
+            rows = await self._pool.read(name, limit=limit, offset=offset, **params)
+            return await self._by_ids([row[0] for row in rows])
         rows = await self._pool.read(search.query, limit=limit, offset=offset, **params)
         return _documents(rows)
 
     async def find_messages_by_attribute(
         self, search: MessageSearch, limit: int | None, offset: int
     ) -> bytes:
-        doc: bytes = await self._pool.read(
-            MessageSearch.QUERIES[search.column],
-            keys=search.keys,
-            value=msgspec.Raw(search.value),
-            limit=limit,
-            offset=offset,
-        )
+        params = {"keys": search.keys, "value": msgspec.Raw(search.value), "limit": limit, "offset": offset}
+        if self._config.settings.distributed:
+            rows = await self._pool.read(_CITUS_MESSAGE_SEARCHES[search.column], **params)
+            return b"[" + b",".join([row[0] for row in rows]) + b"]"
+        doc: bytes = await self._pool.read(MessageSearch.QUERIES[search.column], **params)
         return doc
 
     async def get_thread_by_message_id(self, message_id: str) -> bytes | None:
@@ -633,8 +688,23 @@ class PostgresBackend:
     # -- export, import, copy ---------------------------------------------------------------
 
     async def export_threads(self, after: str | None, limit: int) -> bytes:
+        if self._config.settings.distributed:
+            return await self._citus_export(after, limit)
         rows = await self._pool.read("transfer.export_threads", after=after, limit=limit)
         return b"[" + b",".join([b"[%s,%s]" % (row[0], row[1]) for row in rows]) + b"]"
+
+    async def _citus_export(self, after: str | None, limit: int) -> bytes:
+        """export_threads on a distributed store: the page of ids (every shard), their documents
+        (their shards), their aliases (every alias shard)."""
+        ids = [row[0] for row in await self._pool.read("postgres.citus_export_ids", after=after, limit=limit)]
+        if not ids:
+            return b"[]"
+        docs = dict(await self._pool.read("postgres.citus_export_docs", ids=ids))
+        aliases: dict[str, builtins.list[bytes]] = {}
+        for thread_id, alias in await self._pool.read("postgres.citus_export_aliases", ids=ids):
+            aliases.setdefault(thread_id, []).append(alias)
+        pages = [b"[%s,[%s]]" % (docs[i], b",".join(aliases.get(i, []))) for i in ids if i in docs]
+        return b"[" + b",".join(pages) + b"]"
 
     async def existing_ids(self, thread_ids: Sequence[str]) -> builtins.list[str]:
         rows = await self._pool.read("transfer.existing_ids", ids=list(thread_ids))

@@ -182,8 +182,12 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
     text = config.scrub(f"{name}: {_reason(exc) if isinstance(exc, OSError) else exc}")
-    if isinstance(exc, asyncpg.UniqueViolationError):
-        detail = exc.detail or ""
+    detail = getattr(exc, "detail", None) or ""
+    # Citus relays a worker's unique violation in a statement it ran through the coordinator
+    # (import_threads' modifying CTEs) as XX000, with the worker's message and detail.
+    if isinstance(exc, asyncpg.UniqueViolationError) or (
+        isinstance(exc, asyncpg.InternalServerError) and re.fullmatch(r"Key \(.*\) already exists\.", detail)
+    ):
         # messages_pkey is (thread_id, id); the server prints the pair unquoted, so the message
         # id is what follows the first ", " (a thread id holding ", " misnames it, only here).
         # By the key's columns, not the table: a Citus worker's error names no table.
@@ -191,7 +195,7 @@ def _translate(exc: Exception, name: str, config: DatabaseConfig) -> Exception:
             return message_stored(key[1])
         if key := re.fullmatch(r"Key \(alias\)=\((.*)\) already exists\.", detail):
             return alias_taken(key[1])
-        return ConflictError(f"{text} (an id is already stored elsewhere): {exc.detail}")
+        return ConflictError(f"{text} (an id is already stored elsewhere): {detail}")
     if isinstance(exc, asyncpg.InvalidRegularExpressionError):
         # Checked patterns still reach limits of PostgreSQL's engine ("too complex").
         return ValueError(f"PostgreSQL refused the search pattern: {exc}")

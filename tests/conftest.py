@@ -115,7 +115,7 @@ def backend_url(kind: str, request: pytest.FixtureRequest, tmp_path: object) -> 
     return url
 
 
-async def _emptied(store: ThreadStore) -> ThreadStore:
+async def emptied(store: ThreadStore) -> ThreadStore:
     # The PostgreSQL database lives for the whole run; each test starts from an empty store.
     await store.delete_many([t.id for t in await store.list_recent()])
     return store
@@ -193,7 +193,7 @@ async def store(request: pytest.FixtureRequest, store_url: str | None) -> AsyncI
             yield opened
         return
     async with await ThreadStore.create(store_url, **TEST_POOL) as opened:
-        yield await _emptied(opened)
+        yield await emptied(opened)
 
 
 @pytest.fixture(params=SHARED_BACKENDS)

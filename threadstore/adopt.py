@@ -271,7 +271,7 @@ async def _sqlite(config: DatabaseConfig, dry_run: bool) -> AsyncIterator[_Datab
             await database.run("sqlite.wait_when_busy")
             if dry_run:
                 await database.run("sqlite.adopt_read_only")
-            await database.run("sqlite.adopt_begin_read" if dry_run else "sqlite.begin")
+            await database.run("sqlite.begin_read" if dry_run else "sqlite.begin")
             try:
                 yield database
             except BaseException:

@@ -290,6 +290,7 @@ SELECT coalesce(
 -- the -wal and -shm files it creates beside a WAL database, so the file would not stay as it was.
 PRAGMA query_only = ON;
 
--- name: adopt_begin_read :exec
--- threadstore.adopt's dry run: one snapshot for every count and check.
-BEGIN;
+-- name: begin_read :exec
+-- One snapshot for several reads (the first read takes it): a search's queue and index, an
+-- adoption's dry run.
+BEGIN DEFERRED;

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKENDS, backend_url
+from tests.conftest import BACKENDS, TEST_POOL, backend_url
+from tests.helpers import conversation
 from threadstore import Message, Role, SearchHit, Thread, ThreadStore, fulltext
+from threadstore.testing import backend_of
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -648,3 +650,36 @@ async def test_the_newest_matches_come_first_by_time_however_far_back(store: Thr
     assert [hit.message_id for hit in hits] == [f"m{count - i:05d}" for i in range(count - 1, 4, -1)]
     excluded = await store.search("refund -orders", limit=count)
     assert [hit.message_id for hit in excluded] == [f"m{count - i:05d}" for i in range(4, -1, -1)]
+
+
+@pytest.mark.parametrize("between", ["search.fulltext", "search.unindexed"])
+async def test_a_match_another_store_indexes_during_a_search_is_found_once(
+    shared_url: str, open_store: Callable[[str | None], Awaitable[ThreadStore]], between: str
+) -> None:
+    """Another process's indexer may move a match from the queue to the index between two of a
+    search's reads (it did in CI: of two forked children on one SQLite file, one missed its own
+    message). Here it does so deterministically, right after the searcher's ``between`` read."""
+    writer = await open_store(shared_url)
+    writer_backend: Any = backend_of(writer)
+    writer_backend._indexer.soon = lambda: None  # the writer indexes only when it searches
+    word = "".join(random.choices("abcdefghijklmnopqrstuvwxyz", k=16))  # the database is shared
+    thread = await writer.save(conversation(f"{word} crossing"))
+    try:
+        async with await ThreadStore.create(shared_url, read_only=True, **TEST_POOL) as searcher:
+            backend: Any = backend_of(searcher)
+            statements = backend._pool if shared_url.startswith("postgres") else backend._db
+            run, fired = statements.run, []
+
+            async def run_then_index(*args: Any, **params: Any) -> Any:
+                result = await run(*args, **params)
+                if between in args and not fired:
+                    fired.append(result)
+                    assert await writer.search(word)  # indexes the writer's queue, and finds it
+                return result
+
+            statements.run = run_then_index
+            hits = await searcher.search(word)
+    finally:
+        await writer.delete(thread.id)  # the database is shared with the tests after this one
+    assert fired, f"the search never read {between}"
+    assert [(hit.thread_id, hit.message_id) for hit in hits] == [(thread.id, thread.messages[0].id)]

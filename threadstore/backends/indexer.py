@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -16,6 +16,8 @@ from threadstore import tracing
 from threadstore.backends.base import SearchRow, sliced
 from threadstore.fulltext import Query, bm25, bm25_weights, document, frequencies, matches
 from threadstore.matching import contains_all
+
+_Row = TypeVar("_Row")
 
 
 class Indexer:
@@ -100,6 +102,17 @@ class Indexer:
         if self.task is not None:
             with contextlib.suppress(RuntimeError):  # its loop is closed: it never runs again
                 self.task.cancel()
+
+
+def unindexed_first(
+    unindexed: list[SearchRow], indexed: list[_Row], limit: int, offset: int
+) -> tuple[list[SearchRow], list[_Row]]:
+    """The page at ``offset`` of a search's hits: ``unindexed`` ones (unindexed_hits) listed
+    first, then the ``indexed`` rows (the first offset + limit of them, read in one snapshot
+    with the queue)."""
+    first = unindexed[offset : offset + limit]
+    skip = max(offset - len(unindexed), 0)
+    return first, indexed[skip : skip + limit - len(first)]
 
 
 async def unindexed_hits(

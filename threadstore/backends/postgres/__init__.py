@@ -32,7 +32,7 @@ from threadstore.backends.base import (
     ThreadSearch,
     sliced,
 )
-from threadstore.backends.indexer import Indexer, unindexed_hits
+from threadstore.backends.indexer import Indexer, unindexed_first, unindexed_hits
 from threadstore.backends.migrations import narrator_refusal
 from threadstore.backends.postgres.pool import (
     PostgresPool,
@@ -432,12 +432,18 @@ class PostgresBackend:
             if self._config.settings.distributed:
                 name = "postgres.citus_fulltext_in_threads"
         rows = await self._pool.read(name, **params)
+        queued = rows[0][0] if rows else await self._pool.read("search.queued")
+        if not rows and not queued:
+            # Another process's indexer may have taken a match from the queue between the two
+            # reads. Once the queue is seen empty, every message saved before is indexed: ask again.
+            rows = await self._pool.read(name, **params)
+            queued = rows[0][0] if rows else False
         unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found. What stays queued (a
         # read-only store or a standby cannot index; other processes write meanwhile) is matched
         # on its current text and listed first: an edit never leaves old words found or shown.
-        if rows[0][0] if rows else await self._pool.read("search.queued"):
+        if queued:
             if not self._config.read_only:
                 try:
                     await self._pool.once_more(
@@ -446,12 +452,18 @@ class PostgresBackend:
                 except ThreadStoreError as exc:
                     if not read_only_server(exc):
                         raise  # a standby: as a read-only store
-            found = await unindexed_hits(query, wanted, await self._pool.read("search.unindexed"))
-            unindexed = found[offset : offset + limit]
-            rows = []
-            if len(unindexed) < limit:
-                params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
-                rows = await self._pool.read(name, **params)
+
+            async def queued_and_indexed(conn: asyncpg.Connection) -> tuple[Any, Any]:
+                # One snapshot: a message another process indexes meanwhile is found once.
+                pending = await self._pool.run(conn, "search.unindexed")
+                return pending, await self._pool.run(
+                    conn, name, **dict(params, limit=offset + limit, offset=0)
+                )
+
+            pending, rows = await self._pool.read_together(queued_and_indexed, "search")
+            unindexed, rows = unindexed_first(
+                await unindexed_hits(query, wanted, pending), rows, limit, offset
+            )
         hits = unindexed + [SearchRow(*row[1:]) for row in rows]
         if not hits:
             return hits

@@ -248,12 +248,12 @@ async def _settle(pool: asyncpg.Pool, conn: asyncpg.Connection, raw: _Connection
 
 
 @contextlib.asynccontextmanager
-async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """``conn.transaction()``, except that a block cancelled before its COMMIT does not wait
+async def transaction(conn: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+    """``conn.transaction(**options)``, except that a block cancelled before its COMMIT does not wait
     for a ROLLBACK, which on a silent network never comes: the connection is dropped instead,
     and the server rolls back the transaction of a session that ended, so nothing of it was
     written. (A cancellation during COMMIT is acquire's: it waits for the server, bounded.)"""
-    transaction = conn.transaction()
+    transaction = conn.transaction(**options)
     started = False
     try:
         await transaction.start()
@@ -809,6 +809,18 @@ class PostgresPool:
                     if not collided(exc):  # a recovery conflict (40001): the primary has none
                         raise
         return await self.once_more(lambda conn: self.run(conn, name, **params), name)
+
+    async def read_together(
+        self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, _T]], what: str
+    ) -> _T:
+        """``await work(conn)``, several reads that must see one snapshot (a repeatable-read,
+        read-only transaction on the primary), retried as once_more says."""
+
+        async def in_one_snapshot(conn: asyncpg.Connection) -> _T:
+            async with transaction(conn, isolation="repeatable_read", readonly=True):
+                return await work(conn)
+
+        return await self.once_more(in_one_snapshot, what)
 
     async def write(
         self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, _T]], what: Callable[[], str]

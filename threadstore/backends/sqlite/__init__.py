@@ -37,7 +37,7 @@ from threadstore.backends.base import (
     message_stored,
     sliced,
 )
-from threadstore.backends.indexer import Indexer, unindexed_hits
+from threadstore.backends.indexer import Indexer, unindexed_first, unindexed_hits
 from threadstore.backends.sqlite.connection import Busy, SQLiteConnection
 from threadstore.backends.sqlite.documents import (
     MESSAGE_COLUMNS,
@@ -486,6 +486,11 @@ class SQLiteBackend:
         async with self._db.lock:
             rows = await self._db.run(name, **params)
             queued = rows[0][0] if rows else await self._db.run("search.queued")
+            if not rows and not queued:
+                # Another process's indexer may have taken a match from the queue between the
+                # two reads. Once the queue is seen empty, every message saved before is indexed.
+                rows = await self._db.run(name, **params)
+                queued = rows[0][0] if rows else False
         if queued:
             # Messages queued are indexed first (usually none: the background indexer runs
             # right after writes), so every message whose save returned is found; a batch at a
@@ -497,13 +502,13 @@ class SQLiteBackend:
             while taken == _INDEX_BATCH:
                 async with self._db.lock:
                     taken = await self._index_batch()
-            async with self._db.lock:
-                found = await unindexed_hits(query, wanted, await self._db.run("search.unindexed"))
-                unindexed = found[offset : offset + limit]
-                rows = []
-                if len(unindexed) < limit:
-                    params.update(limit=limit - len(unindexed), offset=max(offset - len(found), 0))
-                    rows = await self._db.run(name, **params)
+            # One snapshot: a message another process indexes meanwhile is found once.
+            async with self._db.lock, self._db.snapshot():
+                pending = await self._db.run("search.unindexed")
+                rows = await self._db.run(name, **dict(params, limit=offset + limit, offset=0))
+            unindexed, rows = unindexed_first(
+                await unindexed_hits(query, wanted, pending), rows, limit, offset
+            )
         hits = unindexed + [
             SearchRow(
                 thread_id, message_id, sequence, role, score, matching.content_text(optional(content)) or ""

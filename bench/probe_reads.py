@@ -92,6 +92,13 @@ DOC_JSONB_TEXT = """SELECT row_to_json(t),
        (SELECT '[' || string_agg(m.doc::text, ',' ORDER BY m.sequence) || ']'
           FROM probe_msg_jsonb AS m WHERE m.thread_id = $1)
   FROM threads AS t WHERE t.id = $1"""
+# A stored doc without the keys a renumbering or a move rewrites (thread_id, sequence), which the
+# read splices back in: such a doc changes only when the message does.
+DOC_SPLICED = """SELECT row_to_json(t),
+       (SELECT '[' || string_agg('{"thread_id":' || to_json(m.thread_id) || ',"sequence":' || m.sequence
+                                 || ',' || substr(m.doc, 2), ',' ORDER BY m.sequence) || ']'
+          FROM probe_msg_keyless AS m WHERE m.thread_id = $1)
+  FROM threads AS t WHERE t.id = $1"""
 # Binary rows: the thread's JSON object first, then one row of columns per message.
 ROWS = f"""SELECT row_to_json(t), NULL::text AS {COLUMNS.replace(", ", ", NULL AS ")}
   FROM threads AS t WHERE t.id = $1
@@ -327,7 +334,21 @@ async def seed_scratch(conn: Any) -> None:
         )
         await conn.execute(f"CREATE UNIQUE INDEX ON probe_msg_{kind} (thread_id, sequence)")
         await conn.execute(f"VACUUM ANALYZE probe_msg_{kind}")
+    await conn.execute("DROP TABLE IF EXISTS probe_msg_keyless")
+    await conn.execute("CREATE TABLE probe_msg_keyless AS SELECT * FROM messages")
+    await conn.execute("ALTER TABLE probe_msg_keyless ADD COLUMN doc text")
+    await conn.execute(
+        "UPDATE probe_msg_keyless AS p SET doc = (to_jsonb(m) - 'thread_id' - 'sequence')::json::text"
+        " FROM messages AS m WHERE m.id = p.id"
+    )
+    await conn.execute("CREATE UNIQUE INDEX ON probe_msg_keyless (thread_id, sequence)")
+    await conn.execute("VACUUM ANALYZE probe_msg_keyless")
     await conn.execute("VACUUM ANALYZE threads, messages")
+    sizes = await conn.fetch(
+        "SELECT c, pg_table_size(c::regclass) FROM unnest($1::text[]) AS c",
+        ["messages", "probe_msg_text", "probe_msg_json", "probe_msg_jsonb", "probe_msg_keyless"],
+    )
+    print("# table sizes, heap + TOAST (MB): " + ", ".join(f"{c} {b / 1e6:.1f}" for c, b in sizes))
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------
@@ -357,7 +378,12 @@ async def postgres(args: argparse.Namespace) -> None:
             )
 
         probe = await asyncpg.create_pool(
-            url, min_size=2, max_size=2, init=raw_init, server_settings={"timezone": "UTC"}
+            url,
+            min_size=2,
+            max_size=2,
+            init=raw_init,
+            reset=pg_pool._no_reset,  # as the store's and the floor's pools: no reset round trip
+            server_settings={"timezone": "UTC"},
         )
         stack.push_async_callback(probe.close)
 
@@ -374,22 +400,6 @@ async def postgres(args: argparse.Namespace) -> None:
                 settle=False,
             )
         rich = await store.save(rich_thread(7, 60))
-        list_no = 1000
-        for k in range(20):
-            t = Thread(id=data.new_id(), **data.thread_fields(list_no + k, data.FUTURE))
-            for j in range(1, 11):
-                t.add_message(data.new_message(list_no + k, j))
-            await store.save(t)
-            fid = data.new_id()
-            await floor.seed(
-                [
-                    (
-                        data.thread_row(fid, list_no + k, 10, base=data.FUTURE),
-                        [data.message_row(fid, list_no + k, j) for j in range(1, 11)],
-                    )
-                ],
-                settle=False,
-            )
         long_id = long_fid = None
         if not args.skip_long:
             long_fid = data.new_id()
@@ -407,6 +417,23 @@ async def postgres(args: argparse.Namespace) -> None:
                 ],
                 settle=False,
             )
+        # the list's threads last: a save stamps updated_at now, so they are the newest 20
+        list_no = 1000
+        for k in range(20):
+            t = Thread(id=data.new_id(), **data.thread_fields(list_no + k, data.FUTURE))
+            for j in range(1, 11):
+                t.add_message(data.new_message(list_no + k, j))
+            await store.save(t)
+            fid = data.new_id()
+            await floor.seed(
+                [
+                    (
+                        data.thread_row(fid, list_no + k, 10, base=data.FUTURE),
+                        [data.message_row(fid, list_no + k, j) for j in range(1, 11)],
+                    )
+                ],
+                settle=False,
+            )
         await floor.settle()
         async with probe.acquire() as conn:
             await seed_scratch(conn)
@@ -418,6 +445,7 @@ async def postgres(args: argparse.Namespace) -> None:
             "json_build_object, epoch times": (EPOCH_TIMES, json_doc_lax),
             "stored doc text, string_agg": (DOC_TEXT, json_doc),
             "stored doc json, json_agg": (DOC_JSON, json_doc),
+            "stored doc text w/o thread_id+sequence, spliced": (DOC_SPLICED, json_doc),
             "stored doc jsonb, string_agg(::text)": (DOC_JSONB_TEXT, json_doc),
             "binary rows, joined client-side": (ROWS, rows_assembled),
             "binary rows, msgspec.convert": (ROWS, rows_converted),
@@ -458,6 +486,8 @@ async def postgres(args: argparse.Namespace) -> None:
                 server["floor"] = await server_us(conn, PG_GET, (fid,))
             table(f"PostgreSQL get {n}", results, server)
 
+        if args.gets_only:
+            return
         # list 20 threads of 10
         sides = {
             "store.list(20) [today]": lambda: store.list(limit=20),
@@ -584,6 +614,22 @@ async def pg_write_cost(store: ThreadStore, probe: Any, args: argparse.Namespace
     print("\n## PostgreSQL write cost of a stored per-message doc ('floor' row = store.save of 10)")
     table("writes (x floor = x store.save of 10)", results, {})
     print(f"client encode of one Message document: {encode_us:.1f} us")
+    # server time of the INSERT alone (EXPLAIN ANALYZE in a transaction rolled back each time)
+    async with probe.acquire() as conn:
+        for n in (10, 1):
+            found: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.rounds * 2):
+                for with_doc in (False, True):
+                    sql = INSERT_DOC if with_doc else INSERT_PLAIN
+                    tx = conn.transaction()
+                    await tx.start()
+                    plan = await conn.fetchval(
+                        f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}", *arrays(rows(n), with_doc)
+                    )
+                    await tx.rollback()
+                    found[with_doc].append(msgspec.json.decode(plan)[0]["Execution Time"] * 1000)
+            plain, doc = statistics.median(found[False]), statistics.median(found[True])
+            print(f"server INSERT of {n} row(s): {plain:.0f} us without the doc, {doc:.0f} us with it")
 
 
 # -- SQLite ----------------------------------------------------------------------------------------
@@ -666,6 +712,7 @@ async def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="no 100,000-message thread")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--gets-only", action="store_true", help="PostgreSQL: only get 10/100/1,000")
     args = parser.parse_args()
     print(
         f"# probe_reads {datetime.now().isoformat(timespec='seconds')}"

@@ -333,7 +333,7 @@ async def seed_scratch(conn: Any) -> None:
             " FROM messages AS m WHERE m.id = p.id"
         )
         await conn.execute(f"CREATE UNIQUE INDEX ON probe_msg_{kind} (thread_id, sequence)")
-        await conn.execute(f"VACUUM ANALYZE probe_msg_{kind}")
+        await conn.execute(f"VACUUM (FULL, ANALYZE) probe_msg_{kind}")  # sizes without the UPDATE's dead rows
     await conn.execute("DROP TABLE IF EXISTS probe_msg_keyless")
     await conn.execute("CREATE TABLE probe_msg_keyless AS SELECT * FROM messages")
     await conn.execute("ALTER TABLE probe_msg_keyless ADD COLUMN doc text")
@@ -342,11 +342,13 @@ async def seed_scratch(conn: Any) -> None:
         " FROM messages AS m WHERE m.id = p.id"
     )
     await conn.execute("CREATE UNIQUE INDEX ON probe_msg_keyless (thread_id, sequence)")
-    await conn.execute("VACUUM ANALYZE probe_msg_keyless")
+    await conn.execute("VACUUM (FULL, ANALYZE) probe_msg_keyless")
     await conn.execute("VACUUM ANALYZE threads, messages")
+    await conn.execute("DROP TABLE IF EXISTS probe_msg_plain")
+    await conn.execute("CREATE TABLE probe_msg_plain AS SELECT * FROM messages")
     sizes = await conn.fetch(
         "SELECT c, pg_table_size(c::regclass) FROM unnest($1::text[]) AS c",
-        ["messages", "probe_msg_text", "probe_msg_json", "probe_msg_jsonb", "probe_msg_keyless"],
+        ["probe_msg_plain", "probe_msg_text", "probe_msg_json", "probe_msg_jsonb", "probe_msg_keyless"],
     )
     print("# table sizes, heap + TOAST (MB): " + ", ".join(f"{c} {b / 1e6:.1f}" for c, b in sizes))
 

@@ -295,7 +295,7 @@ async def test_an_append_commits_on_one_worker_without_two_phase_commit(
     assert thread is not None and [(m.id, m.sequence) for m in thread.messages][1:] == [("m1", 2), ("m2", 3)]
 
 
-async def test_each_threads_saves_and_pops_commit_on_one_worker_without_two_phase_commit(
+async def test_each_threads_saves_commit_on_one_worker_without_two_phase_commit(
     store: ThreadStore, citus_url: str
 ) -> None:
     """save (a new thread, messages added, an edit and a removal), append(create=True) and

@@ -200,31 +200,48 @@ WITH thread AS (
 SELECT id, sequence FROM inserted;
 
 -- name: append :one
--- Inserts :messages after the stored ones of a thread without reading it. Without :create, the
--- thread must exist: no row when it does not. With :create (append(create=True)), the thread
--- row (:title..:created_at) is inserted when absent (its messages then number from 1, and its
--- search copy is written), else updated as without. One upsert: two first appends at once both
--- succeed and make one thread (the second waits for the first's row and updates it); xmax = 0
--- tells the row this statement inserted from the one it updated. Returns the thread's header
--- document and a JSON object mapping each new message id to its sequence.
--- Without :create the upsert's one-time filter is false and it does nothing: as fast as a
--- statement of the update alone (measured side by side, docs/citus.md's notes).
-WITH upserted AS (
+-- Inserts :messages after the stored ones of an existing thread without reading it; no row
+-- when the thread does not exist. Returns the thread's header document and a JSON object
+-- mapping each new message id to its sequence.
+WITH thread AS (
+    UPDATE threads
+       SET updated_at = :updated_at, last_sequence = last_sequence + :count
+     WHERE id = :thread_id
+    RETURNING id, title, attributes, platforms, source, created_at, updated_at, last_sequence
+), inserted AS (
+    INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                          tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                          attachments, metrics, reactions)
+    SELECT r.id, t.id, t.last_sequence - :count + e.ord, r.turn, r.role, r.content,
+           r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+           r.source, r.platforms, r.attachments, r.metrics, r.reactions
+      FROM thread AS t
+     CROSS JOIN jsonb_array_elements(:messages::jsonb) WITH ORDINALITY AS e(doc, ord)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+    RETURNING thread_id, id, sequence
+), queued AS (
+    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
+)
+SELECT json_build_object(
+           'id', t.id, 'title', t.title, 'attributes', t.attributes, 'platforms', t.platforms,
+           'source', t.source, 'created_at', t.created_at, 'updated_at', t.updated_at,
+           'messages', '[]'::json) AS thread,
+       (SELECT coalesce(json_object_agg(i.id, i.sequence), '{}'::json) FROM inserted AS i) AS sequences
+  FROM thread AS t;
+
+-- name: append_creating :one
+-- append for append(create=True): the thread row is inserted when absent (its messages then
+-- number from 1, and its search copy is written), else updated as append does. One upsert: two
+-- first appends at once both succeed and make one thread (the second waits for the first's row
+-- and updates it). xmax = 0 tells the row this statement inserted from the one it updated.
+WITH thread AS (
     INSERT INTO threads AS t (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
-    SELECT :thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
-           :created_at::text::timestamptz, :updated_at::text::timestamptz, :count
-     WHERE :create::boolean
+    VALUES (:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+            :created_at::text::timestamptz, :updated_at::text::timestamptz, :count)
     ON CONFLICT (id) DO UPDATE
        SET updated_at = excluded.updated_at, last_sequence = t.last_sequence + excluded.last_sequence
     RETURNING t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
               t.last_sequence, t.xmax = 0 AS created
-), updated AS (
-    UPDATE threads
-       SET updated_at = :updated_at::text::timestamptz, last_sequence = last_sequence + :count
-     WHERE id = :thread_id AND NOT :create::boolean
-    RETURNING id, title, attributes, platforms, source, created_at, updated_at, last_sequence, false
-), thread AS (
-    SELECT * FROM upserted UNION ALL SELECT * FROM updated
 ), searched AS (
     INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
     SELECT id, title, attributes, platforms, source, :platform_values::jsonb
@@ -495,8 +512,9 @@ BEGIN
     -- The four-argument append of earlier versions: a call of the one below would be ambiguous.
     DROP FUNCTION IF EXISTS threadstore_append(text, timestamptz, integer, jsonb);
 
-    -- postgres.append: the thread's header and each new message's sequence; with p_create the
-    -- thread (p_title..p_created_at) stored when absent, else no row when it does not exist.
+    -- postgres.append, or postgres.append_creating when p_create (p_title..p_created_at the
+    -- thread stored when absent): the thread's header and each new message's sequence; no row
+    -- when the thread does not exist and p_create is false.
     CREATE OR REPLACE FUNCTION threadstore_append(
         p_thread_id text, p_updated_at text, p_count integer, p_messages jsonb, p_create boolean,
         p_title text, p_attributes jsonb, p_platforms jsonb, p_source jsonb, p_platform_values jsonb,
@@ -677,8 +695,9 @@ END
 $$;
 
 -- name: citus_append :one
--- postgres.append on a distributed store (the same parameters): the thread's worker runs it in
--- one phase (citus_functions' threadstore_append); the same row.
+-- postgres.append and postgres.append_creating (:create) on a distributed store: the thread's
+-- worker runs it in one phase (citus_functions' threadstore_append); the same row, none when
+-- the thread does not exist and :create is false.
 SELECT thread, sequences
   FROM threadstore_append(:thread_id, :updated_at, :count, :messages::jsonb,
                           :create, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,

@@ -282,11 +282,10 @@ async def test_an_append_commits_on_one_worker_without_two_phase_commit(
     """append on a distributed store: one call of a function distributed by thread, sent whole
     to the thread's worker (one remote command) and committed there in one phase."""
     await store.save(Thread(id="w1", messages=[user("first")]))
-    params = dict.fromkeys(["title", "attributes", "platforms", "source", "platform_values", "created_at"])
-    params.update(
-        thread_id="w1", create=False, updated_at=datetime.now(UTC).isoformat(), count=1, messages=_DOC
-    )
-    _one_call(await _remote_commands(citus_url, "postgres.citus_append", params), "threadstore_append")
+    params = {"thread_id": "w1", "updated_at": datetime.now(UTC), "count": 1, "messages": _DOC}
+    unused = dict.fromkeys(["title", "attributes", "platforms", "source", "platform_values", "created_at"])
+    call = {**params, **unused, "create": False, "updated_at": params["updated_at"].isoformat()}
+    _one_call(await _remote_commands(citus_url, "postgres.citus_append", call), "threadstore_append")
     bare = await _remote_commands(
         citus_url, "postgres.append", {**params, "messages": _DOC.replace("m1", "m2")}
     )

@@ -367,6 +367,17 @@ class PostgresBackend:
             "updated_at": plan.updated_at.isoformat(),
         }
 
+    def _citus_append_params(self, plan: AppendPlan) -> dict[str, Any]:
+        """postgres.citus_append's thread fields: those of the thread created when absent (with
+        create=True), else none."""
+        fields = dict.fromkeys(
+            ["title", "attributes", "platforms", "source", "platform_values", "created_at"]
+        )
+        if plan.create is not None:
+            fields = self._thread_params(plan.create)
+            del fields["thread_id"]
+        return {**fields, "create": plan.create is not None, "updated_at": plan.updated_at.isoformat()}
+
     async def _index_round(self) -> int:
         """The background indexer's round: everything queued, on one pooled connection."""
         try:
@@ -546,21 +557,13 @@ class PostgresBackend:
                     raise
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
-        # On a distributed store, on the thread's worker in one phase.
-        name = "postgres.citus_append" if self._config.settings.distributed else "postgres.append"
-        fields = dict.fromkeys(
-            ["title", "attributes", "platforms", "source", "platform_values", "created_at"]
-        )
-        if plan.create is not None:  # the thread stored when absent
-            fields = self._thread_params(plan.create)
-        params = {
-            **fields,
-            "create": plan.create is not None,
-            "updated_at": plan.updated_at.isoformat(),
-            "thread_id": plan.thread_id,
-            "count": plan.count,
-            "messages": msgspec.Raw(plan.messages),
-        }
+        name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
+        if plan.create is not None:
+            name, params = "postgres.append_creating", self._thread_params(plan.create)
+            params["updated_at"] = plan.updated_at.isoformat()
+        if self._config.settings.distributed:  # on the thread's worker, in one phase
+            name, params = "postgres.citus_append", self._citus_append_params(plan)
+        params.update(thread_id=plan.thread_id, count=plan.count, messages=msgspec.Raw(plan.messages))
 
         def what() -> str:
             return f"appending to thread {plan.thread_id!r}"

@@ -282,9 +282,10 @@ async def test_an_append_commits_on_one_worker_without_two_phase_commit(
     """append on a distributed store: one call of a function distributed by thread, sent whole
     to the thread's worker (one remote command) and committed there in one phase."""
     await store.save(Thread(id="w1", messages=[user("first")]))
-    params = {"thread_id": "w1", "updated_at": datetime.now(UTC), "count": 1, "messages": _DOC}
+    now = datetime.now(UTC)
+    params: dict[str, Any] = {"thread_id": "w1", "updated_at": now, "count": 1, "messages": _DOC}
     unused = dict.fromkeys(["title", "attributes", "platforms", "source", "platform_values", "created_at"])
-    call = {**params, **unused, "create": False, "updated_at": params["updated_at"].isoformat()}
+    call = {**params, **unused, "create": False, "updated_at": now.isoformat()}
     _one_call(await _remote_commands(citus_url, "postgres.citus_append", call), "threadstore_append")
     bare = await _remote_commands(
         citus_url, "postgres.append", {**params, "messages": _DOC.replace("m1", "m2")}
@@ -302,8 +303,16 @@ async def test_each_threads_saves_commit_on_one_worker_without_two_phase_commit(
     (postgres.citus_functions), sent whole to the thread's worker and committed there in one
     phase, where the plain statements commit in two."""
     now = datetime.now(UTC).isoformat()
-    thread = {"title": "t", "attributes": "{}", "platforms": "{}", "source": None, "platform_values": "{}"}
-    save = {**thread, "created_at": now, "updated_at": now, "edited": "[]", "removed": [], "synced": False}
+    thread: dict[str, Any] = {"title": "t", "attributes": "{}", "platforms": "{}", "source": None}
+    thread["platform_values"] = "{}"
+    save: dict[str, Any] = {
+        **thread,
+        "created_at": now,
+        "updated_at": now,
+        "edited": "[]",
+        "removed": [],
+        "synced": False,
+    }
     _one_call(
         await _remote_commands(citus_url, "postgres.citus_save", {**save, "thread_id": "w1", "new": _DOC}),
         "threadstore_save",

@@ -10,7 +10,9 @@ interleaved round by round: save (a new thread of 10 messages), append (one mess
 thread), get (a thread of 10 messages), list (the 20 newest threads) and what fans out across
 shards: list_threads (20 summaries), find_by_attributes (the few threads holding one value),
 search_by_title (the 20 newest whose title holds "thread 1") and get_usage_stats (the store
-grows by the saves as the rounds go). Reports per operation
+grows by the saves as the rounds go); and the other writes of one thread: save_more (a loaded
+thread saved with one message more), save_edit (a loaded thread saved with its first message
+edited), append_creating (append(create=True) of a new thread) and pop (pop_message). Reports per operation
 the median wall time and the client CPU (time.process_time) of the rounds, and the ratio of the
 cluster to the plain node. The servers share the machine's cores with the client: the ratios
 and the structure matter, not the milliseconds.
@@ -53,12 +55,33 @@ async def _prepare(store: ThreadStore, count: int) -> list[str]:
     return ids
 
 
-def _workloads(ids: list[str]) -> dict[str, Op]:
+def _workloads(ids: list[str], loaded: dict[ThreadStore, list[Thread]] | None = None) -> dict[str, Op]:
+    """The timed operations on the threads ``ids``; the saves of stored threads save the
+    Thread objects ``loaded`` holds per store (loaded once, saved again each call)."""
+    loaded = loaded or {}
+
     async def save(store: ThreadStore, i: int) -> Any:
         return await store.save(_thread(i))
 
+    async def save_more(store: ThreadStore, i: int) -> Any:
+        thread = loaded[store][i % len(ids)]
+        thread.add_message(Message(role="user", content="one more"))
+        return await store.save(thread)
+
+    async def save_edit(store: ThreadStore, i: int) -> Any:
+        thread = loaded[store][i % len(ids)]
+        thread.messages[0].content = f"edited {i}"
+        return await store.save(thread)
+
     async def append(store: ThreadStore, i: int) -> Any:
         return await store.append(ids[i % len(ids)], Message(role="user", content="one more"))
+
+    async def append_creating(store: ThreadStore, i: int) -> Any:
+        thread_id = f"created-{uuid.uuid4().hex[:12]}"
+        return await store.append(thread_id, Message(role="user", content="first"), create=True)
+
+    async def pop(store: ThreadStore, i: int) -> Any:
+        return await store.pop_message(ids[i % len(ids)])
 
     async def get(store: ThreadStore, i: int) -> Any:
         return await store.get(ids[i % len(ids)])
@@ -80,7 +103,11 @@ def _workloads(ids: list[str]) -> dict[str, Op]:
 
     return {
         "save": save,
+        "save_more": save_more,
+        "save_edit": save_edit,
         "append": append,
+        "append_creating": append_creating,
+        "pop": pop,
         "get": get,
         "list": list_newest,
         "list_threads": list_threads,
@@ -127,10 +154,14 @@ async def _run(sides: dict[str, str], rounds: int, count: int) -> dict[str, dict
     }
     try:
         ids = {side: await _prepare(store, 50) for side, store in stores.items()}
+        loaded = {
+            store: [thread for i in ids[side] if (thread := await store.get(i)) is not None]
+            for side, store in stores.items()
+        }
         results: dict[str, dict[str, list[float]]] = {}
         for _ in range(rounds):  # interleaved: each round times every workload on each side
             for side, store in stores.items():
-                for name, op in _workloads(ids[side]).items():
+                for name, op in _workloads(ids[side], loaded).items():
                     wall, cpu = await _time(store, op, count)
                     results.setdefault(f"{name}/{side}", {"wall": [], "cpu": []})
                     results[f"{name}/{side}"]["wall"].append(wall)

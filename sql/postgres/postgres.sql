@@ -501,20 +501,50 @@ $$;
 -- coordinator and no two-phase commit. Their statements are single steps (not modifying CTEs,
 -- which Citus would run as steps through the coordinator even there: an append in a function
 -- of postgres.append's CTEs took 9-12 ms, of single statements 3.3-4.9 ms, the bare statement
--- 37-39 ms with two PREPARE TRANSACTIONs, on a loaded 2-core machine).
+-- 37-39 ms with two PREPARE TRANSACTIONs, on a loaded 2-core machine). Each locks the thread row
+-- first, as every writer of a thread's messages does, so each statement after it sees every
+-- write of the thread committed before: none needs the plain statements' retries under a lock.
+-- Created in the store's schema (the connection's search_path names it alone), each keeps that
+-- search_path (SET search_path FROM CURRENT): the worker runs a call under its own search_path,
+-- where the store's tables of a schema= store are not found.
 DO $$
 BEGIN
+    -- The four-argument append of earlier versions: a call of the one below would be ambiguous.
+    DROP FUNCTION IF EXISTS threadstore_append(text, timestamptz, integer, jsonb);
+
+    -- postgres.append, or postgres.append_creating when p_create (p_title..p_created_at the
+    -- thread stored when absent): the thread's header and each new message's sequence; no row
+    -- when the thread does not exist and p_create is false.
     CREATE OR REPLACE FUNCTION threadstore_append(
-        p_thread_id text, p_updated_at timestamptz, p_count integer, p_messages jsonb
-    ) RETURNS TABLE (thread json, sequences json) LANGUAGE plpgsql AS $f$
+        p_thread_id text, p_updated_at text, p_count integer, p_messages jsonb, p_create boolean,
+        p_title text, p_attributes jsonb, p_platforms jsonb, p_source jsonb, p_platform_values jsonb,
+        p_created_at text
+    ) RETURNS TABLE (thread json, sequences json) LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
     DECLARE
         t threads;
+        created boolean := false;
     BEGIN
-        UPDATE threads SET updated_at = p_updated_at, last_sequence = last_sequence + p_count
-         WHERE id = p_thread_id
-        RETURNING * INTO t;
-        IF NOT FOUND THEN
-            RETURN;
+        IF p_create THEN
+            INSERT INTO threads AS s (id, title, attributes, platforms, source, created_at, updated_at,
+                                      last_sequence)
+            VALUES (p_thread_id, p_title, p_attributes, p_platforms, p_source, p_created_at::timestamptz,
+                    p_updated_at::timestamptz,
+                    p_count)
+            ON CONFLICT (id) DO UPDATE
+               SET updated_at = excluded.updated_at, last_sequence = s.last_sequence + excluded.last_sequence
+            RETURNING s.xmax = 0 INTO created;
+            SELECT * INTO t FROM threads WHERE id = p_thread_id;
+        ELSE
+            UPDATE threads SET updated_at = p_updated_at::timestamptz, last_sequence = last_sequence + p_count
+             WHERE id = p_thread_id
+            RETURNING * INTO t;
+            IF NOT FOUND THEN
+                RETURN;
+            END IF;
+        END IF;
+        IF created THEN
+            INSERT INTO thread_search (thread_id, title, attributes, platforms, source, platform_values)
+            VALUES (p_thread_id, p_title, p_attributes, p_platforms, p_source, p_platform_values);
         END IF;
         INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
                               tool_call_id, tool_calls, attributes, timestamp, source, platforms,
@@ -535,16 +565,157 @@ BEGIN
                   FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(doc, ord));
     END
     $f$;
+
+    -- postgres.save (and the light saves save_new and save_appended: one function serves all
+    -- three, the thread row locked first): the (id, sequence) of the messages inserted or
+    -- updated, or one row (NULL, NULL) when p_synced and the thread is gone (nothing written).
+    CREATE OR REPLACE FUNCTION threadstore_save(
+        p_thread_id text, p_title text, p_attributes jsonb, p_platforms jsonb, p_source jsonb,
+        p_platform_values jsonb, p_created_at text, p_updated_at text, p_new jsonb,
+        p_edited jsonb, p_removed text[], p_synced boolean
+    ) RETURNS TABLE (saved_id text, saved_sequence integer) LANGUAGE plpgsql SET search_path FROM CURRENT
+    AS $f$
+    DECLARE
+        created boolean := false;
+        fresh text[];
+        changed text[] := '{}';
+        base integer;
+    BEGIN
+        IF p_synced THEN
+            PERFORM FROM threads WHERE id = p_thread_id FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN QUERY SELECT NULL::text, NULL::integer;
+                RETURN;
+            END IF;
+        ELSE
+            INSERT INTO threads AS s (id, title, attributes, platforms, source, created_at, updated_at)
+            VALUES (p_thread_id, p_title, p_attributes, p_platforms, p_source, p_created_at::timestamptz,
+                    p_updated_at::timestamptz)
+            ON CONFLICT (id) DO UPDATE SET last_sequence = s.last_sequence
+            RETURNING s.xmax = 0 INTO created;
+        END IF;
+        -- The messages of p_new this thread does not hold, in order (all of them in a thread
+        -- just created); those it holds are updated below with the edited ones.
+        IF created THEN
+            SELECT coalesce(array_agg(e.doc ->> 'id' ORDER BY e.ord), '{}') INTO fresh
+              FROM jsonb_array_elements(p_new) WITH ORDINALITY AS e(doc, ord);
+        ELSE
+            SELECT coalesce(array_agg(e.doc ->> 'id' ORDER BY e.ord), '{}') INTO fresh
+              FROM jsonb_array_elements(p_new) WITH ORDINALITY AS e(doc, ord)
+             WHERE NOT EXISTS (SELECT FROM messages AS m
+                                WHERE m.thread_id = p_thread_id AND m.id = e.doc ->> 'id');
+        END IF;
+        UPDATE threads
+           SET title = p_title, attributes = p_attributes, platforms = p_platforms, source = p_source,
+               updated_at = p_updated_at::timestamptz, last_sequence = last_sequence + cardinality(fresh)
+         WHERE id = p_thread_id
+        RETURNING last_sequence - cardinality(fresh) INTO base;
+        INSERT INTO thread_search AS s (thread_id, title, attributes, platforms, source, platform_values)
+        VALUES (p_thread_id, p_title, p_attributes, p_platforms, p_source, p_platform_values)
+        ON CONFLICT (thread_id) DO UPDATE
+           SET title = excluded.title, attributes = excluded.attributes, platforms = excluded.platforms,
+               source = excluded.source, platform_values = excluded.platform_values
+         WHERE (s.title, s.attributes, s.platforms, s.source)
+               IS DISTINCT FROM (excluded.title, excluded.attributes, excluded.platforms, excluded.source);
+        IF NOT created AND (cardinality(fresh) < jsonb_array_length(p_new) OR p_edited <> '[]') THEN
+            FOR saved_id, saved_sequence IN
+                UPDATE messages AS m
+                   SET turn = r.turn, role = r.role, content = r.content,
+                       reasoning_content = r.reasoning_content, name = r.name, tool_call_id = r.tool_call_id,
+                       tool_calls = r.tool_calls, attributes = r.attributes, timestamp = r.timestamp,
+                       source = r.source, platforms = r.platforms, attachments = r.attachments,
+                       metrics = r.metrics, reactions = r.reactions
+                  FROM (SELECT value FROM jsonb_array_elements(p_new)
+                        UNION ALL
+                        SELECT value FROM jsonb_array_elements(p_edited)) AS e(doc)
+                 CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+                 WHERE m.thread_id = p_thread_id AND m.id = r.id
+                RETURNING m.id, m.sequence
+            LOOP
+                changed := changed || saved_id;
+                RETURN NEXT;
+            END LOOP;
+        END IF;
+        IF cardinality(fresh) > 0 THEN
+            INSERT INTO messages (id, thread_id, sequence, turn, role, content, reasoning_content, name,
+                                  tool_call_id, tool_calls, attributes, timestamp, source, platforms,
+                                  attachments, metrics, reactions)
+            SELECT r.id, p_thread_id, base + array_position(fresh, r.id), r.turn, r.role, r.content,
+                   r.reasoning_content, r.name, r.tool_call_id, r.tool_calls, r.attributes, r.timestamp,
+                   r.source, r.platforms, r.attachments, r.metrics, r.reactions
+              FROM jsonb_array_elements(p_new) AS e(doc)
+             CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
+             WHERE r.id = any(fresh);
+            RETURN QUERY SELECT f.id, base + f.ord::integer FROM unnest(fresh) WITH ORDINALITY AS f(id, ord);
+        END IF;
+        IF cardinality(p_removed) > 0 THEN
+            DELETE FROM messages WHERE thread_id = p_thread_id AND id = any(p_removed);
+        END IF;
+        INSERT INTO message_text_pending (thread_id, message_id)
+        SELECT p_thread_id, q.id FROM unnest(changed || fresh) AS q(id);
+    END
+    $f$;
+
+    -- postgres.pop_message: the document of the thread's highest-sequenced message, deleted;
+    -- NULL when the thread does not exist or holds none. Under the thread row's lock no other
+    -- writer comes between, so there is no second attempt.
+    CREATE OR REPLACE FUNCTION threadstore_pop(p_thread_id text, p_updated_at text)
+    RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+    DECLARE
+        newest text;
+        popped messages;
+    BEGIN
+        PERFORM FROM threads WHERE id = p_thread_id FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        SELECT id INTO newest FROM messages WHERE thread_id = p_thread_id ORDER BY sequence DESC LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        DELETE FROM messages AS m WHERE m.thread_id = p_thread_id AND m.id = newest
+        RETURNING m.* INTO popped;
+        UPDATE threads SET updated_at = p_updated_at::timestamptz WHERE id = p_thread_id;
+        RETURN row_to_json(popped);
+    END
+    $f$;
+
     PERFORM create_distributed_function(
-        'threadstore_append(text, timestamptz, integer, jsonb)', 'p_thread_id', colocate_with := 'threads'
+        'threadstore_append(text, text, integer, jsonb, boolean, text, jsonb, jsonb, jsonb, jsonb, text)',
+        'p_thread_id', colocate_with := 'threads'
+    );
+    PERFORM create_distributed_function(
+        'threadstore_save(text, text, jsonb, jsonb, jsonb, jsonb, text, text, jsonb, jsonb, text[], boolean)',
+        'p_thread_id', colocate_with := 'threads'
+    );
+    PERFORM create_distributed_function(
+        'threadstore_pop(text, text)', 'p_thread_id', colocate_with := 'threads'
     );
 END
 $$;
 
 -- name: citus_append :one
--- postgres.append on a distributed store: the thread's worker runs it in one phase
--- (citus_functions' threadstore_append); the same row, none when the thread does not exist.
-SELECT thread, sequences FROM threadstore_append(:thread_id, :updated_at, :count, :messages::jsonb);
+-- postgres.append and postgres.append_creating (:create) on a distributed store: the thread's
+-- worker runs it in one phase (citus_functions' threadstore_append); the same row, none when
+-- the thread does not exist and :create is false.
+SELECT thread, sequences
+  FROM threadstore_append(:thread_id, :updated_at, :count, :messages::jsonb,
+                          :create, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+                          :platform_values::jsonb, :created_at);
+
+-- name: citus_save :many
+-- postgres.save on a distributed store, run in one phase on the thread's worker
+-- (citus_functions' threadstore_save): the same rows.
+SELECT saved_id AS id, saved_sequence AS sequence
+  FROM threadstore_save(:thread_id, :title, :attributes::jsonb, :platforms::jsonb, :source::jsonb,
+                        :platform_values::jsonb, :created_at,
+                        :updated_at, :new::jsonb, :edited::jsonb, :removed::text[],
+                        :synced);
+
+-- name: citus_pop :value
+-- postgres.pop_message on a distributed store, run in one phase on the thread's worker
+-- (citus_functions' threadstore_pop): the message removed, NULL when none.
+SELECT threadstore_pop(:thread_id, :updated_at);
 
 -- name: citus_alias_thread :value
 -- The thread id an alias names (aliases.get_by_alias on a distributed store, where thread_aliases

@@ -270,16 +270,23 @@ _DOC = json.dumps(
 )  # fmt: skip
 
 
+def _one_call(issued: list[str], function: str) -> None:
+    """``issued`` is one call of ``function`` sent whole to a worker, committed in one phase."""
+    assert len(issued) == 1 and function in issued[0], issued
+    assert not [m for m in issued if "PREPARE TRANSACTION" in m]
+
+
 async def test_an_append_commits_on_one_worker_without_two_phase_commit(
     store: ThreadStore, citus_url: str
 ) -> None:
     """append on a distributed store: one call of a function distributed by thread, sent whole
     to the thread's worker (one remote command) and committed there in one phase."""
     await store.save(Thread(id="w1", messages=[user("first")]))
-    params = {"thread_id": "w1", "updated_at": datetime.now(UTC), "count": 1, "messages": _DOC}
-    issued = await _remote_commands(citus_url, "postgres.citus_append", params)
-    assert len(issued) == 1 and "threadstore_append" in issued[0], issued
-    assert not [m for m in issued if "PREPARE TRANSACTION" in m]
+    now = datetime.now(UTC)
+    params: dict[str, Any] = {"thread_id": "w1", "updated_at": now, "count": 1, "messages": _DOC}
+    unused = dict.fromkeys(["title", "attributes", "platforms", "source", "platform_values", "created_at"])
+    call = {**params, **unused, "create": False, "updated_at": now.isoformat()}
+    _one_call(await _remote_commands(citus_url, "postgres.citus_append", call), "threadstore_append")
     bare = await _remote_commands(
         citus_url, "postgres.append", {**params, "messages": _DOC.replace("m1", "m2")}
     )
@@ -288,24 +295,86 @@ async def test_an_append_commits_on_one_worker_without_two_phase_commit(
     assert thread is not None and [(m.id, m.sequence) for m in thread.messages][1:] == [("m1", 2), ("m2", 3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN LIMIT: a thread's save and pop are statements of several modifying CTEs, which "
-    "Citus runs through the coordinator and commits in two phases (docs/citus.md)",
-)
 async def test_each_threads_saves_commit_on_one_worker_without_two_phase_commit(
     store: ThreadStore, citus_url: str
 ) -> None:
-    """What issue 32 asks of a thread's writes, met by append only (as a function of single
-    statements distributed by thread: postgres.citus_functions); save and pop are not yet."""
-    await store.save(Thread(id="w1", messages=[user("first")]))
-    params: dict[str, Any] = {
-        "thread_id": "w1", "title": "", "attributes": "{}", "platforms": "{}", "source": None,
-        "platform_values": "{}", "updated_at": datetime.now(UTC).isoformat(), "count": 1, "new": _DOC,
-    }  # fmt: skip
-    issued = await _remote_commands(citus_url, "postgres.save_appended", params)
-    assert issued, "citus.log_remote_commands logged nothing"
-    assert not [m for m in issued if "PREPARE TRANSACTION" in m]
+    """save (a new thread, messages added, an edit and a removal), append(create=True) and
+    pop_message on a distributed store: each one call of a function distributed by thread
+    (postgres.citus_functions), sent whole to the thread's worker and committed there in one
+    phase, where the plain statements commit in two."""
+    now = datetime.now(UTC).isoformat()
+    thread: dict[str, Any] = {"title": "t", "attributes": "{}", "platforms": "{}", "source": None}
+    thread["platform_values"] = "{}"
+    save: dict[str, Any] = {
+        **thread,
+        "created_at": now,
+        "updated_at": now,
+        "edited": "[]",
+        "removed": [],
+        "synced": False,
+    }
+    _one_call(
+        await _remote_commands(citus_url, "postgres.citus_save", {**save, "thread_id": "w1", "new": _DOC}),
+        "threadstore_save",
+    )
+    more = _DOC.replace("m1", "m2")
+    synced = {**save, "thread_id": "w1", "synced": True}
+    _one_call(
+        await _remote_commands(citus_url, "postgres.citus_save", {**synced, "new": more}), "threadstore_save"
+    )
+    edit = {**synced, "new": "[]", "edited": _DOC.replace('"hi"', '"edited"'), "removed": ["m2"]}
+    _one_call(await _remote_commands(citus_url, "postgres.citus_save", edit), "threadstore_save")
+    creating = {**thread, "create": True, "created_at": now, "updated_at": now, "count": 1}
+    creating.update(thread_id="w2", messages=_DOC)
+    _one_call(await _remote_commands(citus_url, "postgres.citus_append", creating), "threadstore_append")
+    popped = {"thread_id": "w2", "updated_at": now}
+    _one_call(await _remote_commands(citus_url, "postgres.citus_pop", popped), "threadstore_pop")
+
+    first = await store.get("w1")
+    assert first is not None and [(m.id, m.sequence, m.content) for m in first.messages] == [
+        ("m1", 1, "edited")
+    ]
+    second = await store.get("w2")
+    assert second is not None and second.messages == [] and second.title == "t"
+    bare = {**save, "thread_id": "w3", "new": _DOC.replace("m1", "m3")}
+    assert [m for m in await _remote_commands(citus_url, "postgres.save", bare) if "PREPARE TRANSACTION" in m]
+
+
+async def test_a_store_in_a_schema_of_its_own_runs_its_functions_there(citus_url: str) -> None:
+    """schema= on a distributed store: the functions are created in that schema and keep its
+    search_path, so the worker running a call finds the store's tables (not public's)."""
+    async with await ThreadStore.create(citus_url, distributed=True, schema="chat_fn", pool_size=1) as store:
+        thread = await store.save(Thread(id="s1", messages=[user("one")]))
+        thread.add_message(user("two"))
+        thread.messages[0].content = "one, edited"
+        await store.save(thread)
+        await store.append("s1", user("three"))
+        await store.append("s2", user("first"), create=True)
+        popped = await store.pop_message("s1")
+        assert popped is not None and popped.content == "three"
+        got = await store.get("s1")
+        assert got is not None and [(m.sequence, m.content) for m in got.messages] == [
+            (1, "one, edited"),
+            (2, "two"),
+        ]
+        assert [m.content for m in (await store.get("s2") or Thread()).messages] == ["first"]
+    conn = await asyncpg.connect(citus_url)
+    try:
+        placed = await conn.fetch(
+            "SELECT p.proname, n.nspname FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+            " JOIN pg_dist_object AS d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid"
+            " WHERE p.proname IN ('threadstore_append', 'threadstore_save', 'threadstore_pop')"
+            " AND n.nspname = 'chat_fn' AND d.colocationid IS NOT NULL"
+        )
+        assert sorted(row[0] for row in placed) == [
+            "threadstore_append",
+            "threadstore_pop",
+            "threadstore_save",
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM chat_fn.messages") == 3
+    finally:
+        await conn.execute("DROP SCHEMA chat_fn CASCADE")
+        await conn.close()
 
 
 async def _answers(store: ThreadStore) -> dict[str, Any]:

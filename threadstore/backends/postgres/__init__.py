@@ -367,6 +367,17 @@ class PostgresBackend:
             "updated_at": plan.updated_at.isoformat(),
         }
 
+    def _citus_append_params(self, plan: AppendPlan) -> dict[str, Any]:
+        """postgres.citus_append's thread fields: those of the thread created when absent (with
+        create=True), else none."""
+        fields = dict.fromkeys(
+            ["title", "attributes", "platforms", "source", "platform_values", "created_at"]
+        )
+        if plan.create is not None:
+            fields = self._thread_params(plan.create)
+            del fields["thread_id"]
+        return {**fields, "create": plan.create is not None, "updated_at": plan.updated_at.isoformat()}
+
     async def _index_round(self) -> int:
         """The background indexer's round: everything queued, on one pooled connection."""
         try:
@@ -496,6 +507,11 @@ class PostgresBackend:
     async def _save_on(
         self, conn: asyncpg.Connection, plan: SavePlan, params: dict[str, Any], what: Callable[[], str]
     ) -> builtins.list[Any] | None:
+        if self._config.settings.distributed:  # on the thread's worker, in one phase, locked
+            rows: builtins.list[Any] = await retried(
+                lambda: self._pool.run(conn, "postgres.citus_save", **params), what
+            )
+            return rows
         # The two common saves get a light statement: messages appended to a thread loaded
         # from here, and a thread this store has not seen. Anything unexpected (the thread or
         # a message is stored already) falls to the general save; a thread gone is None.
@@ -506,7 +522,7 @@ class PostgresBackend:
                 del light["created_at"]
             name = "postgres.save_appended" if plan.synced else "postgres.save_new"
             try:
-                rows: builtins.list[Any] = await retried(lambda: self._pool.run(conn, name, **light), what)
+                rows = await retried(lambda: self._pool.run(conn, name, **light), what)
                 if rows or not plan.synced:
                     return rows
                 return None  # the thread is gone
@@ -542,11 +558,11 @@ class PostgresBackend:
 
     async def append(self, plan: AppendPlan) -> tuple[bytes, dict[str, int]] | None:
         name, params = "postgres.append", dict[str, Any](updated_at=plan.updated_at)
-        if self._config.settings.distributed:  # on the thread's worker, in one phase
-            name = "postgres.citus_append"
         if plan.create is not None:
             name, params = "postgres.append_creating", self._thread_params(plan.create)
             params["updated_at"] = plan.updated_at.isoformat()
+        if self._config.settings.distributed:  # on the thread's worker, in one phase
+            name, params = "postgres.citus_append", self._citus_append_params(plan)
         params.update(thread_id=plan.thread_id, count=plan.count, messages=msgspec.Raw(plan.messages))
 
         def what() -> str:
@@ -566,6 +582,12 @@ class PostgresBackend:
 
         def what() -> str:
             return f"popping a message of thread {thread_id!r}"
+
+        if self._config.settings.distributed:  # on the thread's worker, in one phase, locked
+            popped: bytes | None = await self._pool.write(
+                lambda conn: retried(lambda: self._pool.run(conn, "postgres.citus_pop", **params), what), what
+            )
+            return popped
 
         async def pop(conn: asyncpg.Connection) -> Any:
             async def locked() -> Any:

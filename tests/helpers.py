@@ -139,7 +139,7 @@ async def index_state(store: ThreadStore, thread_ids: list[str]) -> tuple[int, i
         import contextlib
         import sqlite3
 
-        with contextlib.closing(sqlite3.connect(store.database_url.split("///", 1)[1])) as conn:
+        with contextlib.closing(sqlite3.connect((store.database_url or "").split("///", 1)[1])) as conn:
             queued, indexed = conn.execute(query, (ids,)).fetchone()
         return queued, indexed
     [(queued, indexed)] = await store.engine.execute_fetchall(query, (ids,))

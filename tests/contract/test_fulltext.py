@@ -715,7 +715,8 @@ async def test_a_match_another_store_indexes_during_a_search_is_found_once(
         async with await ThreadStore.create(shared_url, read_only=True, **TEST_POOL) as searcher:
             backend: Any = backend_of(searcher)
             statements = backend._pool if shared_url.startswith("postgres") else backend._db
-            run, fired = statements.run, []
+            run = statements.run
+            fired: list[Any] = []
 
             async def run_then_index(*args: Any, **params: Any) -> Any:
                 result = await run(*args, **params)

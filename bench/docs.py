@@ -200,14 +200,16 @@ def size_block(document: dict[str, Any], source: str = "bench/results/size.json"
             )
             body.append(cells)
         lines += [f"**{report.BACKEND_NAMES.get(backend, backend)}**", "", _table(head, body), ""]
-        firsts = [
-            f"{size}: {by_size[size]['first search after load ms'] / 1000:.1f} s"
+        loads = [
+            f"{size}: {r['seed_s']:.0f} s ({r['messages'] / r['seed_s']:,.0f} messages/s), then "
+            f"{r['first search after load ms']:,.1f} ms"
             for size in sizes
-            if "first search after load ms" in by_size[size]
+            if (r := by_size[size]).get("seed_s") and "first search after load ms" in r
         ]
-        if firsts:
+        if loads:
             lines += [
-                "The first search right after the load (it indexes the queue): " + ", ".join(firsts) + ".",
+                "The load (`import_threads`, 2,000 threads a call, indexing what it writes), then the "
+                "first search right after it: " + ", ".join(loads) + ".",
                 "",
             ]
         after = [

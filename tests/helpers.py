@@ -98,3 +98,49 @@ async def everything(url: str) -> list[ThreadRecord]:
     """Every thread of the database at ``url``, as ``export_threads`` gives them."""
     async with await ThreadStore.create(url, migrate=False) as store:
         return [record async for page in store.export_threads() for record in page]
+
+
+def engine_kind(store: ThreadStore) -> str:
+    """ "postgres", "sqlite" or "memory": what a connected store (or the test suite's wrapper of a
+    synchronous one) runs on, told by its driver object."""
+    if hasattr(store, "sync"):  # conftest's SyncAwaited: a synchronous store, on a SQLite file
+        return "sqlite"
+    engine = store.engine
+    if engine is None:
+        return "memory"
+    return "sqlite" if type(engine).__module__.startswith("aiosqlite") else "postgres"
+
+
+async def index_state(store: ThreadStore, thread_ids: list[str]) -> tuple[int, int]:
+    """(entries queued for the indexer, index rows) of the threads ``thread_ids`` and their
+    messages in a SQL store's full-text indexes: PostgreSQL's message_text and its queue,
+    SQLite's message_words and thread_titles and their queues. (0, 0) on memory, which has none."""
+    kind = engine_kind(store)
+    if kind == "memory":
+        return 0, 0
+    if kind == "postgres":
+        row = await store.engine.fetchrow(
+            "SELECT (SELECT count(*) FROM message_text_pending WHERE thread_id = any($1)),"
+            "       (SELECT count(*) FROM message_text WHERE thread_id = any($1))",
+            thread_ids,
+        )
+        return row[0], row[1]
+    import json
+
+    ids = json.dumps(thread_ids)
+    among = "WHERE thread_id IN (SELECT value FROM json_each(?1))"
+    query = (
+        f"SELECT (SELECT count(*) FROM message_words_pending {among})"
+        f"     + (SELECT count(*) FROM thread_titles_pending {among}),"
+        f"       (SELECT count(*) FROM message_words {among})"
+        f"     + (SELECT count(*) FROM thread_titles {among})"
+    )
+    if hasattr(store, "sync"):  # its connection serves another event loop: a connection of our own
+        import contextlib
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect((store.database_url or "").split("///", 1)[1])) as conn:
+            queued, indexed = conn.execute(query, (ids,)).fetchone()
+        return queued, indexed
+    [(queued, indexed)] = await store.engine.execute_fetchall(query, (ids,))
+    return queued, indexed

@@ -49,6 +49,7 @@ _IDEOGRAPHS = (  # and Thai and Lao, written without spaces between words too
     "\U00020000-\U0002fa1f\U00030000-\U0003134f"
 )
 _WORD = re.compile(f"[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+")
+_ASCII_WORD = re.compile("[a-z0-9]+")  # _WORD in lowered ASCII text, in half its time
 
 
 def _normal(text: str) -> str:
@@ -63,22 +64,30 @@ def _fold(word: str) -> str:
     return word.replace("i\u0307", "i") if "\u0307" in word else word
 
 
-def _found(text: str) -> list[str]:
-    """The regex's words of the indexed part of ``text``, not folded yet."""
-    return _WORD.findall(_normal(text[:MAX_TEXT]))
+class _Found(NamedTuple):
+    words: list[str]  # the regex's words of the indexed part of a text
+    folded: bool  # and whether they are folded already
+
+
+def _found(text: str) -> _Found:
+    """The regex's words of the indexed part of ``text``. An ASCII text is lowered whole, then
+    cut (ASCII lowers letter by letter, so its words are then folded as _fold folds each): on a
+    700-character message, 12 us instead of 36 for the words."""
+    text = text[:MAX_TEXT]
+    if text.isascii():
+        return _Found(_ASCII_WORD.findall(text.lower()), True)
+    return _Found(_WORD.findall(unicodedata.normalize("NFC", text)), False)
 
 
 _FILLER = "g"  # an FTS5 token that is never a hex-encoded word: holds the place of a skipped one
 
 
-def _unlimited_words(text: str, found: list[str] | None = None) -> list[str] | None:
-    """The words of ``text`` (or its regex ``found`` words) in order when no limit can apply to
-    them (most texts: at most MAX_OCCURRENCES words, none too long), else None."""
-    if found is None:
-        found = _found(text)
-    if len(found) > MAX_OCCURRENCES:  # some word may then occur too often: not lowered in vain
+def _unlimited_words(found: _Found) -> list[str] | None:
+    """The folded ``found`` words of a text, in order, when no limit can apply to them (most
+    texts: at most MAX_OCCURRENCES words, none too long), else None."""
+    if len(found.words) > MAX_OCCURRENCES:  # some word may then occur too often: not lowered in vain
         return None
-    words = [_fold(word) for word in found]
+    words = found.words if found.folded else [_fold(word) for word in found.words]
     if len(words) <= MAX_OCCURRENCES and all(len(word) <= MAX_WORD_LENGTH for word in words):
         return words
     return None
@@ -87,21 +96,20 @@ def _unlimited_words(text: str, found: list[str] | None = None) -> list[str] | N
 def words(text: str) -> list[tuple[str, int]]:
     """The indexed words of ``text`` with their positions (1-based, in order)."""
     matched = _found(text)
-    found = _unlimited_words(text, matched)
+    found = _unlimited_words(matched)
     if found is not None:  # 2-3x faster than _limited_words
         return list(zip(found, range(1, len(found) + 1), strict=True))
-    return _limited_words(text, matched)
+    return _limited_words(matched)
 
 
-def _limited_words(text: str, found: list[str] | None = None) -> list[tuple[str, int]]:
-    """words(text) for a text some limit applies to: a walk that keeps count."""
-    if found is None:
-        found = _found(text)
+def _limited_words(found: _Found) -> list[tuple[str, int]]:
+    """words(text) of a text some limit applies to, from its ``found`` words: a walk that keeps
+    count."""
     out: list[tuple[str, int]] = []
     counts: dict[str, int] = {}
     size = 0
-    for position, match in enumerate(found[:MAX_POSITION], 1):
-        word = _fold(match)
+    for position, match in enumerate(found.words[:MAX_POSITION], 1):
+        word = match if found.folded else _fold(match)
         if len(word) > MAX_WORD_LENGTH:
             continue
         seen = counts.get(word, 0)
@@ -227,9 +235,9 @@ class Document(NamedTuple):
 def document(text: str) -> Document:
     """The indexed words of ``text`` (as ``words(text)``) as a Document."""
     matched = _found(text)
-    found = _unlimited_words(text, matched)
+    found = _unlimited_words(matched)
     if found is None:
-        indexed = _limited_words(text, matched)
+        indexed = _limited_words(matched)
         slots = [""] * (indexed[-1][1] if indexed else 0)
         for word, position in indexed:
             slots[position - 1] = word
@@ -296,6 +304,27 @@ def tsvector(indexed: Sequence[tuple[str, int]]) -> str | None:
     return " ".join(f"{_lexeme(w)}:{','.join(p)}" for w, p in positions.items())
 
 
+def tsvector_of(text: str) -> str | None:
+    """``tsvector(words(text))``, in less than half the time for most texts (no positions to
+    skip; 30 us instead of 77 for 700 ASCII characters): what the PostgreSQL indexers store."""
+    matched = _found(text)
+    found = _unlimited_words(matched)
+    if found is None:
+        return tsvector(_limited_words(matched))
+    positions: dict[str, list[str]] = {}
+    for position, word in enumerate(found, 1):  # at most MAX_OCCURRENCES words here
+        at = positions.get(word)
+        if at is None:
+            positions[word] = [_NUMBERS[position]]
+        else:
+            at.append(_NUMBERS[position])
+    # A word holds no quote or backslash (both separate words): nothing to escape.
+    return " ".join([f"'{w}':{','.join(p)}" for w, p in positions.items()]) or None
+
+
+_NUMBERS = [str(n) for n in range(MAX_OCCURRENCES + 1)]
+
+
 def _tsquery_phrase(phrase: Phrase) -> str:
     return "(" + " <-> ".join(map(_lexeme, phrase)) + ")"
 
@@ -328,9 +357,9 @@ def fts5_text(indexed: Sequence[tuple[str, int]]) -> str | None:
 def fts5_text_of(text: str) -> str | None:
     """``fts5_text(words(text))``, in about half the time for most texts (no positions to skip)."""
     matched = _found(text)
-    found = _unlimited_words(text, matched)
+    found = _unlimited_words(matched)
     if found is None:
-        return fts5_text(_limited_words(text, matched))
+        return fts5_text(_limited_words(matched))
     return " ".join([word.encode().hex() for word in found]) or None
 
 

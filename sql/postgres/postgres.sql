@@ -301,12 +301,14 @@ SELECT EXISTS (SELECT FROM locked) AS present,
        (SELECT version FROM seen) IS NOT DISTINCT FROM (SELECT version FROM locked) AS current,
        (SELECT row_to_json(r) FROM removed AS r) AS message;
 
--- name: import_threads :many
+-- name: import_threads :one
 -- Import and copy: stores threads exactly as given unless their id is taken -- times, messages
 -- with their sequences, aliases with their times. :threads is a JSON array of {id, title,
 -- attributes, platforms, source, platform_values, created_at, updated_at, last_sequence,
--- messages: [message documents], aliases: [{alias, created_at}]}. Returns the ids stored. An
--- alias naming another thread fails the whole statement (thread_aliases_pkey).
+-- messages: [message documents], aliases: [{alias, created_at}]}. Returns the ids stored, and
+-- the messages stored as postgres.take_queued returns the queued ones, which the import then
+-- indexes in its transaction (postgres.store_text) instead of queueing them. An alias naming
+-- another thread fails the whole statement (thread_aliases_pkey).
 -- Rows are written in key order, whatever the order given: an insert holds its new key until
 -- commit, and one that meets another writer's uncommitted key waits for it, so two imports of
 -- the same threads in opposite orders each held what the other waited for (5-8 of 10 runs of
@@ -344,9 +346,7 @@ WITH incoming AS (
      CROSS JOIN jsonb_array_elements(f.doc -> 'messages') AS e(doc)
      CROSS JOIN LATERAL jsonb_populate_record(NULL::messages, e.doc) AS r
      ORDER BY f.id COLLATE "C", r.id COLLATE "C"
-    RETURNING thread_id, id
-), queued AS (
-    INSERT INTO message_text_pending (thread_id, message_id) SELECT thread_id, id FROM inserted
+    RETURNING thread_id, id, left(threadstore_content_text(content), :max_chars) AS text
 ), aliased AS (
     INSERT INTO thread_aliases (alias, thread_id, created_at)
     SELECT a.alias, f.id, a.created_at
@@ -354,7 +354,9 @@ WITH incoming AS (
      CROSS JOIN jsonb_to_recordset(f.doc -> 'aliases') AS a(alias text, created_at timestamptz)
      ORDER BY a.alias COLLATE "C"
 )
-SELECT id FROM thread;
+SELECT ARRAY(SELECT id FROM thread) AS ids,
+       (SELECT coalesce(json_agg(json_build_array(i.thread_id, i.id, i.text)), '[]'::json) FROM inserted AS i)
+           AS messages;
 
 -- name: lock_indexer :exec
 -- Serialises postgres.index_text across processes until the transaction ends. Taken in a

@@ -1,5 +1,6 @@
 -- Export, import and copy between stores: threads read in id order, whole, with their aliases.
--- Writing them as they are is postgres.import_threads (one statement) / sqlite.import_* (a transaction).
+-- Writing them as they are is postgres.import_threads (one statement, then its words indexed in
+-- its transaction) / sqlite.import_* (a transaction, indexed in it too).
 
 -- name: export_threads :many
 -- Up to :limit threads with ids above :after (NULL: from the first), in id order: the thread's

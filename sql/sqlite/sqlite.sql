@@ -155,7 +155,8 @@ UPDATE threads
 -- is taken; returns the ids stored. :threads is a JSON array of {id, title, attributes,
 -- platforms, source, created_at, updated_at, last_sequence}. Step 2 inserts the messages of
 -- the threads stored (insert_message); aliases come as a separate flat array: SQLite parses a
--- JSON argument again for every row that reads it.
+-- JSON argument again for every row that reads it. Then their words and titles are indexed in
+-- the same transaction (insert_words, insert_titles) and taken off the queues (dequeue_*_after).
 INSERT INTO threads (id, title, attributes, platforms, source, created_at, updated_at, last_sequence)
 SELECT e.value ->> '$.id', e.value ->> '$.title', e.value -> '$.attributes', e.value -> '$.platforms',
        nullif(e.value -> '$.source', 'null'), e.value ->> '$.created_at', e.value ->> '$.updated_at',
@@ -204,6 +205,20 @@ SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
 -- name: dequeue_words :exec
 -- Drops the queue entries up to :last (taken in one transaction: nobody queued in between).
 DELETE FROM message_words_pending WHERE rowid <= :last;
+
+-- name: queue_ends :one
+-- The last entries of message_words_pending and thread_titles_pending (0 when empty): an import
+-- holding the write lock takes off the queues what it adds after them (dequeue_*_after).
+SELECT (SELECT coalesce(max(rowid), 0) FROM message_words_pending),
+       (SELECT coalesce(max(rowid), 0) FROM thread_titles_pending);
+
+-- name: dequeue_words_after :exec
+-- Drops the entries after :last (an import's, which it indexed itself).
+DELETE FROM message_words_pending WHERE rowid > :last;
+
+-- name: dequeue_titles_after :exec
+-- Drops the title queue's entries after :last.
+DELETE FROM thread_titles_pending WHERE rowid > :last;
 
 -- name: queued_any :value
 -- Whether anything waits in message_words_pending or thread_titles_pending.

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.helpers import contents, conversation, rich_thread, stored, user
+from tests.helpers import contents, conversation, index_state, rich_thread, stored, user
 from threadstore import Attachment, ConflictError, FileStore, Message, Thread, ThreadStore
 from threadstore.models import default_metrics
 from threadstore.transfer import AliasRecord, ThreadRecord, copy_threads, export_lines
@@ -105,6 +105,45 @@ async def test_an_alias_naming_another_thread_is_a_conflict_and_stores_nothing(s
     assert await store.get_by_alias("free") is None
     assert (await stored(store, "owner")).messages == owner.messages
     assert await store.get_thread_aliases("owner") == ["taken"]
+
+
+@pytest.mark.parametrize("failure", ["alias taken", "bad value"])
+async def test_an_import_that_fails_leaves_no_index_rows(store: ThreadStore, failure: str) -> None:
+    """An import indexes its messages in the transaction that writes them (issue 28): one that
+    fails leaves neither rows nor index rows nor queue entries."""
+    await store.save(conversation("mine", id="owner"))
+    await store.save_thread_alias("owner", "taken")
+    bad = (
+        record("b", user("walrus two"), aliases=("taken",))
+        if failure == "alias taken"
+        else record("b", user("walrus two", sequence=0))
+    )
+    with pytest.raises(ConflictError if failure == "alias taken" else ValueError):
+        await store.import_threads([record("a", user("walrus one"), title="walrus"), bad])
+    assert await index_state(store, ["a", "b"]) == (0, 0)
+    assert await store.get("a") is None and await store.get("b") is None
+    assert await store.search("walrus") == [] and await store.search_by_title("walrus") == []
+    assert [h.thread_id for h in await store.search("mine")] == ["owner"]
+
+
+async def test_an_imported_thread_edited_is_indexed_anew(store: ThreadStore) -> None:
+    await store.import_threads(
+        [record("e", user("original walrus"), user("kept okapi"), title="first title")]
+    )
+    loaded = await stored(store, "e")
+    loaded.messages[0].content = "edited narwhal"
+    loaded.title = "second title"
+    await store.save(loaded)
+    assert await store.search("walrus") == []
+    assert [h.message_id for h in await store.search("narwhal")] == [loaded.messages[0].id]
+    assert [t.id for t in await store.search_by_title("second")] == ["e"]
+    assert await store.search_by_title("first") == []
+    await store.append("e", user("appended quagga"))
+    assert [h.sequence for h in await store.search("quagga")] == [3]
+    assert [h.sequence for h in await store.search("okapi")] == [2]
+    await store.delete("e")
+    assert await store.search("narwhal") == [] and await store.search("okapi") == []
+    assert await index_state(store, ["e"]) == (0, 0)
 
 
 async def test_a_message_id_another_thread_holds_is_imported_as_this_threads_own(

@@ -179,12 +179,12 @@ def summaries(rows: Iterable[tuple[Any, ...]]) -> str:
     )
 
 
-def optional(document: str | None) -> Any:
+def optional(document: str | bytes | None) -> Any:
     return None if document is None else _decode(document)
 
 
-def indexed_text(content: str | None) -> tuple[str | None, str | None] | None:
-    """What message_words holds for a message's content (JSON text; migration 0004): its words
+def indexed_text(content: str | bytes | None) -> tuple[str | None, str | None] | None:
+    """What message_words holds for a message's content (JSON; migration 0004): its words
     for message_fts (None without any) and its folded text for message_trigrams (None when too
     long); None without content text."""
     text = matching.content_text(optional(content))

@@ -371,6 +371,8 @@ SELECT pg_advisory_xact_lock(7425, 0);
 -- stored, which threadstore.fulltext then cuts into words for postgres.store_text. Locks the
 -- messages before any message_text row, in the order a delete takes them (messages, then
 -- message_text through ON DELETE CASCADE): without it, a delete meeting the indexer deadlocked.
+-- The messages are locked in key order, as an index scan meets them (a delete by another plan
+-- can still meet them in another order: the server aborts one side, and the delete is retried).
 -- A message deleted meanwhile drops out here.
 WITH queued AS (
     DELETE FROM message_text_pending
@@ -380,6 +382,7 @@ WITH queued AS (
     SELECT m.thread_id, m.id, left(threadstore_content_text(m.content), :max_chars) AS text
       FROM messages AS m
      WHERE (m.thread_id, m.id) IN (SELECT thread_id, message_id FROM queued)
+     ORDER BY m.thread_id, m.id
        FOR KEY SHARE OF m
 )
 SELECT (SELECT count(*) FROM queued) AS taken,

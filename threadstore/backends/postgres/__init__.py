@@ -627,13 +627,19 @@ class PostgresBackend:
     async def delete(self, thread_id: str) -> bool:
         distributed = self._config.settings.distributed
 
+        def what() -> str:
+            return f"deleting thread {thread_id!r}"
+
         async def delete(conn: asyncpg.Connection) -> int:
-            count: int = await self._pool.run(conn, "threads.delete", thread_id=thread_id)
+            # Retried as delete_many: its cascade can meet the indexer's locks on the messages.
+            count: int = await retried(
+                lambda: self._pool.run(conn, "threads.delete", thread_id=thread_id), what
+            )
             if distributed:
                 await self._pool.run(conn, "postgres.citus_forget_aliases", ids=[thread_id])
             return count
 
-        count = await self._pool.write(delete, lambda: f"deleting thread {thread_id!r}")
+        count = await self._pool.write(delete, what)
         return count > 0
 
     async def delete_many(self, thread_ids: Sequence[str]) -> int:

@@ -104,6 +104,23 @@ class Indexer:
                 self.task.cancel()
 
 
+async def indexed_page(
+    search: Callable[[], Awaitable[list[Any]]], queued: Callable[[], Awaitable[bool]]
+) -> tuple[list[Any], bool]:
+    """A search's page from the index (``search()``: rows whose first column says whether
+    messages wait in the queue) and whether any do. A page that found nothing asks the queue
+    (``queued()``), and, when it is empty, the index again: another process's indexer may have
+    moved a match from the queue to the index between the two reads, and once the queue is
+    seen empty every message saved before is indexed."""
+    rows = await search()
+    if rows:
+        return rows, bool(rows[0][0])
+    if await queued():
+        return rows, True
+    rows = await search()
+    return rows, bool(rows and rows[0][0])
+
+
 def unindexed_first(
     unindexed: list[SearchRow], indexed: list[_Row], limit: int, offset: int
 ) -> tuple[list[SearchRow], list[_Row]]:

@@ -32,7 +32,7 @@ from threadstore.backends.base import (
     ThreadSearch,
     sliced,
 )
-from threadstore.backends.indexer import Indexer, unindexed_first, unindexed_hits
+from threadstore.backends.indexer import Indexer, indexed_page, unindexed_first, unindexed_hits
 from threadstore.backends.migrations import narrator_refusal
 from threadstore.backends.postgres.pool import (
     PostgresPool,
@@ -454,13 +454,9 @@ class PostgresBackend:
             name, params["wanted"] = "search.fulltext_in_threads", msgspec.Raw(wanted)
             if self._config.settings.distributed:
                 name = "postgres.citus_fulltext_in_threads"
-        rows = await self._pool.read(name, **params)
-        queued = rows[0][0] if rows else await self._pool.read("search.queued")
-        if not rows and not queued:
-            # Another process's indexer may have taken a match from the queue between the two
-            # reads. Once the queue is seen empty, every message saved before is indexed: ask again.
-            rows = await self._pool.read(name, **params)
-            queued = rows[0][0] if rows else False
+        rows, queued = await indexed_page(
+            lambda: self._pool.read(name, **params), lambda: self._pool.read("search.queued")
+        )
         unindexed: builtins.list[SearchRow] = []
         # Messages queued are indexed first (usually none: the background indexer runs right
         # after writes), so every message whose save returned is found. What stays queued (a

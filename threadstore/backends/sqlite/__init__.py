@@ -37,7 +37,7 @@ from threadstore.backends.base import (
     message_stored,
     sliced,
 )
-from threadstore.backends.indexer import Indexer, unindexed_first, unindexed_hits
+from threadstore.backends.indexer import Indexer, indexed_page, unindexed_first, unindexed_hits
 from threadstore.backends.sqlite.connection import Busy, SQLiteConnection
 from threadstore.backends.sqlite.documents import (
     MESSAGE_COLUMNS,
@@ -476,13 +476,9 @@ class SQLiteBackend:
             name, params["wanted"] = "search.fulltext_in_threads", wanted.decode()
         unindexed: builtins.list[SearchRow] = []
         async with self._db.lock:
-            rows = await self._db.run(name, **params)
-            queued = rows[0][0] if rows else await self._db.run("search.queued")
-            if not rows and not queued:
-                # Another process's indexer may have taken a match from the queue between the
-                # two reads. Once the queue is seen empty, every message saved before is indexed.
-                rows = await self._db.run(name, **params)
-                queued = rows[0][0] if rows else False
+            rows, queued = await indexed_page(
+                lambda: self._db.run(name, **params), lambda: self._db.run("search.queued")
+            )
         if queued:
             # Messages queued are indexed first (usually none: the background indexer runs
             # right after writes), so every message whose save returned is found; a batch at a

@@ -269,6 +269,43 @@ SELECT coalesce(
            LIMIT 1),
          '[]');
 
+-- name: attribute_candidates :value
+-- How many threads hold the attribute :key = :value (thread_attribute_values, migration 0009), up to
+-- :cap: the backend reads those threads only when they are few, else it walks every thread.
+SELECT count(*) FROM (SELECT 1 FROM thread_attribute_values WHERE key = :key AND value = :value LIMIT :cap);
+
+-- name: by_attributes_indexed :value
+-- search.by_attributes, testing only the threads that hold the attribute :key = :value, one of
+-- :wanted's (attribute_candidates).
+SELECT coalesce(
+         (SELECT json_group_array(json(page.doc)) OVER (
+                     ORDER BY page.updated_at DESC, page.id DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            FROM (SELECT t.id, t.updated_at, d.doc
+                    FROM (SELECT id, updated_at
+                            FROM threads
+                           WHERE id IN (SELECT thread_id FROM thread_attribute_values
+                                         WHERE key = :key AND value = :value)
+                             AND threadstore_has_all(attributes, :wanted)
+                           ORDER BY updated_at DESC, id DESC
+                           LIMIT coalesce(:limit, -1) OFFSET :offset) AS t
+                    JOIN thread_docs AS d ON d.id = t.id) AS page
+           LIMIT 1),
+         '[]');
+
+-- name: list_threads_by_attributes_indexed :many
+-- bounded.list_threads_by_attributes, testing only the threads that hold the attribute
+-- :key = :value, one of :wanted's (attribute_candidates).
+SELECT t.id, t.title, t.attributes, t.platforms, t.source, t.created_at, t.updated_at,
+       (SELECT count(*) FROM messages AS c WHERE c.thread_id = t.id),
+       (SELECT d.doc FROM message_docs AS d WHERE d.thread_id = t.id ORDER BY d.sequence DESC LIMIT 1)
+  FROM threads AS t
+ WHERE t.id IN (SELECT thread_id FROM thread_attribute_values WHERE key = :key AND value = :value)
+   AND (t.updated_at, t.id) < (:after_time, :after_id)
+   AND threadstore_has_all(t.attributes, :wanted)
+ ORDER BY t.updated_at DESC, t.id DESC
+ LIMIT :limit;
+
 -- name: by_content_indexed :value
 -- search.by_content, testing only the messages whose folded text holds every literal of :trigrams (an
 -- FTS5 query of phrases, SQLiteBackend), those too long for the index and those queued for it.

@@ -326,7 +326,9 @@ async def _adoption_under_way(url: str, process: subprocess.Popen[str]) -> None:
     for _ in range(600):
         assert process.poll() is None, process.communicate()
         if url.startswith("sqlite"):
-            if Path(f"{url.partition(':///')[2]}.narrator-backup").exists():
+            path = url.partition(":///")[2]
+            # The backup is made first; the journal exists once the conversion writes.
+            if Path(f"{path}.narrator-backup").exists() and Path(f"{path}-journal").exists():
                 break
         else:
             conn = await asyncpg.connect(url)

@@ -260,6 +260,10 @@ async def test_a_sqlite_store_filled_at_version_3_gets_its_messages_searchable(t
         assert [t.id for t in await store.search_by_content("on its way")] == ["t1"]
         assert [h.message_id for h in await store.search("refund")] == ["m1"]
         assert [h.message_id for h in await store.search('"its way"')] == ["m2"]
+        # version 9 indexed the attributes the file held
+        indexed = await store.engine.execute_fetchall("SELECT * FROM thread_attribute_values")
+        assert list(indexed) == [("t1", "customer", "c7")]
+        assert [t.id for t in await store.find_by_attributes({"customer": "c7"})] == ["t1"]
         thread = await store.get("t1")
         assert thread is not None
         thread.messages[0].content = "changed"

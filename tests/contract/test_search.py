@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import assistant, stored, user
 from tests.reliability.support import background_done
 from threadstore import Message, Thread, ThreadStore
+from threadstore.backends import sqlite as sqlite_backend
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -572,6 +573,82 @@ async def test_find_by_attributes_with_an_empty_dict_matches_every_thread(store:
     await put(store, "b", minutes=2)
     assert ids(await store.find_by_attributes({})) == ["b", "a"]
     assert ids(await store.find_by_attributes({}, 1, offset=1)) == ["a"]
+
+
+async def test_find_by_attributes_follows_changes_to_the_attributes(store: ThreadStore) -> None:
+    thread = await put(store, "t", attributes={"user": "u1", "n": 7}, minutes=1)
+    await put(store, "other", attributes={"user": "u2", "n": 7}, minutes=2)
+    assert ids(await store.find_by_attributes({"user": "u1"})) == ["t"]
+
+    thread.attributes["user"] = "u3"
+    await store.save(thread)
+    assert ids(await store.find_by_attributes({"user": "u1"})) == []
+    assert ids(await store.find_by_attributes({"user": "u3", "n": 7})) == ["t"]
+    assert ids(await store.find_by_attributes({"n": 7})) == ["other", "t"]
+
+    del thread.attributes["n"]
+    await store.save(thread)
+    assert ids(await store.find_by_attributes({"n": 7})) == ["other"]
+    thread.attributes["n"] = 7.0
+    await store.save(thread)
+    assert ids(await store.find_by_attributes({"n": 7})) == ["other", "t"]
+
+    await store.delete("t")
+    assert ids(await store.find_by_attributes({"n": 7})) == ["other"]
+    assert ids(await store.find_by_attributes({"user": "u3"})) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -1,
+        2**53 - 1,
+        2**53 + 1,
+        2**62,
+        -(2**63),
+        10**30,
+        0.5,
+        123.456,
+        1.25e15,
+        "",
+        "é",
+        r"\u00e9 \\",
+        "a" * 3000,
+    ],
+)
+async def test_find_by_attributes_finds_every_kind_of_number_and_string(
+    store: ThreadStore, value: Any
+) -> None:
+    await put(store, "t", attributes={"k": value, "other": "x"}, minutes=1)
+    await put(store, "near", attributes={"k": "1" if value == 1 else 1, "other": "x"}, minutes=2)
+    assert ids(await store.find_by_attributes({"k": value})) == ["t"]
+    assert ids(await store.find_by_attributes({"other": "x", "k": value})) == ["t"]
+    assert ids(await store.find_by_attributes({"k": value, "other": "y"})) == []
+
+
+async def test_find_by_attributes_is_the_same_whether_many_or_few_threads_hold_a_key(
+    store: ThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reads its attribute index only when fewer threads than _FEW_HOLDERS hold a wanted
+    # key = value; a small bound makes both ways run here on a few threads.
+    monkeypatch.setattr(sqlite_backend, "_FEW_HOLDERS", 3)
+    for n in range(6):
+        await put(store, f"t{n}", attributes={"lang": "en", "user": f"u{n % 2}", "n": n}, minutes=n)
+    assert ids(await store.find_by_attributes({"lang": "en"})) == [f"t{n}" for n in range(5, -1, -1)]
+    assert ids(await store.find_by_attributes({"lang": "en"}, 2, offset=1)) == ["t4", "t3"]
+    assert ids(await store.find_by_attributes({"lang": "en", "user": "u1"})) == ["t5", "t3", "t1"]
+    assert ids(await store.find_by_attributes({"user": "u0", "lang": "en", "n": 2})) == ["t2"]
+    assert ids(await store.find_by_attributes({"user": "u0", "n": 3})) == []
+    for wanted in ({"lang": "en"}, {"user": "u1"}, {"n": 4, "lang": "en"}):
+        walked: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list_threads(limit=2, cursor=cursor, attributes=wanted)
+            walked += [s.id for s in page.threads]
+            if (cursor := page.next_cursor) is None:
+                break
+        assert walked == ids(await store.find_by_attributes(wanted)), wanted
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from threadstore import fulltext, matching, queries
 from threadstore.backends import migrations
 from threadstore.backends.base import (
     AppendPlan,
+    ByAttributes,
     ByContent,
     ByTitle,
     MessageSearch,
@@ -72,6 +73,10 @@ _INDEX_AT_CLOSE = 5.0
 
 # The title and content searches through the trigram index, for patterns with literal text.
 _INDEXED = {"search.by_title": "sqlite.by_title_indexed", "search.by_content": "sqlite.by_content_indexed"}
+
+# Attribute lookups read thread_attribute_values (migration 0009) when fewer threads than this
+# hold a wanted key = value; with more, walking the threads newest first fills a page as soon.
+_FEW_HOLDERS = 1000
 
 
 class _NotLight(Exception):
@@ -218,6 +223,10 @@ class SQLiteBackend:
         async with self._db.lock:
             if wanted is None:
                 rows = await self._db.run("bounded.list_threads", **params)
+            elif held := await self._few_holders(wanted):
+                rows = await self._db.run(
+                    "sqlite.list_threads_by_attributes_indexed", wanted=wanted.decode(), **held, **params
+                )
             else:
                 rows = await self._db.run(
                     "bounded.list_threads_by_attributes", wanted=wanted.decode(), **params
@@ -418,8 +427,22 @@ class SQLiteBackend:
         if literals:
             name, params["trigrams"] = _INDEXED[name], trigram_query(literals)
         async with self._db.lock:
+            if isinstance(search, ByAttributes) and (held := await self._few_holders(search.wanted)):
+                name = "sqlite.by_attributes_indexed"
+                params.update(held)
             doc: str = await self._db.run(name, limit=limit, offset=offset, **params)
         return doc.encode()
+
+    async def _few_holders(self, wanted: bytes) -> dict[str, Any] | None:
+        """{key, value}: an attribute of ``wanted`` that fewer than _FEW_HOLDERS threads hold, for
+        the lookups' indexed twins; None when there is none (the caller holds the lock)."""
+        for key, value in _indexed_attributes(wanted):
+            held: int = await self._db.run(
+                "sqlite.attribute_candidates", key=key, value=value, cap=_FEW_HOLDERS
+            )
+            if held < _FEW_HOLDERS:
+                return {"key": key, "value": value}
+        return None
 
     async def find_messages_by_attribute(
         self, search: MessageSearch, limit: int | None, offset: int
@@ -648,6 +671,16 @@ def _exact_sum(high: int | None, low: int | None, wide: builtins.list[int | floa
     if high is None and not wide:
         return None  # nothing counted
     return ((high or 0) << 32) + (low or 0) + sum(matching.token_count(value) for value in wide)
+
+
+def _indexed_attributes(wanted: bytes) -> list[tuple[str, str | int]]:
+    """The (key, value) pairs of ``wanted`` (a JSON object) thread_attribute_values can answer:
+    strings, and integers SQLite and Python compare alike whatever the stored spelling (1, 1.0,
+    1e0); strings first. Not floats: SQLite may read a long decimal to another double."""
+    attributes: dict[str, Any] = msgspec.json.decode(wanted)
+    strings: list[tuple[str, str | int]] = [(k, v) for k, v in attributes.items() if type(v) is str]
+    numbers = [(k, v) for k, v in attributes.items() if type(v) is int and abs(v) < 2**53]
+    return strings + numbers
 
 
 def _param(value: Any) -> Any:
